@@ -1,0 +1,138 @@
+import { OPTIONS, type Config, type OptionSpec } from './schema.ts'
+import { SpanserveError } from '../errors.ts'
+
+export class ConfigError extends SpanserveError {
+  constructor(message: string) {
+    super('SPANSERVE_ERR_CONFIG', message)
+    this.name = 'ConfigError'
+  }
+}
+
+const specs: readonly OptionSpec[] = OPTIONS
+const byFlag = new Map<string, OptionSpec>()
+for (const s of specs) {
+  byFlag.set(s.flag, s)
+  for (const a of s.aliases ?? []) byFlag.set(a, s)
+}
+
+function parseKv(text: string, where: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const part of text.split(',')) {
+    if (part.trim() === '') continue
+    const eq = part.indexOf('=')
+    if (eq <= 0) throw new ConfigError(`${where}: expected key=value pairs separated by commas`)
+    out[decodeURIComponent(part.slice(0, eq).trim())] = decodeURIComponent(part.slice(eq + 1).trim())
+  }
+  return out
+}
+
+function parseValue(spec: OptionSpec, raw: string, where: string): unknown {
+  switch (spec.type) {
+    case 'int':
+    case 'float': {
+      const n = Number(raw)
+      if (raw.trim() === '' || !Number.isFinite(n) || (spec.type === 'int' && !Number.isInteger(n))) {
+        throw new ConfigError(`${where}: expected ${spec.type === 'int' ? 'an integer' : 'a number'}, got "${raw}"`)
+      }
+      if (spec.min !== undefined && n < spec.min) throw new ConfigError(`${where}: must be at least ${spec.min}, got ${n}`)
+      if (spec.max !== undefined && n > spec.max) throw new ConfigError(`${where}: must be at most ${spec.max}, got ${n}`)
+      return n
+    }
+    case 'bool': {
+      const v = raw.toLowerCase()
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true
+      if (['0', 'false', 'no', 'off'].includes(v)) return false
+      throw new ConfigError(`${where}: expected true or false, got "${raw}"`)
+    }
+    case 'enum':
+      if (!spec.choices!.includes(raw)) throw new ConfigError(`${where}: expected one of ${spec.choices!.join(', ')}, got "${raw}"`)
+      return raw
+    case 'list':
+      return raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+    case 'kv':
+      return parseKv(raw, where)
+    case 'string':
+      return raw
+  }
+}
+
+/** OTEL_TRACES_SAMPLER names the sampler kind; its ratio comes from OTEL_TRACES_SAMPLER_ARG. */
+function applySamplerVariable(cfg: Record<string, unknown>, env: NodeJS.ProcessEnv, fromFlags: Set<string>): void {
+  const sampler = env.OTEL_TRACES_SAMPLER?.trim().toLowerCase()
+  if (!sampler) return
+  const known = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio']
+  if (!known.includes(sampler)) throw new ConfigError(`OTEL_TRACES_SAMPLER: expected one of ${known.join(', ')}, got "${sampler}"`)
+  if (!fromFlags.has('traceIgnoreParentSampling')) cfg.traceIgnoreParentSampling = !sampler.startsWith('parentbased_')
+  if (!fromFlags.has('traceSampleRate')) {
+    if (sampler.endsWith('always_on')) cfg.traceSampleRate = 1
+    else if (sampler.endsWith('always_off')) cfg.traceSampleRate = 0
+  }
+}
+
+export interface ParseResult {
+  config: Config
+  help: boolean
+}
+
+/** Flags first, then environment variables (in each option's listed order), then defaults. */
+export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParseResult {
+  const cfg: Record<string, unknown> = {}
+  const fromFlags = new Set<string>()
+  let help = false
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === '--help' || arg === '-h') {
+      help = true
+      continue
+    }
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument "${arg}" (see --help)`)
+    const eq = arg.indexOf('=')
+    const name = eq > 0 ? arg.slice(0, eq) : arg
+    let spec = byFlag.get(name)
+    let negated = false
+    if (!spec && name.startsWith('--no-')) {
+      spec = byFlag.get('--' + name.slice(5))
+      negated = spec?.type === 'bool'
+      if (!negated) spec = undefined
+    }
+    if (!spec) throw new ConfigError(`unknown flag ${name} (see --help)`)
+    let raw: string
+    if (eq > 0) raw = arg.slice(eq + 1)
+    else if (spec.type === 'bool') {
+      const next = argv[i + 1]
+      if (next !== undefined && /^(true|false|1|0|yes|no|on|off)$/i.test(next)) raw = argv[++i]!
+      else raw = 'true'
+    } else {
+      if (i + 1 >= argv.length) throw new ConfigError(`${name} needs a value`)
+      raw = argv[++i]!
+    }
+    let value = parseValue(spec, raw, name)
+    if (negated) value = !value
+    cfg[spec.key] = value
+    fromFlags.add(spec.key)
+  }
+  for (const spec of specs) {
+    if (fromFlags.has(spec.key)) continue
+    const name = spec.env?.find((e) => env[e] !== undefined && env[e] !== '')
+    cfg[spec.key] = name !== undefined ? parseValue(spec, env[name]!, name) : structuredClone(spec.default)
+  }
+  applySamplerVariable(cfg, env, fromFlags)
+  return { config: cfg as Config, help }
+}
+
+export function helpText(): string {
+  const lines = ['Usage: npm start -- [options]', '', 'Flags win over environment variables, which win over defaults.', '']
+  let group = ''
+  for (const s of specs) {
+    if (s.group !== group) {
+      group = s.group
+      lines.push(`${group}:`)
+    }
+    const names = [s.flag, ...(s.aliases ?? [])].join(', ')
+    const value = s.type === 'bool' ? '' : s.type === 'enum' ? ` <${s.choices!.join('|')}>` : ` <${s.type}>`
+    const def = JSON.stringify(s.default)
+    lines.push(`  ${names}${value}`)
+    lines.push(`      ${s.help} (default: ${def}${s.env?.length ? `; env: ${s.env.join(', ')}` : ''})`)
+  }
+  return lines.join('\n') + '\n'
+}

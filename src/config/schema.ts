@@ -1,0 +1,83 @@
+/**
+ * The one configuration schema. Each option names its flag, its environment variables (in
+ * precedence order: OTEL_* before FastDeploy-style aliases) and its default. The CLI parser,
+ * --help and docs/configuration.md are all generated from this table.
+ */
+export type OptionType = 'int' | 'float' | 'string' | 'bool' | 'enum' | 'list' | 'kv'
+
+export interface OptionSpec {
+  /** Key in the resolved Config object. */
+  key: string
+  flag: string
+  aliases?: string[]
+  env?: string[]
+  type: OptionType
+  choices?: readonly string[]
+  default: unknown
+  min?: number
+  max?: number
+  group: 'server' | 'model' | 'scheduler' | 'worker' | 'ipc' | 'tracing' | 'logging'
+  help: string
+}
+
+export const OPTIONS = [
+  // server
+  { key: 'host', flag: '--host', env: ['SPANSERVE_HOST'], type: 'string', default: '127.0.0.1', group: 'server', help: 'Address the HTTP server binds; 0.0.0.0 listens on all interfaces.' },
+  { key: 'port', flag: '--port', env: ['SPANSERVE_PORT'], type: 'int', default: 8000, min: 0, max: 65535, group: 'server', help: 'HTTP port (0 picks a free one).' },
+  { key: 'servedModelName', flag: '--served-model-name', env: ['SPANSERVE_SERVED_MODEL_NAME'], type: 'string', default: 'default', group: 'server', help: 'Model name the API reports and accepts.' },
+  { key: 'bodyLimit', flag: '--body-limit', env: ['SPANSERVE_BODY_LIMIT'], type: 'int', default: 4 * 1024 * 1024, min: 1024, group: 'server', help: 'Largest request body in bytes (larger is refused with 413).' },
+  { key: 'startupTimeout', flag: '--startup-timeout', env: ['SPANSERVE_STARTUP_TIMEOUT'], type: 'float', default: 120, min: 1, group: 'server', help: 'Seconds the launcher waits for every process to become ready.' },
+  { key: 'shutdownTimeout', flag: '--shutdown-timeout', env: ['SPANSERVE_SHUTDOWN_TIMEOUT'], type: 'float', default: 10, min: 0, group: 'server', help: 'Seconds requests in flight may finish after SIGTERM.' },
+  // model
+  { key: 'model', flag: '--model', env: ['SPANSERVE_MODEL'], type: 'string', default: '', group: 'model', help: 'Hugging Face / Optimum ONNX directory to serve; empty serves the embedded default model.' },
+  { key: 'modelPreset', flag: '--model-preset', env: ['SPANSERVE_MODEL_PRESET'], type: 'enum', choices: ['default', 'large'], default: 'default', group: 'model', help: 'Size of the embedded model built when --model is not given.' },
+  { key: 'cacheDir', flag: '--cache-dir', env: ['SPANSERVE_CACHE_DIR'], type: 'string', default: '', group: 'model', help: 'Where the embedded model is built (default ~/.cache/spanserve/models).' },
+  { key: 'contextLength', flag: '--context-length', env: ['SPANSERVE_CONTEXT_LENGTH'], type: 'int', default: 0, min: 0, group: 'model', help: 'Largest prompt + completion in tokens; 0 takes the model\'s max_position_embeddings.' },
+  // scheduler
+  { key: 'maxBatchSize', flag: '--max-batch-size', aliases: ['--max-running-requests'], env: ['SPANSERVE_MAX_BATCH_SIZE'], type: 'int', default: 64, min: 1, max: 4096, group: 'scheduler', help: 'Most sequences decoded together in one step.' },
+  { key: 'maxQueue', flag: '--max-queue', env: ['SPANSERVE_MAX_QUEUE'], type: 'int', default: 1024, min: 0, group: 'scheduler', help: 'Most requests waiting per scheduler; beyond it requests get 429 with Retry-After.' },
+  { key: 'maxPrefillTokens', flag: '--max-prefill-tokens', aliases: ['--chunked-prefill-size'], env: ['SPANSERVE_MAX_PREFILL_TOKENS'], type: 'int', default: 512, min: 1, group: 'scheduler', help: 'Token budget for prompt (prefill) work in one step; longer prompts prefill in chunks.' },
+  { key: 'maxTotalTokens', flag: '--max-total-tokens', env: ['SPANSERVE_MAX_TOTAL_TOKENS'], type: 'int', default: 262144, min: 1, group: 'scheduler', help: 'KV cache budget in tokens per data-parallel rank (prompt + max_tokens reserved per request).' },
+  { key: 'dpSize', flag: '--dp-size', aliases: ['--data-parallel-size'], env: ['SPANSERVE_DP_SIZE'], type: 'int', default: 1, min: 1, max: 64, group: 'scheduler', help: 'Data-parallel groups (one scheduler and its workers each).' },
+  { key: 'tpSize', flag: '--tp-size', aliases: ['--tensor-parallel-size'], env: ['SPANSERVE_TP_SIZE'], type: 'int', default: 1, min: 1, max: 1, group: 'scheduler', help: 'Tensor-parallel ranks per group (only 1 is supported yet).' },
+  // worker
+  { key: 'device', flag: '--device', env: ['SPANSERVE_DEVICE'], type: 'enum', choices: ['auto', 'cpu', 'cuda'], default: 'auto', group: 'worker', help: 'Execution provider: auto tries CUDA and falls back to CPU.' },
+  { key: 'intraOpThreads', flag: '--intra-op-threads', env: ['SPANSERVE_INTRA_OP_THREADS'], type: 'int', default: 0, min: 0, group: 'worker', help: 'ONNX Runtime threads per worker; 0 lets ONNX Runtime choose.' },
+  // ipc
+  { key: 'ipc', flag: '--ipc', env: ['SPANSERVE_IPC'], type: 'string', default: 'ipc', group: 'ipc', help: 'ZeroMQ transport: "ipc" (sockets in a private directory) or tcp://HOST:PORT (each process takes the next port from PORT up). tcp is for trusted networks only.' },
+  // logging
+  { key: 'logLevel', flag: '--log-level', env: ['SPANSERVE_LOG_LEVEL', 'LOG_LEVEL'], type: 'enum', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info', group: 'logging', help: 'pino log level, in every process.' },
+  // tracing
+  { key: 'traceEnable', flag: '--trace-enable', aliases: ['--enable-trace'], env: ['TRACES_ENABLE'], type: 'bool', default: false, group: 'tracing', help: 'Export one OpenTelemetry trace per request from every process.' },
+  { key: 'otlpTracesEndpoint', flag: '--otlp-traces-endpoint', aliases: ['--oltp-traces-endpoint'], env: ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'EXPORTER_OTLP_ENDPOINT'], type: 'string', default: 'localhost:4317', group: 'tracing', help: 'Collector address: HOST:PORT, grpc://HOST:PORT or http://HOST:PORT[/v1/traces].' },
+  { key: 'otlpTracesProtocol', flag: '--otlp-traces-protocol', env: ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'OTEL_EXPORTER_OTLP_PROTOCOL'], type: 'enum', choices: ['grpc', 'http/protobuf'], default: 'grpc', group: 'tracing', help: 'OTLP transport.' },
+  { key: 'otlpTracesHeaders', flag: '--otlp-traces-headers', env: ['OTEL_EXPORTER_OTLP_TRACES_HEADERS', 'OTEL_EXPORTER_OTLP_HEADERS', 'EXPORTER_OTLP_HEADERS'], type: 'kv', default: {}, group: 'tracing', help: 'Headers sent with every export, k=v,k2=v2 (never logged).' },
+  { key: 'otlpTracesInsecure', flag: '--otlp-traces-insecure', env: ['OTEL_EXPORTER_OTLP_TRACES_INSECURE', 'OTEL_EXPORTER_OTLP_INSECURE'], type: 'bool', default: true, group: 'tracing', help: 'Plain-text gRPC (no TLS).' },
+  { key: 'traceExporter', flag: '--trace-exporter', env: ['OTEL_TRACES_EXPORTER', 'TRACES_EXPORTER'], type: 'enum', choices: ['otlp', 'console', 'file'], default: 'otlp', group: 'tracing', help: 'Where spans go: an OTLP collector, the console, or a file of OTLP JSON lines.' },
+  { key: 'traceFile', flag: '--trace-file', env: ['SPANSERVE_TRACE_FILE'], type: 'string', default: 'spanserve-traces.jsonl', group: 'tracing', help: 'File the file exporter appends OTLP JSON lines to.' },
+  { key: 'serviceName', flag: '--service-name', env: ['OTEL_SERVICE_NAME', 'FD_SERVICE_NAME'], type: 'string', default: 'spanserve', group: 'tracing', help: 'service.name of every span.' },
+  { key: 'hostName', flag: '--host-name', env: ['FD_HOST_NAME'], type: 'string', default: '', group: 'tracing', help: 'host.name of every span (default: the machine\'s hostname).' },
+  { key: 'resourceAttributes', flag: '--resource-attributes', env: ['OTEL_RESOURCE_ATTRIBUTES'], type: 'kv', default: {}, group: 'tracing', help: 'Extra resource attributes, k=v,k2=v2.' },
+  { key: 'traceLevel', flag: '--trace-level', env: ['SPANSERVE_TRACE_LEVEL'], type: 'int', default: 2, min: 1, max: 3, group: 'tracing', help: '1: request and major stages; 2: + dispatch and scheduling; 3: + every decode step.' },
+  { key: 'traceSampleRate', flag: '--trace-sample-rate', env: ['OTEL_TRACES_SAMPLER_ARG'], type: 'float', default: 1, min: 0, max: 1, group: 'tracing', help: 'Fraction of new traces sampled (parent-based: a caller\'s decision is honoured).' },
+  { key: 'traceIgnoreParentSampling', flag: '--trace-ignore-parent-sampling', env: ['SPANSERVE_TRACE_IGNORE_PARENT_SAMPLING'], type: 'bool', default: false, group: 'tracing', help: 'Sample by --trace-sample-rate alone, whatever the caller\'s traceparent says.' },
+  { key: 'traceRecordContent', flag: '--trace-record-content', env: ['SPANSERVE_TRACE_RECORD_CONTENT'], type: 'bool', default: false, group: 'tracing', help: 'Put prompts and completions into spans (off by default).' },
+  { key: 'attributeValueLengthLimit', flag: '--attribute-value-length-limit', env: ['OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT', 'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT'], type: 'int', default: 4096, min: 16, group: 'tracing', help: 'Longest attribute value; longer ones are cut.' },
+  { key: 'traceExcludeUrls', flag: '--trace-exclude-urls', env: ['SPANSERVE_TRACE_EXCLUDE_URLS'], type: 'list', default: ['/health', '/metrics', '/v1/models'], group: 'tracing', help: 'HTTP paths that are not traced, comma-separated.' },
+] as const satisfies readonly OptionSpec[]
+
+type Spec = (typeof OPTIONS)[number]
+type ValueOf<S extends Spec> = S['type'] extends 'int' | 'float'
+  ? number
+  : S['type'] extends 'bool'
+    ? boolean
+    : S['type'] extends 'list'
+      ? string[]
+      : S['type'] extends 'kv'
+        ? Record<string, string>
+        : S extends { choices: readonly (infer C)[] }
+          ? C
+          : string
+
+/** The resolved configuration every process receives. */
+export type Config = { -readonly [S in Spec as S['key']]: ValueOf<S> }

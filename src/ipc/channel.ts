@@ -1,0 +1,90 @@
+/**
+ * ZeroMQ plumbing: an Inbox (PULL, bound) that dispatches decoded messages by type, and Outboxes
+ * (PUSH, connected) that serialise sends, since a zeromq.js socket takes one send at a time.
+ */
+import * as zmq from 'zeromq'
+import { decode, encode } from './codec.ts'
+import type { Message, MessageOf, MessageType } from './messages.ts'
+
+export type Handlers = { [T in MessageType]?: (msg: MessageOf<T>) => void }
+
+export class Inbox {
+  private readonly sock = new zmq.Pull({ linger: 0 })
+  private closed = false
+
+  constructor(
+    readonly address: string,
+    private readonly handlers: Handlers,
+    private readonly onBadMessage: (err: unknown) => void,
+  ) {}
+
+  async bind(): Promise<void> {
+    await this.sock.bind(this.address)
+    void this.loop()
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      for await (const frames of this.sock) {
+        let msg: Message
+        try {
+          msg = decode(frames)
+        } catch (err) {
+          this.onBadMessage(err)
+          continue
+        }
+        const handler = this.handlers[msg.type] as ((m: Message) => void) | undefined
+        if (!handler) {
+          this.onBadMessage(new Error(`no handler for message type ${msg.type}`))
+          continue
+        }
+        handler(msg)
+      }
+    } catch (err) {
+      if (!this.closed) this.onBadMessage(err)
+    }
+  }
+
+  close(): void {
+    this.closed = true
+    this.sock.close()
+  }
+}
+
+export class Outbox {
+  private readonly sock = new zmq.Push({ linger: 0, sendHighWaterMark: 100_000 })
+  private readonly queue: Buffer[][] = []
+  private draining = false
+  private closed = false
+
+  constructor(readonly address: string) {
+    this.sock.connect(address)
+  }
+
+  /** Never blocks the caller; messages leave in order. */
+  post(msg: Message): void {
+    if (this.closed) return
+    this.queue.push(encode(msg))
+    if (!this.draining) void this.drain()
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        const frames = this.queue.shift()!
+        await this.sock.send(frames)
+      }
+    } catch {
+      // Closed under us: pending messages have no receiver any more.
+    } finally {
+      this.draining = false
+    }
+  }
+
+  close(): void {
+    this.closed = true
+    this.queue.length = 0
+    this.sock.close()
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * The one contract for everything that crosses a process boundary. Names follow the stage they
+ * belong to (SGLang's io_struct): GenerateReqInput (server → tokenizer) → TokenizedGenerateReqInput
+ * (tokenizer → scheduler) → ForwardBatch / ForwardBatchOutput (scheduler ↔ worker) →
+ * BatchTokenIdOutput (scheduler → tokenizer) → BatchStrOutput (tokenizer → server).
+ * Every per-request message carries `trace`, the request's trace context (null when untraced).
+ * Encoding: src/ipc/codec.ts (a JSON header, typed arrays in binary frames).
+ */
+import type { TraceCarrier } from '../tracing/propagation.ts'
+
+export type Role = 'server' | 'tokenizer' | 'scheduler' | 'worker'
+export type FinishReason = 'stop' | 'length' | 'abort' | 'error'
+
+export interface SamplingParams {
+  /** 0 means greedy. */
+  temperature: number
+  topP: number
+  /** 0 means no top-k cut. */
+  topK: number
+  /** null: the worker draws one. */
+  seed: number | null
+}
+
+export interface ChatMessage {
+  role: string
+  content: string
+}
+
+/** server → tokenizer: one API request. */
+export interface GenerateReqInput {
+  type: 'generate'
+  rid: string
+  trace: TraceCarrier | null
+  /** Text prompt, token-id prompt, or chat messages (exactly one is set). */
+  text: string | null
+  inputIds: number[] | null
+  messages: ChatMessage[] | null
+  sampling: SamplingParams
+  maxTokens: number
+  stop: string[]
+  arrivalMs: number
+}
+
+/** tokenizer → scheduler: a request ready to run. */
+export interface TokenizedGenerateReqInput {
+  type: 'tokenized'
+  rid: string
+  trace: TraceCarrier | null
+  inputIds: Int32Array
+  sampling: SamplingParams
+  maxTokens: number
+  arrivalMs: number
+}
+
+/** Any process → the next one down: stop this request and free what it holds. */
+export interface AbortReq {
+  type: 'abort'
+  rid: string
+  reason: string
+}
+
+/** One prompt chunk to prefill in a step. */
+export interface PrefillEntry {
+  rid: string
+  trace: TraceCarrier | null
+  /** Tokens of this chunk; the sequence's earlier tokens are already in the worker's KV cache. */
+  tokens: Int32Array
+  /** Position of the chunk's first token. */
+  start: number
+  /** Last chunk: the worker samples the first generated token. */
+  last: boolean
+  /** Sent with the first chunk only. */
+  sampling: SamplingParams | null
+}
+
+/** scheduler → worker: one step. Decode entries are rids whose last token the worker already holds. */
+export interface ForwardBatch {
+  type: 'forward'
+  step: number
+  prefill: PrefillEntry[]
+  decode: string[]
+  /** Sequences to drop from the KV cache before this step. */
+  release: string[]
+}
+
+/** worker → scheduler: the sampled token of every sequence that produced one in this step. */
+export interface ForwardBatchOutput {
+  type: 'forward_out'
+  step: number
+  rids: string[]
+  tokens: Int32Array
+  /** Sequences the worker could not run (unknown to its cache): the scheduler fails them. */
+  failed: string[]
+  /** Milliseconds spent in the prefill and decode session runs of this step. */
+  prefillMs: number
+  decodeMs: number
+}
+
+/** scheduler → tokenizer: new tokens of many requests at once. */
+export interface BatchTokenIdOutput {
+  type: 'batch_token_ids'
+  rids: string[]
+  /** One new token per rid, or -1 when the rid only finishes. */
+  tokens: Int32Array
+  /** Finish reason per rid, null while running. */
+  finished: (FinishReason | null)[]
+  /** Prompt length per rid, for usage. */
+  promptTokens: Int32Array
+}
+
+/** One request's share of a BatchStrOutput. */
+export interface StrOutput {
+  rid: string
+  /** New text since the last output (never a cut UTF-8 character). */
+  text: string
+  finishReason: FinishReason | null
+  promptTokens: number
+  completionTokens: number
+}
+
+/** tokenizer → server. */
+export interface BatchStrOutput {
+  type: 'batch_str'
+  items: StrOutput[]
+}
+
+/** Any process → server: a request failed with a typed error (src/errors.ts code). */
+export interface ReqError {
+  type: 'req_error'
+  rid: string
+  code: string
+  message: string
+  param: string | null
+}
+
+/** Child → launcher: up and serving. */
+export interface ProcessReady {
+  type: 'ready'
+  role: Role
+  dpRank: number
+  tpRank: number
+  pid: number
+  detail: Record<string, unknown>
+}
+
+/** Child → launcher: cannot go on; the launcher reports it and, at start-up, stops. */
+export interface ProcessFatal {
+  type: 'fatal'
+  role: Role
+  dpRank: number
+  tpRank: number
+  pid: number
+  code: string
+  message: string
+}
+
+/** launcher → children: a peer died; drop all request state (its requests were failed). */
+export interface ResetState {
+  type: 'reset'
+  reason: string
+}
+
+export type Message =
+  | GenerateReqInput
+  | TokenizedGenerateReqInput
+  | AbortReq
+  | ForwardBatch
+  | ForwardBatchOutput
+  | BatchTokenIdOutput
+  | BatchStrOutput
+  | ReqError
+  | ProcessReady
+  | ProcessFatal
+  | ResetState
+
+export type MessageType = Message['type']
+export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>

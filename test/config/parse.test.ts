@@ -1,0 +1,70 @@
+import t from 'tap'
+import { parseConfig, helpText } from '../../src/config/parse.ts'
+import { OPTIONS } from '../../src/config/schema.ts'
+import { tracingOptions } from '../../src/config/tracing.ts'
+
+t.test('defaults', async (t) => {
+  const { config } = parseConfig([], {})
+  t.equal(config.host, '127.0.0.1', 'binds loopback unless told otherwise')
+  t.equal(config.port, 8000)
+  t.equal(config.device, 'auto')
+  t.equal(config.traceEnable, false)
+  t.same(config.traceExcludeUrls, ['/health', '/metrics', '/v1/models'])
+})
+
+t.test('flags win over environment, environment over defaults', async (t) => {
+  const env = { SPANSERVE_PORT: '9000', SPANSERVE_MAX_BATCH_SIZE: '8' }
+  t.equal(parseConfig([], env).config.port, 9000)
+  t.equal(parseConfig(['--port', '9100'], env).config.port, 9100)
+  t.equal(parseConfig(['--port=9200'], env).config.maxBatchSize, 8)
+})
+
+t.test('OTEL_* variables win over FastDeploy aliases', async (t) => {
+  const env = { OTEL_SERVICE_NAME: 'otel-name', FD_SERVICE_NAME: 'fd-name', EXPORTER_OTLP_ENDPOINT: 'fd:1', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'otel:2' }
+  const { config } = parseConfig([], env)
+  t.equal(config.serviceName, 'otel-name')
+  t.equal(config.otlpTracesEndpoint, 'otel:2')
+  t.equal(parseConfig([], { FD_SERVICE_NAME: 'fd-name', TRACES_ENABLE: 'true' }).config.serviceName, 'fd-name')
+  t.equal(parseConfig([], { TRACES_ENABLE: 'true' }).config.traceEnable, true)
+  t.same(parseConfig([], { OTEL_EXPORTER_OTLP_HEADERS: 'a=1,b=x%3Dy' }).config.otlpTracesHeaders, { a: '1', b: 'x=y' })
+  t.equal(parseConfig([], { OTEL_TRACES_SAMPLER: 'always_off' }).config.traceSampleRate, 0)
+  t.equal(parseConfig([], { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25' }).config.traceIgnoreParentSampling, true)
+})
+
+t.test('aliases and SGLang spellings', async (t) => {
+  t.equal(parseConfig(['--oltp-traces-endpoint', 'x:1']).config.otlpTracesEndpoint, 'x:1')
+  t.equal(parseConfig(['--data-parallel-size', '2']).config.dpSize, 2)
+  t.equal(parseConfig(['--trace-enable']).config.traceEnable, true)
+  t.equal(parseConfig(['--trace-enable', 'false']).config.traceEnable, false)
+  t.equal(parseConfig(['--no-trace-enable'], { TRACES_ENABLE: '1' }).config.traceEnable, false)
+})
+
+t.test('unknown flags and bad values are refused with a message', async (t) => {
+  t.throws(() => parseConfig(['--nope']), { message: /unknown flag --nope/ })
+  t.throws(() => parseConfig(['--port', 'abc']), { code: 'SPANSERVE_ERR_CONFIG', message: /expected an integer/ })
+  t.throws(() => parseConfig(['--port', '70000']), { message: /at most 65535/ })
+  t.throws(() => parseConfig(['--device', 'tpu']), { message: /auto, cpu, cuda/ })
+  t.throws(() => parseConfig(['--max-batch-size', '1.5']), { message: /integer/ })
+  t.throws(() => parseConfig(['--model']), { message: /needs a value/ })
+  t.throws(() => parseConfig(['stray']), { message: /unexpected argument/ })
+  t.throws(() => parseConfig([], { SPANSERVE_PORT: 'x' }), { message: /SPANSERVE_PORT/ })
+})
+
+t.test('--help lists every flag with its default', async (t) => {
+  t.equal(parseConfig(['--help']).help, true)
+  const help = helpText()
+  for (const o of OPTIONS) {
+    t.match(help, o.flag, `${o.flag} is listed`)
+  }
+  t.match(help, '(default: 8000')
+})
+
+t.test('collector endpoints are normalised per protocol', async (t) => {
+  const grpc = tracingOptions(parseConfig(['--otlp-traces-endpoint', 'collector:4317']).config)
+  t.equal(grpc.otlpEndpoint, 'http://collector:4317')
+  t.equal(tracingOptions(parseConfig(['--otlp-traces-endpoint', 'grpc://c:4317']).config).otlpEndpoint, 'http://c:4317')
+  const http = tracingOptions(parseConfig(['--otlp-traces-protocol', 'http/protobuf', '--otlp-traces-endpoint', 'http://c:4318']).config)
+  t.equal(http.otlpEndpoint, 'http://c:4318/v1/traces')
+  const defaultHttp = tracingOptions(parseConfig(['--otlp-traces-protocol', 'http/protobuf']).config)
+  t.equal(defaultHttp.otlpEndpoint, 'http://localhost:4318/v1/traces')
+})
