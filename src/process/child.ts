@@ -1,0 +1,94 @@
+/**
+ * The shared entry of every child process (tokenizer, scheduler, worker): reads the launch spec the
+ * launcher put in SPANSERVE_CHILD, sets the process title, dies with its parent, reports a crash to
+ * the launcher before exiting, and drains on SIGTERM.
+ */
+import type { Config } from '../config/schema.ts'
+import type { Endpoints } from '../ipc/endpoints.ts'
+import { Outbox } from '../ipc/channel.ts'
+import type { Role } from '../ipc/messages.ts'
+import type { ModelInfo } from '../model/load.ts'
+import { createLogger, type Logger } from '../logging.ts'
+import { initTracing, shutdownTracing } from '../tracing/setup.ts'
+import { tracingOptions } from '../config/tracing.ts'
+
+export const CHILD_ENV = 'SPANSERVE_CHILD'
+
+export interface LaunchSpec {
+  role: Exclude<Role, 'server'>
+  dpRank: number
+  tpRank: number
+  config: Config
+  endpoints: Endpoints
+  model: ModelInfo
+  /** Longest prompt + completion, resolved once by the launcher. */
+  contextLength: number
+}
+
+export interface ChildContext extends LaunchSpec {
+  log: Logger
+  /** The launcher's inbox: ready/fatal reports and request errors go there. */
+  toServer: Outbox
+  /** Called on SIGTERM before exit; a child registers its own close work. */
+  onShutdown(fn: () => Promise<void> | void): void
+}
+
+export function processLabel(role: Role, dpRank: number, tpRank: number, dpSize: number, tpSize: number): string {
+  let label = `spanserve::${role}`
+  if (role !== 'server' && role !== 'tokenizer' && dpSize > 1) label += ` DP${dpRank}`
+  if (role === 'worker' && tpSize > 1) label += ` TP${tpRank}`
+  return label
+}
+
+export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContext) => Promise<void>): Promise<void> {
+  const raw = process.env[CHILD_ENV]
+  if (!raw) {
+    process.stderr.write(`${role}: started without ${CHILD_ENV}; this process is started by the launcher (npm start)\n`)
+    process.exit(2)
+  }
+  const spec = JSON.parse(raw) as LaunchSpec
+  const { config, dpRank, tpRank } = spec
+  process.title = processLabel(role, dpRank, tpRank, config.dpSize, config.tpSize)
+  const log = createLogger(config.logLevel, { role, dp_rank: dpRank, tp_rank: tpRank })
+  const toServer = new Outbox(spec.endpoints.server)
+  const closers: (() => Promise<void> | void)[] = []
+
+  const fatal = (code: string, err: unknown): void => {
+    const message = err instanceof Error ? err.message : String(err)
+    log.fatal({ err, code }, 'process failed')
+    toServer.post({ type: 'fatal', role, dpRank, tpRank, pid: process.pid, code, message })
+    // Give ZeroMQ a moment to hand the report over before the process goes.
+    setTimeout(() => process.exit(1), 200)
+  }
+  process.on('uncaughtException', (err) => fatal('SPANSERVE_ERR_INTERNAL', err))
+  process.on('unhandledRejection', (err) => fatal('SPANSERVE_ERR_INTERNAL', err))
+
+  // Die with the parent: a launcher killed with SIGKILL cannot end its children itself.
+  const parent = process.ppid
+  setInterval(() => {
+    if (process.ppid !== parent) process.exit(0)
+  }, 500).unref()
+
+  let stopping = false
+  process.on('SIGTERM', () => {
+    if (stopping) return
+    stopping = true
+    void (async () => {
+      for (const fn of closers) await fn()
+      await shutdownTracing()
+      toServer.close()
+      process.exit(0)
+    })()
+  })
+  process.on('SIGINT', () => {
+    /* the launcher decides: it forwards SIGTERM */
+  })
+
+  try {
+    await initTracing(tracingOptions(config), { role, dpRank, tpRank })
+    await main({ ...spec, log, toServer, onShutdown: (fn) => closers.push(fn) })
+  } catch (err) {
+    const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'SPANSERVE_ERR_INTERNAL'
+    fatal(code, err)
+  }
+}

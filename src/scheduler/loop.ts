@@ -1,0 +1,217 @@
+/**
+ * Continuous batching for one data-parallel rank. One step at a time, in lockstep with the worker:
+ * finished and aborted sequences are released, waiting requests join at step boundaries while the
+ * batch size and KV budget allow, prompts prefill in chunks within a per-step token budget, and every
+ * sequence past its prefill decodes in the same session run.
+ */
+import type { BatchTokenIdOutput, FinishReason, ForwardBatch, ForwardBatchOutput, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
+import { KvBudget } from './budget.ts'
+import { WaitingQueue } from './queue.ts'
+import type { SchedRequest } from './request.ts'
+
+export interface LoopLimits {
+  maxBatchSize: number
+  maxQueue: number
+  maxPrefillTokens: number
+  maxTotalTokens: number
+  contextLength: number
+  eosTokenIds: readonly number[]
+}
+
+export interface LoopIo {
+  /** Send a step to the worker group. */
+  forward(batch: ForwardBatch): void
+  /** New tokens and finishes, toward the tokenizer. */
+  output(out: BatchTokenIdOutput): void
+  /** A request that failed before producing output, toward the tokenizer. */
+  error(err: ReqError): void
+}
+
+export class SchedulerLoop {
+  readonly waiting: WaitingQueue
+  readonly budget: KvBudget
+  /** Admitted requests whose prompt is not fully in the cache yet, in admission order. */
+  private prefilling: SchedRequest[] = []
+  /** Requests decoding, in admission order. */
+  private decoding = new Map<string, SchedRequest>()
+  private release: string[] = []
+  private step = 0
+  private pending: { step: number; resolve: (out: ForwardBatchOutput | null) => void } | null = null
+  private wakeUp: (() => void) | null = null
+  private closed = false
+  private readonly eos: Set<number>
+
+  constructor(
+    private readonly limits: LoopLimits,
+    private readonly io: LoopIo,
+  ) {
+    this.waiting = new WaitingQueue(limits.maxQueue)
+    this.budget = new KvBudget(limits.maxTotalTokens)
+    this.eos = new Set(limits.eosTokenIds)
+  }
+
+  get running(): number {
+    return this.prefilling.length + this.decoding.size
+  }
+
+  submit(msg: TokenizedGenerateReqInput): void {
+    const reserved = msg.inputIds.length + msg.maxTokens
+    if (reserved > this.budget.total) {
+      this.fail(msg.rid, 'SPANSERVE_ERR_CONTEXT_LENGTH', `prompt (${msg.inputIds.length}) + max_tokens (${msg.maxTokens}) exceeds the KV budget of ${this.budget.total} tokens`)
+      return
+    }
+    const now = performance.now()
+    const req: SchedRequest = { ...msg, prefilled: 0, generated: 0, reserved, enqueuedAt: now, admittedAt: 0 }
+    if (!this.waiting.push(req)) {
+      this.fail(msg.rid, 'SPANSERVE_ERR_QUEUE_FULL', `the waiting queue is full (${this.waiting.capacity} requests)`)
+      return
+    }
+    this.kick()
+  }
+
+  abort(rid: string): void {
+    if (this.waiting.remove(rid)) return
+    // Its KV is released at the next step boundary, which kick() starts at once when idle.
+    if (this.take(rid)) this.kick()
+  }
+
+  /** A peer process died: everything in flight was failed by the launcher. */
+  reset(): void {
+    this.waiting.clear()
+    this.prefilling = []
+    this.decoding.clear()
+    this.release = []
+    this.budget.reset()
+    this.pending?.resolve(null)
+    this.pending = null
+  }
+
+  onForwardOutput(out: ForwardBatchOutput): void {
+    if (this.pending && this.pending.step === out.step) {
+      const p = this.pending
+      this.pending = null
+      p.resolve(out)
+    }
+  }
+
+  close(): void {
+    this.closed = true
+    this.reset()
+    this.kick()
+  }
+
+  private kick(): void {
+    const wake = this.wakeUp
+    this.wakeUp = null
+    wake?.()
+  }
+
+  private fail(rid: string, code: string, message: string): void {
+    this.io.error({ type: 'req_error', rid, code, message, param: null })
+  }
+
+  private finish(req: SchedRequest): void {
+    this.budget.give(req.reserved)
+    this.release.push(req.rid)
+  }
+
+  /** Decide the next step, or null when there is nothing to do. */
+  private buildBatch(): ForwardBatch | null {
+    const prefill: PrefillEntry[] = []
+    let tokenBudget = this.limits.maxPrefillTokens
+    // Admit from the queue while room remains in the batch and the KV budget.
+    while (this.waiting.length > 0 && this.running < this.limits.maxBatchSize) {
+      const next = this.waiting.peek()!
+      if (!this.budget.fits(next.reserved)) break
+      this.waiting.shift()
+      this.budget.take(next.reserved)
+      next.admittedAt = performance.now()
+      this.prefilling.push(next)
+    }
+    for (const req of this.prefilling) {
+      if (tokenBudget <= 0) break
+      const take = Math.min(tokenBudget, req.inputIds.length - req.prefilled)
+      const start = req.prefilled
+      prefill.push({
+        rid: req.rid,
+        trace: start === 0 ? req.trace : null,
+        tokens: req.inputIds.subarray(start, start + take),
+        start,
+        last: start + take === req.inputIds.length,
+        sampling: start === 0 ? req.sampling : null,
+      })
+      tokenBudget -= take
+    }
+    const decode = [...this.decoding.keys()]
+    if (prefill.length === 0 && decode.length === 0 && this.release.length === 0) return null
+    const release = this.release
+    this.release = []
+    return { type: 'forward', step: ++this.step, prefill, decode, release }
+  }
+
+  private apply(batch: ForwardBatch, out: ForwardBatchOutput): void {
+    for (const entry of batch.prefill) {
+      const req = this.prefilling.find((r) => r.rid === entry.rid)
+      if (req) req.prefilled = entry.start + entry.tokens.length
+    }
+    const rids: string[] = []
+    const tokens: number[] = []
+    const finished: (FinishReason | null)[] = []
+    const promptTokens: number[] = []
+    for (const rid of out.failed) {
+      if (this.take(rid)) this.fail(rid, 'SPANSERVE_ERR_UNAVAILABLE', 'the worker lost this request\'s KV cache')
+    }
+    for (let i = 0; i < out.rids.length; i++) {
+      const rid = out.rids[i]!
+      let req = this.decoding.get(rid)
+      if (!req) {
+        const p = this.prefilling.findIndex((r) => r.rid === rid)
+        if (p < 0) continue // aborted while the step ran
+        req = this.prefilling.splice(p, 1)[0]!
+        this.decoding.set(rid, req)
+      }
+      const token = out.tokens[i]!
+      req.generated++
+      let reason: FinishReason | null = null
+      if (this.eos.has(token)) reason = 'stop'
+      else if (req.generated >= req.maxTokens || req.inputIds.length + req.generated >= this.limits.contextLength) reason = 'length'
+      rids.push(rid)
+      tokens.push(token)
+      finished.push(reason)
+      promptTokens.push(req.inputIds.length)
+      if (reason !== null) {
+        this.decoding.delete(rid)
+        this.finish(req)
+      }
+    }
+    if (rids.length > 0) {
+      this.io.output({ type: 'batch_token_ids', rids, tokens: Int32Array.from(tokens), finished, promptTokens: Int32Array.from(promptTokens) })
+    }
+  }
+
+  /** Remove an admitted request and return its budget; undefined when it is not running. */
+  private take(rid: string): SchedRequest | undefined {
+    const i = this.prefilling.findIndex((r) => r.rid === rid)
+    const req = i >= 0 ? this.prefilling.splice(i, 1)[0] : this.decoding.get(rid)
+    if (req) {
+      this.decoding.delete(rid)
+      this.finish(req)
+    }
+    return req
+  }
+
+  /** The step loop; returns when closed. */
+  async run(): Promise<void> {
+    while (!this.closed) {
+      const batch = this.buildBatch()
+      if (batch === null) {
+        await new Promise<void>((resolve) => (this.wakeUp = resolve))
+        continue
+      }
+      const result = new Promise<ForwardBatchOutput | null>((resolve) => (this.pending = { step: batch.step, resolve }))
+      this.io.forward(batch)
+      const out = await result
+      if (out !== null) this.apply(batch, out)
+    }
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * Scheduler process: one per data-parallel rank. Receives tokenized requests, batches them
+ * continuously and drives its worker group step by step.
+ */
+import { runChild } from '../process/child.ts'
+import { Inbox, Outbox } from '../ipc/channel.ts'
+import { SchedulerLoop } from './loop.ts'
+
+await runChild('scheduler', async (ctx) => {
+  const { config, model, dpRank, log, endpoints, contextLength } = ctx
+  const workers = endpoints.workers[dpRank]!.map((addr) => new Outbox(addr))
+  const toTokenizer = new Outbox(endpoints.tokenizer)
+  const loop = new SchedulerLoop(
+    {
+      maxBatchSize: config.maxBatchSize,
+      maxQueue: config.maxQueue,
+      maxPrefillTokens: config.maxPrefillTokens,
+      maxTotalTokens: config.maxTotalTokens,
+      contextLength,
+      eosTokenIds: model.eosTokenIds,
+    },
+    {
+      forward: (batch) => {
+        for (const w of workers) w.post(batch)
+      },
+      output: (out) => toTokenizer.post(out),
+      error: (err) => toTokenizer.post(err),
+    },
+  )
+  const inbox = new Inbox(
+    endpoints.schedulers[dpRank]!,
+    {
+      tokenized: (msg) => loop.submit(msg),
+      abort: (msg) => loop.abort(msg.rid),
+      // With several TP ranks every rank answers; rank 0's answer carries the sampled tokens.
+      forward_out: (msg) => loop.onForwardOutput(msg),
+      reset: (msg) => {
+        log.warn({ reason: msg.reason }, 'dropping all request state')
+        loop.reset()
+      },
+    },
+    (err) => log.error({ err }, 'bad message'),
+  )
+  await inbox.bind()
+  void loop.run()
+  ctx.onShutdown(() => {
+    loop.close()
+    inbox.close()
+    toTokenizer.close()
+    for (const w of workers) w.close()
+  })
+  ctx.toServer.post({ type: 'ready', role: 'scheduler', dpRank, tpRank: 0, pid: process.pid, detail: { contextLength } })
+})

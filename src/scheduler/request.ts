@@ -1,0 +1,20 @@
+import type { SamplingParams } from '../ipc/messages.ts'
+import type { TraceCarrier } from '../tracing/propagation.ts'
+
+/** Everything the scheduler knows of one request (TGI's queue entry). */
+export interface SchedRequest {
+  rid: string
+  trace: TraceCarrier | null
+  inputIds: Int32Array
+  sampling: SamplingParams
+  maxTokens: number
+  arrivalMs: number
+  /** Prompt tokens already in the worker's KV cache. */
+  prefilled: number
+  /** Tokens generated so far. */
+  generated: number
+  /** KV tokens reserved in the budget: prompt + max_tokens. */
+  reserved: number
+  enqueuedAt: number
+  admittedAt: number
+}

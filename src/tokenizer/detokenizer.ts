@@ -1,0 +1,33 @@
+/**
+ * Incremental detokenization with a prefix offset and a read offset (as TGI and vLLM do): decode a
+ * short window of recent tokens twice and emit only the difference, and hold back text that ends in
+ * an incomplete UTF-8 character (U+FFFD) until the next token completes it.
+ */
+export interface Decoder {
+  decode(ids: readonly number[]): string
+}
+
+export class IncrementalDetokenizer {
+  private readonly ids: number[] = []
+  private prefixOffset = 0
+  private readOffset = 0
+
+  constructor(private readonly decoder: Decoder) {}
+
+  /** Append one token; returns the new text (possibly empty). */
+  push(token: number): string {
+    this.ids.push(token)
+    const prefix = this.decoder.decode(this.ids.slice(this.prefixOffset, this.readOffset))
+    const full = this.decoder.decode(this.ids.slice(this.prefixOffset))
+    if (full.length > prefix.length && !full.endsWith('\uFFFD')) {
+      this.prefixOffset = this.readOffset
+      this.readOffset = this.ids.length
+      return full.slice(prefix.length)
+    }
+    return ''
+  }
+
+  get tokenCount(): number {
+    return this.ids.length
+  }
+}

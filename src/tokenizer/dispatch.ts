@@ -1,0 +1,32 @@
+/**
+ * Data-parallel dispatch: each request goes to the group with the fewest outstanding tokens
+ * (prompt + max_tokens of its unfinished requests); ties go round robin.
+ */
+export class DpDispatcher {
+  private readonly load: number[]
+  private next = 0
+
+  constructor(size: number) {
+    this.load = new Array<number>(size).fill(0)
+  }
+
+  pick(tokens: number): number {
+    const n = this.load.length
+    let best = -1
+    for (let k = 0; k < n; k++) {
+      const d = (this.next + k) % n
+      if (best < 0 || this.load[d]! < this.load[best]!) best = d
+    }
+    this.next = (best + 1) % n
+    this.load[best]! += tokens
+    return best
+  }
+
+  done(dp: number, tokens: number): void {
+    this.load[dp] = Math.max(0, this.load[dp]! - tokens)
+  }
+
+  reset(): void {
+    this.load.fill(0)
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Tokenizer process: tokenizes requests (and renders chat templates), checks them against the
+ * model, dispatches each to a data-parallel scheduler, and turns the token ids coming back into
+ * text, batch by batch.
+ */
+import { runChild } from '../process/child.ts'
+import { Inbox, Outbox } from '../ipc/channel.ts'
+import type { BatchTokenIdOutput, GenerateReqInput, ReqError, StrOutput } from '../ipc/messages.ts'
+import { SpanserveError } from '../errors.ts'
+import { TextTokenizer } from './tokenize.ts'
+import { IncrementalDetokenizer } from './detokenizer.ts'
+import { StopMatcher } from './stop.ts'
+import { DpDispatcher } from './dispatch.ts'
+
+interface Tracked {
+  dp: number
+  load: number
+  promptTokens: number
+  completionTokens: number
+  detok: IncrementalDetokenizer
+  stop: StopMatcher
+}
+
+await runChild('tokenizer', async (ctx) => {
+  const { config, model, log, endpoints, contextLength } = ctx
+  const tok = new TextTokenizer(model.dir)
+  const schedulers = endpoints.schedulers.map((addr) => new Outbox(addr))
+  const dispatcher = new DpDispatcher(schedulers.length)
+  const live = new Map<string, Tracked>()
+
+  const toServerError = (rid: string, err: unknown): ReqError => {
+    if (err instanceof SpanserveError) return { type: 'req_error', rid, code: err.code, message: err.message, param: err.param }
+    log.error({ err, rid }, 'tokenization failed')
+    return { type: 'req_error', rid, code: 'SPANSERVE_ERR_INTERNAL', message: 'tokenization failed', param: null }
+  }
+
+  const promptIds = (req: GenerateReqInput): number[] => {
+    if (req.messages !== null) return tok.encode(tok.applyChatTemplate(req.messages), false)
+    if (req.inputIds !== null) {
+      for (const id of req.inputIds) {
+        if (!Number.isInteger(id) || id < 0 || id >= model.vocabSize) {
+          throw new SpanserveError('SPANSERVE_ERR_TOKEN_ID', `token id ${id} is outside the vocabulary (0..${model.vocabSize - 1})`, 'prompt')
+        }
+      }
+      return req.inputIds
+    }
+    return tok.encode(req.text ?? '')
+  }
+
+  const generate = (req: GenerateReqInput): void => {
+    let ids: number[]
+    try {
+      ids = promptIds(req)
+      if (ids.length === 0) {
+        if (tok.bosTokenId === null) throw new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', 'the prompt is empty', 'prompt')
+        ids = [tok.bosTokenId]
+      }
+      // max_tokens < 0 means "the rest of the context" (chat's default).
+      const maxTokens = req.maxTokens < 0 ? contextLength - ids.length : req.maxTokens
+      if (ids.length + Math.max(maxTokens, 1) > contextLength) {
+        throw new SpanserveError(
+          'SPANSERVE_ERR_CONTEXT_LENGTH',
+          `This model's maximum context length is ${contextLength} tokens. However, you requested ${ids.length + Math.max(maxTokens, 0)} tokens (${ids.length} in the prompt, ${Math.max(maxTokens, 0)} for the completion). Please reduce the prompt or max_tokens.`,
+          req.messages !== null ? 'messages' : 'prompt',
+        )
+      }
+      const load = ids.length + maxTokens
+      const dp = dispatcher.pick(load)
+      live.set(req.rid, {
+        dp,
+        load,
+        promptTokens: ids.length,
+        completionTokens: 0,
+        detok: new IncrementalDetokenizer(tok),
+        stop: new StopMatcher(req.stop),
+      })
+      schedulers[dp]!.post({
+        type: 'tokenized',
+        rid: req.rid,
+        trace: req.trace,
+        inputIds: Int32Array.from(ids),
+        sampling: req.sampling,
+        maxTokens,
+        arrivalMs: req.arrivalMs,
+      })
+    } catch (err) {
+      ctx.toServer.post(toServerError(req.rid, err))
+    }
+  }
+
+  const forget = (rid: string): Tracked | undefined => {
+    const t = live.get(rid)
+    if (t) {
+      live.delete(rid)
+      dispatcher.done(t.dp, t.load)
+    }
+    return t
+  }
+
+  const onTokens = (batch: BatchTokenIdOutput): void => {
+    const items: StrOutput[] = []
+    for (let i = 0; i < batch.rids.length; i++) {
+      const rid = batch.rids[i]!
+      const t = live.get(rid)
+      if (!t) continue // aborted by the server meanwhile
+      let finishReason = batch.finished[i]!
+      t.completionTokens++
+      let { text, stopped } = t.stop.push(t.detok.push(batch.tokens[i]!))
+      if (stopped) {
+        finishReason = 'stop'
+        // The scheduler is still decoding it: stop it and free its KV.
+        schedulers[t.dp]!.post({ type: 'abort', rid, reason: 'stop string' })
+      } else if (finishReason !== null) {
+        text += t.stop.flush()
+      }
+      items.push({ rid, text, finishReason, promptTokens: t.promptTokens, completionTokens: t.completionTokens })
+      if (finishReason !== null) forget(rid)
+    }
+    if (items.length > 0) ctx.toServer.post({ type: 'batch_str', items })
+  }
+
+  const inbox = new Inbox(
+    endpoints.tokenizer,
+    {
+      generate,
+      abort: (msg) => {
+        const t = forget(msg.rid)
+        if (t) schedulers[t.dp]!.post(msg)
+      },
+      batch_token_ids: onTokens,
+      req_error: (msg) => {
+        forget(msg.rid)
+        ctx.toServer.post(msg)
+      },
+      reset: (msg) => {
+        log.warn({ reason: msg.reason }, 'dropping all request state')
+        live.clear()
+        dispatcher.reset()
+      },
+    },
+    (err) => log.error({ err }, 'bad message'),
+  )
+  await inbox.bind()
+  ctx.onShutdown(() => {
+    inbox.close()
+    for (const s of schedulers) s.close()
+  })
+  ctx.toServer.post({ type: 'ready', role: 'tokenizer', dpRank: 0, tpRank: 0, pid: process.pid, detail: { vocab: model.vocabSize, chatTemplate: tok.hasChatTemplate, config: config.servedModelName } })
+})

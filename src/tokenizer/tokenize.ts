@@ -1,0 +1,60 @@
+/**
+ * Text → token ids with the model's own tokenizer.json, and chat messages → prompt text with the
+ * chat template from tokenizer_config.json (Jinja, as transformers' apply_chat_template renders it).
+ */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Tokenizer } from '@huggingface/tokenizers'
+import { Template } from '@huggingface/jinja'
+import type { ChatMessage } from '../ipc/messages.ts'
+import { SpanserveError } from '../errors.ts'
+
+type SpecialToken = string | { content: string } | null | undefined
+
+function tokenText(t: SpecialToken): string {
+  if (typeof t === 'string') return t
+  return t?.content ?? ''
+}
+
+export class TextTokenizer {
+  readonly tokenizer: Tokenizer
+  private readonly template: Template | null
+  private readonly bosToken: string
+  private readonly eosToken: string
+  readonly bosTokenId: number | null
+
+  constructor(modelDir: string) {
+    const json = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8')) as object
+    let config: Record<string, unknown> = {}
+    try {
+      config = JSON.parse(readFileSync(join(modelDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>
+    } catch {
+      // Optional: without it there is no chat template, and chat requests are refused.
+    }
+    this.tokenizer = new Tokenizer(json, config)
+    const template = config.chat_template
+    this.template = typeof template === 'string' ? new Template(template) : null
+    this.bosToken = tokenText(config.bos_token as SpecialToken)
+    this.eosToken = tokenText(config.eos_token as SpecialToken)
+    this.bosTokenId = this.bosToken ? (this.tokenizer.token_to_id(this.bosToken) ?? null) : null
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.template !== null
+  }
+
+  encode(text: string, addSpecialTokens = true): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids
+  }
+
+  /** Decode, skipping special tokens (EOS is counted in usage but never shown). */
+  decode(ids: readonly number[]): string {
+    if (ids.length === 0) return '' // the library throws on an empty list
+    return this.tokenizer.decode(ids as number[], { skip_special_tokens: true })
+  }
+
+  applyChatTemplate(messages: readonly ChatMessage[]): string {
+    if (!this.template) throw new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', 'this model has no chat template; use /v1/completions', 'messages')
+    return this.template.render({ messages, add_generation_prompt: true, bos_token: this.bosToken, eos_token: this.eosToken })
+  }
+}

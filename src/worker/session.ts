@@ -1,0 +1,34 @@
+/**
+ * ONNX Runtime session creation with the execution provider the operator asked for. CUDA is tried
+ * explicitly and CPU taken on failure: onnxruntime-node throws at create when the CUDA libraries are
+ * absent rather than falling back itself.
+ */
+import * as ort from 'onnxruntime-node'
+import type { Logger } from '../logging.ts'
+
+export type Device = 'auto' | 'cpu' | 'cuda'
+
+export interface OpenSession {
+  session: ort.InferenceSession
+  provider: 'cuda' | 'cpu'
+}
+
+export async function openSession(onnxPath: string, device: Device, intraOpThreads: number, log: Logger): Promise<OpenSession> {
+  const base: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: 'all',
+    ...(intraOpThreads > 0 ? { intraOpNumThreads: intraOpThreads } : {}),
+  }
+  if (device !== 'cpu') {
+    try {
+      const session = await ort.InferenceSession.create(onnxPath, { ...base, executionProviders: ['cuda'] })
+      log.info({ provider: 'cuda' }, 'ONNX Runtime session on CUDA')
+      return { session, provider: 'cuda' }
+    } catch (err) {
+      if (device === 'cuda') throw new Error(`--device cuda: the CUDA execution provider is not available (${(err as Error).message.split('\n')[0]}); see README "GPU"`)
+      log.info({ provider: 'cpu', reason: (err as Error).message.split('\n')[0] }, 'CUDA not available, ONNX Runtime session on CPU')
+    }
+  }
+  const session = await ort.InferenceSession.create(onnxPath, { ...base, executionProviders: ['cpu'] })
+  if (device === 'cpu') log.info({ provider: 'cpu' }, 'ONNX Runtime session on CPU')
+  return { session, provider: 'cpu' }
+}

@@ -1,0 +1,98 @@
+/**
+ * White-box tests of the batching policy: the loop drives a scripted worker that answers each step
+ * with token 5 for every sequence that is due one (the real worker is exercised end to end elsewhere).
+ */
+import t from 'tap'
+import { SchedulerLoop, type LoopIo } from '../../src/scheduler/loop.ts'
+import type { BatchTokenIdOutput, ForwardBatch, ReqError, TokenizedGenerateReqInput } from '../../src/ipc/messages.ts'
+
+function harness(limits: Partial<ConstructorParameters<typeof SchedulerLoop>[0]> = {}) {
+  const steps: ForwardBatch[] = []
+  const outputs: BatchTokenIdOutput[] = []
+  const errors: ReqError[] = []
+  let loop: SchedulerLoop
+  const io: LoopIo = {
+    forward: (batch) => {
+      steps.push(batch)
+      const rids = [...batch.prefill.filter((p) => p.last).map((p) => p.rid), ...batch.decode]
+      setTimeout(() => loop.onForwardOutput({ type: 'forward_out', step: batch.step, rids, tokens: new Int32Array(rids.length).fill(5), failed: [], prefillMs: 0, decodeMs: 0 }))
+    },
+    output: (o) => outputs.push(o),
+    error: (e) => errors.push(e),
+  }
+  loop = new SchedulerLoop({ maxBatchSize: 4, maxQueue: 8, maxPrefillTokens: 8, maxTotalTokens: 1000, contextLength: 100, eosTokenIds: [0], ...limits }, io)
+  void loop.run()
+  return { loop, steps, outputs, errors }
+}
+
+const req = (rid: string, promptLen: number, maxTokens: number): TokenizedGenerateReqInput => ({
+  type: 'tokenized', rid, trace: null, inputIds: new Int32Array(promptLen).fill(7), sampling: { temperature: 0, topP: 1, topK: 0, seed: null }, maxTokens, arrivalMs: 0,
+})
+
+const settle = () => new Promise((r) => setTimeout(r, 300))
+
+t.test('long prompts prefill in chunks within the per-step token budget', async (t) => {
+  const h = harness()
+  h.loop.submit(req('a', 20, 2))
+  await settle()
+  const chunks = h.steps.flatMap((s) => s.prefill.map((p) => [p.start, p.tokens.length, p.last]))
+  t.same(chunks, [[0, 8, false], [8, 8, false], [16, 4, true]])
+  const tokens = h.outputs.filter((o) => o.rids.includes('a'))
+  t.equal(tokens.length, 2, 'max_tokens tokens')
+  t.equal(tokens.at(-1)!.finished[0], 'length')
+  h.loop.close()
+})
+
+t.test('new requests join the running batch at a step boundary', async (t) => {
+  const h = harness()
+  h.loop.submit(req('a', 2, 90))
+  await new Promise((r) => setTimeout(r, 5))
+  h.loop.submit(req('b', 2, 3))
+  await settle()
+  const joint = h.steps.find((s) => s.decode.includes('a') && s.prefill.some((p) => p.rid === 'b'))
+  t.ok(joint, 'one step decodes a while it prefills b')
+  const both = h.steps.find((s) => s.decode.includes('a') && s.decode.includes('b'))
+  t.ok(both, 'a and b then decode in the same step')
+  h.loop.close()
+})
+
+t.test('max batch size caps the running set; the rest waits', async (t) => {
+  const h = harness({ maxBatchSize: 2 })
+  for (const rid of ['a', 'b', 'c']) h.loop.submit(req(rid, 1, 4))
+  await settle()
+  const widest = Math.max(...h.steps.map((s) => s.decode.length + s.prefill.length))
+  t.equal(widest, 2)
+  t.ok(h.outputs.some((o) => o.rids.includes('c')), 'c runs once a slot frees')
+  h.loop.close()
+})
+
+t.test('a full queue refuses with SPANSERVE_ERR_QUEUE_FULL', async (t) => {
+  const h = harness({ maxBatchSize: 1, maxQueue: 1 })
+  h.loop.submit(req('a', 1, 30))
+  await new Promise((r) => setTimeout(r, 5))
+  h.loop.submit(req('b', 1, 1))
+  h.loop.submit(req('c', 1, 1))
+  t.same(h.errors.map((e) => [e.rid, e.code]), [['c', 'SPANSERVE_ERR_QUEUE_FULL']])
+  h.loop.close()
+})
+
+t.test('an abort releases the sequence at the next step and returns its budget', async (t) => {
+  const h = harness()
+  h.loop.submit(req('a', 4, 80))
+  await new Promise((r) => setTimeout(r, 10))
+  t.equal(h.loop.budget.usedTokens, 84)
+  h.loop.abort('a')
+  await settle()
+  t.ok(h.steps.some((s) => s.release.includes('a')), 'the worker is told to drop its KV')
+  t.equal(h.loop.budget.usedTokens, 0)
+  t.notOk(h.steps.at(-1)!.decode.includes('a'))
+  h.loop.close()
+})
+
+t.test('EOS finishes with stop', async (t) => {
+  const h = harness({ eosTokenIds: [5] })
+  h.loop.submit(req('a', 3, 10))
+  await settle()
+  t.same(h.outputs.map((o) => o.finished[0]), ['stop'])
+  h.loop.close()
+})
