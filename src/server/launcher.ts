@@ -1,0 +1,178 @@
+/**
+ * Starts and supervises the child processes: tokenizer, one scheduler per DP rank, one worker per
+ * (DP, TP) rank. A child that dies is reported, its peers are told to drop request state (the
+ * requests in flight are failed by the caller), and it is started again.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { Config } from '../config/schema.ts'
+import type { Endpoints } from '../ipc/endpoints.ts'
+import { Outbox } from '../ipc/channel.ts'
+import type { ProcessFatal, ProcessReady } from '../ipc/messages.ts'
+import type { ModelInfo } from '../model/load.ts'
+import { CHILD_ENV, type LaunchSpec } from '../process/child.ts'
+import type { Logger } from '../logging.ts'
+
+const ENTRIES = {
+  tokenizer: fileURLToPath(new URL('../tokenizer/main.ts', import.meta.url)),
+  scheduler: fileURLToPath(new URL('../scheduler/main.ts', import.meta.url)),
+  worker: fileURLToPath(new URL('../worker/main.ts', import.meta.url)),
+}
+
+interface Child {
+  key: string
+  spec: LaunchSpec
+  inbox: string
+  proc: ChildProcess | null
+  ready: boolean
+  restarts: number
+}
+
+export interface ChildInfo {
+  key: string
+  role: string
+  pid: number | null
+  ready: boolean
+  restarts: number
+}
+
+export class LaunchError extends Error {
+  readonly code: string
+  constructor(message: string, code = 'SPANSERVE_ERR_INTERNAL') {
+    super(message)
+    this.code = code
+  }
+}
+
+export class Launcher {
+  private readonly children = new Map<string, Child>()
+  private readonly outboxes = new Map<string, Outbox>()
+  private stopping = false
+  private startup: { resolve: () => void; reject: (err: Error) => void } | null = null
+
+  constructor(
+    config: Config,
+    endpoints: Endpoints,
+    model: ModelInfo,
+    contextLength: number,
+    private readonly log: Logger,
+    /** Called when a child dies unexpectedly, before it is restarted. */
+    private readonly onChildDeath: (key: string) => void,
+  ) {
+    const base = { config, endpoints, model, contextLength }
+    const add = (key: string, spec: LaunchSpec, inbox: string) => this.children.set(key, { key, spec, inbox, proc: null, ready: false, restarts: 0 })
+    add('tokenizer', { ...base, role: 'tokenizer', dpRank: 0, tpRank: 0 }, endpoints.tokenizer)
+    for (let d = 0; d < config.dpSize; d++) {
+      add(`scheduler-${d}`, { ...base, role: 'scheduler', dpRank: d, tpRank: 0 }, endpoints.schedulers[d]!)
+      for (let t = 0; t < config.tpSize; t++) add(`worker-${d}-${t}`, { ...base, role: 'worker', dpRank: d, tpRank: t }, endpoints.workers[d]![t]!)
+    }
+  }
+
+  private keyOf(msg: { role: string; dpRank: number; tpRank: number }): string {
+    if (msg.role === 'tokenizer') return 'tokenizer'
+    if (msg.role === 'scheduler') return `scheduler-${msg.dpRank}`
+    return `worker-${msg.dpRank}-${msg.tpRank}`
+  }
+
+  allReady(): boolean {
+    for (const c of this.children.values()) if (!c.ready) return false
+    return true
+  }
+
+  list(): ChildInfo[] {
+    return [...this.children.values()].map((c) => ({ key: c.key, role: c.spec.role, pid: c.proc?.pid ?? null, ready: c.ready, restarts: c.restarts }))
+  }
+
+  /** Start every child and resolve once all are ready; rejects with the first failure's reason. */
+  start(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const waiting = [...this.children.values()].filter((c) => !c.ready).map((c) => c.key)
+        fail(new LaunchError(`processes not ready after ${timeoutMs / 1000} s: ${waiting.join(', ')}`))
+      }, timeoutMs)
+      const fail = (err: Error) => {
+        clearTimeout(timer)
+        this.startup = null
+        reject(err)
+      }
+      this.startup = {
+        resolve: () => {
+          clearTimeout(timer)
+          this.startup = null
+          resolve()
+        },
+        reject: fail,
+      }
+      for (const c of this.children.values()) this.spawn(c)
+    })
+  }
+
+  private spawn(c: Child): void {
+    const proc = spawn(process.execPath, [...process.execArgv, ENTRIES[c.spec.role]], {
+      env: { ...process.env, [CHILD_ENV]: JSON.stringify(c.spec) },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    })
+    c.proc = proc
+    c.ready = false
+    proc.on('exit', (code, signal) => this.onExit(c, proc, code, signal))
+  }
+
+  onReady(msg: ProcessReady): void {
+    const c = this.children.get(this.keyOf(msg))
+    if (!c || c.proc?.pid !== msg.pid) return
+    c.ready = true
+    this.log.info({ child: c.key, child_pid: msg.pid, ...msg.detail }, 'process ready')
+    if (this.startup && this.allReady()) this.startup.resolve()
+  }
+
+  onFatal(msg: ProcessFatal): void {
+    const key = this.keyOf(msg)
+    this.log.error({ child: key, child_pid: msg.pid, code: msg.code, reason: msg.message }, 'process failed')
+    // At start-up a failure is final: the whole launch stops with the child's reason.
+    this.startup?.reject(new LaunchError(`${key}: ${msg.message}`, msg.code))
+  }
+
+  private onExit(c: Child, proc: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (c.proc !== proc) return
+    c.proc = null
+    c.ready = false
+    if (this.stopping) return
+    if (this.startup) {
+      this.startup.reject(new LaunchError(`${c.key} exited during start-up (code ${code}, signal ${signal})`))
+      return
+    }
+    this.log.error({ child: c.key, child_pid: proc.pid, code, signal }, 'process died; restarting it')
+    this.onChildDeath(c.key)
+    for (const other of this.children.values()) {
+      if (other !== c && other.proc) this.outbox(other).post({ type: 'reset', reason: `${c.key} died` })
+    }
+    c.restarts++
+    // Back off a little when a child keeps dying, so a crash loop does not spin.
+    setTimeout(() => {
+      if (!this.stopping) this.spawn(c)
+    }, Math.min(5000, 100 * 2 ** Math.min(c.restarts - 1, 6)))
+  }
+
+  private outbox(c: Child): Outbox {
+    let o = this.outboxes.get(c.key)
+    if (!o) {
+      o = new Outbox(c.inbox)
+      this.outboxes.set(c.key, o)
+    }
+    return o
+  }
+
+  /** SIGTERM every child, then SIGKILL what is left after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true
+    const running = [...this.children.values()].map((c) => c.proc).filter((p): p is ChildProcess => p !== null && p.exitCode === null)
+    const exited = running.map((p) => new Promise<void>((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve()))))
+    for (const p of running) p.kill('SIGTERM')
+    const timer = setTimeout(() => {
+      for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL')
+    }, graceMs)
+    await Promise.all(exited)
+    clearTimeout(timer)
+    for (const o of this.outboxes.values()) o.close()
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * `npm start`: parse the configuration, resolve the model, start and supervise the child processes,
+ * and open the HTTP port only once every process is ready.
+ */
+import { rmSync } from 'node:fs'
+import { parseConfig, helpText, ConfigError } from '../config/parse.ts'
+import type { Config } from '../config/schema.ts'
+import { planEndpoints } from '../ipc/endpoints.ts'
+import { Inbox, Outbox } from '../ipc/channel.ts'
+import { createLogger, type Logger } from '../logging.ts'
+import { ensureModel } from '../model/build.ts'
+import { readModelInfo, type ModelInfo } from '../model/load.ts'
+import { SpanserveError } from '../errors.ts'
+import { Engine } from './engine.ts'
+import { Launcher } from './launcher.ts'
+import { buildApp } from './app.ts'
+import { generationDefaults } from './generation-defaults.ts'
+
+async function resolveModel(config: Config, log: Logger): Promise<ModelInfo> {
+  const dir = config.model || (await ensureModel({ preset: config.modelPreset, cacheDir: config.cacheDir || undefined, log: (line) => log.info(line) }))
+  return readModelInfo(dir)
+}
+
+async function main(): Promise<void> {
+  let config: Config
+  try {
+    const parsed = parseConfig(process.argv.slice(2))
+    if (parsed.help) {
+      process.stdout.write(helpText())
+      return
+    }
+    config = parsed.config
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`spanserve: ${err.message}\n`)
+      process.exit(2)
+    }
+    throw err
+  }
+  process.title = 'spanserve::server'
+  const log = createLogger(config.logLevel, { role: 'server' })
+  let model: ModelInfo
+  try {
+    model = await resolveModel(config, log)
+  } catch (err) {
+    log.fatal({ code: (err as { code?: string }).code }, (err as Error).message)
+    process.exit(1)
+  }
+  const contextLength = config.contextLength > 0 ? Math.min(config.contextLength, model.maxPositions) : model.maxPositions
+  const endpoints = planEndpoints(config.ipc, config.dpSize, config.tpSize)
+  const toTokenizer = new Outbox(endpoints.tokenizer)
+  let launcher: Launcher
+  const engine = new Engine(toTokenizer, () => launcher.allReady())
+  launcher = new Launcher(config, endpoints, model, contextLength, log, (key) => {
+    engine.failAll(new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', `a server process (${key}) failed; the request was lost and can be retried`))
+  })
+  const inbox = new Inbox(
+    endpoints.server,
+    {
+      ready: (msg) => launcher.onReady(msg),
+      fatal: (msg) => launcher.onFatal(msg),
+      batch_str: (msg) => engine.onBatch(msg),
+      req_error: (msg) => engine.onError(msg),
+    },
+    (err) => log.error({ err }, 'bad message'),
+  )
+  await inbox.bind()
+
+  const cleanup = () => {
+    inbox.close()
+    toTokenizer.close()
+    if (endpoints.runDir) rmSync(endpoints.runDir, { recursive: true, force: true })
+  }
+  try {
+    await launcher.start(config.startupTimeout * 1000)
+  } catch (err) {
+    log.fatal({ code: (err as { code?: string }).code }, `start-up failed: ${(err as Error).message}`)
+    await launcher.stop(2000)
+    cleanup()
+    process.exit(1)
+  }
+
+  const app = buildApp({
+    log,
+    bodyLimit: config.bodyLimit,
+    engine,
+    info: { modelName: config.servedModelName, defaults: generationDefaults(model.dir) },
+    contextLength,
+    status: () => ({ ready: launcher.allReady(), processes: launcher.list() }),
+  })
+  try {
+    await app.listen({ host: config.host, port: config.port })
+  } catch (err) {
+    log.fatal({ err }, `cannot listen on ${config.host}:${config.port}`)
+    await launcher.stop(2000)
+    cleanup()
+    process.exit(1)
+  }
+  const address = app.server.address()
+  const port = typeof address === 'object' && address ? address.port : config.port
+  log.info({ host: config.host, port, model: model.dir, contextLength }, 'spanserve listening')
+
+  let stopping = false
+  const shutdown = async (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'shutting down')
+    const grace = config.shutdownTimeout * 1000
+    // Stop accepting, let requests in flight finish within the grace period, then end the children.
+    const closing = app.close()
+    const deadline = Date.now() + grace
+    while (engine.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    engine.failAll(new SpanserveError('SPANSERVE_ERR_SHUTTING_DOWN'))
+    await closing
+    await launcher.stop(Math.max(1000, deadline - Date.now()))
+    cleanup()
+    process.exit(0)
+  }
+  process.on('SIGTERM', () => void shutdown('SIGTERM'))
+  process.on('SIGINT', () => void shutdown('SIGINT'))
+}
+
+await main()

@@ -1,0 +1,34 @@
+/** POST /v1/chat/completions */
+import type { FastifyInstance } from 'fastify'
+import type { Engine } from '../engine.ts'
+import { chatBody, type ChatBody } from '../schemas.ts'
+import { serveGeneration, type ResponseShape, type ServingInfo } from './generate.ts'
+
+const shape: ResponseShape = {
+  idPrefix: 'chatcmpl',
+  chunk: (base, text, finishReason, first) => ({
+    ...base,
+    object: 'chat.completion.chunk',
+    choices: [{ index: 0, delta: first ? { role: 'assistant', content: text } : finishReason !== null && text === '' ? {} : { content: text }, logprobs: null, finish_reason: finishReason }],
+  }),
+  whole: (base, text, finishReason, usage) => ({
+    ...base,
+    object: 'chat.completion',
+    choices: [{ index: 0, message: { role: 'assistant', content: text }, logprobs: null, finish_reason: finishReason }],
+    usage,
+  }),
+  usageChunk: (base, usage) => ({ ...base, object: 'chat.completion.chunk', choices: [], usage }),
+}
+
+export function chatRoute(app: FastifyInstance, engine: Engine, info: ServingInfo): void {
+  app.post<{ Body: ChatBody }>('/v1/chat/completions', { schema: { body: chatBody } }, async (request, reply) => {
+    const body = request.body
+    const messages = body.messages.map((m) => ({
+      role: m.role,
+      content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
+    }))
+    // Without max_tokens, chat may use the rest of the context (-1 tells the tokenizer so).
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? -1
+    await serveGeneration(request, reply, engine, info, body, { text: null, inputIds: null, messages, maxTokens }, shape)
+  })
+}

@@ -1,0 +1,171 @@
+/**
+ * What completions and chat share: turning a validated body into a GenerateReqInput, answering it
+ * whole or as a stream, and aborting it when the client hangs up.
+ */
+import { randomBytes } from 'node:crypto'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { ChatMessage, FinishReason, GenerateReqInput, SamplingParams, StrOutput } from '../../ipc/messages.ts'
+import { SpanserveError, errorBody } from '../../errors.ts'
+import type { Engine } from '../engine.ts'
+import type { SamplingBody } from '../schemas.ts'
+import { endSse, sendEvent, startSse } from '../sse.ts'
+import { errorHeaders } from '../http-errors.ts'
+
+export interface Usage {
+  prompt_tokens: number
+  completion_tokens: number
+  total_tokens: number
+}
+
+export interface ServingInfo {
+  modelName: string
+  /** Sampling defaults from the model's generation_config.json, as vLLM applies them. */
+  defaults: Pick<SamplingParams, 'temperature' | 'topP' | 'topK'>
+}
+
+/** How one endpoint shapes its responses. */
+export interface ResponseShape {
+  idPrefix: string
+  /** A streamed chunk carrying `text` (and the finish reason on the last one). */
+  chunk(base: ChunkBase, text: string, finishReason: FinishReason | null, first: boolean): Record<string, unknown>
+  /** The non-streamed response. */
+  whole(base: ChunkBase, text: string, finishReason: FinishReason, usage: Usage): Record<string, unknown>
+  /** The stream_options.include_usage chunk. */
+  usageChunk(base: ChunkBase, usage: Usage): Record<string, unknown>
+}
+
+export interface ChunkBase {
+  id: string
+  created: number
+  model: string
+}
+
+export function newRid(): string {
+  return randomBytes(12).toString('hex')
+}
+
+export function samplingFrom(body: SamplingBody, info: ServingInfo): SamplingParams {
+  const topK = body.top_k ?? info.defaults.topK
+  return {
+    temperature: body.temperature ?? info.defaults.temperature,
+    topP: body.top_p ?? info.defaults.topP,
+    topK: topK < 0 ? 0 : topK,
+    // Seeds wider than 32 bits are folded: the sampler's generator has 32 bits of state.
+    seed: body.seed == null ? null : Number(BigInt.asUintN(32, BigInt(body.seed))),
+  }
+}
+
+export function stopsFrom(body: SamplingBody): string[] {
+  if (body.stop == null) return []
+  return typeof body.stop === 'string' ? [body.stop] : body.stop
+}
+
+export function checkModel(body: SamplingBody, info: ServingInfo): void {
+  if (body.model !== info.modelName) {
+    throw new SpanserveError('SPANSERVE_ERR_MODEL_NOT_FOUND', `The model \`${body.model}\` does not exist; this server serves \`${info.modelName}\``, 'model')
+  }
+}
+
+export interface GenerateInput {
+  text: string | null
+  inputIds: number[] | null
+  messages: ChatMessage[] | null
+  maxTokens: number
+}
+
+/** Run one generation request through the engine and answer it, streamed or whole. */
+export async function serveGeneration(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  engine: Engine,
+  info: ServingInfo,
+  body: SamplingBody,
+  input: GenerateInput,
+  shape: ResponseShape,
+): Promise<void> {
+  checkModel(body, info)
+  const rid = newRid()
+  const req: GenerateReqInput = {
+    type: 'generate',
+    rid,
+    trace: null,
+    ...input,
+    sampling: samplingFrom(body, info),
+    stop: stopsFrom(body),
+    arrivalMs: Date.now(),
+  }
+  const base: ChunkBase = { id: `${shape.idPrefix}-${rid}`, created: Math.floor(Date.now() / 1000), model: info.modelName }
+  const requestId = (request.headers['x-request-id'] as string | undefined) ?? rid
+  const headers = { 'x-request-id': /^[\w.:-]{1,128}$/.test(requestId) ? requestId : rid }
+  const res = reply.raw
+  let done = false
+  // A client that hangs up aborts its request and frees its KV at once.
+  res.on('close', () => {
+    if (!done) engine.abort(rid, 'client disconnected')
+  })
+
+  if (body.stream) {
+    const includeUsage = body.stream_options?.include_usage === true
+    let first = true
+    let started = false
+    const begin = () => {
+      if (started) return
+      started = true
+      reply.hijack()
+      startSse(res, headers)
+    }
+    await new Promise<void>((resolve) => {
+      engine.submit(req, {
+        onOutput: (item: StrOutput) => {
+          begin()
+          if (item.text !== '' || item.finishReason !== null || first) {
+            const chunk = shape.chunk(base, item.text, item.finishReason, first)
+            first = false
+            if (item.finishReason !== null) chunk.usage = usageOf(item)
+            sendEvent(res, chunk)
+          }
+          if (item.finishReason !== null) {
+            done = true
+            if (includeUsage) sendEvent(res, shape.usageChunk(base, usageOf(item)))
+            endSse(res)
+            resolve()
+          }
+        },
+        onError: (err) => {
+          done = true
+          if (!started) {
+            // Nothing sent yet: answer with a plain HTTP error.
+            void reply.code(err.status).headers({ ...headers, ...errorHeaders(err) }).send(errorBody(err))
+          } else {
+            sendEvent(res, errorBody(err))
+            endSse(res)
+          }
+          resolve()
+        },
+      })
+    })
+    return
+  }
+
+  let text = ''
+  await new Promise<void>((resolve) => {
+    engine.submit(req, {
+      onOutput: (item) => {
+        text += item.text
+        if (item.finishReason === null) return
+        done = true
+        void reply.headers(headers).send(shape.whole(base, text, item.finishReason, usageOf(item)))
+        resolve()
+      },
+      onError: (err) => {
+        done = true
+        void reply.code(err.status).headers({ ...headers, ...errorHeaders(err) }).send(errorBody(err))
+        resolve()
+      },
+    })
+  })
+}
+
+function usageOf(item: StrOutput): Usage {
+  return { prompt_tokens: item.promptTokens, completion_tokens: item.completionTokens, total_tokens: item.promptTokens + item.completionTokens }
+}
