@@ -1,0 +1,16 @@
+/** The tracing module's public surface. */
+export * from './attributes.ts'
+export { EVENT, REQUEST_ROOT_SPAN, SLICE } from './names.ts'
+export type { OtlpProtocol, ProcessIdentity, TraceExporterKind, TracingOptions } from './options.ts'
+export {
+  formatTraceparent,
+  makeCarrier,
+  parseTraceparent,
+  readCarrier,
+  validTracestate,
+  type TraceCarrier,
+} from './propagation.ts'
+export { droppedSpans, flushTracing, initTracing, isTracingEnabled, shutdownTracing, type TracingHooks } from './setup.ts'
+export type { WarnLogger } from './export-accounting.ts'
+export { nowNs } from './time.ts'
+export * from './trace.ts'

@@ -1,0 +1,34 @@
+/**
+ * The per-process tracing state shared by setup (which fills it) and the API (which reads it).
+ * `enabled` is the one boolean every API call checks first: off means off.
+ */
+import type { Tracer } from '@opentelemetry/api'
+import type { ProcessIdentity } from './options.ts'
+import type { SpanserveSampler } from './sampler.ts'
+
+export type TraceLevel = 1 | 2 | 3
+
+export interface TracingRuntime {
+  enabled: boolean
+  tracer: Tracer | undefined
+  sampler: SpanserveSampler | undefined
+  level: TraceLevel
+  recordContent: boolean
+  valueLengthLimit: number
+  identity: ProcessIdentity
+  hostName: string
+}
+
+export const runtime: TracingRuntime = {
+  enabled: false,
+  tracer: undefined,
+  sampler: undefined,
+  level: 2,
+  recordContent: false,
+  valueLengthLimit: 4096,
+  identity: { role: 'server' },
+  hostName: '',
+}
+
+/** Called by shutdown so that every live request context is released with the SDK. */
+export const resetHooks: Array<() => void> = []

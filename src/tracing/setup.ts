@@ -1,0 +1,137 @@
+/**
+ * Starts and stops the OpenTelemetry SDK of one spanserve process: resource, sampler, bounded
+ * batch export, exporter, and the global registrations @fastify/otel relies on.
+ */
+import { hostname } from 'node:os'
+import { context, propagation, trace } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core'
+import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources'
+import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base'
+import type { LineWriter } from './console-exporter.ts'
+import {
+  consoleWarnLogger,
+  CountingExporter,
+  CountingSpanProcessor,
+  DropCounter,
+  type WarnLogger,
+} from './export-accounting.ts'
+import { createSpanExporter, describeDestination } from './exporters.ts'
+import type { ProcessIdentity, TracingOptions } from './options.ts'
+import { resetHooks, runtime } from './runtime.ts'
+import { SpanserveSampler } from './sampler.ts'
+import { defaultThreadLabel, setThreadInfo } from './trace.ts'
+
+export const TRACER_NAME = 'spanserve'
+
+export interface TracingHooks {
+  /** Where the single "spans are being dropped" warning goes; default console.warn. */
+  log?: WarnLogger
+  /** Where the console exporter writes its lines; default stdout. */
+  consoleWrite?: LineWriter
+}
+
+interface Installed {
+  provider: BasicTracerProvider
+  contextManager: AsyncLocalStorageContextManager
+  drops: DropCounter
+}
+
+let installed: Installed | undefined
+let droppedBefore = 0
+
+export async function initTracing(opts: TracingOptions, who: ProcessIdentity, hooks: TracingHooks = {}): Promise<void> {
+  if (!opts.enabled) return
+  if (installed !== undefined) await shutdownTracing()
+
+  const drops = new DropCounter(hooks.log ?? consoleWarnLogger, describeDestination(opts))
+  const exporter = new CountingExporter(createSpanExporter(opts, hooks.consoleWrite), drops)
+  const maxQueueSize = Math.max(1, Math.floor(opts.maxQueueSize))
+  const processor = new CountingSpanProcessor(
+    new BatchSpanProcessor(exporter, {
+      maxQueueSize,
+      maxExportBatchSize: Math.min(512, maxQueueSize),
+      exportTimeoutMillis: opts.exportTimeoutMs,
+    }),
+    maxQueueSize,
+    drops,
+  )
+  exporter.processor = processor
+
+  const sampler = new SpanserveSampler(opts.sampleRate, opts.parentBased)
+  const provider = new BasicTracerProvider({
+    resource: defaultResource().merge(resourceFromAttributes(resourceAttributes(opts, who))),
+    sampler,
+    spanLimits: { attributeValueLengthLimit: opts.attributeValueLengthLimit },
+    spanProcessors: [processor],
+  })
+
+  // Global registration: @fastify/otel (and any other instrumentation) finds our provider,
+  // active-context propagation through async/await, and W3C headers on the HTTP edge.
+  const contextManager = new AsyncLocalStorageContextManager().enable()
+  context.setGlobalContextManager(contextManager)
+  propagation.setGlobalPropagator(
+    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
+  )
+  trace.setGlobalTracerProvider(provider)
+
+  installed = { provider, contextManager, drops }
+  runtime.tracer = provider.getTracer(TRACER_NAME)
+  runtime.sampler = sampler
+  runtime.level = opts.level
+  runtime.recordContent = opts.recordContent
+  runtime.valueLengthLimit = opts.attributeValueLengthLimit
+  runtime.identity = { ...who }
+  runtime.hostName = opts.hostName || hostname()
+  setThreadInfo(defaultThreadLabel(who.role), who.tpRank, who.dpRank)
+  runtime.enabled = true
+}
+
+/** Exports what is queued now (waits at most the export timeout per batch). */
+export async function flushTracing(): Promise<void> {
+  if (installed === undefined) return
+  await installed.provider.forceFlush().catch(() => undefined)
+}
+
+/** Flushes, stops the SDK and unregisters the globals; the API becomes a no-op again. */
+export async function shutdownTracing(): Promise<void> {
+  const inst = installed
+  if (inst === undefined) return
+  runtime.enabled = false
+  for (const reset of resetHooks) reset()
+  installed = undefined
+  runtime.tracer = undefined
+  runtime.sampler = undefined
+  await inst.provider.shutdown().catch(() => undefined)
+  droppedBefore += inst.drops.count
+  trace.disable()
+  propagation.disable()
+  context.disable()
+  inst.contextManager.disable()
+}
+
+/** Spans lost so far in this process: queue overflow plus failed exports. */
+export function droppedSpans(): number {
+  return droppedBefore + (installed?.drops.count ?? 0)
+}
+
+export function isTracingEnabled(): boolean {
+  return runtime.enabled
+}
+
+function resourceAttributes(opts: TracingOptions, who: ProcessIdentity): Record<string, string | number> {
+  const attrs: Record<string, string | number> = {
+    ...opts.resourceAttributes,
+    // OTEL_RESOURCE_ATTRIBUTES=service.name=… counts unless a service name was set explicitly.
+    'service.name':
+      opts.serviceName && (opts.serviceName !== 'spanserve' || !opts.resourceAttributes['service.name'])
+        ? opts.serviceName
+        : (opts.resourceAttributes['service.name'] ?? 'spanserve'),
+    'host.name': opts.hostName || hostname(),
+    'process.pid': process.pid,
+    'spanserve.process.role': who.role,
+  }
+  if (who.tpRank !== undefined) attrs['spanserve.tp_rank'] = who.tpRank
+  if (who.dpRank !== undefined) attrs['spanserve.dp_rank'] = who.dpRank
+  return attrs
+}

@@ -1,0 +1,505 @@
+/**
+ * One "thread" of SGLang's model (in Node: one process, or one role inside it) and the
+ * contexts of the requests it is working on: request → thread span → slices.
+ * Every method is a no-op for a rid it does not trace (unsampled, never started, finished).
+ */
+import {
+  ROOT_CONTEXT,
+  SpanStatusCode,
+  context as apiContext,
+  trace as apiTrace,
+  type Attributes,
+  type Context,
+  type HrTime,
+  type Link,
+  type Span,
+  type SpanContext,
+} from '@opentelemetry/api'
+import { TraceState } from '@opentelemetry/core'
+import {
+  SPANSERVE_ABORT_REASON,
+  SPANSERVE_DECODE_STEPS,
+  SPANSERVE_DP_RANK,
+  SPANSERVE_REQUEST_ID,
+  SPANSERVE_THREAD_LABEL,
+  SPANSERVE_TP_RANK,
+} from './attributes.ts'
+import { ANONYMOUS_SLICE, EVENT, REQUEST_ROOT_SPAN, SLICE } from './names.ts'
+import { isSampled, makeCarrier, parseTraceparent, readCarrier, type TraceCarrier } from './propagation.ts'
+import { runtime, type TraceLevel } from './runtime.ts'
+import { INTERNAL_HOP_KEY } from './sampler.ts'
+import { nsToHrTime, optionalHrTime } from './time.ts'
+
+export interface ReqStartOptions {
+  /** Server process only: create the request root span (under the carrier, else the active context). */
+  root?: boolean
+  /** On the root span (root) or the thread span (elsewhere). */
+  attributes?: Attributes
+  /** Epoch ns; default now. */
+  ts?: number
+}
+
+export interface ReqFinishOptions {
+  /** Marks root, thread span and open slices ERROR, with an exception event. */
+  error?: Error | string
+  /** On the root span where there is one, else the thread span. */
+  attributes?: Attributes
+  ts?: number
+}
+
+export interface SliceStartOptions {
+  /** Recorded only when level <= the current trace level; default 1. */
+  level?: TraceLevel
+  attributes?: Attributes
+  ts?: number
+}
+
+export interface SliceEndOptions {
+  attributes?: Attributes
+  /** Start the next anonymous slice at this same instant (SGLang's auto_next_anon). */
+  autoNextAnon?: boolean
+  /** This was the thread's last slice: end the thread span too (SGLang's thread_finish_flag). */
+  threadFinish?: boolean
+  error?: Error | string
+  ts?: number
+}
+
+interface OpenSlice {
+  name: string | null
+  level: TraceLevel
+  /** A child of the thread span: links to the previous slice and becomes the next one's link. */
+  topLevel: boolean
+  /** undefined when the slice is below the current level: kept only for stack matching. */
+  span: Span | undefined
+}
+
+/** All this process knows about one traced request. */
+class RequestContext {
+  root: Span | undefined
+  thread: Span | undefined
+  readonly slices: OpenSlice[] = []
+  prev: SpanContext | undefined
+  loop: Span | undefined
+  loopEndNs = 0
+  loopSteps = 0
+
+  constructor(
+    /** The request root's span context: parent of thread spans in every process. */
+    readonly rootSc: SpanContext,
+    readonly tracestate: string | undefined,
+    /** Context holding the thread span: parent of this thread's top-level slices. */
+    public threadCtx: Context,
+  ) {}
+}
+
+const tracers = new Set<ThreadTracer>()
+let live = 0
+
+/** Requests whose contexts are still held in this process (all threads). */
+export function liveRequestCount(): number {
+  return live
+}
+
+/** Ends every open span and drops every context: used on shutdown. */
+export function releaseAll(): void {
+  for (const t of tracers) t.releaseAll()
+  live = 0
+}
+
+export class ThreadTracer {
+  private readonly reqs = new Map<string, RequestContext>()
+  private label: string
+  private tpRank: number | undefined
+  private dpRank: number | undefined
+  private spanName = ''
+  private spanNameHost = '\0'
+  /** Shared by every thread span and batch slice of this thread. */
+  private rankAttrs: Attributes = {}
+
+  constructor(label: string, tpRank?: number, dpRank?: number) {
+    this.label = label
+    this.tpRank = tpRank
+    this.dpRank = dpRank
+    this.updateRankAttrs()
+    tracers.add(this)
+  }
+
+  /** SGLang's trace_set_thread_info: names this thread's spans from now on. */
+  setThreadInfo(label: string, tpRank?: number, dpRank?: number): void {
+    this.label = label
+    this.tpRank = tpRank
+    this.dpRank = dpRank
+    this.spanNameHost = '\0'
+    this.updateRankAttrs()
+  }
+
+  /** e.g. `Worker [TP 1] [DP 0] [host 1234]`, as SGLang names thread spans. */
+  threadSpanName(): string {
+    if (this.spanNameHost !== runtime.hostName) {
+      const tp = this.tpRank === undefined ? '' : ` [TP ${this.tpRank}]`
+      const dp = this.dpRank === undefined ? '' : ` [DP ${this.dpRank}]`
+      this.spanName = `${this.label}${tp}${dp} [${runtime.hostName} ${process.pid}]`
+      this.spanNameHost = runtime.hostName
+    }
+    return this.spanName
+  }
+
+  get size(): number {
+    return this.reqs.size
+  }
+
+  /** True when rid is traced here (e.g. to skip building attributes for untraced requests). */
+  isTraced(rid: string): boolean {
+    return runtime.enabled && this.reqs.has(rid)
+  }
+
+  /**
+   * Starts tracing rid in this thread. With root: creates the request root span (child of the
+   * carrier's context when given, else of the active context, e.g. the HTTP server span).
+   * Without: continues the request from the carrier; no carrier or an unsampled one means the
+   * rid is not traced here at all.
+   */
+  reqStart(rid: string, carrier: TraceCarrier | string | null | undefined, opts?: ReqStartOptions): void {
+    const tracer = runtime.tracer
+    if (!runtime.enabled || tracer === undefined) return
+    const existing = this.reqs.get(rid)
+    if (existing !== undefined) {
+      this.adoptPrev(existing, carrier)
+      return
+    }
+    const startTime = optionalHrTime(opts?.ts)
+    const c = carrier == null ? null : readCarrier(carrier)
+    let rc: RequestContext
+    if (opts?.root === true) {
+      const parentCtx = c === null ? apiContext.active() : remoteContext(c, false)
+      const root = tracer.startSpan(REQUEST_ROOT_SPAN, { startTime, attributes: opts.attributes }, parentCtx)
+      if (!root.isRecording()) {
+        root.end()
+        return
+      }
+      root.setAttribute(SPANSERVE_REQUEST_ID, rid)
+      const rootCtx = apiTrace.setSpan(ROOT_CONTEXT, root)
+      // The root's own trace state (inherited from its parent) travels on; see makeCarrier.
+      rc = new RequestContext(root.spanContext(), undefined, rootCtx)
+      rc.root = root
+      rc.thread = this.startThreadSpan(rid, rootCtx, startTime, undefined)
+    } else {
+      if (c === null) return
+      const rootSc = parseTraceparent(c.traceparent)
+      if (rootSc === null || !isSampled(rootSc)) return
+      const parentCtx = remoteContext(c, true)
+      const thread = this.startThreadSpan(rid, parentCtx, startTime, opts?.attributes)
+      if (!thread.isRecording()) {
+        thread.end()
+        return
+      }
+      rc = new RequestContext(rootSc, c.tracestate, ROOT_CONTEXT)
+      rc.thread = thread
+      rc.prev = c.prev === undefined ? undefined : (parseTraceparent(c.prev) ?? undefined)
+    }
+    rc.threadCtx = apiTrace.setSpan(ROOT_CONTEXT, rc.thread!)
+    this.reqs.set(rid, rc)
+    live++
+  }
+
+  /**
+   * SGLang's trace_set_proc_propagate_context: a carrier arrived for rid. A rid already traced
+   * here takes the carrier's previous slice as the one its next slice links to; otherwise this
+   * starts the rid as reqStart(rid, carrier) does.
+   */
+  setPropagateContext(rid: string, carrier: TraceCarrier | string | null | undefined): void {
+    if (!runtime.enabled) return
+    const rc = this.reqs.get(rid)
+    if (rc === undefined) this.reqStart(rid, carrier)
+    else this.adoptPrev(rc, carrier)
+  }
+
+  /** SGLang's trace_get_proc_propagate_context: the carrier to put in the outgoing message. */
+  getPropagateContext(rid: string): TraceCarrier | null {
+    if (!runtime.enabled) return null
+    const rc = this.reqs.get(rid)
+    if (rc === undefined) return null
+    return makeCarrier(rc.rootSc, this.currentFlowSpan(rc), rc.tracestate)
+  }
+
+  /** Ends open slices, the thread span and (server) the root span; frees rid. */
+  reqFinish(rid: string, opts?: ReqFinishOptions): void {
+    if (!runtime.enabled) return
+    const rc = this.reqs.get(rid)
+    if (rc === undefined) return
+    const endTime = optionalHrTime(opts?.ts)
+    const error = opts?.error
+    if (error !== undefined) {
+      const where = this.innermostSpan(rc) ?? rc.root
+      if (where !== undefined && where !== rc.root) recordError(where, error)
+    }
+    if (opts?.attributes !== undefined) (rc.root ?? rc.thread)?.setAttributes(opts.attributes)
+    this.endThread(rc, endTime, error)
+    const root = rc.root
+    if (root !== undefined) {
+      if (error !== undefined) recordError(root, error)
+      root.end(endTime)
+    }
+    this.free(rid)
+  }
+
+  /** A client went away or the request was cancelled: not an error, but visible. */
+  reqAbort(rid: string, reason?: string, ts?: number): void {
+    if (!runtime.enabled) return
+    const rc = this.reqs.get(rid)
+    if (rc === undefined) return
+    const attrs: Attributes | undefined = reason === undefined ? undefined : { [SPANSERVE_ABORT_REASON]: reason }
+    const time = optionalHrTime(ts)
+    this.eventTarget(rc)?.addEvent(EVENT.aborted, attrs, time)
+    if (rc.root !== undefined && rc.root !== this.eventTarget(rc)) rc.root.addEvent(EVENT.aborted, attrs, time)
+    this.reqFinish(rid, { ts })
+  }
+
+  /** name null: an anonymous slice, named by the sliceEnd that closes it. */
+  sliceStart(rid: string, name: string | null, opts?: SliceStartOptions): void {
+    if (!runtime.enabled) return
+    const rc = this.reqs.get(rid)
+    if (rc === undefined || rc.thread === undefined) return
+    this.openSlice(rc, name, opts?.level ?? 1, optionalHrTime(opts?.ts), opts?.attributes)
+  }
+
+  /**
+   * Ends the innermost open slice named `name` (or the innermost anonymous one, which takes the
+   * name); slices opened inside it and left open end with it. No match: nothing happens.
+   */
+  sliceEnd(rid: string, name?: string | null, opts?: SliceEndOptions): void {
+    if (!runtime.enabled) return
+    const rc = this.reqs.get(rid)
+    if (rc === undefined || rc.thread === undefined) return
+    const stack = rc.slices
+    let i = stack.length - 1
+    for (; i >= 0; i--) {
+      const s = stack[i]!
+      if (s.name === null || name == null || s.name === name) break
+    }
+    if (i < 0) return
+    const endTime = optionalHrTime(opts?.ts)
+    while (stack.length - 1 > i) stack.pop()!.span?.end(endTime)
+    const slice = stack.pop()!
+    const span = slice.span
+    if (span !== undefined) {
+      if (slice.name === null && name != null) span.updateName(name)
+      if (opts?.attributes !== undefined) span.setAttributes(opts.attributes)
+      if (opts?.error !== undefined) recordError(span, opts.error)
+      span.end(endTime)
+      if (slice.topLevel) rc.prev = span.spanContext()
+    }
+    if (opts?.threadFinish === true) {
+      this.endThread(rc, endTime, undefined)
+      if (rc.root === undefined) this.free(rid)
+      return
+    }
+    if (opts?.autoNextAnon === true) this.openSlice(rc, null, slice.level, endTime, undefined)
+  }
+
+  /** An event on the innermost open slice (else the decode loop, else the thread span). */
+  event(rid: string, name: string, attributes?: Attributes, ts?: number): void {
+    if (!runtime.enabled) return
+    const rc = this.reqs.get(rid)
+    if (rc === undefined) return
+    this.eventTarget(rc)?.addEvent(name, attributes, optionalHrTime(ts))
+  }
+
+  /** SGLang's trace_slice_add_attr: attributes on the innermost open slice (else the thread span). */
+  sliceAttrs(rid: string, attributes: Attributes): void {
+    if (!runtime.enabled) return
+    const rc = this.reqs.get(rid)
+    if (rc === undefined) return
+    ;(this.innermostSpan(rc) ?? rc.thread)?.setAttributes(attributes)
+  }
+
+  /** Attributes on the request root span (server), else on this thread's span. */
+  reqAttrs(rid: string, attributes: Attributes): void {
+    if (!runtime.enabled) return
+    const rc = this.reqs.get(rid)
+    if (rc === undefined) return
+    ;(rc.root ?? rc.thread)?.setAttributes(attributes)
+  }
+
+  /**
+   * Records one already-finished top-level slice per traced rid of a batch step, with the
+   * batch's own timestamps, e.g. the worker's one ONNX run for B requests. Cost per rid is
+   * flat: one map lookup and, when traced, one span. Below `level`, decode_forward steps
+   * are folded into one decode_loop slice per request (ended by the next slice or finish).
+   */
+  batchSlice(
+    rids: readonly string[],
+    name: string,
+    startNs: number,
+    endNs: number,
+    attributes?: Attributes,
+    level: TraceLevel = 3,
+  ): void {
+    const tracer = runtime.tracer
+    if (!runtime.enabled || tracer === undefined) return
+    const record = level <= runtime.level
+    if (!record && name !== SLICE.decodeForward) return
+    let startTime: HrTime | undefined
+    let endTime: HrTime | undefined
+    for (let i = 0; i < rids.length; i++) {
+      const rc = this.reqs.get(rids[i]!)
+      if (rc === undefined || rc.thread === undefined) continue
+      startTime ??= nsToHrTime(startNs)
+      if (!record) {
+        if (rc.loop === undefined) {
+          rc.loop = tracer.startSpan(
+            SLICE.decodeLoop,
+            { startTime, attributes: this.rankAttrs, links: linkTo(rc.prev) },
+            rc.threadCtx,
+          )
+          rc.prev = rc.loop.spanContext()
+          rc.loopSteps = 0
+        }
+        rc.loopSteps++
+        rc.loopEndNs = endNs
+        continue
+      }
+      endTime ??= nsToHrTime(endNs)
+      if (rc.loop !== undefined) this.endLoop(rc)
+      const span = tracer.startSpan(
+        name,
+        { startTime, attributes: this.rankAttrs, links: linkTo(rc.prev) },
+        rc.threadCtx,
+      )
+      if (attributes !== undefined) span.setAttributes(attributes)
+      span.end(endTime)
+      rc.prev = span.spanContext()
+    }
+  }
+
+  /** Ends everything open without exporting errors: process shutdown. */
+  releaseAll(): void {
+    for (const rc of this.reqs.values()) {
+      this.endThread(rc, undefined, undefined)
+      rc.root?.end()
+    }
+    this.reqs.clear()
+  }
+
+  // ----- internals -----
+
+  private startThreadSpan(
+    rid: string,
+    parentCtx: Context,
+    startTime: HrTime | undefined,
+    attributes: Attributes | undefined,
+  ): Span {
+    const span = runtime.tracer!.startSpan(this.threadSpanName(), { startTime, attributes: this.rankAttrs }, parentCtx)
+    span.setAttribute(SPANSERVE_REQUEST_ID, rid)
+    if (attributes !== undefined) span.setAttributes(attributes)
+    return span
+  }
+
+  private openSlice(
+    rc: RequestContext,
+    name: string | null,
+    level: TraceLevel,
+    startTime: HrTime | undefined,
+    attributes: Attributes | undefined,
+  ): void {
+    const stack = rc.slices
+    if (level > runtime.level) {
+      stack.push({ name, level, topLevel: false, span: undefined })
+      return
+    }
+    const parent = this.innermostSpan(rc)
+    let span: Span
+    if (parent === undefined) {
+      if (rc.loop !== undefined) this.endLoop(rc)
+      span = runtime.tracer!.startSpan(
+        name ?? ANONYMOUS_SLICE,
+        { startTime, attributes, links: linkTo(rc.prev) },
+        rc.threadCtx,
+      )
+    } else {
+      span = runtime.tracer!.startSpan(name ?? ANONYMOUS_SLICE, { startTime, attributes }, apiTrace.setSpan(ROOT_CONTEXT, parent))
+    }
+    stack.push({ name, level, topLevel: parent === undefined, span })
+  }
+
+  private innermostSpan(rc: RequestContext): Span | undefined {
+    const stack = rc.slices
+    for (let i = stack.length - 1; i >= 0; i--) {
+      const span = stack[i]!.span
+      if (span !== undefined) return span
+    }
+    return undefined
+  }
+
+  private eventTarget(rc: RequestContext): Span | undefined {
+    return this.innermostSpan(rc) ?? rc.loop ?? rc.thread ?? rc.root
+  }
+
+  /** The slice the next process's first slice should link to: the open top-level one, else the last. */
+  private currentFlowSpan(rc: RequestContext): SpanContext | undefined {
+    for (const s of rc.slices) if (s.span !== undefined) return s.span.spanContext()
+    return rc.prev
+  }
+
+  private adoptPrev(rc: RequestContext, carrier: TraceCarrier | string | null | undefined): void {
+    const c = carrier == null ? null : readCarrier(carrier)
+    if (c?.prev === undefined) return
+    const prev = parseTraceparent(c.prev)
+    if (prev !== null && prev.traceId === rc.rootSc.traceId) rc.prev = prev
+  }
+
+  private endLoop(rc: RequestContext): void {
+    const loop = rc.loop!
+    loop.setAttribute(SPANSERVE_DECODE_STEPS, rc.loopSteps)
+    loop.end(nsToHrTime(rc.loopEndNs))
+    rc.loop = undefined
+  }
+
+  private endThread(rc: RequestContext, endTime: HrTime | undefined, error: Error | string | undefined): void {
+    const stack = rc.slices
+    while (stack.length > 0) {
+      const span = stack.pop()!.span
+      if (span === undefined) continue
+      if (error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR })
+      span.end(endTime)
+    }
+    if (rc.loop !== undefined) this.endLoop(rc)
+    const thread = rc.thread
+    if (thread === undefined) return
+    if (error !== undefined) thread.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) })
+    thread.end(endTime)
+    rc.thread = undefined
+  }
+
+  private free(rid: string): void {
+    if (this.reqs.delete(rid)) live--
+  }
+
+  private updateRankAttrs(): void {
+    const a: Attributes = { [SPANSERVE_THREAD_LABEL]: this.label }
+    if (this.tpRank !== undefined) a[SPANSERVE_TP_RANK] = this.tpRank
+    if (this.dpRank !== undefined) a[SPANSERVE_DP_RANK] = this.dpRank
+    this.rankAttrs = a
+  }
+}
+
+/** The carrier's root span context as a parent; internal hops always follow its decision. */
+function remoteContext(c: TraceCarrier, internalHop: boolean): Context {
+  const sc = parseTraceparent(c.traceparent)!
+  if (c.tracestate !== undefined) sc.traceState = new TraceState(c.tracestate)
+  const base = internalHop ? ROOT_CONTEXT.setValue(INTERNAL_HOP_KEY, true) : ROOT_CONTEXT
+  return apiTrace.setSpanContext(base, sc)
+}
+
+function linkTo(prev: SpanContext | undefined): Link[] | undefined {
+  return prev === undefined ? undefined : [{ context: prev }]
+}
+
+function recordError(span: Span, error: Error | string): void {
+  span.recordException(typeof error === 'string' ? { name: 'Error', message: error } : error)
+  span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) })
+}
+
+function errorMessage(error: Error | string): string {
+  return typeof error === 'string' ? error : error.message
+}

@@ -1,0 +1,122 @@
+/**
+ * The SGLang-style tracing API, as module functions over this process's default thread.
+ * With tracing off, every function returns after one boolean check.
+ *
+ *   server:    reqStart(rid, null, { root: true })  → carrier = getPropagateContext(rid)
+ *   elsewhere: reqStart(rid, msg.trace)             → slices … → getPropagateContext(rid) on send
+ *   all:       reqFinish(rid) (or sliceEnd(..., { threadFinish: true }))
+ */
+import type { Attributes } from '@opentelemetry/api'
+import type { ProcessIdentity } from './options.ts'
+import type { TraceCarrier } from './propagation.ts'
+import { resetHooks, runtime, type TraceLevel } from './runtime.ts'
+import {
+  releaseAll,
+  ThreadTracer,
+  type ReqFinishOptions,
+  type ReqStartOptions,
+  type SliceEndOptions,
+  type SliceStartOptions,
+} from './thread-tracer.ts'
+
+export { liveRequestCount, ThreadTracer } from './thread-tracer.ts'
+export type { ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceStartOptions } from './thread-tracer.ts'
+export type { TraceLevel } from './runtime.ts'
+
+const main = new ThreadTracer('Server')
+resetHooks.push(releaseAll)
+
+const LABELS: Record<ProcessIdentity['role'], string> = {
+  server: 'Server',
+  tokenizer: 'Tokenizer',
+  scheduler: 'Scheduler',
+  worker: 'Worker',
+}
+
+/** The thread label a role gets unless setThreadInfo says otherwise. */
+export function defaultThreadLabel(role: ProcessIdentity['role']): string {
+  return LABELS[role]
+}
+
+/** SGLang's trace_set_thread_info for this process's default thread. */
+export function setThreadInfo(label: string, tpRank?: number, dpRank?: number): void {
+  main.setThreadInfo(label, tpRank, dpRank)
+}
+
+/** A second thread in the same process (or, in tests, a stand-in for another process). */
+export function createThreadTracer(label: string, tpRank?: number, dpRank?: number): ThreadTracer {
+  return new ThreadTracer(label, tpRank, dpRank)
+}
+
+export function reqStart(rid: string, carrier: TraceCarrier | string | null | undefined, opts?: ReqStartOptions): void {
+  if (runtime.enabled) main.reqStart(rid, carrier, opts)
+}
+
+export function reqFinish(rid: string, opts?: ReqFinishOptions): void {
+  if (runtime.enabled) main.reqFinish(rid, opts)
+}
+
+export function reqAbort(rid: string, reason?: string, ts?: number): void {
+  if (runtime.enabled) main.reqAbort(rid, reason, ts)
+}
+
+export function sliceStart(rid: string, name: string | null, opts?: SliceStartOptions): void {
+  if (runtime.enabled) main.sliceStart(rid, name, opts)
+}
+
+export function sliceEnd(rid: string, name?: string | null, opts?: SliceEndOptions): void {
+  if (runtime.enabled) main.sliceEnd(rid, name, opts)
+}
+
+export function event(rid: string, name: string, attributes?: Attributes, ts?: number): void {
+  if (runtime.enabled) main.event(rid, name, attributes, ts)
+}
+
+export function sliceAttrs(rid: string, attributes: Attributes): void {
+  if (runtime.enabled) main.sliceAttrs(rid, attributes)
+}
+
+export function reqAttrs(rid: string, attributes: Attributes): void {
+  if (runtime.enabled) main.reqAttrs(rid, attributes)
+}
+
+export function getPropagateContext(rid: string): TraceCarrier | null {
+  return runtime.enabled ? main.getPropagateContext(rid) : null
+}
+
+export function setPropagateContext(rid: string, carrier: TraceCarrier | string | null | undefined): void {
+  if (runtime.enabled) main.setPropagateContext(rid, carrier)
+}
+
+export function batchSlice(
+  rids: readonly string[],
+  name: string,
+  startNs: number,
+  endNs: number,
+  attributes?: Attributes,
+  level?: TraceLevel,
+): void {
+  if (runtime.enabled) main.batchSlice(rids, name, startNs, endNs, attributes, level)
+}
+
+/** True when rid is traced in this process's default thread (e.g. to skip building attributes). */
+export function isTraced(rid: string): boolean {
+  return runtime.enabled && main.isTraced(rid)
+}
+
+export function setLevel(level: TraceLevel): void {
+  if (level === 1 || level === 2 || level === 3) runtime.level = level
+}
+
+export function getLevel(): TraceLevel {
+  return runtime.level
+}
+
+/** Changes the ratio for traces that start in this process from now on. */
+export function setSampleRate(rate: number): void {
+  runtime.sampler?.setRatio(rate)
+}
+
+export function getSampleRate(): number {
+  return runtime.sampler?.getRatio() ?? 0
+}

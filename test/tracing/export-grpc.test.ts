@@ -1,0 +1,58 @@
+import t from 'tap'
+import { context, trace } from '@opentelemetry/api'
+import * as tracing from '../../src/tracing/index.ts'
+import { one, tracedSession } from './fixtures/harness.ts'
+
+t.test('spans exported over OTLP gRPC arrive decoded, with resource and attributes', async (t) => {
+  const s = await tracedSession(t, { resourceAttributes: { 'deployment.environment': 'test' } }, { role: 'worker', tpRank: 1, dpRank: 0 })
+  tracing.reqStart('r1', null, { root: true, attributes: tracing.genAiRequestAttributes({ model: 'm', maxTokens: 8, temperature: 0.5 }) })
+  tracing.sliceStart('r1', 'tokenize')
+  tracing.sliceEnd('r1', 'tokenize', { attributes: { 'spanserve.prompt_tokens': 5 } })
+  tracing.event('r1', tracing.EVENT.firstToken, { flag: true })
+  tracing.reqFinish('r1', { attributes: tracing.genAiResponseAttributes({ outputTokens: 8, finishReasons: ['length'], e2e: 0.25 }) })
+  const spans = await s.finish()
+
+  const root = one(spans, 'llm_request')
+  const thread = one(spans, `Worker [TP 1] [DP 0] [testhost ${process.pid}]`)
+  const tok = one(spans, 'tokenize')
+  t.equal(root.via, 'grpc')
+  t.match(root.traceId, /^[0-9a-f]{32}$/)
+  t.match(root.spanId, /^[0-9a-f]{16}$/)
+  t.equal(root.parentSpanId, '')
+  t.equal(thread.parentSpanId, root.spanId)
+  t.equal(tok.parentSpanId, thread.spanId)
+  t.equal(new Set(spans.map((x) => x.traceId)).size, 1)
+  t.equal(root.attributes['gen_ai.request.model'], 'm')
+  t.equal(root.attributes['gen_ai.request.max_tokens'], 8)
+  t.equal(root.attributes['gen_ai.request.temperature'], 0.5)
+  t.equal(root.attributes['gen_ai.usage.output_tokens'], 8)
+  t.same(root.attributes['gen_ai.response.finish_reasons'], ['length'])
+  t.equal(root.attributes['spanserve.request.id'], 'r1')
+  t.equal(tok.attributes['spanserve.prompt_tokens'], 5)
+  t.equal(thread.events[0]?.name, 'first_token')
+  t.equal(thread.events[0]?.attributes.flag, true)
+  t.ok(BigInt(tok.endTimeUnixNano) >= BigInt(tok.startTimeUnixNano))
+  t.equal(root.resource['service.name'], 'spanserve-test')
+  t.equal(root.resource['host.name'], 'testhost')
+  t.equal(root.resource['process.pid'], process.pid)
+  t.equal(root.resource['spanserve.process.role'], 'worker')
+  t.equal(root.resource['spanserve.tp_rank'], 1)
+  t.equal(root.resource['spanserve.dp_rank'], 0)
+  t.equal(root.resource['deployment.environment'], 'test')
+  t.equal(root.scope.name, 'spanserve')
+})
+
+t.test('the provider is global: spans from other instrumentation go through it too', async (t) => {
+  const s = await tracedSession(t)
+  const http = trace.getTracer('@fastify/otel').startSpan('POST /v1/completions', { kind: 1 })
+  context.with(trace.setSpan(context.active(), http), () => {
+    tracing.reqStart('r2', null, { root: true })
+  })
+  tracing.reqFinish('r2')
+  http.end()
+  const spans = await s.finish()
+  const server = one(spans, 'POST /v1/completions')
+  const root = one(spans, 'llm_request')
+  t.equal(root.parentSpanId, server.spanId, 'the request root is a child of the active (HTTP) span')
+  t.equal(root.traceId, server.traceId)
+})
