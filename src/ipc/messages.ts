@@ -37,6 +37,8 @@ export interface GenerateReqInput {
   messages: ChatMessage[] | null
   sampling: SamplingParams
   maxTokens: number
+  /** Keep generating past EOS until max_tokens (vLLM's ignore_eos, for benchmarks). */
+  ignoreEos: boolean
   stop: string[]
   arrivalMs: number
 }
@@ -49,6 +51,7 @@ export interface TokenizedGenerateReqInput {
   inputIds: Int32Array
   sampling: SamplingParams
   maxTokens: number
+  ignoreEos: boolean
   arrivalMs: number
 }
 

@@ -25,6 +25,8 @@ export interface LoopIo {
   output(out: BatchTokenIdOutput): void
   /** A request that failed before producing output, toward the tokenizer. */
   error(err: ReqError): void
+  /** Observes each step as it is sent (debug logging). */
+  onStep?(batch: ForwardBatch, waiting: number): void
 }
 
 export class SchedulerLoop {
@@ -173,7 +175,7 @@ export class SchedulerLoop {
       const token = out.tokens[i]!
       req.generated++
       let reason: FinishReason | null = null
-      if (this.eos.has(token)) reason = 'stop'
+      if (!req.ignoreEos && this.eos.has(token)) reason = 'stop'
       else if (req.generated >= req.maxTokens || req.inputIds.length + req.generated >= this.limits.contextLength) reason = 'length'
       rids.push(rid)
       tokens.push(token)
@@ -209,6 +211,7 @@ export class SchedulerLoop {
         continue
       }
       const result = new Promise<ForwardBatchOutput | null>((resolve) => (this.pending = { step: batch.step, resolve }))
+      this.io.onStep?.(batch, this.waiting.length)
       this.io.forward(batch)
       const out = await result
       if (out !== null) this.apply(batch, out)

@@ -25,13 +25,19 @@ await runChild('scheduler', async (ctx) => {
       },
       output: (out) => toTokenizer.post(out),
       error: (err) => toTokenizer.post(err),
+      onStep: log.isLevelEnabled('debug')
+        ? (batch, waiting) => log.debug({ step: batch.step, prefill: batch.prefill.length, decode: batch.decode.length, release: batch.release.length, waiting }, 'step')
+        : undefined,
     },
   )
   const inbox = new Inbox(
     endpoints.schedulers[dpRank]!,
     {
       tokenized: (msg) => loop.submit(msg),
-      abort: (msg) => loop.abort(msg.rid),
+      abort: (msg) => {
+        log.debug({ rid: msg.rid, reason: msg.reason }, 'request aborted')
+        loop.abort(msg.rid)
+      },
       // With several TP ranks every rank answers; rank 0's answer carries the sampled tokens.
       forward_out: (msg) => loop.onForwardOutput(msg),
       reset: (msg) => {

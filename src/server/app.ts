@@ -1,5 +1,5 @@
 /** The Fastify application: routes, body limits, JSON-only bodies, and OpenAI-shaped errors. */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { SpanserveError, errorBody } from '../errors.ts'
 import type { Logger } from '../logging.ts'
 import type { Engine } from './engine.ts'
@@ -23,7 +23,8 @@ export interface AppOptions {
 export function buildApp(opts: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: opts.log as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Per-request lines come from our own request logging, with rid and trace ids.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit,
     // Wrong types are errors, not coerced, and unknown fields are left alone.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },

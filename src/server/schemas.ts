@@ -23,6 +23,7 @@ const samplingProperties = {
   },
   n: { type: ['integer', 'null'], minimum: 1, maximum: 1 },
   user: { type: ['string', 'null'], maxLength: 256 },
+  ignore_eos: { type: ['boolean', 'null'] },
 } as const
 
 export const completionBody = {
@@ -85,6 +86,7 @@ export interface SamplingBody {
   stream_options?: { include_usage?: boolean | null } | null
   n?: number | null
   user?: string | null
+  ignore_eos?: boolean | null
 }
 
 export interface CompletionBody extends SamplingBody {

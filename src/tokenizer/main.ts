@@ -81,6 +81,7 @@ await runChild('tokenizer', async (ctx) => {
         inputIds: Int32Array.from(ids),
         sampling: req.sampling,
         maxTokens,
+        ignoreEos: req.ignoreEos,
         arrivalMs: req.arrivalMs,
       })
     } catch (err) {

@@ -3,8 +3,20 @@
  * explicitly and CPU taken on failure: onnxruntime-node throws at create when the CUDA libraries are
  * absent rather than falling back itself.
  */
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import type { Logger } from '../logging.ts'
+
+/**
+ * Whether onnxruntime-node's CUDA provider library was installed (see README "GPU"). Without it,
+ * asking for CUDA only prints an error from ONNX Runtime's native code before failing.
+ */
+function cudaProviderInstalled(): boolean {
+  const pkg = dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'))
+  return existsSync(join(pkg, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so'))
+}
 
 export type Device = 'auto' | 'cpu' | 'cuda'
 
@@ -18,7 +30,9 @@ export async function openSession(onnxPath: string, device: Device, intraOpThrea
     graphOptimizationLevel: 'all',
     ...(intraOpThreads > 0 ? { intraOpNumThreads: intraOpThreads } : {}),
   }
-  if (device !== 'cpu') {
+  if (device === 'auto' && !cudaProviderInstalled()) {
+    log.info({ provider: 'cpu' }, 'CUDA execution provider not installed, ONNX Runtime session on CPU')
+  } else if (device !== 'cpu') {
     try {
       const session = await ort.InferenceSession.create(onnxPath, { ...base, executionProviders: ['cuda'] })
       log.info({ provider: 'cuda' }, 'ONNX Runtime session on CUDA')

@@ -26,7 +26,7 @@ function harness(limits: Partial<ConstructorParameters<typeof SchedulerLoop>[0]>
 }
 
 const req = (rid: string, promptLen: number, maxTokens: number): TokenizedGenerateReqInput => ({
-  type: 'tokenized', rid, trace: null, inputIds: new Int32Array(promptLen).fill(7), sampling: { temperature: 0, topP: 1, topK: 0, seed: null }, maxTokens, arrivalMs: 0,
+  type: 'tokenized', rid, trace: null, inputIds: new Int32Array(promptLen).fill(7), sampling: { temperature: 0, topP: 1, topK: 0, seed: null }, maxTokens, ignoreEos: false, arrivalMs: 0,
 })
 
 const settle = () => new Promise((r) => setTimeout(r, 300))

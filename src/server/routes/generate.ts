@@ -92,6 +92,7 @@ export async function serveGeneration(
     ...input,
     sampling: samplingFrom(body, info),
     stop: stopsFrom(body),
+    ignoreEos: body.ignore_eos === true,
     arrivalMs: Date.now(),
   }
   const base: ChunkBase = { id: `${shape.idPrefix}-${rid}`, created: Math.floor(Date.now() / 1000), model: info.modelName }
