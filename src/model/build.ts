@@ -33,11 +33,14 @@ export function corpusDocuments(corpus: string): string[] {
   return corpus.split(EOS_TOKEN).map((d) => d.trim()).filter((d) => d.length > 0);
 }
 
+/** Sources in src/model that do not shape the built files: editing them must not force a rebuild. */
+const NOT_BUILD_INPUTS = new Set(['load.ts', 'cli.ts', 'errors.ts'])
+
 /** Hash of everything the build reads: the builder's sources, the corpus and the preset. */
 export function modelHash(preset: PresetName): string {
   const h = createHash('sha256');
   h.update(`spanserve-model-builder ${BUILDER_VERSION}\n${JSON.stringify(PRESETS[preset])}\n`);
-  for (const name of readdirSync(HERE).filter((f) => f.endsWith('.ts') || f === 'corpus.txt').sort()) {
+  for (const name of readdirSync(HERE).filter((f) => (f.endsWith('.ts') || f === 'corpus.txt') && !NOT_BUILD_INPUTS.has(f)).sort()) {
     h.update(`${name}\n`);
     h.update(readFileSync(join(HERE, name)));
   }
