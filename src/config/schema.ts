@@ -27,6 +27,7 @@ export const OPTIONS = [
   { key: 'servedModelName', flag: '--served-model-name', env: ['SPANSERVE_SERVED_MODEL_NAME'], type: 'string', default: 'default', group: 'server', help: 'Model name the API reports and accepts.' },
   { key: 'bodyLimit', flag: '--body-limit', env: ['SPANSERVE_BODY_LIMIT'], type: 'int', default: 4 * 1024 * 1024, min: 1024, group: 'server', help: 'Largest request body in bytes (larger is refused with 413).' },
   { key: 'startupTimeout', flag: '--startup-timeout', env: ['SPANSERVE_STARTUP_TIMEOUT'], type: 'float', default: 120, min: 1, group: 'server', help: 'Seconds the launcher waits for every process to become ready.' },
+  { key: 'apiKey', flag: '--api-key', env: ['SPANSERVE_API_KEY'], type: 'string', default: '', group: 'server', help: 'When set, /v1/* requires "Authorization: Bearer KEY" (compared in constant time); /health stays open.' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout', env: ['SPANSERVE_SHUTDOWN_TIMEOUT'], type: 'float', default: 10, min: 0, group: 'server', help: 'Seconds requests in flight may finish after SIGTERM.' },
   // model
   { key: 'model', flag: '--model', env: ['SPANSERVE_MODEL'], type: 'string', default: '', group: 'model', help: 'Hugging Face / Optimum ONNX directory to serve; empty serves the embedded default model.' },

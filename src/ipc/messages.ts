@@ -109,6 +109,15 @@ export interface BatchTokenIdOutput {
   finished: (FinishReason | null)[]
   /** Prompt length per rid, for usage. */
   promptTokens: Int32Array
+  /** Per rid: timings once finished, else null. */
+  stats: (RequestStats | null)[]
+}
+
+/** Where a finished request's time went, as the scheduler saw it (for latency attributes). */
+export interface RequestStats {
+  queueMs: number
+  prefillMs: number
+  decodeMs: number
 }
 
 /** One request's share of a BatchStrOutput. */
@@ -119,6 +128,8 @@ export interface StrOutput {
   finishReason: FinishReason | null
   promptTokens: number
   completionTokens: number
+  /** Set when the request finished in the scheduler. */
+  stats: RequestStats | null
 }
 
 /** tokenizer → server. */
@@ -157,6 +168,13 @@ export interface ProcessFatal {
   message: string
 }
 
+/** launcher → children: the run-time trace setting changed (POST /v1/trace/setting). */
+export interface TraceSetting {
+  type: 'trace_setting'
+  level: 1 | 2 | 3
+  sampleRate: number
+}
+
 /** launcher → children: a peer died; drop all request state (its requests were failed). */
 export interface ResetState {
   type: 'reset'
@@ -175,6 +193,7 @@ export type Message =
   | ProcessReady
   | ProcessFatal
   | ResetState
+  | TraceSetting
 
 export type MessageType = Message['type']
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>

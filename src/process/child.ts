@@ -5,11 +5,12 @@
  */
 import type { Config } from '../config/schema.ts'
 import type { Endpoints } from '../ipc/endpoints.ts'
-import { Outbox } from '../ipc/channel.ts'
+import { Outbox, type Handlers } from '../ipc/channel.ts'
 import type { Role } from '../ipc/messages.ts'
 import type { ModelInfo } from '../model/load.ts'
 import { createLogger, type Logger } from '../logging.ts'
 import { initTracing, shutdownTracing } from '../tracing/setup.ts'
+import { setLevel, setSampleRate } from '../tracing/trace.ts'
 import { tracingOptions } from '../config/tracing.ts'
 
 export const CHILD_ENV = 'SPANSERVE_CHILD'
@@ -31,6 +32,8 @@ export interface ChildContext extends LaunchSpec {
   toServer: Outbox
   /** Called on SIGTERM before exit; a child registers its own close work. */
   onShutdown(fn: () => Promise<void> | void): void
+  /** Inbox handlers every child shares (run-time trace setting). */
+  commonHandlers: Handlers
 }
 
 export function processLabel(role: Role, dpRank: number, tpRank: number, dpSize: number, tpSize: number): string {
@@ -85,8 +88,17 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
   })
 
   try {
-    await initTracing(tracingOptions(config), { role, dpRank, tpRank })
-    await main({ ...spec, log, toServer, onShutdown: (fn) => closers.push(fn) })
+    // Ranks where they mean something: SGLang labels "Scheduler [DP n]" and "Worker [TP n] [DP n]".
+    const identity = { role, dpRank: role === 'tokenizer' ? undefined : dpRank, tpRank: role === 'worker' ? tpRank : undefined }
+    await initTracing(tracingOptions(config), identity, { log })
+    const commonHandlers: Handlers = {
+      trace_setting: (msg) => {
+        setLevel(msg.level)
+        setSampleRate(msg.sampleRate)
+        log.info({ level: msg.level, sample_rate: msg.sampleRate }, 'trace setting changed')
+      },
+    }
+    await main({ ...spec, log, toServer, onShutdown: (fn) => closers.push(fn), commonHandlers })
   } catch (err) {
     const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'SPANSERVE_ERR_INTERNAL'
     fatal(code, err)

@@ -4,10 +4,11 @@
  * batch size and KV budget allow, prompts prefill in chunks within a per-step token budget, and every
  * sequence past its prefill decodes in the same session run.
  */
-import type { BatchTokenIdOutput, FinishReason, ForwardBatch, ForwardBatchOutput, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
+import type { BatchTokenIdOutput, FinishReason, RequestStats, ForwardBatch, ForwardBatchOutput, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
 import { KvBudget } from './budget.ts'
 import { WaitingQueue } from './queue.ts'
 import type { SchedRequest } from './request.ts'
+import type { TraceCarrier } from '../tracing/propagation.ts'
 
 export interface LoopLimits {
   maxBatchSize: number
@@ -16,6 +17,15 @@ export interface LoopLimits {
   maxTotalTokens: number
   contextLength: number
   eosTokenIds: readonly number[]
+}
+
+/** What the loop tells its process about each request's life, for tracing. */
+export interface LoopObserver {
+  queued(req: SchedRequest): void
+  /** Admitted into the running batch; returns the trace carrier its first prefill chunk takes. */
+  admitted(req: SchedRequest): TraceCarrier | null
+  /** Finished, aborted or failed (reason: null when finished normally). */
+  ended(req: SchedRequest, reason: FinishReason | null, error: string | null): void
 }
 
 export interface LoopIo {
@@ -27,6 +37,7 @@ export interface LoopIo {
   error(err: ReqError): void
   /** Observes each step as it is sent (debug logging). */
   onStep?(batch: ForwardBatch, waiting: number): void
+  observer?: LoopObserver
 }
 
 export class SchedulerLoop {
@@ -63,23 +74,29 @@ export class SchedulerLoop {
       return
     }
     const now = performance.now()
-    const req: SchedRequest = { ...msg, prefilled: 0, generated: 0, reserved, enqueuedAt: now, admittedAt: 0 }
+    const req: SchedRequest = { ...msg, prefilled: 0, generated: 0, reserved, enqueuedAt: now, admittedAt: 0, prefillMs: 0, decodeMs: 0 }
     if (!this.waiting.push(req)) {
       this.fail(msg.rid, 'SPANSERVE_ERR_QUEUE_FULL', `the waiting queue is full (${this.waiting.capacity} requests)`)
       return
     }
+    this.io.observer?.queued(req)
     this.kick()
   }
 
   abort(rid: string): void {
-    if (this.waiting.remove(rid)) return
+    const waiting = this.waiting.remove(rid)
+    if (waiting) {
+      this.io.observer?.ended(waiting, 'abort', null)
+      return
+    }
     // Its KV is released at the next step boundary, which kick() starts at once when idle.
-    if (this.take(rid)) this.kick()
+    if (this.take(rid, 'abort', null)) this.kick()
   }
 
   /** A peer process died: everything in flight was failed by the launcher. */
   reset(): void {
-    this.waiting.clear()
+    const all = [...this.waiting.clear(), ...this.prefilling, ...this.decoding.values()]
+    for (const req of all) this.io.observer?.ended(req, 'error', 'a server process failed')
     this.prefilling = []
     this.decoding.clear()
     this.release = []
@@ -112,9 +129,10 @@ export class SchedulerLoop {
     this.io.error({ type: 'req_error', rid, code, message, param: null })
   }
 
-  private finish(req: SchedRequest): void {
+  private finish(req: SchedRequest, reason: FinishReason, error: string | null): void {
     this.budget.give(req.reserved)
     this.release.push(req.rid)
+    this.io.observer?.ended(req, reason, error)
   }
 
   /** Decide the next step, or null when there is nothing to do. */
@@ -128,6 +146,7 @@ export class SchedulerLoop {
       this.waiting.shift()
       this.budget.take(next.reserved)
       next.admittedAt = performance.now()
+      next.trace = this.io.observer?.admitted(next) ?? next.trace
       this.prefilling.push(next)
     }
     for (const req of this.prefilling) {
@@ -154,14 +173,22 @@ export class SchedulerLoop {
   private apply(batch: ForwardBatch, out: ForwardBatchOutput): void {
     for (const entry of batch.prefill) {
       const req = this.prefilling.find((r) => r.rid === entry.rid)
-      if (req) req.prefilled = entry.start + entry.tokens.length
+      if (!req) continue
+      req.prefilled = entry.start + entry.tokens.length
+      req.prefillMs += out.prefillMs
+    }
+    for (const rid of batch.decode) {
+      const req = this.decoding.get(rid)
+      if (req) req.decodeMs += out.decodeMs
     }
     const rids: string[] = []
     const tokens: number[] = []
     const finished: (FinishReason | null)[] = []
     const promptTokens: number[] = []
+    const stats: (RequestStats | null)[] = []
     for (const rid of out.failed) {
-      if (this.take(rid)) this.fail(rid, 'SPANSERVE_ERR_UNAVAILABLE', 'the worker lost this request\'s KV cache')
+      const lost = 'the worker lost this request\'s KV cache'
+      if (this.take(rid, 'error', lost)) this.fail(rid, 'SPANSERVE_ERR_UNAVAILABLE', lost)
     }
     for (let i = 0; i < out.rids.length; i++) {
       const rid = out.rids[i]!
@@ -181,23 +208,24 @@ export class SchedulerLoop {
       tokens.push(token)
       finished.push(reason)
       promptTokens.push(req.inputIds.length)
+      stats.push(reason === null ? null : { queueMs: req.admittedAt - req.enqueuedAt, prefillMs: req.prefillMs, decodeMs: req.decodeMs })
       if (reason !== null) {
         this.decoding.delete(rid)
-        this.finish(req)
+        this.finish(req, reason, null)
       }
     }
     if (rids.length > 0) {
-      this.io.output({ type: 'batch_token_ids', rids, tokens: Int32Array.from(tokens), finished, promptTokens: Int32Array.from(promptTokens) })
+      this.io.output({ type: 'batch_token_ids', rids, tokens: Int32Array.from(tokens), finished, promptTokens: Int32Array.from(promptTokens), stats })
     }
   }
 
   /** Remove an admitted request and return its budget; undefined when it is not running. */
-  private take(rid: string): SchedRequest | undefined {
+  private take(rid: string, reason: FinishReason, error: string | null): SchedRequest | undefined {
     const i = this.prefilling.findIndex((r) => r.rid === rid)
     const req = i >= 0 ? this.prefilling.splice(i, 1)[0] : this.decoding.get(rid)
     if (req) {
       this.decoding.delete(rid)
-      this.finish(req)
+      this.finish(req, reason, error)
     }
     return req
   }

@@ -5,6 +5,7 @@
 import { runChild } from '../process/child.ts'
 import { Inbox, Outbox } from '../ipc/channel.ts'
 import { SchedulerLoop } from './loop.ts'
+import { schedulerTraceObserver } from './trace.ts'
 
 await runChild('scheduler', async (ctx) => {
   const { config, model, dpRank, log, endpoints, contextLength } = ctx
@@ -25,6 +26,7 @@ await runChild('scheduler', async (ctx) => {
       },
       output: (out) => toTokenizer.post(out),
       error: (err) => toTokenizer.post(err),
+      observer: schedulerTraceObserver(),
       onStep: log.isLevelEnabled('debug')
         ? (batch, waiting) => log.debug({ step: batch.step, prefill: batch.prefill.length, decode: batch.decode.length, release: batch.release.length, waiting }, 'step')
         : undefined,
@@ -33,6 +35,7 @@ await runChild('scheduler', async (ctx) => {
   const inbox = new Inbox(
     endpoints.schedulers[dpRank]!,
     {
+      ...ctx.commonHandlers,
       tokenized: (msg) => loop.submit(msg),
       abort: (msg) => {
         log.debug({ rid: msg.rid, reason: msg.reason }, 'request aborted')

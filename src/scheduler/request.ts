@@ -8,6 +8,7 @@ export interface SchedRequest {
   inputIds: Int32Array
   sampling: SamplingParams
   maxTokens: number
+  ignoreEos: boolean
   arrivalMs: number
   /** Prompt tokens already in the worker's KV cache. */
   prefilled: number
@@ -17,4 +18,7 @@ export interface SchedRequest {
   reserved: number
   enqueuedAt: number
   admittedAt: number
+  /** Time in the model, summed over the steps this request took part in. */
+  prefillMs: number
+  decodeMs: number
 }

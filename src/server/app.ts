@@ -10,9 +10,19 @@ import { completionsRoute } from './routes/completions.ts'
 import type { ServingInfo } from './routes/generate.ts'
 import { healthRoute } from './routes/health.ts'
 import { modelsRoute } from './routes/models.ts'
+import { traceSettingRoute } from './routes/trace-setting.ts'
+import { requireApiKey } from './auth.ts'
+import { FastifyOtelInstrumentation } from '@fastify/otel'
+import { trace, type Context } from '@opentelemetry/api'
+import { formatTraceparent } from '../tracing/index.ts'
+import type { TraceSetting } from '../ipc/messages.ts'
 
 export interface AppOptions {
   log: Logger
+  apiKey: string
+  /** When tracing is on: @fastify/otel's HTTP spans, except for these paths. */
+  traceExcludeUrls: string[] | null
+  broadcast: (msg: TraceSetting) => void
   bodyLimit: number
   engine: Engine
   info: ServingInfo
@@ -20,7 +30,7 @@ export interface AppOptions {
   status: () => { ready: boolean; processes: ChildInfo[] }
 }
 
-export function buildApp(opts: AppOptions): FastifyInstance {
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: opts.log as FastifyBaseLogger,
     // Per-request lines come from our own request logging, with rid and trace ids.
@@ -30,6 +40,20 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
   })
+  if (opts.traceExcludeUrls !== null) {
+    const excluded = new Set(opts.traceExcludeUrls)
+    // Registered explicitly: registerOnInitialization produces no spans under ESM.
+    const otel = new FastifyOtelInstrumentation({ ignorePaths: (route: { url: string }) => excluded.has(route.url) })
+    await app.register(otel.plugin())
+    app.addHook('onSend', async (request, reply) => {
+      // Responses that never reached a route (validation errors, 404) still name their trace.
+      if (reply.hasHeader('traceparent')) return
+      const ctx = (request as unknown as { opentelemetry?: () => { context: Context } }).opentelemetry?.()
+      const sc = ctx ? trace.getSpanContext(ctx.context) : undefined
+      if (sc && trace.isSpanContextValid(sc)) void reply.header('traceparent', formatTraceparent(sc))
+    })
+  }
+  if (opts.apiKey) requireApiKey(app, opts.apiKey)
   app.setErrorHandler((err, request, reply) => {
     const e = toSpanserveError(err)
     if (e.status >= 500) request.log.error({ err }, 'request failed')
@@ -43,5 +67,6 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   chatRoute(app, opts.engine, opts.info)
   modelsRoute(app, opts.info, opts.contextLength)
   healthRoute(app, opts.status)
+  traceSettingRoute(app, opts.broadcast)
   return app
 }

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import type { Config } from '../config/schema.ts'
 import type { Endpoints } from '../ipc/endpoints.ts'
 import { Outbox } from '../ipc/channel.ts'
-import type { ProcessFatal, ProcessReady } from '../ipc/messages.ts'
+import type { Message, ProcessFatal, ProcessReady } from '../ipc/messages.ts'
 import type { ModelInfo } from '../model/load.ts'
 import { CHILD_ENV, type LaunchSpec } from '../process/child.ts'
 import type { Logger } from '../logging.ts'
@@ -151,6 +151,11 @@ export class Launcher {
     setTimeout(() => {
       if (!this.stopping) this.spawn(c)
     }, Math.min(5000, 100 * 2 ** Math.min(c.restarts - 1, 6)))
+  }
+
+  /** Send a message to every running child (e.g. a new trace setting). */
+  broadcast(msg: Message): void {
+    for (const c of this.children.values()) if (c.proc) this.outbox(c).post(msg)
   }
 
   private outbox(c: Child): Outbox {

@@ -15,6 +15,8 @@ import { Engine } from './engine.ts'
 import { Launcher } from './launcher.ts'
 import { buildApp } from './app.ts'
 import { generationDefaults } from './generation-defaults.ts'
+import { initTracing, shutdownTracing } from '../tracing/index.ts'
+import { tracingOptions } from '../config/tracing.ts'
 
 async function resolveModel(config: Config, log: Logger): Promise<ModelInfo> {
   const dir = config.model || (await ensureModel({ preset: config.modelPreset, cacheDir: config.cacheDir || undefined, log: (line) => log.info(line) }))
@@ -39,6 +41,8 @@ async function main(): Promise<void> {
   }
   process.title = 'spanserve::server'
   const log = createLogger(config.logLevel, { role: 'server' })
+  // Before Fastify exists, so @fastify/otel finds the global tracer provider.
+  await initTracing(tracingOptions(config), { role: 'server' }, { log })
   let model: ModelInfo
   try {
     model = await resolveModel(config, log)
@@ -80,8 +84,11 @@ async function main(): Promise<void> {
     process.exit(1)
   }
 
-  const app = buildApp({
+  const app = await buildApp({
     log,
+    apiKey: config.apiKey,
+    traceExcludeUrls: config.traceEnable ? config.traceExcludeUrls : null,
+    broadcast: (msg) => launcher.broadcast(msg),
     bodyLimit: config.bodyLimit,
     engine,
     info: { modelName: config.servedModelName, defaults: generationDefaults(model.dir) },
@@ -113,6 +120,7 @@ async function main(): Promise<void> {
     engine.failAll(new SpanserveError('SPANSERVE_ERR_SHUTTING_DOWN'))
     await closing
     await launcher.stop(Math.max(1000, deadline - Date.now()))
+    await shutdownTracing()
     cleanup()
     process.exit(0)
   }

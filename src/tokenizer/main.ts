@@ -11,6 +11,7 @@ import { TextTokenizer } from './tokenize.ts'
 import { IncrementalDetokenizer } from './detokenizer.ts'
 import { StopMatcher } from './stop.ts'
 import { DpDispatcher } from './dispatch.ts'
+import * as tracing from '../tracing/index.ts'
 
 interface Tracked {
   dp: number
@@ -49,6 +50,8 @@ await runChild('tokenizer', async (ctx) => {
 
   const generate = (req: GenerateReqInput): void => {
     let ids: number[]
+    tracing.reqStart(req.rid, req.trace)
+    tracing.sliceStart(req.rid, tracing.SLICE.tokenize, { level: 1 })
     try {
       ids = promptIds(req)
       if (ids.length === 0) {
@@ -64,8 +67,11 @@ await runChild('tokenizer', async (ctx) => {
           req.messages !== null ? 'messages' : 'prompt',
         )
       }
+      tracing.sliceEnd(req.rid, tracing.SLICE.tokenize, { attributes: { [tracing.GEN_AI_USAGE_INPUT_TOKENS]: ids.length } })
+      tracing.sliceStart(req.rid, tracing.SLICE.dpcDispatch, { level: 2 })
       const load = ids.length + maxTokens
       const dp = dispatcher.pick(load)
+      tracing.sliceAttrs(req.rid, { [tracing.SPANSERVE_DP_RANK]: dp })
       live.set(req.rid, {
         dp,
         load,
@@ -77,15 +83,18 @@ await runChild('tokenizer', async (ctx) => {
       schedulers[dp]!.post({
         type: 'tokenized',
         rid: req.rid,
-        trace: req.trace,
+        trace: tracing.getPropagateContext(req.rid) ?? req.trace,
         inputIds: Int32Array.from(ids),
         sampling: req.sampling,
         maxTokens,
         ignoreEos: req.ignoreEos,
         arrivalMs: req.arrivalMs,
       })
+      tracing.sliceEnd(req.rid, tracing.SLICE.dpcDispatch)
     } catch (err) {
-      ctx.toServer.post(toServerError(req.rid, err))
+      const out = toServerError(req.rid, err)
+      tracing.reqFinish(req.rid, { error: `${out.code}: ${out.message}` })
+      ctx.toServer.post(out)
     }
   }
 
@@ -99,7 +108,9 @@ await runChild('tokenizer', async (ctx) => {
   }
 
   const onTokens = (batch: BatchTokenIdOutput): void => {
+    const t0 = tracing.nowNs()
     const items: StrOutput[] = []
+    const ended: string[] = []
     for (let i = 0; i < batch.rids.length; i++) {
       const rid = batch.rids[i]!
       const t = live.get(rid)
@@ -114,27 +125,37 @@ await runChild('tokenizer', async (ctx) => {
       } else if (finishReason !== null) {
         text += t.stop.flush()
       }
-      items.push({ rid, text, finishReason, promptTokens: t.promptTokens, completionTokens: t.completionTokens })
-      if (finishReason !== null) forget(rid)
+      items.push({ rid, text, finishReason, promptTokens: t.promptTokens, completionTokens: t.completionTokens, stats: batch.stats[i] ?? null })
+      if (finishReason !== null) {
+        forget(rid)
+        ended.push(rid)
+      }
     }
     if (items.length > 0) ctx.toServer.post({ type: 'batch_str', items })
+    // One detokenize slice per request per batch at level 3; the request's end closes its thread.
+    tracing.batchSlice(batch.rids, tracing.SLICE.detokenize, t0, tracing.nowNs(), undefined, 3)
+    for (const rid of ended) tracing.reqFinish(rid)
   }
 
   const inbox = new Inbox(
     endpoints.tokenizer,
     {
+      ...ctx.commonHandlers,
       generate,
       abort: (msg) => {
         const t = forget(msg.rid)
         if (t) schedulers[t.dp]!.post(msg)
+        tracing.reqAbort(msg.rid, msg.reason)
       },
       batch_token_ids: onTokens,
       req_error: (msg) => {
         forget(msg.rid)
+        tracing.reqFinish(msg.rid, { error: `${msg.code}: ${msg.message}` })
         ctx.toServer.post(msg)
       },
       reset: (msg) => {
         log.warn({ reason: msg.reason }, 'dropping all request state')
+        for (const rid of live.keys()) tracing.reqFinish(rid, { error: msg.reason })
         live.clear()
         dispatcher.reset()
       },

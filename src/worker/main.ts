@@ -8,6 +8,7 @@ import type { ForwardBatch } from '../ipc/messages.ts'
 import { checkSignature } from '../model/load.ts'
 import { openSession } from './session.ts'
 import { ModelRunner } from './runner.ts'
+import * as tracing from '../tracing/index.ts'
 
 await runChild('worker', async (ctx) => {
   const { config, model, dpRank, tpRank, log } = ctx
@@ -17,7 +18,10 @@ await runChild('worker', async (ctx) => {
   const toScheduler = new Outbox(ctx.endpoints.schedulers[dpRank]!)
 
   const runStep = async (batch: ForwardBatch): Promise<void> => {
-    for (const rid of batch.release) runner.release(rid)
+    for (const rid of batch.release) {
+      runner.release(rid)
+      tracing.reqFinish(rid)
+    }
     const rids: string[] = []
     const tokens: number[] = []
     const failed: string[] = []
@@ -27,7 +31,17 @@ await runChild('worker', async (ctx) => {
         failed.push(entry.rid)
         continue
       }
+      if (entry.start === 0) tracing.reqStart(entry.rid, entry.trace)
+      const s0 = tracing.nowNs()
       const { tokens: first } = await runner.prefill(entry)
+      tracing.batchSlice(
+        [entry.rid],
+        entry.last ? tracing.SLICE.prefillForward : tracing.SLICE.chunkedPrefill,
+        s0,
+        tracing.nowNs(),
+        { 'spanserve.prefill.start': entry.start, 'spanserve.prefill.tokens': entry.tokens.length, [tracing.SPANSERVE_STEP]: batch.step },
+        entry.last ? 1 : 2,
+      )
       if (entry.last) {
         rids.push(entry.rid)
         tokens.push(first[0]!)
@@ -40,7 +54,10 @@ await runChild('worker', async (ctx) => {
       return false
     })
     if (decodable.length > 0) {
+      const d0 = tracing.nowNs()
       const { tokens: next } = await runner.decode(decodable)
+      // One slice per request for the one session run they shared; folded into decode_loop below level 3.
+      tracing.batchSlice(decodable, tracing.SLICE.decodeForward, d0, tracing.nowNs(), tracing.batchAttributes(batch.step, decodable.length, batch.step), 3)
       for (let i = 0; i < decodable.length; i++) {
         rids.push(decodable[i]!)
         tokens.push(next[i]!)
@@ -55,11 +72,15 @@ await runChild('worker', async (ctx) => {
   const inbox = new Inbox(
     ctx.endpoints.workers[dpRank]![tpRank]!,
     {
+      ...ctx.commonHandlers,
       forward: (batch) => {
         chain = chain.then(() => runStep(batch))
       },
       reset: () => {
-        chain = chain.then(() => runner.clear())
+        chain = chain.then(() => {
+          for (const rid of runner.rids()) tracing.reqFinish(rid, { error: 'a server process failed' })
+          runner.clear()
+        })
       },
     },
     (err) => log.error({ err }, 'bad message'),

@@ -51,6 +51,10 @@ export class ModelRunner {
     return this.seqs.size
   }
 
+  rids(): IterableIterator<string> {
+    return this.seqs.keys()
+  }
+
   has(rid: string): boolean {
     return this.seqs.has(rid)
   }

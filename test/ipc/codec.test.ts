@@ -22,7 +22,7 @@ t.test('typed arrays travel as binary frames and come back equal', async (t) => 
 
 t.test('subarrays at an offset encode only their own elements', async (t) => {
   const all = Int32Array.of(9, 8, 7, 6, 5)
-  const out: BatchTokenIdOutput = { type: 'batch_token_ids', rids: ['x', 'y'], tokens: all.subarray(1, 3), finished: [null, 'stop'], promptTokens: Int32Array.of(3, 4) }
+  const out: BatchTokenIdOutput = { type: 'batch_token_ids', rids: ['x', 'y'], tokens: all.subarray(1, 3), finished: [null, 'stop'], promptTokens: Int32Array.of(3, 4), stats: [null, { queueMs: 1, prefillMs: 2, decodeMs: 3 }] }
   const frames = encode(out).map((f) => {
     // ZeroMQ may hand frames back at odd byte offsets: decode must not depend on alignment.
     const shifted = Buffer.alloc(f.length + 1)

@@ -6,6 +6,7 @@ import { serveGeneration, type ResponseShape, type ServingInfo } from './generat
 
 const shape: ResponseShape = {
   idPrefix: 'chatcmpl',
+  operation: 'chat',
   chunk: (base, text, finishReason, first) => ({
     ...base,
     object: 'chat.completion.chunk',

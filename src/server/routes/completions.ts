@@ -6,6 +6,7 @@ import { serveGeneration, type ResponseShape, type ServingInfo } from './generat
 
 const shape: ResponseShape = {
   idPrefix: 'cmpl',
+  operation: 'text_completion',
   chunk: (base, text, finishReason) => ({ ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }] }),
   whole: (base, text, finishReason, usage) => ({ ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }], usage }),
   usageChunk: (base, usage) => ({ ...base, object: 'text_completion', choices: [], usage }),

@@ -6,10 +6,12 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ChatMessage, FinishReason, GenerateReqInput, SamplingParams, StrOutput } from '../../ipc/messages.ts'
 import { SpanserveError, errorBody } from '../../errors.ts'
-import type { Engine } from '../engine.ts'
+import type { Engine, RequestSink } from '../engine.ts'
 import type { SamplingBody } from '../schemas.ts'
 import { endSse, sendEvent, startSse } from '../sse.ts'
 import { errorHeaders } from '../http-errors.ts'
+import { abortRequestTrace, dispatched, failRequestTrace, finishRequestTrace, firstToken, startRequestTrace, type Timing } from '../request-trace.ts'
+import type { Context } from '@opentelemetry/api'
 
 export interface Usage {
   prompt_tokens: number
@@ -26,6 +28,8 @@ export interface ServingInfo {
 /** How one endpoint shapes its responses. */
 export interface ResponseShape {
   idPrefix: string
+  /** gen_ai.operation.name */
+  operation: 'text_completion' | 'chat'
   /** A streamed chunk carrying `text` (and the finish reason on the last one). */
   chunk(base: ChunkBase, text: string, finishReason: FinishReason | null, first: boolean): Record<string, unknown>
   /** The non-streamed response. */
@@ -85,25 +89,59 @@ export async function serveGeneration(
 ): Promise<void> {
   checkModel(body, info)
   const rid = newRid()
+  const timing: Timing = { startMs: performance.now(), firstTokenMs: null }
+  const sampling = samplingFrom(body, info)
+  const base: ChunkBase = { id: `${shape.idPrefix}-${rid}`, created: Math.floor(Date.now() / 1000), model: info.modelName }
+  const otel = (request as unknown as { opentelemetry?: () => { context: Context; instrumented?: boolean } }).opentelemetry?.()
+  const { carrier, traceparent } = startRequestTrace({
+    rid,
+    httpContext: otel && otel.instrumented !== false ? otel.context : undefined,
+    operation: shape.operation,
+    model: info.modelName,
+    maxTokens: input.maxTokens,
+    sampling,
+    prompt: input.text ?? (input.messages ? JSON.stringify(input.messages) : JSON.stringify(input.inputIds)),
+  })
   const req: GenerateReqInput = {
     type: 'generate',
     rid,
-    trace: null,
+    trace: carrier,
     ...input,
-    sampling: samplingFrom(body, info),
+    sampling,
     stop: stopsFrom(body),
     ignoreEos: body.ignore_eos === true,
     arrivalMs: Date.now(),
   }
-  const base: ChunkBase = { id: `${shape.idPrefix}-${rid}`, created: Math.floor(Date.now() / 1000), model: info.modelName }
   const requestId = (request.headers['x-request-id'] as string | undefined) ?? rid
-  const headers = { 'x-request-id': /^[\w.:-]{1,128}$/.test(requestId) ? requestId : rid }
+  const headers: Record<string, string> = { 'x-request-id': /^[\w.:-]{1,128}$/.test(requestId) ? requestId : rid }
+  // The caller can find its trace: the request root's traceparent comes back on every response.
+  if (traceparent) headers.traceparent = traceparent
   const res = reply.raw
   let done = false
   // A client that hangs up aborts its request and frees its KV at once.
   res.on('close', () => {
-    if (!done) engine.abort(rid, 'client disconnected')
+    if (done) return
+    done = true
+    engine.abort(rid, 'client disconnected')
+    abortRequestTrace(rid, 'client disconnected')
   })
+  let completion = ''
+  const onFirst = () => {
+    if (timing.firstTokenMs !== null) return
+    timing.firstTokenMs = performance.now()
+    firstToken(rid)
+  }
+  const onFinish = (item: StrOutput) => finishRequestTrace(rid, base.id, info.modelName, item, completion, timing)
+  const submit = (sink: RequestSink) => {
+    try {
+      engine.submit(req, sink)
+    } catch (err) {
+      done = true
+      failRequestTrace(rid, err as SpanserveError)
+      throw err
+    }
+    dispatched(rid)
+  }
 
   if (body.stream) {
     const includeUsage = body.stream_options?.include_usage === true
@@ -116,9 +154,11 @@ export async function serveGeneration(
       startSse(res, headers)
     }
     await new Promise<void>((resolve) => {
-      engine.submit(req, {
+      submit({
         onOutput: (item: StrOutput) => {
           begin()
+          onFirst()
+          completion += item.text
           if (item.text !== '' || item.finishReason !== null || first) {
             const chunk = shape.chunk(base, item.text, item.finishReason, first)
             first = false
@@ -127,6 +167,7 @@ export async function serveGeneration(
           }
           if (item.finishReason !== null) {
             done = true
+            onFinish(item)
             if (includeUsage) sendEvent(res, shape.usageChunk(base, usageOf(item)))
             endSse(res)
             resolve()
@@ -134,6 +175,7 @@ export async function serveGeneration(
         },
         onError: (err) => {
           done = true
+          failRequestTrace(rid, err)
           if (!started) {
             // Nothing sent yet: answer with a plain HTTP error.
             void reply.code(err.status).headers({ ...headers, ...errorHeaders(err) }).send(errorBody(err))
@@ -148,18 +190,20 @@ export async function serveGeneration(
     return
   }
 
-  let text = ''
   await new Promise<void>((resolve) => {
-    engine.submit(req, {
+    submit({
       onOutput: (item) => {
-        text += item.text
+        onFirst()
+        completion += item.text
         if (item.finishReason === null) return
         done = true
-        void reply.headers(headers).send(shape.whole(base, text, item.finishReason, usageOf(item)))
+        onFinish(item)
+        void reply.headers(headers).send(shape.whole(base, completion, item.finishReason, usageOf(item)))
         resolve()
       },
       onError: (err) => {
         done = true
+        failRequestTrace(rid, err)
         void reply.code(err.status).headers({ ...headers, ...errorHeaders(err) }).send(errorBody(err))
         resolve()
       },
