@@ -1,0 +1,115 @@
+/**
+ * The worker's runner on the real ONNX Runtime session of the embedded model:
+ * (a) decoding with the KV cache gives the logits of a full recompute; (b) sequences decoded
+ * together (ragged, left-padded) give token for token what each gives alone; chunked prefill
+ * equals one-shot prefill.
+ */
+import t from 'tap'
+import { pino } from 'pino'
+import { ensureModel } from '../../src/model/build.ts'
+import { readModelInfo } from '../../src/model/load.ts'
+import { openSession } from '../../src/worker/session.ts'
+import { ModelRunner } from '../../src/worker/runner.ts'
+import type { PrefillEntry, SamplingParams } from '../../src/ipc/messages.ts'
+import { TEST_CACHE_DIR } from '../helpers/server.ts'
+
+const TOLERANCE = 1e-3
+const greedy: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: null }
+const info = readModelInfo(await ensureModel({ preset: 'default', cacheDir: TEST_CACHE_DIR }))
+const { session } = await openSession(info.onnxPath, 'cpu', 0, pino({ level: 'silent' }))
+t.teardown(() => session.release())
+
+const prefillEntry = (rid: string, tokens: number[], start = 0, last = true): PrefillEntry => ({
+  rid, trace: null, tokens: Int32Array.from(tokens), start, last, sampling: start === 0 ? greedy : null,
+})
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!))
+  return m
+}
+
+/** Last-position logits of `tokens` computed from scratch (no cache). */
+async function recompute(tokens: number[]): Promise<Float32Array> {
+  const r = new ModelRunner(session, info)
+  const { logits } = await r.prefill(prefillEntry('x', tokens))
+  return logits.slice()
+}
+
+const PROMPTS = [[5, 80, 200, 31], [400, 12], [7, 7, 300, 41, 99, 150, 3], [600], [250, 251, 252, 253, 254]]
+
+t.test('(a) KV-cache decode gives the logits of a full recompute', async (t) => {
+  const runner = new ModelRunner(session, info)
+  const seq = [...PROMPTS[0]!]
+  const first = await runner.prefill(prefillEntry('a', seq))
+  seq.push(first.tokens[0]!)
+  let worst = 0
+  for (let step = 0; step < 12; step++) {
+    const { tokens, logits } = await runner.decode(['a'])
+    const full = await recompute(seq)
+    worst = Math.max(worst, maxAbsDiff(logits, full))
+    seq.push(tokens[0]!)
+  }
+  t.ok(worst < TOLERANCE, `max |Δlogit| over 12 steps = ${worst.toExponential(2)} < ${TOLERANCE}`)
+})
+
+t.test('(b) sequences decoded together give what each gives alone', async (t) => {
+  const STEPS = 10
+  const alone: number[][] = []
+  const aloneLogits: Float32Array[][] = []
+  for (const [i, p] of PROMPTS.entries()) {
+    const r = new ModelRunner(session, info)
+    const out = [(await r.prefill(prefillEntry(`s${i}`, p))).tokens[0]!]
+    const logits: Float32Array[] = []
+    for (let s = 0; s < STEPS; s++) {
+      const d = await r.decode([`s${i}`])
+      out.push(d.tokens[0]!)
+      logits.push(d.logits.slice())
+    }
+    alone.push(out)
+    aloneLogits.push(logits)
+  }
+  const batch = new ModelRunner(session, info)
+  const together: number[][] = PROMPTS.map(() => [])
+  for (const [i, p] of PROMPTS.entries()) together[i]!.push((await batch.prefill(prefillEntry(`s${i}`, p))).tokens[0]!)
+  const rids = PROMPTS.map((_, i) => `s${i}`)
+  let worst = 0
+  for (let s = 0; s < STEPS; s++) {
+    const d = await batch.decode(rids)
+    for (let i = 0; i < rids.length; i++) {
+      together[i]!.push(d.tokens[i]!)
+      worst = Math.max(worst, maxAbsDiff(d.logits.subarray(i * d.vocab, (i + 1) * d.vocab), aloneLogits[i]![s]!))
+    }
+  }
+  t.same(together, alone, 'greedy tokens identical, row by row')
+  t.ok(worst < TOLERANCE, `max |Δlogit| batched vs alone = ${worst.toExponential(2)}`)
+})
+
+t.test('a sequence joining a running batch leaves the others unchanged', async (t) => {
+  const r = new ModelRunner(session, info)
+  await r.prefill(prefillEntry('a', PROMPTS[0]!))
+  for (let s = 0; s < 3; s++) await r.decode(['a'])
+  await r.prefill(prefillEntry('b', PROMPTS[1]!))
+  const joint = await r.decode(['a', 'b'])
+  const ref = new ModelRunner(session, info)
+  await ref.prefill(prefillEntry('a', PROMPTS[0]!))
+  for (let s = 0; s < 3; s++) await ref.decode(['a'])
+  const solo = await ref.decode(['a'])
+  t.ok(maxAbsDiff(joint.logits.subarray(0, joint.vocab), solo.logits) < TOLERANCE)
+  t.equal(joint.tokens[0], solo.tokens[0])
+  r.release('a')
+  t.notOk(r.has('a'), 'released sequences leave the cache')
+  t.equal(r.size, 1)
+})
+
+t.test('chunked prefill equals one-shot prefill', async (t) => {
+  const prompt = PROMPTS[2]!
+  const one = await recompute(prompt)
+  const r = new ModelRunner(session, info)
+  await r.prefill(prefillEntry('c', prompt.slice(0, 3), 0, false))
+  await r.prefill(prefillEntry('c', prompt.slice(3, 5), 3, false))
+  const last = await r.prefill(prefillEntry('c', prompt.slice(5), 5, true))
+  t.ok(maxAbsDiff(last.logits, one) < TOLERANCE)
+  t.equal(r.cachedTokens(), prompt.length)
+  await t.rejects(r.prefill(prefillEntry('c', [1], 2, true)), { message: /holds 7 tokens, chunk starts at 2/ }, 'a chunk at the wrong position is refused')
+})
