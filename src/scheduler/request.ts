@@ -1,15 +1,7 @@
-import type { SamplingParams } from '../ipc/messages.ts'
-import type { TraceCarrier } from '../tracing/propagation.ts'
+import type { TokenizedGenerateReqInput } from '../ipc/messages.ts'
 
 /** Everything the scheduler knows of one request (TGI's queue entry). */
-export interface SchedRequest {
-  rid: string
-  trace: TraceCarrier | null
-  inputIds: Int32Array
-  sampling: SamplingParams
-  maxTokens: number
-  ignoreEos: boolean
-  arrivalMs: number
+export interface SchedRequest extends Omit<TokenizedGenerateReqInput, 'type'> {
   /** Prompt tokens already in the worker's KV cache. */
   prefilled: number
   /** Tokens generated so far. */

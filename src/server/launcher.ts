@@ -59,7 +59,8 @@ export class Launcher {
     /** Called when a child dies unexpectedly, before it is restarted. */
     private readonly onChildDeath: (key: string) => void,
   ) {
-    const base = { config, endpoints, model, contextLength }
+    // Children never need the API key: keep it out of their environment.
+    const base = { config: { ...config, apiKey: '' }, endpoints, model, contextLength }
     const add = (key: string, spec: LaunchSpec, inbox: string) => this.children.set(key, { key, spec, inbox, proc: null, ready: false, restarts: 0 })
     add('tokenizer', { ...base, role: 'tokenizer', dpRank: 0, tpRank: 0 }, endpoints.tokenizer)
     for (let d = 0; d < config.dpSize; d++) {
