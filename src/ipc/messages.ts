@@ -82,6 +82,11 @@ export interface ForwardBatch {
   step: number
   prefill: PrefillEntry[]
   decode: string[]
+  /**
+   * The input token of each decode entry: the token sampled last step. Only TP rank 0 samples, so
+   * the other ranks learn it here.
+   */
+  decodeTokens: Int32Array
   /** Sequences to drop from the KV cache before this step. */
   release: string[]
 }

@@ -74,7 +74,7 @@ export class SchedulerLoop {
       return
     }
     const now = performance.now()
-    const req: SchedRequest = { ...msg, prefilled: 0, generated: 0, reserved, enqueuedAt: now, admittedAt: 0, prefillMs: 0, decodeMs: 0 }
+    const req: SchedRequest = { ...msg, prefilled: 0, generated: 0, lastToken: -1, reserved, enqueuedAt: now, admittedAt: 0, prefillMs: 0, decodeMs: 0 }
     if (!this.waiting.push(req)) {
       this.fail(msg.rid, 'SPANSERVE_ERR_QUEUE_FULL', `the waiting queue is full (${this.waiting.capacity} requests)`)
       return
@@ -163,11 +163,16 @@ export class SchedulerLoop {
       })
       tokenBudget -= take
     }
-    const decode = [...this.decoding.keys()]
+    const decode: string[] = []
+    const decodeTokens = new Int32Array(this.decoding.size)
+    for (const req of this.decoding.values()) {
+      decodeTokens[decode.length] = req.lastToken
+      decode.push(req.rid)
+    }
     if (prefill.length === 0 && decode.length === 0 && this.release.length === 0) return null
     const release = this.release
     this.release = []
-    return { type: 'forward', step: ++this.step, prefill, decode, release }
+    return { type: 'forward', step: ++this.step, prefill, decode, decodeTokens, release }
   }
 
   private apply(batch: ForwardBatch, out: ForwardBatchOutput): void {
@@ -201,6 +206,7 @@ export class SchedulerLoop {
       }
       const token = out.tokens[i]!
       req.generated++
+      req.lastToken = token
       let reason: FinishReason | null = null
       if (!req.ignoreEos && this.eos.has(token)) reason = 'stop'
       else if (req.generated >= req.maxTokens || req.inputIds.length + req.generated >= this.limits.contextLength) reason = 'length'

@@ -6,6 +6,8 @@ export interface SchedRequest extends Omit<TokenizedGenerateReqInput, 'type'> {
   prefilled: number
   /** Tokens generated so far. */
   generated: number
+  /** The last generated token: the next decode step's input. */
+  lastToken: number
   /** KV tokens reserved in the budget: prompt + max_tokens. */
   reserved: number
   enqueuedAt: number

@@ -48,14 +48,18 @@ await runChild('worker', async (ctx) => {
       }
     }
     const t1 = performance.now()
-    const decodable = batch.decode.filter((rid) => {
-      if (runner.has(rid)) return true
-      failed.push(rid)
-      return false
-    })
+    const decodable: string[] = []
+    const inputs: number[] = []
+    for (let i = 0; i < batch.decode.length; i++) {
+      const rid = batch.decode[i]!
+      if (runner.has(rid)) {
+        decodable.push(rid)
+        inputs.push(batch.decodeTokens[i]!)
+      } else failed.push(rid)
+    }
     if (decodable.length > 0) {
       const d0 = tracing.nowNs()
-      const { tokens: next } = await runner.decode(decodable)
+      const { tokens: next } = await runner.decode(decodable, Int32Array.from(inputs))
       // One slice per request for the one session run they shared; folded into decode_loop below level 3.
       tracing.batchSlice(decodable, tracing.SLICE.decodeForward, d0, tracing.nowNs(), tracing.batchAttributes(batch.step, decodable.length, batch.step), 3)
       for (let i = 0; i < decodable.length; i++) {

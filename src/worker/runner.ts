@@ -125,8 +125,12 @@ export class ModelRunner {
     return { tokens: Int32Array.of(entry.last ? seq.lastToken : -1), logits, vocab }
   }
 
-  /** One decode step for all the given sequences in one session run: their next tokens and logits [B, vocab]. */
-  async decode(rids: readonly string[]): Promise<StepResult> {
+  /**
+   * One decode step for all the given sequences in one session run: their next tokens and logits
+   * [B, vocab]. `inputs` are the sequences' last tokens when the caller knows them (TP ranks other
+   * than 0 do not sample); by default each sequence's own last sampled token.
+   */
+  async decode(rids: readonly string[], inputs?: Int32Array): Promise<StepResult> {
     const rows = rids.map((rid) => {
       const s = this.seqs.get(rid)
       if (!s || s.lastToken < 0) throw new RunnerError(`decode of sequence ${rid} that has not finished prefill`)
@@ -140,7 +144,7 @@ export class ModelRunner {
     const mask = new BigInt64Array(B * (slots + 1))
     for (let r = 0; r < B; r++) {
       const len = rows[r]!.kv.length
-      ids[r] = BigInt(rows[r]!.lastToken)
+      ids[r] = BigInt(inputs ? inputs[r]! : rows[r]!.lastToken)
       pos[r] = BigInt(len)
       mask.fill(1n, r * (slots + 1) + (slots - len), (r + 1) * (slots + 1))
     }

@@ -8,10 +8,11 @@ t.test('typed arrays travel as binary frames and come back equal', async (t) => 
     step: 7,
     prefill: [{ rid: 'a', trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }, tokens: Int32Array.of(1, 2, 3, -4), start: 0, last: true, sampling: { temperature: 0, topP: 1, topK: 0, seed: 5 } }],
     decode: ['b', 'c'],
+    decodeTokens: Int32Array.of(11, 12),
     release: ['d'],
   }
   const frames = encode(msg)
-  t.equal(frames.length, 2, 'one header frame and one frame per typed array')
+  t.equal(frames.length, 3, 'one header frame and one frame per typed array')
   t.notMatch(frames[0]!.toString(), /"0":1/, 'the token ids are not in the JSON header')
   const back = decode(frames) as ForwardBatch
   t.same(back.decode, ['b', 'c'])
