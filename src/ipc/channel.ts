@@ -52,7 +52,9 @@ export class Inbox {
 }
 
 export class Outbox {
-  private readonly sock = new zmq.Push({ linger: 0, sendHighWaterMark: 100_000 })
+  // immediate: nothing is queued for a peer that is not connected, so a restarted process never
+  // receives messages meant for the one that died; sends wait (in order) until it is back.
+  private readonly sock = new zmq.Push({ linger: 0, sendHighWaterMark: 100_000, immediate: true })
   private readonly queue: Buffer[][] = []
   private draining = false
   private closed = false
@@ -80,6 +82,11 @@ export class Outbox {
     } finally {
       this.draining = false
     }
+  }
+
+  /** Drop what has not left yet: its receiver died and its requests were failed. */
+  discard(): void {
+    this.queue.length = 0
   }
 
   close(): void {

@@ -180,6 +180,17 @@ export interface TraceSetting {
   sampleRate: number
 }
 
+/**
+ * launcher → tokenizer: a data-parallel group went down (one of its processes died: its requests
+ * fail, dispatch skips it) or came back.
+ */
+export interface GroupState {
+  type: 'group_state'
+  dpRank: number
+  up: boolean
+  reason: string
+}
+
 /** launcher → children: a peer died; drop all request state (its requests were failed). */
 export interface ResetState {
   type: 'reset'
@@ -199,6 +210,7 @@ export type Message =
   | ProcessFatal
   | ResetState
   | TraceSetting
+  | GroupState
 
 export type MessageType = Message['type']
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>

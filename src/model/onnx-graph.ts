@@ -15,7 +15,7 @@ const BOOL = onnx.TensorProto.DataType.BOOL;
 export const OPSET = 17;
 
 /** Collects nodes and initializers; every helper returns its output's name. */
-class GraphBuilder {
+export class GraphBuilder {
   readonly nodes: InstanceType<typeof onnx.NodeProto>[] = [];
   readonly initializers: InstanceType<typeof onnx.TensorProto>[] = [];
   private counter = 0;
@@ -45,7 +45,7 @@ class GraphBuilder {
   }
 }
 
-function valueInfo(name: string, elemType: number, dims: (string | number)[]) {
+export function valueInfo(name: string, elemType: number, dims: (string | number)[]) {
   return onnx.ValueInfoProto.create({
     name,
     type: {

@@ -45,6 +45,7 @@ await runChild('scheduler', async (ctx) => {
       forward_out: (msg) => loop.onForwardOutput(msg),
       reset: (msg) => {
         log.warn({ reason: msg.reason }, 'dropping all request state')
+        for (const w of workers) w.discard()
         loop.reset()
       },
     },

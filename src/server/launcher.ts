@@ -1,7 +1,8 @@
 /**
  * Starts and supervises the child processes: tokenizer, one scheduler per DP rank, one worker per
- * (DP, TP) rank. A child that dies is reported, its peers are told to drop request state (the
- * requests in flight are failed by the caller), and it is started again.
+ * (DP, TP) rank. A child that dies is reported and started again. A scheduler or worker takes only
+ * its data-parallel group down: the tokenizer fails that group's requests and dispatches to the
+ * other groups until it is back. The tokenizer takes every request in flight with it.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -21,6 +22,8 @@ const ENTRIES = {
 
 interface Child {
   key: string
+  /** Data-parallel group, or null for the tokenizer. */
+  group: number | null
   spec: LaunchSpec
   inbox: string
   proc: ChildProcess | null
@@ -56,17 +59,41 @@ export class Launcher {
     model: ModelInfo,
     contextLength: number,
     private readonly log: Logger,
-    /** Called when a child dies unexpectedly, before it is restarted. */
-    private readonly onChildDeath: (key: string) => void,
+    /** Called when the tokenizer dies: every request in flight is lost. */
+    private readonly onTokenizerDeath: () => void,
   ) {
     // Children never need the API key: keep it out of their environment.
     const base = { config: { ...config, apiKey: '' }, endpoints, model, contextLength }
-    const add = (key: string, spec: LaunchSpec, inbox: string) => this.children.set(key, { key, spec, inbox, proc: null, ready: false, restarts: 0 })
-    add('tokenizer', { ...base, role: 'tokenizer', dpRank: 0, tpRank: 0 }, endpoints.tokenizer)
+    const add = (key: string, group: number | null, spec: LaunchSpec, inbox: string) =>
+      this.children.set(key, { key, group, spec, inbox, proc: null, ready: false, restarts: 0 })
+    add('tokenizer', null, { ...base, role: 'tokenizer', dpRank: 0, tpRank: 0 }, endpoints.tokenizer)
     for (let d = 0; d < config.dpSize; d++) {
-      add(`scheduler-${d}`, { ...base, role: 'scheduler', dpRank: d, tpRank: 0 }, endpoints.schedulers[d]!)
-      for (let t = 0; t < config.tpSize; t++) add(`worker-${d}-${t}`, { ...base, role: 'worker', dpRank: d, tpRank: t }, endpoints.workers[d]![t]!)
+      add(`scheduler-${d}`, d, { ...base, role: 'scheduler', dpRank: d, tpRank: 0 }, endpoints.schedulers[d]!)
+      for (let t = 0; t < config.tpSize; t++) add(`worker-${d}-${t}`, d, { ...base, role: 'worker', dpRank: d, tpRank: t }, endpoints.workers[d]![t]!)
     }
+    this.groups = config.dpSize
+  }
+
+  private readonly groups: number
+
+  private members(group: number): Child[] {
+    return [...this.children.values()].filter((c) => c.group === group)
+  }
+
+  private groupReady(group: number): boolean {
+    return this.members(group).every((c) => c.ready)
+  }
+
+  /** Requests can be served: the tokenizer and at least one whole group are up. */
+  canServe(): boolean {
+    if (!this.children.get('tokenizer')!.ready) return false
+    for (let d = 0; d < this.groups; d++) if (this.groupReady(d)) return true
+    return false
+  }
+
+  private tellTokenizer(group: number, up: boolean, reason: string): void {
+    const tok = this.children.get('tokenizer')!
+    if (tok.proc) this.outbox(tok).post({ type: 'group_state', dpRank: group, up, reason })
   }
 
   private keyOf(msg: { role: string; dpRank: number; tpRank: number }): string {
@@ -123,7 +150,17 @@ export class Launcher {
     if (!c || c.proc?.pid !== msg.pid) return
     c.ready = true
     this.log.info({ child: c.key, child_pid: msg.pid, ...msg.detail }, 'process ready')
-    if (this.startup && this.allReady()) this.startup.resolve()
+    if (this.startup) {
+      if (this.allReady()) this.startup.resolve()
+      return
+    }
+    if (c.group !== null && this.groupReady(c.group)) {
+      this.log.info({ dp_rank: c.group }, 'data-parallel group back in dispatch')
+      this.tellTokenizer(c.group, true, `${c.key} restarted`)
+    } else if (c.group === null) {
+      // A new tokenizer assumes every group is up: tell it which are not.
+      for (let d = 0; d < this.groups; d++) if (!this.groupReady(d)) this.tellTokenizer(d, false, 'restarting')
+    }
   }
 
   onFatal(msg: ProcessFatal): void {
@@ -143,9 +180,15 @@ export class Launcher {
       return
     }
     this.log.error({ child: c.key, child_pid: proc.pid, code, signal }, 'process died; restarting it')
-    this.onChildDeath(c.key)
-    for (const other of this.children.values()) {
-      if (other !== c && other.proc) this.outbox(other).post({ type: 'reset', reason: `${c.key} died` })
+    this.outbox(c).discard()
+    const reset = { type: 'reset', reason: `${c.key} died` } as const
+    if (c.group === null) {
+      this.onTokenizerDeath()
+      for (const other of this.children.values()) if (other !== c && other.proc) this.outbox(other).post(reset)
+    } else {
+      // Only this group stops: its requests fail, the other groups keep serving.
+      this.tellTokenizer(c.group, false, `${c.key} died`)
+      for (const other of this.members(c.group)) if (other !== c && other.proc) this.outbox(other).post(reset)
     }
     c.restarts++
     // Back off a little when a child keeps dying, so a crash loop does not spin.

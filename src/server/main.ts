@@ -54,9 +54,10 @@ async function main(): Promise<void> {
   const endpoints = planEndpoints(config.ipc, config.dpSize, config.tpSize)
   const toTokenizer = new Outbox(endpoints.tokenizer)
   let launcher: Launcher
-  const engine = new Engine(toTokenizer, () => launcher.allReady())
-  launcher = new Launcher(config, endpoints, model, contextLength, log, (key) => {
-    engine.failAll(new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', `a server process (${key}) failed; the request was lost and can be retried`))
+  const engine = new Engine(toTokenizer, () => launcher.canServe())
+  launcher = new Launcher(config, endpoints, model, contextLength, log, () => {
+    toTokenizer.discard()
+    engine.failAll(new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'the tokenizer process failed; the request was lost and can be retried'))
   })
   const inbox = new Inbox(
     endpoints.server,

@@ -71,6 +71,7 @@ await runChild('tokenizer', async (ctx) => {
       tracing.sliceStart(req.rid, tracing.SLICE.dpcDispatch, { level: 2 })
       const load = ids.length + maxTokens
       const dp = dispatcher.pick(load)
+      if (dp < 0) throw new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'no data-parallel group is serving right now; retry shortly')
       tracing.sliceAttrs(req.rid, { [tracing.SPANSERVE_DP_RANK]: dp })
       live.set(req.rid, {
         dp,
@@ -152,6 +153,23 @@ await runChild('tokenizer', async (ctx) => {
         forget(msg.rid)
         tracing.reqFinish(msg.rid, { error: `${msg.code}: ${msg.message}` })
         ctx.toServer.post(msg)
+      },
+      group_state: (msg) => {
+        if (msg.up) {
+          dispatcher.enable(msg.dpRank)
+          return
+        }
+        dispatcher.disable(msg.dpRank)
+        schedulers[msg.dpRank]!.discard()
+        let failed = 0
+        for (const [rid, t] of live) {
+          if (t.dp !== msg.dpRank) continue
+          forget(rid)
+          tracing.reqFinish(rid, { error: msg.reason })
+          ctx.toServer.post({ type: 'req_error', rid, code: 'SPANSERVE_ERR_UNAVAILABLE', message: `data-parallel group ${msg.dpRank} failed (${msg.reason}); the request can be retried`, param: null })
+          failed++
+        }
+        log.warn({ dp_rank: msg.dpRank, reason: msg.reason, failed }, 'data-parallel group out of dispatch')
       },
       reset: (msg) => {
         log.warn({ reason: msg.reason }, 'dropping all request state')

@@ -8,11 +8,11 @@
  * Real spans need three fix-ups, each recorded on the placement:
  * - a parent that ends before its child (a thread span closed before its last slice's end was
  *   stamped) is widened to cover its children;
- * - a slice that starts less than START_RESOLUTION_NS before its previous sibling ends is
- *   started at that end: the SDK stamps start times without an explicit time from Date.now(),
- *   a millisecond clock, so such an overlap is an artefact, and the true start lies later;
- * - a child that overlaps its sibling by more than that runs concurrently (e.g. @fastify/otel's
- *   handler span beside llm_request): it moves, with its subtree, to a lane of its own.
+ * - a slice whose whole-millisecond start falls less than a millisecond before its previous
+ *   sibling's end is started at that end: the SDK stamps a start given no explicit time from
+ *   Date.now(), a millisecond clock, so the overlap is an artefact and the true start lies later;
+ * - a child that otherwise overlaps a sibling runs concurrently with it (e.g. @fastify/otel's
+ *   handler span beside llm_request): one of them moves, with its subtree, to a lane of its own.
  */
 import { compareProcesses, processIdentityOf, type ProcessIdentity } from './process-identity.ts'
 import { spanKey, type SpanIndex } from './span-index.ts'
@@ -151,27 +151,85 @@ class ProcessLayout {
       ...(adjusted !== undefined ? { adjusted } : {}),
       depth,
     })
-    const children = this.localChildren(span).map((c) => ({ span: c, range: this.widen(c) }))
-    children.sort((a, b) => compareRanged(a.span, a.range, b.span, b.range))
+    const { kept, moved } = this.splitChildren(span, range)
     let cursor = range.start // end of the last child kept on this lane
-    for (const child of children) {
-      let start = max(child.range.start, range.start)
-      let end = min(child.range.end, range.end)
-      let why: Placement['adjusted'] =
-        start !== child.range.start || end !== child.range.end ? 'clamped into parent' : child.range.start !== child.span.startNs || child.range.end !== child.span.endNs ? 'widened to cover children' : undefined
+    for (const child of kept) {
+      let why: Placement['adjusted'] = child.clamped ? 'clamped into parent' : child.widened ? 'widened to cover children' : undefined
+      let start = child.start
       if (start < cursor) {
-        if (cursor - start >= START_RESOLUTION_NS) {
-          this.placeOnFreeLane(child.span, child.range)
-          continue
-        }
-        start = cursor
+        start = cursor // a millisecond-clock artefact (see overlapIsArtefact)
         why = 'start moved to previous sibling end'
       }
-      if (end < start) end = start
+      const end = child.end < start ? start : child.end
       this.place(child.span, { start, end }, lane, depth + 1, why)
       cursor = end
     }
+    for (const child of moved) this.placeOnFreeLane(child.span, this.widen(child.span))
   }
+
+  /**
+   * Chooses which children stay on the parent's lane: siblings there must follow one another.
+   * Of two that truly overlap, the one with more descendants stays (llm_request rather than
+   * @fastify/otel's handler span), the other moves to a lane of its own.
+   */
+  private splitChildren(span: SpanRecord, range: Range): { kept: Child[]; moved: Child[] } {
+    const children = this.localChildren(span).map((c): Child => {
+      const w = this.widen(c)
+      const start = max(w.start, range.start)
+      const end = min(w.end, range.end)
+      return {
+        span: c,
+        start,
+        end: end < start ? start : end,
+        clamped: start !== w.start || end !== w.end,
+        widened: w.start !== c.startNs || w.end !== c.endNs,
+        weight: this.descendantCount(c),
+      }
+    })
+    children.sort((a, b) => compareRanged(a.span, a, b.span, b))
+    const kept: Child[] = []
+    const moved: Child[] = []
+    for (const child of children) {
+      let stays = true
+      while (kept.length > 0) {
+        const last = kept[kept.length - 1]!
+        if (child.start >= last.end || overlapIsArtefact(last, child)) break
+        if (child.weight > last.weight) {
+          moved.push(kept.pop()!)
+          continue
+        }
+        stays = false
+        break
+      }
+      ;(stays ? kept : moved).push(child)
+    }
+    return { kept, moved }
+  }
+
+  private descendantCount(span: SpanRecord): number {
+    let n = 0
+    for (const c of this.localChildren(span)) n += 1 + this.descendantCount(c)
+    return n
+  }
+}
+
+interface Child extends Range {
+  span: SpanRecord
+  clamped: boolean
+  widened: boolean
+  weight: number
+}
+
+/**
+ * An overlap the SDK's millisecond start clock made, not concurrency: the later span's start is
+ * a whole millisecond, it overlaps by less than one, and it ends after the earlier one ends.
+ */
+function overlapIsArtefact(earlier: Child, later: Child): boolean {
+  return (
+    later.span.startNs % START_RESOLUTION_NS === 0n &&
+    earlier.end - later.start < START_RESOLUTION_NS &&
+    later.end >= earlier.end
+  )
 }
 
 function compareRanged(a: SpanRecord, ar: Range, b: SpanRecord, br: Range): number {

@@ -81,6 +81,7 @@ await runChild('worker', async (ctx) => {
         chain = chain.then(() => runStep(batch))
       },
       reset: () => {
+        toScheduler.discard()
         chain = chain.then(() => {
           for (const rid of runner.rids()) tracing.reqFinish(rid, { error: 'a server process failed' })
           runner.clear()
