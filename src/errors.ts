@@ -14,6 +14,8 @@ export const ERRORS = {
   SPANSERVE_ERR_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', message: 'Unsupported content type' },
   SPANSERVE_ERR_VALIDATION: { status: 400, type: 'invalid_request_error', message: 'Request body does not match the schema' },
   SPANSERVE_ERR_QUEUE_FULL: { status: 429, type: 'rate_limit_error', message: 'The server is at capacity; retry later' },
+  SPANSERVE_ERR_TIMEOUT: { status: 504, type: 'timeout_error', message: 'The request ran longer than --request-timeout' },
+  SPANSERVE_ERR_SLOW_READER: { status: 400, type: 'invalid_request_error', message: 'The client read the stream too slowly' },
   SPANSERVE_ERR_INTERNAL: { status: 500, type: 'server_error', message: 'Internal error' },
   SPANSERVE_ERR_UNAVAILABLE: { status: 503, type: 'server_error', message: 'The server is not ready or a process failed' },
   SPANSERVE_ERR_SHUTTING_DOWN: { status: 503, type: 'server_error', message: 'The server is shutting down' },

@@ -28,6 +28,8 @@ export const OPTIONS = [
   { key: 'bodyLimit', flag: '--body-limit', env: ['SPANSERVE_BODY_LIMIT'], type: 'int', default: 4 * 1024 * 1024, min: 1024, group: 'server', help: 'Largest request body in bytes (larger is refused with 413).' },
   { key: 'startupTimeout', flag: '--startup-timeout', env: ['SPANSERVE_STARTUP_TIMEOUT'], type: 'float', default: 120, min: 1, group: 'server', help: 'Seconds the launcher waits for every process to become ready.' },
   { key: 'apiKey', flag: '--api-key', env: ['SPANSERVE_API_KEY'], type: 'string', default: '', group: 'server', help: 'When set, /v1/* requires "Authorization: Bearer KEY" (compared in constant time); /health stays open.' },
+  { key: 'requestTimeout', flag: '--request-timeout', env: ['SPANSERVE_REQUEST_TIMEOUT'], type: 'float', default: 0, min: 0, group: 'server', help: 'Seconds a request may run before it is ended with SPANSERVE_ERR_TIMEOUT and its KV freed; 0 means no limit.' },
+  { key: 'streamBufferLimit', flag: '--stream-buffer-limit', env: ['SPANSERVE_STREAM_BUFFER_LIMIT'], type: 'int', default: 1024 * 1024, min: 1024, group: 'server', help: 'Bytes a stream may have waiting for a slow reader before its request is ended (backpressure).' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout', env: ['SPANSERVE_SHUTDOWN_TIMEOUT'], type: 'float', default: 10, min: 0, group: 'server', help: 'Seconds requests in flight may finish after SIGTERM.' },
   // model
   { key: 'model', flag: '--model', env: ['SPANSERVE_MODEL'], type: 'string', default: '', group: 'model', help: 'Hugging Face / Optimum ONNX directory to serve; empty serves the embedded default model.' },

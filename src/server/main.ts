@@ -92,7 +92,12 @@ async function main(): Promise<void> {
     broadcast: (msg) => launcher.broadcast(msg),
     bodyLimit: config.bodyLimit,
     engine,
-    info: { modelName: config.servedModelName, defaults: generationDefaults(model.dir) },
+    info: {
+      modelName: config.servedModelName,
+      defaults: generationDefaults(model.dir),
+      requestTimeoutMs: config.requestTimeout * 1000,
+      streamBufferLimit: config.streamBufferLimit,
+    },
     contextLength,
     status: () => ({ ready: launcher.allReady(), processes: launcher.list() }),
   })

@@ -21,6 +21,10 @@ export interface Usage {
 
 export interface ServingInfo {
   modelName: string
+  /** Milliseconds a request may run; 0: no limit. */
+  requestTimeoutMs: number
+  /** Bytes a stream may buffer for a slow reader. */
+  streamBufferLimit: number
   /** Sampling defaults from the model's generation_config.json, as vLLM applies them. */
   defaults: Pick<SamplingParams, 'temperature' | 'topP' | 'topK'>
 }
@@ -132,6 +136,7 @@ export async function serveGeneration(
     firstToken(rid)
   }
   const onFinish = (item: StrOutput) => finishRequestTrace(rid, base.id, info.modelName, item, completion, timing)
+  let timer: NodeJS.Timeout | undefined
   const submit = (sink: RequestSink) => {
     try {
       engine.submit(req, sink)
@@ -141,7 +146,17 @@ export async function serveGeneration(
       throw err
     }
     dispatched(rid)
+    if (info.requestTimeoutMs > 0) {
+      timer = setTimeout(() => stopEarly(sink, new SpanserveError('SPANSERVE_ERR_TIMEOUT', `the request ran longer than ${info.requestTimeoutMs / 1000} s`)), info.requestTimeoutMs)
+    }
   }
+  /** End a request from this side: the pipeline drops it and frees its KV; the client gets `err`. */
+  const stopEarly = (sink: RequestSink, err: SpanserveError) => {
+    if (done) return
+    engine.abort(rid, err.code)
+    sink.onError(err)
+  }
+  res.on('close', () => clearTimeout(timer))
 
   if (body.stream) {
     const includeUsage = body.stream_options?.include_usage === true
@@ -154,11 +169,15 @@ export async function serveGeneration(
       startSse(res, headers)
     }
     await new Promise<void>((resolve) => {
-      submit({
+      const sink: RequestSink = {
         onOutput: (item: StrOutput) => {
           begin()
           onFirst()
           completion += item.text
+          if (res.writableLength > info.streamBufferLimit && item.finishReason === null) {
+            stopEarly(sink, new SpanserveError('SPANSERVE_ERR_SLOW_READER', `more than ${info.streamBufferLimit} bytes waited for the client; the request was ended`))
+            return
+          }
           if (item.text !== '' || item.finishReason !== null || first) {
             const chunk = shape.chunk(base, item.text, item.finishReason, first)
             first = false
@@ -185,7 +204,8 @@ export async function serveGeneration(
           }
           resolve()
         },
-      })
+      }
+      submit(sink)
     })
     return
   }
