@@ -54,6 +54,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     })
   }
   if (opts.apiKey) requireApiKey(app, opts.apiKey)
+  // JSON bodies must be valid UTF-8: the default parser would turn bad bytes into U+FFFD silently.
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  const utf8 = new TextDecoder('utf-8', { fatal: true })
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string
+    try {
+      text = utf8.decode(body as Buffer)
+    } catch {
+      done(new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', 'request body is not valid UTF-8'), undefined)
+      return
+    }
+    parseJson(request, text, done)
+  })
   app.setErrorHandler((err, request, reply) => {
     const e = toSpanserveError(err)
     if (e.status >= 500) request.log.error({ err }, 'request failed')

@@ -17,9 +17,13 @@ export function toSpanserveError(err: unknown): SpanserveError {
   if (err instanceof SpanserveError) return err
   const e = err as Partial<FastifyError> & { validation?: { instancePath?: string; message?: string }[] }
   if (e.validation && e.validation.length > 0) {
-    const v = e.validation[0]!
-    const param = v.instancePath ? v.instancePath.replace(/^\//, '').replace(/\//g, '.') : null
-    return new SpanserveError('SPANSERVE_ERR_VALIDATION', e.message ?? 'invalid request body', param)
+    const v = e.validation[0]! as { instancePath?: string; keyword?: string; params?: { additionalProperty?: string } }
+    const path = v.instancePath ? v.instancePath.replace(/^\//, '').replace(/\//g, '.') : null
+    if (v.keyword === 'additionalProperty' || v.keyword === 'additionalProperties') {
+      const name = v.params?.additionalProperty ?? '?'
+      return new SpanserveError('SPANSERVE_ERR_VALIDATION', `Unrecognized request argument supplied: ${name}`, path ? `${path}.${name}` : name)
+    }
+    return new SpanserveError('SPANSERVE_ERR_VALIDATION', e.message ?? 'invalid request body', path)
   }
   if (typeof e.code === 'string' && FASTIFY_CODES[e.code]) return new SpanserveError(FASTIFY_CODES[e.code]!, e.message)
   if (err instanceof SyntaxError) return new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', `request body is not valid JSON: ${err.message}`)

@@ -1,6 +1,8 @@
 /**
- * JSON schemas of the request bodies (OpenAI's, with vLLM's top_k). Unknown fields are accepted and
- * ignored, as OpenAI-compatible servers do, so clients that send extra options keep working.
+ * JSON schemas of the request bodies (OpenAI's, with vLLM's top_k and ignore_eos). As OpenAI does,
+ * an unknown field is refused ("Unrecognized request argument"). OpenAI options spanserve does not
+ * implement are accepted at their neutral value (what clients such as LangChain send by default)
+ * and refused otherwise, never silently ignored.
  */
 const samplingProperties = {
   model: { type: 'string', maxLength: 256 },
@@ -24,10 +26,15 @@ const samplingProperties = {
   n: { type: ['integer', 'null'], minimum: 1, maximum: 1 },
   user: { type: ['string', 'null'], maxLength: 256 },
   ignore_eos: { type: ['boolean', 'null'] },
+  // Neutral values only.
+  frequency_penalty: { type: ['number', 'null'], enum: [0, null] },
+  presence_penalty: { type: ['number', 'null'], enum: [0, null] },
+  logit_bias: { anyOf: [{ type: 'null' }, { type: 'object', maxProperties: 0 }] },
 } as const
 
 export const completionBody = {
   type: 'object',
+  additionalProperties: false,
   required: ['model', 'prompt'],
   properties: {
     ...samplingProperties,
@@ -41,17 +48,21 @@ export const completionBody = {
     },
     echo: { type: ['boolean', 'null'], enum: [false, null] },
     logprobs: { type: 'null' },
+    best_of: { type: ['integer', 'null'], enum: [1, null] },
+    suffix: { type: 'null' },
   },
 } as const
 
 const contentPart = {
   type: 'object',
+  additionalProperties: false,
   required: ['type', 'text'],
   properties: { type: { const: 'text' }, text: { type: 'string' } },
 } as const
 
 export const chatBody = {
   type: 'object',
+  additionalProperties: false,
   required: ['model', 'messages'],
   properties: {
     ...samplingProperties,
@@ -62,6 +73,7 @@ export const chatBody = {
       maxItems: 4096,
       items: {
         type: 'object',
+        additionalProperties: false,
         required: ['role', 'content'],
         properties: {
           role: { enum: ['system', 'developer', 'user', 'assistant'] },
@@ -71,6 +83,11 @@ export const chatBody = {
       },
     },
     logprobs: { type: ['boolean', 'null'], enum: [false, null] },
+    top_logprobs: { type: 'null' },
+    tools: { anyOf: [{ type: 'null' }, { type: 'array', maxItems: 0 }] },
+    tool_choice: { enum: ['none', null] },
+    response_format: { anyOf: [{ type: 'null' }, { type: 'object', additionalProperties: false, required: ['type'], properties: { type: { const: 'text' } } }] },
+    parallel_tool_calls: { type: ['boolean', 'null'] },
   },
 } as const
 

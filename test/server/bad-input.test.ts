@@ -40,6 +40,9 @@ const cases: [string, string, unknown, number, string | RegExp, Record<string, s
   ['chat without messages', '/v1/chat/completions', { model: 'default', messages: [] }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['chat with a bad role', '/v1/chat/completions', { model: 'default', messages: [{ role: 'wizard', content: 'x' }] }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['unknown route', '/v1/nothing', ok, 404, 'SPANSERVE_ERR_NOT_FOUND'],
+  ['unknown field', '/v1/completions', { ...ok, temprature: 0.5 }, 400, 'SPANSERVE_ERR_VALIDATION'],
+  ['unsupported option value', '/v1/completions', { ...ok, frequency_penalty: 0.5 }, 400, 'SPANSERVE_ERR_VALIDATION'],
+  ['unknown field in a chat message', '/v1/chat/completions', { model: 'default', messages: [{ role: 'user', content: 'x', extra: 1 }] }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['wrong content type', '/v1/completions', 'model=default', 415, 'SPANSERVE_ERR_MEDIA_TYPE', { 'content-type': 'application/x-www-form-urlencoded' }],
   ['body over the limit', '/v1/completions', JSON.stringify({ ...ok, prompt: 'x'.repeat(100_000) }), 413, 'SPANSERVE_ERR_BODY_TOO_LARGE'],
 ]
@@ -53,10 +56,19 @@ for (const [name, path, body, status, code, headers] of cases) {
   })
 }
 
-t.test('invalid UTF-8 in a prompt is answered, not crashed on', async (t) => {
+t.test('invalid UTF-8 in a body is a 400', async (t) => {
   const bytes = Buffer.concat([Buffer.from('{"model":"default","max_tokens":2,"prompt":"ab'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')])
   const res = await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: new Uint8Array(bytes) })
-  t.ok(res.status === 200 || (res.status >= 400 && res.status < 500), `status ${res.status}`)
+  t.equal(res.status, 400)
+  const json = (await res.json()) as { error: { message: string; code: string } }
+  t.match(json.error.message, /UTF-8/)
+})
+
+t.test('OpenAI options at their neutral value are accepted, as clients send them', async (t) => {
+  const res = await post('/v1/completions', { ...ok, frequency_penalty: 0, presence_penalty: 0, logit_bias: {}, best_of: 1, user: 'u1' })
+  t.equal(res.status, 200)
+  const chat = await post('/v1/chat/completions', { model: 'default', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, tools: [], response_format: { type: 'text' } })
+  t.equal(chat.status, 200)
 })
 
 t.test('the server is healthy afterwards and the next valid request is correct', async (t) => {
@@ -65,4 +77,10 @@ t.test('the server is healthy afterwards and the next valid request is correct',
   const res = await post('/v1/completions', ok)
   t.equal(res.status, 200)
   t.equal((res.json as unknown as { usage: { completion_tokens: number } }).usage.completion_tokens, 4)
+})
+
+t.test('an unknown field is named, as OpenAI does', async (t) => {
+  const res = await post('/v1/completions', { ...ok, temprature: 0.5 })
+  t.match(res.json.error?.message, /Unrecognized request argument supplied: temprature/)
+  t.equal(res.json.error?.param, 'temprature')
 })
