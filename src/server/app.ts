@@ -53,6 +53,15 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       if (sc && trace.isSpanContextValid(sc)) void reply.header('traceparent', formatTraceparent(sc))
     })
   }
+  // An oversized body is refused from its Content-Length alone, and the rest of it is read and
+  // dropped so the client, still sending, receives the 413 instead of a broken pipe.
+  app.addHook('onRequest', async (request) => {
+    const length = Number(request.headers['content-length'] ?? 0)
+    if (length > opts.bodyLimit) {
+      request.raw.resume()
+      throw new SpanserveError('SPANSERVE_ERR_BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${opts.bodyLimit}`)
+    }
+  })
   if (opts.apiKey) requireApiKey(app, opts.apiKey)
   // JSON bodies must be valid UTF-8: the default parser would turn bad bytes into U+FFFD silently.
   const parseJson = app.getDefaultJsonParser('error', 'error')
