@@ -48,8 +48,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     app.addHook('onSend', async (request, reply) => {
       // Responses that never reached a route (validation errors, 404) still name their trace.
       if (reply.hasHeader('traceparent')) return
-      const ctx = (request as unknown as { opentelemetry?: () => { context: Context } }).opentelemetry?.()
-      const sc = ctx ? trace.getSpanContext(ctx.context) : undefined
+      // Excluded paths have no context (null) at all.
+      const ctx = (request as unknown as { opentelemetry?: () => { context: Context | null } }).opentelemetry?.()
+      const sc = ctx?.context ? trace.getSpanContext(ctx.context) : undefined
       if (sc && trace.isSpanContextValid(sc)) void reply.header('traceparent', formatTraceparent(sc))
     })
   }

@@ -93,22 +93,25 @@ export class SpanIndex {
     return this.traceIds().filter((t) => this.spansOf(t).some((s) => s.attributes[REQUEST_ID] === rid))
   }
 
+  /** A trace's summary, if the file holds the trace. */
+  summaryOf(traceId: string): TraceSummary | undefined {
+    const spans = this.spansOf(traceId)
+    if (spans.length === 0) return undefined
+    let endNs = spans[0]!.endNs
+    for (const s of spans) if (s.endNs > endNs) endNs = s.endNs
+    return {
+      traceId,
+      rid: this.requestIdOf(traceId),
+      startNs: spans[0]!.startNs,
+      endNs,
+      spanCount: spans.length,
+      root: this.rootsOf(traceId)[0] ?? spans[0]!,
+    }
+  }
+
   /** One summary per trace, in start order. */
   summaries(): TraceSummary[] {
-    const out: TraceSummary[] = []
-    for (const traceId of this.traceIds()) {
-      const spans = this.spansOf(traceId)
-      let endNs = spans[0]!.endNs
-      for (const s of spans) if (s.endNs > endNs) endNs = s.endNs
-      out.push({
-        traceId,
-        rid: this.requestIdOf(traceId),
-        startNs: spans[0]!.startNs,
-        endNs,
-        spanCount: spans.length,
-        root: this.rootsOf(traceId)[0] ?? spans[0]!,
-      })
-    }
+    const out = this.traceIds().map((id) => this.summaryOf(id)!)
     return out.sort((a, b) => (a.startNs !== b.startNs ? (a.startNs < b.startNs ? -1 : 1) : a.traceId < b.traceId ? -1 : 1))
   }
 }

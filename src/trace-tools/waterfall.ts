@@ -25,7 +25,7 @@ interface Row {
 
 export function renderWaterfall(index: SpanIndex, traceId: string, options: WaterfallOptions = {}): string {
   const width = options.width ?? DEFAULT_BAR_WIDTH
-  const summary = index.summaries().find((s) => s.traceId === traceId)
+  const summary = index.summaryOf(traceId)
   if (summary === undefined) throw new Error(`no trace ${traceId}`)
   const t0 = summary.startNs
   const total = summary.endNs - summary.startNs > 0n ? summary.endNs - summary.startNs : 1n

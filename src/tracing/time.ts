@@ -19,7 +19,10 @@ export function nsToHrTime(ns: number): HrTime {
   return [s, rem]
 }
 
-/** undefined stays undefined (the SDK then takes "now"), so optional `ts` options cost nothing. */
-export function optionalHrTime(ns: number | undefined): HrTime | undefined {
-  return ns === undefined ? undefined : nsToHrTime(ns)
+/**
+ * undefined means now. Taken here rather than left to the SDK, whose default start times are whole
+ * milliseconds: back-to-back slices would then appear to overlap.
+ */
+export function optionalHrTime(ns: number | undefined): HrTime {
+  return nsToHrTime(ns ?? nowNs())
 }

@@ -96,10 +96,10 @@ export async function serveGeneration(
   const timing: Timing = { startMs: performance.now(), firstTokenMs: null }
   const sampling = samplingFrom(body, info)
   const base: ChunkBase = { id: `${shape.idPrefix}-${rid}`, created: Math.floor(Date.now() / 1000), model: info.modelName }
-  const otel = (request as unknown as { opentelemetry?: () => { context: Context; instrumented?: boolean } }).opentelemetry?.()
+  const otel = (request as unknown as { opentelemetry?: () => { context: Context | null; instrumented?: boolean } }).opentelemetry?.()
   const { carrier, traceparent } = startRequestTrace({
     rid,
-    httpContext: otel && otel.instrumented !== false ? otel.context : undefined,
+    httpContext: otel && otel.instrumented !== false ? (otel.context ?? undefined) : undefined,
     operation: shape.operation,
     model: info.modelName,
     maxTokens: input.maxTokens,

@@ -1,0 +1,127 @@
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { FIXTURE, FIXTURE_PATH } from './fixture.ts'
+
+const BIN = fileURLToPath(new URL('../../bin/spanserve.js', import.meta.url))
+
+/** Runs the real bin, as `npx spanserve` would, without tap's loaders in the child. */
+function spanserve(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 20_000 })
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+t.test('the bin is an executable node script', async (t) => {
+  accessSync(BIN, constants.X_OK)
+  t.match(readFileSync(BIN, 'utf8'), /^#!\/usr\/bin\/env node\n/)
+})
+
+t.test('trace show FILE lists the traces', async (t) => {
+  const r = spanserve('trace', 'show', FIXTURE_PATH)
+  t.equal(r.status, 0, r.stderr)
+  t.equal(r.stderr, '')
+  const lines = r.stdout.trimEnd().split('\n')
+  t.equal(lines.length, 1 + FIXTURE.traces)
+  t.match(lines[1], new RegExp(`^${FIXTURE.traceId}  ${FIXTURE.rid} `))
+})
+
+t.test('trace show FILE --rid ID draws the waterfall', async (t) => {
+  const r = spanserve('trace', 'show', FIXTURE_PATH, '--rid', FIXTURE.rid, '--width', '20')
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stdout, new RegExp(`^trace ${FIXTURE.traceId}  rid ${FIXTURE.rid}`))
+  t.match(r.stdout, /\n {6}prefill_forward +\d+\.\d{3} ms  +█/)
+  const byTrace = spanserve('trace', 'show', FIXTURE_PATH, '--trace', FIXTURE.traceId.slice(0, 6))
+  t.equal(byTrace.status, 0, byTrace.stderr)
+  t.equal(byTrace.stdout.split('\n')[0], r.stdout.split('\n')[0], 'a unique trace id prefix selects the same trace')
+})
+
+t.test('trace perfetto FILE writes Chrome trace JSON to stdout or -o', async (t) => {
+  const r = spanserve('trace', 'perfetto', FIXTURE_PATH)
+  t.equal(r.status, 0, r.stderr)
+  const json = JSON.parse(r.stdout)
+  t.equal(json.displayTimeUnit, 'ms')
+  t.equal(json.traceEvents.filter((e: { ph: string }) => e.ph === 'X').length, FIXTURE.spans)
+
+  const out = join(t.testdir({}), 'trace.json')
+  const written = spanserve('trace', 'perfetto', FIXTURE_PATH, '-o', out)
+  t.equal(written.status, 0, written.stderr)
+  t.equal(written.stdout, '')
+  t.match(written.stderr, /wrote .*trace\.json: 94 spans in 4 trace\(s\); open it at https:\/\/ui\.perfetto\.dev/)
+  t.equal(readFileSync(out, 'utf8'), r.stdout, 'same output either way')
+
+  const one = JSON.parse(spanserve('trace', 'perfetto', FIXTURE_PATH, '--rid', FIXTURE.rid).stdout)
+  const rids = new Set(one.traceEvents.filter((e: { ph: string }) => e.ph === 'X').map((e: { args: { rid: string } }) => e.args.rid))
+  t.same([...rids], [FIXTURE.rid], '--rid narrows the conversion to one request')
+})
+
+t.test('help', async (t) => {
+  for (const args of [['--help'], ['trace', '--help'], ['trace', 'show', '--help']]) {
+    const r = spanserve(...args)
+    t.equal(r.status, 0, args.join(' '))
+    t.match(r.stdout, /^Usage:\n {2}spanserve trace show FILE/)
+  }
+})
+
+t.test('bad arguments: usage on stderr, exit status 2', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [[], /missing command/],
+    [['serve'], /unknown command 'serve'/],
+    [['trace'], /missing subcommand/],
+    [['trace', 'convert', FIXTURE_PATH], /unknown subcommand 'trace convert'/],
+    [['trace', 'show'], /missing FILE/],
+    [['trace', 'show', FIXTURE_PATH, FIXTURE_PATH], /expected one FILE, got 2/],
+    [['trace', 'show', FIXTURE_PATH, '--rid', 'a', '--trace', 'b'], /--rid or --trace, not both/],
+    [['trace', 'show', FIXTURE_PATH, '--width', 'wide'], /--width must be a whole number from 10 to 400/],
+    [['trace', 'show', FIXTURE_PATH, '--width', '3'], /--width must be/],
+    [['trace', 'show', FIXTURE_PATH, '--bogus'], /Unknown option '--bogus'/],
+    [['trace', 'show', FIXTURE_PATH, '--rid'], /--rid/],
+    [['trace', 'perfetto', FIXTURE_PATH, '--width', '20'], /Unknown option '--width'/],
+  ]
+  for (const [args, message] of cases) {
+    const r = spanserve(...args)
+    t.equal(r.status, 2, `spanserve ${args.join(' ')}`)
+    t.match(r.stderr, message)
+    t.match(r.stderr, /Usage:/)
+    t.equal(r.stdout, '')
+  }
+})
+
+t.test('unreadable input: a clear message, exit status 1', async (t) => {
+  const dir = t.testdir({ 'notes.txt': 'not a trace\n', 'empty.jsonl': '' })
+  const cases: [string[], RegExp][] = [
+    [['trace', 'show', join(dir, 'missing.jsonl')], /^spanserve: cannot read .*missing\.jsonl: no such file\n$/],
+    [['trace', 'perfetto', dir], /^spanserve: cannot read .*: is a directory\n$/],
+    [['trace', 'show', join(dir, 'notes.txt')], /^spanserve: .*notes\.txt is not OTLP JSON/],
+    [['trace', 'show', join(dir, 'empty.jsonl')], /^spanserve: no spans found in .*empty\.jsonl\n$/],
+    [['trace', 'show', FIXTURE_PATH, '--rid', 'nope'], /^spanserve: no request with rid nope in /],
+    [['trace', 'show', FIXTURE_PATH, '--trace', 'ffff'], /^spanserve: no trace ffff in /],
+    [['trace', 'perfetto', FIXTURE_PATH, '-o', join(dir, 'no', 'such', 'dir.json')], /^spanserve: cannot write /],
+  ]
+  for (const [args, message] of cases) {
+    const r = spanserve(...args)
+    t.equal(r.status, 1, `spanserve ${args.join(' ')}`)
+    t.match(r.stderr, message)
+    t.notMatch(r.stderr, /Usage:|\n {4}at /, 'no usage text, no stack')
+  }
+})
+
+t.test('a file still being written: the incomplete last line is skipped with a warning', async (t) => {
+  const file = join(t.testdir({}), 'live.jsonl')
+  const text = readFileSync(FIXTURE_PATH, 'utf8')
+  writeFileSync(file, text + '{"resourceSpans":[{"resource":{"attr')
+  const r = spanserve('trace', 'show', file)
+  t.equal(r.status, 0)
+  t.match(r.stderr, /^spanserve: warning: .*live\.jsonl: skipped incomplete last line 7 \(a process may still be writing\)\n$/)
+  t.equal(r.stdout.trimEnd().split('\n').length, 1 + FIXTURE.traces)
+})
+
+t.test('output piped into a closed reader ends quietly', async (t) => {
+  const r = spawnSync('sh', ['-c', `"${process.execPath}" "${BIN}" trace perfetto "${FIXTURE_PATH}" | head -c 10`], {
+    encoding: 'utf8',
+    env: { ...process.env, NODE_OPTIONS: '' },
+  })
+  t.equal(r.stdout, '{"traceEve')
+  t.equal(r.stderr, '')
+})
