@@ -1,0 +1,72 @@
+/**
+ * spanserve as users run it: the real server and its child processes (`src/server/main.ts`), tracing
+ * off, or on at level 3 with every request sampled and exported over OTLP gRPC to a receiver in
+ * another process (bench/otlp-sink.ts).
+ */
+import { join } from 'node:path'
+import { ROOT, startServer } from '../../test/helpers/server.ts'
+import { JsonLineChild, track } from '../child-lines.ts'
+
+export interface SpanserveOptions {
+  modelDir: string
+  tracing: boolean
+  maxBatchSize: number
+  /** Extra server flags (e.g. --intra-op-threads). */
+  extraArgs: readonly string[]
+  /** When set, every spanserve process writes a V8 CPU profile into this directory (bench/cpu-profile-hook.mjs). */
+  cpuProfDir?: string
+}
+
+export interface SpanserveStopped {
+  /** Spans the receiver had counted once the server had stopped (tracing on only). */
+  spans?: number
+  exportRequests?: number
+}
+
+export interface RunningSpanserve {
+  url: string
+  /** Starts the CPU profilers of every process (cpuProfDir only). */
+  startProfiling(): void
+  stop(): Promise<SpanserveStopped>
+}
+
+export async function startSpanserve(opts: SpanserveOptions): Promise<RunningSpanserve> {
+  let sink: JsonLineChild | null = null
+  const args = ['--model', opts.modelDir, '--max-batch-size', String(opts.maxBatchSize), ...opts.extraArgs]
+  if (opts.tracing) {
+    sink = JsonLineChild.start('otlp-sink', ['--import', 'tsx', join(ROOT, 'bench/otlp-sink.ts')])
+    const { endpoint } = await sink.waitFor((l) => typeof l.endpoint === 'string', 60_000)
+    args.push('--trace-enable', '--trace-level', '3', '--trace-sample-rate', '1', '--otlp-traces-endpoint', String(endpoint))
+  }
+  const env: Record<string, string> = {}
+  if (opts.cpuProfDir) {
+    env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import ${join(ROOT, 'bench/cpu-profile-hook.mjs')}`.trim()
+    env.SPANSERVE_BENCH_CPU_PROF_DIR = opts.cpuProfDir
+  }
+  let server: Awaited<ReturnType<typeof startServer>>
+  try {
+    server = await startServer({ args, env, timeoutMs: 180_000 })
+  } catch (err) {
+    await sink?.stop()
+    throw err
+  }
+  track(server.proc)
+  return {
+    url: server.url,
+    startProfiling: () => {
+      for (const pid of [server.proc.pid!, ...Object.values(server.childPids())]) process.kill(pid, 'SIGUSR2')
+    },
+    stop: async () => {
+      await server.stop()
+      if (!sink) return {}
+      try {
+        // The server flushes its exporters on shutdown, so the count is final once it has stopped.
+        sink.send('count')
+        const count = await sink.waitFor((l) => typeof l.spans === 'number', 10_000)
+        return { spans: count.spans as number, exportRequests: count.requests as number }
+      } finally {
+        await sink.stop()
+      }
+    },
+  }
+}

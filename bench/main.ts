@@ -1,0 +1,216 @@
+/**
+ * npm run bench: every configuration on the same model(s), machine and settings in one invocation;
+ * prints one table, the ratios and the targets' verdicts; writes bench/results/<date>.json and
+ * regenerates docs/benchmarks.md and docs/benchmarks-throughput.svg. `npm run bench -- --help`.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { join, resolve } from 'node:path'
+import { createRequire } from 'node:module'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { ensureModel } from '../src/model/build.ts'
+import { readModelInfo } from '../src/model/load.ts'
+import { ROOT } from '../test/helpers/server.ts'
+import { killTracked } from './child-lines.ts'
+import { LimitRunner, limitLevel } from './configs/limit.ts'
+import { startSpanserve } from './configs/spanserve.ts'
+import { startTransformersJs, transformersJsUnavailable } from './configs/transformers-js.ts'
+import { writeDocs } from './docs.ts'
+import { prepareHttp, type HttpPlan } from './measure-http.ts'
+import { CONFIG_LABELS, parseOptions, type ConfigName } from './options.ts'
+import { summariseProfiles } from './profile.ts'
+import { makePrompts } from './prompts.ts'
+import { consoleReport } from './report.ts'
+import type { BenchResult, ConfigResult, MatchResult } from './results.ts'
+import type { LevelResult } from './stats.ts'
+import { judge } from './targets.ts'
+import { runTracingMicro } from './tracing-micro.ts'
+
+const opts = parseOptions(process.argv.slice(2))
+if (opts === null) process.exit(0)
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    killTracked()
+    process.exit(130)
+  })
+}
+
+const started = performance.now()
+const say = (line: string): void => void process.stderr.write(`${line}\n`)
+const progress = (label: string) => (l: LevelResult) =>
+  say(`  ${label} c=${l.concurrency}: ${l.tokensPerSec.toFixed(0)} tok/s, TTFT p50 ${l.ttftP50.toFixed(1)} ms, ITL p50 ${l.itlP50.toFixed(2)} ms (${l.requests} requests, ${(l.wallMs / 1000).toFixed(1)} s)`)
+const requests = (n: number): number => Math.max(opts.rounds * n, opts.minRequests)
+const pkgVersion = (name: string): string | null => {
+  try {
+    return (createRequire(join(ROOT, 'package.json'))(`${name}/package.json`) as { version: string }).version
+  } catch {
+    return null
+  }
+}
+
+const CHECK_PROMPTS = 4
+const configs: ConfigResult[] = []
+const matches: MatchResult[] = []
+const models: BenchResult['models'] = []
+const tjsMissing = opts.configs.includes('tjs') ? await transformersJsUnavailable() : null
+const maxBatchSize = Math.max(64, ...opts.concurrencies)
+const extraArgs = opts.intraOpThreads > 0 ? ['--intra-op-threads', String(opts.intraOpThreads)] : []
+
+say('tracing module microbenchmark (bench/tracing-slice.ts)')
+const tracingMicro = await runTracingMicro()
+
+/** A configuration that is up and warmed: it runs one level when asked. */
+interface Target {
+  config: ConfigName
+  level(n: number, total: number, from: number): Promise<LevelResult>
+  stop(): Promise<Partial<ConfigResult>>
+}
+
+for (const preset of opts.models) {
+  const modelDir = await ensureModel({ preset, log: say })
+  const info = readModelInfo(modelDir)
+  let params: number | null = null
+  try {
+    params = (JSON.parse(readFileSync(join(modelDir, 'spanserve_build.json'), 'utf8')) as { params: number }).params
+  } catch {
+    /* not an embedded build */
+  }
+  models.push({ preset, params, layers: info.numLayers, hidden: info.hiddenSize, kvHeads: info.numKvHeads, headDim: info.headDim })
+  const { prompts, tokenizer } = makePrompts(modelDir, opts.promptTokens, 16)
+  const checkPrompts = prompts.slice(0, CHECK_PROMPTS)
+  const plan: HttpPlan = { prompts, checkPrompts, maxTokens: opts.maxTokens, warmupRequests: opts.warmup }
+  say(`model ${preset}: ${modelDir} (${params === null ? '?' : (params / 1e6).toFixed(1)}M params)`)
+
+  // Every configuration is started and warmed up first; the levels then run interleaved (each level
+  // on every configuration back to back), so a burst of load from elsewhere on a shared machine
+  // hits the configurations of one level alike rather than one configuration's whole run.
+  const targets: Target[] = []
+  const texts = new Map<ConfigName, string[]>()
+  // The limit always runs its check prompts: its greedy tokens are the reference.
+  const limit = await LimitRunner.open(modelDir, opts.intraOpThreads)
+  await limit.round(prompts.slice(0, 4), Math.min(opts.maxTokens, 16))
+  const reference: string[] = []
+  for (const p of checkPrompts) reference.push(tokenizer.decode((await limit.round([p], opts.maxTokens)).tokens[0]!, { skip_special_tokens: true }))
+  if (opts.configs.includes('limit')) {
+    targets.push({
+      config: 'limit',
+      level: (n, total, from) => limitLevel(limit, prompts, opts.maxTokens, n, Math.ceil(total / n), from),
+      stop: async () => ({}),
+    })
+  }
+  try {
+    for (const config of opts.configs.filter((c) => c !== 'limit')) {
+      say(`starting ${CONFIG_LABELS[config]} [${preset}]`)
+      if (config === 'tjs' && tjsMissing) {
+        say(`  left out: ${tjsMissing}`)
+        configs.push({ config, model: preset, levels: [], skipped: tjsMissing })
+        continue
+      }
+      const server = config === 'tjs' ? await startTransformersJs(modelDir) : await startSpanserve({ modelDir, tracing: config === 'on', maxBatchSize, extraArgs })
+      const { client, checkTexts } = await prepareHttp(server.url, plan)
+      texts.set(config, checkTexts)
+      targets.push({
+        config,
+        level: (n, total, from) => client.level(prompts, opts.maxTokens, n, total, from),
+        stop: async () => {
+          client.close()
+          return (await server.stop()) ?? {}
+        },
+      })
+    }
+    const levels = new Map<ConfigName, LevelResult[]>(targets.map((t) => [t.config, []]))
+    let from = 0
+    for (const [li, n] of opts.concurrencies.entries()) {
+      const total = requests(n)
+      // Rotate the order from level to level so that no configuration always runs first.
+      for (let k = 0; k < targets.length; k++) {
+        const t = targets[(li + k) % targets.length]!
+        const r = await t.level(n, total, from)
+        progress(t.config)(r)
+        levels.get(t.config)!.push(r)
+      }
+      from += total
+    }
+    for (const t of targets) configs.push({ config: t.config, model: preset, levels: levels.get(t.config)! })
+  } finally {
+    for (const t of targets) {
+      const extra = await t.stop()
+      const c = configs.find((x) => x.config === t.config && x.model === preset)
+      if (c && extra.spans !== undefined) {
+        Object.assign(c, extra)
+        say(`  OTLP receiver counted ${extra.spans} spans`)
+      }
+    }
+    await limit.close()
+  }
+  const mismatched: ConfigName[] = []
+  const details: string[] = []
+  for (const [config, got] of texts) {
+    const i = got.findIndex((t, k) => t !== reference[k])
+    if (i < 0) continue
+    mismatched.push(config)
+    details.push(`${config}, prompt ${i}: limit ${JSON.stringify(reference[i]!.slice(0, 80))}… vs ${JSON.stringify(got[i]!.slice(0, 80))}…`)
+  }
+  matches.push({ model: preset, compared: [...texts.keys()], prompts: checkPrompts.length, mismatched, details })
+}
+
+let profile: BenchResult['profile'] = null
+if (opts.profile && opts.configs.includes('off')) {
+  const preset = opts.models[0]!
+  const modelDir = await ensureModel({ preset })
+  const { prompts } = makePrompts(modelDir, opts.promptTokens, 16)
+  const dir = mkdtempSync(join(tmpdir(), 'spanserve-bench-prof-'))
+  say(`profiling spanserve, tracing off, concurrency 16 [${preset}] into ${dir}`)
+  const server = await startSpanserve({ modelDir, tracing: false, maxBatchSize, extraArgs, cpuProfDir: dir })
+  try {
+    const { client } = await prepareHttp(server.url, { prompts, checkPrompts: [], maxTokens: opts.maxTokens, warmupRequests: opts.warmup })
+    server.startProfiling()
+    progress('profiled')(await client.level(prompts, opts.maxTokens, 16, 64))
+    client.close()
+  } finally {
+    await server.stop()
+  }
+  profile = summariseProfiles(dir)
+  rmSync(dir, { recursive: true, force: true })
+}
+
+const cpu = cpus()
+const result: BenchResult = {
+  date: new Date().toISOString(),
+  durationS: (performance.now() - started) / 1000,
+  machine: {
+    cpus: cpu.length,
+    cpuModel: cpu[0]?.model ?? 'unknown',
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    onnxruntime: pkgVersion('onnxruntime-node') ?? 'unknown',
+    transformersJs: pkgVersion('@huggingface/transformers'),
+  },
+  settings: {
+    promptTokens: opts.promptTokens,
+    maxTokens: opts.maxTokens,
+    concurrencies: opts.concurrencies,
+    rounds: opts.rounds,
+    minRequests: opts.minRequests,
+    warmup: opts.warmup,
+    intraOpThreads: opts.intraOpThreads,
+  },
+  models,
+  configs,
+  matches,
+  tracingMicro,
+  verdicts: [],
+  profile,
+}
+result.verdicts = judge(result)
+
+process.stdout.write(`${consoleReport(result)}\n`)
+const outDir = resolve(ROOT, opts.outDir)
+mkdirSync(outDir, { recursive: true })
+const file = join(outDir, `${result.date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`)
+writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`)
+say(`\nresults: ${file}`)
+if (opts.docs) say(`docs: ${writeDocs(result, file).join(', ')}`)
+say(`bench took ${result.durationS.toFixed(0)} s`)

@@ -1,0 +1,80 @@
+/** The results as a table (console and markdown), the ratios, and the verdicts. */
+import { CONFIG_LABELS } from './options.ts'
+import type { BenchResult, ConfigResult } from './results.ts'
+import type { LevelResult } from './stats.ts'
+import { verdictWord } from './targets.ts'
+
+const f1 = (v: number | undefined): string => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(1))
+const f0 = (v: number): string => (Number.isNaN(v) ? '–' : v.toFixed(0))
+
+export const COLUMNS = ['model', 'configuration', 'conc', 'req', 'tok/s', 'TTFT p50', 'TTFT p99', 'ITL p50', 'ITL p99', 'E2E p50', 'E2E p99', 'tok/s/req', 'vs limit'] as const
+
+function row(c: ConfigResult, l: LevelResult, limit: LevelResult | undefined): string[] {
+  return [
+    c.model,
+    CONFIG_LABELS[c.config],
+    String(l.concurrency),
+    String(l.requests),
+    f0(l.tokensPerSec),
+    f1(l.ttftP50),
+    f1(l.ttftP99),
+    f1(l.itlP50),
+    f1(l.itlP99),
+    f0(l.e2eP50),
+    f0(l.e2eP99),
+    f0(l.perRequestTokS),
+    limit ? `${(l.tokensPerSec / limit.tokensPerSec).toFixed(2)}×` : '–',
+  ]
+}
+
+export function tableRows(result: BenchResult): string[][] {
+  const rows: string[][] = []
+  for (const c of result.configs) {
+    if (c.skipped) continue
+    const limit = result.configs.find((x) => x.config === 'limit' && x.model === c.model && !x.skipped)
+    for (const l of c.levels) rows.push(row(c, l, limit?.levels.find((x) => x.concurrency === l.concurrency)))
+  }
+  return rows
+}
+
+export function textTable(header: readonly string[], rows: readonly string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: readonly string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+export function markdownTable(header: readonly string[], rows: readonly string[][]): string {
+  const align = header.map((_, i) => (i < 2 ? '---' : '---:'))
+  return [header, align, ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n')
+}
+
+export function consoleReport(result: BenchResult): string {
+  const out: string[] = []
+  out.push(`Latencies in ms; tok/s: generated tokens over the level's wall time, all requests; vs limit: tok/s ratio at the same concurrency.`)
+  out.push(textTable(COLUMNS, tableRows(result)))
+  for (const c of result.configs.filter((x) => x.skipped)) out.push(`left out: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.skipped}`)
+  for (const c of result.configs.filter((x) => x.spans !== undefined)) out.push(`OTLP receiver [${c.model}]: ${c.spans} spans in ${c.exportRequests} export requests`)
+  out.push('')
+  for (const m of result.matches) {
+    const ok = m.mismatched.length === 0
+    out.push(`same greedy tokens [${m.model}], ${m.prompts} prompts, limit vs ${m.compared.join(', ')}: ${ok ? 'MATCH' : `DIFFER (${m.mismatched.join(', ')})`}`)
+    for (const d of m.details) out.push(`  ${d}`)
+  }
+  out.push('')
+  out.push('targets:')
+  for (const v of result.verdicts) out.push(`  ${verdictWord(v).padEnd(7)} ${v.target}: ${v.measured}`)
+  if (result.tracingMicro) {
+    out.push('')
+    out.push('tracing module microbenchmark (bench/tracing-slice.ts), µs:')
+    for (const r of result.tracingMicro.rows) out.push(`  ${r.case.padEnd(56)} ${r.us.toFixed(3)}`)
+  }
+  if (result.profile) {
+    out.push('')
+    out.push('CPU profile of spanserve (tracing off, concurrency 16), self time:')
+    for (const p of result.profile) {
+      out.push(`  ${p.role}: busy ${(p.busy * 100).toFixed(0)}% of ${(p.wallMs / 1000).toFixed(1)} s`)
+      for (const t of p.top) out.push(`    ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.selfMs.toFixed(0).padStart(6)} ms  ${t.fn}`)
+    }
+  }
+  return out.join('\n')
+}

@@ -1,0 +1,46 @@
+/** The shape of one bench run, as written to bench/results/<date>.json and read by the report. */
+import type { ConfigName } from './options.ts'
+import type { ProcessProfile } from './profile.ts'
+import type { LevelResult } from './stats.ts'
+import type { TracingMicro } from './tracing-micro.ts'
+
+export interface ConfigResult {
+  config: ConfigName
+  model: string
+  levels: LevelResult[]
+  /** Why the configuration did not run (it is then left out of the table). */
+  skipped?: string
+  /** tracing on: spans the receiver counted, and export requests. */
+  spans?: number
+  exportRequests?: number
+}
+
+export interface MatchResult {
+  model: string
+  /** Configurations whose greedy outputs were compared with the limit's. */
+  compared: ConfigName[]
+  prompts: number
+  /** Configurations whose outputs differ from the limit's on some prompt. */
+  mismatched: ConfigName[]
+  /** First differing output per mismatched configuration. */
+  details: string[]
+}
+
+export interface Verdict {
+  target: string
+  met: boolean | null
+  measured: string
+}
+
+export interface BenchResult {
+  date: string
+  durationS: number
+  machine: { cpus: number; cpuModel: string; memGiB: number; node: string; onnxruntime: string; transformersJs: string | null }
+  settings: { promptTokens: number; maxTokens: number; concurrencies: number[]; rounds: number; minRequests: number; warmup: number; intraOpThreads: number }
+  models: { preset: string; params: number | null; layers: number; hidden: number; kvHeads: number; headDim: number }[]
+  configs: ConfigResult[]
+  matches: MatchResult[]
+  tracingMicro: TracingMicro | null
+  verdicts: Verdict[]
+  profile: ProcessProfile[] | null
+}

@@ -1,0 +1,47 @@
+/** The issue's performance targets, each judged on figures from one run. */
+import type { ConfigName } from './options.ts'
+import type { BenchResult, ConfigResult, Verdict } from './results.ts'
+import type { LevelResult } from './stats.ts'
+
+function level(configs: readonly ConfigResult[], config: ConfigName, model: string, concurrency: number): LevelResult | undefined {
+  return configs.find((c) => c.config === config && c.model === model && !c.skipped)?.levels.find((l) => l.concurrency === concurrency)
+}
+
+function ratio(name: string, a: LevelResult | undefined, b: LevelResult | undefined, min: number, what: string): Verdict {
+  if (!a || !b) return { target: name, met: null, measured: 'not measured in this run' }
+  const r = a.tokensPerSec / b.tokensPerSec
+  return { target: name, met: r >= min, measured: `${r.toFixed(2)}× (${what}: ${a.tokensPerSec.toFixed(0)} vs ${b.tokensPerSec.toFixed(0)} tok/s)` }
+}
+
+export function judge(result: Pick<BenchResult, 'configs' | 'models'>): Verdict[] {
+  const out: Verdict[] = []
+  const cs = result.configs
+  for (const { preset } of result.models) {
+    const m = `[${preset}]`
+    out.push(ratio(`${m} spanserve tracing off ≥ 0.90 × limit tok/s at concurrency 1`, level(cs, 'off', preset, 1), level(cs, 'limit', preset, 1), 0.9, 'off vs limit'))
+    const off1 = level(cs, 'off', preset, 1)
+    const lim1 = level(cs, 'limit', preset, 1)
+    if (off1 && lim1?.prefillP50 !== undefined) {
+      const over = off1.ttftP50 - lim1.prefillP50
+      out.push({
+        target: `${m} TTFT p50 at concurrency 1 ≤ limit prefill p50 + 2 ms`,
+        met: over <= 2,
+        measured: `${over >= 0 ? '+' : ''}${over.toFixed(2)} ms (TTFT ${off1.ttftP50.toFixed(2)} ms, prefill ${lim1.prefillP50.toFixed(2)} ms)`,
+      })
+    } else {
+      out.push({ target: `${m} TTFT p50 at concurrency 1 ≤ limit prefill p50 + 2 ms`, met: null, measured: 'not measured in this run' })
+    }
+    if (preset === 'default') {
+      out.push(ratio(`${m} continuous batching: spanserve at concurrency 16 ≥ 5 × its concurrency 1 tok/s`, level(cs, 'off', preset, 16), off1, 5, 'c16 vs c1'))
+    }
+    for (const n of [16, 64]) {
+      out.push(ratio(`${m} tracing on ≥ 0.97 × tracing off tok/s at concurrency ${n}`, level(cs, 'on', preset, n), level(cs, 'off', preset, n), 0.97, 'on vs off'))
+    }
+    out.push(ratio(`${m} spanserve ≥ 3 × transformers.js tok/s at concurrency 16`, level(cs, 'off', preset, 16), level(cs, 'tjs', preset, 16), 3, 'spanserve vs transformers.js'))
+  }
+  return out
+}
+
+export function verdictWord(v: Verdict): string {
+  return v.met === null ? 'n/a' : v.met ? 'met' : 'NOT MET'
+}
