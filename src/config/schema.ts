@@ -48,6 +48,7 @@ export const OPTIONS = [
   { key: 'intraOpThreads', flag: '--intra-op-threads', env: ['SPANSERVE_INTRA_OP_THREADS'], type: 'int', default: 0, min: 0, group: 'worker', help: 'ONNX Runtime threads per worker; 0 lets ONNX Runtime choose.' },
   // ipc
   { key: 'ipc', flag: '--ipc', env: ['SPANSERVE_IPC'], type: 'string', default: 'ipc', group: 'ipc', help: 'ZeroMQ transport: "ipc" (sockets in a private directory) or tcp://HOST:PORT (each process takes the next port from PORT up). tcp is for trusted networks only.' },
+  { key: 'statsInterval', flag: '--stats-interval', env: ['SPANSERVE_STATS_INTERVAL'], type: 'float', default: 1, min: 0.05, max: 60, group: 'server', help: 'Seconds between the reports each process sends for /metrics.' },
   // logging
   { key: 'logLevel', flag: '--log-level', env: ['SPANSERVE_LOG_LEVEL', 'LOG_LEVEL'], type: 'enum', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info', group: 'logging', help: 'pino log level, in every process.' },
   // tracing

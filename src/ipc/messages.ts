@@ -173,6 +173,34 @@ export interface ProcessFatal {
   message: string
 }
 
+/**
+ * Child → server, every --stats-interval: the process's gauges and what it observed since the last
+ * report, so /metrics covers every process, not only the server.
+ */
+export interface ProcessStats {
+  type: 'process_stats'
+  role: Role
+  dpRank: number
+  tpRank: number
+  pid: number
+  rssBytes: number
+  /** Requests this process holds state for. */
+  liveRequests: number
+  /** Requests with an open trace context here (0 when tracing is off). */
+  tracedRequests: number
+  /** Spans lost to a full queue or a failed export, since the process started. */
+  droppedSpans: number
+  scheduler: {
+    running: number
+    waiting: number
+    kvUsedTokens: number
+    kvTotalTokens: number
+    /** Decode batch size of every step since the last report. */
+    batchSizes: Int32Array
+  } | null
+  worker: { cachedTokens: number; sequences: number } | null
+}
+
 /** launcher → children: the run-time trace setting changed (POST /v1/trace/setting). */
 export interface TraceSetting {
   type: 'trace_setting'
@@ -211,6 +239,7 @@ export type Message =
   | ResetState
   | TraceSetting
   | GroupState
+  | ProcessStats
 
 export type MessageType = Message['type']
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>

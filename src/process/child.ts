@@ -11,6 +11,7 @@ import type { ModelInfo } from '../model/load.ts'
 import { createLogger, type Logger } from '../logging.ts'
 import { initTracing, shutdownTracing } from '../tracing/setup.ts'
 import { setLevel, setSampleRate } from '../tracing/trace.ts'
+import { startStatsReporter, type RoleStats } from './stats.ts'
 import { tracingOptions } from '../config/tracing.ts'
 
 export const CHILD_ENV = 'SPANSERVE_CHILD'
@@ -34,6 +35,8 @@ export interface ChildContext extends LaunchSpec {
   onShutdown(fn: () => Promise<void> | void): void
   /** Inbox handlers every child shares (run-time trace setting). */
   commonHandlers: Handlers
+  /** Start the periodic /metrics report with this role's figures. */
+  reportStats(collect: () => RoleStats): void
 }
 
 export function processLabel(role: Role, dpRank: number, tpRank: number, dpSize: number, tpSize: number): string {
@@ -98,7 +101,11 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
         log.info({ level: msg.level, sample_rate: msg.sampleRate }, 'trace setting changed')
       },
     }
-    await main({ ...spec, log, toServer, onShutdown: (fn) => closers.push(fn), commonHandlers })
+    const reportStats = (collect: () => RoleStats) => {
+      const stop = startStatsReporter(toServer, { role, dpRank, tpRank }, config.statsInterval * 1000, collect)
+      closers.push(stop)
+    }
+    await main({ ...spec, log, toServer, onShutdown: (fn) => closers.push(fn), commonHandlers, reportStats })
   } catch (err) {
     const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'SPANSERVE_ERR_INTERNAL'
     fatal(code, err)

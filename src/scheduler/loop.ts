@@ -4,7 +4,7 @@
  * batch size and KV budget allow, prompts prefill in chunks within a per-step token budget, and every
  * sequence past its prefill decodes in the same session run.
  */
-import type { BatchTokenIdOutput, FinishReason, RequestStats, ForwardBatch, ForwardBatchOutput, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
+import type { BatchTokenIdOutput, FinishReason, ProcessStats, RequestStats, ForwardBatch, ForwardBatchOutput, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
 import { KvBudget } from './budget.ts'
 import { WaitingQueue } from './queue.ts'
 import type { SchedRequest } from './request.ts'
@@ -65,6 +65,15 @@ export class SchedulerLoop {
 
   get running(): number {
     return this.prefilling.length + this.decoding.size
+  }
+
+  private batchSizes: number[] = []
+
+  /** Gauges now, and the decode batch sizes seen since the last call. */
+  takeStats(): NonNullable<ProcessStats['scheduler']> {
+    const sizes = Int32Array.from(this.batchSizes)
+    this.batchSizes = []
+    return { running: this.running, waiting: this.waiting.length, kvUsedTokens: this.budget.usedTokens, kvTotalTokens: this.budget.total, batchSizes: sizes }
   }
 
   submit(msg: TokenizedGenerateReqInput): void {
@@ -246,6 +255,7 @@ export class SchedulerLoop {
       }
       const result = new Promise<ForwardBatchOutput | null>((resolve) => (this.pending = { step: batch.step, resolve }))
       this.io.onStep?.(batch, this.waiting.length)
+      if (batch.decode.length > 0 && this.batchSizes.length < 100_000) this.batchSizes.push(batch.decode.length)
       this.io.forward(batch)
       const out = await result
       if (out !== null) this.apply(batch, out)

@@ -53,6 +53,7 @@ await runChild('scheduler', async (ctx) => {
   )
   await inbox.bind()
   void loop.run()
+  ctx.reportStats(() => ({ liveRequests: loop.running + loop.waiting.length, scheduler: loop.takeStats(), worker: null }))
   ctx.onShutdown(() => {
     loop.close()
     inbox.close()

@@ -4,13 +4,13 @@ import { SpanserveError, errorBody } from '../errors.ts'
 import type { Logger } from '../logging.ts'
 import type { Engine } from './engine.ts'
 import { errorHeaders, toSpanserveError } from './http-errors.ts'
-import type { ChildInfo } from './launcher.ts'
 import { chatRoute } from './routes/chat.ts'
 import { completionsRoute } from './routes/completions.ts'
 import type { ServingInfo } from './routes/generate.ts'
-import { healthRoute } from './routes/health.ts'
+import { healthRoute, type HealthStatus } from './routes/health.ts'
 import { modelsRoute } from './routes/models.ts'
 import { traceSettingRoute } from './routes/trace-setting.ts'
+import { metricsRoute } from './routes/metrics.ts'
 import { requireApiKey } from './auth.ts'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import { trace, type Context } from '@opentelemetry/api'
@@ -27,7 +27,7 @@ export interface AppOptions {
   engine: Engine
   info: ServingInfo
   contextLength: number
-  status: () => { ready: boolean; processes: ChildInfo[] }
+  status: () => HealthStatus
 }
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
@@ -91,6 +91,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   chatRoute(app, opts.engine, opts.info)
   modelsRoute(app, opts.info, opts.contextLength)
   healthRoute(app, opts.status)
+  metricsRoute(app, opts.info.metrics)
   traceSettingRoute(app, opts.broadcast)
   return app
 }

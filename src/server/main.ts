@@ -15,6 +15,7 @@ import { Engine } from './engine.ts'
 import { Launcher } from './launcher.ts'
 import { buildApp } from './app.ts'
 import { generationDefaults } from './generation-defaults.ts'
+import { ServerMetrics } from './metrics.ts'
 import { initTracing, shutdownTracing } from '../tracing/index.ts'
 import { tracingOptions } from '../config/tracing.ts'
 
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
   const toTokenizer = new Outbox(endpoints.tokenizer)
   let launcher: Launcher
   const engine = new Engine(toTokenizer, () => launcher.canServe())
+  const metrics = new ServerMetrics(() => engine.size)
   launcher = new Launcher(config, endpoints, model, contextLength, log, () => {
     toTokenizer.discard()
     engine.failAll(new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'the tokenizer process failed; the request was lost and can be retried'))
@@ -66,6 +68,7 @@ async function main(): Promise<void> {
       fatal: (msg) => launcher.onFatal(msg),
       batch_str: (msg) => engine.onBatch(msg),
       req_error: (msg) => engine.onError(msg),
+      process_stats: (msg) => metrics.onProcessStats(msg),
     },
     (err) => log.error({ err }, 'bad message'),
   )
@@ -97,9 +100,10 @@ async function main(): Promise<void> {
       defaults: generationDefaults(model.dir),
       requestTimeoutMs: config.requestTimeout * 1000,
       streamBufferLimit: config.streamBufferLimit,
+      metrics,
     },
     contextLength,
-    status: () => ({ ready: launcher.allReady(), processes: launcher.list() }),
+    status: () => ({ ready: launcher.allReady(), processes: launcher.list(), reports: metrics.processStats() }),
   })
   try {
     await app.listen({ host: config.host, port: config.port })

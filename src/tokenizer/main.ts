@@ -181,6 +181,7 @@ await runChild('tokenizer', async (ctx) => {
     (err) => log.error({ err }, 'bad message'),
   )
   await inbox.bind()
+  ctx.reportStats(() => ({ liveRequests: live.size, scheduler: null, worker: null }))
   ctx.onShutdown(() => {
     inbox.close()
     for (const s of schedulers) s.close()

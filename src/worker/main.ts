@@ -91,6 +91,7 @@ await runChild('worker', async (ctx) => {
     (err) => log.error({ err }, 'bad message'),
   )
   await inbox.bind()
+  ctx.reportStats(() => ({ liveRequests: runner.size, scheduler: null, worker: { cachedTokens: runner.cachedTokens(), sequences: runner.size } }))
   ctx.onShutdown(() => {
     inbox.close()
     toScheduler.close()

@@ -12,6 +12,7 @@ import { endSse, sendEvent, startSse } from '../sse.ts'
 import { errorHeaders } from '../http-errors.ts'
 import { abortRequestTrace, dispatched, failRequestTrace, finishRequestTrace, firstToken, startRequestTrace, type Timing } from '../request-trace.ts'
 import type { Context } from '@opentelemetry/api'
+import type { ServerMetrics } from '../metrics.ts'
 
 export interface Usage {
   prompt_tokens: number
@@ -25,6 +26,7 @@ export interface ServingInfo {
   requestTimeoutMs: number
   /** Bytes a stream may buffer for a slow reader. */
   streamBufferLimit: number
+  metrics: ServerMetrics
   /** Sampling defaults from the model's generation_config.json, as vLLM applies them. */
   defaults: Pick<SamplingParams, 'temperature' | 'topP' | 'topK'>
 }
@@ -128,21 +130,53 @@ export async function serveGeneration(
     done = true
     engine.abort(rid, 'client disconnected')
     abortRequestTrace(rid, 'client disconnected')
+    info.metrics.failed('client_disconnected')
+    request.log.info({ rid, trace_id: traceIds?.traceId, span_id: traceIds?.spanId }, 'request aborted: client disconnected')
   })
   let completion = ''
+  // The request's trace, for exemplars and log lines (null when untraced).
+  const traceIds = traceparent ? { traceId: traceparent.split('-')[1]!, spanId: traceparent.split('-')[2]! } : null
+  let lastOutputMs = 0
   const onFirst = () => {
-    if (timing.firstTokenMs !== null) return
-    timing.firstTokenMs = performance.now()
-    firstToken(rid)
+    const now = performance.now()
+    if (timing.firstTokenMs === null) {
+      timing.firstTokenMs = now
+      firstToken(rid)
+    } else {
+      info.metrics.tokenGap((now - lastOutputMs) / 1000, traceIds)
+    }
+    lastOutputMs = now
   }
-  const onFinish = (item: StrOutput) => finishRequestTrace(rid, base.id, info.modelName, item, completion, timing)
+  const onFinish = (item: StrOutput) => {
+    finishRequestTrace(rid, base.id, info.modelName, item, completion, timing)
+    const e2eMs = performance.now() - timing.startMs
+    const ttftMs = timing.firstTokenMs === null ? null : timing.firstTokenMs - timing.startMs
+    info.metrics.finished({
+      finishReason: item.finishReason ?? 'stop',
+      promptTokens: item.promptTokens,
+      completionTokens: item.completionTokens,
+      ttftSeconds: ttftMs === null ? null : ttftMs / 1000,
+      e2eSeconds: e2eMs / 1000,
+      queueSeconds: item.stats ? item.stats.queueMs / 1000 : null,
+      trace: traceIds,
+    })
+    request.log.info(
+      { rid, trace_id: traceIds?.traceId, span_id: traceIds?.spanId, finish_reason: item.finishReason, prompt_tokens: item.promptTokens, completion_tokens: item.completionTokens, e2e_ms: Math.round(e2eMs * 10) / 10, ttft_ms: ttftMs === null ? null : Math.round(ttftMs * 10) / 10 },
+      'request finished',
+    )
+  }
+  const onFailure = (err: SpanserveError) => {
+    failRequestTrace(rid, err)
+    info.metrics.failed(err.code)
+    request.log.warn({ rid, trace_id: traceIds?.traceId, span_id: traceIds?.spanId, code: err.code, reason: err.message }, 'request failed')
+  }
   let timer: NodeJS.Timeout | undefined
   const submit = (sink: RequestSink) => {
     try {
       engine.submit(req, sink)
     } catch (err) {
       done = true
-      failRequestTrace(rid, err as SpanserveError)
+      onFailure(err as SpanserveError)
       throw err
     }
     dispatched(rid)
@@ -194,7 +228,7 @@ export async function serveGeneration(
         },
         onError: (err) => {
           done = true
-          failRequestTrace(rid, err)
+          onFailure(err)
           if (!started) {
             // Nothing sent yet: answer with a plain HTTP error.
             void reply.code(err.status).headers({ ...headers, ...errorHeaders(err) }).send(errorBody(err))
@@ -223,7 +257,7 @@ export async function serveGeneration(
       },
       onError: (err) => {
         done = true
-        failRequestTrace(rid, err)
+        onFailure(err)
         void reply.code(err.status).headers({ ...headers, ...errorHeaders(err) }).send(errorBody(err))
         resolve()
       },

@@ -1,13 +1,29 @@
-/** GET /health: 200 only while every process is ready. */
+/** GET /health: 200 only while every process is ready, with each process's latest report. */
 import type { FastifyInstance } from 'fastify'
 import { SpanserveError, errorBody } from '../../errors.ts'
 import type { ChildInfo } from '../launcher.ts'
+import type { ProcessStats } from '../../ipc/messages.ts'
 
-export function healthRoute(app: FastifyInstance, status: () => { ready: boolean; processes: ChildInfo[] }): void {
+export interface HealthStatus {
+  ready: boolean
+  processes: ChildInfo[]
+  reports: ProcessStats[]
+}
+
+export function healthRoute(app: FastifyInstance, status: () => HealthStatus): void {
   app.get('/health', async (_request, reply) => {
     const s = status()
-    if (s.ready) return { status: 'ok', processes: s.processes }
+    const reports = s.reports.map((r) => ({
+      role: r.role,
+      dp_rank: r.dpRank,
+      tp_rank: r.tpRank,
+      pid: r.pid,
+      live_requests: r.liveRequests,
+      trace_contexts_open: r.tracedRequests,
+      rss_bytes: r.rssBytes,
+    }))
+    if (s.ready) return { status: 'ok', processes: s.processes, reports }
     const err = new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'not every process is ready')
-    return reply.code(503).send({ ...errorBody(err), processes: s.processes })
+    return reply.code(503).send({ ...errorBody(err), processes: s.processes, reports })
   })
 }

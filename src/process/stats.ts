@@ -1,0 +1,30 @@
+/**
+ * The periodic report every child sends to the server for /metrics: common gauges (memory, live
+ * requests, open trace contexts, dropped spans) plus what the process's own role adds.
+ */
+import type { Outbox } from '../ipc/channel.ts'
+import type { ProcessStats, Role } from '../ipc/messages.ts'
+import { droppedSpans, liveRequestCount } from '../tracing/index.ts'
+
+export type RoleStats = Pick<ProcessStats, 'liveRequests' | 'scheduler' | 'worker'>
+
+export function startStatsReporter(
+  toServer: Outbox,
+  who: { role: Role; dpRank: number; tpRank: number },
+  intervalMs: number,
+  collect: () => RoleStats,
+): () => void {
+  const report = () =>
+    toServer.post({
+      type: 'process_stats',
+      ...who,
+      pid: process.pid,
+      rssBytes: process.memoryUsage.rss(),
+      tracedRequests: liveRequestCount(),
+      droppedSpans: droppedSpans(),
+      ...collect(),
+    })
+  const timer = setInterval(report, intervalMs)
+  timer.unref()
+  return () => clearInterval(timer)
+}

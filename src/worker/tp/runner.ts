@@ -1,0 +1,213 @@
+/**
+ * Prefill and decode steps of one tensor-parallel rank: the same public interface as
+ * ../runner.ts's ModelRunner, so the worker can hold either. The rank runs its segment sessions
+ * (embed, then per layer attention and MLP over its heads and MLP units, then the LM head on rank 0)
+ * and adds the group's all-reduced partials to the residual stream between them. Every rank of a
+ * group must make the same calls in the same order (lockstep): each call's all-reduces are tagged
+ * with a per-runner call counter.
+ */
+import * as ort from 'onnxruntime-node'
+import type { PrefillEntry } from '../../ipc/messages.ts'
+import { SEGMENT_IO as IO } from '../../model/tp/segment-graph.ts'
+import type { LlamaSpec } from '../../model/spec.ts'
+import { SequenceKv, type KvShape } from '../kv-cache.ts'
+import { RunnerError, type StepResult } from '../runner.ts'
+import { Sampler } from '../sampler.ts'
+import type { AllReduce } from './collective.ts'
+import type { RankSegments } from './segments.ts'
+
+interface Sequence {
+  /** This rank's KV heads only. */
+  kv: SequenceKv
+  /** Rank 0 only: the other ranks never sample. */
+  sampler: Sampler | null
+  /** Rank 0: the last sampled token. */
+  lastToken: number
+  /** The prompt's last chunk has run: the sequence may decode. */
+  prefilled: boolean
+}
+
+export interface TpStepResult extends StepResult {
+  /** Milliseconds this call spent in all-reduce (transfer plus waiting for the slowest rank). */
+  allReduceMs: number
+  /** All-reduces in this call (2 per layer). */
+  allReduces: number
+}
+
+export class TpModelRunner {
+  private readonly seqs = new Map<string, Sequence>()
+  private readonly shape: KvShape
+  private readonly spec: LlamaSpec
+  /** Tags this call's all-reduces; equal on every rank while they stay in lockstep. */
+  private call = 0
+  readonly rank: number
+  readonly tpSize: number
+  readonly usesPositionIds = true
+
+  constructor(
+    readonly segments: RankSegments,
+    readonly collective: AllReduce,
+  ) {
+    const { spec, plan } = segments.manifest
+    if (collective.rank !== plan.rank || collective.size !== plan.tpSize) {
+      throw new RunnerError(`shard is rank ${plan.rank} of ${plan.tpSize}, the all-reduce is rank ${collective.rank} of ${collective.size}`)
+    }
+    this.spec = spec
+    this.rank = plan.rank
+    this.tpSize = plan.tpSize
+    this.shape = { numLayers: spec.numLayers, numKvHeads: plan.kvHeads.count, headDim: spec.headDim }
+  }
+
+  get size(): number {
+    return this.seqs.size
+  }
+
+  rids(): IterableIterator<string> {
+    return this.seqs.keys()
+  }
+
+  has(rid: string): boolean {
+    return this.seqs.has(rid)
+  }
+
+  release(rid: string): void {
+    this.seqs.delete(rid)
+  }
+
+  clear(): void {
+    this.seqs.clear()
+  }
+
+  /** Tokens held in KV cache, over all sequences (each rank holds its KV heads of all of them). */
+  cachedTokens(): number {
+    let n = 0
+    for (const s of this.seqs.values()) n += s.kv.length
+    return n
+  }
+
+  private past(rows: readonly Sequence[], index: number, slots: number): ort.Tensor {
+    const { numKvHeads: H, headDim: D } = this.shape
+    const data = new Float32Array(rows.length * H * slots * D)
+    for (let r = 0; r < rows.length; r++) rows[r]!.kv.writeInto(data, index, r, slots)
+    return new ort.Tensor('float32', data, [rows.length, H, slots, D])
+  }
+
+  /**
+   * The residual stream [B,S,d] after every layer, for S new tokens per row after `slots` cached
+   * (left-padded) slots; appends the rows' new keys and values to their caches.
+   */
+  private async layers(rows: readonly Sequence[], ids: BigInt64Array, S: number, mask: BigInt64Array, pos: BigInt64Array, slots: number): Promise<{ hidden: Float32Array; reduceMs: number; reduces: number }> {
+    const B = rows.length
+    const d = this.spec.hiddenSize
+    const call = this.call++
+    let seq = 0
+    let reduceMs = 0
+    const addReduced = async (x: Float32Array, partial: Float32Array): Promise<void> => {
+      const t0 = performance.now()
+      const sum = await this.collective.allReduce(call, seq++, partial)
+      reduceMs += performance.now() - t0
+      for (let i = 0; i < x.length; i++) x[i]! += sum[i]!
+    }
+    const embedded = await this.segments.embed.run({ [IO.inputIds]: new ort.Tensor('int64', ids, [B, S]) })
+    const x = embedded[IO.hidden]!.data as Float32Array
+    const hidden = new ort.Tensor('float32', x, [B, S, d]) // a view: runs read x as it is updated
+    const attentionMask = new ort.Tensor('int64', mask, [B, slots + S])
+    const positionIds = new ort.Tensor('int64', pos, [B, S])
+    for (let l = 0; l < this.spec.numLayers; l++) {
+      const attn = await this.segments.attn[l]!.run({
+        [IO.hidden]: hidden,
+        [IO.attentionMask]: attentionMask,
+        [IO.positionIds]: positionIds,
+        [IO.pastKey]: this.past(rows, 2 * l, slots),
+        [IO.pastValue]: this.past(rows, 2 * l + 1, slots),
+      })
+      const presentK = attn[IO.presentKey]!.data as Float32Array
+      const presentV = attn[IO.presentValue]!.data as Float32Array
+      for (let r = 0; r < B; r++) {
+        rows[r]!.kv.appendFrom(presentK, 2 * l, r, slots + S, slots, S)
+        rows[r]!.kv.appendFrom(presentV, 2 * l + 1, r, slots + S, slots, S)
+      }
+      await addReduced(x, attn[IO.partial]!.data as Float32Array)
+      const mlp = await this.segments.mlp[l]!.run({ [IO.hidden]: hidden })
+      await addReduced(x, mlp[IO.partial]!.data as Float32Array)
+    }
+    // Only now: a step that failed half-way leaves every cache as it was.
+    for (const row of rows) row.kv.advance(S)
+    return { hidden: x, reduceMs, reduces: seq }
+  }
+
+  /** Rank 0: logits [B, vocab] of the rows' last hidden states [B, d]. */
+  private async logits(last: Float32Array, B: number): Promise<Float32Array> {
+    const out = await this.segments.head!.run({ [IO.hidden]: new ort.Tensor('float32', last, [B, 1, this.spec.hiddenSize]) })
+    return out[IO.logits]!.data as Float32Array
+  }
+
+  /**
+   * Run one prompt chunk of one sequence. On rank 0, `token` is the first generated token when the
+   * chunk is the prompt's last (else -1) and `logits` are the chunk's last position's; other ranks
+   * return token -1 and no logits.
+   */
+  async prefill(entry: PrefillEntry): Promise<TpStepResult> {
+    let seq = this.seqs.get(entry.rid)
+    if (!seq) {
+      if (entry.start !== 0 || entry.sampling === null) throw new RunnerError(`prefill of unknown sequence ${entry.rid} at ${entry.start}`)
+      seq = { kv: new SequenceKv(this.shape), sampler: this.rank === 0 ? new Sampler(entry.sampling) : null, lastToken: -1, prefilled: false }
+      this.seqs.set(entry.rid, seq)
+    }
+    const past = seq.kv.length
+    if (past !== entry.start) throw new RunnerError(`sequence ${entry.rid} holds ${past} tokens, chunk starts at ${entry.start}`)
+    const n = entry.tokens.length
+    const ids = new BigInt64Array(n)
+    const pos = new BigInt64Array(n)
+    for (let i = 0; i < n; i++) {
+      ids[i] = BigInt(entry.tokens[i]!)
+      pos[i] = BigInt(past + i)
+    }
+    const mask = new BigInt64Array(past + n).fill(1n)
+    const { hidden, reduceMs, reduces } = await this.layers([seq], ids, n, mask, pos, past)
+    if (entry.last) seq.prefilled = true
+    const vocab = this.spec.vocabSize
+    if (this.rank !== 0) return { tokens: Int32Array.of(-1), logits: new Float32Array(0), vocab, allReduceMs: reduceMs, allReduces: reduces }
+    const d = this.spec.hiddenSize
+    const logits = await this.logits(hidden.subarray((n - 1) * d, n * d), 1)
+    if (entry.last) seq.lastToken = seq.sampler!.sample(logits, 0, vocab)
+    return { tokens: Int32Array.of(entry.last ? seq.lastToken : -1), logits, vocab, allReduceMs: reduceMs, allReduces: reduces }
+  }
+
+  /**
+   * One decode step for all the given sequences together (left-padded to the longest cache). `inputs`
+   * are their last tokens: required on ranks other than 0, which never sample; rank 0 defaults to its
+   * own last sampled tokens. Rank 0 returns the next tokens and logits [B, vocab]; other ranks -1s.
+   */
+  async decode(rids: readonly string[], inputs?: Int32Array): Promise<TpStepResult> {
+    const rows = rids.map((rid) => {
+      const s = this.seqs.get(rid)
+      if (!s || !s.prefilled) throw new RunnerError(`decode of sequence ${rid} that has not finished prefill`)
+      return s
+    })
+    if (!inputs && this.rank !== 0) throw new RunnerError(`TP rank ${this.rank} does not sample: decode needs the input tokens`)
+    if (inputs && inputs.length !== rows.length) throw new RunnerError(`decode of ${rows.length} sequences with ${inputs.length} input tokens`)
+    const B = rows.length
+    let slots = 0
+    for (const r of rows) slots = Math.max(slots, r.kv.length)
+    const ids = new BigInt64Array(B)
+    const pos = new BigInt64Array(B)
+    const mask = new BigInt64Array(B * (slots + 1))
+    for (let r = 0; r < B; r++) {
+      const len = rows[r]!.kv.length
+      ids[r] = BigInt(inputs ? inputs[r]! : rows[r]!.lastToken)
+      pos[r] = BigInt(len)
+      mask.fill(1n, r * (slots + 1) + (slots - len), (r + 1) * (slots + 1))
+    }
+    const { hidden, reduceMs, reduces } = await this.layers(rows, ids, 1, mask, pos, slots)
+    const vocab = this.spec.vocabSize
+    if (this.rank !== 0) return { tokens: new Int32Array(B).fill(-1), logits: new Float32Array(0), vocab, allReduceMs: reduceMs, allReduces: reduces }
+    const logits = await this.logits(hidden, B)
+    const next = new Int32Array(B)
+    for (let r = 0; r < B; r++) {
+      next[r] = rows[r]!.sampler!.sample(logits, r * vocab, vocab)
+      rows[r]!.lastToken = next[r]!
+    }
+    return { tokens: next, logits, vocab, allReduceMs: reduceMs, allReduces: reduces }
+  }
+}
