@@ -38,7 +38,12 @@ export class Inbox {
           this.onBadMessage(new Error(`no handler for message type ${msg.type}`))
           continue
         }
-        handler(msg)
+        try {
+          handler(msg)
+        } catch (err) {
+          // One bad message must not stop the inbox: report it and go on with the next.
+          this.onBadMessage(err)
+        }
       }
     } catch (err) {
       if (!this.closed) this.onBadMessage(err)

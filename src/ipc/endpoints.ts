@@ -14,6 +14,8 @@ export interface Endpoints {
   schedulers: string[]
   /** Indexed by dp rank, then tp rank. */
   workers: string[][]
+  /** All-reduce inboxes of the TP ranks (raw frames, not codec messages), by dp then tp rank. */
+  collectives: string[][]
   /** The private directory of ipc sockets (removed at exit), or null for tcp. */
   runDir: string | null
 }
@@ -22,6 +24,7 @@ export function planEndpoints(transport: string, dpSize: number, tpSize: number)
   const names = ['server', 'tokenizer']
   for (let d = 0; d < dpSize; d++) names.push(`scheduler-${d}`)
   for (let d = 0; d < dpSize; d++) for (let t = 0; t < tpSize; t++) names.push(`worker-${d}-${t}`)
+  if (tpSize > 1) for (let d = 0; d < dpSize; d++) for (let t = 0; t < tpSize; t++) names.push(`allreduce-${d}-${t}`)
   let addr: (name: string, i: number) => string
   let runDir: string | null = null
   if (transport === 'ipc') {
@@ -43,6 +46,7 @@ export function planEndpoints(transport: string, dpSize: number, tpSize: number)
     tokenizer: at.get('tokenizer')!,
     schedulers: Array.from({ length: dpSize }, (_, d) => at.get(`scheduler-${d}`)!),
     workers: Array.from({ length: dpSize }, (_, d) => Array.from({ length: tpSize }, (_, t) => at.get(`worker-${d}-${t}`)!)),
+    collectives: Array.from({ length: dpSize }, (_, d) => Array.from({ length: tpSize }, (_, t) => at.get(`allreduce-${d}-${t}`) ?? '')),
     runDir,
   }
 }

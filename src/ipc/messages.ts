@@ -95,6 +95,10 @@ export interface ForwardBatch {
 export interface ForwardBatchOutput {
   type: 'forward_out'
   step: number
+  /** Every TP rank answers; rank 0's tokens are the step's output. */
+  tpRank: number
+  /** Time this rank spent in all-reduce during the step (0 without TP). */
+  allReduceMs: number
   rids: string[]
   tokens: Int32Array
   /** Sequences the worker could not run (unknown to its cache): the scheduler fails them. */

@@ -17,6 +17,8 @@ export interface LoopLimits {
   maxTotalTokens: number
   contextLength: number
   eosTokenIds: readonly number[]
+  /** Ranks that answer each step. */
+  tpSize: number
 }
 
 /** What the loop tells its process about each request's life, for tracing. */
@@ -49,7 +51,8 @@ export class SchedulerLoop {
   private decoding = new Map<string, SchedRequest>()
   private release: string[] = []
   private step = 0
-  private pending: { step: number; resolve: (out: ForwardBatchOutput | null) => void } | null = null
+  /** The step in flight: it completes once every TP rank has answered. */
+  private pending: { step: number; answers: number; primary: ForwardBatchOutput | null; failed: Set<string>; resolve: (out: ForwardBatchOutput | null) => void } | null = null
   private wakeUp: (() => void) | null = null
   private closed = false
   private readonly eos: Set<number>
@@ -115,11 +118,14 @@ export class SchedulerLoop {
   }
 
   onForwardOutput(out: ForwardBatchOutput): void {
-    if (this.pending && this.pending.step === out.step) {
-      const p = this.pending
-      this.pending = null
-      p.resolve(out)
-    }
+    const p = this.pending
+    if (!p || p.step !== out.step) return
+    p.answers++
+    if (out.tpRank === 0) p.primary = out
+    for (const rid of out.failed) p.failed.add(rid)
+    if (p.answers < this.limits.tpSize || p.primary === null) return
+    this.pending = null
+    p.resolve({ ...p.primary, failed: [...p.failed] })
   }
 
   close(): void {
@@ -253,7 +259,7 @@ export class SchedulerLoop {
         await new Promise<void>((resolve) => (this.wakeUp = resolve))
         continue
       }
-      const result = new Promise<ForwardBatchOutput | null>((resolve) => (this.pending = { step: batch.step, resolve }))
+      const result = new Promise<ForwardBatchOutput | null>((resolve) => (this.pending = { step: batch.step, answers: 0, primary: null, failed: new Set(), resolve }))
       this.io.onStep?.(batch, this.waiting.length)
       if (batch.decode.length > 0 && this.batchSizes.length < 100_000) this.batchSizes.push(batch.decode.length)
       this.io.forward(batch)

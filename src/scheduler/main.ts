@@ -19,6 +19,7 @@ await runChild('scheduler', async (ctx) => {
       maxTotalTokens: config.maxTotalTokens,
       contextLength,
       eosTokenIds: model.eosTokenIds,
+      tpSize: config.tpSize,
     },
     {
       forward: (batch) => {

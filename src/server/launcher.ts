@@ -29,6 +29,8 @@ interface Child {
   proc: ChildProcess | null
   ready: boolean
   restarts: number
+  /** Killed on purpose because another rank of its TP group died: restart it without more ado. */
+  restartWithGroup: boolean
 }
 
 export interface ChildInfo {
@@ -65,16 +67,18 @@ export class Launcher {
     // Children never need the API key: keep it out of their environment.
     const base = { config: { ...config, apiKey: '' }, endpoints, model, contextLength }
     const add = (key: string, group: number | null, spec: LaunchSpec, inbox: string) =>
-      this.children.set(key, { key, group, spec, inbox, proc: null, ready: false, restarts: 0 })
+      this.children.set(key, { key, group, spec, inbox, proc: null, ready: false, restarts: 0, restartWithGroup: false })
     add('tokenizer', null, { ...base, role: 'tokenizer', dpRank: 0, tpRank: 0 }, endpoints.tokenizer)
     for (let d = 0; d < config.dpSize; d++) {
       add(`scheduler-${d}`, d, { ...base, role: 'scheduler', dpRank: d, tpRank: 0 }, endpoints.schedulers[d]!)
       for (let t = 0; t < config.tpSize; t++) add(`worker-${d}-${t}`, d, { ...base, role: 'worker', dpRank: d, tpRank: t }, endpoints.workers[d]![t]!)
     }
     this.groups = config.dpSize
+    this.tpSize = config.tpSize
   }
 
   private readonly groups: number
+  private readonly tpSize: number
 
   private members(group: number): Child[] {
     return [...this.children.values()].filter((c) => c.group === group)
@@ -179,6 +183,11 @@ export class Launcher {
       this.startup.reject(new LaunchError(`${c.key} exited during start-up (code ${code}, signal ${signal})`))
       return
     }
+    if (c.restartWithGroup) {
+      c.restartWithGroup = false
+      this.respawn(c)
+      return
+    }
     this.log.error({ child: c.key, child_pid: proc.pid, code, signal }, 'process died; restarting it')
     this.outbox(c).discard()
     const reset = { type: 'reset', reason: `${c.key} died` } as const
@@ -189,8 +198,21 @@ export class Launcher {
       // Only this group stops: its requests fail, the other groups keep serving.
       this.tellTokenizer(c.group, false, `${c.key} died`)
       for (const other of this.members(c.group)) if (other !== c && other.proc) this.outbox(other).post(reset)
+      // TP ranks run in lockstep and count their all-reduces from start: the group restarts whole.
+      if (this.tpSize > 1) {
+        for (const w of this.members(c.group)) {
+          if (w === c || w.spec.role !== 'worker' || !w.proc) continue
+          w.restartWithGroup = true
+          w.proc.kill('SIGKILL')
+        }
+      }
     }
+    this.respawn(c)
+  }
+
+  private respawn(c: Child): void {
     c.restarts++
+    this.outbox(c).discard()
     // Back off a little when a child keeps dying, so a crash loop does not spin.
     setTimeout(() => {
       if (!this.stopping) this.spawn(c)

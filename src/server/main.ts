@@ -9,6 +9,7 @@ import { planEndpoints } from '../ipc/endpoints.ts'
 import { Inbox, Outbox } from '../ipc/channel.ts'
 import { createLogger, type Logger } from '../logging.ts'
 import { ensureModel } from '../model/build.ts'
+import { ensureShards } from '../model/tp/shard-cache.ts'
 import { readModelInfo, type ModelInfo } from '../model/load.ts'
 import { SpanserveError } from '../errors.ts'
 import { Engine } from './engine.ts'
@@ -50,6 +51,16 @@ async function main(): Promise<void> {
   } catch (err) {
     log.fatal({ code: (err as { code?: string }).code }, (err as Error).message)
     process.exit(1)
+  }
+  if (config.tpSize > 1) {
+    // Shard once, here, so that no worker ever loads the whole model; a model that cannot be
+    // sharded stops the start with the reason.
+    try {
+      await ensureShards(model.dir, config.tpSize, { log: (line) => log.info(line) })
+    } catch (err) {
+      log.fatal({ code: (err as { code?: string }).code }, (err as Error).message)
+      process.exit(1)
+    }
   }
   const contextLength = config.contextLength > 0 ? Math.min(config.contextLength, model.maxPositions) : model.maxPositions
   const endpoints = planEndpoints(config.ipc, config.dpSize, config.tpSize)

@@ -23,8 +23,8 @@ class LatencyHistogram {
 
   observe(seconds: number, trace: { traceId: string; spanId: string } | null): void {
     this.plain.observe(seconds)
-    if (trace) this.withExemplars.observe({ value: seconds, labels: {}, exemplarLabels: { trace_id: trace.traceId, span_id: trace.spanId } })
-    else this.withExemplars.observe(seconds)
+    // Empty exemplar labels record no exemplar (untraced requests).
+    this.withExemplars.observe({ value: seconds, labels: {}, exemplarLabels: trace ? { trace_id: trace.traceId, span_id: trace.spanId } : {} })
   }
 }
 

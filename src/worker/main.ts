@@ -5,16 +5,13 @@
 import { runChild } from '../process/child.ts'
 import { Inbox, Outbox } from '../ipc/channel.ts'
 import type { ForwardBatch } from '../ipc/messages.ts'
-import { checkSignature } from '../model/load.ts'
-import { openSession } from './session.ts'
-import { ModelRunner } from './runner.ts'
+import { openRunner } from './open-runner.ts'
 import * as tracing from '../tracing/index.ts'
 
 await runChild('worker', async (ctx) => {
-  const { config, model, dpRank, tpRank, log } = ctx
-  const { session, provider } = await openSession(model.onnxPath, config.device, config.intraOpThreads, log)
-  checkSignature(model, session.inputNames, session.outputNames)
-  const runner = new ModelRunner(session, model)
+  const { dpRank, tpRank, log } = ctx
+  const { runner, provider, close } = await openRunner(ctx)
+  ctx.onShutdown(close)
   const toScheduler = new Outbox(ctx.endpoints.schedulers[dpRank]!)
 
   const runStep = async (batch: ForwardBatch): Promise<void> => {
@@ -25,6 +22,7 @@ await runChild('worker', async (ctx) => {
     const rids: string[] = []
     const tokens: number[] = []
     const failed: string[] = []
+    let allReduceMs = 0
     const t0 = performance.now()
     for (const entry of batch.prefill) {
       if (entry.start > 0 && !runner.has(entry.rid)) {
@@ -33,13 +31,14 @@ await runChild('worker', async (ctx) => {
       }
       if (entry.start === 0) tracing.reqStart(entry.rid, entry.trace)
       const s0 = tracing.nowNs()
-      const { tokens: first } = await runner.prefill(entry)
+      const { tokens: first, allReduceMs: reduced = 0 } = await runner.prefill(entry)
+      allReduceMs += reduced
       tracing.batchSlice(
         [entry.rid],
         entry.last ? tracing.SLICE.prefillForward : tracing.SLICE.chunkedPrefill,
         s0,
         tracing.nowNs(),
-        { 'spanserve.prefill.start': entry.start, 'spanserve.prefill.tokens': entry.tokens.length, [tracing.SPANSERVE_STEP]: batch.step },
+        { 'spanserve.prefill.start': entry.start, 'spanserve.prefill.tokens': entry.tokens.length, [tracing.SPANSERVE_STEP]: batch.step, 'spanserve.tp.all_reduce_ms': reduced },
         entry.last ? 1 : 2,
       )
       if (entry.last) {
@@ -59,16 +58,19 @@ await runChild('worker', async (ctx) => {
     }
     if (decodable.length > 0) {
       const d0 = tracing.nowNs()
-      const { tokens: next } = await runner.decode(decodable, Int32Array.from(inputs))
+      const { tokens: next, allReduceMs: reduced = 0 } = await runner.decode(decodable, Int32Array.from(inputs))
+      allReduceMs += reduced
       // One slice per request for the one session run they shared; folded into decode_loop below level 3.
-      tracing.batchSlice(decodable, tracing.SLICE.decodeForward, d0, tracing.nowNs(), tracing.batchAttributes(batch.step, decodable.length, batch.step), 3)
+      const attributes = tracing.batchAttributes(batch.step, decodable.length, batch.step)
+      attributes['spanserve.tp.all_reduce_ms'] = reduced
+      tracing.batchSlice(decodable, tracing.SLICE.decodeForward, d0, tracing.nowNs(), attributes, 3)
       for (let i = 0; i < decodable.length; i++) {
         rids.push(decodable[i]!)
         tokens.push(next[i]!)
       }
     }
     const t2 = performance.now()
-    toScheduler.post({ type: 'forward_out', step: batch.step, rids, tokens: Int32Array.from(tokens), failed, prefillMs: t1 - t0, decodeMs: t2 - t1 })
+    toScheduler.post({ type: 'forward_out', step: batch.step, tpRank, allReduceMs, rids, tokens: Int32Array.from(tokens), failed, prefillMs: t1 - t0, decodeMs: t2 - t1 })
   }
 
   // Steps arrive in lockstep, but a chain keeps them ordered even if two are ever in flight.

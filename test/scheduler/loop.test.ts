@@ -15,12 +15,12 @@ function harness(limits: Partial<ConstructorParameters<typeof SchedulerLoop>[0]>
     forward: (batch) => {
       steps.push(batch)
       const rids = [...batch.prefill.filter((p) => p.last).map((p) => p.rid), ...batch.decode]
-      setTimeout(() => loop.onForwardOutput({ type: 'forward_out', step: batch.step, rids, tokens: new Int32Array(rids.length).fill(5), failed: [], prefillMs: 0, decodeMs: 0 }))
+      setTimeout(() => loop.onForwardOutput({ type: 'forward_out', step: batch.step, tpRank: 0, allReduceMs: 0, rids, tokens: new Int32Array(rids.length).fill(5), failed: [], prefillMs: 0, decodeMs: 0 }))
     },
     output: (o) => outputs.push(o),
     error: (e) => errors.push(e),
   }
-  loop = new SchedulerLoop({ maxBatchSize: 4, maxQueue: 8, maxPrefillTokens: 8, maxTotalTokens: 1000, contextLength: 100, eosTokenIds: [0], ...limits }, io)
+  loop = new SchedulerLoop({ maxBatchSize: 4, maxQueue: 8, maxPrefillTokens: 8, maxTotalTokens: 1000, contextLength: 100, eosTokenIds: [0], tpSize: 1, ...limits }, io)
   void loop.run()
   return { loop, steps, outputs, errors }
 }

@@ -1,0 +1,54 @@
+/**
+ * The worker's runner for its rank: the whole model in one ONNX Runtime session at --tp-size 1, or
+ * this rank's shard (segment sessions and an all-reduce with the other ranks of its TP group).
+ */
+import { availableParallelism } from 'node:os'
+import * as ort from 'onnxruntime-node'
+import type { PrefillEntry } from '../ipc/messages.ts'
+import { checkSignature } from '../model/load.ts'
+import type { ChildContext } from '../process/child.ts'
+import { ModelRunner, type StepResult } from './runner.ts'
+import { openSession } from './session.ts'
+import { openTpRunner } from './tp/open.ts'
+import { segmentSessionOptions } from './tp/segments.ts'
+
+/** What the worker's step loop needs, whichever runner it is. */
+export interface StepRunner {
+  readonly size: number
+  prefill(entry: PrefillEntry): Promise<StepResult & { allReduceMs?: number }>
+  decode(rids: readonly string[], inputs?: Int32Array): Promise<StepResult & { allReduceMs?: number }>
+  release(rid: string): void
+  clear(): void
+  has(rid: string): boolean
+  rids(): IterableIterator<string>
+  cachedTokens(): number
+}
+
+export interface OpenRunner {
+  runner: StepRunner
+  provider: string
+  close(): Promise<void>
+}
+
+export async function openRunner(ctx: ChildContext): Promise<OpenRunner> {
+  const { config, model, dpRank, tpRank, log } = ctx
+  if (config.tpSize === 1) {
+    const { session, provider } = await openSession(model.onnxPath, config.device, config.intraOpThreads, log)
+    checkSignature(model, session.inputNames, session.outputNames)
+    return { runner: new ModelRunner(session, model), provider, close: () => session.release() }
+  }
+  // One GPU per rank with --device cuda; on CPU the cores are shared out between the ranks.
+  const provider = config.device === 'cuda' ? 'cuda' : 'cpu'
+  const threads = config.intraOpThreads > 0 ? config.intraOpThreads : Math.max(1, Math.floor(availableParallelism() / config.tpSize))
+  const ep: ort.InferenceSession.ExecutionProviderConfig = provider === 'cuda' ? { name: 'cuda', deviceId: tpRank } : 'cpu'
+  const { runner, close } = await openTpRunner({
+    modelDir: model.dir,
+    tpSize: config.tpSize,
+    rank: tpRank,
+    addresses: ctx.endpoints.collectives[dpRank]!,
+    create: (m) => ort.InferenceSession.create(m as string, segmentSessionOptions({ executionProviders: [ep], intraOpNumThreads: threads })),
+    log: (line) => log.info(line),
+  })
+  log.info({ provider, tp_size: config.tpSize, threads }, 'tensor-parallel rank ready')
+  return { runner, provider, close }
+}
