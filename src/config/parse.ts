@@ -117,7 +117,19 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     cfg[spec.key] = name !== undefined ? parseValue(spec, env[name]!, name) : structuredClone(spec.default)
   }
   applySamplerVariable(cfg, env, fromFlags)
-  return { config: cfg as Config, help }
+  const config = cfg as Config
+  checkLayout(config)
+  return { config, help }
+}
+
+/** Options that only make sense together. */
+function checkLayout(c: Config): void {
+  if (c.nodeRank >= c.nnodes) throw new ConfigError(`--node-rank ${c.nodeRank} is not below --nnodes ${c.nnodes}`)
+  if (c.nnodes > 1) {
+    if (!c.ipc.startsWith('tcp://')) throw new ConfigError('--nnodes > 1 needs --ipc tcp://HOST:PORT (ipc sockets do not cross hosts)')
+    if (c.nodeHosts.length !== c.nnodes) throw new ConfigError(`--node-hosts must name ${c.nnodes} hosts, one per node, got ${c.nodeHosts.length}`)
+    if (c.dpSize * c.tpSize < c.nnodes) throw new ConfigError(`${c.dpSize * c.tpSize} workers cannot be spread over ${c.nnodes} nodes`)
+  }
 }
 
 export function helpText(): string {

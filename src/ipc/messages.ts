@@ -205,6 +205,20 @@ export interface ProcessStats {
   worker: { cachedTokens: number; sequences: number } | null
 }
 
+/** node agent → server (node 0): one of its workers died; the agent starts it again itself. */
+export interface ProcessExited {
+  type: 'process_exited'
+  key: string
+  code: number | null
+  signal: string | null
+}
+
+/** server (node 0) → node agent: kill this worker and start it again (its TP group restarts). */
+export interface RestartProcess {
+  type: 'restart_process'
+  key: string
+}
+
 /** launcher → children: the run-time trace setting changed (POST /v1/trace/setting). */
 export interface TraceSetting {
   type: 'trace_setting'
@@ -244,6 +258,8 @@ export type Message =
   | TraceSetting
   | GroupState
   | ProcessStats
+  | ProcessExited
+  | RestartProcess
 
 export type MessageType = Message['type']
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>

@@ -17,6 +17,7 @@ import { Launcher } from './launcher.ts'
 import { buildApp } from './app.ts'
 import { generationDefaults } from './generation-defaults.ts'
 import { ServerMetrics } from './metrics.ts'
+import { runNodeAgent } from './node-agent.ts'
 import { initTracing, shutdownTracing } from '../tracing/index.ts'
 import { tracingOptions } from '../config/tracing.ts'
 
@@ -63,7 +64,19 @@ async function main(): Promise<void> {
     }
   }
   const contextLength = config.contextLength > 0 ? Math.min(config.contextLength, model.maxPositions) : model.maxPositions
-  const endpoints = planEndpoints(config.ipc, config.dpSize, config.tpSize)
+  const endpoints = planEndpoints(config.ipc, { dpSize: config.dpSize, tpSize: config.tpSize, nodeHosts: config.nnodes > 1 ? config.nodeHosts : [] })
+  if (config.nodeRank > 0) {
+    // Not node 0: no HTTP, no tokenizer or scheduler; only this node's workers.
+    const stop = await runNodeAgent(config, endpoints, model, contextLength, log)
+    const shutdown = async () => {
+      await stop()
+      await shutdownTracing()
+      process.exit(0)
+    }
+    process.on('SIGTERM', () => void shutdown())
+    process.on('SIGINT', () => void shutdown())
+    return
+  }
   const toTokenizer = new Outbox(endpoints.tokenizer)
   let launcher: Launcher
   const engine = new Engine(toTokenizer, () => launcher.canServe())
@@ -80,6 +93,7 @@ async function main(): Promise<void> {
       batch_str: (msg) => engine.onBatch(msg),
       req_error: (msg) => engine.onError(msg),
       process_stats: (msg) => metrics.onProcessStats(msg),
+      process_exited: (msg) => launcher.onRemoteExit(msg),
     },
     (err) => log.error({ err }, 'bad message'),
   )

@@ -74,3 +74,15 @@ export class SequenceKv {
     this.length += count
   }
 }
+
+/**
+ * Copy the last `length` tokens of row `fromRow` of a batch tensor [B, heads, fromSlots, headDim] into
+ * row `toRow` of another [B', heads, toSlots, headDim], right-aligned in both (left padding).
+ */
+export function copyBatchRow(shape: KvShape, from: Float32Array, fromRow: number, fromSlots: number, to: Float32Array, toRow: number, toSlots: number, length: number): void {
+  const { numKvHeads: H, headDim: D } = shape
+  for (let h = 0; h < H; h++) {
+    const src = ((fromRow * H + h) * fromSlots + fromSlots - length) * D
+    to.set(from.subarray(src, src + length * D), ((toRow * H + h) * toSlots + toSlots - length) * D)
+  }
+}

@@ -1,6 +1,14 @@
 /**
  * Token sampling on the worker (rank 0): greedy at temperature 0, otherwise temperature, top-k and
  * top-p over a seeded generator, so the same seed gives the same tokens.
+ *
+ * Candidates are ranked by logit, descending, ties by token id. No step sorts the whole vocabulary
+ * (32k–150k entries in real models): top-k selects its k candidates in one pass and sorts only those;
+ * without top-k, candidates are sorted band by band (probability ≥ 1/16 of the best, then ≥ 2^-10, …)
+ * and only as many bands as the top-p cut and the draw reach. The ranking of what is sorted is the
+ * full sort's, so the tokens drawn are the full sort's for the same seed (the one difference: without
+ * top-k the total probability mass is summed in token order rather than rank order, which can move a
+ * draw that falls within rounding error, ~1e-16 relative, of a boundary).
  */
 import { randomInt } from 'node:crypto'
 import type { SamplingParams } from '../ipc/messages.ts'
@@ -32,11 +40,58 @@ export function argmax(logits: Float32Array, offset: number, size: number): numb
   return best
 }
 
+/** Sort ids[0..n) by logit descending, ties by id ascending (the full sort's order). */
+function rank(ids: Int32Array, n: number, logits: Float32Array, offset: number): void {
+  ids.subarray(0, n).sort((a, b) => logits[offset + b]! - logits[offset + a]! || a - b)
+}
+
+/**
+ * The k best token ids, ranked, into `out`: the k-th best logit found with a k-entry min-heap, then
+ * every id above it and the lowest ids equal to it. O(vocab + k log k).
+ */
+export function topKIds(logits: Float32Array, offset: number, vocab: number, k: number, out: Int32Array, heap: Float32Array): void {
+  // Min-heap of the k largest values seen.
+  let size = 0
+  for (let i = 0; i < vocab; i++) {
+    const v = logits[offset + i]!
+    if (size < k) {
+      let j = size++
+      while (j > 0) {
+        const p = (j - 1) >> 1
+        if (heap[p]! <= v) break
+        heap[j] = heap[p]!
+        j = p
+      }
+      heap[j] = v
+    } else if (v > heap[0]!) {
+      let j = 0
+      for (;;) {
+        const l = 2 * j + 1
+        if (l >= k) break
+        const c = l + 1 < k && heap[l + 1]! < heap[l]! ? l + 1 : l
+        if (heap[c]! >= v) break
+        heap[j] = heap[c]!
+        j = c
+      }
+      heap[j] = v
+    }
+  }
+  const kth = heap[0]!
+  let n = 0
+  for (let i = 0; i < vocab; i++) if (logits[offset + i]! > kth) out[n++] = i
+  for (let i = 0; i < vocab && n < k; i++) if (logits[offset + i]! === kth) out[n++] = i
+  rank(out, k, logits, offset)
+}
+
+/** Probability bands (relative to the best token's), highest first; the last takes the rest. */
+const BANDS = [2 ** -4, 2 ** -10, 2 ** -20, 0]
+
 export class Sampler {
   private readonly rng: SeededRandom | null
   // Scratch reused across steps: one allocation per sequence, not per token.
   private order: Int32Array | null = null
   private probs: Float64Array | null = null
+  private heap: Float32Array | null = null
 
   constructor(readonly params: SamplingParams) {
     this.rng = params.temperature > 0 ? new SeededRandom(params.seed ?? randomInt(0, 2 ** 32 - 1)) : null
@@ -44,15 +99,22 @@ export class Sampler {
 
   sample(logits: Float32Array, offset: number, vocab: number): number {
     if (this.rng === null) return argmax(logits, offset, vocab)
-    const { temperature, topK, topP } = this.params
-    this.order ??= new Int32Array(vocab)
-    this.probs ??= new Float64Array(vocab)
-    const order = this.order
-    const probs = this.probs
-    for (let i = 0; i < vocab; i++) order[i] = i
-    // Sort candidates by logit, descending; ties by token id so the order is deterministic.
-    order.sort((a, b) => logits[offset + b]! - logits[offset + a]! || a - b)
-    const k = topK > 0 ? Math.min(topK, vocab) : vocab
+    const { topK } = this.params
+    if (this.order === null || this.order.length < vocab) {
+      this.order = new Int32Array(vocab)
+      this.probs = new Float64Array(vocab)
+    }
+    if (topK > 0 && topK < vocab) return this.sampleTopK(logits, offset, vocab, topK)
+    return this.sampleAll(logits, offset, vocab)
+  }
+
+  /** top-k: the k candidates ranked, then exactly the full sort's arithmetic over them. */
+  private sampleTopK(logits: Float32Array, offset: number, vocab: number, k: number): number {
+    const { temperature, topP } = this.params
+    if (this.heap === null || this.heap.length < k) this.heap = new Float32Array(k)
+    const order = this.order!
+    const probs = this.probs!
+    topKIds(logits, offset, vocab, k, order, this.heap)
     const max = logits[offset + order[0]!]!
     let sum = 0
     for (let i = 0; i < k; i++) {
@@ -74,11 +136,79 @@ export class Sampler {
     }
     let mass = 0
     for (let i = 0; i < n; i++) mass += probs[i]!
-    let r = this.rng.next() * mass
+    let r = this.rng!.next() * mass
     for (let i = 0; i < n; i++) {
       r -= probs[i]!
       if (r <= 0) return order[i]!
     }
     return order[n - 1]!
+  }
+
+  /**
+   * No top-k: every token is a candidate. Probabilities are computed by token id; candidates are
+   * ranked band by band, only as far as the top-p cut and then the draw need.
+   */
+  private sampleAll(logits: Float32Array, offset: number, vocab: number): number {
+    const { temperature, topP } = this.params
+    const order = this.order!
+    const byId = this.probs! // probability of token i at [i]
+    let max = -Infinity
+    for (let i = 0; i < vocab; i++) if (logits[offset + i]! > max) max = logits[offset + i]!
+    let sum = 0
+    for (let i = 0; i < vocab; i++) {
+      const p = Math.exp((logits[offset + i]! - max) / temperature)
+      byId[i] = p
+      sum += p
+    }
+    // order[0..ranked) holds the candidates ranked so far; bands are taken in turn.
+    let ranked = 0
+    let band = 0
+    const nextBand = (): boolean => {
+      if (band >= BANDS.length) return false
+      const lo = BANDS[band]!
+      const hi = band === 0 ? Infinity : BANDS[band - 1]!
+      band++
+      const first = ranked
+      for (let i = 0; i < vocab; i++) {
+        const p = byId[i]!
+        if (p >= lo && p < hi) order[ranked++] = i
+      }
+      rank(order.subarray(first), ranked - first, logits, offset)
+      return true
+    }
+    // The top-p prefix: grow it band by band until its mass reaches top_p (the full sort's loop).
+    let n = vocab
+    if (topP < 1) {
+      let acc = 0
+      let i = 0
+      search: for (;;) {
+        for (; i < ranked; i++) {
+          acc += byId[order[i]!]! / sum
+          if (acc >= topP) {
+            n = i + 1
+            break search
+          }
+        }
+        if (!nextBand()) break
+      }
+    }
+    let mass = sum
+    if (n < vocab) {
+      mass = 0
+      for (let i = 0; i < n; i++) mass += byId[order[i]!]!
+    }
+    let r = this.rng!.next() * mass
+    let i = 0
+    for (;;) {
+      for (; i < Math.min(ranked, n); i++) {
+        r -= byId[order[i]!]!
+        if (r <= 0) return order[i]!
+      }
+      if (i >= n || !nextBand()) break
+    }
+    while (ranked < n && nextBand()) {
+      /* rank to the end of the prefix for its last token */
+    }
+    return order[Math.max(0, Math.min(n, ranked) - 1)]!
   }
 }

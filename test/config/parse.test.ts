@@ -68,3 +68,12 @@ t.test('collector endpoints are normalised per protocol', async (t) => {
   const defaultHttp = tracingOptions(parseConfig(['--otlp-traces-protocol', 'http/protobuf']).config)
   t.equal(defaultHttp.otlpEndpoint, 'http://localhost:4318/v1/traces')
 })
+
+t.test('multi-node options are checked together', async (t) => {
+  t.throws(() => parseConfig(['--nnodes', '2', '--node-hosts', 'a,b']), { message: /needs --ipc tcp/ })
+  t.throws(() => parseConfig(['--nnodes', '2', '--ipc', 'tcp://a:5000', '--node-hosts', 'a', '--tp-size', '2']), { message: /must name 2 hosts/ })
+  t.throws(() => parseConfig(['--node-rank', '1']), { message: /not below --nnodes 1/ })
+  t.throws(() => parseConfig(['--nnodes', '2', '--ipc', 'tcp://a:5000', '--node-hosts', 'a,b']), { message: /1 workers cannot be spread over 2 nodes/ })
+  const { config } = parseConfig(['--nnodes', '2', '--node-rank', '1', '--ipc', 'tcp://a:5000', '--node-hosts', 'a,b', '--tp-size', '2'])
+  t.same(config.nodeHosts, ['a', 'b'])
+})

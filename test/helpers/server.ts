@@ -27,6 +27,8 @@ export interface StartOptions {
   args?: string[]
   env?: Record<string, string>
   timeoutMs?: number
+  /** The log line that means "up" (default: the HTTP server's). A node agent prints another. */
+  readyMessage?: string
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
@@ -96,13 +98,13 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
 
   const childPids = (): Record<string, number> => {
     const out: Record<string, number> = {}
-    for (const l of logs) if (l.msg === 'process ready' && typeof l.child === 'string') out[l.child] = l.child_pid as number
+    for (const l of logs) if ((l.msg === 'process ready' || l.msg === 'worker started') && typeof l.child === 'string') out[l.child] = l.child_pid as number
     return out
   }
 
   try {
-    const ready = await waitForLog((l) => l.msg === 'spanserve listening', opts.timeoutMs ?? 120_000)
-    const port = ready.port as number
+    const ready = await waitForLog((l) => l.msg === (opts.readyMessage ?? 'spanserve listening'), opts.timeoutMs ?? 120_000)
+    const port = (ready.port as number | undefined) ?? 0
     return { url: `http://127.0.0.1:${port}`, port, proc, logs, childPids, waitForLog, stop }
   } catch (err) {
     await stop()
