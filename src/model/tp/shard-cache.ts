@@ -45,6 +45,7 @@ async function shardKey(onnxPath: string): Promise<string> {
   // The sharder's own sources and the graph builder it reuses shape the files too.
   for (const name of readdirSync(HERE).filter((f) => f.endsWith('.ts')).sort()) h.update(`${name}\n`).update(readFileSync(join(HERE, name)));
   h.update(readFileSync(join(HERE, '..', 'onnx-graph.ts')));
+  h.update(readFileSync(join(HERE, '..', 'graph-blocks.ts')));
   return h.digest('hex').slice(0, 16);
 }
 
