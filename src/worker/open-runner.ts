@@ -2,7 +2,10 @@
  * The worker's runner for its rank: the whole model in one ONNX Runtime session at --tp-size 1, or
  * this rank's shard (segment sessions and an all-reduce with the other ranks of its TP group).
  */
+import { readdirSync, statSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
+import { join } from 'node:path'
+import { ensureShards } from '../model/tp/shard-cache.ts'
 import * as ort from 'onnxruntime-node'
 import type { PrefillEntry } from '../ipc/messages.ts'
 import { checkSignature } from '../model/load.ts'
@@ -49,6 +52,9 @@ export async function openRunner(ctx: ChildContext): Promise<OpenRunner> {
     create: (m) => ort.InferenceSession.create(m as string, segmentSessionOptions({ executionProviders: [ep], intraOpNumThreads: threads })),
     log: (line) => log.info(line),
   })
-  log.info({ provider, tp_size: config.tpSize, threads }, 'tensor-parallel rank ready')
+  // What this rank loaded against the whole model: the operator can see each rank holds a shard.
+  const rankDir = (await ensureShards(model.dir, config.tpSize)).rankDir(tpRank)
+  const weightsBytes = readdirSync(rankDir).reduce((sum, f) => sum + statSync(join(rankDir, f)).size, 0)
+  log.info({ provider, tp_size: config.tpSize, threads, weights_bytes: weightsBytes, model_bytes: statSync(model.onnxPath).size }, 'tensor-parallel rank ready')
   return { runner, provider, close }
 }
