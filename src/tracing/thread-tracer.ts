@@ -11,11 +11,9 @@ import {
   type Attributes,
   type Context,
   type HrTime,
-  type Link,
   type Span,
   type SpanContext,
 } from '@opentelemetry/api'
-import { TraceState } from '@opentelemetry/core'
 import {
   SPANSERVE_ABORT_REASON,
   SPANSERVE_DECODE_STEPS,
@@ -27,70 +25,12 @@ import {
 import { ANONYMOUS_SLICE, EVENT, REQUEST_ROOT_SPAN, SLICE } from './names.ts'
 import { isSampled, makeCarrier, parseTraceparent, readCarrier, type TraceCarrier } from './propagation.ts'
 import { runtime, type TraceLevel } from './runtime.ts'
-import { INTERNAL_HOP_KEY } from './sampler.ts'
 import { nsToHrTime, optionalHrTime } from './time.ts'
+import { RequestContext } from './request-context.ts'
+import { errorMessage, linkTo, recordError, remoteContext } from './span-helpers.ts'
+import type { ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceStartOptions } from './trace-options.ts'
 
-export interface ReqStartOptions {
-  /** Server process only: create the request root span (under the carrier, else the active context). */
-  root?: boolean
-  /** On the root span (root) or the thread span (elsewhere). */
-  attributes?: Attributes
-  /** Epoch ns; default now. */
-  ts?: number
-}
-
-export interface ReqFinishOptions {
-  /** Marks root, thread span and open slices ERROR, with an exception event. */
-  error?: Error | string
-  /** On the root span where there is one, else the thread span. */
-  attributes?: Attributes
-  ts?: number
-}
-
-export interface SliceStartOptions {
-  /** Recorded only when level <= the current trace level; default 1. */
-  level?: TraceLevel
-  attributes?: Attributes
-  ts?: number
-}
-
-export interface SliceEndOptions {
-  attributes?: Attributes
-  /** Start the next anonymous slice at this same instant (SGLang's auto_next_anon). */
-  autoNextAnon?: boolean
-  /** This was the thread's last slice: end the thread span too (SGLang's thread_finish_flag). */
-  threadFinish?: boolean
-  error?: Error | string
-  ts?: number
-}
-
-interface OpenSlice {
-  name: string | null
-  level: TraceLevel
-  /** A child of the thread span: links to the previous slice and becomes the next one's link. */
-  topLevel: boolean
-  /** undefined when the slice is below the current level: kept only for stack matching. */
-  span: Span | undefined
-}
-
-/** All this process knows about one traced request. */
-class RequestContext {
-  root: Span | undefined
-  thread: Span | undefined
-  readonly slices: OpenSlice[] = []
-  prev: SpanContext | undefined
-  loop: Span | undefined
-  loopEndNs = 0
-  loopSteps = 0
-
-  constructor(
-    /** The request root's span context: parent of thread spans in every process. */
-    readonly rootSc: SpanContext,
-    readonly tracestate: string | undefined,
-    /** Context holding the thread span: parent of this thread's top-level slices. */
-    public threadCtx: Context,
-  ) {}
-}
+export type { ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceStartOptions } from './trace-options.ts'
 
 const tracers = new Set<ThreadTracer>()
 let live = 0
@@ -481,25 +421,4 @@ export class ThreadTracer {
     if (this.dpRank !== undefined) a[SPANSERVE_DP_RANK] = this.dpRank
     this.rankAttrs = a
   }
-}
-
-/** The carrier's root span context as a parent; internal hops always follow its decision. */
-function remoteContext(c: TraceCarrier, internalHop: boolean): Context {
-  const sc = parseTraceparent(c.traceparent)!
-  if (c.tracestate !== undefined) sc.traceState = new TraceState(c.tracestate)
-  const base = internalHop ? ROOT_CONTEXT.setValue(INTERNAL_HOP_KEY, true) : ROOT_CONTEXT
-  return apiTrace.setSpanContext(base, sc)
-}
-
-function linkTo(prev: SpanContext | undefined): Link[] | undefined {
-  return prev === undefined ? undefined : [{ context: prev }]
-}
-
-function recordError(span: Span, error: Error | string): void {
-  span.recordException(typeof error === 'string' ? { name: 'Error', message: error } : error)
-  span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) })
-}
-
-function errorMessage(error: Error | string): string {
-  return typeof error === 'string' ? error : error.message
 }
