@@ -124,6 +124,11 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
 
 /** Options that only make sense together. */
 function checkLayout(c: Config): void {
+  if (c.ipc !== 'ipc' && !/^tcp:\/\/(\[[^\]]+\]|[^:/]+):(\d{1,5})$/.test(c.ipc)) throw new ConfigError(`--ipc: expected "ipc" or tcp://HOST:PORT, got "${c.ipc}"`)
+  const port = Number(/:(\d+)$/.exec(c.ipc)?.[1] ?? 1)
+  // server, tokenizer, schedulers, workers, all-reduce inboxes, node agents: one port each.
+  const ports = 2 + c.dpSize + c.dpSize * c.tpSize * (c.tpSize > 1 ? 2 : 1) + c.nnodes - 1
+  if (c.ipc !== 'ipc' && (port < 1 || port + ports - 1 > 65535)) throw new ConfigError(`--ipc: ports ${port}..${port + ports - 1} do not fit below 65536`)
   if (c.nodeRank >= c.nnodes) throw new ConfigError(`--node-rank ${c.nodeRank} is not below --nnodes ${c.nnodes}`)
   if (c.nnodes > 1) {
     if (!c.ipc.startsWith('tcp://')) throw new ConfigError('--nnodes > 1 needs --ipc tcp://HOST:PORT (ipc sockets do not cross hosts)')

@@ -70,6 +70,8 @@ export const OPTIONS = [
   { key: 'traceIgnoreParentSampling', flag: '--trace-ignore-parent-sampling', env: ['SPANSERVE_TRACE_IGNORE_PARENT_SAMPLING'], type: 'bool', default: false, group: 'tracing', help: 'Sample by --trace-sample-rate alone, whatever the caller\'s traceparent says.' },
   { key: 'traceRecordContent', flag: '--trace-record-content', env: ['SPANSERVE_TRACE_RECORD_CONTENT'], type: 'bool', default: false, group: 'tracing', help: 'Put prompts and completions into spans (off by default).' },
   { key: 'attributeValueLengthLimit', flag: '--attribute-value-length-limit', env: ['OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT', 'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT'], type: 'int', default: 4096, min: 16, group: 'tracing', help: 'Longest attribute value; longer ones are cut.' },
+  { key: 'traceQueueSize', flag: '--trace-queue-size', env: ['OTEL_BSP_MAX_QUEUE_SIZE'], type: 'int', default: 8192, min: 1, group: 'tracing', help: 'Spans waiting for export in each process; beyond it spans are dropped and counted.' },
+  { key: 'traceExportTimeout', flag: '--trace-export-timeout', env: ['OTEL_BSP_EXPORT_TIMEOUT', 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 'OTEL_EXPORTER_OTLP_TIMEOUT'], type: 'int', default: 5000, min: 1, group: 'tracing', help: 'Milliseconds an export may take before its spans count as dropped.' },
   { key: 'traceExcludeUrls', flag: '--trace-exclude-urls', env: ['SPANSERVE_TRACE_EXCLUDE_URLS'], type: 'list', default: ['/health', '/metrics', '/v1/models'], group: 'tracing', help: 'HTTP paths that are not traced, comma-separated.' },
 ] as const satisfies readonly OptionSpec[]
 

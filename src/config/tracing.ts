@@ -40,7 +40,7 @@ export function tracingOptions(config: Config): TracingOptions {
     recordContent: config.traceRecordContent,
     attributeValueLengthLimit: config.attributeValueLengthLimit,
     excludeUrls: config.traceExcludeUrls,
-    maxQueueSize: 8192,
-    exportTimeoutMs: 5000,
+    maxQueueSize: config.traceQueueSize,
+    exportTimeoutMs: config.traceExportTimeout,
   }
 }

@@ -23,6 +23,8 @@ export interface AppOptions {
   /** When tracing is on: @fastify/otel's HTTP spans, except for these paths. */
   traceExcludeUrls: string[] | null
   broadcast: (msg: TraceSetting) => void
+  /** True once SIGTERM arrived: new requests get 503 while those in flight finish. */
+  isShuttingDown: () => boolean
   bodyLimit: number
   engine: Engine
   info: ServingInfo
@@ -38,7 +40,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     bodyLimit: opts.bodyLimit,
     // Wrong types are errors, not coerced, and unknown fields are left alone.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
-    return503OnClosing: true,
+    // Our own 503 while draining (OpenAI-shaped, with Retry-After), not Fastify's.
+    return503OnClosing: false,
+  })
+  app.addHook('onRequest', async () => {
+    if (opts.isShuttingDown()) throw new SpanserveError('SPANSERVE_ERR_SHUTTING_DOWN', 'the server is shutting down; retry on another instance')
   })
   if (opts.traceExcludeUrls !== null) {
     const excluded = new Set(opts.traceExcludeUrls)
@@ -68,6 +74,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const parseJson = app.getDefaultJsonParser('error', 'error')
   const utf8 = new TextDecoder('utf-8', { fatal: true })
   app.removeContentTypeParser('application/json')
+  // Fastify would parse text/plain itself; the API takes JSON only (415 otherwise).
+  app.removeContentTypeParser('text/plain')
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     let text: string
     try {
@@ -78,14 +86,23 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     }
     parseJson(request, text, done)
   })
+  // Every error answered here is logged and counted once: refusals at info, failures at error.
   app.setErrorHandler((err, request, reply) => {
     const e = toSpanserveError(err)
-    if (e.status >= 500) request.log.error({ err }, 'request failed')
+    opts.info.metrics.failed(e.code)
+    if (e.status >= 500 && e.code !== 'SPANSERVE_ERR_UNAVAILABLE' && e.code !== 'SPANSERVE_ERR_SHUTTING_DOWN') request.log.error({ err, code: e.code }, 'request failed')
+    else request.log.info({ code: e.code, status: e.status, reason: e.message, url: request.url.split('?')[0] }, 'request refused')
     void reply.code(e.status).headers(errorHeaders(e)).send(errorBody(e))
   })
   app.setNotFoundHandler((request, reply) => {
-    const e = new SpanserveError('SPANSERVE_ERR_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`)
-    void reply.code(404).send(errorBody(e))
+    const path = request.url.split('?')[0]!
+    const allowed = ['GET', 'POST'].filter((method) => app.hasRoute({ method, url: path }))
+    const e = allowed.length > 0
+      ? new SpanserveError('SPANSERVE_ERR_METHOD', `${request.method} is not allowed on ${path}; use ${allowed.join(' or ')}`)
+      : new SpanserveError('SPANSERVE_ERR_NOT_FOUND', `no route for ${request.method} ${path}`)
+    opts.info.metrics.failed(e.code)
+    request.log.info({ code: e.code, status: e.status, url: path }, 'request refused')
+    void reply.code(e.status).headers(allowed.length > 0 ? { allow: allowed.join(', ') } : {}).send(errorBody(e))
   })
   completionsRoute(app, opts.engine, opts.info)
   chatRoute(app, opts.engine, opts.info)

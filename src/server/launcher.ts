@@ -22,6 +22,9 @@ interface Child extends ChildPlan {
   pid: number | null
   ready: boolean
   restarts: number
+  /** Deaths in a row without a long healthy run between them: sets the restart back-off. */
+  crashStreak: number
+  readyAt: number
   /** Killed on purpose because another rank of its TP group died: restart it without more ado. */
   restartWithGroup: boolean
 }
@@ -61,7 +64,7 @@ export class Launcher {
     private readonly onTokenizerDeath: () => void,
   ) {
     for (const plan of planChildren(config, endpoints, model, contextLength)) {
-      this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, restartWithGroup: false })
+      this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, crashStreak: 0, readyAt: 0, restartWithGroup: false })
     }
     this.groups = config.dpSize
     this.tpSize = config.tpSize
@@ -134,6 +137,7 @@ export class Launcher {
     if (c.node === 0 ? c.proc?.pid !== msg.pid : false) return
     c.pid = msg.pid
     c.ready = true
+    c.readyAt = Date.now()
     this.log.info({ child: c.key, child_pid: msg.pid, node: c.node, ...msg.detail }, 'process ready')
     if (this.startup) {
       if (this.allReady()) this.startup.resolve()
@@ -203,9 +207,12 @@ export class Launcher {
 
   private respawn(c: Child): void {
     c.restarts++
+    // A minute of health forgives earlier crashes: the back-off is for crash loops.
+    c.crashStreak = c.readyAt > 0 && Date.now() - c.readyAt > 60_000 ? 1 : c.crashStreak + 1
+    c.readyAt = 0
     setTimeout(() => {
       if (!this.stopping) this.spawn(c)
-    }, restartDelayMs(c.restarts))
+    }, restartDelayMs(c.crashStreak))
   }
 
   private tellTokenizer(group: number, up: boolean, reason: string): void {

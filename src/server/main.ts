@@ -113,11 +113,13 @@ async function main(): Promise<void> {
     process.exit(1)
   }
 
+  let stopping = false
   const app = await buildApp({
     log,
     apiKey: config.apiKey,
     traceExcludeUrls: config.traceEnable ? config.traceExcludeUrls : null,
     broadcast: (msg) => launcher.broadcast(msg),
+    isShuttingDown: () => stopping,
     bodyLimit: config.bodyLimit,
     engine,
     info: {
@@ -142,9 +144,14 @@ async function main(): Promise<void> {
   const port = typeof address === 'object' && address ? address.port : config.port
   log.info({ host: config.host, port, model: model.dir, contextLength }, 'spanserve listening')
 
-  let stopping = false
   const shutdown = async (signal: string) => {
-    if (stopping) return
+    if (stopping) {
+      // A second signal: stop waiting for the requests in flight.
+      log.warn({ signal }, 'second signal: stopping now')
+      await launcher.stop(0)
+      cleanup()
+      process.exit(1)
+    }
     stopping = true
     log.info({ signal }, 'shutting down')
     const grace = config.shutdownTimeout * 1000

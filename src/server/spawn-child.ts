@@ -9,9 +9,14 @@ const ENTRIES = {
   worker: fileURLToPath(new URL('../worker/main.ts', import.meta.url)),
 }
 
+/** Variables a child must not inherit: it has no use for them, and its environment is readable. */
+const WITHHELD = ['SPANSERVE_API_KEY']
+
 export function spawnChild(spec: LaunchSpec): ChildProcess {
+  const env: NodeJS.ProcessEnv = { ...process.env, [CHILD_ENV]: JSON.stringify(spec) }
+  for (const name of WITHHELD) delete env[name]
   return spawn(process.execPath, [...process.execArgv, ENTRIES[spec.role]], {
-    env: { ...process.env, [CHILD_ENV]: JSON.stringify(spec) },
+    env,
     stdio: ['ignore', 'inherit', 'inherit'],
   })
 }

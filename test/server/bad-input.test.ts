@@ -44,6 +44,7 @@ const cases: [string, string, unknown, number, string | RegExp, Record<string, s
   ['unsupported option value', '/v1/completions', { ...ok, frequency_penalty: 0.5 }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['unknown field in a chat message', '/v1/chat/completions', { model: 'default', messages: [{ role: 'user', content: 'x', extra: 1 }] }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['wrong content type', '/v1/completions', 'model=default', 415, 'SPANSERVE_ERR_MEDIA_TYPE', { 'content-type': 'application/x-www-form-urlencoded' }],
+  ['JSON sent as text/plain', '/v1/completions', JSON.stringify(ok), 415, 'SPANSERVE_ERR_MEDIA_TYPE', { 'content-type': 'text/plain' }],
   ['body over the limit', '/v1/completions', JSON.stringify({ ...ok, prompt: 'x'.repeat(100_000) }), 413, 'SPANSERVE_ERR_BODY_TOO_LARGE'],
 ]
 
@@ -83,4 +84,19 @@ t.test('an unknown field is named, as OpenAI does', async (t) => {
   const res = await post('/v1/completions', { ...ok, temprature: 0.5 })
   t.match(res.json.error?.message, /Unrecognized request argument supplied: temprature/)
   t.equal(res.json.error?.param, 'temprature')
+})
+
+t.test('a known route with the wrong method is a 405 naming the allowed one', async (t) => {
+  const res = await fetch(server.url + '/v1/completions')
+  t.equal(res.status, 405)
+  t.equal(res.headers.get('allow'), 'POST')
+  const body = (await res.json()) as { error: { code: string } }
+  t.equal(body.error.code, 'SPANSERVE_ERR_METHOD')
+})
+
+t.test('refusals are logged and counted', async (t) => {
+  const metrics = await (await fetch(server.url + '/metrics')).text()
+  t.match(metrics, /spanserve:request_failure_total\{code="SPANSERVE_ERR_VALIDATION"\} [1-9]/)
+  t.match(metrics, /spanserve:request_failure_total\{code="SPANSERVE_ERR_MODEL_NOT_FOUND"\} 1/)
+  t.ok(server.logs.some((l) => l.msg === 'request refused' && l.code === 'SPANSERVE_ERR_BODY_TOO_LARGE'))
 })

@@ -113,3 +113,92 @@ t.test('chunked prefill equals one-shot prefill', async (t) => {
   t.equal(r.cachedTokens(), prompt.length)
   await t.rejects(r.prefill(prefillEntry('c', [1], 2, true)), { message: /holds 7 tokens, chunk starts at 2/ }, 'a chunk at the wrong position is refused')
 })
+
+t.test('the resident batch: joins, leaves and skipped rows give what each sequence gives alone', async (t) => {
+  // Each sequence alone, greedy, 14 decode steps: its tokens and logits.
+  const STEPS = 14
+  const alone = new Map<number, { tokens: number[]; logits: Float32Array[] }>()
+  for (const [i, p] of PROMPTS.entries()) {
+    const r = new ModelRunner(session, info)
+    const tokens = [(await r.prefill(prefillEntry(`s${i}`, p))).tokens[0]!]
+    const logits: Float32Array[] = []
+    for (let s = 0; s < STEPS; s++) {
+      const d = await r.decode([`s${i}`])
+      tokens.push(d.tokens[0]!)
+      logits.push(d.logits.slice())
+    }
+    alone.set(i, { tokens, logits })
+  }
+  // A schedule over steps: who joins (prefilled before the step), who is in the step, who leaves after it.
+  const r = new ModelRunner(session, info)
+  const got = new Map<number, number[]>()
+  const done = new Map<number, number>() // decode steps run per sequence
+  const join = async (i: number): Promise<void> => {
+    got.set(i, [(await r.prefill(prefillEntry(`s${i}`, PROMPTS[i]!))).tokens[0]!])
+    done.set(i, 0)
+  }
+  let worst = 0
+  const step = async (members: number[]): Promise<void> => {
+    const d = await r.decode(members.map((i) => `s${i}`))
+    members.forEach((i, row) => {
+      const k = done.get(i)!
+      got.get(i)!.push(d.tokens[row]!)
+      worst = Math.max(worst, maxAbsDiff(d.logits.subarray(row * d.vocab, (row + 1) * d.vocab), alone.get(i)!.logits[k]!))
+      done.set(i, k + 1)
+    })
+  }
+  await join(0)
+  await join(1)
+  for (let s = 0; s < 3; s++) await step([0, 1]) // steady: resident
+  await join(2)
+  for (let s = 0; s < 3; s++) await step([0, 1, 2]) // a join, then steady
+  await step([2, 0]) // 1 skipped (lives on), order changed
+  await step([2, 0])
+  r.release('s0') // 0 leaves
+  await join(3)
+  for (let s = 0; s < 2; s++) await step([1, 2, 3]) // 1 comes back from its own cache
+  r.release('s2')
+  for (let s = 0; s < 2; s++) await step([3, 1])
+  t.equal(r.cachedTokens(), (PROMPTS[1]!.length + done.get(1)!) + (PROMPTS[3]!.length + done.get(3)!), 'cached tokens count resident ones')
+  for (const [i, tokens] of got) t.same(tokens, alone.get(i)!.tokens.slice(0, tokens.length), `s${i}: greedy tokens as alone`)
+  t.ok(worst < TOLERANCE, `max |Δlogit| vs alone = ${worst.toExponential(2)}`)
+})
+
+t.test('a decoding sequence prefilled again continues from its resident tokens', async (t) => {
+  const r = new ModelRunner(session, info)
+  const seq = [...PROMPTS[0]!]
+  seq.push((await r.prefill(prefillEntry('a', seq))).tokens[0]!)
+  await r.prefill(prefillEntry('b', PROMPTS[1]!))
+  for (let s = 0; s < 3; s++) seq.push((await r.decode(['a', 'b'])).tokens[0]!)
+  // The last sampled token and two more enter as a prompt chunk; then decode goes on.
+  const extra = [seq.pop()!, 17, 29]
+  const chunk = await r.prefill(prefillEntry('a', extra, seq.length, true))
+  seq.push(...extra)
+  t.ok(maxAbsDiff(chunk.logits, await recompute(seq)) < TOLERANCE, 'chunk after decode = recompute')
+  seq.push(chunk.tokens[0]!)
+  const d = await r.decode(['a', 'b'])
+  t.ok(maxAbsDiff(d.logits.subarray(0, d.vocab), await recompute(seq)) < TOLERANCE, 'decode after the chunk = recompute')
+})
+
+t.test('top-k / top-p sampling draws what a full sort of the vocabulary draws', async (t) => {
+  const { FullSortSampler, fakeLogits, CASES } = await import('../../bench/sampler-micro.ts')
+  const { Sampler } = await import('../../src/worker/sampler.ts')
+  for (const vocab of [1024, 32000]) {
+    const logits = Array.from({ length: 4 }, (_, i) => fakeLogits(vocab, 1 + i))
+    // Ties at the top-k boundary: a block of equal logits.
+    logits[3]!.fill(5, 100, 200)
+    for (const c of [...CASES, { name: 'T=1 top_k=150 (ties)', params: { temperature: 1, topK: 150, topP: 1 } }]) {
+      for (const seed of [1, 2, 3]) {
+        const a = new FullSortSampler({ ...c.params, seed })
+        const b = new Sampler({ ...c.params, seed })
+        const x: number[] = []
+        const y: number[] = []
+        for (let d = 0; d < (vocab > 2000 ? 8 : 40); d++) {
+          x.push(a.sample(logits[d % 4]!, 0, vocab))
+          y.push(b.sample(logits[d % 4]!, 0, vocab))
+        }
+        t.same(y, x, `vocab ${vocab}, ${c.name}, seed ${seed}`)
+      }
+    }
+  }
+})

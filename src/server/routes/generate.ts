@@ -176,7 +176,8 @@ export async function serveGeneration(
       engine.submit(req, sink)
     } catch (err) {
       done = true
-      onFailure(err as SpanserveError)
+      // Thrown on: the error handler answers, logs and counts it.
+      failRequestTrace(rid, err as SpanserveError)
       throw err
     }
     dispatched(rid)
