@@ -49,6 +49,7 @@ export const OPTIONS = [
   // ipc
   { key: 'ipc', flag: '--ipc', env: ['SPANSERVE_IPC'], type: 'string', default: 'ipc', group: 'ipc', help: 'ZeroMQ transport: "ipc" (sockets in a private directory) or tcp://HOST:PORT (each process takes the next port from PORT up). tcp is for trusted networks only.' },
   { key: 'statsInterval', flag: '--stats-interval', env: ['SPANSERVE_STATS_INTERVAL'], type: 'float', default: 1, min: 0.05, max: 60, group: 'server', help: 'Seconds between the reports each process sends for /metrics.' },
+  { key: 'ipcSecret', flag: '--ipc-secret', env: ['SPANSERVE_IPC_SECRET'], type: 'string', default: '', group: 'ipc', help: 'Shared secret for tcp transport: every ZeroMQ socket uses CURVE encryption with keys derived from it, so peers without it cannot connect. Give every node the same one.' },
   { key: 'nnodes', flag: '--nnodes', env: ['SPANSERVE_NNODES'], type: 'int', default: 1, min: 1, max: 64, group: 'ipc', help: 'Nodes the processes spread over (needs --ipc tcp://…): node 0 runs the server, tokenizer and schedulers; the workers are shared out in (dp, tp) order.' },
   { key: 'nodeRank', flag: '--node-rank', env: ['SPANSERVE_NODE_RANK'], type: 'int', default: 0, min: 0, max: 63, group: 'ipc', help: 'This node: 0 serves HTTP; any other rank starts only its own worker ranks, which connect to node 0.' },
   { key: 'nodeHosts', flag: '--node-hosts', env: ['SPANSERVE_NODE_HOSTS'], type: 'list', default: [], group: 'ipc', help: 'Address of each node, in node-rank order (with --nnodes > 1).' },

@@ -4,19 +4,24 @@
  */
 import * as zmq from 'zeromq'
 import { decode, encode } from './codec.ts'
+import { bindOptions, connectOptions, type CurveKeys } from './curve.ts'
 import type { Message, MessageOf, MessageType } from './messages.ts'
 
 export type Handlers = { [T in MessageType]?: (msg: MessageOf<T>) => void }
 
 export class Inbox {
-  private readonly sock = new zmq.Pull({ linger: 0 })
+  private readonly sock: zmq.Pull
   private closed = false
 
+  /** `keys`: CURVE keys, by default the process's (--ipc-secret). */
   constructor(
     readonly address: string,
     private readonly handlers: Handlers,
     private readonly onBadMessage: (err: unknown) => void,
-  ) {}
+    keys?: CurveKeys | null,
+  ) {
+    this.sock = new zmq.Pull({ linger: 0, ...bindOptions(keys) })
+  }
 
   async bind(): Promise<void> {
     await this.sock.bind(this.address)
@@ -59,12 +64,16 @@ export class Inbox {
 export class Outbox {
   // immediate: nothing is queued for a peer that is not connected, so a restarted process never
   // receives messages meant for the one that died; sends wait (in order) until it is back.
-  private readonly sock = new zmq.Push({ linger: 0, sendHighWaterMark: 100_000, immediate: true })
+  private readonly sock: zmq.Push
   private readonly queue: Buffer[][] = []
   private draining = false
   private closed = false
 
-  constructor(readonly address: string) {
+  constructor(
+    readonly address: string,
+    keys?: CurveKeys | null,
+  ) {
+    this.sock = new zmq.Push({ linger: 0, sendHighWaterMark: 100_000, immediate: true, ...connectOptions(keys) })
     this.sock.connect(address)
   }
 

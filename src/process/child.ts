@@ -6,6 +6,7 @@
 import type { Config } from '../config/schema.ts'
 import type { Endpoints } from '../ipc/endpoints.ts'
 import { Outbox, type Handlers } from '../ipc/channel.ts'
+import { useIpcSecret } from '../ipc/curve.ts'
 import type { Role } from '../ipc/messages.ts'
 import type { ModelInfo } from '../model/load.ts'
 import { createLogger, type Logger } from '../logging.ts'
@@ -56,6 +57,7 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
   const { config, dpRank, tpRank } = spec
   process.title = processLabel(role, dpRank, tpRank, config.dpSize, config.tpSize)
   const log = createLogger(config.logLevel, { role, dp_rank: dpRank, tp_rank: tpRank })
+  useIpcSecret(config.ipcSecret)
   const toServer = new Outbox(spec.endpoints.server)
   const closers: (() => Promise<void> | void)[] = []
 

@@ -6,6 +6,7 @@ import { rmSync } from 'node:fs'
 import { parseConfig, helpText, ConfigError } from '../config/parse.ts'
 import type { Config } from '../config/schema.ts'
 import { planEndpoints } from '../ipc/endpoints.ts'
+import { useIpcSecret } from '../ipc/curve.ts'
 import { Inbox, Outbox } from '../ipc/channel.ts'
 import { createLogger, type Logger } from '../logging.ts'
 import { ensureModel } from '../model/build.ts'
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
     throw err
   }
   process.title = 'spanserve::server'
+  useIpcSecret(config.ipcSecret)
   const log = createLogger(config.logLevel, { role: 'server' })
   // Before Fastify exists, so @fastify/otel finds the global tracer provider.
   await initTracing(tracingOptions(config), { role: 'server' }, { log })

@@ -20,7 +20,8 @@ await single.stop()
 
 // A port range of our own: 8 ports from a random base.
 const base = 30000 + Math.floor(Math.random() * 20000)
-const common = ['--tp-size', '2', '--nnodes', '2', '--node-hosts', '127.0.0.1,127.0.0.1', '--ipc', `tcp://127.0.0.1:${base}`]
+// CURVE on every socket (--ipc-secret), as a deployment across hosts should run.
+const common = ['--tp-size', '2', '--nnodes', '2', '--node-hosts', '127.0.0.1,127.0.0.1', '--ipc', `tcp://127.0.0.1:${base}`, '--ipc-secret', 'test-cluster-secret']
 const node1 = await startServer({ args: [...common, '--node-rank', '1'], readyMessage: 'node agent running; workers report to node 0' })
 t.teardown(() => node1.stop())
 const node0 = await startServer({ args: [...common, '--node-rank', '0'] })

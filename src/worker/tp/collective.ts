@@ -6,6 +6,7 @@
  * for a later call waits in a buffer rather than being summed into the wrong one.
  */
 import * as zmq from 'zeromq'
+import { bindOptions, connectOptions } from '../../ipc/curve.ts'
 
 export interface AllReduceStats {
   /** Completed all-reduce calls. */
@@ -66,10 +67,10 @@ export class ZmqAllReduce implements AllReduce {
     this.rank = rank
     this.size = addresses.length
     this.timeoutMs = opts.timeoutMs ?? 60_000
-    this.inbox = this.size > 1 ? new zmq.Pull({ linger: 0, receiveHighWaterMark: 0 }) : null
+    this.inbox = this.size > 1 ? new zmq.Pull({ linger: 0, receiveHighWaterMark: 0, ...bindOptions() }) : null
     this.peers = addresses.map((address, r) => {
       if (r === rank) return null
-      const sock = new zmq.Push({ linger: 0, sendHighWaterMark: 0 })
+      const sock = new zmq.Push({ linger: 0, sendHighWaterMark: 0, ...connectOptions() })
       sock.connect(address)
       return sock
     })
