@@ -3,6 +3,7 @@ import t from 'tap'
 import { Inbox, Outbox } from '../../src/ipc/channel.ts'
 import { deriveCurveKeys, z85 } from '../../src/ipc/curve.ts'
 import type { AbortReq } from '../../src/ipc/messages.ts'
+import { freePortRange } from '../helpers/ports.ts'
 
 t.test('Z85 encodes as ZeroMQ does (its specification example)', async (t) => {
   t.equal(z85(Uint8Array.of(0x86, 0x4f, 0xd2, 0x6f, 0xb5, 0x59, 0xf7, 0x5b)), 'HelloWorld')
@@ -15,7 +16,7 @@ t.test('keys come from the secret, the same in every process', async (t) => {
 })
 
 t.test('same secret: delivered; wrong or no secret: never heard', async (t) => {
-  const port = 30000 + Math.floor(Math.random() * 20000)
+  const port = await freePortRange(1)
   const address = `tcp://127.0.0.1:${port}`
   const keys = deriveCurveKeys('right')
   const got: string[] = []

@@ -4,6 +4,7 @@
  */
 import t from 'tap'
 import { startServer, type RunningServer } from '../helpers/server.ts'
+import { freePortRange } from '../helpers/ports.ts'
 
 const PROMPTS = ['Once upon a time', 'The little girl', 'In the morning']
 const greedy = async (server: RunningServer) =>
@@ -18,8 +19,8 @@ const single = await startServer()
 const expected = await greedy(single)
 await single.stop()
 
-// A port range of our own: 8 ports from a random base.
-const base = 30000 + Math.floor(Math.random() * 20000)
+// server, tokenizer, scheduler, two workers, two all-reduce inboxes, one node agent.
+const base = await freePortRange(8)
 // CURVE on every socket (--ipc-secret), as a deployment across hosts should run.
 const common = ['--tp-size', '2', '--nnodes', '2', '--node-hosts', '127.0.0.1,127.0.0.1', '--ipc', `tcp://127.0.0.1:${base}`, '--ipc-secret', 'test-cluster-secret']
 const node1 = await startServer({ args: [...common, '--node-rank', '1'], readyMessage: 'node agent running; workers report to node 0' })
@@ -44,6 +45,12 @@ t.test('the remote rank dies: node 1 restarts it, node 0 restarts the rest of th
     await new Promise((r) => setTimeout(r, 250))
     const h = await fetch(node0.url + '/health')
     if (h.status === 200 && node0.childPids()['worker-0-0'] !== local && node1.childPids()['worker-0-1'] !== remote) break
+  }
+  if ((await fetch(node0.url + '/health')).status !== 200) {
+    // Say why, for whoever reads a failed run.
+    for (const [n, logs] of [[0, node0.logs], [1, node1.logs]] as const) {
+      for (const l of logs.filter((l) => (l.level as number) >= 40).slice(-20)) t.comment(`node ${n}: ${JSON.stringify(l).slice(0, 300)}`)
+    }
   }
   t.not(node1.childPids()['worker-0-1'], remote, 'node 1 started a new rank 1')
   t.not(node0.childPids()['worker-0-0'], local, 'node 0 restarted rank 0 with it')
