@@ -80,7 +80,7 @@ export async function metricsMarkdown(): Promise<string> {
   ]
   for (const m of metrics) {
     const labelNames = (registry.getSingleMetric(m.name) as unknown as { labelNames?: string[] }).labelNames ?? []
-    lines.push(`| \`${m.name}\` | ${m.type} | ${labelNames.join(', ') || (m.type === 'histogram' ? 'le' : '—')} | ${m.help} |`)
+    lines.push(`| \`${m.name}\` | ${m.type} | ${labelNames.join(', ') || (String(m.type) === 'histogram' ? 'le' : '—')} | ${m.help} |`)
   }
   return lines.join('\n') + '\n'
 }
