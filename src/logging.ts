@@ -16,3 +16,12 @@ export function createLogger(level: string, bindings: Record<string, unknown>): 
     transport: pretty ? { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'hostname' } } : undefined,
   })
 }
+
+/**
+ * trace_id and span_id of a request's W3C traceparent, for its log lines, so a log line leads to
+ * its trace. Empty when the request is not traced.
+ */
+export function traceLogFields(carrier: { traceparent: string } | null | undefined): { trace_id?: string; span_id?: string } {
+  const parts = carrier?.traceparent.split('-')
+  return parts && parts.length === 4 ? { trace_id: parts[1], span_id: parts[2] } : {}
+}

@@ -5,7 +5,7 @@
 import { runChild } from '../process/child.ts'
 import { Inbox, Outbox } from '../ipc/channel.ts'
 import { SchedulerLoop } from './loop.ts'
-import { schedulerTraceObserver } from './trace.ts'
+import { requestObserver } from './observer.ts'
 
 await runChild('scheduler', async (ctx) => {
   const { config, model, dpRank, log, endpoints, contextLength } = ctx
@@ -27,7 +27,7 @@ await runChild('scheduler', async (ctx) => {
       },
       output: (out) => toTokenizer.post(out),
       error: (err) => toTokenizer.post(err),
-      observer: schedulerTraceObserver(),
+      observer: requestObserver(log),
       onStep: log.isLevelEnabled('debug')
         ? (batch, waiting) => log.debug({ step: batch.step, prefill: batch.prefill.length, decode: batch.decode.length, release: batch.release.length, waiting }, 'step')
         : undefined,

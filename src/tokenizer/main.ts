@@ -12,6 +12,7 @@ import { IncrementalDetokenizer } from './detokenizer.ts'
 import { StopMatcher } from './stop.ts'
 import { DpDispatcher } from './dispatch.ts'
 import * as tracing from '../tracing/index.ts'
+import { traceLogFields } from '../logging.ts'
 
 interface Tracked {
   dp: number
@@ -29,9 +30,10 @@ await runChild('tokenizer', async (ctx) => {
   const dispatcher = new DpDispatcher(schedulers.length)
   const live = new Map<string, Tracked>()
 
-  const toServerError = (rid: string, err: unknown): ReqError => {
+  const toServerError = (req: GenerateReqInput, err: unknown): ReqError => {
+    const rid = req.rid
     if (err instanceof SpanserveError) return { type: 'req_error', rid, code: err.code, message: err.message, param: err.param }
-    log.error({ err, rid }, 'tokenization failed')
+    log.error({ err, rid, ...traceLogFields(req.trace) }, 'tokenization failed')
     return { type: 'req_error', rid, code: 'SPANSERVE_ERR_INTERNAL', message: 'tokenization failed', param: null }
   }
 
@@ -93,7 +95,7 @@ await runChild('tokenizer', async (ctx) => {
       })
       tracing.sliceEnd(req.rid, tracing.SLICE.dpcDispatch)
     } catch (err) {
-      const out = toServerError(req.rid, err)
+      const out = toServerError(req, err)
       tracing.reqFinish(req.rid, { error: `${out.code}: ${out.message}` })
       ctx.toServer.post(out)
     }

@@ -46,13 +46,22 @@ export interface StepResult {
   vocab: number
 }
 
-/** A BigInt64Array reused from step to step, and an Int32Array view of it for writing small non-negative values. */
+/**
+ * A BigInt64Array reused from step to step, and an Int32Array view of it for writing small
+ * non-negative values. session.run reads its feeds on a later turn of the event loop, so while a run
+ * is in flight (a caller that does not await one step before starting the next) fresh arrays are
+ * handed out instead.
+ */
 class Int64Scratch {
   private big = new BigInt64Array(0)
   private words = new Int32Array(0)
 
   /** A zero-offset view of `n` elements (grown when needed; contents unspecified). */
-  take(n: number): { big: BigInt64Array; words: Int32Array } {
+  take(n: number, fresh = false): { big: BigInt64Array; words: Int32Array } {
+    if (fresh) {
+      const big = new BigInt64Array(n)
+      return { big, words: new Int32Array(big.buffer) }
+    }
     if (this.big.length < n) {
       this.big = new BigInt64Array(Math.max(n, this.big.length * 2))
       this.words = new Int32Array(this.big.buffer)
@@ -77,6 +86,8 @@ export class ModelRunner {
   private readonly idsScratch = new Int64Scratch()
   private readonly posScratch = new Int64Scratch()
   private readonly maskScratch = new Int64Scratch()
+  /** Session runs started and not yet finished: the scratch buffers are in use while one is. */
+  private inFlight = 0
 
   constructor(
     readonly session: ort.InferenceSession,
@@ -124,6 +135,15 @@ export class ModelRunner {
     return n
   }
 
+  private async run(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
+    this.inFlight++
+    try {
+      return await this.session.run(feeds)
+    } finally {
+      this.inFlight--
+    }
+  }
+
   /** Write the tokens a resident row holds beyond its own cache back into that cache. */
   private writeBack(res: Resident, r: number): void {
     const seq = res.rows[r]!
@@ -157,15 +177,16 @@ export class ModelRunner {
     // A sequence with tokens only in the resident batch is materialised first (the batch changes).
     if (seq.kv.length !== past) this.dropResident()
     const n = entry.tokens.length
-    const { big: ids, words: idWords } = this.idsScratch.take(n)
-    const { big: pos, words: posWords } = this.posScratch.take(n)
+    const fresh = this.inFlight > 0
+    const { big: ids, words: idWords } = this.idsScratch.take(n, fresh)
+    const { big: pos, words: posWords } = this.posScratch.take(n, fresh)
     for (let i = 0; i < n; i++) {
       setInt64(idWords, i, entry.tokens[i]!)
       setInt64(posWords, i, past + i)
     }
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, [1, n]),
-      attention_mask: new ort.Tensor('int64', this.maskScratch.take(past + n).big.fill(1n), [1, past + n]),
+      attention_mask: new ort.Tensor('int64', this.maskScratch.take(past + n, fresh).big.fill(1n), [1, past + n]),
     }
     if (this.usesPositionIds) feeds.position_ids = new ort.Tensor('int64', pos, [1, n])
     const { numKvHeads: H, headDim: D } = this.shape
@@ -174,7 +195,7 @@ export class ModelRunner {
       if (past > 0) seq.kv.writeInto(data, idx, 0, past)
       feeds[this.pastNames[idx]!] = new ort.Tensor('float32', data, [1, H, past, D])
     }
-    const out = await this.session.run(feeds)
+    const out = await this.run(feeds)
     for (let idx = 0; idx < this.presentNames.length; idx++) seq.kv.appendFrom(out[this.presentNames[idx]!]!.data as Float32Array, idx, 0, past + n, past, n)
     seq.kv.advance(n)
     seq.length += n
@@ -228,9 +249,10 @@ export class ModelRunner {
     const B = rows.length
     const past = this.pastFor(rows)
     const slots = past.slots
-    const { big: ids, words: idWords } = this.idsScratch.take(B)
-    const { big: pos, words: posWords } = this.posScratch.take(B)
-    const mask = this.maskScratch.take(B * (slots + 1)).big.fill(1n)
+    const fresh = this.inFlight > 0
+    const { big: ids, words: idWords } = this.idsScratch.take(B, fresh)
+    const { big: pos, words: posWords } = this.posScratch.take(B, fresh)
+    const mask = this.maskScratch.take(B * (slots + 1), fresh).big.fill(1n)
     for (let r = 0; r < B; r++) {
       const len = rows[r]!.length
       setInt64(idWords, r, inputs ? inputs[r]! : rows[r]!.lastToken)
@@ -246,7 +268,7 @@ export class ModelRunner {
     for (let idx = 0; idx < this.pastNames.length; idx++) feeds[this.pastNames[idx]!] = new ort.Tensor('float32', past.kv[idx]!, [B, H, slots, D])
     let out: ort.InferenceSession.ReturnType
     try {
-      out = await this.session.run(feeds)
+      out = await this.run(feeds)
     } catch (err) {
       // Keep the gathered batch: the rows' caches are as they were before the step.
       this.resident = { rows, kv: past.kv, slots }
