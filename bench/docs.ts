@@ -5,11 +5,13 @@
 import { writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { ROOT } from '../test/helpers/server.ts'
-import { CONFIG_LABELS } from './options.ts'
-import { COLUMNS, markdownTable, tableRows } from './report.ts'
+import { CONFIG_LABELS, type ConfigName } from './options.ts'
+import { COLUMNS, cpuRows, markdownTable, tableRows } from './report.ts'
 import type { BenchResult } from './results.ts'
+import { samplerMicroTable } from './sampler-micro.ts'
 import { throughputSvg } from './svg.ts'
-import { verdictWord } from './targets.ts'
+import { levelRatio, verdictWord } from './targets.ts'
+import type { LevelResult } from './stats.ts'
 
 const MiB = 2 ** 20
 
@@ -53,16 +55,24 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
       `${s.maxTokens} generated tokens each (\`ignore_eos\`, so every request has the same length), greedy (temperature 0). ` +
       `Concurrency N means N requests in flight at once, closed loop: a client sends its next request when its last one ends; ` +
       `each level sends max(${s.rounds} × N, ${s.minRequests}) requests after ${s.warmup} warm-up requests. ` +
-      'All configurations are started and warmed up first, then each level runs on every configuration back to back (in an order rotated from level to level), so that load from elsewhere on a shared machine falls on the configurations alike.',
+      'All configurations are started and warmed up first, then each level runs on every configuration back to back (in an order rotated from level to level), so that load from elsewhere on a shared machine falls on the configurations alike.' +
+      ((s.repeats ?? 1) > 1
+        ? ` Each level ran ${s.repeats} times on every configuration (the rotation shifted each time): the tables show the median repeat, a ratio is the median of the ${s.repeats} ratios of repeats that ran side by side with its range in brackets (the range is this run's noise), and CPU time is summed over all repeats.`
+        : ''),
   )
   lines.push('')
   for (const [name, what] of [
     ['limit', 'the worker\'s own `ModelRunner` (src/worker/runner.ts) on an ONNX Runtime session (src/worker/session.ts) in the bench process: N prompts prefilled one after another, then decoded together, one session run per step. No HTTP, ZeroMQ or scheduler: what the hardware and the runner give.'],
     ['off', 'the real server (`src/server/main.ts` and its tokenizer, scheduler and worker processes), streaming SSE from `/v1/completions`.'],
-    ['on', 'the same with `--trace-enable --trace-level 3 --trace-sample-rate 1`, every span exported over OTLP gRPC to a live receiver in another process (bench/otlp-sink.ts).'],
+    ['baselimit', 'the limit driven by the `ModelRunner` of another checkout (`--base DIR`, here the revision before the runner changes below): the before of a before/after, in the same run.'],
+    ['base', 'spanserve, tracing off, served from that other checkout (`--base DIR`).'],
+    ['on', 'the same with `--trace-enable --trace-level 3 --trace-sample-rate 1` (level 3: a span per request per decode step), every span exported over OTLP gRPC to a live receiver in another process (bench/otlp-sink.ts). The receiver takes each export\'s bytes and counts its spans only after the server has stopped: in a deployment the collector decodes on other cores or another host, so its decoding is not charged to the server here (see "Tracing overhead").'],
+    ['onlive', 'tracing on at level 3 as above, but the receiver decodes every export in full as it arrives, on the same two cores: how the bench measured tracing before 2026-11-22.'],
+    ['on2', 'tracing on at `--trace-level 2`, the default level (decode steps folded into one `decode_loop` slice per request), deferred receiver.'],
+    ['dp2', 'spanserve, tracing off, `--dp-size 2`: two scheduler + worker pairs, requests dispatched between them.'],
     ['tjs', '`@huggingface/transformers` loading the same directory from disk (no remote models) behind a minimal node:http SSE handler (bench/transformers-js-server.ts), one `model.generate()` per request: it has no batching across requests.'],
   ] as const) {
-    lines.push(`- **${CONFIG_LABELS[name]}**: ${what}`)
+    if (result.configs.some((c) => c.config === name)) lines.push(`- **${CONFIG_LABELS[name]}**: ${what}`)
   }
   lines.push('')
   lines.push('The HTTP configurations are measured by one load client (bench/load-client.ts): time to first token (TTFT) is the arrival of the first SSE chunk with text, inter-token latency (ITL) the gaps between chunks, E2E the arrival of `[DONE]`; tok/s is all generated tokens over the level\'s wall time. For the limit, TTFT is the time from the start of its round to the end of that sequence\'s prefill and ITL one decode step.')
@@ -91,6 +101,18 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
   lines.push('| --- | --- | --- |')
   for (const v of result.verdicts) lines.push(`| ${v.target} | ${verdictWord(v)} | ${v.measured} |`)
   lines.push('')
+  lines.push(...beforeAfter(result))
+  lines.push(...tracingOverhead(result))
+  lines.push(...dataParallel(result))
+  lines.push(...tensorParallel(result))
+  if (result.samplerMicro?.length) {
+    lines.push('## Sampler microbenchmark')
+    lines.push('')
+    lines.push('bench/sampler-micro.ts, in the bench process: one sampled token at real vocabulary sizes, on logits shaped like a model\'s (a few peaks over a wide noisy tail, a pessimistic case for top-p), the worker\'s sampler (partial selection) against the full sort of the vocabulary it replaced, same seeds. Greedy decoding (the rest of this page) is an argmax and does not sort. Without top-k the candidates still have to be ranked as far as the top-p cut and the draw reach, so a flat tail costs more there.')
+    lines.push('')
+    lines.push(samplerMicroTable(result.samplerMicro))
+    lines.push('')
+  }
   if (result.tracingMicro) {
     lines.push('## Tracing module microbenchmark')
     lines.push('')
@@ -101,12 +123,13 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
     for (const r of result.tracingMicro.rows) lines.push(`| ${r.case} | ${r.us.toFixed(3)} |`)
     lines.push('')
   }
-  if (result.profile) {
-    lines.push('## Where the time goes')
+  for (const [title, prof] of [['tracing off', result.profile], ['tracing on (level 3)', result.profileOn]] as const) {
+    if (!prof) continue
+    lines.push(`## Where the time goes: ${title}`)
     lines.push('')
-    lines.push(`spanserve, tracing off, concurrency 16, 64 requests, each process under \`--cpu-prof\`; self time of the top functions, as a share of the process's busy time.`)
+    lines.push(`spanserve, ${title}, concurrency 16, 64 requests, each process under the sampling profiler (bench/cpu-profile-hook.mjs); self time of the top functions, as a share of the process's busy time. \`Proxy (native)\` in the worker is ONNX Runtime's session run (the native call behind onnxruntime-node's proxy).`)
     lines.push('')
-    for (const p of result.profile) {
+    for (const p of prof) {
       lines.push(`**${p.role}**: busy ${(p.busy * 100).toFixed(0)}% of ${(p.wallMs / 1000).toFixed(1)} s`)
       lines.push('')
       lines.push('| share | self ms | function |')
@@ -121,17 +144,200 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
   return [relative(ROOT, mdPath), relative(ROOT, svgPath)]
 }
 
+function lvl(result: BenchResult, config: ConfigName, model: string, n: number): LevelResult | undefined {
+  return result.configs.find((c) => c.config === config && c.model === model && !c.skipped)?.levels.find((l) => l.concurrency === n)
+}
+
+function tokS(result: BenchResult, config: ConfigName, model: string, n: number): number | undefined {
+  return lvl(result, config, model, n)?.tokensPerSec
+}
+
+/** config a over config b at one level: with repeats, the median paired ratio and its range. */
+function cratio(result: BenchResult, a: ConfigName, b: ConfigName, model: string, n: number): string {
+  const x = lvl(result, a, model, n)
+  const y = lvl(result, b, model, n)
+  if (!x || !y) return '–'
+  const q = levelRatio(x, y)
+  return q.n > 1 ? `${q.r.toFixed(2)}× (${q.lo.toFixed(2)}–${q.hi.toFixed(2)})` : `${q.r.toFixed(2)}×`
+}
+const num = (v: number | undefined): string => (v === undefined ? '–' : v.toFixed(0))
+
+function beforeAfter(result: BenchResult): string[] {
+  if (!result.configs.some((c) => c.config === 'base' || c.config === 'baselimit')) return []
+  const out = ['## Before and after: the runner (resident batch KV, reused inputs, partial-selection sampler)', '']
+  out.push(
+    `The same run measured this checkout against \`--base\`${result.baseRevision ? ` (revision ${result.baseRevision}, before the change)` : ''}, interleaved level by level. ` +
+      'The limit columns differ only by src/worker/runner.ts, kv-cache.ts and sampler.ts (same model file, same session code); the spanserve columns also carry whatever else changed between the two checkouts. ' +
+      'What changed (src/worker/runner.ts, kv-cache.ts, sampler.ts): a decode step whose batch holds the same sequences in the same order as the step before feeds that step\'s `present.*` tensors back as `past_key_values.*` (the mask gains one column; left padding stays valid as every row grew by one), so steady decode copies no KV at all; when the batch changes, rows that stay are copied from the resident tensors and only joining rows from their own caches, and rows that drop out are written back; input ids, positions and the mask are written into reused buffers through an Int32 view (no `BigInt()` per element); top-k/top-p sampling selects instead of sorting the vocabulary.',
+  )
+  out.push('')
+  out.push('| model | conc | limit before | limit after | after/before | spanserve before | spanserve after | after/before |')
+  out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+  for (const m of result.models) {
+    for (const n of result.settings.concurrencies) {
+      const lb = tokS(result, 'baselimit', m.preset, n)
+      const la = tokS(result, 'limit', m.preset, n)
+      const sb = tokS(result, 'base', m.preset, n)
+      const sa = tokS(result, 'off', m.preset, n)
+      out.push(`| ${m.preset} | ${n} | ${num(lb)} | ${num(la)} | ${cratio(result, 'limit', 'baselimit', m.preset, n)} | ${num(sb)} | ${num(sa)} | ${cratio(result, 'off', 'base', m.preset, n)} |`)
+    }
+  }
+  out.push('')
+  return out
+}
+
+function cpuOf(result: BenchResult, config: ConfigName, model: string, n: number): { perK: Map<string, number>; cores: number } | null {
+  const l = result.configs.find((c) => c.config === config && c.model === model && !c.skipped)?.levels.find((x) => x.concurrency === n)
+  if (!l?.cpuMs) return null
+  const tokens = l.cpuTokens ?? (l.tokensPerSec * l.wallMs) / 1000
+  const perK = new Map<string, number>()
+  let all = 0
+  for (const [k, ms] of Object.entries(l.cpuMs)) {
+    const role = k.split('-')[0]!
+    perK.set(role, (perK.get(role) ?? 0) + (ms * 1000) / tokens)
+    all += ms
+  }
+  return { perK, cores: all / (l.cpuWallMs ?? l.wallMs) }
+}
+
+function tracingOverhead(result: BenchResult): string[] {
+  const cpu = cpuRows(result)
+  if (cpu.rows.length === 0) return []
+  const out = ['## Tracing overhead, and CPU per process', '']
+  out.push(
+    'Every level also read each process\'s CPU time from /proc (bench/proc-cpu.ts: the server, tokenizer, scheduler(s), worker(s), the OTLP sink, and the bench process itself for the limits), ' +
+      'so that what tracing costs can be told apart by process. Figures are CPU ms per 1,000 generated tokens; `cores busy` is all of it over the level\'s wall time (2 cores here).',
+  )
+  out.push('')
+  out.push(markdownTable(cpu.header, cpu.rows))
+  out.push('')
+  for (const m of result.models) {
+    const facts: string[] = []
+    for (const n of [16, 64]) {
+      const off = tokS(result, 'off', m.preset, n)
+      const parts = (['on', 'onlive', 'on2'] as const).filter((c) => tokS(result, c, m.preset, n) !== undefined).map((c) => `${CONFIG_LABELS[c]} ${cratio(result, c, 'off', m.preset, n)}`)
+      if (off !== undefined && parts.length) facts.push(`at concurrency ${n}, tok/s against tracing off: ${parts.join(', ')}`)
+      const a = cpuOf(result, 'off', m.preset, n)
+      for (const c of ['on', 'onlive', 'on2'] as const) {
+        const b = cpuOf(result, c, m.preset, n)
+        if (!a || !b) continue
+        const extra = ['server', 'tokenizer', 'scheduler', 'worker', 'sink']
+          .map((r) => [r, (b.perK.get(r) ?? 0) - (a.perK.get(r) ?? 0)] as const)
+          .filter(([, d]) => Math.abs(d) >= 1)
+          .map(([r, d]) => `${r} ${d >= 0 ? '+' : ''}${d.toFixed(0)}`)
+        facts.push(`${CONFIG_LABELS[c]} at concurrency ${n}, extra CPU ms per 1,000 tokens over tracing off: ${extra.join(', ') || 'none ≥ 1 ms'}`)
+      }
+    }
+    if (facts.length) {
+      out.push(`[${m.preset}] From this run:`)
+      out.push('')
+      for (const f of facts) out.push(`- ${f}`)
+      out.push('')
+    }
+  }
+  out.push(TRACING_FINDINGS)
+  out.push('')
+  return out
+}
+
+function dataParallel(result: BenchResult): string[] {
+  if (!result.configs.some((c) => c.config === 'dp2' && !c.skipped)) return []
+  const out = ['## Data parallelism: --dp-size 2 against 1', '']
+  out.push('| model | conc | dp 1 tok/s | dp 2 tok/s | dp 2 / dp 1 | dp 1 cores busy | dp 2 cores busy |')
+  out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |')
+  for (const m of result.models) {
+    for (const n of result.settings.concurrencies) {
+      const a = tokS(result, 'off', m.preset, n)
+      const b = tokS(result, 'dp2', m.preset, n)
+      const ca = cpuOf(result, 'off', m.preset, n)
+      const cb = cpuOf(result, 'dp2', m.preset, n)
+      out.push(`| ${m.preset} | ${n} | ${num(a)} | ${num(b)} | ${cratio(result, 'dp2', 'off', m.preset, n)} | ${ca ? ca.cores.toFixed(2) : '–'} | ${cb ? cb.cores.toFixed(2) : '–'} |`)
+    }
+  }
+  out.push('')
+  out.push(
+    'Both on the same 2 cores. Each DP rank is its own scheduler and worker with its own ONNX Runtime session, whose thread pool (ONNX Runtime\'s choice: one thread per core) ' +
+      'then competes with the other rank\'s for the same two cores, and each rank\'s batch is half as large, so a step reads the weights for half as many tokens. On this machine data parallelism cannot add ' +
+      'compute; what the figures show is what splitting the batch and sharing the cores costs. Its use is one rank per GPU or per socket (`--intra-op-threads` to split the cores), where the ranks do not share compute.',
+  )
+  out.push('')
+  return out
+}
+
+function tensorParallel(result: BenchResult): string[] {
+  if (!result.tpStep?.length) return []
+  const out = ['## Tensor parallelism: decode step at --tp-size 2 against 1', '']
+  out.push('`node --import tsx src/worker/tp/step-bench.ts` (run by the bench): every configuration in its own processes, one per rank as the server runs them; median decode step over 40 steps after warm-up, rank 0\'s all-reduce time per step, RSS per rank.')
+  out.push('')
+  out.push('| configuration | batch | step ms | all-reduce ms | all-reduce share | step / tp1 whole (same threads per process) | step / tp1 whole (all cores) | RSS MB per rank |')
+  out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+  const cores = result.machine.cpus
+  for (const r of result.tpStep) {
+    const threads = /\((\d+) threads/.exec(r.config)?.[1]
+    const ref = result.tpStep.find((x) => x.batch === r.batch && x.config.startsWith('tp1 whole') && x.config.includes(`(${threads ?? ''} thread`))
+    const all = result.tpStep.find((x) => x.batch === r.batch && x.config === `tp1 whole (${cores} threads)`)
+    out.push(
+      `| ${r.config} | ${r.batch} | ${r.stepMs.toFixed(2)} | ${r.allReduceMs.toFixed(2)} | ${r.stepMs > 0 ? `${((100 * r.allReduceMs) / r.stepMs).toFixed(0)}%` : '–'} | ` +
+        `${ref && ref !== r ? `${(r.stepMs / ref.stepMs).toFixed(2)}×` : '–'} | ${all && all !== r && !r.config.includes('all-reduces only') ? `${(r.stepMs / all.stepMs).toFixed(2)}×` : '–'} | ${r.rssMb.join(', ')} |`,
+    )
+  }
+  out.push('')
+  out.push(
+    'Caveat: on 2 cores tensor parallelism cannot gain. Two ranks of one thread each do the work that one process does with two threads, plus two all-reduces per layer over ZeroMQ ipc:// ' +
+      '(host memory, a syscall round trip each), plus the cost of splitting the graph into per-layer segment sessions (`tp1 segmented`). The all-reduce share above is mostly waiting: ' +
+      'rank 0 waits in the all-reduce for the slower rank, so it also absorbs the imbalance between ranks. `tp2 all-reduces only` is the collective alone on the same tensors. ' +
+      'What the figures are for: checking that TP is correct and what its fixed costs are; its gains need one device per rank (GPUs with NCCL-class links), which this machine does not have.',
+  )
+  out.push('')
+  return out
+}
+
+const TRACING_FINDINGS = `What costs what with tracing on. The reading below is from the runs of 2026-11-22 (this page's, and a companion run with
+\`--configs off,on,onlive,on2 --concurrency 16,64 --repeats 3 --intra-op-threads 1\`, bench/results/2026-11-22T00-26-12Z.json);
+the figures above are this run's.
+
+- **Level 3 is the cost; level 2 is nearly free.** \`--trace-level 3\` adds two spans per generated token: a \`decode_forward\` slice
+  per request per step in the worker and a \`detokenize\` slice per request per batch in the tokenizer (~136k spans in this run's
+  three repeats). Level 2, the default, folds both into one slice per request. At level 2 tracing on was 0.98× (c=16) and 0.86×
+  (c=64) of tracing off here, and 1.00× / 0.94× in the companion run; at level 3 it was 0.61× / 0.43× here and 0.86× / 0.83× there.
+- **Where level 3's CPU goes.** Per 1,000 generated tokens, over tracing off: the worker +25 to +82 ms, the tokenizer +11 to +17
+  ms, the server +3 to +9 ms, the sink +5 ms receiving (all from /proc, table above). The tracing module's own calls are not it
+  (batchSlice is ~1.4 µs per request in the microbenchmark): it is the SDK span objects and their attributes, their protobuf
+  serialisation and the gRPC export, all in the worker's one event loop, and the garbage they leave (worker GC 9% of its time with
+  level 3 on vs 3% off in the profiles below). The worker is the bottleneck process, so its extra milliseconds are lost tokens.
+- **Why it costs more than its CPU share on this machine.** ONNX Runtime runs each step on both cores (one intra-op thread per
+  core) and every operator ends at a barrier. Any other process that wakes up (the tokenizer and server exporting their spans, the
+  sink receiving them) takes one of the two cores and the whole step waits for the preempted thread; in the profiles the worker's
+  time inside ONNX Runtime for the same 64 requests rose from 2.3 s with tracing off to 4.0 s with level 3 on. With
+  \`--intra-op-threads 1\` (the companion run) the worker leaves a core to the rest, and level 3 cost 0.86× / 0.83× instead of
+  0.61× / 0.43× (tracing off itself ran at a similar rate with one thread as with two at c=64, across the two runs). On a real deployment with cores to spare for the gateway's processes, or
+  ONNX Runtime on a GPU, this amplification goes away; on 2 shared cores it dominates.
+- **The receiver's decoding was charged to tracing.** The bench's OTLP receiver used to decode every export in full (protobufjs over
+  the whole OTLP schema) as it arrived, on the same two cores: 18–22 ms of CPU per 1,000 tokens against 5 ms for receiving only
+  (\`onlive\` vs \`on\` rows), which the barrier effect above then magnifies. A deployment's collector decodes elsewhere, so the bench
+  now keeps the bytes and counts the spans after the server stops (\`--sink-decode deferred\`, the default; \`onlive\` keeps the old
+  way for comparison). In tok/s the difference is within this machine's noise (0.61× vs 0.66× at c=16 above).
+- **What would cut level 3's cost (src/tracing/, not changed here).** In the worker, record each decode step once (rids, start,
+  end, batch size, step) in a preallocated ring instead of one SDK span per request per step, and materialise the per-request
+  spans only at export, off the step loop (a worker_thread owning the exporter, fed through a SharedArrayBuffer or a
+  MessagePort), so that neither span objects nor protobuf encoding nor gRPC run between two decode steps; share one attribute
+  object per step; do the same for the tokenizer's per-batch \`detokenize\` slices. Export with larger, rarer batches
+  (\`OTEL_BSP_SCHEDULE_DELAY\`, \`OTEL_BSP_MAX_EXPORT_BATCH_SIZE\`) to wake fewer processes. Level 3 is a debugging level; level 2
+  meets the target at c=16 and is within noise of it at c=64 when the gateway's processes are not starved of a core.`
+
 const SCALE_STORY = (kvTable: string, tokens: number): string => `## How it scales (on paper)
 
 **Concurrency.** A decode step runs every running sequence in one session run, so on a CPU its cost
 grows with the batch far more slowly than linearly while the matrix products are small: the weights are
 read once per step whatever the batch, and that is what continuous batching buys. It stops paying when
 a step becomes compute-bound (here: two cores) and when the attention over the cache dominates. In
-spanserve's runner a decode step also costs host copies proportional to the batch's cached tokens: the
-per-sequence KV is copied into a fresh left-padded batch tensor before the run and the new entries
-copied back out of the present tensors after it (src/worker/runner.ts, \`pastFeeds\`/\`keepPresent\`), and
-the padded tensor is as long as the longest sequence. With fixed lengths that is
-O(batch × context × layers) bytes moved per step, which is why tokens/s flattens between 16 and 64.
+spanserve's runner a steady decode step (same sequences as the step before) copies no KV: the previous
+step's present tensors are fed back as the past (src/worker/runner.ts). When the batch changes, the new
+left-padded batch tensor is gathered (rows that stay from the resident tensors, joining rows from their
+own caches), O(batch × context × layers) bytes, as long as the longest sequence; ONNX Runtime still
+returns fresh present tensors each step (its attention concatenates past and new), which is the
+remaining per-step allocation and most of the worker's GC. Attention over the padded context grows with
+the batch's longest sequence, which is why tokens/s flattens between 16 and 64.
 Time to first token grows with concurrency because prefills queue behind each other and behind the
 running batch's decode steps (the per-step prefill budget is \`--max-prefill-tokens\`).
 
@@ -141,8 +347,9 @@ context: per token, 2 (K and V) × layers × KV heads × head dim × 4 bytes. Fo
 
 ${kvTable}
 
-The runner holds roughly three times that at the peak of a step (the per-sequence caches, the padded
-batch copy fed to ONNX Runtime, and the present tensors it returns), and the caches grow by doubling.
+The runner holds roughly three times that at the peak of a step (the per-sequence caches, which keep the
+prompt's entries while a sequence decodes in the resident batch, the resident batch fed to ONNX Runtime,
+and the present tensors it returns), and the caches grow by doubling.
 The scheduler's \`--max-total-tokens\` budget (262,144 tokens by default) bounds the cached tokens per
 data-parallel rank.
 
@@ -172,6 +379,11 @@ const RERUN = `## Rerun
 npm run bench                               # default model, all configurations (a few minutes on 2 cores)
 npm run bench -- --models default,large     # adds the large preset (73M params; about 7 more minutes)
 npm run bench -- --configs limit,off --concurrency 1,8,32 --max-tokens 256 --rounds 4
+npm run bench -- --configs off,dp2                                # data parallelism only
+git worktree add /tmp/base HEAD~1 && ln -s $PWD/node_modules /tmp/base/node_modules
+npm run bench -- --base /tmp/base --configs limit,baselimit,off,base   # before/after, interleaved
+node --import tsx bench/sampler-micro.ts                          # sampler: partial selection vs full sort
+npm run bench -- --docs-from bench/results/<date>.json            # this page again from a run, after editing bench/docs.ts
 npm run bench -- --help
 \`\`\`
 

@@ -3,6 +3,7 @@
  * prints one table, the ratios and the targets' verdicts; writes bench/results/<date>.json and
  * regenerates docs/benchmarks.md and docs/benchmarks-throughput.svg. `npm run bench -- --help`.
  */
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -19,6 +20,7 @@ import { startTransformersJs, transformersJsUnavailable } from './configs/transf
 import { writeDocs } from './docs.ts'
 import { prepareHttp, type HttpPlan } from './measure-http.ts'
 import { CONFIG_LABELS, parseOptions, type ConfigName } from './options.ts'
+import { delta, snapshot } from './proc-cpu.ts'
 import { summariseProfiles } from './profile.ts'
 import { makePrompts } from './prompts.ts'
 import { consoleReport } from './report.ts'
@@ -26,9 +28,17 @@ import type { BenchResult, ConfigResult, MatchResult } from './results.ts'
 import type { LevelResult } from './stats.ts'
 import { judge } from './targets.ts'
 import { runTracingMicro } from './tracing-micro.ts'
+import { runSamplerMicro } from './sampler-micro.ts'
 
 const opts = parseOptions(process.argv.slice(2))
 if (opts === null) process.exit(0)
+if (opts.docsFrom) {
+  const file = resolve(opts.docsFrom)
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as BenchResult
+  saved.verdicts = judge(saved)
+  process.stderr.write(`docs from ${file}: ${writeDocs(saved, file).join(', ')}\n`)
+  process.exit(0)
+}
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
@@ -60,11 +70,15 @@ const extraArgs = opts.intraOpThreads > 0 ? ['--intra-op-threads', String(opts.i
 
 say('tracing module microbenchmark (bench/tracing-slice.ts)')
 const tracingMicro = await runTracingMicro()
+say('sampler microbenchmark (bench/sampler-micro.ts)')
+const samplerMicro = runSamplerMicro([32000, 151936], 40)
 
 /** A configuration that is up and warmed: it runs one level when asked. */
 interface Target {
   config: ConfigName
   level(n: number, total: number, from: number): Promise<LevelResult>
+  /** The configuration's processes by role, for CPU accounting per level. */
+  pids(): Record<string, number>
   stop(): Promise<Partial<ConfigResult>>
 }
 
@@ -90,6 +104,7 @@ for (const preset of opts.models) {
   const texts = new Map<ConfigName, string[]>()
   // The limit always runs its check prompts: its greedy tokens are the reference.
   const limit = await LimitRunner.open(modelDir, opts.intraOpThreads)
+  const baseLimit = opts.configs.includes('baselimit') ? await LimitRunner.open(modelDir, opts.intraOpThreads, opts.base!) : null
   await limit.round(prompts.slice(0, 4), Math.min(opts.maxTokens, 16))
   const reference: string[] = []
   for (const p of checkPrompts) reference.push(tokenizer.decode((await limit.round([p], opts.maxTokens)).tokens[0]!, { skip_special_tokens: true }))
@@ -97,23 +112,44 @@ for (const preset of opts.models) {
     targets.push({
       config: 'limit',
       level: (n, total, from) => limitLevel(limit, prompts, opts.maxTokens, n, Math.ceil(total / n), from),
+      pids: () => ({ bench: process.pid }),
+      stop: async () => ({}),
+    })
+  }
+  if (baseLimit) {
+    await baseLimit.round(prompts.slice(0, 4), Math.min(opts.maxTokens, 16))
+    targets.push({
+      config: 'baselimit',
+      level: (n, total, from) => limitLevel(baseLimit, prompts, opts.maxTokens, n, Math.ceil(total / n), from),
+      pids: () => ({ bench: process.pid }),
       stop: async () => ({}),
     })
   }
   try {
-    for (const config of opts.configs.filter((c) => c !== 'limit')) {
+    for (const config of opts.configs.filter((c) => c !== 'limit' && c !== 'baselimit')) {
       say(`starting ${CONFIG_LABELS[config]} [${preset}]`)
       if (config === 'tjs' && tjsMissing) {
         say(`  left out: ${tjsMissing}`)
         configs.push({ config, model: preset, levels: [], skipped: tjsMissing })
         continue
       }
-      const server = config === 'tjs' ? await startTransformersJs(modelDir) : await startSpanserve({ modelDir, tracing: config === 'on', maxBatchSize, extraArgs })
+      const server =
+        config === 'tjs'
+          ? await startTransformersJs(modelDir)
+          : await startSpanserve({
+              modelDir,
+              traceLevel: config === 'on' || config === 'onlive' ? 3 : config === 'on2' ? 2 : null,
+              maxBatchSize,
+              extraArgs: config === 'dp2' ? [...extraArgs, '--dp-size', '2'] : extraArgs,
+              root: config === 'base' ? opts.base! : undefined,
+              sinkDecode: config === 'onlive' ? 'live' : opts.sinkDecode,
+            })
       const { client, checkTexts } = await prepareHttp(server.url, plan)
       texts.set(config, checkTexts)
       targets.push({
         config,
         level: (n, total, from) => client.level(prompts, opts.maxTokens, n, total, from),
+        pids: () => server.pids(),
         stop: async () => {
           client.close()
           return (await server.stop()) ?? {}
@@ -124,12 +160,34 @@ for (const preset of opts.models) {
     let from = 0
     for (const [li, n] of opts.concurrencies.entries()) {
       const total = requests(n)
-      // Rotate the order from level to level so that no configuration always runs first.
-      for (let k = 0; k < targets.length; k++) {
-        const t = targets[(li + k) % targets.length]!
-        const r = await t.level(n, total, from)
-        progress(t.config)(r)
-        levels.get(t.config)!.push(r)
+      const runs = new Map<ConfigName, LevelResult[]>(targets.map((t) => [t.config, []]))
+      // Each repeat runs every configuration once, in an order rotated from repeat to repeat and level
+      // to level, so that no configuration always runs first; repeats use the same prompts.
+      for (let rep = 0; rep < opts.repeats; rep++) {
+        for (let k = 0; k < targets.length; k++) {
+          const t = targets[(li + rep + k) % targets.length]!
+          const pids = t.pids()
+          const before = snapshot(pids)
+          const r = await t.level(n, total, from)
+          r.cpuMs = delta(before, snapshot(pids))
+          progress(t.config)(r)
+          runs.get(t.config)!.push(r)
+        }
+      }
+      for (const t of targets) {
+        const rs = runs.get(t.config)!
+        // The level's figures are its median repeat's (by tok/s); every repeat's tok/s is kept, in order.
+        const chosen = [...rs].sort((a, b) => a.tokensPerSec - b.tokensPerSec)[Math.floor((rs.length - 1) / 2)]!
+        if (rs.length > 1) {
+          chosen.repeatsTokS = rs.map((r) => r.tokensPerSec)
+          // CPU over all repeats together: steadier than one repeat's on a shared machine.
+          const cpuMs: Record<string, number> = {}
+          for (const r of rs) for (const [k, ms] of Object.entries(r.cpuMs ?? {})) cpuMs[k] = (cpuMs[k] ?? 0) + ms
+          chosen.cpuMs = cpuMs
+          chosen.cpuTokens = rs.reduce((a, r) => a + (r.tokensPerSec * r.wallMs) / 1000, 0)
+          chosen.cpuWallMs = rs.reduce((a, r) => a + r.wallMs, 0)
+        }
+        levels.get(t.config)!.push(chosen)
       }
       from += total
     }
@@ -144,6 +202,7 @@ for (const preset of opts.models) {
       }
     }
     await limit.close()
+    await baseLimit?.close()
   }
   const mismatched: ConfigName[] = []
   const details: string[] = []
@@ -157,23 +216,48 @@ for (const preset of opts.models) {
 }
 
 let profile: BenchResult['profile'] = null
+let profileOn: BenchResult['profileOn'] = null
 if (opts.profile && opts.configs.includes('off')) {
   const preset = opts.models[0]!
   const modelDir = await ensureModel({ preset })
   const { prompts } = makePrompts(modelDir, opts.promptTokens, 16)
-  const dir = mkdtempSync(join(tmpdir(), 'spanserve-bench-prof-'))
-  say(`profiling spanserve, tracing off, concurrency 16 [${preset}] into ${dir}`)
-  const server = await startSpanserve({ modelDir, tracing: false, maxBatchSize, extraArgs, cpuProfDir: dir })
-  try {
-    const { client } = await prepareHttp(server.url, { prompts, checkPrompts: [], maxTokens: opts.maxTokens, warmupRequests: opts.warmup })
-    server.startProfiling()
-    progress('profiled')(await client.level(prompts, opts.maxTokens, 16, 64))
-    client.close()
-  } finally {
-    await server.stop()
+  for (const traceLevel of [null, ...(opts.configs.includes('on') ? [3 as const] : [])]) {
+    const dir = mkdtempSync(join(tmpdir(), 'spanserve-bench-prof-'))
+    say(`profiling spanserve, tracing ${traceLevel === null ? 'off' : `on (level ${traceLevel})`}, concurrency 16 [${preset}] into ${dir}`)
+    const server = await startSpanserve({ modelDir, traceLevel, maxBatchSize, extraArgs, cpuProfDir: dir, sinkDecode: opts.sinkDecode })
+    try {
+      const { client } = await prepareHttp(server.url, { prompts, checkPrompts: [], maxTokens: opts.maxTokens, warmupRequests: opts.warmup })
+      server.startProfiling()
+      progress('profiled')(await client.level(prompts, opts.maxTokens, 16, 64))
+      client.close()
+    } finally {
+      await server.stop()
+    }
+    if (traceLevel === null) profile = summariseProfiles(dir)
+    else profileOn = summariseProfiles(dir)
+    rmSync(dir, { recursive: true, force: true })
   }
-  profile = summariseProfiles(dir)
-  rmSync(dir, { recursive: true, force: true })
+}
+
+let tpStep: BenchResult['tpStep'] = null
+if (opts.tpStep) {
+  say('tensor-parallel decode step (src/worker/tp/step-bench.ts)')
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/worker/tp/step-bench.ts'), '--preset', opts.models[0]!], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 600_000 })
+  tpStep = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as NonNullable<BenchResult['tpStep']>[number])
+  for (const r of tpStep) say(`  ${r.config} B=${r.batch}: step ${r.stepMs} ms, all-reduce ${r.allReduceMs} ms`)
+}
+
+/** The git revision of a checkout: its HEAD, or the .git-revision file of an exported tree (git archive). */
+function revisionOf(dir: string): string | null {
+  try {
+    return execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch {
+    try {
+      return readFileSync(join(dir, '.git-revision'), 'utf8').trim()
+    } catch {
+      return null
+    }
+  }
 }
 
 const cpu = cpus()
@@ -195,14 +279,21 @@ const result: BenchResult = {
     rounds: opts.rounds,
     minRequests: opts.minRequests,
     warmup: opts.warmup,
+    repeats: opts.repeats,
     intraOpThreads: opts.intraOpThreads,
   },
   models,
   configs,
   matches,
   tracingMicro,
+  samplerMicro,
   verdicts: [],
   profile,
+  profileOn,
+  tpStep,
+  sinkDecode: opts.sinkDecode,
+  base: opts.base,
+  baseRevision: opts.base ? revisionOf(opts.base) : null,
 }
 result.verdicts = judge(result)
 

@@ -2,13 +2,20 @@
 import { parseArgs } from 'node:util'
 import type { PresetName } from '../src/model/presets.ts'
 
-export const CONFIG_NAMES = ['limit', 'off', 'on', 'tjs'] as const
+export const CONFIG_NAMES = ['limit', 'baselimit', 'off', 'base', 'on', 'onlive', 'on2', 'dp2', 'tjs'] as const
+/** Run unless --configs says otherwise; base and baselimit join them when --base is given. */
+export const DEFAULT_CONFIGS: readonly ConfigName[] = ['limit', 'off', 'on', 'onlive', 'on2', 'dp2', 'tjs']
 export type ConfigName = (typeof CONFIG_NAMES)[number]
 
 export const CONFIG_LABELS: Record<ConfigName, string> = {
   limit: 'limit (bare ORT loop)',
+  baselimit: 'limit, --base runner',
   off: 'spanserve, tracing off',
+  base: 'spanserve --base, tracing off',
   on: 'spanserve, tracing on',
+  onlive: 'spanserve, tracing on, sink decoding live',
+  on2: 'spanserve, tracing on, level 2',
+  dp2: 'spanserve --dp-size 2, tracing off',
   tjs: 'transformers.js',
 }
 
@@ -23,27 +30,55 @@ export interface BenchOptions {
   minRequests: number
   warmup: number
   intraOpThreads: number
+  /** Each level runs this many times on every configuration (interleaved); the median is reported. */
+  repeats: number
   profile: boolean
   docs: boolean
   outDir: string
+  /** Another checkout of spanserve (e.g. `git worktree add /tmp/base HEAD`): the before of a before/after. */
+  base: string | null
+  /** The OTLP sink decodes each export as it arrives (live) or after the level (deferred, the default). */
+  sinkDecode: 'deferred' | 'live'
+  /** Only regenerate docs/benchmarks.md and its chart from this results file (after editing bench/docs.ts). */
+  docsFrom: string | null
+  /** Run src/worker/tp/step-bench.ts (tp 2 vs tp 1 decode step) and report it. */
+  tpStep: boolean
 }
 
 const HELP = `usage: npm run bench -- [flags]
 
   --models LIST          model presets, comma-separated (default: default; add large: default,large,
                          about 7 more minutes on 2 cores)
-  --configs LIST         of limit,off,on,tjs (default: all)
+  --configs LIST         of limit,baselimit,off,base,on,onlive,on2,dp2,tjs (default: all but
+                         baselimit,base, which join with --base). on: tracing at level 3 (every
+                         decode step); onlive: the same with the OTLP sink decoding every export
+                         as it arrives (see --sink-decode); on2: level 2 (the default level);
+                         dp2: --dp-size 2
+  --base DIR             another checkout of spanserve (node_modules linked) to compare against:
+                         adds baselimit (its ModelRunner in this process) and base (its server)
   --concurrency LIST     concurrency levels (default: 1,4,16,64)
   --prompt-tokens N      prompt length in tokens (default: 64)
   --max-tokens N         generated tokens per request, ignore_eos (default: 128)
   --rounds N             requests per level = max(N x concurrency, --min-requests) (default: 2)
   --min-requests N       (default: 8)
+  --repeats N            run each level N times on every configuration, interleaved; report the
+                         median, and ratios as the median of the N paired ratios with their range
+                         (default: 1)
   --warmup N             warm-up requests per configuration, 16 tokens each (default: 8)
   --intra-op-threads N   ONNX Runtime threads for limit and spanserve (default: 0, ORT's choice)
-  --no-profile           skip the last step: spanserve (tracing off, concurrency 16, 64 requests)
-                         run again under --cpu-prof, each process's top functions printed
+  --no-profile           skip the last step: spanserve (tracing off, and on at level 3 when on is
+                         run; concurrency 16, 64 requests) run again under the sampling profiler,
+                         each process's top functions printed
+  --no-tp-step           skip src/worker/tp/step-bench.ts (decode step at --tp-size 2 vs 1)
   --no-docs              do not regenerate docs/benchmarks.md and its chart
   --out DIR              where the JSON results go (default: bench/results)
+  --docs-from FILE       measure nothing: regenerate docs/benchmarks.md and its chart from a results
+                         file (after editing bench/docs.ts's prose)
+  --sink-decode MODE     for on and on2: deferred (default): the OTLP sink keeps each export's
+                         bytes and counts their spans once the server has stopped, so a
+                         collector's work, which runs elsewhere in a deployment, does not take the
+                         measured server's cores; live: decode each export as it arrives (what
+                         the bench did before 2026-11-22, and what onlive always does)
 `
 
 function list(v: string): string[] {
@@ -61,16 +96,21 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     args: argv,
     options: {
       models: { type: 'string', default: 'default' },
-      configs: { type: 'string', default: CONFIG_NAMES.join(',') },
+      configs: { type: 'string' },
+      base: { type: 'string' },
+      'sink-decode': { type: 'string', default: 'deferred' },
       concurrency: { type: 'string', default: '1,4,16,64' },
       'prompt-tokens': { type: 'string', default: '64' },
       'max-tokens': { type: 'string', default: '128' },
       rounds: { type: 'string', default: '2' },
       'min-requests': { type: 'string', default: '8' },
       warmup: { type: 'string', default: '8' },
+      repeats: { type: 'string', default: '1' },
       'intra-op-threads': { type: 'string', default: '0' },
       'no-profile': { type: 'boolean', default: false },
       'no-docs': { type: 'boolean', default: false },
+      'no-tp-step': { type: 'boolean', default: false },
+      'docs-from': { type: 'string' },
       out: { type: 'string', default: 'bench/results' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -81,7 +121,11 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   }
   const models = list(values.models)
   for (const m of models) if (m !== 'default' && m !== 'large') throw new Error(`--models: unknown preset ${m} (default, large)`)
-  const configs = list(values.configs)
+  const base = values.base ?? null
+  const configs = values.configs !== undefined ? list(values.configs) : [...DEFAULT_CONFIGS, ...(base ? ['base', 'baselimit'] : [])]
+  if (!base && configs.some((c) => c === 'base' || c === 'baselimit')) throw new Error('--configs base, baselimit need --base DIR')
+  const sinkDecode = values['sink-decode']
+  if (sinkDecode !== 'deferred' && sinkDecode !== 'live') throw new Error(`--sink-decode: deferred or live, got ${sinkDecode}`)
   for (const c of configs) if (!(CONFIG_NAMES as readonly string[]).includes(c)) throw new Error(`--configs: unknown ${c} (${CONFIG_NAMES.join(', ')})`)
   const concurrencies = list(values.concurrency).map((v) => positiveInt('--concurrency', v))
   if (concurrencies.some((n) => n < 1)) throw new Error('--concurrency levels must be at least 1')
@@ -96,9 +140,14 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     rounds: positiveInt('--rounds', values.rounds),
     minRequests: positiveInt('--min-requests', values['min-requests']),
     warmup: positiveInt('--warmup', values.warmup),
+    repeats: Math.max(1, positiveInt('--repeats', values.repeats)),
     intraOpThreads: positiveInt('--intra-op-threads', values['intra-op-threads']),
     profile: !values['no-profile'],
     docs: !values['no-docs'],
     outDir: values.out,
+    base,
+    sinkDecode,
+    tpStep: !values['no-tp-step'],
+    docsFrom: values['docs-from'] ?? null,
   }
 }

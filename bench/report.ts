@@ -68,13 +68,50 @@ export function consoleReport(result: BenchResult): string {
     out.push('tracing module microbenchmark (bench/tracing-slice.ts), µs:')
     for (const r of result.tracingMicro.rows) out.push(`  ${r.case.padEnd(56)} ${r.us.toFixed(3)}`)
   }
-  if (result.profile) {
+  const cpu = cpuRows(result)
+  if (cpu.rows.length > 0) {
     out.push('')
-    out.push('CPU profile of spanserve (tracing off, concurrency 16), self time:')
-    for (const p of result.profile) {
+    out.push('CPU time per process, ms per 1,000 generated tokens (bench/proc-cpu.ts); cores busy = all / wall:')
+    out.push(cpu.header.join('\t'))
+    for (const r of cpu.rows) out.push(r.join('\t'))
+  }
+  for (const [title, prof] of [['tracing off', result.profile], ['tracing on, level 3', result.profileOn]] as const) {
+    if (!prof) continue
+    out.push('')
+    out.push(`CPU profile of spanserve (${title}, concurrency 16), self time:`)
+    for (const p of prof) {
       out.push(`  ${p.role}: busy ${(p.busy * 100).toFixed(0)}% of ${(p.wallMs / 1000).toFixed(1)} s`)
       for (const t of p.top) out.push(`    ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.selfMs.toFixed(0).padStart(6)} ms  ${t.fn}`)
     }
   }
   return out.join('\n')
+}
+
+const CPU_ROLES = ['server', 'tokenizer', 'scheduler', 'worker', 'sink', 'bench'] as const
+
+/** A process key (worker-0-1, scheduler-0, …) to its role. */
+function cpuRole(key: string): string {
+  return key.split('-')[0]!
+}
+
+/**
+ * CPU time per process role, ms per 1,000 generated tokens, and the cores in use over the level's
+ * wall time (over all repeats): one row per configuration and level that measured it.
+ */
+export function cpuRows(result: BenchResult): { header: string[]; rows: string[][] } {
+  const header = ['model', 'configuration', 'conc', ...CPU_ROLES, 'all', 'cores busy']
+  const rows: string[][] = []
+  for (const c of result.configs) {
+    for (const l of c.levels) {
+      if (!l.cpuMs) continue
+      const tokens = l.cpuTokens ?? (l.tokensPerSec * l.wallMs) / 1000
+      const wall = l.cpuWallMs ?? l.wallMs
+      const byRole = new Map<string, number>()
+      for (const [k, ms] of Object.entries(l.cpuMs)) byRole.set(cpuRole(k), (byRole.get(cpuRole(k)) ?? 0) + ms)
+      const all = [...byRole.values()].reduce((a, b) => a + b, 0)
+      const per = (ms: number | undefined): string => (ms === undefined ? '' : ((ms * 1000) / tokens).toFixed(0))
+      rows.push([c.model, CONFIG_LABELS[c.config], String(l.concurrency), ...CPU_ROLES.map((r) => per(byRole.get(r))), per(all), (all / wall).toFixed(2)])
+    }
+  }
+  return { header, rows }
 }

@@ -3,6 +3,7 @@ import type { ConfigName } from './options.ts'
 import type { ProcessProfile } from './profile.ts'
 import type { LevelResult } from './stats.ts'
 import type { TracingMicro } from './tracing-micro.ts'
+import type { SamplerMicroRow } from './sampler-micro.ts'
 
 export interface ConfigResult {
   config: ConfigName
@@ -36,11 +37,23 @@ export interface BenchResult {
   date: string
   durationS: number
   machine: { cpus: number; cpuModel: string; memGiB: number; node: string; onnxruntime: string; transformersJs: string | null }
-  settings: { promptTokens: number; maxTokens: number; concurrencies: number[]; rounds: number; minRequests: number; warmup: number; intraOpThreads: number }
+  settings: { promptTokens: number; maxTokens: number; concurrencies: number[]; rounds: number; minRequests: number; warmup: number; repeats?: number; intraOpThreads: number }
   models: { preset: string; params: number | null; layers: number; hidden: number; kvHeads: number; headDim: number }[]
   configs: ConfigResult[]
   matches: MatchResult[]
   tracingMicro: TracingMicro | null
+  /** bench/sampler-micro.ts: top-k/top-p sampling per token, partial selection vs the full sort. */
+  samplerMicro?: SamplerMicroRow[]
   verdicts: Verdict[]
   profile: ProcessProfile[] | null
+  /** The same profile with tracing on (level 3). */
+  profileOn?: ProcessProfile[] | null
+  /** src/worker/tp/step-bench.ts's lines: decode step ms and all-reduce ms per configuration and batch. */
+  tpStep?: { preset: string; config: string; batch: number; stepMs: number; allReduceMs: number; rssMb: number[] }[] | null
+  /** How the OTLP sink decoded spans (bench/otlp-sink.ts). */
+  sinkDecode?: 'deferred' | 'live'
+  /** --base: the checkout the base and baselimit configurations ran from. */
+  base?: string | null
+  /** Its git revision, where known. */
+  baseRevision?: string | null
 }

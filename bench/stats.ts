@@ -42,6 +42,13 @@ export interface LevelResult {
   perRequestTokS: number
   /** limit only: one sequence's prefill time, the floor of time to first token. */
   prefillP50?: number
+  /** --repeats: every repeat's tok/s, in run order (repeat i of every configuration ran in the same rotation). */
+  repeatsTokS?: number[]
+  /** CPU time each process used during the level, ms, by role (bench/proc-cpu.ts). */
+  cpuMs?: Record<string, number>
+  /** With repeats, cpuMs is summed over all of them, over these tokens and this wall time. */
+  cpuTokens?: number
+  cpuWallMs?: number
 }
 
 export function summarise(concurrency: number, samples: readonly RequestSample[], wallMs: number, extra: Partial<LevelResult> = {}): LevelResult {

@@ -4,6 +4,8 @@
  * a step) and then decoded together, one session run per step, until each has max_tokens tokens.
  * What it measures is what ONNX Runtime and the runner's KV handling give on this machine.
  */
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { createLogger } from '../../src/logging.ts'
 import { checkSignature, readModelInfo } from '../../src/model/load.ts'
 import { ModelRunner } from '../../src/worker/runner.ts'
@@ -16,11 +18,13 @@ export class LimitRunner {
   private seq = 0
   private constructor(readonly runner: ModelRunner) {}
 
-  static async open(modelDir: string, intraOpThreads: number): Promise<LimitRunner> {
+  /** `root`: another checkout whose src/worker/runner.ts to drive (bench --base); default this one's. */
+  static async open(modelDir: string, intraOpThreads: number, root?: string): Promise<LimitRunner> {
     const info = readModelInfo(modelDir)
     const { session } = await openSession(info.onnxPath, 'cpu', intraOpThreads, createLogger('silent', {}))
     checkSignature(info, session.inputNames, session.outputNames)
-    return new LimitRunner(new ModelRunner(session, info))
+    const Runner = root ? ((await import(pathToFileURL(join(root, 'src/worker/runner.ts')).href)) as { ModelRunner: typeof ModelRunner }).ModelRunner : ModelRunner
+    return new LimitRunner(new Runner(session, info))
   }
 
   /** One round: N prompts prefilled, then decoded together to maxTokens; one sample per sequence. */

@@ -16,11 +16,11 @@ export async function transformersJsUnavailable(): Promise<string | null> {
   }
 }
 
-export async function startTransformersJs(modelDir: string): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startTransformersJs(modelDir: string): Promise<{ url: string; pids(): Record<string, number>; stop(): Promise<void> }> {
   const child = JsonLineChild.start('transformers.js server', ['--import', 'tsx', join(ROOT, 'bench/transformers-js-server.ts'), modelDir])
   try {
     const { port } = await child.waitFor((l) => typeof l.port === 'number', 180_000)
-    return { url: `http://127.0.0.1:${String(port)}`, stop: () => child.stop() }
+    return { url: `http://127.0.0.1:${String(port)}`, pids: () => ({ server: child.proc.pid! }), stop: () => child.stop() }
   } catch (err) {
     await child.stop()
     throw err

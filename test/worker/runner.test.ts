@@ -202,3 +202,10 @@ t.test('top-k / top-p sampling draws what a full sort of the vocabulary draws', 
     }
   }
 })
+
+t.test('prefills started together (not awaited one by one) each get their own inputs', async (t) => {
+  const r = new ModelRunner(session, info)
+  const [a, b] = await Promise.all([r.prefill(prefillEntry('a', PROMPTS[0]!)), r.prefill(prefillEntry('b', PROMPTS[2]!))])
+  t.ok(maxAbsDiff(a.logits, await recompute(PROMPTS[0]!)) < TOLERANCE, 'first prefill = recompute')
+  t.ok(maxAbsDiff(b.logits, await recompute(PROMPTS[2]!)) < TOLERANCE, 'second prefill = recompute')
+})

@@ -1,0 +1,112 @@
+/**
+ * Sampler microbenchmark: the worker's Sampler (src/worker/sampler.ts, partial selection) against the
+ * full sort of the vocabulary it replaced, per sampled token, at real vocabulary sizes; and a check
+ * that both draw the same tokens for the same seeds.
+ * Run: node --import tsx bench/sampler-micro.ts [--vocab 32000,151936] [--draws 200]
+ */
+import { parseArgs } from 'node:util'
+import type { SamplingParams } from '../src/ipc/messages.ts'
+import { Sampler, SeededRandom } from '../src/worker/sampler.ts'
+
+/** The sampler as it was: sort the whole vocabulary per token. */
+export class FullSortSampler {
+  private readonly rng: SeededRandom
+  constructor(readonly params: SamplingParams) {
+    this.rng = new SeededRandom(params.seed ?? 0)
+  }
+  sample(logits: Float32Array, offset: number, vocab: number): number {
+    const { temperature, topK, topP } = this.params
+    const order = new Int32Array(vocab)
+    const probs = new Float64Array(vocab)
+    for (let i = 0; i < vocab; i++) order[i] = i
+    order.sort((a, b) => logits[offset + b]! - logits[offset + a]! || a - b)
+    const k = topK > 0 ? Math.min(topK, vocab) : vocab
+    const max = logits[offset + order[0]!]!
+    let sum = 0
+    for (let i = 0; i < k; i++) {
+      const p = Math.exp((logits[offset + order[i]!]! - max) / temperature)
+      probs[i] = p
+      sum += p
+    }
+    let n = k
+    if (topP < 1) {
+      let acc = 0
+      for (let i = 0; i < k; i++) {
+        acc += probs[i]! / sum
+        if (acc >= topP) {
+          n = i + 1
+          break
+        }
+      }
+    }
+    let mass = 0
+    for (let i = 0; i < n; i++) mass += probs[i]!
+    let r = this.rng.next() * mass
+    for (let i = 0; i < n; i++) {
+      r -= probs[i]!
+      if (r <= 0) return order[i]!
+    }
+    return order[n - 1]!
+  }
+}
+
+/** Logits shaped like a language model's: a few strong candidates over a long, noisy tail. */
+export function fakeLogits(vocab: number, seed: number): Float32Array {
+  const rng = new SeededRandom(seed)
+  const out = new Float32Array(vocab)
+  for (let i = 0; i < vocab; i++) {
+    // Sum of uniforms ~ normal; scale like real logits; a handful of peaks.
+    out[i] = (rng.next() + rng.next() + rng.next() - 1.5) * 4
+  }
+  for (let j = 0; j < 8; j++) out[Math.floor(rng.next() * vocab)] = 8 + rng.next() * 4
+  return out
+}
+
+export const CASES: { name: string; params: Omit<SamplingParams, 'seed'> }[] = [
+  { name: 'T=0.8 top_k=50', params: { temperature: 0.8, topK: 50, topP: 1 } },
+  { name: 'T=0.8 top_p=0.9', params: { temperature: 0.8, topK: 0, topP: 0.9 } },
+  { name: 'T=1 (no top-k/p)', params: { temperature: 1, topK: 0, topP: 1 } },
+  { name: 'T=0.7 top_k=40 top_p=0.95', params: { temperature: 0.7, topK: 40, topP: 0.95 } },
+]
+
+export interface SamplerMicroRow {
+  vocab: number
+  sampling: string
+  fullSortUs: number
+  partialUs: number
+  sameTokens: boolean
+}
+
+/** Per sampled token, both samplers on the same logits and seeds. */
+export function runSamplerMicro(vocabs: readonly number[], draws: number): SamplerMicroRow[] {
+  const rows: SamplerMicroRow[] = []
+  for (const vocab of vocabs) {
+    const logits = Array.from({ length: 8 }, (_, i) => fakeLogits(vocab, 100 + i))
+    for (const c of CASES) {
+      const time = (s: { sample(l: Float32Array, o: number, v: number): number }): { us: number; tokens: number[] } => {
+        const tokens: number[] = []
+        const t0 = performance.now()
+        for (let d = 0; d < draws; d++) tokens.push(s.sample(logits[d % logits.length]!, 0, vocab))
+        return { us: ((performance.now() - t0) * 1000) / draws, tokens }
+      }
+      // Interleaved halves, so that load from elsewhere falls on both alike.
+      const full = time(new FullSortSampler({ ...c.params, seed: 7 }))
+      const part = time(new Sampler({ ...c.params, seed: 7 }))
+      rows.push({ vocab, sampling: c.name, fullSortUs: full.us, partialUs: part.us, sameTokens: full.tokens.every((t, i) => t === part.tokens[i]) })
+    }
+  }
+  return rows
+}
+
+export function samplerMicroTable(rows: readonly SamplerMicroRow[]): string {
+  return [
+    '| vocab | sampling | full sort µs/token | partial µs/token | speed-up | same tokens |',
+    '| ---: | --- | ---: | ---: | ---: | --- |',
+    ...rows.map((r) => `| ${r.vocab} | ${r.sampling} | ${r.fullSortUs.toFixed(0)} | ${r.partialUs.toFixed(0)} | ${(r.fullSortUs / r.partialUs).toFixed(1)}× | ${r.sameTokens ? 'yes' : 'NO'} |`),
+  ].join('\n')
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({ options: { vocab: { type: 'string', default: '32000,151936' }, draws: { type: 'string', default: '200' } } })
+  console.log(samplerMicroTable(runSamplerMicro(values.vocab.split(',').map(Number), Number(values.draws))))
+}
