@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { ensureModel } from '../../src/model/build.ts'
 import { ROOT, TEST_CACHE_DIR } from '../helpers/server.ts'
+import { alive } from '../helpers/processes.ts'
 
 const STARTUP_TIMEOUT_S = 40
 
@@ -74,14 +75,6 @@ function launch(t: Test, args: string[]): Promise<Launch> {
   })
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 async function checkFailedLaunch(t: Test, r: Launch, reason: RegExp): Promise<void> {
   t.equal(r.code, 1, 'exit code 1')

@@ -4,15 +4,8 @@ import { createServer } from 'node:net'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { startServer, ROOT, TEST_CACHE_DIR } from '../helpers/server.ts'
+import { alive } from '../helpers/processes.ts'
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 t.test('SIGTERM finishes the stream in flight, ends every child and exits 0', async (t) => {
   const server = await startServer()
