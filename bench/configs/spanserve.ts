@@ -3,9 +3,8 @@
  * off, or on (level 3 or 2) with every request sampled and exported over OTLP gRPC to a receiver in
  * another process (bench/otlp-sink.ts); optionally --dp-size 2, or from another checkout (--base).
  */
-import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { ROOT, startServer, TEST_CACHE_DIR } from '../../test/helpers/server.ts'
+import { ROOT, startServer } from '../../test/helpers/server.ts'
 import { JsonLineChild, track } from '../child-lines.ts'
 
 export interface SpanserveOptions {
@@ -37,75 +36,6 @@ export interface RunningSpanserve {
   stop(): Promise<SpanserveStopped>
 }
 
-interface Started {
-  url: string
-  pid: number
-  childPids(): Record<string, number>
-  stop(): Promise<unknown>
-}
-
-/** The server from another checkout: test/helpers/server.ts's start-up, rooted there. */
-async function startAt(root: string, args: string[], env: Record<string, string>, timeoutMs: number): Promise<Started> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/server/main.ts'), '--port', '0', ...args], {
-    cwd: root,
-    env: { ...process.env, SPANSERVE_CACHE_DIR: TEST_CACHE_DIR, SPANSERVE_LOG_FORMAT: 'json', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  track(proc)
-  const logs: Record<string, unknown>[] = []
-  let stderr = ''
-  let buf = ''
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)))
-  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${root}: server not up in ${timeoutMs} ms; stderr: ${stderr.slice(-2000)}`)), timeoutMs)
-    void exited.then((code) => (clearTimeout(timer), reject(new Error(`${root}: server exited (${code}); stderr: ${stderr.slice(-2000)}`))))
-    proc.stdout!.on('data', (chunk: Buffer) => {
-      buf += chunk.toString('utf8')
-      let nl: number
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl)
-        buf = buf.slice(nl + 1)
-        try {
-          const obj = JSON.parse(line) as Record<string, unknown>
-          logs.push(obj)
-          if (obj.msg === 'spanserve listening') (clearTimeout(timer), resolve(obj))
-        } catch {
-          /* not a log line */
-        }
-      }
-    })
-  })
-  proc.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString('utf8')).slice(-4000)))
-  const childPids = (): Record<string, number> => {
-    const out: Record<string, number> = {}
-    for (const l of logs) if ((l.msg === 'process ready' || l.msg === 'worker started') && typeof l.child === 'string') out[l.child] = l.child_pid as number
-    return out
-  }
-  const stop = async (): Promise<void> => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return
-    const pids = Object.values(childPids())
-    process.kill(proc.pid!, 'SIGTERM')
-    const timer = setTimeout(() => {
-      for (const pid of [proc.pid!, ...pids]) {
-        try {
-          process.kill(pid, 'SIGKILL')
-        } catch {
-          /* already gone */
-        }
-      }
-    }, 15_000)
-    await exited
-    clearTimeout(timer)
-  }
-  try {
-    const line = await ready
-    return { url: `http://127.0.0.1:${line.port as number}`, pid: proc.pid!, childPids, stop }
-  } catch (err) {
-    await stop()
-    throw err
-  }
-}
-
 export async function startSpanserve(opts: SpanserveOptions): Promise<RunningSpanserve> {
   let sink: JsonLineChild | null = null
   const args = ['--model', opts.modelDir, '--max-batch-size', String(opts.maxBatchSize), ...opts.extraArgs]
@@ -119,14 +49,11 @@ export async function startSpanserve(opts: SpanserveOptions): Promise<RunningSpa
     env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import ${join(ROOT, 'bench/cpu-profile-hook.mjs')}`.trim()
     env.SPANSERVE_BENCH_CPU_PROF_DIR = opts.cpuProfDir
   }
-  let server: Started
+  let server: { url: string; pid: number; childPids(): Record<string, number>; stop(): Promise<unknown> }
   try {
-    if (opts.root && opts.root !== ROOT) server = await startAt(opts.root, args, env, 180_000)
-    else {
-      const s = await startServer({ args, env, timeoutMs: 180_000 })
-      track(s.proc)
-      server = { url: s.url, pid: s.proc.pid!, childPids: s.childPids, stop: s.stop }
-    }
+    const s = await startServer({ args, env, timeoutMs: 180_000, root: opts.root })
+    track(s.proc)
+    server = { url: s.url, pid: s.proc.pid!, childPids: s.childPids, stop: s.stop }
   } catch (err) {
     await sink?.stop()
     throw err

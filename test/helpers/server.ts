@@ -29,11 +29,14 @@ export interface StartOptions {
   timeoutMs?: number
   /** The log line that means "up" (default: the HTTP server's). A node agent prints another. */
   readyMessage?: string
+  /** The checkout to run (default: this one; the bench compares against another with --base). */
+  root?: string
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/server/main.ts'), '--port', '0', ...(opts.args ?? [])], {
-    cwd: ROOT,
+  const root = opts.root ?? ROOT
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/server/main.ts'), '--port', '0', ...(opts.args ?? [])], {
+    cwd: root,
     env: { ...process.env, SPANSERVE_CACHE_DIR: TEST_CACHE_DIR, SPANSERVE_LOG_FORMAT: 'json', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
