@@ -22,6 +22,8 @@ interface Child extends ChildPlan {
   pid: number | null
   ready: boolean
   restarts: number
+  /** When its last periodic report arrived (the watchdog's heartbeat). */
+  lastSeen: number
   /** Deaths in a row without a long healthy run between them: sets the restart back-off. */
   crashStreak: number
   readyAt: number
@@ -64,10 +66,40 @@ export class Launcher {
     private readonly onTokenizerDeath: () => void,
   ) {
     for (const plan of planChildren(config, endpoints, model, contextLength)) {
-      this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, crashStreak: 0, readyAt: 0, restartWithGroup: false })
+      this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, lastSeen: 0, crashStreak: 0, readyAt: 0, restartWithGroup: false })
     }
     this.groups = config.dpSize
     this.tpSize = config.tpSize
+    this.hangTimeoutMs = config.hangTimeout * 1000
+  }
+
+  private readonly hangTimeoutMs: number
+  private watchdog: NodeJS.Timeout | null = null
+
+  /** A child's periodic report: it is alive and its event loop turns. */
+  onHeartbeat(msg: { role: string; dpRank: number; tpRank: number; pid: number }): void {
+    const c = this.children.get(childKey(msg))
+    if (c && c.pid === msg.pid) c.lastSeen = Date.now()
+  }
+
+  /**
+   * A process that is alive but stuck (a deadlock, a stopped process, an endless loop) never exits,
+   * so its requests would wait for ever: one that stops reporting is killed, and restarted as a death.
+   */
+  private checkHangs(): void {
+    const now = Date.now()
+    for (const c of this.children.values()) {
+      if (!c.ready || now - Math.max(c.lastSeen, c.readyAt) < this.hangTimeoutMs) continue
+      this.log.error({ child: c.key, child_pid: c.pid, node: c.node, silent_s: Math.round((now - Math.max(c.lastSeen, c.readyAt)) / 1000) }, 'process hung; killing it')
+      c.lastSeen = now
+      if (c.node === 0) {
+        c.proc?.kill('SIGKILL')
+      } else {
+        // The agent restarts it quietly: the death is handled here.
+        this.agent(c.node).post({ type: 'restart_process', key: c.key })
+        this.onExit(c, null, 'hung')
+      }
+    }
   }
 
   private members(group: number): Child[] {
@@ -115,6 +147,10 @@ export class Launcher {
         reject: fail,
       }
       for (const c of this.children.values()) if (c.node === 0) this.spawn(c)
+      if (this.hangTimeoutMs > 0) {
+        this.watchdog = setInterval(() => this.checkHangs(), Math.min(5000, this.hangTimeoutMs / 2))
+        this.watchdog.unref()
+      }
     })
   }
 
@@ -245,6 +281,7 @@ export class Launcher {
   /** SIGTERM every local child, then SIGKILL what is left after `graceMs`. */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true
+    if (this.watchdog) clearInterval(this.watchdog)
     const running = [...this.children.values()].map((c) => c.proc).filter((p): p is ChildProcess => p !== null && p.exitCode === null)
     await stopProcesses(running, graceMs)
     for (const o of this.outboxes.values()) o.close()

@@ -94,7 +94,10 @@ async function main(): Promise<void> {
       fatal: (msg) => launcher.onFatal(msg),
       batch_str: (msg) => engine.onBatch(msg),
       req_error: (msg) => engine.onError(msg),
-      process_stats: (msg) => metrics.onProcessStats(msg),
+      process_stats: (msg) => {
+        launcher.onHeartbeat(msg)
+        metrics.onProcessStats(msg)
+      },
       process_exited: (msg) => launcher.onRemoteExit(msg),
     },
     (err) => log.error({ err }, 'bad message'),
