@@ -21,6 +21,7 @@ const samplingProperties = {
   stream: { type: ['boolean', 'null'] },
   stream_options: {
     type: ['object', 'null'],
+    additionalProperties: false,
     properties: { include_usage: { type: ['boolean', 'null'] } },
   },
   n: { type: ['integer', 'null'], minimum: 1, maximum: 1 },

@@ -42,6 +42,7 @@ const cases: [string, string, unknown, number, string | RegExp, Record<string, s
   ['unknown route', '/v1/nothing', ok, 404, 'SPANSERVE_ERR_NOT_FOUND'],
   ['unknown field', '/v1/completions', { ...ok, temprature: 0.5 }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['unsupported option value', '/v1/completions', { ...ok, frequency_penalty: 0.5 }, 400, 'SPANSERVE_ERR_VALIDATION'],
+  ['unknown field in stream_options', '/v1/completions', { ...ok, stream_options: { include_usage: true, extra: { a: 1 } } }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['unknown field in a chat message', '/v1/chat/completions', { model: 'default', messages: [{ role: 'user', content: 'x', extra: 1 }] }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['wrong content type', '/v1/completions', 'model=default', 415, 'SPANSERVE_ERR_MEDIA_TYPE', { 'content-type': 'application/x-www-form-urlencoded' }],
   ['JSON sent as text/plain', '/v1/completions', JSON.stringify(ok), 415, 'SPANSERVE_ERR_MEDIA_TYPE', { 'content-type': 'text/plain' }],
