@@ -4,7 +4,7 @@
  */
 import { runChild } from '../process/child.ts'
 import { Inbox, Outbox } from '../ipc/channel.ts'
-import type { ForwardBatch } from '../ipc/messages.ts'
+import type { ForwardBatch, PrefillEntry } from '../ipc/messages.ts'
 import { openRunner } from './open-runner.ts'
 import * as tracing from '../tracing/index.ts'
 
@@ -23,6 +23,9 @@ await runChild('worker', async (ctx) => {
     const tokens: number[] = []
     const failed: string[] = []
     let allReduceMs = 0
+    const traced = tracing.isTracingEnabled()
+    // Slices are recorded once the step's answer has left (below): the scheduler's turnaround pays for them, not the step.
+    const prefillSlices: { entry: PrefillEntry; startNs: number; endNs: number; reduced: number }[] = []
     const t0 = performance.now()
     for (const entry of batch.prefill) {
       if (entry.start > 0 && !runner.has(entry.rid)) {
@@ -30,17 +33,10 @@ await runChild('worker', async (ctx) => {
         continue
       }
       if (entry.start === 0) tracing.reqStart(entry.rid, entry.trace)
-      const s0 = tracing.nowNs()
+      const s0 = traced ? tracing.nowNs() : 0
       const { tokens: first, allReduceMs: reduced = 0 } = await runner.prefill(entry)
       allReduceMs += reduced
-      tracing.batchSlice(
-        [entry.rid],
-        entry.last ? tracing.SLICE.prefillForward : tracing.SLICE.chunkedPrefill,
-        s0,
-        tracing.nowNs(),
-        { 'spanserve.prefill.start': entry.start, 'spanserve.prefill.tokens': entry.tokens.length, [tracing.SPANSERVE_STEP]: batch.step, 'spanserve.tp.all_reduce_ms': reduced },
-        entry.last ? 1 : 2,
-      )
+      if (traced) prefillSlices.push({ entry, startNs: s0, endNs: tracing.nowNs(), reduced })
       if (entry.last) {
         rids.push(entry.rid)
         tokens.push(first[0]!)
@@ -56,14 +52,12 @@ await runChild('worker', async (ctx) => {
         inputs.push(batch.decodeTokens[i]!)
       } else failed.push(rid)
     }
+    let decodeSlice: { startNs: number; endNs: number; reduced: number } | null = null
     if (decodable.length > 0) {
-      const d0 = tracing.nowNs()
+      const d0 = traced ? tracing.nowNs() : 0
       const { tokens: next, allReduceMs: reduced = 0 } = await runner.decode(decodable, Int32Array.from(inputs))
       allReduceMs += reduced
-      // One slice per request for the one session run they shared; folded into decode_loop below level 3.
-      const attributes = tracing.batchAttributes(batch.step, decodable.length, batch.step)
-      attributes['spanserve.tp.all_reduce_ms'] = reduced
-      tracing.batchSlice(decodable, tracing.SLICE.decodeForward, d0, tracing.nowNs(), attributes, 3)
+      if (traced) decodeSlice = { startNs: d0, endNs: tracing.nowNs(), reduced }
       for (let i = 0; i < decodable.length; i++) {
         rids.push(decodable[i]!)
         tokens.push(next[i]!)
@@ -71,6 +65,22 @@ await runChild('worker', async (ctx) => {
     }
     const t2 = performance.now()
     toScheduler.post({ type: 'forward_out', step: batch.step, tpRank, allReduceMs, rids, tokens: Int32Array.from(tokens), failed, prefillMs: t1 - t0, decodeMs: t2 - t1 })
+    for (const { entry, startNs, endNs, reduced } of prefillSlices) {
+      tracing.batchSlice(
+        [entry.rid],
+        entry.last ? tracing.SLICE.prefillForward : tracing.SLICE.chunkedPrefill,
+        startNs,
+        endNs,
+        { 'spanserve.prefill.start': entry.start, 'spanserve.prefill.tokens': entry.tokens.length, [tracing.SPANSERVE_STEP]: batch.step, 'spanserve.tp.all_reduce_ms': reduced },
+        entry.last ? 1 : 2,
+      )
+    }
+    if (decodeSlice) {
+      // One slice per request for the one session run they shared; folded into decode_loop below level 3.
+      const attributes = tracing.batchAttributes(batch.step, decodable.length, batch.step)
+      attributes['spanserve.tp.all_reduce_ms'] = decodeSlice.reduced
+      tracing.batchSlice(decodable, tracing.SLICE.decodeForward, decodeSlice.startNs, decodeSlice.endNs, attributes, 3)
+    }
   }
 
   // Steps arrive in lockstep, but a chain keeps them ordered even if two are ever in flight.
