@@ -62,19 +62,23 @@ export class Inbox {
 }
 
 export class Outbox {
-  // immediate: nothing is queued for a peer that is not connected, so a restarted process never
-  // receives messages meant for the one that died; sends wait (in order) until it is back.
-  private readonly sock: zmq.Push
+  private sock: zmq.Push
   private readonly queue: Buffer[][] = []
   private draining = false
   private closed = false
 
   constructor(
     readonly address: string,
-    keys?: CurveKeys | null,
+    private readonly keys?: CurveKeys | null,
   ) {
-    this.sock = new zmq.Push({ linger: 0, sendHighWaterMark: 100_000, immediate: true, ...connectOptions(keys) })
-    this.sock.connect(address)
+    this.sock = this.open()
+  }
+
+  // immediate: nothing is queued for a peer that is not connected; sends wait (in order) until it is.
+  private open(): zmq.Push {
+    const sock = new zmq.Push({ linger: 0, sendHighWaterMark: 100_000, immediate: true, ...connectOptions(this.keys) })
+    sock.connect(this.address)
+    return sock
   }
 
   /** Never blocks the caller; messages leave in order. */
@@ -92,15 +96,23 @@ export class Outbox {
         await this.sock.send(frames)
       }
     } catch {
-      // Closed under us: pending messages have no receiver any more.
+      // Closed under us (discard or close): what was pending has no receiver any more.
     } finally {
       this.draining = false
+      if (this.queue.length > 0 && !this.closed) void this.drain()
     }
   }
 
-  /** Drop what has not left yet: its receiver died and its requests were failed. */
+  /**
+   * Drop everything that has not reached the receiver: it died and its requests were failed. The
+   * socket is replaced too, because a send already handed to ZeroMQ would otherwise wait for the
+   * restarted process and deliver it a message meant for the dead one.
+   */
   discard(): void {
     this.queue.length = 0
+    if (this.closed) return
+    this.sock.close()
+    this.sock = this.open()
   }
 
   close(): void {

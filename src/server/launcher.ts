@@ -211,6 +211,7 @@ export class Launcher {
     }
     if (c.restartWithGroup) {
       c.restartWithGroup = false
+      this.outbox(c).discard()
       if (c.node === 0) this.respawn(c)
       return
     }
@@ -223,15 +224,21 @@ export class Launcher {
     } else {
       // Only this group stops: its requests fail, the other groups keep serving.
       this.tellTokenizer(c.group, false, `${c.key} died`)
-      for (const other of this.members(c.group)) if (other !== c && other.ready) this.outbox(other).post(reset)
       // TP ranks run in lockstep and count their all-reduces from start: the group restarts whole.
-      if (this.tpSize > 1) for (const w of this.members(c.group)) if (w !== c && w.spec.role === 'worker') this.restartWithGroup(w)
+      // Those are killed, not reset: a reset still on its way would reach their successors instead.
+      const restarting = (w: Child) => this.tpSize > 1 && w.spec.role === 'worker'
+      for (const other of this.members(c.group)) {
+        if (other === c) continue
+        if (restarting(other)) this.restartWithGroup(other)
+        else if (other.ready) this.outbox(other).post(reset)
+      }
     }
     if (c.node === 0) this.respawn(c)
   }
 
   private restartWithGroup(w: Child): void {
     w.ready = false
+    this.outbox(w).discard()
     if (w.node === 0) {
       if (!w.proc) return
       w.restartWithGroup = true
