@@ -32,6 +32,17 @@ export function int64(values: number[], dims: number[]): ort.Tensor {
 }
 
 /** Greedy decoding of one sequence with the KV cache; returns the new tokens. */
+/** Feeds for one unpadded sequence: `chunk` at positions pos.., after `pos` cached tokens. */
+export function sequenceFeeds(past: Record<string, ort.Tensor>, chunk: number[], pos: number): Record<string, ort.Tensor> {
+  const S = chunk.length;
+  return {
+    ...past,
+    input_ids: int64(chunk, [1, S]),
+    attention_mask: int64(new Array(pos + S).fill(1), [1, pos + S]),
+    position_ids: int64(chunk.map((_, i) => pos + i), [1, S]),
+  };
+}
+
 export async function greedy(session: ort.InferenceSession, shape: DecoderShape, prompt: number[], steps: number): Promise<number[]> {
   let past = emptyPast(shape, 1);
   let chunk = prompt;
@@ -39,12 +50,7 @@ export async function greedy(session: ort.InferenceSession, shape: DecoderShape,
   const out: number[] = [];
   for (let s = 0; s < steps; s++) {
     const S = chunk.length;
-    const result = await session.run({
-      ...past,
-      input_ids: int64(chunk, [1, S]),
-      attention_mask: int64(new Array(pos + S).fill(1), [1, pos + S]),
-      position_ids: int64(chunk.map((_, i) => pos + i), [1, S]),
-    });
+    const result = await session.run(sequenceFeeds(past, chunk, pos));
     const logits = result.logits!.data as Float32Array;
     const V = shape.vocabSize;
     let best = 0;

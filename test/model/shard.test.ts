@@ -21,7 +21,7 @@ import { ensureShards } from '../../src/model/tp/shard-cache.ts';
 import { shardModel } from '../../src/model/tp/shard.ts';
 import { openRankShard, type RankSegments } from '../../src/worker/tp/segments.ts';
 import { TEST_CACHE_DIR } from '../helpers/server.ts';
-import { emptyPast, int64, maxAbsDiff, presentAsPast } from './ort-helpers.ts';
+import { emptyPast, int64, maxAbsDiff, presentAsPast, sequenceFeeds } from './ort-helpers.ts';
 
 const TOLERANCE = 1e-4;
 const create = (m: string | Uint8Array): Promise<ort.InferenceSession> => ort.InferenceSession.create(m as Uint8Array);
@@ -82,12 +82,7 @@ async function compareWithWhole(t: Test, spec: LlamaSpec, weights: LlamaWeights,
   const tokens: number[] = [];
   for (let s = 0; s <= steps; s++) {
     const S = chunk.length;
-    const out = await whole.run({
-      ...past,
-      input_ids: int64(chunk, [1, S]),
-      attention_mask: int64(new Array(pos + S).fill(1), [1, pos + S]),
-      position_ids: int64(chunk.map((_, i) => pos + i), [1, S]),
-    });
+    const out = await whole.run(sequenceFeeds(past, chunk, pos));
     const expected = out.logits!.data as Float32Array;
     const got = await segmented.run(chunk, pos);
     const diff = maxAbsDiff(got, expected);
