@@ -63,7 +63,10 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
   lines.push('')
   for (const [name, what] of [
     ['limit', 'the worker\'s own `ModelRunner` (src/worker/runner.ts) on an ONNX Runtime session (src/worker/session.ts) in the bench process: N prompts prefilled one after another, then decoded together, one session run per step. No HTTP, ZeroMQ or scheduler: what the hardware and the runner give.'],
-    ['off', 'the real server (`src/server/main.ts` and its tokenizer, scheduler and worker processes), streaming SSE from `/v1/completions`.'],
+    ['limitspin', 'the limit with ONNX Runtime\'s intra-op threads spinning while they wait for work (ONNX Runtime\'s own default; spanserve and the limit turn it off).'],
+    ['off', 'the real server (`src/server/main.ts` and its tokenizer, scheduler and worker processes), streaming SSE from `/v1/completions`, with its defaults: the overlap schedule, ONNX Runtime\'s threads not spinning.'],
+    ['lockstep', 'spanserve, tracing off, `--disable-overlap-schedule`: the scheduler sends a step only once the last one\'s tokens are back (what it always did before 2026-11-22).'],
+    ['spin', 'spanserve, tracing off, `--intra-op-spinning`: ONNX Runtime\'s threads spin while they wait (ONNX Runtime\'s default, and spanserve\'s before 2026-11-22).'],
     ['baselimit', 'the limit driven by the `ModelRunner` of another checkout (`--base DIR`, here the revision before the runner changes below): the before of a before/after, in the same run.'],
     ['base', 'spanserve, tracing off, served from that other checkout (`--base DIR`).'],
     ['on', 'the same with `--trace-enable --trace-level 3 --trace-sample-rate 1` (level 3: a span per request per decode step), every span exported over OTLP gRPC to a live receiver in another process (bench/otlp-sink.ts). The receiver takes each export\'s bytes and counts its spans only after the server has stopped: in a deployment the collector decodes on other cores or another host, so its decoding is not charged to the server here (see "Tracing overhead").'],

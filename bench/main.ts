@@ -67,6 +67,8 @@ const models: BenchResult['models'] = []
 const tjsMissing = opts.configs.includes('tjs') ? await transformersJsUnavailable() : null
 const maxBatchSize = Math.max(64, ...opts.concurrencies)
 const extraArgs = opts.intraOpThreads > 0 ? ['--intra-op-threads', String(opts.intraOpThreads)] : []
+/** Server flags that make a configuration. */
+const CONFIG_FLAGS: Partial<Record<ConfigName, string[]>> = { dp2: ['--dp-size', '2'], lockstep: ['--disable-overlap-schedule'], spin: ['--intra-op-spinning'] }
 
 say('tracing module microbenchmark (bench/tracing-slice.ts)')
 const tracingMicro = await runTracingMicro()
@@ -103,8 +105,10 @@ for (const preset of opts.models) {
   const targets: Target[] = []
   const texts = new Map<ConfigName, string[]>()
   // The limit always runs its check prompts: its greedy tokens are the reference.
-  const limit = await LimitRunner.open(modelDir, opts.intraOpThreads)
-  const baseLimit = opts.configs.includes('baselimit') ? await LimitRunner.open(modelDir, opts.intraOpThreads, opts.base!) : null
+  const threads = { intraOp: opts.intraOpThreads, spinning: false }
+  const limit = await LimitRunner.open(modelDir, threads)
+  const baseLimit = opts.configs.includes('baselimit') ? await LimitRunner.open(modelDir, threads, opts.base!) : null
+  const spinLimit = opts.configs.includes('limitspin') ? await LimitRunner.open(modelDir, { ...threads, spinning: true }) : null
   await limit.round(prompts.slice(0, 4), Math.min(opts.maxTokens, 16))
   const reference: string[] = []
   for (const p of checkPrompts) reference.push(tokenizer.decode((await limit.round([p], opts.maxTokens)).tokens[0]!, { skip_special_tokens: true }))
@@ -116,17 +120,18 @@ for (const preset of opts.models) {
       stop: async () => ({}),
     })
   }
-  if (baseLimit) {
-    await baseLimit.round(prompts.slice(0, 4), Math.min(opts.maxTokens, 16))
+  for (const [config, other] of [['baselimit', baseLimit], ['limitspin', spinLimit]] as const) {
+    if (!other) continue
+    await other.round(prompts.slice(0, 4), Math.min(opts.maxTokens, 16))
     targets.push({
-      config: 'baselimit',
-      level: (n, total, from) => limitLevel(baseLimit, prompts, opts.maxTokens, n, Math.ceil(total / n), from),
+      config,
+      level: (n, total, from) => limitLevel(other, prompts, opts.maxTokens, n, Math.ceil(total / n), from),
       pids: () => ({ bench: process.pid }),
       stop: async () => ({}),
     })
   }
   try {
-    for (const config of opts.configs.filter((c) => c !== 'limit' && c !== 'baselimit')) {
+    for (const config of opts.configs.filter((c) => c !== 'limit' && c !== 'baselimit' && c !== 'limitspin')) {
       say(`starting ${CONFIG_LABELS[config]} [${preset}]`)
       if (config === 'tjs' && tjsMissing) {
         say(`  left out: ${tjsMissing}`)
@@ -140,7 +145,7 @@ for (const preset of opts.models) {
               modelDir,
               traceLevel: config === 'on' || config === 'onlive' ? 3 : config === 'on2' ? 2 : null,
               maxBatchSize,
-              extraArgs: config === 'dp2' ? [...extraArgs, '--dp-size', '2'] : extraArgs,
+              extraArgs: [...extraArgs, ...(CONFIG_FLAGS[config] ?? [])],
               root: config === 'base' ? opts.base! : undefined,
               sinkDecode: config === 'onlive' ? 'live' : opts.sinkDecode,
             })

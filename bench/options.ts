@@ -2,15 +2,18 @@
 import { parseArgs } from 'node:util'
 import type { PresetName } from '../src/model/presets.ts'
 
-export const CONFIG_NAMES = ['limit', 'baselimit', 'off', 'base', 'on', 'onlive', 'on2', 'dp2', 'tjs'] as const
+export const CONFIG_NAMES = ['limit', 'limitspin', 'baselimit', 'off', 'lockstep', 'spin', 'base', 'on', 'onlive', 'on2', 'dp2', 'tjs'] as const
 /** Run unless --configs says otherwise; base and baselimit join them when --base is given. */
 export const DEFAULT_CONFIGS: readonly ConfigName[] = ['limit', 'off', 'on', 'onlive', 'on2', 'dp2', 'tjs']
 export type ConfigName = (typeof CONFIG_NAMES)[number]
 
 export const CONFIG_LABELS: Record<ConfigName, string> = {
   limit: 'limit (bare ORT loop)',
+  limitspin: 'limit, ORT threads spinning',
   baselimit: 'limit, --base runner',
   off: 'spanserve, tracing off',
+  lockstep: 'spanserve, tracing off, --disable-overlap-schedule',
+  spin: 'spanserve, tracing off, --intra-op-spinning',
   base: 'spanserve --base, tracing off',
   on: 'spanserve, tracing on',
   onlive: 'spanserve, tracing on, sink decoding live',
@@ -49,11 +52,13 @@ const HELP = `usage: npm run bench -- [flags]
 
   --models LIST          model presets, comma-separated (default: default; add large: default,large,
                          about 7 more minutes on 2 cores)
-  --configs LIST         of limit,baselimit,off,base,on,onlive,on2,dp2,tjs (default: all but
-                         baselimit,base, which join with --base). on: tracing at level 3 (every
-                         decode step); onlive: the same with the OTLP sink decoding every export
-                         as it arrives (see --sink-decode); on2: level 2 (the default level);
-                         dp2: --dp-size 2
+  --configs LIST         of limit,limitspin,baselimit,off,lockstep,spin,base,on,onlive,on2,dp2,tjs
+                         (default: limit,off,on,onlive,on2,dp2,tjs; baselimit,base join with
+                         --base). on: tracing at level 3 (every decode step); onlive: the same
+                         with the OTLP sink decoding every export as it arrives (see
+                         --sink-decode); on2: level 2 (the default level); dp2: --dp-size 2;
+                         lockstep: --disable-overlap-schedule; spin: --intra-op-spinning;
+                         limitspin: the limit with ONNX Runtime's threads spinning
   --base DIR             another checkout of spanserve (node_modules linked) to compare against:
                          adds baselimit (its ModelRunner in this process) and base (its server)
   --concurrency LIST     concurrency levels (default: 1,4,16,64)

@@ -25,11 +25,23 @@ export interface OpenSession {
   provider: 'cuda' | 'cpu'
 }
 
-export async function openSession(onnxPath: string, device: Device, intraOpThreads: number, log: Logger): Promise<OpenSession> {
-  const base: ort.InferenceSession.SessionOptions = {
-    graphOptimizationLevel: 'all',
-    ...(intraOpThreads > 0 ? { intraOpNumThreads: intraOpThreads } : {}),
+export interface CpuThreads {
+  /** 0: ONNX Runtime's choice (one per core). */
+  intraOp: number
+  /** Whether idle intra-op threads spin (ONNX Runtime's default) rather than sleep. */
+  spinning: boolean
+}
+
+/** Session options for the CPU thread pool. */
+export function threadOptions(threads: CpuThreads): ort.InferenceSession.SessionOptions {
+  return {
+    ...(threads.intraOp > 0 ? { intraOpNumThreads: threads.intraOp } : {}),
+    extra: { session: { intra_op: { allow_spinning: threads.spinning ? '1' : '0' } } },
   }
+}
+
+export async function openSession(onnxPath: string, device: Device, threads: CpuThreads, log: Logger): Promise<OpenSession> {
+  const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', ...threadOptions(threads) }
   if (device === 'auto' && !cudaProviderInstalled()) {
     log.info({ provider: 'cpu' }, 'CUDA execution provider not installed, ONNX Runtime session on CPU')
   } else if (device !== 'cpu') {
