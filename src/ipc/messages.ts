@@ -84,7 +84,8 @@ export interface ForwardBatch {
   decode: string[]
   /**
    * The input token of each decode entry: the token sampled last step. Only TP rank 0 samples, so
-   * the other ranks learn it here.
+   * the other ranks learn it here. Empty under the overlap schedule (TP size 1), where the scheduler
+   * does not know it yet: each sequence takes the worker's own last sampled token.
    */
   decodeTokens: Int32Array
   /** Sequences to drop from the KV cache before this step. */

@@ -1,8 +1,15 @@
 /**
- * Continuous batching for one data-parallel rank. One step at a time, in lockstep with the worker:
- * finished and aborted sequences are released, waiting requests join at step boundaries while the
- * batch size and KV budget allow, prompts prefill in chunks within a per-step token budget, and every
- * sequence past its prefill decodes in the same session run.
+ * Continuous batching for one data-parallel rank. Finished and aborted sequences are released,
+ * waiting requests join at step boundaries while the batch size and KV budget allow, prompts prefill
+ * in chunks within a per-step token budget, and every sequence past its prefill decodes in the same
+ * session run.
+ *
+ * Overlap (SGLang's overlap schedule): the next step is sent while the current one runs, so the
+ * worker finds it queued and never idles through the scheduler's turnaround. The worker feeds each
+ * sequence its own last sampled token, so the scheduler need not know it yet. A step's batch is
+ * decided from what was sent, not what came back: `max_tokens` and the context length are known in
+ * advance, so only a sequence that stops on EOS (or is aborted) runs one step too many, whose token
+ * is dropped. With `depth` 1 (TP, or --disable-overlap-schedule) each step waits for the last.
  */
 import type { BatchTokenIdOutput, FinishReason, ProcessStats, RequestStats, ForwardBatch, ForwardBatchOutput, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
 import { KvBudget } from './budget.ts'
@@ -19,6 +26,8 @@ export interface LoopLimits {
   eosTokenIds: readonly number[]
   /** Ranks that answer each step. */
   tpSize: number
+  /** Steps in flight at once: 2 overlaps scheduling with the worker's step, 1 is lockstep. */
+  depth: 1 | 2
 }
 
 /** What the loop tells its process about each request's life, for tracing. */
@@ -42,6 +51,15 @@ export interface LoopIo {
   observer?: LoopObserver
 }
 
+interface PendingStep {
+  batch: ForwardBatch
+  answers: number
+  primary: ForwardBatchOutput | null
+  failed: Set<string>
+  result: Promise<ForwardBatchOutput | null>
+  resolve: (out: ForwardBatchOutput | null) => void
+}
+
 export class SchedulerLoop {
   readonly waiting: WaitingQueue
   readonly budget: KvBudget
@@ -51,8 +69,8 @@ export class SchedulerLoop {
   private decoding = new Map<string, SchedRequest>()
   private release: string[] = []
   private step = 0
-  /** The step in flight: it completes once every TP rank has answered. */
-  private pending: { step: number; answers: number; primary: ForwardBatchOutput | null; failed: Set<string>; resolve: (out: ForwardBatchOutput | null) => void } | null = null
+  /** Steps in flight, oldest first: each completes once every TP rank has answered. */
+  private pending: PendingStep[] = []
   private wakeUp: (() => void) | null = null
   private closed = false
   private readonly eos: Set<number>
@@ -86,7 +104,7 @@ export class SchedulerLoop {
       return
     }
     const now = performance.now()
-    const req: SchedRequest = { ...msg, prefilled: 0, generated: 0, lastToken: -1, reserved, enqueuedAt: now, admittedAt: 0, prefillMs: 0, decodeMs: 0 }
+    const req: SchedRequest = { ...msg, prefilled: 0, generated: 0, scheduled: 0, lastToken: -1, reserved, enqueuedAt: now, admittedAt: 0, prefillMs: 0, decodeMs: 0 }
     if (!this.waiting.push(req)) {
       this.fail(msg.rid, 'SPANSERVE_ERR_QUEUE_FULL', `the waiting queue is full (${this.waiting.capacity} requests)`)
       return
@@ -113,18 +131,17 @@ export class SchedulerLoop {
     this.decoding.clear()
     this.release = []
     this.budget.reset()
-    this.pending?.resolve(null)
-    this.pending = null
+    for (const p of this.pending) p.resolve(null)
+    this.pending = []
   }
 
   onForwardOutput(out: ForwardBatchOutput): void {
-    const p = this.pending
-    if (!p || p.step !== out.step) return
+    const p = this.pending.find((s) => s.batch.step === out.step)
+    if (!p) return
     p.answers++
     if (out.tpRank === 0) p.primary = out
     for (const rid of out.failed) p.failed.add(rid)
     if (p.answers < this.limits.tpSize || p.primary === null) return
-    this.pending = null
     p.resolve({ ...p.primary, failed: [...p.failed] })
   }
 
@@ -150,8 +167,22 @@ export class SchedulerLoop {
     this.io.observer?.ended(req, reason, error)
   }
 
+  /** Whether a decoding sequence takes part in the next step: it still has tokens to generate once the steps sent are done. */
+  private wantsDecode(req: SchedRequest): boolean {
+    return req.scheduled < req.maxTokens && req.inputIds.length + req.scheduled < this.limits.contextLength
+  }
+
   /** Decide the next step, or null when there is nothing to do. */
   private buildBatch(): ForwardBatch | null {
+    // Decoders first: a sequence whose prompt completes in this step decodes from the next one on.
+    const decode: string[] = []
+    const decodeTokens = new Int32Array(this.limits.depth === 1 ? this.decoding.size : 0)
+    for (const req of this.decoding.values()) {
+      if (!this.wantsDecode(req)) continue
+      if (this.limits.depth === 1) decodeTokens[decode.length] = req.lastToken
+      decode.push(req.rid)
+      req.scheduled++
+    }
     const prefill: PrefillEntry[] = []
     let tokenBudget = this.limits.maxPrefillTokens
     // Admit from the queue while room remains in the batch and the KV budget.
@@ -164,38 +195,40 @@ export class SchedulerLoop {
       next.trace = this.io.observer?.admitted(next) ?? next.trace
       this.prefilling.push(next)
     }
+    let done = 0
     for (const req of this.prefilling) {
       if (tokenBudget <= 0) break
       const take = Math.min(tokenBudget, req.inputIds.length - req.prefilled)
       const start = req.prefilled
+      const last = start + take === req.inputIds.length
       prefill.push({
         rid: req.rid,
         trace: start === 0 ? req.trace : null,
         tokens: req.inputIds.subarray(start, start + take),
         start,
-        last: start + take === req.inputIds.length,
+        last,
         sampling: start === 0 ? req.sampling : null,
       })
+      req.prefilled += take
       tokenBudget -= take
+      if (last) {
+        req.scheduled = 1
+        this.decoding.set(req.rid, req)
+        done++
+      }
     }
-    const decode: string[] = []
-    const decodeTokens = new Int32Array(this.decoding.size)
-    for (const req of this.decoding.values()) {
-      decodeTokens[decode.length] = req.lastToken
-      decode.push(req.rid)
-    }
+    // Prompts complete in admission order, so the ones done are at the front.
+    if (done > 0) this.prefilling.splice(0, done)
     if (prefill.length === 0 && decode.length === 0 && this.release.length === 0) return null
     const release = this.release
     this.release = []
-    return { type: 'forward', step: ++this.step, prefill, decode, decodeTokens, release }
+    return { type: 'forward', step: ++this.step, prefill, decode, decodeTokens: decodeTokens.length === decode.length ? decodeTokens : decodeTokens.slice(0, decode.length), release }
   }
 
   private apply(batch: ForwardBatch, out: ForwardBatchOutput): void {
     for (const entry of batch.prefill) {
-      const req = this.prefilling.find((r) => r.rid === entry.rid)
-      if (!req) continue
-      req.prefilled = entry.start + entry.tokens.length
-      req.prefillMs += out.prefillMs
+      const req = this.decoding.get(entry.rid) ?? this.prefilling.find((r) => r.rid === entry.rid)
+      if (req) req.prefillMs += out.prefillMs
     }
     for (const rid of batch.decode) {
       const req = this.decoding.get(rid)
@@ -212,13 +245,9 @@ export class SchedulerLoop {
     }
     for (let i = 0; i < out.rids.length; i++) {
       const rid = out.rids[i]!
-      let req = this.decoding.get(rid)
-      if (!req) {
-        const p = this.prefilling.findIndex((r) => r.rid === rid)
-        if (p < 0) continue // aborted while the step ran
-        req = this.prefilling.splice(p, 1)[0]!
-        this.decoding.set(rid, req)
-      }
+      // Gone: aborted while the step ran, or stopped on EOS a step earlier (an overlapped step's extra token).
+      const req = this.decoding.get(rid)
+      if (!req) continue
       const token = out.tokens[i]!
       req.generated++
       req.lastToken = token
@@ -254,17 +283,26 @@ export class SchedulerLoop {
   /** The step loop; returns when closed. */
   async run(): Promise<void> {
     while (!this.closed) {
-      const batch = this.buildBatch()
-      if (batch === null) {
+      const batch = this.pending.length < this.limits.depth ? this.buildBatch() : null
+      if (batch !== null) {
+        let resolve!: (out: ForwardBatchOutput | null) => void
+        const result = new Promise<ForwardBatchOutput | null>((r) => (resolve = r))
+        this.pending.push({ batch, answers: 0, primary: null, failed: new Set(), result, resolve })
+        this.io.onStep?.(batch, this.waiting.length)
+        if (batch.decode.length > 0 && this.batchSizes.length < 100_000) this.batchSizes.push(batch.decode.length)
+        this.io.forward(batch)
+        if (this.pending.length < this.limits.depth) continue
+      }
+      const oldest = this.pending[0]
+      if (oldest === undefined) {
         await new Promise<void>((resolve) => (this.wakeUp = resolve))
         continue
       }
-      const result = new Promise<ForwardBatchOutput | null>((resolve) => (this.pending = { step: batch.step, answers: 0, primary: null, failed: new Set(), resolve }))
-      this.io.onStep?.(batch, this.waiting.length)
-      if (batch.decode.length > 0 && this.batchSizes.length < 100_000) this.batchSizes.push(batch.decode.length)
-      this.io.forward(batch)
-      const out = await result
-      if (out !== null) this.apply(batch, out)
+      const out = await oldest.result
+      // reset() empties the list and answers null; otherwise the oldest step is the one answered.
+      if (out === null || this.pending[0] !== oldest) continue
+      this.pending.shift()
+      this.apply(oldest.batch, out)
     }
   }
 }

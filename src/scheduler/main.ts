@@ -20,6 +20,8 @@ await runChild('scheduler', async (ctx) => {
       contextLength,
       eosTokenIds: model.eosTokenIds,
       tpSize: config.tpSize,
+      // Rank 0 alone samples, so TP ranks must be told each step's tokens: lockstep.
+      depth: config.tpSize > 1 || config.disableOverlapSchedule ? 1 : 2,
     },
     {
       forward: (batch) => {

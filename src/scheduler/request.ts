@@ -2,10 +2,12 @@ import type { TokenizedGenerateReqInput } from '../ipc/messages.ts'
 
 /** Everything the scheduler knows of one request (TGI's queue entry). */
 export interface SchedRequest extends Omit<TokenizedGenerateReqInput, 'type'> {
-  /** Prompt tokens already in the worker's KV cache. */
+  /** Prompt tokens sent to the worker's KV cache (in steps done or in flight). */
   prefilled: number
-  /** Tokens generated so far. */
+  /** Tokens generated so far (answers received). */
   generated: number
+  /** Tokens that the steps sent so far will have generated (more than `generated` while steps are in flight). */
+  scheduled: number
   /** The last generated token: the next decode step's input. */
   lastToken: number
   /** KV tokens reserved in the budget: prompt + max_tokens. */

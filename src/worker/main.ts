@@ -45,17 +45,18 @@ await runChild('worker', async (ctx) => {
     const t1 = performance.now()
     const decodable: string[] = []
     const inputs: number[] = []
+    const given = batch.decodeTokens.length > 0
     for (let i = 0; i < batch.decode.length; i++) {
       const rid = batch.decode[i]!
       if (runner.has(rid)) {
         decodable.push(rid)
-        inputs.push(batch.decodeTokens[i]!)
+        if (given) inputs.push(batch.decodeTokens[i]!)
       } else failed.push(rid)
     }
     let decodeSlice: { startNs: number; endNs: number; reduced: number } | null = null
     if (decodable.length > 0) {
       const d0 = traced ? tracing.nowNs() : 0
-      const { tokens: next, allReduceMs: reduced = 0 } = await runner.decode(decodable, Int32Array.from(inputs))
+      const { tokens: next, allReduceMs: reduced = 0 } = await runner.decode(decodable, given ? Int32Array.from(inputs) : undefined)
       allReduceMs += reduced
       if (traced) decodeSlice = { startNs: d0, endNs: tracing.nowNs(), reduced }
       for (let i = 0; i < decodable.length; i++) {
