@@ -3,13 +3,16 @@
  * running sequence in ONE session run: pasts are left-padded to the longest, and the attention mask
  * hides the padding, so each row computes what it would alone.
  *
- * The batch's KV stays resident between decode steps: when a step decodes the same sequences in the
- * same order as the step before (steady decode), the previous step's `present.*` tensors are fed back
- * as this step's `past_key_values.*` as they are (every row grew by one, so left padding stays valid
- * and the mask gains one column). Nothing is copied into or out of the per-sequence caches then. When
- * the composition changes (a sequence joins or leaves, or a decoding sequence is prefilled again), the
- * new batch is gathered from the resident tensors (rows that stay) and the per-sequence caches (rows
- * that join), and the resident rows that drop out are written back into their own caches.
+ * The batch's KV stays resident between decode steps: each step's `present.*` tensors are fed back
+ * as the next step's `past_key_values.*` as they are (every row grew by one, so left padding stays
+ * valid and the mask gains one column). A sequence keeps its row while it decodes, whatever order the
+ * caller names it in. One that leaves frees its row (written back into its own cache unless released);
+ * one that joins is written into a free row, right-aligned: a join or a leave costs one row, not the
+ * batch. The batch is gathered anew (compacted) only when joiners do not fit (no free row, or a
+ * sequence longer than the slots), when more than a quarter of the rows are free, or when the left
+ * padding grows past an eighth of the longest row: copies of the whole KV are then rare, while
+ * continuous batching changes the batch every few steps. A free row still runs, attending to itself
+ * only; its output is ignored.
  */
 import * as ort from 'onnxruntime-node'
 import type { PrefillEntry } from '../ipc/messages.ts'
@@ -27,11 +30,14 @@ interface Sequence {
   length: number
   /** Set by release: a resident row that is not to be written back. */
   released: boolean
+  /** Its row in the resident batch, or -1. */
+  row: number
 }
 
-/** The last decode step's batch KV: `present.*` of that step, [B, heads, slots, headDim] each. */
+/** The decode batch's KV: `present.*` of the last step, [B, heads, slots, headDim] each. */
 interface Resident {
-  rows: Sequence[]
+  /** null: a free row. */
+  rows: (Sequence | null)[]
   kv: Float32Array[]
   slots: number
 }
@@ -39,11 +45,19 @@ interface Resident {
 export class RunnerError extends Error {}
 
 export interface StepResult {
-  /** One token per row (-1: none sampled). */
+  /** One token per sequence, in the caller's order (-1: none sampled). */
   tokens: Int32Array
-  /** Last-position logits, row after row. */
+  /** Last-position logits [rows, vocab], in the session's row order (see `rows`). */
   logits: Float32Array
   vocab: number
+  /** The row of `logits` that holds each sequence's, in the caller's order. */
+  rows: Int32Array
+}
+
+/** The logits of the caller's `i`-th sequence. */
+export function rowLogits(result: StepResult, i: number): Float32Array {
+  const r = result.rows[i]!
+  return result.logits.subarray(r * result.vocab, (r + 1) * result.vocab)
 }
 
 /**
@@ -120,10 +134,15 @@ export class ModelRunner {
     if (!seq) return
     seq.released = true
     this.seqs.delete(rid)
+    if (seq.row >= 0 && this.resident) this.resident.rows[seq.row] = null
+    seq.row = -1
   }
 
   clear(): void {
-    for (const s of this.seqs.values()) s.released = true
+    for (const s of this.seqs.values()) {
+      s.released = true
+      s.row = -1
+    }
     this.seqs.clear()
     this.resident = null
   }
@@ -144,21 +163,18 @@ export class ModelRunner {
     }
   }
 
-  /** Write the tokens a resident row holds beyond its own cache back into that cache. */
-  private writeBack(res: Resident, r: number): void {
-    const seq = res.rows[r]!
-    const count = seq.length - seq.kv.length
-    if (count <= 0 || seq.released) return
-    for (let idx = 0; idx < res.kv.length; idx++) seq.kv.appendFrom(res.kv[idx]!, idx, r, res.slots, res.slots - count, count)
-    seq.kv.advance(count)
-  }
-
-  /** Give up the resident batch, every live row's tokens written back into its own cache. */
-  private dropResident(): void {
+  /** Take a sequence out of the resident batch, the tokens it holds beyond its own cache written back into that cache; its row becomes free. */
+  private evict(seq: Sequence): void {
     const res = this.resident
-    if (!res) return
-    this.resident = null
-    for (let r = 0; r < res.rows.length; r++) this.writeBack(res, r)
+    if (!res || seq.row < 0) return
+    const r = seq.row
+    const count = seq.length - seq.kv.length
+    if (count > 0 && !seq.released) {
+      for (let idx = 0; idx < res.kv.length; idx++) seq.kv.appendFrom(res.kv[idx]!, idx, r, res.slots, res.slots - count, count)
+      seq.kv.advance(count)
+    }
+    res.rows[r] = null
+    seq.row = -1
   }
 
   /**
@@ -169,13 +185,13 @@ export class ModelRunner {
     let seq = this.seqs.get(entry.rid)
     if (!seq) {
       if (entry.start !== 0 || entry.sampling === null) throw new RunnerError(`prefill of unknown sequence ${entry.rid} at ${entry.start}`)
-      seq = { kv: new SequenceKv(this.shape), sampler: new Sampler(entry.sampling), lastToken: -1, length: 0, released: false }
+      seq = { kv: new SequenceKv(this.shape), sampler: new Sampler(entry.sampling), lastToken: -1, length: 0, released: false, row: -1 }
       this.seqs.set(entry.rid, seq)
     }
     const past = seq.length
     if (past !== entry.start) throw new RunnerError(`sequence ${entry.rid} holds ${past} tokens, chunk starts at ${entry.start}`)
-    // A sequence with tokens only in the resident batch is materialised first (the batch changes).
-    if (seq.kv.length !== past) this.dropResident()
+    // A sequence with tokens only in the resident batch is materialised first.
+    this.evict(seq)
     const n = entry.tokens.length
     const fresh = this.inFlight > 0
     const { big: ids, words: idWords } = this.idsScratch.take(n, fresh)
@@ -202,89 +218,114 @@ export class ModelRunner {
     const vocab = out.logits!.dims[2]!
     const logits = (out.logits!.data as Float32Array).subarray((n - 1) * vocab, n * vocab)
     if (entry.last) seq.lastToken = seq.sampler.sample(logits, 0, vocab)
-    return { tokens: Int32Array.of(entry.last ? seq.lastToken : -1), logits, vocab }
+    return { tokens: Int32Array.of(entry.last ? seq.lastToken : -1), logits, vocab, rows: Int32Array.of(0) }
   }
 
-  /** The batch's past KV for `rows`: the resident tensors when the batch is unchanged, else gathered. */
-  private pastFor(rows: readonly Sequence[]): { kv: Float32Array[]; slots: number } {
-    const res = this.resident
-    if (res && res.rows.length === rows.length && res.rows.every((s, r) => s === rows[r])) return res
+  /**
+   * Make the resident batch hold exactly `seqs` (and perhaps free rows): leavers free their rows,
+   * joiners take free rows, or the batch is gathered anew when that is due (see the file comment).
+   */
+  private place(seqs: readonly Sequence[]): Resident {
+    let res = this.resident
+    if (res) {
+      const wanted = new Set(seqs)
+      for (const s of res.rows) if (s !== null && !wanted.has(s)) this.evict(s)
+      let free = 0
+      for (const s of res.rows) if (s === null) free++
+      let joiners = 0
+      let longest = 0
+      for (const s of seqs) {
+        if (s.row < 0) joiners++
+        longest = Math.max(longest, s.length)
+      }
+      const fits = joiners <= free && longest <= res.slots
+      const sparse = (free - joiners) * 4 > res.rows.length
+      const padded = res.slots > longest + Math.max(16, longest >> 3)
+      // A run still reading the tensors (a caller not awaiting its steps) must not see them change.
+      if (fits && !sparse && !padded && this.inFlight === 0) {
+        let r = 0
+        for (const s of seqs) {
+          if (s.row >= 0) continue
+          while (res.rows[r] !== null) r++
+          res.rows[r] = s
+          s.row = r
+          for (let idx = 0; idx < res.kv.length; idx++) s.kv.writeInto(res.kv[idx]!, idx, r, res.slots)
+        }
+        return res
+      }
+    }
+    // Gather anew, in the caller's order: resident rows from the resident tensors, the others from their own caches.
     let slots = 0
-    for (const r of rows) slots = Math.max(slots, r.length)
+    for (const s of seqs) slots = Math.max(slots, s.length)
     const { numKvHeads: H, headDim: D } = this.shape
-    const B = rows.length
-    const from = new Map<Sequence, number>()
-    if (res) res.rows.forEach((s, r) => from.set(s, r))
+    const B = seqs.length
     const kv: Float32Array[] = []
     for (let idx = 0; idx < this.pastNames.length; idx++) {
       const data = new Float32Array(B * H * slots * D)
       for (let r = 0; r < B; r++) {
-        const seq = rows[r]!
-        const j = from.get(seq)
-        if (j !== undefined) copyBatchRow(this.shape, res!.kv[idx]!, j, res!.slots, data, r, slots, seq.length)
+        const seq = seqs[r]!
+        if (seq.row >= 0) copyBatchRow(this.shape, res!.kv[idx]!, seq.row, res!.slots, data, r, slots, seq.length)
         else seq.kv.writeInto(data, idx, r, slots)
       }
       kv.push(data)
     }
-    if (res) {
-      // Rows that leave the batch but live on (not released) keep their tokens in their own caches.
-      const staying = new Set(rows)
-      for (let r = 0; r < res.rows.length; r++) if (!staying.has(res.rows[r]!)) this.writeBack(res, r)
-      this.resident = null
-    }
-    return { kv, slots }
+    seqs.forEach((s, r) => (s.row = r))
+    res = { rows: [...seqs], kv, slots }
+    this.resident = res
+    return res
   }
 
   /**
-   * One decode step for all the given sequences in one session run: their next tokens and logits
-   * [B, vocab]. `inputs` are the sequences' last tokens when the caller knows them (TP ranks other
-   * than 0 do not sample); by default each sequence's own last sampled token.
+   * One decode step for all the given sequences in one session run: their next tokens and logits.
+   * `inputs` are the sequences' last tokens when the caller knows them (TP ranks other than 0 do not
+   * sample); by default each sequence's own last sampled token.
    */
   async decode(rids: readonly string[], inputs?: Int32Array): Promise<StepResult> {
-    const rows = rids.map((rid) => {
+    const seqs = rids.map((rid) => {
       const s = this.seqs.get(rid)
       if (!s || s.lastToken < 0) throw new RunnerError(`decode of sequence ${rid} that has not finished prefill`)
       return s
     })
-    const B = rows.length
-    const past = this.pastFor(rows)
-    const slots = past.slots
+    const res = this.place(seqs)
+    const B = res.rows.length
+    const slots = res.slots
     const fresh = this.inFlight > 0
     const { big: ids, words: idWords } = this.idsScratch.take(B, fresh)
     const { big: pos, words: posWords } = this.posScratch.take(B, fresh)
     const mask = this.maskScratch.take(B * (slots + 1), fresh).big.fill(1n)
     for (let r = 0; r < B; r++) {
-      const len = rows[r]!.length
-      setInt64(idWords, r, inputs ? inputs[r]! : rows[r]!.lastToken)
+      const seq = res.rows[r]!
+      // A free row attends to its own position only.
+      const len = seq === null ? 0 : seq.length
+      setInt64(idWords, r, seq === null ? 0 : seq.lastToken)
       setInt64(posWords, r, len)
       if (slots > len) mask.fill(0n, r * (slots + 1), r * (slots + 1) + (slots - len))
     }
+    if (inputs) for (let i = 0; i < seqs.length; i++) setInt64(idWords, seqs[i]!.row, inputs[i]!)
     const { numKvHeads: H, headDim: D } = this.shape
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, [B, 1]),
       attention_mask: new ort.Tensor('int64', mask, [B, slots + 1]),
     }
     if (this.usesPositionIds) feeds.position_ids = new ort.Tensor('int64', pos, [B, 1])
-    for (let idx = 0; idx < this.pastNames.length; idx++) feeds[this.pastNames[idx]!] = new ort.Tensor('float32', past.kv[idx]!, [B, H, slots, D])
-    let out: ort.InferenceSession.ReturnType
-    try {
-      out = await this.run(feeds)
-    } catch (err) {
-      // Keep the gathered batch: the rows' caches are as they were before the step.
-      this.resident = { rows, kv: past.kv, slots }
-      throw err
-    }
+    for (let idx = 0; idx < this.pastNames.length; idx++) feeds[this.pastNames[idx]!] = new ort.Tensor('float32', res.kv[idx]!, [B, H, slots, D])
+    // On failure the resident batch stays as placed: the rows' tokens are where they were before the step.
+    const out = await this.run(feeds)
     // The present tensors become the resident batch; the per-sequence caches are not touched.
-    this.resident = { rows, kv: this.presentNames.map((name) => out[name]!.data as Float32Array), slots: slots + 1 }
-    for (const row of rows) row.length += 1
+    res.kv = this.presentNames.map((name) => out[name]!.data as Float32Array)
+    res.slots = slots + 1
+    for (const seq of seqs) seq.length += 1
     const logits = out.logits!
     const vocab = logits.dims[2]!
     const data = logits.data as Float32Array
-    const next = new Int32Array(B)
-    for (let r = 0; r < B; r++) {
-      next[r] = rows[r]!.sampler.sample(data, r * vocab, vocab)
-      rows[r]!.lastToken = next[r]!
+    const next = new Int32Array(seqs.length)
+    const rows = new Int32Array(seqs.length)
+    for (let i = 0; i < seqs.length; i++) {
+      const seq = seqs[i]!
+      rows[i] = seq.row
+      next[i] = seq.sampler.sample(data, seq.row * vocab, vocab)
+      seq.lastToken = next[i]!
     }
-    return { tokens: next, logits: data, vocab }
+    return { tokens: next, logits: data, vocab, rows }
   }
 }

@@ -9,7 +9,7 @@ import { pino } from 'pino'
 import { ensureModel } from '../../src/model/build.ts'
 import { readModelInfo } from '../../src/model/load.ts'
 import { openSession } from '../../src/worker/session.ts'
-import { ModelRunner } from '../../src/worker/runner.ts'
+import { ModelRunner, rowLogits } from '../../src/worker/runner.ts'
 import type { PrefillEntry, SamplingParams } from '../../src/ipc/messages.ts'
 import { TEST_CACHE_DIR } from '../helpers/server.ts'
 
@@ -45,9 +45,10 @@ t.test('(a) KV-cache decode gives the logits of a full recompute', async (t) => 
   seq.push(first.tokens[0]!)
   let worst = 0
   for (let step = 0; step < 12; step++) {
-    const { tokens, logits } = await runner.decode(['a'])
+    const d = await runner.decode(['a'])
     const full = await recompute(seq)
-    worst = Math.max(worst, maxAbsDiff(logits, full))
+    worst = Math.max(worst, maxAbsDiff(rowLogits(d, 0), full))
+    const tokens = d.tokens
     seq.push(tokens[0]!)
   }
   t.ok(worst < TOLERANCE, `max |Δlogit| over 12 steps = ${worst.toExponential(2)} < ${TOLERANCE}`)
@@ -64,7 +65,7 @@ t.test('(b) sequences decoded together give what each gives alone', async (t) =>
     for (let s = 0; s < STEPS; s++) {
       const d = await r.decode([`s${i}`])
       out.push(d.tokens[0]!)
-      logits.push(d.logits.slice())
+      logits.push(rowLogits(d, 0).slice())
     }
     alone.push(out)
     aloneLogits.push(logits)
@@ -78,7 +79,7 @@ t.test('(b) sequences decoded together give what each gives alone', async (t) =>
     const d = await batch.decode(rids)
     for (let i = 0; i < rids.length; i++) {
       together[i]!.push(d.tokens[i]!)
-      worst = Math.max(worst, maxAbsDiff(d.logits.subarray(i * d.vocab, (i + 1) * d.vocab), aloneLogits[i]![s]!))
+      worst = Math.max(worst, maxAbsDiff(rowLogits(d, i), aloneLogits[i]![s]!))
     }
   }
   t.same(together, alone, 'greedy tokens identical, row by row')
@@ -95,7 +96,7 @@ t.test('a sequence joining a running batch leaves the others unchanged', async (
   await ref.prefill(prefillEntry('a', PROMPTS[0]!))
   for (let s = 0; s < 3; s++) await ref.decode(['a'])
   const solo = await ref.decode(['a'])
-  t.ok(maxAbsDiff(joint.logits.subarray(0, joint.vocab), solo.logits) < TOLERANCE)
+  t.ok(maxAbsDiff(rowLogits(joint, 0), rowLogits(solo, 0)) < TOLERANCE)
   t.equal(joint.tokens[0], solo.tokens[0])
   r.release('a')
   t.notOk(r.has('a'), 'released sequences leave the cache')
@@ -125,7 +126,7 @@ t.test('the resident batch: joins, leaves and skipped rows give what each sequen
     for (let s = 0; s < STEPS; s++) {
       const d = await r.decode([`s${i}`])
       tokens.push(d.tokens[0]!)
-      logits.push(d.logits.slice())
+      logits.push(rowLogits(d, 0).slice())
     }
     alone.set(i, { tokens, logits })
   }
@@ -143,7 +144,7 @@ t.test('the resident batch: joins, leaves and skipped rows give what each sequen
     members.forEach((i, row) => {
       const k = done.get(i)!
       got.get(i)!.push(d.tokens[row]!)
-      worst = Math.max(worst, maxAbsDiff(d.logits.subarray(row * d.vocab, (row + 1) * d.vocab), alone.get(i)!.logits[k]!))
+      worst = Math.max(worst, maxAbsDiff(rowLogits(d, row), alone.get(i)!.logits[k]!))
       done.set(i, k + 1)
     })
   }
@@ -164,6 +165,73 @@ t.test('the resident batch: joins, leaves and skipped rows give what each sequen
   t.ok(worst < TOLERANCE, `max |Δlogit| vs alone = ${worst.toExponential(2)}`)
 })
 
+t.test('continuous batching churn: joiners take freed rows in place, and every sequence still gets what it gets alone', async (t) => {
+  // 12 sequences over 60 steps, joining and leaving at random (seeded): free rows, in-place joins,
+  // compactions when rows are sparse or padding grows, and order changes all happen.
+  const N = 12
+  const prompts = Array.from({ length: N }, (_, i) => Array.from({ length: 1 + ((i * 7) % 23) }, (_, j) => (i * 131 + j * 17) % 1000))
+  const lengths = Array.from({ length: N }, (_, i) => 6 + ((i * 11) % 30))
+  const alone: { tokens: number[]; logits: Float32Array[] }[] = []
+  for (const [i, p] of prompts.entries()) {
+    const r = new ModelRunner(session, info)
+    const tokens = [(await r.prefill(prefillEntry(`s${i}`, p))).tokens[0]!]
+    const logits: Float32Array[] = []
+    for (let s = 0; s < lengths[i]!; s++) {
+      const d = await r.decode([`s${i}`])
+      tokens.push(d.tokens[0]!)
+      logits.push(rowLogits(d, 0).slice())
+    }
+    alone.push({ tokens, logits })
+  }
+  let seed = 7
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  const r = new ModelRunner(session, info)
+  const got = prompts.map(() => [] as number[])
+  const active: number[] = []
+  let next = 0
+  let worst = 0
+  let inPlace = 0
+  for (let step = 0; step < 60 && (next < N || active.length > 0); step++) {
+    while (next < N && active.length < 6 && rand() < 0.5) {
+      got[next]!.push((await r.prefill(prefillEntry(`s${next}`, prompts[next]!))).tokens[0]!)
+      active.push(next++)
+    }
+    if (active.length === 0) continue
+    // Shuffled: the caller's order is not the batch's.
+    const members = [...active].sort(() => rand() - 0.5)
+    const before = new Map(members.map((i) => [i, got[i]!.length]))
+    const d = await r.decode(members.map((i) => `s${i}`))
+    members.forEach((i, k) => {
+      worst = Math.max(worst, maxAbsDiff(rowLogits(d, k), alone[i]!.logits[before.get(i)! - 1]!))
+      got[i]!.push(d.tokens[k]!)
+    })
+    if (new Set(d.rows).size !== members.length) t.fail('two sequences share a row')
+    if ([...d.rows].some((row) => row >= members.length)) inPlace++
+    for (const i of [...active]) {
+      if (got[i]!.length > lengths[i]!) {
+        r.release(`s${i}`)
+        active.splice(active.indexOf(i), 1)
+      }
+    }
+  }
+  t.equal(next, N, 'every sequence ran')
+  for (const [i, tokens] of got.entries()) t.same(tokens, alone[i]!.tokens, `s${i}: greedy tokens as alone`)
+  t.ok(worst < TOLERANCE, `max |Δlogit| vs alone = ${worst.toExponential(2)}`)
+  t.ok(inPlace > 0, `steps run with free rows in the batch (${inPlace}): joins and leaves did not regather it`)
+  t.equal(r.size, 0)
+})
+
+t.test('a joiner takes the row its predecessor freed', async (t) => {
+  const r = new ModelRunner(session, info)
+  for (const i of [0, 1, 2, 3]) await r.prefill(prefillEntry(`s${i}`, PROMPTS[i]!))
+  const first = await r.decode(['s0', 's1', 's2', 's3'])
+  t.same([...first.rows], [0, 1, 2, 3])
+  r.release('s1')
+  await r.prefill(prefillEntry('s4', PROMPTS[4]!))
+  const d = await r.decode(['s3', 's4', 's0', 's2'])
+  t.same([...d.rows], [3, 1, 0, 2], 's4 in row 1; the others keep their rows')
+})
+
 t.test('a decoding sequence prefilled again continues from its resident tokens', async (t) => {
   const r = new ModelRunner(session, info)
   const seq = [...PROMPTS[0]!]
@@ -177,7 +245,7 @@ t.test('a decoding sequence prefilled again continues from its resident tokens',
   t.ok(maxAbsDiff(chunk.logits, await recompute(seq)) < TOLERANCE, 'chunk after decode = recompute')
   seq.push(chunk.tokens[0]!)
   const d = await r.decode(['a', 'b'])
-  t.ok(maxAbsDiff(d.logits.subarray(0, d.vocab), await recompute(seq)) < TOLERANCE, 'decode after the chunk = recompute')
+  t.ok(maxAbsDiff(rowLogits(d, 0), await recompute(seq)) < TOLERANCE, 'decode after the chunk = recompute')
 })
 
 t.test('top-k / top-p sampling draws what a full sort of the vocabulary draws', async (t) => {

@@ -167,11 +167,12 @@ export class TpModelRunner {
     const { hidden, reduceMs, reduces } = await this.layers([seq], ids, n, mask, pos, past)
     if (entry.last) seq.prefilled = true
     const vocab = this.spec.vocabSize
-    if (this.rank !== 0) return { tokens: Int32Array.of(-1), logits: new Float32Array(0), vocab, allReduceMs: reduceMs, allReduces: reduces }
+    const at = Int32Array.of(0)
+    if (this.rank !== 0) return { tokens: Int32Array.of(-1), logits: new Float32Array(0), vocab, rows: at, allReduceMs: reduceMs, allReduces: reduces }
     const d = this.spec.hiddenSize
     const logits = await this.logits(hidden.subarray((n - 1) * d, n * d), 1)
     if (entry.last) seq.lastToken = seq.sampler!.sample(logits, 0, vocab)
-    return { tokens: Int32Array.of(entry.last ? seq.lastToken : -1), logits, vocab, allReduceMs: reduceMs, allReduces: reduces }
+    return { tokens: Int32Array.of(entry.last ? seq.lastToken : -1), logits, vocab, rows: at, allReduceMs: reduceMs, allReduces: reduces }
   }
 
   /**
@@ -201,13 +202,15 @@ export class TpModelRunner {
     }
     const { hidden, reduceMs, reduces } = await this.layers(rows, ids, 1, mask, pos, slots)
     const vocab = this.spec.vocabSize
-    if (this.rank !== 0) return { tokens: new Int32Array(B).fill(-1), logits: new Float32Array(0), vocab, allReduceMs: reduceMs, allReduces: reduces }
+    // Rows are gathered in the caller's order each step.
+    const order = Int32Array.from(rows, (_, r) => r)
+    if (this.rank !== 0) return { tokens: new Int32Array(B).fill(-1), logits: new Float32Array(0), vocab, rows: order, allReduceMs: reduceMs, allReduces: reduces }
     const logits = await this.logits(hidden, B)
     const next = new Int32Array(B)
     for (let r = 0; r < B; r++) {
       next[r] = rows[r]!.sampler!.sample(logits, r * vocab, vocab)
       rows[r]!.lastToken = next[r]!
     }
-    return { tokens: next, logits, vocab, allReduceMs: reduceMs, allReduces: reduces }
+    return { tokens: next, logits, vocab, rows: order, allReduceMs: reduceMs, allReduces: reduces }
   }
 }
