@@ -95,7 +95,8 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
   try {
     // Ranks where they mean something: SGLang labels "Scheduler [DP n]" and "Worker [TP n] [DP n]".
     const identity = { role, dpRank: role === 'tokenizer' ? undefined : dpRank, tpRank: role === 'worker' ? tpRank : undefined }
-    await initTracing(tracingOptions(config), identity, { log })
+    // The worker's main thread runs the model: its spans are built and exported by a thread of their own.
+    await initTracing(tracingOptions(config), identity, { log, offload: role === 'worker' })
     const commonHandlers: Handlers = {
       trace_setting: (msg) => {
         setLevel(msg.level)

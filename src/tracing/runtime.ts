@@ -3,6 +3,7 @@
  * `enabled` is the one boolean every API call checks first: off means off.
  */
 import type { Tracer } from '@opentelemetry/api'
+import type { TracingOffload } from './offload.ts'
 import type { ProcessIdentity } from './options.ts'
 import type { SpanserveSampler } from './sampler.ts'
 
@@ -17,6 +18,8 @@ export interface TracingRuntime {
   valueLengthLimit: number
   identity: ProcessIdentity
   hostName: string
+  /** Set when a worker thread does this process's tracing (offload.ts): the API records calls for it. */
+  offload: TracingOffload | undefined
 }
 
 export const runtime: TracingRuntime = {
@@ -28,6 +31,7 @@ export const runtime: TracingRuntime = {
   valueLengthLimit: 4096,
   identity: { role: 'server' },
   hostName: '',
+  offload: undefined,
 }
 
 /** Called by shutdown so that every live request context is released with the SDK. */

@@ -18,6 +18,7 @@ import {
 } from './export-accounting.ts'
 import { createSpanExporter, describeDestination } from './exporters.ts'
 import type { ProcessIdentity, TracingOptions } from './options.ts'
+import { TracingOffload } from './offload.ts'
 import { resetHooks, runtime } from './runtime.ts'
 import { SpanserveSampler } from './sampler.ts'
 import { defaultThreadLabel, setThreadInfo } from './trace.ts'
@@ -29,6 +30,8 @@ export interface TracingHooks {
   log?: WarnLogger
   /** Where the console exporter writes its lines; default stdout. */
   consoleWrite?: LineWriter
+  /** Run the SDK in a worker thread (offload.ts); the API then records calls for it. */
+  offload?: boolean
 }
 
 interface Installed {
@@ -42,7 +45,19 @@ let droppedBefore = 0
 
 export async function initTracing(opts: TracingOptions, who: ProcessIdentity, hooks: TracingHooks = {}): Promise<void> {
   if (!opts.enabled) return
-  if (installed !== undefined) await shutdownTracing()
+  if (installed !== undefined || runtime.offload !== undefined) await shutdownTracing()
+  if (hooks.offload) {
+    const log = hooks.log ?? consoleWarnLogger
+    runtime.offload = await TracingOffload.start(opts, who, log, (err) => {
+      log.warn({ err: err.message }, 'tracing: the tracing thread failed; this process records no more spans')
+      runtime.enabled = false
+      runtime.offload = undefined
+    })
+    runtime.level = opts.level
+    runtime.identity = { ...who }
+    runtime.enabled = true
+    return
+  }
 
   const drops = new DropCounter(hooks.log ?? consoleWarnLogger, describeDestination(opts))
   const exporter = new CountingExporter(createSpanExporter(opts, hooks.consoleWrite), drops)
@@ -89,12 +104,21 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
 
 /** Exports what is queued now (waits at most the export timeout per batch). */
 export async function flushTracing(): Promise<void> {
+  if (runtime.offload) return runtime.offload.flush()
   if (installed === undefined) return
   await installed.provider.forceFlush().catch(() => undefined)
 }
 
 /** Flushes, stops the SDK and unregisters the globals; the API becomes a no-op again. */
 export async function shutdownTracing(): Promise<void> {
+  const offload = runtime.offload
+  if (offload !== undefined) {
+    runtime.enabled = false
+    runtime.offload = undefined
+    await offload.shutdown()
+    droppedBefore += offload.dropped
+    return
+  }
   const inst = installed
   if (inst === undefined) return
   runtime.enabled = false
@@ -112,7 +136,7 @@ export async function shutdownTracing(): Promise<void> {
 
 /** Spans lost so far in this process: queue overflow plus failed exports. */
 export function droppedSpans(): number {
-  return droppedBefore + (installed?.drops.count ?? 0)
+  return droppedBefore + (installed?.drops.count ?? 0) + (runtime.offload?.dropped ?? 0)
 }
 
 export function isTracingEnabled(): boolean {

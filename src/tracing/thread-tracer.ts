@@ -37,7 +37,7 @@ let live = 0
 
 /** Requests whose contexts are still held in this process (all threads). */
 export function liveRequestCount(): number {
-  return live
+  return runtime.offload ? runtime.offload.live : live
 }
 
 /** Ends every open span and drops every context: used on shutdown. */

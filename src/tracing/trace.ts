@@ -10,6 +10,7 @@ import type { Attributes } from '@opentelemetry/api'
 import type { ProcessIdentity } from './options.ts'
 import type { TraceCarrier } from './propagation.ts'
 import { resetHooks, runtime, type TraceLevel } from './runtime.ts'
+import { nowNs } from './time.ts'
 import {
   releaseAll,
   ThreadTracer,
@@ -49,43 +50,62 @@ export function createThreadTracer(label: string, tpRank?: number, dpRank?: numb
 }
 
 export function reqStart(rid: string, carrier: TraceCarrier | string | null | undefined, opts?: ReqStartOptions): void {
-  if (runtime.enabled) main.reqStart(rid, carrier, opts)
+  if (!runtime.enabled) return
+  if (runtime.offload) runtime.offload.call(['reqStart', rid, carrier, { ...opts, ts: opts?.ts ?? nowNs() }])
+  else main.reqStart(rid, carrier, opts)
 }
 
 export function reqFinish(rid: string, opts?: ReqFinishOptions): void {
-  if (runtime.enabled) main.reqFinish(rid, opts)
+  if (!runtime.enabled) return
+  if (runtime.offload) runtime.offload.call(['reqFinish', rid, { ...opts, ts: opts?.ts ?? nowNs() }])
+  else main.reqFinish(rid, opts)
 }
 
 export function reqAbort(rid: string, reason?: string, ts?: number): void {
-  if (runtime.enabled) main.reqAbort(rid, reason, ts)
+  if (!runtime.enabled) return
+  if (runtime.offload) runtime.offload.call(['reqAbort', rid, reason, ts ?? nowNs()])
+  else main.reqAbort(rid, reason, ts)
 }
 
 export function sliceStart(rid: string, name: string | null, opts?: SliceStartOptions): void {
-  if (runtime.enabled) main.sliceStart(rid, name, opts)
+  if (!runtime.enabled) return
+  if (runtime.offload) runtime.offload.call(['sliceStart', rid, name, { ...opts, ts: opts?.ts ?? nowNs() }])
+  else main.sliceStart(rid, name, opts)
 }
 
 export function sliceEnd(rid: string, name?: string | null, opts?: SliceEndOptions): void {
-  if (runtime.enabled) main.sliceEnd(rid, name, opts)
+  if (!runtime.enabled) return
+  if (runtime.offload) runtime.offload.call(['sliceEnd', rid, name, { ...opts, ts: opts?.ts ?? nowNs() }])
+  else main.sliceEnd(rid, name, opts)
 }
 
 export function event(rid: string, name: string, attributes?: Attributes, ts?: number): void {
-  if (runtime.enabled) main.event(rid, name, attributes, ts)
+  if (!runtime.enabled) return
+  if (runtime.offload) runtime.offload.call(['event', rid, name, attributes, ts ?? nowNs()])
+  else main.event(rid, name, attributes, ts)
 }
 
 export function sliceAttrs(rid: string, attributes: Attributes): void {
-  if (runtime.enabled) main.sliceAttrs(rid, attributes)
+  if (!runtime.enabled) return
+  if (runtime.offload) runtime.offload.call(['sliceAttrs', rid, attributes])
+  else main.sliceAttrs(rid, attributes)
 }
 
 export function reqAttrs(rid: string, attributes: Attributes): void {
-  if (runtime.enabled) main.reqAttrs(rid, attributes)
+  if (!runtime.enabled) return
+  if (runtime.offload) runtime.offload.call(['reqAttrs', rid, attributes])
+  else main.reqAttrs(rid, attributes)
 }
 
 export function getPropagateContext(rid: string): TraceCarrier | null {
-  return runtime.enabled ? main.getPropagateContext(rid) : null
+  // Offloaded: the context lives in the tracing thread (see offload.ts).
+  return runtime.enabled && !runtime.offload ? main.getPropagateContext(rid) : null
 }
 
 export function setPropagateContext(rid: string, carrier: TraceCarrier | string | null | undefined): void {
-  if (runtime.enabled) main.setPropagateContext(rid, carrier)
+  if (!runtime.enabled) return
+  if (runtime.offload) runtime.offload.call(['setPropagateContext', rid, carrier])
+  else main.setPropagateContext(rid, carrier)
 }
 
 export function batchSlice(
@@ -96,16 +116,20 @@ export function batchSlice(
   attributes?: Attributes,
   level?: TraceLevel,
 ): void {
-  if (runtime.enabled) main.batchSlice(rids, name, startNs, endNs, attributes, level)
+  if (!runtime.enabled) return
+  if (runtime.offload) runtime.offload.call(['batchSlice', rids, name, startNs, endNs, attributes, level])
+  else main.batchSlice(rids, name, startNs, endNs, attributes, level)
 }
 
 /** True when rid is traced in this process's default thread (e.g. to skip building attributes). */
 export function isTraced(rid: string): boolean {
-  return runtime.enabled && main.isTraced(rid)
+  return runtime.enabled && !runtime.offload && main.isTraced(rid)
 }
 
 export function setLevel(level: TraceLevel): void {
-  if (level === 1 || level === 2 || level === 3) runtime.level = level
+  if (level !== 1 && level !== 2 && level !== 3) return
+  runtime.level = level
+  runtime.offload?.call(['setLevel', level])
 }
 
 export function getLevel(): TraceLevel {
@@ -115,6 +139,7 @@ export function getLevel(): TraceLevel {
 /** Changes the ratio for traces that start in this process from now on. */
 export function setSampleRate(rate: number): void {
   runtime.sampler?.setRatio(rate)
+  runtime.offload?.call(['setSampleRate', rate])
 }
 
 export function getSampleRate(): number {

@@ -1,0 +1,42 @@
+/**
+ * The worker thread behind TracingOffload (offload.ts): runs the tracing module with the process's
+ * options and identity, and replays the calls the main thread recorded, in order.
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import type { FromThread, OffloadCall, OffloadStart, ToThread } from './offload.ts'
+import { droppedSpans, flushTracing, initTracing, shutdownTracing } from './setup.ts'
+import { liveRequestCount } from './thread-tracer.ts'
+import * as api from './trace.ts'
+
+const port = parentPort!
+const post = (m: FromThread): void => port.postMessage(m)
+const { opts, who } = workerData as OffloadStart
+
+function replay(c: OffloadCall): void {
+  // The arguments were recorded from calls typed by the API; the cast only restores those types.
+  const [name, ...args] = c as [OffloadCall[0], ...never[]]
+  const fn = api[name] as (...a: unknown[]) => void
+  fn(...args)
+}
+
+await initTracing(opts, who, { log: { warn: (obj, msg) => post({ type: 'warn', obj, msg }) } })
+
+port.on('message', (m: ToThread) => {
+  if (m.type === 'calls') {
+    for (const c of m.calls) {
+      try {
+        replay(c)
+      } catch (err) {
+        // One bad call must not take the others down; the API itself never throws on purpose.
+        post({ type: 'warn', obj: { err: String(err), call: c[0] }, msg: 'tracing: a call failed in the tracing thread' })
+      }
+    }
+    post({ type: 'report', dropped: droppedSpans(), live: liveRequestCount() })
+    return
+  }
+  void (m.type === 'flush' ? flushTracing() : shutdownTracing()).then(() => {
+    post({ type: 'report', dropped: droppedSpans(), live: liveRequestCount() })
+    post({ type: 'done', id: m.id })
+  })
+})
+post({ type: 'ready' })

@@ -1,0 +1,140 @@
+/**
+ * Tracing run by a worker thread. The calling thread only records each API call, with its
+ * timestamp, and hands the calls over once per turn of its event loop; the thread
+ * (offload-thread.ts) runs this same tracing module for real: SDK spans, batching, OTLP export.
+ *
+ * For the worker process: its main thread is blocked in ONNX Runtime for every step, so the SDK work
+ * of a span per request per step (objects, attributes, encoding, gRPC) lengthened every step by
+ * tens of µs per request. Calls that return a value (getPropagateContext, isTraced) are not
+ * available this way: the worker passes no context on.
+ */
+import { Worker } from 'node:worker_threads'
+import type { ProcessIdentity, TracingOptions } from './options.ts'
+import type { WarnLogger } from './export-accounting.ts'
+
+/** The void calls of the tracing API that can be recorded, by name, with their arguments. */
+export type OffloadCall =
+  | ['reqStart', ...unknown[]]
+  | ['reqFinish', ...unknown[]]
+  | ['reqAbort', ...unknown[]]
+  | ['sliceStart', ...unknown[]]
+  | ['sliceEnd', ...unknown[]]
+  | ['event', ...unknown[]]
+  | ['sliceAttrs', ...unknown[]]
+  | ['reqAttrs', ...unknown[]]
+  | ['setPropagateContext', ...unknown[]]
+  | ['batchSlice', ...unknown[]]
+  | ['setLevel', ...unknown[]]
+  | ['setSampleRate', ...unknown[]]
+
+/** main → thread */
+export type ToThread = { type: 'calls'; calls: OffloadCall[] } | { type: 'flush'; id: number } | { type: 'shutdown'; id: number }
+
+/** thread → main */
+export type FromThread =
+  | { type: 'ready' }
+  | { type: 'report'; dropped: number; live: number }
+  | { type: 'done'; id: number }
+  | { type: 'warn'; obj: object; msg: string }
+
+export interface OffloadStart {
+  opts: TracingOptions
+  who: ProcessIdentity
+}
+
+/** How long shutdown waits for the thread to export what it holds. */
+const SHUTDOWN_WAIT_MS = 5000
+
+export class TracingOffload {
+  private calls: OffloadCall[] = []
+  private scheduled = false
+  private nextId = 0
+  private readonly waiting = new Map<number, () => void>()
+  /** The thread's last figures: spans dropped, request contexts open. */
+  dropped = 0
+  live = 0
+
+  private constructor(
+    private readonly worker: Worker,
+    log: WarnLogger,
+  ) {
+    worker.on('message', (m: FromThread) => {
+      if (m.type === 'report') {
+        this.dropped = m.dropped
+        this.live = m.live
+      } else if (m.type === 'done') {
+        this.waiting.get(m.id)?.()
+        this.waiting.delete(m.id)
+      } else if (m.type === 'warn') {
+        log.warn(m.obj, m.msg)
+      }
+    })
+    // It exits with the process; it must not keep the process alive on its own.
+    worker.unref()
+  }
+
+  /** Starts the thread and waits until its SDK is up. */
+  static async start(opts: TracingOptions, who: ProcessIdentity, log: WarnLogger, onFailure: (err: Error) => void): Promise<TracingOffload> {
+    const worker = new Worker(new URL('./offload-thread-entry.mjs', import.meta.url), { workerData: { opts, who } satisfies OffloadStart })
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (m: FromThread) => {
+        if (m.type !== 'ready') return
+        worker.off('message', onMessage)
+        worker.off('error', reject)
+        resolve()
+      }
+      worker.on('message', onMessage)
+      worker.once('error', reject)
+    })
+    // A thread that fails later costs the process its traces, never its serving.
+    worker.on('error', onFailure)
+    return new TracingOffload(worker, log)
+  }
+
+  /** Record one call; the calls of this turn of the event loop leave together. */
+  call(c: OffloadCall): void {
+    this.calls.push(c)
+    if (this.scheduled) return
+    this.scheduled = true
+    setImmediate(this.send)
+  }
+
+  private readonly send = (): void => {
+    this.scheduled = false
+    if (this.calls.length === 0) return
+    const calls = this.calls
+    this.calls = []
+    this.post({ type: 'calls', calls })
+  }
+
+  private post(m: ToThread): void {
+    this.worker.postMessage(m)
+  }
+
+  private request(type: 'flush' | 'shutdown', waitMs: number): Promise<void> {
+    this.send()
+    const id = ++this.nextId
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id)
+        resolve()
+      }, waitMs)
+      this.waiting.set(id, () => {
+        clearTimeout(timer)
+        resolve()
+      })
+      this.post({ type, id })
+    })
+  }
+
+  /** Everything recorded so far is exported (or the export timeout passed). */
+  flush(): Promise<void> {
+    return this.request('flush', SHUTDOWN_WAIT_MS)
+  }
+
+  /** Exports what is held, stops the thread's SDK, and ends the thread. */
+  async shutdown(): Promise<void> {
+    await this.request('shutdown', SHUTDOWN_WAIT_MS)
+    await this.worker.terminate()
+  }
+}

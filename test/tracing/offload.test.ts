@@ -1,0 +1,51 @@
+/**
+ * Tracing offloaded to a worker thread (the worker process's mode): the calls recorded on the main
+ * thread come out as the same spans, with the main thread's timestamps, and the thread's figures
+ * (open contexts, dropped spans) reach the main thread.
+ */
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import * as tracing from '../../src/tracing/index.ts'
+import { tracingOptions } from './fixtures/harness.ts'
+
+const carrierOf = (traceId: string, spanId: string): tracing.TraceCarrier => tracing.makeCarrier({ traceId, spanId, traceFlags: 1 })
+
+t.test('calls recorded on the main thread become spans in the tracing thread', async (t) => {
+  const filePath = join(t.testdir(), 'trace.jsonl')
+  await tracing.initTracing(tracingOptions({ exporter: 'file', filePath, level: 3 }), { role: 'worker', tpRank: 0, dpRank: 1 }, { offload: true })
+  t.teardown(() => tracing.shutdownTracing())
+  const traceId = 'a'.repeat(32)
+  const t0 = tracing.nowNs()
+  tracing.reqStart('w1', carrierOf(traceId, 'b'.repeat(16)))
+  tracing.reqStart('w2', carrierOf(traceId, 'c'.repeat(16)))
+  tracing.batchSlice(['w1'], tracing.SLICE.prefillForward, t0 + 1_000, t0 + 2_000, { 'spanserve.prefill.tokens': 4 }, 1)
+  for (let s = 0; s < 3; s++) tracing.batchSlice(['w1', 'w2'], tracing.SLICE.decodeForward, t0 + 10_000 * (s + 1), t0 + 10_000 * (s + 1) + 500, tracing.batchAttributes(s, 2, s), 3)
+  t.equal(tracing.getPropagateContext('w1'), null, 'contexts live in the thread: none to pass on from here')
+  await tracing.flushTracing()
+  t.equal(tracing.liveRequestCount(), 2, 'the thread reports its open request contexts')
+  tracing.reqFinish('w1')
+  tracing.reqFinish('w2', { error: 'lost' })
+  await tracing.flushTracing()
+  t.equal(tracing.liveRequestCount(), 0)
+  t.equal(tracing.droppedSpans(), 0)
+  await tracing.shutdownTracing()
+  t.notOk(tracing.isTracingEnabled())
+
+  const spans: any[] = []
+  for (const line of readFileSync(filePath, 'utf8').split('\n').filter(Boolean)) {
+    for (const rs of JSON.parse(line).resourceSpans) {
+      t.ok(rs.resource.attributes.some((a: any) => a.key === 'spanserve.process.role' && a.value.stringValue === 'worker'))
+      for (const ss of rs.scopeSpans) spans.push(...ss.spans)
+    }
+  }
+  const named = (n: string) => spans.filter((s) => s.name === n)
+  t.equal(spans.filter((s) => s.name.startsWith('Worker [TP 0] [DP 1] [')).length, 2, 'one thread span per request, labelled with the ranks')
+  t.equal(named(tracing.SLICE.decodeForward).length, 6, 'a decode slice per request per step at level 3')
+  const prefill = named(tracing.SLICE.prefillForward)[0]
+  t.equal(BigInt(prefill.startTimeUnixNano), BigInt(Math.round(t0 + 1_000)), 'the main thread\'s timestamps, not the thread\'s')
+  t.equal(BigInt(prefill.endTimeUnixNano), BigInt(Math.round(t0 + 2_000)))
+  t.ok(spans.every((s) => s.traceId === traceId), 'every span in the caller\'s trace')
+  const w2thread = spans.find((s) => s.name.startsWith('Worker') && s.parentSpanId === 'c'.repeat(16))
+  t.equal(w2thread.status.code, 2, 'an error finish marks the thread span')
+})
