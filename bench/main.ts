@@ -143,10 +143,10 @@ for (const preset of opts.models) {
           ? await startTransformersJs(modelDir)
           : await startSpanserve({
               modelDir,
-              traceLevel: config === 'on' || config === 'onlive' ? 3 : config === 'on2' ? 2 : null,
+              traceLevel: config === 'on' || config === 'onlive' || config === 'baseon' ? 3 : config === 'on2' ? 2 : null,
               maxBatchSize,
               extraArgs: [...extraArgs, ...(CONFIG_FLAGS[config] ?? [])],
-              root: config === 'base' ? opts.base! : undefined,
+              root: config === 'base' || config === 'baseon' ? opts.base! : undefined,
               sinkDecode: config === 'onlive' ? 'live' : opts.sinkDecode,
             })
       const { client, checkTexts } = await prepareHttp(server.url, plan)

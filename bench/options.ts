@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util'
 import type { PresetName } from '../src/model/presets.ts'
 
-export const CONFIG_NAMES = ['limit', 'limitspin', 'baselimit', 'off', 'lockstep', 'spin', 'base', 'on', 'onlive', 'on2', 'dp2', 'tjs'] as const
+export const CONFIG_NAMES = ['limit', 'limitspin', 'baselimit', 'off', 'lockstep', 'spin', 'base', 'baseon', 'on', 'onlive', 'on2', 'dp2', 'tjs'] as const
 /** Run unless --configs says otherwise; base and baselimit join them when --base is given. */
 export const DEFAULT_CONFIGS: readonly ConfigName[] = ['limit', 'off', 'on', 'onlive', 'on2', 'dp2', 'tjs']
 export type ConfigName = (typeof CONFIG_NAMES)[number]
@@ -15,6 +15,7 @@ export const CONFIG_LABELS: Record<ConfigName, string> = {
   lockstep: 'spanserve, tracing off, --disable-overlap-schedule',
   spin: 'spanserve, tracing off, --intra-op-spinning',
   base: 'spanserve --base, tracing off',
+  baseon: 'spanserve --base, tracing on',
   on: 'spanserve, tracing on',
   onlive: 'spanserve, tracing on, sink decoding live',
   on2: 'spanserve, tracing on, level 2',
@@ -52,13 +53,14 @@ const HELP = `usage: npm run bench -- [flags]
 
   --models LIST          model presets, comma-separated (default: default; add large: default,large,
                          about 7 more minutes on 2 cores)
-  --configs LIST         of limit,limitspin,baselimit,off,lockstep,spin,base,on,onlive,on2,dp2,tjs
-                         (default: limit,off,on,onlive,on2,dp2,tjs; baselimit,base join with
-                         --base). on: tracing at level 3 (every decode step); onlive: the same
+  --configs LIST         of limit,limitspin,baselimit,off,lockstep,spin,base,baseon,on,onlive,on2,
+                         dp2,tjs (default: limit,off,on,onlive,on2,dp2,tjs; baselimit and base join
+                         with --base). on: tracing at level 3 (every decode step); onlive: the same
                          with the OTLP sink decoding every export as it arrives (see
                          --sink-decode); on2: level 2 (the default level); dp2: --dp-size 2;
                          lockstep: --disable-overlap-schedule; spin: --intra-op-spinning;
-                         limitspin: the limit with ONNX Runtime's threads spinning
+                         limitspin: the limit with ONNX Runtime's threads spinning; baseon: the
+                         --base checkout at level 3
   --base DIR             another checkout of spanserve (node_modules linked) to compare against:
                          adds baselimit (its ModelRunner in this process) and base (its server)
   --concurrency LIST     concurrency levels (default: 1,4,16,64)
@@ -128,7 +130,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   for (const m of models) if (m !== 'default' && m !== 'large') throw new Error(`--models: unknown preset ${m} (default, large)`)
   const base = values.base ?? null
   const configs = values.configs !== undefined ? list(values.configs) : [...DEFAULT_CONFIGS, ...(base ? ['base', 'baselimit'] : [])]
-  if (!base && configs.some((c) => c === 'base' || c === 'baselimit')) throw new Error('--configs base, baselimit need --base DIR')
+  if (!base && configs.some((c) => c === 'base' || c === 'baselimit' || c === 'baseon')) throw new Error('--configs base, baselimit, baseon need --base DIR')
   const sinkDecode = values['sink-decode']
   if (sinkDecode !== 'deferred' && sinkDecode !== 'live') throw new Error(`--sink-decode: deferred or live, got ${sinkDecode}`)
   for (const c of configs) if (!(CONFIG_NAMES as readonly string[]).includes(c)) throw new Error(`--configs: unknown ${c} (${CONFIG_NAMES.join(', ')})`)
