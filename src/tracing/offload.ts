@@ -12,20 +12,13 @@ import { Worker } from 'node:worker_threads'
 import type { ProcessIdentity, TracingOptions } from './options.ts'
 import type { WarnLogger } from './export-accounting.ts'
 
-/** The void calls of the tracing API that can be recorded, by name, with their arguments. */
-export type OffloadCall =
-  | ['reqStart', ...unknown[]]
-  | ['reqFinish', ...unknown[]]
-  | ['reqAbort', ...unknown[]]
-  | ['sliceStart', ...unknown[]]
-  | ['sliceEnd', ...unknown[]]
-  | ['event', ...unknown[]]
-  | ['sliceAttrs', ...unknown[]]
-  | ['reqAttrs', ...unknown[]]
-  | ['setPropagateContext', ...unknown[]]
-  | ['batchSlice', ...unknown[]]
-  | ['setLevel', ...unknown[]]
-  | ['setSampleRate', ...unknown[]]
+/** The void calls of the tracing API that can be recorded (trace.ts functions, by name). */
+export type OffloadMethod =
+  | 'reqStart' | 'reqFinish' | 'reqAbort' | 'sliceStart' | 'sliceEnd' | 'event' | 'sliceAttrs' | 'reqAttrs'
+  | 'setPropagateContext' | 'batchSlice' | 'setLevel' | 'setSampleRate'
+
+/** One recorded call: the function's name, then its arguments. */
+export type OffloadCall = [OffloadMethod, ...unknown[]]
 
 /** main → thread */
 export type ToThread = { type: 'calls'; calls: OffloadCall[] } | { type: 'flush'; id: number } | { type: 'shutdown'; id: number }

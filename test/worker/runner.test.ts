@@ -36,6 +36,20 @@ async function recompute(tokens: number[]): Promise<Float32Array> {
   return logits.slice()
 }
 
+/** One sequence run alone, greedy: its first token, then `steps` decode steps, and each step's logits. */
+type Alone = { tokens: number[]; logits: Float32Array[] }
+async function alone(prompt: number[], steps: number): Promise<Alone> {
+  const r = new ModelRunner(session, info)
+  const tokens = [(await r.prefill(prefillEntry('alone', prompt))).tokens[0]!]
+  const logits: Float32Array[] = []
+  for (let s = 0; s < steps; s++) {
+    const d = await r.decode(['alone'])
+    tokens.push(d.tokens[0]!)
+    logits.push(rowLogits(d, 0).slice())
+  }
+  return { tokens, logits }
+}
+
 const PROMPTS = [[5, 80, 200, 31], [400, 12], [7, 7, 300, 41, 99, 150, 3], [600], [250, 251, 252, 253, 254]]
 
 t.test('(a) KV-cache decode gives the logits of a full recompute', async (t) => {
@@ -56,20 +70,8 @@ t.test('(a) KV-cache decode gives the logits of a full recompute', async (t) => 
 
 t.test('(b) sequences decoded together give what each gives alone', async (t) => {
   const STEPS = 10
-  const alone: number[][] = []
-  const aloneLogits: Float32Array[][] = []
-  for (const [i, p] of PROMPTS.entries()) {
-    const r = new ModelRunner(session, info)
-    const out = [(await r.prefill(prefillEntry(`s${i}`, p))).tokens[0]!]
-    const logits: Float32Array[] = []
-    for (let s = 0; s < STEPS; s++) {
-      const d = await r.decode([`s${i}`])
-      out.push(d.tokens[0]!)
-      logits.push(rowLogits(d, 0).slice())
-    }
-    alone.push(out)
-    aloneLogits.push(logits)
-  }
+  const solo: Alone[] = []
+  for (const p of PROMPTS) solo.push(await alone(p, STEPS))
   const batch = new ModelRunner(session, info)
   const together: number[][] = PROMPTS.map(() => [])
   for (const [i, p] of PROMPTS.entries()) together[i]!.push((await batch.prefill(prefillEntry(`s${i}`, p))).tokens[0]!)
@@ -79,10 +81,10 @@ t.test('(b) sequences decoded together give what each gives alone', async (t) =>
     const d = await batch.decode(rids)
     for (let i = 0; i < rids.length; i++) {
       together[i]!.push(d.tokens[i]!)
-      worst = Math.max(worst, maxAbsDiff(rowLogits(d, i), aloneLogits[i]![s]!))
+      worst = Math.max(worst, maxAbsDiff(rowLogits(d, i), solo[i]!.logits[s]!))
     }
   }
-  t.same(together, alone, 'greedy tokens identical, row by row')
+  t.same(together, solo.map((x) => x.tokens), 'greedy tokens identical, row by row')
   t.ok(worst < TOLERANCE, `max |Δlogit| batched vs alone = ${worst.toExponential(2)}`)
 })
 
@@ -118,18 +120,8 @@ t.test('chunked prefill equals one-shot prefill', async (t) => {
 t.test('the resident batch: joins, leaves and skipped rows give what each sequence gives alone', async (t) => {
   // Each sequence alone, greedy, 14 decode steps: its tokens and logits.
   const STEPS = 14
-  const alone = new Map<number, { tokens: number[]; logits: Float32Array[] }>()
-  for (const [i, p] of PROMPTS.entries()) {
-    const r = new ModelRunner(session, info)
-    const tokens = [(await r.prefill(prefillEntry(`s${i}`, p))).tokens[0]!]
-    const logits: Float32Array[] = []
-    for (let s = 0; s < STEPS; s++) {
-      const d = await r.decode([`s${i}`])
-      tokens.push(d.tokens[0]!)
-      logits.push(rowLogits(d, 0).slice())
-    }
-    alone.set(i, { tokens, logits })
-  }
+  const solo: Alone[] = []
+  for (const p of PROMPTS) solo.push(await alone(p, STEPS))
   // A schedule over steps: who joins (prefilled before the step), who is in the step, who leaves after it.
   const r = new ModelRunner(session, info)
   const got = new Map<number, number[]>()
@@ -144,7 +136,7 @@ t.test('the resident batch: joins, leaves and skipped rows give what each sequen
     members.forEach((i, row) => {
       const k = done.get(i)!
       got.get(i)!.push(d.tokens[row]!)
-      worst = Math.max(worst, maxAbsDiff(rowLogits(d, row), alone.get(i)!.logits[k]!))
+      worst = Math.max(worst, maxAbsDiff(rowLogits(d, row), solo[i]!.logits[k]!))
       done.set(i, k + 1)
     })
   }
@@ -161,7 +153,7 @@ t.test('the resident batch: joins, leaves and skipped rows give what each sequen
   r.release('s2')
   for (let s = 0; s < 2; s++) await step([3, 1])
   t.equal(r.cachedTokens(), (PROMPTS[1]!.length + done.get(1)!) + (PROMPTS[3]!.length + done.get(3)!), 'cached tokens count resident ones')
-  for (const [i, tokens] of got) t.same(tokens, alone.get(i)!.tokens.slice(0, tokens.length), `s${i}: greedy tokens as alone`)
+  for (const [i, tokens] of got) t.same(tokens, solo[i]!.tokens.slice(0, tokens.length), `s${i}: greedy tokens as alone`)
   t.ok(worst < TOLERANCE, `max |Δlogit| vs alone = ${worst.toExponential(2)}`)
 })
 
@@ -171,18 +163,8 @@ t.test('continuous batching churn: joiners take freed rows in place, and every s
   const N = 12
   const prompts = Array.from({ length: N }, (_, i) => Array.from({ length: 1 + ((i * 7) % 23) }, (_, j) => (i * 131 + j * 17) % 1000))
   const lengths = Array.from({ length: N }, (_, i) => 6 + ((i * 11) % 30))
-  const alone: { tokens: number[]; logits: Float32Array[] }[] = []
-  for (const [i, p] of prompts.entries()) {
-    const r = new ModelRunner(session, info)
-    const tokens = [(await r.prefill(prefillEntry(`s${i}`, p))).tokens[0]!]
-    const logits: Float32Array[] = []
-    for (let s = 0; s < lengths[i]!; s++) {
-      const d = await r.decode([`s${i}`])
-      tokens.push(d.tokens[0]!)
-      logits.push(rowLogits(d, 0).slice())
-    }
-    alone.push({ tokens, logits })
-  }
+  const solo: Alone[] = []
+  for (const [i, p] of prompts.entries()) solo.push(await alone(p, lengths[i]!))
   let seed = 7
   const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
   const r = new ModelRunner(session, info)
@@ -202,7 +184,7 @@ t.test('continuous batching churn: joiners take freed rows in place, and every s
     const before = new Map(members.map((i) => [i, got[i]!.length]))
     const d = await r.decode(members.map((i) => `s${i}`))
     members.forEach((i, k) => {
-      worst = Math.max(worst, maxAbsDiff(rowLogits(d, k), alone[i]!.logits[before.get(i)! - 1]!))
+      worst = Math.max(worst, maxAbsDiff(rowLogits(d, k), solo[i]!.logits[before.get(i)! - 1]!))
       got[i]!.push(d.tokens[k]!)
     })
     if (new Set(d.rows).size !== members.length) t.fail('two sequences share a row')
@@ -215,7 +197,7 @@ t.test('continuous batching churn: joiners take freed rows in place, and every s
     }
   }
   t.equal(next, N, 'every sequence ran')
-  for (const [i, tokens] of got.entries()) t.same(tokens, alone[i]!.tokens, `s${i}: greedy tokens as alone`)
+  for (const [i, tokens] of got.entries()) t.same(tokens, solo[i]!.tokens, `s${i}: greedy tokens as alone`)
   t.ok(worst < TOLERANCE, `max |Δlogit| vs alone = ${worst.toExponential(2)}`)
   t.ok(inPlace > 0, `steps run with free rows in the batch (${inPlace}): joins and leaves did not regather it`)
   t.equal(r.size, 0)
