@@ -107,12 +107,13 @@ for (const preset of opts.models) {
   // The limit always runs its check prompts: its greedy tokens are the reference.
   const threads = { intraOp: opts.intraOpThreads, spinning: false }
   const limit = await LimitRunner.open(modelDir, threads)
-  const baseLimit = opts.configs.includes('baselimit') ? await LimitRunner.open(modelDir, threads, opts.base!) : null
-  const spinLimit = opts.configs.includes('limitspin') ? await LimitRunner.open(modelDir, { ...threads, spinning: true }) : null
+  const runs = preset === 'large' && opts.largeConfigs ? opts.largeConfigs : opts.configs
+  const baseLimit = runs.includes('baselimit') ? await LimitRunner.open(modelDir, threads, opts.base!) : null
+  const spinLimit = runs.includes('limitspin') ? await LimitRunner.open(modelDir, { ...threads, spinning: true }) : null
   await limit.round(prompts.slice(0, 4), Math.min(opts.maxTokens, 16))
   const reference: string[] = []
   for (const p of checkPrompts) reference.push(tokenizer.decode((await limit.round([p], opts.maxTokens)).tokens[0]!, { skip_special_tokens: true }))
-  if (opts.configs.includes('limit')) {
+  if (runs.includes('limit')) {
     targets.push({
       config: 'limit',
       level: (n, total, from) => limitLevel(limit, prompts, opts.maxTokens, n, Math.ceil(total / n), from),
@@ -131,7 +132,7 @@ for (const preset of opts.models) {
     })
   }
   try {
-    for (const config of opts.configs.filter((c) => c !== 'limit' && c !== 'baselimit' && c !== 'limitspin')) {
+    for (const config of runs.filter((c) => c !== 'limit' && c !== 'baselimit' && c !== 'limitspin')) {
       say(`starting ${CONFIG_LABELS[config]} [${preset}]`)
       if (config === 'tjs' && tjsMissing) {
         say(`  left out: ${tjsMissing}`)
@@ -208,6 +209,7 @@ for (const preset of opts.models) {
     }
     await limit.close()
     await baseLimit?.close()
+    await spinLimit?.close()
   }
   const mismatched: ConfigName[] = []
   const details: string[] = []
@@ -299,6 +301,7 @@ const result: BenchResult = {
   sinkDecode: opts.sinkDecode,
   base: opts.base,
   baseRevision: opts.base ? revisionOf(opts.base) : null,
+  args: process.argv.slice(2),
 }
 result.verdicts = judge(result)
 

@@ -47,6 +47,8 @@ export interface BenchOptions {
   docsFrom: string | null
   /** Run src/worker/tp/step-bench.ts (tp 2 vs tp 1 decode step) and report it. */
   tpStep: boolean
+  /** The configurations run on the large preset, when not all of --configs (they take several times longer there). */
+  largeConfigs: ConfigName[] | null
 }
 
 const HELP = `usage: npm run bench -- [flags]
@@ -61,6 +63,8 @@ const HELP = `usage: npm run bench -- [flags]
                          lockstep: --disable-overlap-schedule; spin: --intra-op-spinning;
                          limitspin: the limit with ONNX Runtime's threads spinning; baseon: the
                          --base checkout at level 3
+  --large-configs LIST   the configurations to run on the large preset (default: those of
+                         --configs); e.g. limit,off,on,on2,tjs to keep a two-model run short
   --base DIR             another checkout of spanserve (node_modules linked) to compare against:
                          adds baselimit (its ModelRunner in this process) and base (its server)
   --concurrency LIST     concurrency levels (default: 1,4,16,64)
@@ -104,6 +108,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     options: {
       models: { type: 'string', default: 'default' },
       configs: { type: 'string' },
+      'large-configs': { type: 'string' },
       base: { type: 'string' },
       'sink-decode': { type: 'string', default: 'deferred' },
       concurrency: { type: 'string', default: '1,4,16,64' },
@@ -134,6 +139,8 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   const sinkDecode = values['sink-decode']
   if (sinkDecode !== 'deferred' && sinkDecode !== 'live') throw new Error(`--sink-decode: deferred or live, got ${sinkDecode}`)
   for (const c of configs) if (!(CONFIG_NAMES as readonly string[]).includes(c)) throw new Error(`--configs: unknown ${c} (${CONFIG_NAMES.join(', ')})`)
+  const large = values['large-configs'] !== undefined ? list(values['large-configs']) : null
+  for (const c of large ?? []) if (!configs.includes(c)) throw new Error(`--large-configs: ${c} is not among --configs`)
   const concurrencies = list(values.concurrency).map((v) => positiveInt('--concurrency', v))
   if (concurrencies.some((n) => n < 1)) throw new Error('--concurrency levels must be at least 1')
   const maxTokens = positiveInt('--max-tokens', values['max-tokens'])
@@ -156,5 +163,6 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     sinkDecode,
     tpStep: !values['no-tp-step'],
     docsFrom: values['docs-from'] ?? null,
+    largeConfigs: large ? CONFIG_NAMES.filter((c) => large.includes(c)) : null,
   }
 }

@@ -56,4 +56,6 @@ export interface BenchResult {
   base?: string | null
   /** Its git revision, where known. */
   baseRevision?: string | null
+  /** The bench's own arguments (after \`npm run bench --\`). */
+  args?: string[]
 }
