@@ -43,6 +43,7 @@ export class TracingOffload {
   private scheduled = false
   private nextId = 0
   private readonly waiting = new Map<number, () => void>()
+  private stopping = false
   /** The thread's last figures: spans dropped, request contexts open. */
   dropped = 0
   live = 0
@@ -79,9 +80,13 @@ export class TracingOffload {
       worker.on('message', onMessage)
       worker.once('error', reject)
     })
+    const offload = new TracingOffload(worker, log)
     // A thread that fails later costs the process its traces, never its serving.
     worker.on('error', onFailure)
-    return new TracingOffload(worker, log)
+    worker.on('exit', (code) => {
+      if (!offload.stopping) onFailure(new Error(`the tracing thread exited (code ${code})`))
+    })
+    return offload
   }
 
   /** Record one call; the calls of this turn of the event loop leave together. */
@@ -127,6 +132,7 @@ export class TracingOffload {
 
   /** Exports what is held, stops the thread's SDK, and ends the thread. */
   async shutdown(): Promise<void> {
+    this.stopping = true
     await this.request('shutdown', SHUTDOWN_WAIT_MS)
     await this.worker.terminate()
   }

@@ -48,11 +48,13 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   if (installed !== undefined || runtime.offload !== undefined) await shutdownTracing()
   if (hooks.offload) {
     const log = hooks.log ?? consoleWarnLogger
-    runtime.offload = await TracingOffload.start(opts, who, log, (err) => {
+    const offload = await TracingOffload.start(opts, who, log, (err) => {
+      if (runtime.offload !== offload) return
       log.warn({ err: err.message }, 'tracing: the tracing thread failed; this process records no more spans')
       runtime.enabled = false
       runtime.offload = undefined
     })
+    runtime.offload = offload
     runtime.level = opts.level
     runtime.identity = { ...who }
     runtime.enabled = true

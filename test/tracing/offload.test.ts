@@ -49,3 +49,19 @@ t.test('calls recorded on the main thread become spans in the tracing thread', a
   const w2thread = spans.find((s) => s.name.startsWith('Worker') && s.parentSpanId === 'c'.repeat(16))
   t.equal(w2thread.status.code, 2, 'an error finish marks the thread span')
 })
+
+t.test('a tracing thread that dies turns tracing off in its process, with one warning', async (t) => {
+  const warnings: string[] = []
+  await tracing.initTracing(tracingOptions({ exporter: 'console' }), { role: 'worker', tpRank: 0, dpRank: 0 }, { offload: true, log: { warn: (_o, msg) => warnings.push(msg) } })
+  t.teardown(() => tracing.shutdownTracing())
+  t.ok(tracing.isTracingEnabled())
+  // White box: end the thread as a crash would.
+  const { runtime } = await import('../../src/tracing/runtime.ts')
+  await (runtime.offload as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate()
+  await new Promise((r) => setTimeout(r, 50))
+  t.notOk(tracing.isTracingEnabled(), 'tracing is off')
+  t.same(warnings, ['tracing: the tracing thread failed; this process records no more spans'])
+  tracing.reqStart('x', null, { root: true })
+  tracing.batchSlice(['x'], tracing.SLICE.decodeForward, 1, 2)
+  t.equal(tracing.liveRequestCount(), 0, 'calls after the failure record nothing')
+})
