@@ -60,19 +60,26 @@ function panel(model: string, configs: readonly ConfigResult[], x0: number): str
   return parts.join('\n')
 }
 
+/** Legend entries are laid out in rows under the panels: labels run to about 50 characters. */
+const LEGEND_ITEM_W = 340
+const LEGEND_ROW_H = 20
+
 export function throughputSvg(configs: readonly ConfigResult[], models: readonly string[]): string {
-  const width = W * models.length
+  const width = Math.max(W * models.length, 20 + 2 * LEGEND_ITEM_W)
+  const perRow = Math.max(1, Math.floor((width - 20) / LEGEND_ITEM_W))
   const legendY = H + 8
   const names = [...new Set(configs.filter((c) => !c.skipped).map((c) => c.config))]
   const legend = names
     .map((name, i) => {
-      const lx = 20 + i * 190
-      return `<line x1="${lx}" x2="${lx + 28}" y1="${legendY + 10}" y2="${legendY + 10}" stroke="${COLOURS[name]}" stroke-width="2"${DASH[name] ? ` stroke-dasharray="${DASH[name]}"` : ''}/>` +
-        `<text x="${lx + 34}" y="${legendY + 14}">${esc(CONFIG_LABELS[name])}</text>`
+      const lx = 20 + (i % perRow) * LEGEND_ITEM_W
+      const ly = legendY + Math.floor(i / perRow) * LEGEND_ROW_H
+      return `<line x1="${lx}" x2="${lx + 28}" y1="${ly + 10}" y2="${ly + 10}" stroke="${COLOURS[name]}" stroke-width="2"${DASH[name] ? ` stroke-dasharray="${DASH[name]}"` : ''}/>` +
+        `<text x="${lx + 34}" y="${ly + 14}">${esc(CONFIG_LABELS[name])}</text>`
     })
     .join('\n')
+  const rows = Math.ceil(names.length / perRow)
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${Math.max(width, 20 + names.length * 190)}" height="${H + 36}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${H + 16 + rows * LEGEND_ROW_H}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     ...models.map((m, i) => panel(m, configs, i * W)),
     legend,

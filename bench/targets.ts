@@ -23,8 +23,9 @@ export function levelRatio(a: LevelResult, b: LevelResult): { r: number; lo: num
   return { r, lo: r, hi: r, n: 1 }
 }
 
+/** Three decimals: a verdict is judged on the exact ratio, and 0.965 must not read as 0.97. */
 export function formatRatio(x: { r: number; lo: number; hi: number; n: number }): string {
-  return x.n > 1 ? `${x.r.toFixed(2)}× (${x.lo.toFixed(2)}–${x.hi.toFixed(2)} over ${x.n} repeats)` : `${x.r.toFixed(2)}×`
+  return x.n > 1 ? `${x.r.toFixed(3)}× (${x.lo.toFixed(3)}–${x.hi.toFixed(3)} over ${x.n} repeats)` : `${x.r.toFixed(3)}×`
 }
 
 function ratio(name: string, a: LevelResult | undefined, b: LevelResult | undefined, min: number, what: string): Verdict {
