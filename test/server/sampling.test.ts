@@ -38,3 +38,21 @@ t.test('greedy: 16 prompts decoded together give token for token what each gives
   const widest = Math.max(...server.logs.filter((l) => l.msg === 'step').map((l) => l.decode as number))
   t.ok(widest >= 8, `sequences were decoded together (widest decode step: ${widest})`)
 })
+
+t.test('the overlap schedule (default) gives what lockstep gives: text, finish reason and usage, stop strings included', async (t) => {
+  const lockstep = await startServer({ args: ['--disable-overlap-schedule'] })
+  t.teardown(() => lockstep.stop())
+  const other = new OpenAI({ baseURL: lockstep.url + '/v1', apiKey: 'unused', maxRetries: 0 })
+  // A stop string ends a request at a token the scheduler could not foresee: under overlap one more
+  // step has already been sent for it, and its token must not show.
+  const asks = PROMPTS.slice(0, 8).map((prompt, i) => ({ model: 'default', prompt, max_tokens: 10 + 3 * i, temperature: 0, ...(i % 2 ? { stop: [' the', '.'] } : {}) }))
+  const [a, b] = await Promise.all([Promise.all(asks.map((q) => client.completions.create(q))), Promise.all(asks.map((q) => other.completions.create(q)))])
+  let stopped = 0
+  for (let i = 0; i < asks.length; i++) {
+    t.equal(a[i]!.choices[0]!.text, b[i]!.choices[0]!.text, `prompt ${i}: the same text`)
+    t.equal(a[i]!.choices[0]!.finish_reason, b[i]!.choices[0]!.finish_reason, `prompt ${i}: the same finish reason`)
+    t.same(a[i]!.usage, b[i]!.usage, `prompt ${i}: the same usage`)
+    if (a[i]!.choices[0]!.finish_reason === 'stop') stopped++
+  }
+  t.ok(stopped > 0, `some requests ended on a stop string (${stopped})`)
+})
