@@ -425,9 +425,10 @@ already keeps the scheduler's turnaround off the worker's critical path.
 const RERUN = `## Rerun
 
 \`\`\`
-npm run bench                               # default model, all configurations (a few minutes on 2 cores)
-npm run bench -- --models default,large     # adds the large preset (73M params; several times longer)
-npm run bench -- --models default,large --large-configs limit,off,on,on2,tjs   # fewer configurations on large
+npm run bench                               # both presets: every default configuration on the default model,
+                                            # those the targets need on the large one (~10 minutes on 2 cores)
+npm run bench -- --models default           # the default model only (a few minutes)
+npm run bench -- --repeats 3                # each level three times, interleaved: ratios with their range
 npm run bench -- --configs limit,off --concurrency 1,8,32 --max-tokens 256 --rounds 4
 npm run bench -- --configs off,dp2                                # data parallelism only
 git worktree add /tmp/base HEAD~1 && ln -s $PWD/node_modules /tmp/base/node_modules

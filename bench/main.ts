@@ -107,7 +107,7 @@ for (const preset of opts.models) {
   // The limit always runs its check prompts: its greedy tokens are the reference.
   const threads = { intraOp: opts.intraOpThreads, spinning: false }
   const limit = await LimitRunner.open(modelDir, threads)
-  const runs = preset === 'large' && opts.largeConfigs ? opts.largeConfigs : opts.configs
+  const runs = preset === 'large' ? opts.largeConfigs : opts.configs
   const baseLimit = runs.includes('baselimit') ? await LimitRunner.open(modelDir, threads, opts.base!) : null
   const spinLimit = runs.includes('limitspin') ? await LimitRunner.open(modelDir, { ...threads, spinning: true }) : null
   await limit.round(prompts.slice(0, 4), Math.min(opts.maxTokens, 16))

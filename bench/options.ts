@@ -6,6 +6,8 @@ export const CONFIG_NAMES = ['limit', 'limitspin', 'baselimit', 'off', 'lockstep
 /** Run unless --configs says otherwise; base and baselimit join them when --base is given. */
 export const DEFAULT_CONFIGS: readonly ConfigName[] = ['limit', 'off', 'on', 'onlive', 'on2', 'dp2', 'tjs']
 export type ConfigName = (typeof CONFIG_NAMES)[number]
+/** What the targets need, run on the large preset unless --large-configs says otherwise. */
+const LARGE_CONFIGS = ['limit', 'off', 'on', 'on2', 'tjs'] as const
 
 export const CONFIG_LABELS: Record<ConfigName, string> = {
   limit: 'limit (bare ORT loop)',
@@ -47,14 +49,14 @@ export interface BenchOptions {
   docsFrom: string | null
   /** Run src/worker/tp/step-bench.ts (tp 2 vs tp 1 decode step) and report it. */
   tpStep: boolean
-  /** The configurations run on the large preset, when not all of --configs (they take several times longer there). */
-  largeConfigs: ConfigName[] | null
+  /** The configurations run on the large preset (they take several times longer there). */
+  largeConfigs: ConfigName[]
 }
 
 const HELP = `usage: npm run bench -- [flags]
 
-  --models LIST          model presets, comma-separated (default: default; add large: default,large,
-                         about 7 more minutes on 2 cores)
+  --models LIST          model presets, comma-separated (default: default,large; the large preset
+                         takes about 5 more minutes on 2 cores with --repeats 1)
   --configs LIST         of limit,limitspin,baselimit,off,lockstep,spin,base,baseon,on,onlive,on2,
                          dp2,tjs (default: limit,off,on,onlive,on2,dp2,tjs; baselimit and base join
                          with --base). on: tracing at level 3 (every decode step); onlive: the same
@@ -64,7 +66,7 @@ const HELP = `usage: npm run bench -- [flags]
                          limitspin: the limit with ONNX Runtime's threads spinning; baseon: the
                          --base checkout at level 3
   --large-configs LIST   the configurations to run on the large preset (default: those of
-                         --configs); e.g. limit,off,on,on2,tjs to keep a two-model run short
+                         limit,off,on,on2,tjs that --configs names, which the targets need)
   --base DIR             another checkout of spanserve (node_modules linked) to compare against:
                          adds baselimit (its ModelRunner in this process) and base (its server)
   --concurrency LIST     concurrency levels (default: 1,4,16,64)
@@ -106,7 +108,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   const { values } = parseArgs({
     args: argv,
     options: {
-      models: { type: 'string', default: 'default' },
+      models: { type: 'string', default: 'default,large' },
       configs: { type: 'string' },
       'large-configs': { type: 'string' },
       base: { type: 'string' },
@@ -139,7 +141,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   const sinkDecode = values['sink-decode']
   if (sinkDecode !== 'deferred' && sinkDecode !== 'live') throw new Error(`--sink-decode: deferred or live, got ${sinkDecode}`)
   for (const c of configs) if (!(CONFIG_NAMES as readonly string[]).includes(c)) throw new Error(`--configs: unknown ${c} (${CONFIG_NAMES.join(', ')})`)
-  const large = values['large-configs'] !== undefined ? list(values['large-configs']) : null
+  const large = values['large-configs'] !== undefined ? list(values['large-configs']) : configs.filter((c) => (LARGE_CONFIGS as readonly string[]).includes(c))
   for (const c of large ?? []) if (!configs.includes(c)) throw new Error(`--large-configs: ${c} is not among --configs`)
   const concurrencies = list(values.concurrency).map((v) => positiveInt('--concurrency', v))
   if (concurrencies.some((n) => n < 1)) throw new Error('--concurrency levels must be at least 1')
@@ -163,6 +165,6 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     sinkDecode,
     tpStep: !values['no-tp-step'],
     docsFrom: values['docs-from'] ?? null,
-    largeConfigs: large ? CONFIG_NAMES.filter((c) => large.includes(c)) : null,
+    largeConfigs: CONFIG_NAMES.filter((c) => large.includes(c)),
   }
 }
