@@ -426,9 +426,9 @@ const RERUN = `## Rerun
 
 \`\`\`
 npm run bench                               # both presets: every default configuration on the default model,
-                                            # those the targets need on the large one (~10 minutes on 2 cores)
-npm run bench -- --models default           # the default model only (a few minutes)
-npm run bench -- --repeats 3                # each level three times, interleaved: ratios with their range
+                                            # those the targets need on the large one; each level 3 times
+                                            # (ratios are medians of paired repeats; ~20 minutes on 2 cores)
+npm run bench -- --models default --repeats 1   # one pass on the default model (a few minutes; noisier)
 npm run bench -- --configs limit,off --concurrency 1,8,32 --max-tokens 256 --rounds 4
 npm run bench -- --configs off,dp2                                # data parallelism only
 git worktree add /tmp/base HEAD~1 && ln -s $PWD/node_modules /tmp/base/node_modules

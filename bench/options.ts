@@ -55,8 +55,8 @@ export interface BenchOptions {
 
 const HELP = `usage: npm run bench -- [flags]
 
-  --models LIST          model presets, comma-separated (default: default,large; the large preset
-                         takes about 5 more minutes on 2 cores with --repeats 1)
+  --models LIST          model presets, comma-separated (default: default,large; on 2 cores the
+                         default preset takes about 8 minutes and the large one 12 more)
   --configs LIST         of limit,limitspin,baselimit,off,lockstep,spin,base,baseon,on,onlive,on2,
                          dp2,tjs (default: limit,off,on,onlive,on2,dp2,tjs; baselimit and base join
                          with --base). on: tracing at level 3 (every decode step); onlive: the same
@@ -76,7 +76,7 @@ const HELP = `usage: npm run bench -- [flags]
   --min-requests N       (default: 8)
   --repeats N            run each level N times on every configuration, interleaved; report the
                          median, and ratios as the median of the N paired ratios with their range
-                         (default: 1)
+                         (default: 3: one pass moves ratios by more than the targets' margins here)
   --warmup N             warm-up requests per configuration, 16 tokens each (default: 8)
   --intra-op-threads N   ONNX Runtime threads for limit and spanserve (default: 0, ORT's choice)
   --no-profile           skip the last step: spanserve (tracing off, and on at level 3 when on is
@@ -119,7 +119,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       rounds: { type: 'string', default: '2' },
       'min-requests': { type: 'string', default: '8' },
       warmup: { type: 'string', default: '8' },
-      repeats: { type: 'string', default: '1' },
+      repeats: { type: 'string', default: '3' },
       'intra-op-threads': { type: 'string', default: '0' },
       'no-profile': { type: 'boolean', default: false },
       'no-docs': { type: 'boolean', default: false },
