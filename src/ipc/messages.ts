@@ -189,6 +189,9 @@ export interface ProcessStats {
   tpRank: number
   pid: number
   rssBytes: number
+  /** The main thread's JavaScript heap in use, and the memory of its ArrayBuffers and other external objects. */
+  heapUsedBytes: number
+  externalBytes: number
   /** Requests this process holds state for. */
   liveRequests: number
   /** Requests with an open trace context here (0 when tracing is off). */

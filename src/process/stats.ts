@@ -19,7 +19,7 @@ export function startStatsReporter(
       type: 'process_stats',
       ...who,
       pid: process.pid,
-      rssBytes: process.memoryUsage.rss(),
+      ...memoryStats(),
       tracedRequests: liveRequestCount(),
       droppedSpans: droppedSpans(),
       ...collect(),
@@ -27,4 +27,10 @@ export function startStatsReporter(
   const timer = setInterval(report, intervalMs)
   timer.unref()
   return () => clearInterval(timer)
+}
+
+/** Resident memory, and how much of it the JavaScript heap and external buffers account for. */
+export function memoryStats(): Pick<ProcessStats, 'rssBytes' | 'heapUsedBytes' | 'externalBytes'> {
+  const m = process.memoryUsage()
+  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, externalBytes: m.external }
 }

@@ -7,6 +7,7 @@
 import client from 'prom-client'
 import type { ProcessStats } from '../ipc/messages.ts'
 import { droppedSpans, liveRequestCount } from '../tracing/index.ts'
+import { memoryStats } from '../process/stats.ts'
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80]
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512]
@@ -61,7 +62,7 @@ export class ServerMetrics {
     const registers = [this.prom, this.om]
     const stats = this.stats
     const serverStats = (): ProcessStats => ({
-      type: 'process_stats', role: 'server', dpRank: 0, tpRank: 0, pid: process.pid, rssBytes: process.memoryUsage.rss(),
+      type: 'process_stats', role: 'server', dpRank: 0, tpRank: 0, pid: process.pid, ...memoryStats(),
       liveRequests: serverLive(), tracedRequests: liveRequestCount(), droppedSpans: droppedSpans(), scheduler: null, worker: null,
     })
     this.serverStats = serverStats

@@ -31,11 +31,11 @@ port.on('message', (m: ToThread) => {
         post({ type: 'warn', obj: { err: String(err), call: c[0] }, msg: 'tracing: a call failed in the tracing thread' })
       }
     }
-    post({ type: 'report', dropped: droppedSpans(), live: liveRequestCount() })
+    post({ type: 'report', dropped: droppedSpans(), live: liveRequestCount(), batches: 1 })
     return
   }
   void (m.type === 'flush' ? flushTracing() : shutdownTracing()).then(() => {
-    post({ type: 'report', dropped: droppedSpans(), live: liveRequestCount() })
+    post({ type: 'report', dropped: droppedSpans(), live: liveRequestCount(), batches: 0 })
     post({ type: 'done', id: m.id })
   })
 })

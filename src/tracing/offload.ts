@@ -26,7 +26,8 @@ export type ToThread = { type: 'calls'; calls: OffloadCall[] } | { type: 'flush'
 /** thread → main */
 export type FromThread =
   | { type: 'ready' }
-  | { type: 'report'; dropped: number; live: number }
+  /** `batches`: call batches this report answers (1 after calls, 0 after a flush). */
+  | { type: 'report'; dropped: number; live: number; batches: number }
   | { type: 'done'; id: number }
   | { type: 'warn'; obj: object; msg: string }
 
@@ -38,15 +39,26 @@ export interface OffloadStart {
 /** How long shutdown waits for the thread to export what it holds. */
 const SHUTDOWN_WAIT_MS = 5000
 
+/**
+ * Batches of calls the thread may be behind by (about one per step) before slices are dropped: a
+ * thread starved of CPU must cost spans, not a queue that grows without bound. Request starts and
+ * finishes are never dropped, so no context is left open.
+ */
+const MAX_BEHIND = 64
+
 export class TracingOffload {
   private calls: OffloadCall[] = []
   private scheduled = false
   private nextId = 0
   private readonly waiting = new Map<number, () => void>()
   private stopping = false
-  /** The thread's last figures: spans dropped, request contexts open. */
-  dropped = 0
+  /** The thread's last figures: spans dropped there, request contexts open. */
+  private threadDropped = 0
   live = 0
+  /** Slices not handed over because the thread was too far behind. */
+  private shed = 0
+  /** Batches posted and not yet answered by a report. */
+  private behind = 0
 
   private constructor(
     private readonly worker: Worker,
@@ -54,8 +66,9 @@ export class TracingOffload {
   ) {
     worker.on('message', (m: FromThread) => {
       if (m.type === 'report') {
-        this.dropped = m.dropped
+        this.threadDropped = m.dropped
         this.live = m.live
+        this.behind -= m.batches
       } else if (m.type === 'done') {
         this.waiting.get(m.id)?.()
         this.waiting.delete(m.id)
@@ -89,8 +102,17 @@ export class TracingOffload {
     return offload
   }
 
+  /** Spans lost: dropped by the thread's export, or shed here while it was too far behind. */
+  get dropped(): number {
+    return this.threadDropped + this.shed
+  }
+
   /** Record one call; the calls of this turn of the event loop leave together. */
   call(c: OffloadCall): void {
+    if (c[0] === 'batchSlice' && this.behind >= MAX_BEHIND) {
+      this.shed += (c[1] as readonly string[]).length
+      return
+    }
     this.calls.push(c)
     if (this.scheduled) return
     this.scheduled = true
@@ -102,6 +124,7 @@ export class TracingOffload {
     if (this.calls.length === 0) return
     const calls = this.calls
     this.calls = []
+    this.behind++
     this.post({ type: 'calls', calls })
   }
 

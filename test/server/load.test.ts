@@ -86,6 +86,8 @@ interface Report {
   live_requests: number
   trace_contexts_open: number
   rss_bytes: number
+  heap_used_bytes: number
+  external_bytes: number
 }
 
 async function reports(): Promise<Report[]> {
@@ -149,7 +151,9 @@ t.test(`${TOTAL} requests at concurrency ${CONCURRENCY}`, async (t) => {
     t.equal(p.trace_contexts_open, 0, `${label} has no open trace context`)
     const b = before.find((x) => x.role === p.role && x.dp_rank === p.dp_rank && x.tp_rank === p.tp_rank)!
     // Allocators keep some of what the peak took; a leak of per-request state grows without bound.
-    t.ok(p.rss_bytes < b.rss_bytes * 1.5 + 64 * 2 ** 20, `${label} memory settles: ${(b.rss_bytes / 2 ** 20).toFixed(0)} → ${(p.rss_bytes / 2 ** 20).toFixed(0)} MiB`)
+    // Heap and external figures tell a JavaScript leak from native memory (ONNX Runtime, a thread) if this fails.
+    const mib = (r: Report) => `RSS ${(r.rss_bytes / 2 ** 20).toFixed(0)}, heap ${(r.heap_used_bytes / 2 ** 20).toFixed(0)}, external ${(r.external_bytes / 2 ** 20).toFixed(0)}`
+    t.ok(p.rss_bytes < b.rss_bytes * 1.5 + 64 * 2 ** 20, `${label} memory settles: ${mib(b)} → ${mib(p)} MiB`)
   }
 
   // Every request's trace arrives whole: root, four thread spans, no missing parent.

@@ -21,6 +21,8 @@ export function healthRoute(app: FastifyInstance, status: () => HealthStatus): v
       live_requests: r.liveRequests,
       trace_contexts_open: r.tracedRequests,
       rss_bytes: r.rssBytes,
+      heap_used_bytes: r.heapUsedBytes,
+      external_bytes: r.externalBytes,
     }))
     if (s.ready) return { status: 'ok', processes: s.processes, reports }
     const err = new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'not every process is ready')
