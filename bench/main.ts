@@ -186,6 +186,8 @@ for (const preset of opts.models) {
         const chosen = [...rs].sort((a, b) => a.tokensPerSec - b.tokensPerSec)[Math.floor((rs.length - 1) / 2)]!
         if (rs.length > 1) {
           chosen.repeatsTokS = rs.map((r) => r.tokensPerSec)
+          chosen.repeatsTtftP50 = rs.map((r) => r.ttftP50)
+          if (rs.every((r) => r.prefillP50 !== undefined)) chosen.repeatsPrefillP50 = rs.map((r) => r.prefillP50!)
           // CPU over all repeats together: steadier than one repeat's on a shared machine.
           const cpuMs: Record<string, number> = {}
           for (const r of rs) for (const [k, ms] of Object.entries(r.cpuMs ?? {})) cpuMs[k] = (cpuMs[k] ?? 0) + ms

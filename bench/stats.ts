@@ -44,6 +44,9 @@ export interface LevelResult {
   prefillP50?: number
   /** --repeats: every repeat's tok/s, in run order (repeat i of every configuration ran in the same rotation). */
   repeatsTokS?: number[]
+  /** --repeats: every repeat's TTFT p50, and (limit) prefill p50, in run order. */
+  repeatsTtftP50?: number[]
+  repeatsPrefillP50?: number[]
   /** CPU time each process used during the level, ms, by role (bench/proc-cpu.ts). */
   cpuMs?: Record<string, number>
   /** With repeats, cpuMs is summed over all of them, over these tokens and this wall time. */
