@@ -14,16 +14,19 @@ function level(configs: readonly ConfigResult[], config: ConfigName, model: stri
 export function levelRatio(a: LevelResult, b: LevelResult): { r: number; lo: number; hi: number; n: number } {
   const xs = a.repeatsTokS
   const ys = b.repeatsTokS
-  if (xs && ys && xs.length === ys.length && xs.length > 1) {
-    const rs = xs.map((x, i) => x / ys[i]!).sort((p, q) => p - q)
-    const mid = rs.length % 2 ? rs[(rs.length - 1) / 2]! : (rs[rs.length / 2 - 1]! + rs[rs.length / 2]!) / 2
-    return { r: mid, lo: rs[0]!, hi: rs[rs.length - 1]!, n: rs.length }
-  }
+  if (xs && ys && xs.length === ys.length && xs.length > 1) return spread(xs.map((x, i) => x / ys[i]!))
   const r = a.tokensPerSec / b.tokensPerSec
   return { r, lo: r, hi: r, n: 1 }
 }
 
 /** Three decimals: a verdict is judged on the exact ratio, and 0.965 must not read as 0.97. */
+/** Median, least and greatest of paired per-repeat figures. */
+function spread(values: readonly number[]): { r: number; lo: number; hi: number; n: number } {
+  const v = [...values].sort((p, q) => p - q)
+  const mid = v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2
+  return { r: mid, lo: v[0]!, hi: v[v.length - 1]!, n: v.length }
+}
+
 export function formatRatio(x: { r: number; lo: number; hi: number; n: number }): string {
   return x.n > 1 ? `${x.r.toFixed(3)}× (${x.lo.toFixed(3)}–${x.hi.toFixed(3)} over ${x.n} repeats)` : `${x.r.toFixed(3)}×`
 }
@@ -76,9 +79,8 @@ function ttftVerdict(target: string, off: LevelResult, limit: LevelResult): Verd
   const p = limit.repeatsPrefillP50
   const fmt = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(2)} ms`
   if (t && p && t.length === p.length && t.length > 1) {
-    const d = t.map((x, i) => x - p[i]!).sort((a, b) => a - b)
-    const mid = d.length % 2 ? d[(d.length - 1) / 2]! : (d[d.length / 2 - 1]! + d[d.length / 2]!) / 2
-    return { target, met: mid <= 2, measured: `${fmt(mid)} (${fmt(d[0]!)} to ${fmt(d.at(-1)!)} over ${d.length} repeats; median repeat: TTFT ${off.ttftP50.toFixed(2)} ms, prefill ${limit.prefillP50!.toFixed(2)} ms)` }
+    const d = spread(t.map((x, i) => x - p[i]!))
+    return { target, met: d.r <= 2, measured: `${fmt(d.r)} (${fmt(d.lo)} to ${fmt(d.hi)} over ${d.n} repeats; median repeat: TTFT ${off.ttftP50.toFixed(2)} ms, prefill ${limit.prefillP50!.toFixed(2)} ms)` }
   }
   const over = off.ttftP50 - limit.prefillP50!
   return { target, met: over <= 2, measured: `${fmt(over)} (TTFT ${off.ttftP50.toFixed(2)} ms, prefill ${limit.prefillP50!.toFixed(2)} ms)` }
