@@ -175,12 +175,10 @@ export class SchedulerLoop {
   /** Decide the next step, or null when there is nothing to do. */
   private buildBatch(): ForwardBatch | null {
     // Decoders first: a sequence whose prompt completes in this step decodes from the next one on.
-    const decode: string[] = []
-    const decodeTokens = new Int32Array(this.limits.depth === 1 ? this.decoding.size : 0)
+    const decoders: SchedRequest[] = []
     for (const req of this.decoding.values()) {
       if (!this.wantsDecode(req)) continue
-      if (this.limits.depth === 1) decodeTokens[decode.length] = req.lastToken
-      decode.push(req.rid)
+      decoders.push(req)
       req.scheduled++
     }
     const prefill: PrefillEntry[] = []
@@ -219,10 +217,13 @@ export class SchedulerLoop {
     }
     // Prompts complete in admission order, so the ones done are at the front.
     if (done > 0) this.prefilling.splice(0, done)
-    if (prefill.length === 0 && decode.length === 0 && this.release.length === 0) return null
+    if (prefill.length === 0 && decoders.length === 0 && this.release.length === 0) return null
     const release = this.release
     this.release = []
-    return { type: 'forward', step: ++this.step, prefill, decode, decodeTokens: decodeTokens.length === decode.length ? decodeTokens : decodeTokens.slice(0, decode.length), release }
+    const decode = decoders.map((r) => r.rid)
+    // Lockstep: the worker is told each input token; under overlap it feeds its own (not known here yet).
+    const decodeTokens = this.limits.depth === 1 ? Int32Array.from(decoders, (r) => r.lastToken) : new Int32Array(0)
+    return { type: 'forward', step: ++this.step, prefill, decode, decodeTokens, release }
   }
 
   private apply(batch: ForwardBatch, out: ForwardBatchOutput): void {
