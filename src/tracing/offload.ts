@@ -9,13 +9,20 @@
  * available this way: the worker passes no context on.
  */
 import { Worker } from 'node:worker_threads'
+import type { Attributes } from '@opentelemetry/api'
 import type { ProcessIdentity, TracingOptions } from './options.ts'
 import type { WarnLogger } from './export-accounting.ts'
+import type { TraceCarrier } from './propagation.ts'
+import type { TraceLevel } from './runtime.ts'
+import type { ThreadTracer } from './thread-tracer.ts'
+import type { ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceStartOptions } from './trace-options.ts'
+import { nowNs } from './time.ts'
 
-/** The void calls of the tracing API that can be recorded (trace.ts functions, by name). */
-export type OffloadMethod =
-  | 'reqStart' | 'reqFinish' | 'reqAbort' | 'sliceStart' | 'sliceEnd' | 'event' | 'sliceAttrs' | 'reqAttrs'
-  | 'setPropagateContext' | 'batchSlice' | 'setLevel' | 'setSampleRate'
+/** The void calls of the tracing API, which a thread's tracer makes and the offload records. */
+export type TraceCalls = Pick<ThreadTracer, 'reqStart' | 'reqFinish' | 'reqAbort' | 'sliceStart' | 'sliceEnd' | 'event' | 'sliceAttrs' | 'reqAttrs' | 'setPropagateContext' | 'batchSlice'>
+
+/** The recorded calls, by the name of the trace.ts function that replays them. */
+export type OffloadMethod = keyof TraceCalls | 'setLevel' | 'setSampleRate'
 
 /** One recorded call: the function's name, then its arguments. */
 export type OffloadCall = [OffloadMethod, ...unknown[]]
@@ -46,7 +53,7 @@ const SHUTDOWN_WAIT_MS = 5000
  */
 const MAX_BEHIND = 64
 
-export class TracingOffload {
+export class TracingOffload implements TraceCalls {
   private calls: OffloadCall[] = []
   private scheduled = false
   private nextId = 0
@@ -105,6 +112,47 @@ export class TracingOffload {
   /** Spans lost: dropped by the thread's export, or shed here while it was too far behind. */
   get dropped(): number {
     return this.threadDropped + this.shed
+  }
+
+  // The calls of the API, stamped now where the caller left the time out: the thread runs them later.
+  reqStart(rid: string, carrier: TraceCarrier | string | null | undefined, opts?: ReqStartOptions): void {
+    this.call(['reqStart', rid, carrier, { ...opts, ts: opts?.ts ?? nowNs() }])
+  }
+
+  reqFinish(rid: string, opts?: ReqFinishOptions): void {
+    this.call(['reqFinish', rid, { ...opts, ts: opts?.ts ?? nowNs() }])
+  }
+
+  reqAbort(rid: string, reason?: string, ts?: number): void {
+    this.call(['reqAbort', rid, reason, ts ?? nowNs()])
+  }
+
+  sliceStart(rid: string, name: string | null, opts?: SliceStartOptions): void {
+    this.call(['sliceStart', rid, name, { ...opts, ts: opts?.ts ?? nowNs() }])
+  }
+
+  sliceEnd(rid: string, name?: string | null, opts?: SliceEndOptions): void {
+    this.call(['sliceEnd', rid, name, { ...opts, ts: opts?.ts ?? nowNs() }])
+  }
+
+  event(rid: string, name: string, attributes?: Attributes, ts?: number): void {
+    this.call(['event', rid, name, attributes, ts ?? nowNs()])
+  }
+
+  sliceAttrs(rid: string, attributes: Attributes): void {
+    this.call(['sliceAttrs', rid, attributes])
+  }
+
+  reqAttrs(rid: string, attributes: Attributes): void {
+    this.call(['reqAttrs', rid, attributes])
+  }
+
+  setPropagateContext(rid: string, carrier: TraceCarrier | string | null | undefined): void {
+    this.call(['setPropagateContext', rid, carrier])
+  }
+
+  batchSlice(rids: readonly string[], name: string, startNs: number, endNs: number, attributes?: Attributes, level?: TraceLevel): void {
+    this.call(['batchSlice', rids, name, startNs, endNs, attributes, level])
   }
 
   /** Record one call; the calls of this turn of the event loop leave together. */

@@ -10,7 +10,7 @@ import type { Attributes } from '@opentelemetry/api'
 import type { ProcessIdentity } from './options.ts'
 import type { TraceCarrier } from './propagation.ts'
 import { resetHooks, runtime, type TraceLevel } from './runtime.ts'
-import { nowNs } from './time.ts'
+import type { TraceCalls } from './offload.ts'
 import {
   releaseAll,
   ThreadTracer,
@@ -25,6 +25,9 @@ export type { ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceStartOpti
 export type { TraceLevel } from './runtime.ts'
 
 const main = new ThreadTracer('Server')
+
+/** Where the API's void calls go: this thread's tracer, or the recorder for a tracing thread (offload.ts). */
+const sink = (): TraceCalls => runtime.offload ?? main
 resetHooks.push(releaseAll)
 
 const LABELS: Record<ProcessIdentity['role'], string> = {
@@ -50,51 +53,35 @@ export function createThreadTracer(label: string, tpRank?: number, dpRank?: numb
 }
 
 export function reqStart(rid: string, carrier: TraceCarrier | string | null | undefined, opts?: ReqStartOptions): void {
-  if (!runtime.enabled) return
-  if (runtime.offload) runtime.offload.call(['reqStart', rid, carrier, { ...opts, ts: opts?.ts ?? nowNs() }])
-  else main.reqStart(rid, carrier, opts)
+  if (runtime.enabled) sink().reqStart(rid, carrier, opts)
 }
 
 export function reqFinish(rid: string, opts?: ReqFinishOptions): void {
-  if (!runtime.enabled) return
-  if (runtime.offload) runtime.offload.call(['reqFinish', rid, { ...opts, ts: opts?.ts ?? nowNs() }])
-  else main.reqFinish(rid, opts)
+  if (runtime.enabled) sink().reqFinish(rid, opts)
 }
 
 export function reqAbort(rid: string, reason?: string, ts?: number): void {
-  if (!runtime.enabled) return
-  if (runtime.offload) runtime.offload.call(['reqAbort', rid, reason, ts ?? nowNs()])
-  else main.reqAbort(rid, reason, ts)
+  if (runtime.enabled) sink().reqAbort(rid, reason, ts)
 }
 
 export function sliceStart(rid: string, name: string | null, opts?: SliceStartOptions): void {
-  if (!runtime.enabled) return
-  if (runtime.offload) runtime.offload.call(['sliceStart', rid, name, { ...opts, ts: opts?.ts ?? nowNs() }])
-  else main.sliceStart(rid, name, opts)
+  if (runtime.enabled) sink().sliceStart(rid, name, opts)
 }
 
 export function sliceEnd(rid: string, name?: string | null, opts?: SliceEndOptions): void {
-  if (!runtime.enabled) return
-  if (runtime.offload) runtime.offload.call(['sliceEnd', rid, name, { ...opts, ts: opts?.ts ?? nowNs() }])
-  else main.sliceEnd(rid, name, opts)
+  if (runtime.enabled) sink().sliceEnd(rid, name, opts)
 }
 
 export function event(rid: string, name: string, attributes?: Attributes, ts?: number): void {
-  if (!runtime.enabled) return
-  if (runtime.offload) runtime.offload.call(['event', rid, name, attributes, ts ?? nowNs()])
-  else main.event(rid, name, attributes, ts)
+  if (runtime.enabled) sink().event(rid, name, attributes, ts)
 }
 
 export function sliceAttrs(rid: string, attributes: Attributes): void {
-  if (!runtime.enabled) return
-  if (runtime.offload) runtime.offload.call(['sliceAttrs', rid, attributes])
-  else main.sliceAttrs(rid, attributes)
+  if (runtime.enabled) sink().sliceAttrs(rid, attributes)
 }
 
 export function reqAttrs(rid: string, attributes: Attributes): void {
-  if (!runtime.enabled) return
-  if (runtime.offload) runtime.offload.call(['reqAttrs', rid, attributes])
-  else main.reqAttrs(rid, attributes)
+  if (runtime.enabled) sink().reqAttrs(rid, attributes)
 }
 
 export function getPropagateContext(rid: string): TraceCarrier | null {
@@ -103,9 +90,7 @@ export function getPropagateContext(rid: string): TraceCarrier | null {
 }
 
 export function setPropagateContext(rid: string, carrier: TraceCarrier | string | null | undefined): void {
-  if (!runtime.enabled) return
-  if (runtime.offload) runtime.offload.call(['setPropagateContext', rid, carrier])
-  else main.setPropagateContext(rid, carrier)
+  if (runtime.enabled) sink().setPropagateContext(rid, carrier)
 }
 
 export function batchSlice(
@@ -116,9 +101,7 @@ export function batchSlice(
   attributes?: Attributes,
   level?: TraceLevel,
 ): void {
-  if (!runtime.enabled) return
-  if (runtime.offload) runtime.offload.call(['batchSlice', rids, name, startNs, endNs, attributes, level])
-  else main.batchSlice(rids, name, startNs, endNs, attributes, level)
+  if (runtime.enabled) sink().batchSlice(rids, name, startNs, endNs, attributes, level)
 }
 
 /** True when rid is traced in this process's default thread (e.g. to skip building attributes). */
