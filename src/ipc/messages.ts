@@ -88,6 +88,11 @@ export interface ForwardBatch {
    * does not know it yet: each sequence takes the worker's own last sampled token.
    */
   decodeTokens: Int32Array
+  /**
+   * Decode steps to run back to back (--num-continuous-decode-steps), every decode entry in each,
+   * each sequence fed its own last sampled token (decodeTokens, when given, are the first step's).
+   */
+  decodeSteps: number
   /** Sequences to drop from the KV cache before this step. */
   release: string[]
 }
@@ -100,6 +105,10 @@ export interface ForwardBatchOutput {
   tpRank: number
   /** Time this rank spent in all-reduce during the step (0 without TP). */
   allReduceMs: number
+  /**
+   * One entry per sampled token, in the order sampled: a finished prompt's first token, then each
+   * decode step's tokens (a rid appears once per step of the batch's decodeSteps).
+   */
   rids: string[]
   tokens: Int32Array
   /** Sequences the worker could not run (unknown to its cache): the scheduler fails them. */
@@ -112,8 +121,9 @@ export interface ForwardBatchOutput {
 /** scheduler → tokenizer: new tokens of many requests at once. */
 export interface BatchTokenIdOutput {
   type: 'batch_token_ids'
+  /** In the order generated; a rid appears once per new token (several times after continuous decode steps). */
   rids: string[]
-  /** One new token per rid, or -1 when the rid only finishes. */
+  /** One new token per entry. */
   tokens: Int32Array
   /** Finish reason per rid, null while running. */
   finished: (FinishReason | null)[]

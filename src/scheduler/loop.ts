@@ -10,6 +10,11 @@
  * decided from what was sent, not what came back: `max_tokens` and the context length are known in
  * advance, so only a sequence that stops on EOS (or is aborted) runs one step too many, whose token
  * is dropped. With `depth` 1 (TP, or --disable-overlap-schedule) each step waits for the last.
+ *
+ * Continuous decode steps (SGLang's --num-continuous-decode-steps): a decode-only batch asks the
+ * worker for up to `decodeSteps` steps in one message, never more than any of its sequences still
+ * needs, so the hops between processes are paid once per several tokens. A batch that prefills runs
+ * one step, so a new request's first token is not held back.
  */
 import type { BatchTokenIdOutput, FinishReason, ProcessStats, RequestStats, ForwardBatch, ForwardBatchOutput, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
 import { KvBudget } from './budget.ts'
@@ -28,6 +33,8 @@ export interface LoopLimits {
   tpSize: number
   /** Steps in flight at once: 2 overlaps scheduling with the worker's step, 1 is lockstep. */
   depth: 1 | 2
+  /** Most decode steps per forward batch (1 with TP: only rank 0 samples). */
+  decodeSteps: number
 }
 
 /** What the loop tells its process about each request's life, for tracing. */
@@ -167,19 +174,21 @@ export class SchedulerLoop {
     this.io.observer?.ended(req, reason, error)
   }
 
-  /** Whether a decoding sequence takes part in the next step: it still has tokens to generate once the steps sent are done. */
-  private wantsDecode(req: SchedRequest): boolean {
-    return req.scheduled < req.maxTokens && req.inputIds.length + req.scheduled < this.limits.contextLength
+  /** Tokens a decoding sequence still has to generate once the steps sent are done (it takes part in the next step when above 0). */
+  private remaining(req: SchedRequest): number {
+    return Math.min(req.maxTokens - req.scheduled, this.limits.contextLength - req.inputIds.length - req.scheduled)
   }
 
   /** Decide the next step, or null when there is nothing to do. */
   private buildBatch(): ForwardBatch | null {
     // Decoders first: a sequence whose prompt completes in this step decodes from the next one on.
     const decoders: SchedRequest[] = []
+    let steps = this.limits.decodeSteps
     for (const req of this.decoding.values()) {
-      if (!this.wantsDecode(req)) continue
+      const left = this.remaining(req)
+      if (left <= 0) continue
       decoders.push(req)
-      req.scheduled++
+      steps = Math.min(steps, left)
     }
     const prefill: PrefillEntry[] = []
     let tokenBudget = this.limits.maxPrefillTokens
@@ -218,12 +227,14 @@ export class SchedulerLoop {
     // Prompts complete in admission order, so the ones done are at the front.
     if (done > 0) this.prefilling.splice(0, done)
     if (prefill.length === 0 && decoders.length === 0 && this.release.length === 0) return null
+    const decodeSteps = prefill.length > 0 ? 1 : steps
+    for (const req of decoders) req.scheduled += decodeSteps
     const release = this.release
     this.release = []
     const decode = decoders.map((r) => r.rid)
     // Lockstep: the worker is told each input token; under overlap it feeds its own (not known here yet).
     const decodeTokens = this.limits.depth === 1 ? Int32Array.from(decoders, (r) => r.lastToken) : new Int32Array(0)
-    return { type: 'forward', step: ++this.step, prefill, decode, decodeTokens, release }
+    return { type: 'forward', step: ++this.step, prefill, decode, decodeTokens, decodeSteps, release }
   }
 
   private apply(batch: ForwardBatch, out: ForwardBatchOutput): void {
@@ -246,7 +257,7 @@ export class SchedulerLoop {
     }
     for (let i = 0; i < out.rids.length; i++) {
       const rid = out.rids[i]!
-      // Gone: aborted while the step ran, or stopped on EOS a step earlier (an overlapped step's extra token).
+      // Gone: aborted while the step ran, or stopped on EOS earlier (an overlapped step's or a later decode step's extra token).
       const req = this.decoding.get(rid)
       if (!req) continue
       const token = out.tokens[i]!
@@ -290,7 +301,7 @@ export class SchedulerLoop {
         const result = new Promise<ForwardBatchOutput | null>((r) => (resolve = r))
         this.pending.push({ batch, answers: 0, primary: null, failed: new Set(), result, resolve })
         this.io.onStep?.(batch, this.waiting.length)
-        if (batch.decode.length > 0 && this.batchSizes.length < 100_000) this.batchSizes.push(batch.decode.length)
+        for (let i = 0; batch.decode.length > 0 && i < batch.decodeSteps && this.batchSizes.length < 100_000; i++) this.batchSizes.push(batch.decode.length)
         this.io.forward(batch)
         if (this.pending.length < this.limits.depth) continue
       }

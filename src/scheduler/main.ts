@@ -22,6 +22,7 @@ await runChild('scheduler', async (ctx) => {
       tpSize: config.tpSize,
       // Rank 0 alone samples, so TP ranks must be told each step's tokens: lockstep.
       depth: config.tpSize > 1 || config.disableOverlapSchedule ? 1 : 2,
+      decodeSteps: config.numContinuousDecodeSteps,
     },
     {
       forward: (batch) => {
@@ -31,7 +32,7 @@ await runChild('scheduler', async (ctx) => {
       error: (err) => toTokenizer.post(err),
       observer: requestObserver(log),
       onStep: log.isLevelEnabled('debug')
-        ? (batch, waiting) => log.debug({ step: batch.step, prefill: batch.prefill.length, decode: batch.decode.length, release: batch.release.length, waiting }, 'step')
+        ? (batch, waiting) => log.debug({ step: batch.step, prefill: batch.prefill.length, decode: batch.decode.length, decode_steps: batch.decodeSteps, release: batch.release.length, waiting }, 'step')
         : undefined,
     },
   )

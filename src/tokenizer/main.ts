@@ -135,8 +135,9 @@ await runChild('tokenizer', async (ctx) => {
       }
     }
     if (items.length > 0) ctx.toServer.post({ type: 'batch_str', items })
-    // One detokenize slice per request per batch at level 3; the request's end closes its thread.
-    tracing.batchSlice(batch.rids, tracing.SLICE.detokenize, t0, tracing.nowNs(), undefined, 3)
+    // One detokenize slice per request per batch at level 3 (a rid repeats after continuous decode steps); the request's end closes its thread.
+    const sliced = batch.rids.length > 1 && tracing.isTracingEnabled() ? [...new Set(batch.rids)] : batch.rids
+    tracing.batchSlice(sliced, tracing.SLICE.detokenize, t0, tracing.nowNs(), undefined, 3)
     for (const rid of ended) tracing.reqFinish(rid)
   }
 

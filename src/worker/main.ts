@@ -53,12 +53,13 @@ await runChild('worker', async (ctx) => {
         if (given) inputs.push(batch.decodeTokens[i]!)
       } else failed.push(rid)
     }
-    let decodeSlice: { startNs: number; endNs: number; reduced: number } | null = null
-    if (decodable.length > 0) {
+    const decodeSlices: { startNs: number; endNs: number; reduced: number }[] = []
+    // Continuous decode steps: after the first, every sequence takes its own last sampled token.
+    for (let n = 0; decodable.length > 0 && n < batch.decodeSteps; n++) {
       const d0 = traced ? tracing.nowNs() : 0
-      const { tokens: next, allReduceMs: reduced = 0 } = await runner.decode(decodable, given ? Int32Array.from(inputs) : undefined)
+      const { tokens: next, allReduceMs: reduced = 0 } = await runner.decode(decodable, given && n === 0 ? Int32Array.from(inputs) : undefined)
       allReduceMs += reduced
-      if (traced) decodeSlice = { startNs: d0, endNs: tracing.nowNs(), reduced }
+      if (traced) decodeSlices.push({ startNs: d0, endNs: tracing.nowNs(), reduced })
       for (let i = 0; i < decodable.length; i++) {
         rids.push(decodable[i]!)
         tokens.push(next[i]!)
@@ -76,11 +77,11 @@ await runChild('worker', async (ctx) => {
         entry.last ? 1 : 2,
       )
     }
-    if (decodeSlice) {
-      // One slice per request for the one session run they shared; folded into decode_loop below level 3.
+    for (const slice of decodeSlices) {
+      // One slice per request for each session run they shared; folded into decode_loop below level 3.
       const attributes = tracing.batchAttributes(batch.step, decodable.length, batch.step)
-      attributes['spanserve.tp.all_reduce_ms'] = decodeSlice.reduced
-      tracing.batchSlice(decodable, tracing.SLICE.decodeForward, decodeSlice.startNs, decodeSlice.endNs, attributes, 3)
+      attributes['spanserve.tp.all_reduce_ms'] = slice.reduced
+      tracing.batchSlice(decodable, tracing.SLICE.decodeForward, slice.startNs, slice.endNs, attributes, 3)
     }
   }
 

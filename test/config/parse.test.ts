@@ -69,6 +69,13 @@ t.test('collector endpoints are normalised per protocol', async (t) => {
   t.equal(defaultHttp.otlpEndpoint, 'http://localhost:4318/v1/traces')
 })
 
+t.test('continuous decode steps need TP size 1, where the worker samples every token itself', async (t) => {
+  t.equal(parseConfig([]).config.numContinuousDecodeSteps, 1, 'one step per message by default, as SGLang')
+  t.equal(parseConfig(['--num-continuous-decode-steps', '4', '--dp-size', '2']).config.numContinuousDecodeSteps, 4)
+  t.throws(() => parseConfig(['--num-continuous-decode-steps', '4', '--tp-size', '2']), { message: /needs --tp-size 1/ })
+  t.throws(() => parseConfig(['--num-continuous-decode-steps', '0']), { message: /at least 1/ })
+})
+
 t.test('multi-node options are checked together', async (t) => {
   t.throws(() => parseConfig(['--nnodes', '2', '--node-hosts', 'a,b']), { message: /needs --ipc tcp/ })
   t.throws(() => parseConfig(['--nnodes', '2', '--ipc', 'tcp://a:5000', '--node-hosts', 'a', '--tp-size', '2']), { message: /must name 2 hosts/ })

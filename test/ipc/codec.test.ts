@@ -9,6 +9,7 @@ t.test('typed arrays travel as binary frames and come back equal', async (t) => 
     prefill: [{ rid: 'a', trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }, tokens: Int32Array.of(1, 2, 3, -4), start: 0, last: true, sampling: { temperature: 0, topP: 1, topK: 0, seed: 5 } }],
     decode: ['b', 'c'],
     decodeTokens: Int32Array.of(11, 12),
+    decodeSteps: 1,
     release: ['d'],
   }
   const frames = encode(msg)

@@ -1,6 +1,7 @@
 /**
  * White-box tests of the batching policy: the loop drives a scripted worker that answers each step
- * with token 5 for every sequence that is due one (the real worker is exercised end to end elsewhere).
+ * with token 5 (or what `token` says) for every sequence that is due one, once per decode step (the
+ * real worker is exercised end to end elsewhere).
  * The policy tests run in lockstep (depth 1) and under the overlap schedule (depth 2).
  */
 import t from 'tap'
@@ -9,7 +10,11 @@ import type { BatchTokenIdOutput, ForwardBatch, ReqError, TokenizedGenerateReqIn
 
 type Limits = ConstructorParameters<typeof SchedulerLoop>[0]
 
-function makeHarness(limits: Partial<Limits> = {}) {
+/** The scripted worker's token for the n-th token (0-based) it samples for rid. */
+type TokenOf = (rid: string, n: number) => number
+
+function makeHarness(limits: Partial<Limits> = {}, token: TokenOf = () => 5) {
+  const sampled = new Map<string, number>()
   const steps: ForwardBatch[] = []
   /** Steps sent and output batches received, in the order they happened. */
   const events: string[] = []
@@ -20,8 +25,14 @@ function makeHarness(limits: Partial<Limits> = {}) {
     forward: (batch) => {
       steps.push(batch)
       events.push(`step ${batch.step}`)
-      const rids = [...batch.prefill.filter((p) => p.last).map((p) => p.rid), ...batch.decode]
-      setTimeout(() => loop.onForwardOutput({ type: 'forward_out', step: batch.step, tpRank: 0, allReduceMs: 0, rids, tokens: new Int32Array(rids.length).fill(5), failed: [], prefillMs: 0, decodeMs: 0 }))
+      const rids = batch.prefill.filter((p) => p.last).map((p) => p.rid)
+      for (let n = 0; batch.decode.length > 0 && n < batch.decodeSteps; n++) rids.push(...batch.decode)
+      const tokens = Int32Array.from(rids, (rid) => {
+        const n = sampled.get(rid) ?? 0
+        sampled.set(rid, n + 1)
+        return token(rid, n)
+      })
+      setTimeout(() => loop.onForwardOutput({ type: 'forward_out', step: batch.step, tpRank: 0, allReduceMs: 0, rids, tokens, failed: [], prefillMs: 0, decodeMs: 0 }))
     },
     output: (o) => {
       outputs.push(o)
@@ -29,7 +40,7 @@ function makeHarness(limits: Partial<Limits> = {}) {
     },
     error: (e) => errors.push(e),
   }
-  loop = new SchedulerLoop({ maxBatchSize: 4, maxQueue: 8, maxPrefillTokens: 8, maxTotalTokens: 1000, contextLength: 100, eosTokenIds: [0], tpSize: 1, depth: 1, ...limits }, io)
+  loop = new SchedulerLoop({ maxBatchSize: 4, maxQueue: 8, maxPrefillTokens: 8, maxTotalTokens: 1000, contextLength: 100, eosTokenIds: [0], tpSize: 1, depth: 1, decodeSteps: 1, ...limits }, io)
   void loop.run()
   return { loop, steps, outputs, errors, events }
 }
@@ -157,3 +168,49 @@ t.test('overlap schedule: an abort while two steps are in flight drops the late 
   t.equal(h.loop.running, 0)
   h.loop.close()
 })
+
+for (const depth of [1, 2] as const) {
+  t.test(`continuous decode steps (depth ${depth})`, async (t) => {
+    t.test('a decode-only batch runs up to N steps, never past what a sequence still needs', async (t) => {
+      const h = makeHarness({ depth, decodeSteps: 4, contextLength: 12 })
+      h.loop.submit(req('a', 2, 10))
+      await settle()
+      t.same(h.steps.filter((s) => s.decode.length > 0).map((s) => s.decodeSteps), [4, 4, 1], 'one token from the prefill, then 9 decode steps')
+      t.same(h.outputs.flatMap((o) => o.rids), new Array(10).fill('a'), 'every token reaches the tokenizer, in order')
+      t.same(h.outputs.flatMap((o) => o.finished).filter((f) => f !== null), ['length'])
+      h.outputs.length = 0
+      // Bounded by the context length: 4 prompt tokens + 8 generated = 12.
+      h.loop.submit(req('b', 4, 50))
+      await settle()
+      t.equal(h.outputs.flatMap((o) => o.rids).length, 8, 'stops at the context length')
+      t.same(h.steps.filter((s) => s.decode.includes('b')).map((s) => s.decodeSteps), [4, 3])
+      t.equal(h.loop.budget.usedTokens, 0)
+      h.loop.close()
+    })
+
+    t.test('a batch that prefills runs one step, so the new request is not held back', async (t) => {
+      const h = makeHarness({ depth, decodeSteps: 8 })
+      h.loop.submit(req('a', 2, 90))
+      await new Promise((r) => setTimeout(r, 5))
+      h.loop.submit(req('b', 2, 3))
+      await settle()
+      const joint = h.steps.find((s) => s.decode.includes('a') && s.prefill.some((p) => p.rid === 'b'))
+      t.equal(joint?.decodeSteps, 1)
+      t.ok(h.steps.some((s) => s.decode.includes('a') && s.decodeSteps === 8), 'decode-only batches run 8 steps')
+      t.equal(h.outputs.flatMap((o) => o.rids).filter((r) => r === 'b').length, 3)
+      h.loop.close()
+    })
+
+    t.test('EOS inside a batch finishes the request there; its later tokens are dropped', async (t) => {
+      const h = makeHarness({ depth, decodeSteps: 4, eosTokenIds: [0] }, (rid, n) => (rid === 'a' && n === 2 ? 0 : 5))
+      h.loop.submit(req('a', 2, 20))
+      h.loop.submit(req('b', 2, 20))
+      await settle()
+      const a = h.outputs.flatMap((o) => o.rids.map((rid, i) => [rid, o.tokens[i], o.finished[i]])).filter(([rid]) => rid === 'a')
+      t.same(a, [['a', 5, null], ['a', 5, null], ['a', 0, 'stop']])
+      t.equal(h.outputs.flatMap((o) => o.rids).filter((r) => r === 'b').length, 20, 'b runs on to max_tokens')
+      t.equal(h.loop.budget.usedTokens, 0)
+      h.loop.close()
+    })
+  })
+}

@@ -39,20 +39,38 @@ t.test('greedy: 16 prompts decoded together give token for token what each gives
   t.ok(widest >= 8, `sequences were decoded together (widest decode step: ${widest})`)
 })
 
-t.test('the overlap schedule (default) gives what lockstep gives: text, finish reason and usage, stop strings included', async (t) => {
+t.test('the overlap schedule (default) and continuous decode steps give what lockstep gives: text, finish reason and usage, stop strings included', async (t) => {
   const lockstep = await startServer({ args: ['--disable-overlap-schedule'] })
   t.teardown(() => lockstep.stop())
-  const other = new OpenAI({ baseURL: lockstep.url + '/v1', apiKey: 'unused', maxRetries: 0 })
+  const multi = await startServer({ args: ['--num-continuous-decode-steps', '4', '--log-level', 'debug'] })
+  t.teardown(() => multi.stop())
+  const clientOf = (s: { url: string }) => new OpenAI({ baseURL: s.url + '/v1', apiKey: 'unused', maxRetries: 0 })
   // A stop string ends a request at a token the scheduler could not foresee: under overlap one more
-  // step has already been sent for it, and its token must not show.
+  // step has already been sent for it, and with continuous decode steps several; their tokens must not show.
   const asks = PROMPTS.slice(0, 8).map((prompt, i) => ({ model: 'default', prompt, max_tokens: 10 + 3 * i, temperature: 0, ...(i % 2 ? { stop: [' the', '.'] } : {}) }))
-  const [a, b] = await Promise.all([Promise.all(asks.map((q) => client.completions.create(q))), Promise.all(asks.map((q) => other.completions.create(q)))])
-  let stopped = 0
-  for (let i = 0; i < asks.length; i++) {
-    t.equal(a[i]!.choices[0]!.text, b[i]!.choices[0]!.text, `prompt ${i}: the same text`)
-    t.equal(a[i]!.choices[0]!.finish_reason, b[i]!.choices[0]!.finish_reason, `prompt ${i}: the same finish reason`)
-    t.same(a[i]!.usage, b[i]!.usage, `prompt ${i}: the same usage`)
-    if (a[i]!.choices[0]!.finish_reason === 'stop') stopped++
+  const [base, ...others] = await Promise.all([client, clientOf(lockstep), clientOf(multi)].map((c) => Promise.all(asks.map((q) => c.completions.create(q)))))
+  for (const [name, b] of [['lockstep', others[0]!], ['continuous decode steps', others[1]!]] as const) {
+    let stopped = 0
+    for (let i = 0; i < asks.length; i++) {
+      t.equal(base![i]!.choices[0]!.text, b[i]!.choices[0]!.text, `${name}, prompt ${i}: the same text`)
+      t.equal(base![i]!.choices[0]!.finish_reason, b[i]!.choices[0]!.finish_reason, `${name}, prompt ${i}: the same finish reason`)
+      t.same(base![i]!.usage, b[i]!.usage, `${name}, prompt ${i}: the same usage`)
+      if (b[i]!.choices[0]!.finish_reason === 'stop') stopped++
+    }
+    t.ok(stopped > 0, `${name}: some requests ended on a stop string (${stopped})`)
   }
-  t.ok(stopped > 0, `some requests ended on a stop string (${stopped})`)
+  // Tokens that come back several at a time still stream one chunk per token, in order.
+  const stream = await clientOf(multi).completions.create({ ...asks[6]!, stream: true, stream_options: { include_usage: true } })
+  let text = ''
+  let chunks = 0
+  let usage: { completion_tokens: number } | null = null
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage
+    if (chunk.choices.length === 0) continue
+    text += chunk.choices[0]!.text
+    chunks++
+  }
+  t.equal(text, base![6]!.choices[0]!.text, 'the streamed text is the whole text')
+  t.equal(chunks, usage?.completion_tokens, 'one chunk per generated token')
+  t.ok(multi.logs.some((l) => l.msg === 'step' && (l.decode_steps as number) === 4), 'decode-only steps ran 4 decode steps each')
 })
