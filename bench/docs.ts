@@ -66,6 +66,7 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
     ['limitspin', 'the limit with ONNX Runtime\'s intra-op threads spinning while they wait for work (ONNX Runtime\'s own default; spanserve and the limit turn it off).'],
     ['off', 'the real server (`src/server/main.ts` and its tokenizer, scheduler and worker processes), streaming SSE from `/v1/completions`, with its defaults: the overlap schedule, ONNX Runtime\'s threads not spinning.'],
     ['lockstep', 'spanserve, tracing off, `--disable-overlap-schedule`: the scheduler sends a step only once the last one\'s tokens are back (what it always did before 2026-11-22).'],
+    ['steps4', 'spanserve, tracing off, `--num-continuous-decode-steps 4`: the worker runs up to 4 decode steps per message from the scheduler, and their tokens travel back together (see "Continuous decode steps").'],
     ['spin', 'spanserve, tracing off, `--intra-op-spinning`: ONNX Runtime\'s threads spin while they wait (ONNX Runtime\'s default, and spanserve\'s before 2026-11-22).'],
     ['baselimit', 'the limit driven by the `ModelRunner` of another checkout (`--base DIR`, here the revision named under "Before and after"): the before of a before/after, in the same run.'],
     ['base', 'spanserve, tracing off, served from that other checkout (`--base DIR`).'],
@@ -108,6 +109,7 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
   lines.push(BOUNDS)
   lines.push(...beforeAfter(result))
   lines.push(...tracingOverhead(result))
+  lines.push(...continuousDecodeSteps(result))
   lines.push(...dataParallel(result))
   lines.push(...tensorParallel(result))
   if (result.samplerMicro?.length) {
@@ -260,6 +262,31 @@ function tracingOverhead(result: BenchResult): string[] {
     }
   }
   out.push(TRACING_FINDINGS)
+  out.push('')
+  return out
+}
+
+function continuousDecodeSteps(result: BenchResult): string[] {
+  if (!result.configs.some((c) => c.config === 'steps4' && !c.skipped)) return []
+  const out = ['## Continuous decode steps: --num-continuous-decode-steps 4 against 1', '']
+  out.push('| model | conc | 1 step tok/s | 4 steps tok/s | 4 / 1 | 4 steps / limit | TTFT p50 ms, 1 / 4 | ITL p50 ms, 1 / 4 | ITL p99 ms, 1 / 4 |')
+  out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+  const ms = (l: LevelResult | undefined, k: 'ttftP50' | 'itlP50' | 'itlP99'): string => (l ? l[k].toFixed(2) : '–')
+  for (const m of result.models) {
+    for (const n of result.settings.concurrencies) {
+      const a = lvl(result, 'off', m.preset, n)
+      const b = lvl(result, 'steps4', m.preset, n)
+      if (!b) continue
+      out.push(`| ${m.preset} | ${n} | ${num(a?.tokensPerSec)} | ${num(b.tokensPerSec)} | ${cratio(result, 'steps4', 'off', m.preset, n)} | ${cratio(result, 'steps4', 'limit', m.preset, n)} | ${ms(a, 'ttftP50')} / ${ms(b, 'ttftP50')} | ${ms(a, 'itlP50')} / ${ms(b, 'itlP50')} | ${ms(a, 'itlP99')} / ${ms(b, 'itlP99')} |`)
+    }
+  }
+  out.push('')
+  out.push(
+    'SGLang\'s `--num-continuous-decode-steps` (vLLM had `--num-scheduler-steps`): a batch with no prompt to prefill asks the worker for up to N decode steps in one message, never more than any of its sequences still needs (max_tokens and the context length are known ahead), and the worker feeds each sequence its own sampled tokens between them. ' +
+      'The tokens of the N steps travel back together, so the hops worker → scheduler → tokenizer → server and the wake-ups of those processes are paid once per N tokens instead of per token: that is the per-token cost the section above puts at concurrency 1\'s door. ' +
+      'What it costs: streams receive their tokens N at a time (still one SSE chunk per token, so the inter-token latency splits into near-zero gaps and one gap of N steps), a request that arrives while a batch runs waits up to N steps more to join (a batch that prefills runs one step, so a joining prompt\'s first token is not held back), and a sequence that stops on EOS or a stop string inside the N steps runs the rest of them for nothing. ' +
+      'The default stays 1, as in SGLang: the gain is large where the gateway\'s fixed per-token costs weigh against a short decode step (small models, low concurrency, CPUs) and small where the step dominates. Needs `--tp-size 1`, since only TP rank 0 samples.',
+  )
   out.push('')
   return out
 }

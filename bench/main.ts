@@ -68,7 +68,7 @@ const tjsMissing = opts.configs.includes('tjs') ? await transformersJsUnavailabl
 const maxBatchSize = Math.max(64, ...opts.concurrencies)
 const extraArgs = opts.intraOpThreads > 0 ? ['--intra-op-threads', String(opts.intraOpThreads)] : []
 /** Server flags that make a configuration. */
-const CONFIG_FLAGS: Partial<Record<ConfigName, string[]>> = { dp2: ['--dp-size', '2'], lockstep: ['--disable-overlap-schedule'], spin: ['--intra-op-spinning'] }
+const CONFIG_FLAGS: Partial<Record<ConfigName, string[]>> = { dp2: ['--dp-size', '2'], lockstep: ['--disable-overlap-schedule'], spin: ['--intra-op-spinning'], steps4: ['--num-continuous-decode-steps', '4'] }
 
 say('tracing module microbenchmark (bench/tracing-slice.ts)')
 const tracingMicro = await runTracingMicro()

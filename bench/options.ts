@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util'
 import type { PresetName } from '../src/model/presets.ts'
 
-export const CONFIG_NAMES = ['limit', 'limitspin', 'baselimit', 'off', 'lockstep', 'spin', 'base', 'baseon', 'on', 'onlive', 'on2', 'dp2', 'tjs'] as const
+export const CONFIG_NAMES = ['limit', 'limitspin', 'baselimit', 'off', 'lockstep', 'spin', 'steps4', 'base', 'baseon', 'on', 'onlive', 'on2', 'dp2', 'tjs'] as const
 /** Run unless --configs says otherwise; base and baselimit join them when --base is given. */
 export const DEFAULT_CONFIGS: readonly ConfigName[] = ['limit', 'off', 'on', 'onlive', 'on2', 'dp2', 'tjs']
 export type ConfigName = (typeof CONFIG_NAMES)[number]
@@ -16,6 +16,7 @@ export const CONFIG_LABELS: Record<ConfigName, string> = {
   off: 'spanserve, tracing off',
   lockstep: 'spanserve, tracing off, --disable-overlap-schedule',
   spin: 'spanserve, tracing off, --intra-op-spinning',
+  steps4: 'spanserve, tracing off, --num-continuous-decode-steps 4',
   base: 'spanserve --base, tracing off',
   baseon: 'spanserve --base, tracing on',
   on: 'spanserve, tracing on',
@@ -57,14 +58,14 @@ const HELP = `usage: npm run bench -- [flags]
 
   --models LIST          model presets, comma-separated (default: default,large; on 2 cores the
                          default preset takes about 8 minutes and the large one 12 more)
-  --configs LIST         of limit,limitspin,baselimit,off,lockstep,spin,base,baseon,on,onlive,on2,
-                         dp2,tjs (default: limit,off,on,onlive,on2,dp2,tjs; baselimit and base join
-                         with --base). on: tracing at level 3 (every decode step); onlive: the same
-                         with the OTLP sink decoding every export as it arrives (see
+  --configs LIST         of limit,limitspin,baselimit,off,lockstep,spin,steps4,base,baseon,on,onlive,
+                         on2,dp2,tjs (default: limit,off,on,onlive,on2,dp2,tjs; baselimit and base
+                         join with --base). on: tracing at level 3 (every decode step); onlive: the
+                         same with the OTLP sink decoding every export as it arrives (see
                          --sink-decode); on2: level 2 (the default level); dp2: --dp-size 2;
-                         lockstep: --disable-overlap-schedule; spin: --intra-op-spinning;
-                         limitspin: the limit with ONNX Runtime's threads spinning; baseon: the
-                         --base checkout at level 3
+                         lockstep: --disable-overlap-schedule; spin: --intra-op-spinning; steps4:
+                         --num-continuous-decode-steps 4; limitspin: the limit with ONNX Runtime's
+                         threads spinning; baseon: the --base checkout at level 3
   --large-configs LIST   the configurations to run on the large preset (default: those of
                          limit,off,on,on2,tjs that --configs names, which the targets need)
   --base DIR             another checkout of spanserve (node_modules linked) to compare against:

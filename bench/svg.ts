@@ -5,8 +5,8 @@
 import { CONFIG_LABELS, type ConfigName } from './options.ts'
 import type { ConfigResult } from './results.ts'
 
-const COLOURS: Record<ConfigName, string> = { limit: '#444444', limitspin: '#bbbbbb', baselimit: '#999999', off: '#1f77b4', lockstep: '#ff7f0e', spin: '#8c564b', base: '#9ecae1', baseon: '#c5e8b7', on: '#2ca02c', onlive: '#bcbd22', on2: '#98df8a', dp2: '#9467bd', tjs: '#d62728' }
-const DASH: Record<ConfigName, string> = { limit: '6 4', limitspin: '6 4', baselimit: '6 4', off: '', lockstep: '4 2', spin: '4 2', base: '', baseon: '2 3', on: '2 3', onlive: '1 2', on2: '2 3', dp2: '8 2 2 2', tjs: '' }
+const COLOURS: Record<ConfigName, string> = { limit: '#444444', limitspin: '#bbbbbb', baselimit: '#999999', off: '#1f77b4', lockstep: '#ff7f0e', spin: '#8c564b', steps4: '#17becf', base: '#9ecae1', baseon: '#c5e8b7', on: '#2ca02c', onlive: '#bcbd22', on2: '#98df8a', dp2: '#9467bd', tjs: '#d62728' }
+const DASH: Record<ConfigName, string> = { limit: '6 4', limitspin: '6 4', baselimit: '6 4', off: '', lockstep: '4 2', spin: '4 2', steps4: '4 2', base: '', baseon: '2 3', on: '2 3', onlive: '1 2', on2: '2 3', dp2: '8 2 2 2', tjs: '' }
 const W = 420
 const H = 300
 const M = { left: 64, right: 16, top: 36, bottom: 48 }
