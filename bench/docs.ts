@@ -178,7 +178,9 @@ function beforeAfter(result: BenchResult): string[] {
       'What changed since that revision: (1) ONNX Runtime\'s intra-op threads sleep instead of spinning when a run ends (`--intra-op-spinning` restores the spinning); ' +
       '(2) the overlap schedule: the scheduler sends step n+1 while the worker runs step n, and the worker feeds each sequence its own last sampled token (`--disable-overlap-schedule` for lockstep); ' +
       '(3) the resident batch keeps each sequence in its row: a finished sequence frees its row and a joining one is written into a free row, instead of the whole batch KV being gathered anew whenever the batch changes (src/worker/runner.ts); ' +
-      '(4) in the worker, spans are built and exported by a thread of their own; the main thread only records the calls (src/tracing/offload.ts).',
+      '(4) in the worker, spans are built and exported by a thread of their own; the main thread only records the calls (src/tracing/offload.ts); ' +
+      '(5) that tracing thread runs at nice 19, so its span work takes the cores\' idle moments rather than preempting ONNX Runtime\'s threads. ' +
+      'Continuous decode steps (`--num-continuous-decode-steps`, also new) are off by default and have a section of their own below.',
   )
   out.push('')
   const withOn = result.configs.some((c) => c.config === 'baseon')
@@ -353,9 +355,15 @@ const TRACING_FINDINGS = `What costs what with tracing on (the figures above are
   gRPC, and the garbage they leave), tens of µs per request per step. It now only records each tracing call with its timestamp
   and hands the calls, once per step, to a thread of its own that runs the SDK (src/tracing/offload.ts). The before/after table
   above gives level 3 on/off for the checkout before this change and for this one, in the same run.
+- **The tracing thread yields to ONNX Runtime.** It runs at nice 19 (setpriority on its thread id, Linux): woken once per step
+  with that step's calls, at the process's priority it preempted one of ONNX Runtime's two threads, and a step's every operator
+  waits at a barrier for a preempted thread. A same-run A/B at level 3 (5 repeats, default model, the revision before as
+  \`--base\`): on/off 0.94× against 0.86× at concurrency 16, 0.92× against 0.88× at 64, with the same span count received. On
+  a machine whose cores are all busy the thread falls behind; past 64 steps behind the worker sheds slices and counts them as
+  dropped spans (\`spanserve:span_export_dropped_total\`), never request starts or ends.
 - **What is left** is mostly the tokenizer's \`detokenize\` spans (the tokenizer's extra CPU in the list above) and the sink
-  receiving exports on the same two cores, plus the tracing thread itself: they take a core from ONNX Runtime's two threads now
-  and then, and every operator of a step waits at a barrier for a preempted thread. The tokenizer cannot hand its tracing to a
+  receiving exports on the same two cores: they take a core from ONNX Runtime's two threads now and then. The tokenizer cannot
+  hand its tracing to a
   thread the same way: it reads each request's trace context to pass on to the scheduler. With cores to spare for the gateway's
   processes, or the model on a GPU, that contention goes.
 - **The receiver's decoding is not charged to tracing.** A deployment's collector decodes elsewhere, so the bench's OTLP receiver
@@ -388,6 +396,15 @@ the bare loop (the other processes preempt its threads), plus 0.1–0.2 ms betwe
 scheduler's turnaround out of that gap; the rest is the price of a gateway process per role on two cores. Tried and not kept:
 one intra-op thread (leaves a core to the gateway, but the step took 1.7 ms: worse), the worker at nice 10 (worse at every
 concurrency in a same-run comparison), preallocated \`present\` outputs (ONNX Runtime still copies: no change at batch 64).
+
+Per thread, from /proc/PID/task/TID/schedstat over 16 requests at concurrency 1 (measured separately, CPU µs per generated
+token; one step per message, then \`--num-continuous-decode-steps 4\`): server main thread 128 → 94, tokenizer 90 → 60,
+scheduler 102 → 67, each process's ZeroMQ I/O thread 19–31 → 8–20; in the worker, the main thread 1054 → 985, ONNX Runtime's
+second pool thread 436 (10.6 wake-ups per token: one per parallel section, since it does not spin) and V8's GC helper threads
+about 200 → 60 (every step's \`present\` and logits outputs are new ArrayBuffers). A Node process woken by ZeroMQ spends tens
+of µs of CPU per message however small, so the lever at concurrency 1 is fewer messages per token: continuous decode steps
+(below) send one per N tokens. The default stays one step per message, as SGLang's and vLLM's did; with 4 steps the
+concurrency-1 verdict is printed beside the default's.
 
 Continuous batching's gain is bounded by the hardware: on two CPU cores a decode step at batch 16 costs about 3.5× one at
 batch 1, so even the bare loop's tokens/s at concurrency 16 are only ~4–5× its concurrency 1 (the verdict above prints the
@@ -461,6 +478,7 @@ npm run bench -- --configs off,dp2                                # data paralle
 git worktree add /tmp/base HEAD~1 && ln -s $PWD/node_modules /tmp/base/node_modules
 npm run bench -- --base /tmp/base --configs limit,baselimit,off,base,on,baseon   # before/after, interleaved
 npm run bench -- --configs limit,limitspin,off,lockstep,spin      # one default at a time
+npm run bench -- --configs limit,off,steps4                       # continuous decode steps against one step
 node --import tsx bench/sampler-micro.ts                          # sampler: partial selection vs full sort
 npm run bench -- --docs-from bench/results/<date>.json            # this page again from a run, after editing bench/docs.ts
 npm run bench -- --help
