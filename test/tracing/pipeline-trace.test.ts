@@ -131,6 +131,24 @@ for (const protocol of ['grpc', 'http'] as const) {
   })
 }
 
+t.test('continuous decode steps: still one decode_forward per step at level 3, in one chain', async (t) => {
+  const receiver = await startOtlpReceiver({ protocol: 'grpc' })
+  t.teardown(() => receiver.close())
+  const server = await startServer({ args: ['--trace-enable', '--trace-level', '3', '--otlp-traces-endpoint', receiver.endpoint, '--num-continuous-decode-steps', '3'] })
+  t.teardown(() => server.stop())
+  const caller = callerTraceparent()
+  // One token from the prefill, then 8 decode steps: batches of 3, 3 and 2.
+  const { res, text } = await complete(server, { prompt: 'Once upon a time', max_tokens: 9, ignore_eos: true }, caller.header)
+  t.equal(res.status, 200)
+  const spans = await traceOf(receiver, caller.traceId)
+  checkTree(t, spans, caller, JSON.parse(text) as Record<string, unknown>)
+  const decodes = spans.filter((s) => s.name === 'decode_forward')
+  t.equal(decodes.length, 8, 'one slice per decode step')
+  const perBatch = new Map<unknown, number>()
+  for (const d of decodes) perBatch.set(d.attributes['spanserve.step'], (perBatch.get(d.attributes['spanserve.step']) ?? 0) + 1)
+  t.same([...perBatch.values()].sort((a, b) => b - a), [3, 3, 2], "a batch's steps share its step attribute")
+})
+
 t.test('serving is unharmed with the receiver stopped', async (t) => {
   const receiver = await startOtlpReceiver({ protocol: 'grpc' })
   const endpoint = receiver.endpoint
