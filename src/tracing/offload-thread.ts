@@ -2,16 +2,11 @@
  * The worker thread behind TracingOffload (offload.ts): runs the tracing module with the process's
  * options and identity, and replays the calls the main thread recorded, in order.
  */
-import { readlinkSync } from 'node:fs'
-import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
 import type { FromThread, OffloadCall, OffloadStart, ToThread } from './offload.ts'
 import { droppedSpans, flushTracing, initTracing, shutdownTracing } from './setup.ts'
 import { liveRequestCount } from './thread-tracer.ts'
 import * as api from './trace.ts'
-
-/** Niceness of the tracing thread (the process's threads run at 0). */
-const THREAD_NICE = 19
 
 const port = parentPort!
 const post = (m: FromThread): void => port.postMessage(m)
@@ -22,15 +17,6 @@ function replay(c: OffloadCall): void {
   const [name, ...args] = c as [OffloadCall[0], ...never[]]
   const fn = api[name] as (...a: unknown[]) => void
   fn(...args)
-}
-
-// Below the process's own threads (ONNX Runtime's among them): span work fills the cores' idle
-// moments instead of preempting a step. Linux only (setpriority on a thread id); elsewhere a no-op.
-try {
-  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
-  if (tid > 0) setPriority(tid, THREAD_NICE)
-} catch {
-  // not Linux, or not permitted: the thread keeps the process's priority
 }
 
 await initTracing(opts, who, { log: { warn: (obj, msg) => post({ type: 'warn', obj, msg }) } })
