@@ -65,3 +65,42 @@ t.test('a tracing thread that dies turns tracing off in its process, with one wa
   tracing.batchSlice(['x'], tracing.SLICE.decodeForward, 1, 2)
   t.equal(tracing.liveRequestCount(), 0, 'calls after the failure record nothing')
 })
+
+t.test('a tracing thread far behind costs slices, counted as dropped, never request starts or ends', async (t) => {
+  const filePath = join(t.testdir(), 'trace.jsonl')
+  await tracing.initTracing(tracingOptions({ exporter: 'file', filePath, level: 3, maxQueueSize: 100_000 }), { role: 'worker', tpRank: 0, dpRank: 0 }, { offload: true })
+  t.teardown(() => tracing.shutdownTracing())
+  const traceId = 'd'.repeat(32)
+  tracing.reqStart('busy', carrierOf(traceId, 'e'.repeat(16)))
+  tracing.reqStart('late', carrierOf(traceId, 'f'.repeat(16)))
+  // One batch that keeps the thread busy (a span per call) ...
+  const t0 = tracing.nowNs()
+  for (let i = 0; i < 30_000; i++) tracing.batchSlice(['busy'], tracing.SLICE.decodeForward, t0 + i, t0 + i + 1, undefined, 3)
+  // ... while the main thread hands over one small batch per turn, far more than it may be behind.
+  const turns = 200
+  for (let i = 0; i < turns; i++) {
+    tracing.batchSlice(['late'], tracing.SLICE.decodeForward, t0 + i, t0 + i + 1, undefined, 3)
+    await new Promise((r) => setImmediate(r))
+  }
+  tracing.reqFinish('busy')
+  tracing.reqFinish('late')
+  await tracing.flushTracing()
+  const dropped = tracing.droppedSpans()
+  t.ok(dropped > 0, `slices were shed (${dropped})`)
+  t.equal(tracing.liveRequestCount(), 0, 'every request start and finish reached the thread: no context left open')
+  await tracing.shutdownTracing()
+  let slices = 0
+  let threads = 0
+  for (const line of readFileSync(filePath, 'utf8').split('\n').filter(Boolean)) {
+    for (const rs of JSON.parse(line).resourceSpans) {
+      for (const ss of rs.scopeSpans) {
+        for (const s of ss.spans) {
+          if (s.name === tracing.SLICE.decodeForward) slices++
+          else if (s.name.startsWith('Worker')) threads++
+        }
+      }
+    }
+  }
+  t.equal(threads, 2, 'both thread spans were exported, ended')
+  t.equal(slices + dropped, 30_000 + turns, 'every slice was either exported or counted as dropped')
+})
