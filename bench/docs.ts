@@ -178,8 +178,7 @@ function beforeAfter(result: BenchResult): string[] {
       'What changed since that revision: (1) ONNX Runtime\'s intra-op threads sleep instead of spinning when a run ends (`--intra-op-spinning` restores the spinning); ' +
       '(2) the overlap schedule: the scheduler sends step n+1 while the worker runs step n, and the worker feeds each sequence its own last sampled token (`--disable-overlap-schedule` for lockstep); ' +
       '(3) the resident batch keeps each sequence in its row: a finished sequence frees its row and a joining one is written into a free row, instead of the whole batch KV being gathered anew whenever the batch changes (src/worker/runner.ts); ' +
-      '(4) in the worker, spans are built and exported by a thread of their own; the main thread only records the calls (src/tracing/offload.ts); ' +
-      '(5) that tracing thread runs at nice 19, so its span work takes the cores\' idle moments rather than preempting ONNX Runtime\'s threads. ' +
+      '(4) in the worker, spans are built and exported by a thread of their own; the main thread only records the calls (src/tracing/offload.ts). ' +
       'Continuous decode steps (`--num-continuous-decode-steps`, also new) are off by default and have a section of their own below.',
   )
   out.push('')
@@ -355,17 +354,17 @@ const TRACING_FINDINGS = `What costs what with tracing on (the figures above are
   gRPC, and the garbage they leave), tens of µs per request per step. It now only records each tracing call with its timestamp
   and hands the calls, once per step, to a thread of its own that runs the SDK (src/tracing/offload.ts). The before/after table
   above gives level 3 on/off for the checkout before this change and for this one, in the same run.
-- **The tracing thread yields to ONNX Runtime.** It runs at nice 19 (setpriority on its thread id, Linux): woken once per step
-  with that step's calls, at the process's priority it preempted one of ONNX Runtime's two threads, and a step's every operator
-  waits at a barrier for a preempted thread. A same-run A/B at level 3 (5 repeats, default model, the revision before as
-  \`--base\`): on/off 0.94× against 0.86× at concurrency 16, 0.92× against 0.88× at 64, with the same span count received. On
-  a machine whose cores are all busy the thread falls behind; past 64 steps behind the worker sheds slices and counts them as
-  dropped spans (\`spanserve:span_export_dropped_total\`), never request starts or ends.
-- **What is left** is mostly the tokenizer's \`detokenize\` spans (the tokenizer's extra CPU in the list above) and the sink
-  receiving exports on the same two cores: they take a core from ONNX Runtime's two threads now and then. The tokenizer cannot
-  hand its tracing to a
-  thread the same way: it reads each request's trace context to pass on to the scheduler. With cores to spare for the gateway's
-  processes, or the model on a GPU, that contention goes.
+- **Tried and not kept: the tracing thread at a lower priority.** At nice 19 (setpriority on its thread id) its span work
+  would wait for idle moments instead of preempting ONNX Runtime's threads. Three same-run A/Bs at level 3 (default model, 5
+  repeats each, against the revision before) disagreed: 0.94×/0.92× against 0.86×/0.88× (concurrency 16/64), then 0.89×/0.91×
+  against 0.90×/0.94×, and nice 10 0.87×/0.91× against 0.96×/0.96×: no gain that reproduces on this machine, and with the cores
+  saturated a nice-19 thread was starved past the shutdown wait, so its spans were lost.
+- **What is left** is mostly the tokenizer's \`detokenize\` spans (the tokenizer's extra CPU in the list above), the sink
+  receiving exports on the same two cores, and the worker's tracing thread itself: they take a core from ONNX Runtime's two
+  threads now and then, and every operator of a step waits at a barrier for a preempted thread. The tokenizer cannot hand its
+  tracing to a thread the same way: it reads each request's trace context to pass on to the scheduler. Two same-run A/Bs with
+  the \`detokenize\` spans removed altogether were inconclusive (ranges of ±15% that day). With cores to spare for the
+  gateway's processes, or the model on a GPU, that contention goes.
 - **The receiver's decoding is not charged to tracing.** A deployment's collector decodes elsewhere, so the bench's OTLP receiver
   keeps each export's bytes and counts the spans after the server stops (\`--sink-decode deferred\`, the default; \`onlive\`
   decodes live for comparison).`
