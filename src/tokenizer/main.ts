@@ -110,6 +110,7 @@ await runChild('tokenizer', async (ctx) => {
     return t
   }
 
+  const repeatsRids = config.numContinuousDecodeSteps > 1
   const onTokens = (batch: BatchTokenIdOutput): void => {
     const t0 = tracing.nowNs()
     const items: StrOutput[] = []
@@ -135,8 +136,9 @@ await runChild('tokenizer', async (ctx) => {
       }
     }
     if (items.length > 0) ctx.toServer.post({ type: 'batch_str', items })
-    // One detokenize slice per request per batch at level 3 (a rid repeats after continuous decode steps); the request's end closes its thread.
-    const sliced = batch.rids.length > 1 && tracing.isTracingEnabled() ? [...new Set(batch.rids)] : batch.rids
+    // One detokenize slice per request per batch at level 3; the request's end closes its thread. A rid
+    // repeats within a batch only after continuous decode steps, and only a recorded slice needs it once.
+    const sliced = repeatsRids && tracing.isTracingEnabled() && tracing.getLevel() === 3 ? [...new Set(batch.rids)] : batch.rids
     tracing.batchSlice(sliced, tracing.SLICE.detokenize, t0, tracing.nowNs(), undefined, 3)
     for (const rid of ended) tracing.reqFinish(rid)
   }

@@ -147,6 +147,7 @@ t.test('continuous decode steps: still one decode_forward per step at level 3, i
   const perBatch = new Map<unknown, number>()
   for (const d of decodes) perBatch.set(d.attributes['spanserve.step'], (perBatch.get(d.attributes['spanserve.step']) ?? 0) + 1)
   t.same([...perBatch.values()].sort((a, b) => b - a), [3, 3, 2], "a batch's steps share its step attribute")
+  t.equal(spans.filter((s) => s.name === 'detokenize').length, 4, 'one detokenize slice per batch of tokens (the prefill\'s and three), not per token')
 })
 
 t.test('serving is unharmed with the receiver stopped', async (t) => {
