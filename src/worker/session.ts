@@ -32,6 +32,15 @@ export interface CpuThreads {
   spinning: boolean
 }
 
+/**
+ * Shapes change every step (batch rows, KV length). ONNX Runtime's CPU arena grows by regions of
+ * doubling size that it never returns, and its memory patterns are planned per shape: a worker's RSS
+ * jumped by hundreds of MiB at random under load. Without them each tensor is malloc'd and freed
+ * (see WORKER_MALLOC_ENV for keeping freed memory from piling up in per-thread heaps); the bench
+ * measured the cost at 2–4% of tokens/s.
+ */
+export const MEMORY_OPTIONS: ort.InferenceSession.SessionOptions = { enableCpuMemArena: false, enableMemPattern: false }
+
 /** Session options for the CPU thread pool. */
 export function threadOptions(threads: CpuThreads): ort.InferenceSession.SessionOptions {
   return {
@@ -41,7 +50,7 @@ export function threadOptions(threads: CpuThreads): ort.InferenceSession.Session
 }
 
 export async function openSession(onnxPath: string, device: Device, threads: CpuThreads, log: Logger): Promise<OpenSession> {
-  const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', ...threadOptions(threads) }
+  const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', ...MEMORY_OPTIONS, ...threadOptions(threads) }
   if (device === 'auto' && !cudaProviderInstalled()) {
     log.info({ provider: 'cpu' }, 'CUDA execution provider not installed, ONNX Runtime session on CPU')
   } else if (device !== 'cpu') {

@@ -1,0 +1,42 @@
+/**
+ * The environment the workers start with: glibc limited to two heaps (MALLOC_ARENA_MAX=2), so what
+ * ONNX Runtime's threads free is reused rather than kept per thread; an operator's own value wins.
+ * Read from the running processes themselves, a replacement worker included.
+ */
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { startServer, type RunningServer } from '../helpers/server.ts'
+
+function environ(pid: number): Map<string, string> {
+  const vars = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean)
+  return new Map(vars.map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)]))
+}
+
+function workerPids(server: RunningServer): number[] {
+  return Object.entries(server.childPids())
+    .filter(([role]) => role.startsWith('worker-'))
+    .map(([, pid]) => pid)
+}
+
+t.test('workers run with MALLOC_ARENA_MAX=2, the other children as started', async (t) => {
+  const server = await startServer({ args: ['--tp-size', '2'] })
+  t.teardown(() => server.stop())
+  const workers = workerPids(server)
+  t.equal(workers.length, 2, 'two workers (one per TP rank)')
+  for (const pid of workers) t.equal(environ(pid).get('MALLOC_ARENA_MAX'), '2', `worker ${pid}`)
+  for (const [role, pid] of Object.entries(server.childPids())) {
+    if (!role.startsWith('worker-')) t.notOk(environ(pid).has('MALLOC_ARENA_MAX'), `${role} is not given it`)
+  }
+
+  // A worker started again after a crash gets the same.
+  const victim = server.childPids()['worker-0-0']!
+  process.kill(victim, 'SIGKILL')
+  const restarted = await server.waitForLog((l) => l.child === 'worker-0-0' && typeof l.child_pid === 'number' && l.child_pid !== victim, 60_000)
+  t.equal(environ(restarted.child_pid as number).get('MALLOC_ARENA_MAX'), '2', 'the replacement worker')
+})
+
+t.test("an operator's MALLOC_ARENA_MAX is kept", async (t) => {
+  const server = await startServer({ env: { MALLOC_ARENA_MAX: '4' } })
+  t.teardown(() => server.stop())
+  for (const pid of workerPids(server)) t.equal(environ(pid).get('MALLOC_ARENA_MAX'), '4', `worker ${pid}`)
+})
