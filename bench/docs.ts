@@ -445,6 +445,18 @@ and the present tensors it returns), and the caches grow by doubling.
 The scheduler's \`--max-total-tokens\` budget (262,144 tokens by default) bounds the cached tokens per
 data-parallel rank.
 
+ONNX Runtime's own CPU arena is off, and workers start with \`MALLOC_ARENA_MAX=2\`. The arena grew by doubling regions it
+never returns, and glibc's per-thread heaps kept what ONNX Runtime's threads freed. Together they sometimes left a worker at
+1.2 GiB after a load that needed 0.4 GiB (docs/operations.md, "Memory and the KV budget"). The change costs some speed. In a
+same-run bench on 2026-11-22 against the revision before it (3 repeats; median of paired ratios, tracing off), spanserve ran at:
+
+| model | c1 | c4 | c16 | c64 |
+| --- | ---: | ---: | ---: | ---: |
+| default | 0.97× | 1.01× | 0.98× | 0.97× |
+| large | 0.96× | 1.00× | 0.98× | 0.96× |
+
+The limit runs the same session options, so the ratios against it are unaffected.
+
 **Model size.** Per-token decode cost grows with the parameter count at batch 1 (every weight is read
 once per step) and the KV per token grows with layers × KV heads × head dim: the large preset's is 8×
 the default's. The fixed per-step costs of the gateway (HTTP, ZeroMQ hops, message encoding, scheduling)
