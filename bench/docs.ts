@@ -91,7 +91,7 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
   lines.push(markdownTable(COLUMNS, tableRows(result)))
   lines.push('')
   for (const c of skipped) lines.push(`Left out: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.skipped}`)
-  for (const c of result.configs.filter((x) => x.spans !== undefined)) lines.push(`Tracing on [${c.model}]: the receiver counted ${c.spans} spans in ${c.exportRequests} OTLP export requests.`)
+  for (const c of result.configs.filter((x) => x.spans !== undefined)) lines.push(`${CONFIG_LABELS[c.config]} [${c.model}]: the receiver counted ${c.spans} spans in ${c.exportRequests} OTLP export requests.`)
   lines.push('')
   for (const x of result.matches) {
     lines.push(
@@ -169,17 +169,25 @@ function cratio(result: BenchResult, a: ConfigName, b: ConfigName, model: string
 }
 const num = (v: number | undefined): string => (v === undefined ? '–' : v.toFixed(0))
 
+/** What changed since the base revisions that published runs were measured against, for "Before and after". */
+const CHANGES_SINCE: Record<string, string> = {
+  '0b851f1':
+    "(1) ONNX Runtime's intra-op threads sleep instead of spinning when a run ends (`--intra-op-spinning` restores the spinning); " +
+    '(2) the overlap schedule: the scheduler sends step n+1 while the worker runs step n, and the worker feeds each sequence its own last sampled token (`--disable-overlap-schedule` for lockstep); ' +
+    '(3) the resident batch keeps each sequence in its row: a finished sequence frees its row and a joining one is written into a free row, instead of the whole batch KV being gathered anew whenever the batch changes (src/worker/runner.ts); ' +
+    '(4) in the worker, spans are built and exported by a thread of their own; the main thread only records the calls (src/tracing/offload.ts). ' +
+    'Continuous decode steps (`--num-continuous-decode-steps`, also new) are off by default and have a section of their own below.',
+  '5d58d1a':
+    "ONNX Runtime's CPU memory arena and memory patterns are off (src/worker/session.ts, so in the limit too), and workers start with `MALLOC_ARENA_MAX=2`, so that a worker's memory settles after load (see \"How it scales\", Memory). Nothing else changed.",
+}
+
 function beforeAfter(result: BenchResult): string[] {
   if (!result.configs.some((c) => c.config === 'base' || c.config === 'baselimit')) return []
   const out = ['## Before and after', '']
   out.push(
     `The same run measured this checkout against \`--base\`${result.baseRevision ? ` (revision ${result.baseRevision})` : ''}, interleaved level by level. ` +
-      'The limit columns differ only by the runner (src/worker/runner.ts and what it imports; same model file, same session code, both with ONNX Runtime\'s threads not spinning); the spanserve columns carry everything that changed between the two checkouts. ' +
-      'What changed since that revision: (1) ONNX Runtime\'s intra-op threads sleep instead of spinning when a run ends (`--intra-op-spinning` restores the spinning); ' +
-      '(2) the overlap schedule: the scheduler sends step n+1 while the worker runs step n, and the worker feeds each sequence its own last sampled token (`--disable-overlap-schedule` for lockstep); ' +
-      '(3) the resident batch keeps each sequence in its row: a finished sequence frees its row and a joining one is written into a free row, instead of the whole batch KV being gathered anew whenever the batch changes (src/worker/runner.ts); ' +
-      '(4) in the worker, spans are built and exported by a thread of their own; the main thread only records the calls (src/tracing/offload.ts). ' +
-      'Continuous decode steps (`--num-continuous-decode-steps`, also new) are off by default and have a section of their own below.',
+      "The limit columns run each checkout's own runner and session code (src/worker/runner.ts, src/worker/session.ts and what they import) on the same model file, with ONNX Runtime's threads not spinning; the spanserve columns carry everything that changed between the two checkouts." +
+      (result.baseRevision && CHANGES_SINCE[result.baseRevision] ? ` What changed since that revision: ${CHANGES_SINCE[result.baseRevision]}` : ''),
   )
   out.push('')
   const withOn = result.configs.some((c) => c.config === 'baseon')
@@ -352,8 +360,9 @@ const TRACING_FINDINGS = `What costs what with tracing on (the figures above are
 - **The worker no longer builds spans.** The worker is the bottleneck process: its main thread runs ONNX Runtime for every step,
   and at level 3 it used to build and export a span per request per step between two steps (SDK objects, attributes, protobuf,
   gRPC, and the garbage they leave), tens of µs per request per step. It now only records each tracing call with its timestamp
-  and hands the calls, once per step, to a thread of its own that runs the SDK (src/tracing/offload.ts). The before/after table
-  above gives level 3 on/off for the checkout before this change and for this one, in the same run.
+  and hands the calls, once per step, to a thread of its own that runs the SDK (src/tracing/offload.ts). Measured against the
+  revision before this change (0b851f1) in one run (\`bench/results/2026-11-22T05-41-13Z.json\`), level 3 on/off went from
+  0.67–0.85× to 0.87–0.91× by concurrency on the default model.
 - **Tried and not kept: the tracing thread at a lower priority.** At nice 19 (setpriority on its thread id) its span work
   would wait for idle moments instead of preempting ONNX Runtime's threads. Three same-run A/Bs at level 3 (default model, 5
   repeats each, against the revision before) disagreed: 0.94×/0.92× against 0.86×/0.88× (concurrency 16/64), then 0.89×/0.91×
@@ -455,7 +464,9 @@ same-run bench on 2026-11-22 against the revision before it (3 repeats; median o
 | default | 0.97× | 1.01× | 0.98× | 0.97× |
 | large | 0.96× | 1.00× | 0.98× | 0.96× |
 
-The limit runs the same session options, so the ratios against it are unaffected.
+The limit runs the same session options (src/worker/session.ts), so it pays the same cost, and the ratios against it do not
+show it. A separate microbenchmark timed decode steps of the default model with the arena on and off, in alternating runs in
+one process: batch 1 took 1–10% longer with it off, batch 16 −1% to +2%, batch 64 +4% to +8%, over three runs each.
 
 **Model size.** Per-token decode cost grows with the parameter count at batch 1 (every weight is read
 once per step) and the KV per token grows with layers × KV heads × head dim: the large preset's is 8×
