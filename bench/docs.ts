@@ -178,7 +178,8 @@ const CHANGES_SINCE: Record<string, string> = {
     '(4) in the worker, spans are built and exported by a thread of their own; the main thread only records the calls (src/tracing/offload.ts). ' +
     'Continuous decode steps (`--num-continuous-decode-steps`, also new) are off by default and have a section of their own below.',
   '5d58d1a':
-    "ONNX Runtime's CPU memory arena and memory patterns are off (src/worker/session.ts, so in the limit too), and workers start with `MALLOC_ARENA_MAX=2`, so that a worker's memory settles after load (see \"How it scales\", Memory). Nothing else changed.",
+    "ONNX Runtime's CPU memory arena and memory patterns are off (`--cpu-mem-arena` turns them back on), and workers start with `MALLOC_ARENA_MAX=2`, so that a worker's memory settles after load (see \"How it scales\", Memory). " +
+    'The runner did not change, so the two limit columns ran the same code: their ratio shows this run\'s noise between identical configurations.',
 }
 
 function beforeAfter(result: BenchResult): string[] {
@@ -186,7 +187,7 @@ function beforeAfter(result: BenchResult): string[] {
   const out = ['## Before and after', '']
   out.push(
     `The same run measured this checkout against \`--base\`${result.baseRevision ? ` (revision ${result.baseRevision})` : ''}, interleaved level by level. ` +
-      "The limit columns run each checkout's own runner and session code (src/worker/runner.ts, src/worker/session.ts and what they import) on the same model file, with ONNX Runtime's threads not spinning; the spanserve columns carry everything that changed between the two checkouts." +
+      "The limit columns differ only by the runner (src/worker/runner.ts and what it imports); both open their session with this checkout's session code (src/worker/session.ts), on the same model file, with ONNX Runtime's threads not spinning. The spanserve columns carry everything that changed between the two checkouts." +
       (result.baseRevision && CHANGES_SINCE[result.baseRevision] ? ` What changed since that revision: ${CHANGES_SINCE[result.baseRevision]}` : ''),
   )
   out.push('')
@@ -465,7 +466,7 @@ same-run bench on 2026-11-22 against the revision before it (3 repeats; median o
 | large | 0.96× | 1.00× | 0.98× | 0.96× |
 
 The limit runs the same session options (src/worker/session.ts), so it pays the same cost, and the ratios against it do not
-show it. A separate microbenchmark timed decode steps of the default model with the arena on and off, in alternating runs in
+show it (\`--cpu-mem-arena\` turns the arena back on in spanserve; the bench's limit keeps spanserve's default). A separate microbenchmark timed decode steps of the default model with the arena on and off, in alternating runs in
 one process: batch 1 took 1–10% longer with it off, batch 16 −1% to +2%, batch 64 +4% to +8%, over three runs each.
 
 **Model size.** Per-token decode cost grows with the parameter count at batch 1 (every weight is read

@@ -105,7 +105,7 @@ for (const preset of opts.models) {
   const targets: Target[] = []
   const texts = new Map<ConfigName, string[]>()
   // The limit always runs its check prompts: its greedy tokens are the reference.
-  const threads = { intraOp: opts.intraOpThreads, spinning: false }
+  const threads = { intraOp: opts.intraOpThreads, spinning: false, memArena: false }
   const limit = await LimitRunner.open(modelDir, threads)
   const runs = preset === 'large' ? opts.largeConfigs : opts.configs
   const baseLimit = runs.includes('baselimit') ? await LimitRunner.open(modelDir, threads, opts.base!) : null

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url'
 import { createLogger } from '../../src/logging.ts'
 import { checkSignature, readModelInfo } from '../../src/model/load.ts'
 import { ModelRunner } from '../../src/worker/runner.ts'
-import { openSession, type CpuThreads } from '../../src/worker/session.ts'
+import { openSession, type CpuOptions } from '../../src/worker/session.ts'
 import { percentile, summarise, type LevelResult, type RequestSample } from '../stats.ts'
 
 const GREEDY = { temperature: 0, topP: 1, topK: 0, seed: null }
@@ -19,9 +19,9 @@ export class LimitRunner {
   private constructor(readonly runner: ModelRunner) {}
 
   /** `root`: another checkout whose src/worker/runner.ts to drive (bench --base); default this one's. */
-  static async open(modelDir: string, threads: CpuThreads, root?: string): Promise<LimitRunner> {
+  static async open(modelDir: string, cpu: CpuOptions, root?: string): Promise<LimitRunner> {
     const info = readModelInfo(modelDir)
-    const { session } = await openSession(info.onnxPath, 'cpu', threads, createLogger('silent', {}))
+    const { session } = await openSession(info.onnxPath, 'cpu', cpu, createLogger('silent', {}))
     checkSignature(info, session.inputNames, session.outputNames)
     const Runner = root ? ((await import(pathToFileURL(join(root, 'src/worker/runner.ts')).href)) as { ModelRunner: typeof ModelRunner }).ModelRunner : ModelRunner
     return new LimitRunner(new Runner(session, info))

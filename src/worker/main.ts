@@ -110,5 +110,5 @@ await runChild('worker', async (ctx) => {
     inbox.close()
     toScheduler.close()
   })
-  ctx.toServer.post({ type: 'ready', role: 'worker', dpRank, tpRank, pid: process.pid, detail: { provider } })
+  ctx.toServer.post({ type: 'ready', role: 'worker', dpRank, tpRank, pid: process.pid, detail: { provider, cpu_mem_arena: ctx.config.cpuMemArena } })
 })

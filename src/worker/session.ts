@@ -25,32 +25,33 @@ export interface OpenSession {
   provider: 'cuda' | 'cpu'
 }
 
-export interface CpuThreads {
+export interface CpuOptions {
   /** 0: ONNX Runtime's choice (one per core). */
   intraOp: number
   /** Whether idle intra-op threads spin (ONNX Runtime's default) rather than sleep. */
   spinning: boolean
+  /**
+   * Whether ONNX Runtime keeps its CPU memory arena and memory patterns (its defaults). Off by
+   * default here: shapes change every step (batch rows, KV length), the arena grows by regions of
+   * doubling size that it never returns, and patterns are planned per shape, so a worker's RSS
+   * jumped by hundreds of MiB at random under load. Off, each tensor is malloc'd and freed (see
+   * WORKER_MALLOC_ENV), for a few percent of tokens/s (docs/benchmarks.md).
+   */
+  memArena: boolean
 }
 
-/**
- * Shapes change every step (batch rows, KV length). ONNX Runtime's CPU arena grows by regions of
- * doubling size that it never returns, and its memory patterns are planned per shape: a worker's RSS
- * jumped by hundreds of MiB at random under load. Without them each tensor is malloc'd and freed
- * (see WORKER_MALLOC_ENV for keeping freed memory from piling up in per-thread heaps); the bench
- * measured the cost at 2–4% of tokens/s.
- */
-export const MEMORY_OPTIONS: ort.InferenceSession.SessionOptions = { enableCpuMemArena: false, enableMemPattern: false }
-
-/** Session options for the CPU thread pool. */
-export function threadOptions(threads: CpuThreads): ort.InferenceSession.SessionOptions {
+/** Session options for the CPU: thread pool and memory. */
+export function cpuOptions(cpu: CpuOptions): ort.InferenceSession.SessionOptions {
   return {
-    ...(threads.intraOp > 0 ? { intraOpNumThreads: threads.intraOp } : {}),
-    extra: { session: { intra_op: { allow_spinning: threads.spinning ? '1' : '0' } } },
+    ...(cpu.intraOp > 0 ? { intraOpNumThreads: cpu.intraOp } : {}),
+    enableCpuMemArena: cpu.memArena,
+    enableMemPattern: cpu.memArena,
+    extra: { session: { intra_op: { allow_spinning: cpu.spinning ? '1' : '0' } } },
   }
 }
 
-export async function openSession(onnxPath: string, device: Device, threads: CpuThreads, log: Logger): Promise<OpenSession> {
-  const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', ...MEMORY_OPTIONS, ...threadOptions(threads) }
+export async function openSession(onnxPath: string, device: Device, cpu: CpuOptions, log: Logger): Promise<OpenSession> {
+  const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', ...cpuOptions(cpu) }
   if (device === 'auto' && !cudaProviderInstalled()) {
     log.info({ provider: 'cpu' }, 'CUDA execution provider not installed, ONNX Runtime session on CPU')
   } else if (device !== 'cpu') {

@@ -16,7 +16,7 @@ import { TEST_CACHE_DIR } from '../helpers/server.ts'
 const TOLERANCE = 1e-3
 const greedy: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: null }
 const info = readModelInfo(await ensureModel({ preset: 'default', cacheDir: TEST_CACHE_DIR }))
-const { session } = await openSession(info.onnxPath, 'cpu', { intraOp: 0, spinning: false }, pino({ level: 'silent' }))
+const { session } = await openSession(info.onnxPath, 'cpu', { intraOp: 0, spinning: false, memArena: false }, pino({ level: 'silent' }))
 t.teardown(() => session.release())
 
 const prefillEntry = (rid: string, tokens: number[], start = 0, last = true): PrefillEntry => ({

@@ -6,17 +6,17 @@ import { join } from 'node:path'
 import type * as ort from 'onnxruntime-node'
 import { readManifest } from '../../model/tp/shard-cache.ts'
 import type { RankShard, ShardManifest } from '../../model/tp/shard.ts'
-import { MEMORY_OPTIONS } from '../session.ts'
+import { cpuOptions } from '../session.ts'
 
 /**
- * Options for segment sessions: `base` (provider, threads), with the worker's memory options and
- * ONNX Runtime's intra-op spinning off unless `base` says otherwise. A pool spins for a while after
+ * Options for segment sessions: `base` (provider, cpuOptions()) over the worker's defaults: ONNX
+ * Runtime's intra-op spinning and CPU memory arena off. A pool spins for a while after
  * each run; with one session per segment, the last segment's spinning pool takes the cores the next
  * segment needs (measured on CPU: a tp-1 decode step of the default model went from 9.3 ms to 1.5 ms
  * with spinning off).
  */
 export function segmentSessionOptions(base: ort.InferenceSession.SessionOptions = {}): ort.InferenceSession.SessionOptions {
-  return { graphOptimizationLevel: 'all', ...MEMORY_OPTIONS, extra: { session: { intra_op: { allow_spinning: '0' } } }, ...base }
+  return { graphOptimizationLevel: 'all', ...cpuOptions({ intraOp: 0, spinning: false, memArena: false }), ...base }
 }
 
 /** Opens one segment: e.g. (m) => ort.InferenceSession.create(m, options), or the worker's openSession. */

@@ -1,7 +1,8 @@
 /**
- * The environment the workers start with: glibc limited to two heaps (MALLOC_ARENA_MAX=2), so what
- * ONNX Runtime's threads free is reused rather than kept per thread; an operator's own value wins.
- * Read from the running processes themselves, a replacement worker included.
+ * The worker's memory settings (docs/operations.md, "Memory and the KV budget"): workers start with
+ * glibc limited to two heaps (MALLOC_ARENA_MAX=2), so what ONNX Runtime's threads free is reused
+ * rather than kept per thread, unless the operator set it; ONNX Runtime's CPU arena is off unless
+ * --cpu-mem-arena. Read from the running processes themselves, a replacement worker included.
  */
 import t from 'tap'
 import { readFileSync } from 'node:fs'
@@ -26,6 +27,8 @@ t.test('workers run with MALLOC_ARENA_MAX=2, the other children as started', asy
   t.teardown(() => server.stop())
   const workers = workerPids(server)
   t.equal(workers.length, 2, 'two workers (one per TP rank)')
+  const ready = server.logs.filter((l) => l.msg === 'process ready' && String(l.child).startsWith('worker-'))
+  t.same(ready.map((l) => l.cpu_mem_arena), [false, false], "each worker's ready line: ONNX Runtime's CPU arena off")
   for (const pid of workers) t.equal(environ(pid).get('MALLOC_ARENA_MAX'), DEFAULT, `worker ${pid}`)
   for (const [role, pid] of Object.entries(server.childPids())) {
     if (!role.startsWith('worker-')) t.equal(environ(pid).get('MALLOC_ARENA_MAX'), process.env.MALLOC_ARENA_MAX, `${role} is not given it`)
@@ -38,8 +41,11 @@ t.test('workers run with MALLOC_ARENA_MAX=2, the other children as started', asy
   t.equal(environ(restarted.child_pid as number).get('MALLOC_ARENA_MAX'), DEFAULT, 'the replacement worker')
 })
 
-t.test("an operator's MALLOC_ARENA_MAX is kept", async (t) => {
-  const server = await startServer({ env: { MALLOC_ARENA_MAX: '4' } })
+t.test("an operator's MALLOC_ARENA_MAX is kept; --cpu-mem-arena turns the arena back on", async (t) => {
+  const server = await startServer({ args: ['--cpu-mem-arena'], env: { MALLOC_ARENA_MAX: '4' } })
   t.teardown(() => server.stop())
   for (const pid of workerPids(server)) t.equal(environ(pid).get('MALLOC_ARENA_MAX'), '4', `worker ${pid}`)
+  t.equal(server.logs.find((l) => l.msg === 'process ready' && l.child === 'worker-0-0')?.cpu_mem_arena, true, "the worker's ready line")
+  const res = await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt: 'Once upon a time', max_tokens: 4 }) })
+  t.equal(res.status, 200, 'and it serves')
 })
