@@ -409,8 +409,10 @@ concurrency in a same-run comparison), preallocated \`present\` outputs (ONNX Ru
 Per thread, from /proc/PID/task/TID/schedstat over 16 requests at concurrency 1 (measured separately, CPU µs per generated
 token; one step per message, then \`--num-continuous-decode-steps 4\`): server main thread 128 → 94, tokenizer 90 → 60,
 scheduler 102 → 67, each process's ZeroMQ I/O thread 19–31 → 8–20; in the worker, the main thread 1054 → 985, ONNX Runtime's
-second pool thread 436 (10.6 wake-ups per token: one per parallel section, since it does not spin) and V8's GC helper threads
-about 200 → 60 (every step's \`present\` and logits outputs are new ArrayBuffers). A Node process woken by ZeroMQ spends tens
+second pool thread 436 (10.6 wake-ups per token: one per parallel section, since it does not spin) and V8's platform threads
+about 200 → 60. A later reading (one step, after the memory options below) put those platform threads at 70 µs per token,
+and \`--trace-gc\` counted 20 scavenges per 2,048 tokens in the worker, 6 µs per token of pauses: garbage collection, though
+every step's \`present\` and logits outputs are new ArrayBuffers, is not where the time goes. A Node process woken by ZeroMQ spends tens
 of µs of CPU per message however small, so the lever at concurrency 1 is fewer messages per token: continuous decode steps
 (below) send one per N tokens. The default stays one step per message, as SGLang's and vLLM's did; with 4 steps the
 concurrency-1 verdict is printed beside the default's.
