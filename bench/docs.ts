@@ -412,8 +412,8 @@ scheduler 102 → 67, each process's ZeroMQ I/O thread 19–31 → 8–20; in th
 second pool thread 436 (10.6 wake-ups per token: one per parallel section, since it does not spin) and V8's platform threads
 about 200 → 60. A later reading (one step, after the memory options below) put those platform threads at 70 µs per token,
 and \`--trace-gc\` counted 20 scavenges per 2,048 tokens in the worker, 6 µs per token of pauses: garbage collection, though
-every step's \`present\` and logits outputs are new ArrayBuffers, is not where the time goes. A Node process woken by ZeroMQ spends tens
-of µs of CPU per message however small, so the lever at concurrency 1 is fewer messages per token: continuous decode steps
+every step's \`present\` and logits outputs are new ArrayBuffers, is not where the time goes. A Node process woken by
+ZeroMQ spends tens of µs of CPU per message however small, so the lever at concurrency 1 is fewer messages per token: continuous decode steps
 (below) send one per N tokens. The default stays one step per message, as SGLang's and vLLM's did; with 4 steps the
 concurrency-1 verdict is printed beside the default's.
 
@@ -468,8 +468,9 @@ same-run bench on 2026-11-22 against the revision before it (3 repeats; median o
 | large | 0.96× | 1.00× | 0.98× | 0.96× |
 
 The limit runs the same session options (src/worker/session.ts), so it pays the same cost, and the ratios against it do not
-show it (\`--cpu-mem-arena\` turns the arena back on in spanserve; the bench's limit keeps spanserve's default). A separate microbenchmark timed decode steps of the default model with the arena on and off, in alternating runs in
-one process: batch 1 took 1–10% longer with it off, batch 16 −1% to +2%, batch 64 +4% to +8%, over three runs each.
+show it (\`--cpu-mem-arena\` turns the arena back on in spanserve; the bench's limit keeps spanserve's default). A separate
+microbenchmark timed decode steps of the default model with the arena on and off, in alternating runs in one process:
+batch 1 took 1–10% longer with it off, batch 16 −1% to +2%, batch 64 +4% to +8%, over three runs each.
 
 **Model size.** Per-token decode cost grows with the parameter count at batch 1 (every weight is read
 once per step) and the KV per token grows with layers × KV heads × head dim: the large preset's is 8×

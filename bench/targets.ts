@@ -7,10 +7,6 @@ function level(configs: readonly ConfigResult[], config: ConfigName, model: stri
   return configs.find((c) => c.config === config && c.model === model && !c.skipped)?.levels.find((l) => l.concurrency === concurrency)
 }
 
-/**
- * a's tok/s over b's: with repeats, the median of the paired ratios (repeat i of both ran in the same
- * rotation) and their range; else the one ratio.
- */
 /** A median ratio (or difference) of paired repeats, its range, and how many repeats it is over. */
 export interface Spread {
   r: number
@@ -19,6 +15,10 @@ export interface Spread {
   n: number
 }
 
+/**
+ * a's tok/s over b's: with repeats, the median of the paired ratios (repeat i of both ran in the same
+ * rotation) and their range; else the one ratio.
+ */
 export function levelRatio(a: LevelResult, b: LevelResult): Spread {
   const xs = a.repeatsTokS
   const ys = b.repeatsTokS

@@ -17,7 +17,7 @@ const WITHHELD = ['SPANSERVE_API_KEY']
  * threads allocating per step made a worker's RSS grow to several times its need. Two heaps keep
  * freed memory reusable by every thread. An operator's own setting wins.
  */
-export const WORKER_MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' }
+const WORKER_MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' }
 
 export function spawnChild(spec: LaunchSpec): ChildProcess {
   const env: NodeJS.ProcessEnv = { ...(spec.role === 'worker' ? WORKER_MALLOC_ENV : {}), ...process.env, [CHILD_ENV]: JSON.stringify(spec) }
