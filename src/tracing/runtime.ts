@@ -3,6 +3,7 @@
  * `enabled` is the one boolean every API call checks first: off means off.
  */
 import type { Tracer } from '@opentelemetry/api'
+import type { SliceSink } from './finished-slice.ts'
 import type { TracingOffload } from './offload.ts'
 import type { ProcessIdentity } from './options.ts'
 import type { SpanserveSampler } from './sampler.ts'
@@ -13,6 +14,8 @@ export interface TracingRuntime {
   enabled: boolean
   tracer: Tracer | undefined
   sampler: SpanserveSampler | undefined
+  /** Where batch slices go as finished spans (finished-slice.ts). */
+  slices: SliceSink | undefined
   level: TraceLevel
   recordContent: boolean
   valueLengthLimit: number
@@ -26,6 +29,7 @@ export const runtime: TracingRuntime = {
   enabled: false,
   tracer: undefined,
   sampler: undefined,
+  slices: undefined,
   level: 2,
   recordContent: false,
   valueLengthLimit: 4096,

@@ -5,7 +5,7 @@
 import { hostname } from 'node:os'
 import { context, propagation, trace } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core'
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator, type InstrumentationScope } from '@opentelemetry/core'
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources'
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base'
 import type { LineWriter } from './console-exporter.ts'
@@ -76,8 +76,9 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   exporter.processor = processor
 
   const sampler = new SpanserveSampler(opts.sampleRate, opts.parentBased)
+  const resource = defaultResource().merge(resourceFromAttributes(resourceAttributes(opts, who)))
   const provider = new BasicTracerProvider({
-    resource: defaultResource().merge(resourceFromAttributes(resourceAttributes(opts, who))),
+    resource,
     sampler,
     spanLimits: { attributeValueLengthLimit: opts.attributeValueLengthLimit },
     spanProcessors: [processor],
@@ -93,7 +94,12 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   trace.setGlobalTracerProvider(provider)
 
   installed = { provider, contextManager, drops }
-  runtime.tracer = provider.getTracer(TRACER_NAME)
+  const tracer = provider.getTracer(TRACER_NAME)
+  runtime.tracer = tracer
+  // The SDK's Tracer exposes its scope; finished slices share that object, so that exporters, which
+  // group spans by scope identity, put them beside the tracer's own spans.
+  const { instrumentationScope: scope } = tracer as typeof tracer & { readonly instrumentationScope: InstrumentationScope }
+  runtime.slices = { processor, resource, scope, valueLengthLimit: opts.attributeValueLengthLimit }
   runtime.sampler = sampler
   runtime.level = opts.level
   runtime.recordContent = opts.recordContent
@@ -128,6 +134,7 @@ export async function shutdownTracing(): Promise<void> {
   installed = undefined
   runtime.tracer = undefined
   runtime.sampler = undefined
+  runtime.slices = undefined
   await inst.provider.shutdown().catch(() => undefined)
   droppedBefore += inst.drops.count
   trace.disable()

@@ -27,6 +27,7 @@ import { isSampled, makeCarrier, parseTraceparent, readCarrier, type TraceCarrie
 import { runtime, type TraceLevel } from './runtime.ts'
 import { nsToHrTime, optionalHrTime } from './time.ts'
 import { RequestContext } from './request-context.ts'
+import { SliceBatch } from './finished-slice.ts'
 import { errorMessage, linkTo, recordError, remoteContext } from './span-helpers.ts'
 import type { ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceStartOptions } from './trace-options.ts'
 
@@ -276,17 +277,18 @@ export class ThreadTracer {
     level: TraceLevel = 3,
   ): void {
     const tracer = runtime.tracer
-    if (!runtime.enabled || tracer === undefined) return
+    const sink = runtime.slices
+    if (!runtime.enabled || tracer === undefined || sink === undefined) return
     const record = level <= runtime.level
     if (!record && name !== SLICE.decodeForward) return
     let startTime: HrTime | undefined
-    let endTime: HrTime | undefined
+    let batch: SliceBatch | undefined
     for (let i = 0; i < rids.length; i++) {
       const rc = this.reqs.get(rids[i]!)
       if (rc === undefined || rc.thread === undefined) continue
-      startTime ??= nsToHrTime(startNs)
       if (!record) {
         if (rc.loop === undefined) {
+          startTime ??= nsToHrTime(startNs)
           rc.loop = tracer.startSpan(
             SLICE.decodeLoop,
             { startTime, attributes: this.rankAttrs, links: linkTo(rc.prev) },
@@ -299,16 +301,9 @@ export class ThreadTracer {
         rc.loopEndNs = endNs
         continue
       }
-      endTime ??= nsToHrTime(endNs)
+      batch ??= new SliceBatch(sink, name, nsToHrTime(startNs), nsToHrTime(endNs), attributes === undefined ? this.rankAttrs : { ...this.rankAttrs, ...attributes })
       if (rc.loop !== undefined) this.endLoop(rc)
-      const span = tracer.startSpan(
-        name,
-        { startTime, attributes: this.rankAttrs, links: linkTo(rc.prev) },
-        rc.threadCtx,
-      )
-      if (attributes !== undefined) span.setAttributes(attributes)
-      span.end(endTime)
-      rc.prev = span.spanContext()
+      rc.prev = batch.record(rc.thread.spanContext(), rc.prev)
     }
   }
 

@@ -111,3 +111,32 @@ t.test('anonymous slices, auto-next, nesting and threadFinish', async (t) => {
   t.notOk(spans.some((x) => x.name === 'nonexistent-is-ignored'), 'an end with no matching open slice does nothing')
   t.ok(spans.some((x) => x.name.startsWith('Tokenizer [')), 'thread span ended by threadFinish')
 })
+
+t.test('a batch slice is exported like a span the SDK made: kind, status, resource, scope, parent, link, limits', async (t) => {
+  const s = await tracedSession(t, { level: 3, attributeValueLengthLimit: 8 })
+  const w = tracing.createThreadTracer('Worker', 0, 1)
+  w.reqStart('r', { traceparent: '00-3af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' })
+  const t0 = tracing.nowNs()
+  // prefill_forward goes through the SDK (sliceStart/sliceEnd); decode_forward is a batch slice.
+  w.sliceStart('r', 'prefill_forward', { ts: t0 })
+  w.sliceEnd('r', 'prefill_forward', { ts: t0 + 1e6, attributes: { 'spanserve.batch.id': 'a-long-batch-id' } })
+  w.batchSlice(['r'], 'decode_forward', t0 + 1e6, t0 + 1.5e6, { 'spanserve.batch.id': 'a-long-batch-id', 'spanserve.batch.size': 1 })
+  w.reqFinish('r', { ts: t0 + 2e6 })
+  const spans = await s.finish()
+  const sdk = spans.find((x) => x.name === 'prefill_forward')!
+  const slice = spans.find((x) => x.name === 'decode_forward')!
+  const thread = spans.find((x) => x.name.startsWith('Worker'))!
+  t.equal(slice.traceId, thread.traceId)
+  t.equal(slice.parentSpanId, thread.spanId, 'child of the thread span')
+  t.match(slice.spanId, /^[0-9a-f]{16}$/)
+  t.not(slice.spanId, sdk.spanId)
+  t.same(slice.links.map((l) => l.spanId), [sdk.spanId], 'links to the slice before it')
+  // Epoch nanoseconds as numbers resolve to 256 ns.
+  const near = (ns: string, want: number) => Math.abs(Number(BigInt(ns) - BigInt(Math.round(want)))) <= 512
+  t.ok(near(slice.startTimeUnixNano, t0 + 1e6), 'start as given')
+  t.ok(near(slice.endTimeUnixNano, t0 + 1.5e6), 'end as given')
+  for (const k of ['kind', 'status', 'resource', 'scope', 'via'] as const) t.same(slice[k], sdk[k], k)
+  t.equal(sdk.attributes['spanserve.batch.id'], 'a-long-b', "the SDK's span limit")
+  const rank = { 'spanserve.thread.label': 'Worker', 'spanserve.tp_rank': 0, 'spanserve.dp_rank': 1 }
+  t.same(slice.attributes, { ...rank, 'spanserve.batch.id': 'a-long-b', 'spanserve.batch.size': 1 }, 'rank and batch attributes, cut to the same limit')
+})

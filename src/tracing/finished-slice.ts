@@ -1,0 +1,86 @@
+/**
+ * Batch slices as finished spans. A batch slice (one per request per decode step at level 3) is
+ * recorded after the fact: its start, end, parent and attributes are all known when it is made. So
+ * it is built directly as the SDK's ReadableSpan and handed to the span processor, without what a
+ * running span needs from `tracer.startSpan` and `span.end`: context lookups, the sampler (the parent
+ * is the request's recording thread span, so the child is sampled), attribute sanitizing per span,
+ * clock anchoring and end-time checks. The exporters see the same span either way.
+ */
+import { SpanKind, SpanStatusCode, type Attributes, type HrTime, type Link, type SpanContext, type SpanStatus } from '@opentelemetry/api'
+import { hrTimeDuration, sanitizeAttributes, type InstrumentationScope } from '@opentelemetry/core'
+import type { Resource } from '@opentelemetry/resources'
+import { RandomIdGenerator, type ReadableSpan, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace-base'
+
+/** Where finished slices go: the provider's own processor, resource and scope, so they export beside its spans. */
+export interface SliceSink {
+  readonly processor: SpanProcessor
+  readonly resource: Resource
+  readonly scope: InstrumentationScope
+  /** The span limit on string attribute values (the SDK's attributeValueLengthLimit). */
+  readonly valueLengthLimit: number
+}
+
+const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET })
+const NO_EVENTS: TimedEvent[] = Object.freeze([]) as unknown as TimedEvent[]
+const ids = new RandomIdGenerator()
+
+class FinishedSlice implements ReadableSpan {
+  readonly kind = SpanKind.INTERNAL
+  readonly status = UNSET
+  readonly events = NO_EVENTS
+  readonly ended = true
+  readonly droppedAttributesCount = 0
+  readonly droppedEventsCount = 0
+  readonly droppedLinksCount = 0
+
+  constructor(
+    readonly name: string,
+    private readonly context: SpanContext,
+    readonly parentSpanContext: SpanContext,
+    readonly startTime: HrTime,
+    readonly endTime: HrTime,
+    readonly duration: HrTime,
+    readonly attributes: Attributes,
+    readonly links: Link[],
+    readonly resource: Resource,
+    readonly instrumentationScope: InstrumentationScope,
+  ) {}
+
+  spanContext(): SpanContext {
+    return this.context
+  }
+}
+
+/** One batch's slices: the attributes and times they share are prepared once, for every request of the batch. */
+export class SliceBatch {
+  private readonly duration: HrTime
+  private readonly attributes: Attributes
+
+  constructor(
+    private readonly sink: SliceSink,
+    private readonly name: string,
+    private readonly startTime: HrTime,
+    private readonly endTime: HrTime,
+    attributes: Attributes,
+  ) {
+    this.duration = hrTimeDuration(startTime, endTime)
+    this.attributes = Object.freeze(limitValues(sanitizeAttributes(attributes), sink.valueLengthLimit))
+  }
+
+  /** Exports the slice of the request whose thread span is `parent`, linked to `prev`; returns its context. */
+  record(parent: SpanContext, prev: SpanContext | undefined): SpanContext {
+    const sc: SpanContext = { traceId: parent.traceId, spanId: ids.generateSpanId(), traceFlags: parent.traceFlags, traceState: parent.traceState }
+    const links = prev === undefined ? [] : [{ context: prev, attributes: {} }]
+    const { sink } = this
+    sink.processor.onEnd(new FinishedSlice(this.name, sc, parent, this.startTime, this.endTime, this.duration, this.attributes, links, sink.resource, sink.scope))
+    return sc
+  }
+}
+
+/** String values (and strings in arrays) cut to `limit` characters, as the SDK's span limits do. */
+function limitValues(attrs: Attributes, limit: number): Attributes {
+  if (!(limit > 0)) return attrs
+  const cut = (v: unknown): unknown => (typeof v === 'string' && v.length > limit ? v.slice(0, limit) : v)
+  for (const [k, v] of Object.entries(attrs)) attrs[k] = (Array.isArray(v) ? v.map(cut) : cut(v)) as Attributes[string]
+  return attrs
+}
