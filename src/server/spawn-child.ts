@@ -19,10 +19,27 @@ const WITHHELD = ['SPANSERVE_API_KEY']
  */
 const WORKER_MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' }
 
+/**
+ * V8's limit on its old generation starts small and follows the worker's small JavaScript heap,
+ * while every decode step allocates megabytes of ONNX Runtime output buffers: under load V8 ran a
+ * full mark-compact every ~35 ms (`--trace-gc`: 49 per 8,192 tokens at concurrency 16), marking on
+ * its helper threads about 100 µs of CPU per generated token, taken from ONNX Runtime's threads.
+ * Starting the limit at 128 MB made them rare (docs/benchmarks.md, "Garbage collection in the
+ * worker"). The operator's own value among the server's Node flags wins.
+ */
+const WORKER_NODE_ARGS: readonly string[] = ['--initial-old-space-size=128']
+
+function nodeArgs(role: LaunchSpec['role']): string[] {
+  const inherited = process.execArgv
+  if (role !== 'worker') return inherited
+  const own = (arg: string) => inherited.some((a) => a.split('=')[0] === arg.split('=')[0])
+  return [...inherited, ...WORKER_NODE_ARGS.filter((a) => !own(a))]
+}
+
 export function spawnChild(spec: LaunchSpec): ChildProcess {
   const env: NodeJS.ProcessEnv = { ...(spec.role === 'worker' ? WORKER_MALLOC_ENV : {}), ...process.env, [CHILD_ENV]: JSON.stringify(spec) }
   for (const name of WITHHELD) delete env[name]
-  return spawn(process.execPath, [...process.execArgv, ENTRIES[spec.role]], {
+  return spawn(process.execPath, [...nodeArgs(spec.role), ENTRIES[spec.role]], {
     env,
     stdio: ['ignore', 'inherit', 'inherit'],
   })

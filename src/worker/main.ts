@@ -110,5 +110,12 @@ await runChild('worker', async (ctx) => {
     inbox.close()
     toScheduler.close()
   })
-  ctx.toServer.post({ type: 'ready', role: 'worker', dpRank, tpRank, pid: process.pid, detail: { provider, cpu_mem_arena: ctx.config.cpuMemArena } })
+  ctx.toServer.post({ type: 'ready', role: 'worker', dpRank, tpRank, pid: process.pid, detail: { provider, cpu_mem_arena: ctx.config.cpuMemArena, initial_old_space_mb: initialOldSpaceMb() } })
 })
+
+/** The V8 old-generation limit this process started with (src/server/spawn-child.ts), null for V8's default. */
+function initialOldSpaceMb(): number | null {
+  const flags = process.execArgv.filter((a) => a.startsWith('--initial-old-space-size='))
+  const last = flags[flags.length - 1]
+  return last === undefined ? null : Number(last.slice(last.indexOf('=') + 1))
+}

@@ -31,11 +31,13 @@ export interface StartOptions {
   readyMessage?: string
   /** The checkout to run (default: this one; the bench compares against another with --base). */
   root?: string
+  /** Node flags for the server process (its children inherit them). */
+  nodeArgs?: string[]
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
   const root = opts.root ?? ROOT
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/server/main.ts'), '--port', '0', ...(opts.args ?? [])], {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', join(root, 'src/server/main.ts'), '--port', '0', ...(opts.args ?? [])], {
     cwd: root,
     env: { ...process.env, SPANSERVE_CACHE_DIR: TEST_CACHE_DIR, SPANSERVE_LOG_FORMAT: 'json', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
