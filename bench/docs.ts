@@ -107,6 +107,7 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
   for (const v of result.verdicts) lines.push(`| ${v.target} | ${verdictWord(v)} | ${v.measured} |`)
   lines.push('')
   lines.push(BOUNDS)
+  lines.push(GC_IN_WORKER)
   lines.push(...beforeAfter(result))
   lines.push(...tracingOverhead(result))
   lines.push(...continuousDecodeSteps(result))
@@ -179,6 +180,10 @@ const CHANGES_SINCE: Record<string, string> = {
     'Continuous decode steps (`--num-continuous-decode-steps`, also new) are off by default and have a section of their own below.',
   '5d58d1a':
     "ONNX Runtime's CPU memory arena and memory patterns are off (`--cpu-mem-arena` turns them back on), and workers start with `MALLOC_ARENA_MAX=2`, so that a worker's memory settles after load (see \"How it scales\", Memory). " +
+    'The runner did not change, so the two limit columns ran the same code: their ratio shows this run\'s noise between identical configurations.',
+  efc0174:
+    "(1) workers start with V8's old-generation limit at 128 MB (`--initial-old-space-size=128`), so that ONNX Runtime's output buffers no longer set off a full garbage collection every few steps (see \"Garbage collection in the worker\"); " +
+    "(2) level-3 batch slices are built as finished spans and handed to the SDK's span processor, without `tracer.startSpan` per request per step (src/tracing/finished-slice.ts). " +
     'The runner did not change, so the two limit columns ran the same code: their ratio shows this run\'s noise between identical configurations.',
 }
 
@@ -364,6 +369,12 @@ const TRACING_FINDINGS = `What costs what with tracing on (the figures above are
   and hands the calls, once per step, to a thread of its own that runs the SDK (src/tracing/offload.ts). Measured against the
   revision before this change (0b851f1) in one run (\`bench/results/2026-11-22T05-41-13Z.json\`), level 3 on/off went from
   0.67–0.85× to 0.87–0.91× by concurrency on the default model.
+- **Batch slices are finished spans.** A level-3 slice is recorded after the fact, so it is built directly as the SDK's
+  \`ReadableSpan\` and handed to the span processor (src/tracing/finished-slice.ts), one attributes object shared by the
+  batch, instead of \`tracer.startSpan\` and \`end\` per request per step (context lookups, the sampler, attribute
+  sanitizing per span). In-process, 16 slices every millisecond exported over OTLP gRPC, total CPU per slice went from
+  12.2–14.6 µs to 9.7–10.2 µs; serializing to protobuf (about 2 µs) and the SDK's batching and gRPC are most of the rest.
+  Per thread at concurrency 16 (64 requests, level 3): the tokenizer 52 → 44 µs per token, the worker's tracing thread 22 → 19.
 - **Tried and not kept: the tracing thread at a lower priority.** At nice 19 (setpriority on its thread id) its span work
   would wait for idle moments instead of preempting ONNX Runtime's threads. Three same-run A/Bs at level 3 (default model, 5
   repeats each, against the revision before) disagreed: 0.94×/0.92× against 0.86×/0.88× (concurrency 16/64), then 0.89×/0.91×
@@ -411,20 +422,52 @@ token; one step per message, then \`--num-continuous-decode-steps 4\`): server m
 scheduler 102 → 67, each process's ZeroMQ I/O thread 19–31 → 8–20; in the worker, the main thread 1054 → 985, ONNX Runtime's
 second pool thread 436 (10.6 wake-ups per token: one per parallel section, since it does not spin) and V8's platform threads
 about 200 → 60. A later reading (one step, after the memory options below) put those platform threads at 70 µs per token,
-and \`--trace-gc\` counted 20 scavenges per 2,048 tokens in the worker, 6 µs per token of pauses: garbage collection, though
-every step's \`present\` and logits outputs are new ArrayBuffers, is not where the time goes. A Node process woken by
+and \`--trace-gc\` counted 20 scavenges per 2,048 tokens in the worker, 6 µs per token of pauses: at concurrency 1 garbage
+collection is not where the time goes (at 16 and above it was: see "Garbage collection in the worker"). A Node process woken by
 ZeroMQ spends tens of µs of CPU per message however small, so the lever at concurrency 1 is fewer messages per token: continuous decode steps
 (below) send one per N tokens. The default stays one step per message, as SGLang's and vLLM's did; with 4 steps the
 concurrency-1 verdict is printed beside the default's.
 
-Continuous batching's gain is bounded by the hardware: on two CPU cores a decode step at batch 16 costs about 3.5× one at
-batch 1, so even the bare loop's tokens/s at concurrency 16 are only ~4–5× its concurrency 1 (the verdict above prints the
-limit's own ratio from this run). Making concurrency 1 faster (the first target) lowers this ratio; the two targets pull
-against each other here. On a GPU, where a decode step is memory-bound and batch 16 costs little more than batch 1, both move
-the right way.
+Continuous batching's gain is close to what the hardware gives: on two CPU cores a decode step at batch 16 costs about 4× one
+at batch 1 (2.4 ms against 0.6 ms in the bare loop, measured separately), so the bare loop's tokens/s at concurrency 16 are
+~4–5× its concurrency 1 (the verdict above prints the limit's own ratio from this run). Until 2026-11-22 spanserve reached
+only 3.4× where the bare loop reached 4.3×: its worker spent about 100 µs of CPU per token in V8's full garbage collections,
+which the bare loop did not (see "Garbage collection in the worker"). Making concurrency 1 faster (the first target) lowers
+this ratio; the two targets pull against each other here. On a GPU, where a decode step is memory-bound and batch 16 costs
+little more than batch 1, both move the right way.
 
 On the large preset the gateway's fixed per-token costs are a small share of a decode step, and spanserve at concurrency 1
 keeps up with the bare loop (its verdict above).
+`
+
+const GC_IN_WORKER = `## Garbage collection in the worker
+
+Measured separately on 2026-11-22: default model, concurrency 16, 64 requests of 128 tokens, tracing off, CPU per thread from
+/proc/PID/task/TID/schedstat. With V8's default heap settings the worker's four V8 helper threads took 60–112 µs of CPU per
+generated token, against about 10 in the bare loop doing the same steps. \`--trace-gc\` counted 49 full (mark-compact)
+collections and 74 scavenges per 8,192 tokens in the worker, 170–179 ms of pauses on its main thread, one full collection
+every ~35 ms. Every decode step allocates megabytes of ONNX Runtime outputs (the \`present\` KV tensors and the logits,
+copied into new ArrayBuffers), and V8 sizes the limit for its old generation from the live heap, a few MB in a worker:
+\`--trace-incremental-marking\` showed each collection starting on the allocation limit, 8 MB in use against a 23 MB limit.
+The runner alone, driven in one process with sequences joining at staggered times as continuous batching has them, also ran
+full collections (17–47 per 16,000 tokens); the bare loop, whose sequences start and end together, hardly any.
+
+Workers now start with \`--initial-old-space-size=128\` (src/server/spawn-child.ts; the server's own value of the flag wins).
+Same measurement, flag values against V8's default in the same session:
+
+| worker flag | full collections per 8,192 tokens | tok/s at concurrency 16 | V8 helper threads, µs per token |
+| --- | ---: | ---: | ---: |
+| (V8's default) | 49–50 | 2599–3031 | 60–112 |
+| \`--initial-old-space-size=32\` | 50 | 3082 | 86 |
+| \`--initial-old-space-size=64\` | 9 | 3222 | 29 |
+| \`--initial-old-space-size=128\` | 1–2 | 3307–3617 | 9–15 |
+
+Over 320 requests the 128 MB limit gave 4100 tok/s against 2971, the helper threads 8 µs per token against 106. A same-run
+bench against the revision before (2 repeats) measured 1.00× at concurrency 1, 1.22× at 16 and 1.19× at 64 on the default
+model, and 1.13×, 1.08× and 1.10× on the large one. The cost is memory: after the load test's 2,000 requests a worker held
+405–408 MB against 330 MB with V8's default, since garbage waits longer for a full collection (docs/operations.md). Tried
+and not kept: a smaller young generation (\`--max-semi-space-size=2\`: 2460–2719 tok/s against 2920–3031), a larger one (32
+or 64 MB: no change).
 `
 
 const SCALE_STORY = (kvTable: string, tokens: number): string => `## How it scales (on paper)
