@@ -11,7 +11,7 @@ import type { PrefillEntry } from '../ipc/messages.ts'
 import { checkSignature } from '../model/load.ts'
 import type { ChildContext } from '../process/child.ts'
 import { ModelRunner, type StepResult } from './runner.ts'
-import { cpuOptions, openSession } from './session.ts'
+import { cpuOptions, openSession, type CpuOptions } from './session.ts'
 import { openTpRunner } from './tp/open.ts'
 import { segmentSessionOptions } from './tp/segments.ts'
 
@@ -35,8 +35,9 @@ export interface OpenRunner {
 
 export async function openRunner(ctx: ChildContext): Promise<OpenRunner> {
   const { config, model, dpRank, tpRank, log } = ctx
+  const cpu = (intraOp: number): CpuOptions => ({ intraOp, spinning: config.intraOpSpinning, memArena: config.cpuMemArena })
   if (config.tpSize === 1) {
-    const { session, provider } = await openSession(model.onnxPath, config.device, { intraOp: config.intraOpThreads, spinning: config.intraOpSpinning, memArena: config.cpuMemArena }, log)
+    const { session, provider } = await openSession(model.onnxPath, config.device, cpu(config.intraOpThreads), log)
     checkSignature(model, session.inputNames, session.outputNames)
     return { runner: new ModelRunner(session, model), provider, close: () => session.release() }
   }
@@ -49,7 +50,7 @@ export async function openRunner(ctx: ChildContext): Promise<OpenRunner> {
     tpSize: config.tpSize,
     rank: tpRank,
     addresses: ctx.endpoints.collectives[dpRank]!,
-    create: (m) => ort.InferenceSession.create(m as string, segmentSessionOptions({ executionProviders: [ep], ...cpuOptions({ intraOp: threads, spinning: config.intraOpSpinning, memArena: config.cpuMemArena }) })),
+    create: (m) => ort.InferenceSession.create(m as string, segmentSessionOptions({ executionProviders: [ep], ...cpuOptions(cpu(threads)) })),
     log: (line) => log.info(line),
   })
   // What this rank loaded against the whole model: the operator can see each rank holds a shard.
