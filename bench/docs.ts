@@ -54,7 +54,7 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
     `Every configuration serves the same model directory with the same prompts: ${s.promptTokens}-token prompts cut from the model's corpus, sent as token ids, ` +
       `${s.maxTokens} generated tokens each (\`ignore_eos\`, so every request has the same length), greedy (temperature 0). ` +
       `Concurrency N means N requests in flight at once, closed loop: a client sends its next request when its last one ends; ` +
-      `each level sends max(${s.rounds} × N, ${s.minRequests}) requests after ${s.warmup} warm-up requests. ` +
+      `each level sends max(${s.rounds} × N, ${s.minRequests}) requests after ${s.warmup} warm-up requests (16 tokens each, ${s.warmupConcurrency ?? 4} at a time${s.warmupConcurrency === undefined ? '' : '; see Warm-up below'}). ` +
       'All configurations are started and warmed up first, then each level runs on every configuration back to back (in an order rotated from level to level), so that load from elsewhere on a shared machine falls on the configurations alike.' +
       ((s.repeats ?? 1) > 1
         ? ` Each level ran ${s.repeats} times on every configuration (the rotation shifted each time): the tables show the median repeat, a ratio is the median of the ${s.repeats} ratios of repeats that ran side by side with its range in brackets (the range is this run's noise), and CPU time is summed over all repeats.`

@@ -18,7 +18,7 @@ import { LimitRunner, limitLevel } from './configs/limit.ts'
 import { startSpanserve } from './configs/spanserve.ts'
 import { startTransformersJs, transformersJsUnavailable } from './configs/transformers-js.ts'
 import { writeDocs } from './docs.ts'
-import { prepareHttp, type HttpPlan } from './measure-http.ts'
+import { prepareHttp, WARMUP_CONCURRENCY, type HttpPlan } from './measure-http.ts'
 import { CONFIG_LABELS, parseOptions, type ConfigName } from './options.ts'
 import { delta, snapshot } from './proc-cpu.ts'
 import { summariseProfiles } from './profile.ts'
@@ -288,6 +288,7 @@ const result: BenchResult = {
     rounds: opts.rounds,
     minRequests: opts.minRequests,
     warmup: opts.warmup,
+    warmupConcurrency: WARMUP_CONCURRENCY,
     repeats: opts.repeats,
     intraOpThreads: opts.intraOpThreads,
   },

@@ -78,7 +78,10 @@ const HELP = `usage: npm run bench -- [flags]
   --repeats N            run each level N times on every configuration, interleaved; report the
                          median, and ratios as the median of the N paired ratios with their range
                          (default: 3: one pass moves ratios by more than the targets' margins here)
-  --warmup N             warm-up requests per configuration, 16 tokens each (default: 8)
+  --warmup N             warm-up requests per configuration, 16 tokens each, 16 at a time
+                         (default: 1024: a fresh server's per-request CPU with tracing on falls
+                         for about that many requests while V8 compiles the hot paths; see
+                         docs/benchmarks.md, "Warm-up")
   --intra-op-threads N   ONNX Runtime threads for limit and spanserve (default: 0, ORT's choice)
   --no-profile           skip the last step: spanserve (tracing off, and on at level 3 when on is
                          run; concurrency 16, 64 requests) run again under the sampling profiler,
@@ -119,7 +122,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       'max-tokens': { type: 'string', default: '128' },
       rounds: { type: 'string', default: '2' },
       'min-requests': { type: 'string', default: '8' },
-      warmup: { type: 'string', default: '8' },
+      warmup: { type: 'string', default: '1024' },
       repeats: { type: 'string', default: '3' },
       'intra-op-threads': { type: 'string', default: '0' },
       'no-profile': { type: 'boolean', default: false },
