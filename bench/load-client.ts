@@ -93,7 +93,10 @@ export class LoadClient {
         samples.push(r)
       }
     }
-    await Promise.all(Array.from({ length: Math.min(concurrency, total) }, slot))
+    // Every slot ends before a failure is thrown: no request of this level is left running into the next.
+    const ended = await Promise.allSettled(Array.from({ length: Math.min(concurrency, total) }, slot))
+    const failed = ended.find((e) => e.status === 'rejected')
+    if (failed) throw failed.reason
     return summarise(concurrency, samples, performance.now() - t0)
   }
 

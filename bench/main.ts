@@ -163,6 +163,9 @@ for (const preset of opts.models) {
       })
     }
     const levels = new Map<ConfigName, LevelResult[]>(targets.map((t) => [t.config, []]))
+    // A configuration whose level fails (a request answered with an error) runs no further levels;
+    // the others go on, so that one failure does not cost the whole run.
+    const failures = new Map<ConfigName, string>()
     let from = 0
     for (const [li, n] of opts.concurrencies.entries()) {
       const total = requests(n)
@@ -172,9 +175,18 @@ for (const preset of opts.models) {
       for (let rep = 0; rep < opts.repeats; rep++) {
         for (let k = 0; k < targets.length; k++) {
           const t = targets[(li + rep + k) % targets.length]!
+          if (failures.has(t.config)) continue
           const pids = t.pids()
           const before = snapshot(pids)
-          const r = await t.level(n, total, from)
+          let r: LevelResult
+          try {
+            r = await t.level(n, total, from)
+          } catch (err) {
+            const why = `concurrency ${n} failed: ${(err as Error).message}`
+            failures.set(t.config, why)
+            say(`  ${t.config} ${why}; its remaining levels are left out`)
+            continue
+          }
           r.cpuMs = delta(before, snapshot(pids))
           progress(t.config)(r)
           runs.get(t.config)!.push(r)
@@ -182,6 +194,7 @@ for (const preset of opts.models) {
       }
       for (const t of targets) {
         const rs = runs.get(t.config)!
+        if (rs.length === 0 || failures.has(t.config)) continue
         // The level's figures are its median repeat's (by tok/s); every repeat's tok/s is kept, in order.
         const chosen = [...rs].sort((a, b) => a.tokensPerSec - b.tokensPerSec)[Math.floor((rs.length - 1) / 2)]!
         if (rs.length > 1) {
@@ -199,7 +212,7 @@ for (const preset of opts.models) {
       }
       from += total
     }
-    for (const t of targets) configs.push({ config: t.config, model: preset, levels: levels.get(t.config)! })
+    for (const t of targets) configs.push({ config: t.config, model: preset, levels: levels.get(t.config)!, ...(failures.has(t.config) ? { failed: failures.get(t.config)! } : {}) })
   } finally {
     for (const t of targets) {
       const extra = await t.stop()

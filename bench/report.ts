@@ -53,6 +53,7 @@ export function consoleReport(result: BenchResult): string {
   out.push(`Latencies in ms; tok/s: generated tokens over the level's wall time, all requests; vs limit: tok/s ratio at the same concurrency.`)
   out.push(textTable(COLUMNS, tableRows(result)))
   for (const c of result.configs.filter((x) => x.skipped)) out.push(`left out: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.skipped}`)
+  for (const c of result.configs.filter((x) => x.failed)) out.push(`stopped: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.failed}`)
   for (const c of result.configs.filter((x) => x.spans !== undefined)) out.push(`OTLP receiver [${c.model}]: ${c.spans} spans in ${c.exportRequests} export requests`)
   out.push('')
   for (const m of result.matches) {

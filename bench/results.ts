@@ -11,6 +11,8 @@ export interface ConfigResult {
   levels: LevelResult[]
   /** Why the configuration did not run (it is then left out of the table). */
   skipped?: string
+  /** Why it stopped early: `levels` holds the levels it completed before. */
+  failed?: string
   /** tracing on: spans the receiver counted, and export requests. */
   spans?: number
   exportRequests?: number
