@@ -91,6 +91,7 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
   lines.push(markdownTable(COLUMNS, tableRows(result)))
   lines.push('')
   for (const c of skipped) lines.push(`Left out: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.skipped}`)
+  for (const c of result.configs.filter((x) => x.failed)) lines.push(`Stopped: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.failed} (the levels before are kept).`)
   for (const c of result.configs.filter((x) => x.spans !== undefined)) lines.push(`${CONFIG_LABELS[c.config]} [${c.model}]: the receiver counted ${c.spans} spans in ${c.exportRequests} OTLP export requests.`)
   lines.push('')
   for (const x of result.matches) {
@@ -108,6 +109,7 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
   lines.push('')
   lines.push(BOUNDS)
   lines.push(GC_IN_WORKER)
+  lines.push(WARM_UP)
   lines.push(...beforeAfter(result))
   lines.push(...tracingOverhead(result))
   lines.push(...continuousDecodeSteps(result))
@@ -390,9 +392,14 @@ const TRACING_FINDINGS = `What costs what with tracing on (the figures above are
   garbage collection, tracing off serves 1.17–1.32× the tokens/s at concurrency 16 and 64 on the default model (run of
   2026-11-22T09-32-59Z, "Before and after"), while tracing costs about what it did in CPU per token. At 4,600 tok/s on two
   cores a token has about 430 µs of core time, so the target's 3% is 13 µs per token for everything tracing adds in four
-  processes and the receiver. The run before this change met the level-2 targets on the default model (0.98–1.10×); this
-  one measured 0.93–0.95× at level 2 and 0.86–0.94× at level 3. On the large model, whose tokens cost ten times more,
-  tracing on measured 0.97–1.03× at both levels.
+  processes and the receiver. The run before this change met the level-2 targets on the default model (0.98–1.10×); the
+  run of 2026-11-22T09-32-59Z, after 8 warm-up requests, measured 0.93–0.95× at level 2 and 0.86–0.94× at level 3.
+- **Most of that was warm-up.** With 1,024 warm-up requests (see "Warm-up"), the run of 2026-11-22T11-45-32Z measured
+  1.04× and 0.97× at level 2 (concurrency 16 and 64) and 0.98× and 0.89× at level 3 on the default model. At level 3 and
+  concurrency 64 tracing added about 18 µs of CPU per token in that run (server +4, tokenizer +8, sink +5), 3.6% of the two
+  cores at 4,000 tok/s, and tokens/s fell by more than that share: the extra work preempts ONNX Runtime's two threads,
+  which meet at a barrier after every operator. On the large model, whose tokens cost ten times more, tracing on measured
+  0.93–1.07× at level 3 and 0.98–1.03× at level 2.
 - **The receiver's decoding is not charged to tracing.** A deployment's collector decodes elsewhere, so the bench's OTLP receiver
   keeps each export's bytes and counts the spans after the server stops (\`--sink-decode deferred\`, the default; \`onlive\`
   decodes live for comparison).`
@@ -477,6 +484,39 @@ and not kept: a smaller young generation (\`--max-semi-space-size=2\`: 2460–27
 or 64 MB: no change).
 `
 
+const WARM_UP = `## Warm-up
+
+Until 2026-11-22 each configuration got 8 warm-up requests, 4 at a time; it now gets 1,024, 16 at a time (\`--warmup\`), 16
+tokens each, before the first level. The short warm-up measured the JIT compiler as much as the server. Measured separately
+on 2026-11-22: a fresh server, default model, windows of 128 requests of 16 tokens at concurrency 16, CPU per request of
+each process from /proc/PID/task/*/schedstat (µs; one run each, one after the other):
+
+| requests served before the window | server, off | server, level 2 | tokenizer, off | tokenizer, level 2 | scheduler, off | scheduler, level 2 |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| 0 | 1596 | 2476 | 669 | 850 | 453 | 569 |
+| 128 | 821 | 1979 | 443 | 1079 | 580 | 937 |
+| 256 | 910 | 1846 | 337 | 1006 | 363 | 918 |
+| 512 | 702 | 1316 | 293 | 668 | 358 | 899 |
+| 1,024 | 727 | 981 | 325 | 453 | 320 | 508 |
+| 1,408 | 695 | 1100 | 287 | 427 | 292 | 501 |
+
+With tracing off the three gateway processes settle within the first 128 requests; with tracing on they take about a
+thousand. Linux \`perf\` (with \`--perf-basic-prof\`) over requests 8–1,032 at level 2 found 31% of the scheduler's samples on
+V8's helper threads, 24 points of them in TurboFan (\`v8::internal::compiler::\`), and its main thread largely in baseline
+code (Sparkplug prologues, inline-cache loads); with tracing off, compilation was 10% of the scheduler's samples and 19% of
+the server's. The tracing paths (the SDK's spans, the OTLP protobuf serializer, gRPC) run a few times per request, so V8 needs
+many requests to see them as hot. What level 2 added per request (requests of 4 tokens, two runs each): over the 2,048
+requests after 8 warm-up requests, server +500 µs, tokenizer +250, scheduler +250; over the 2,048 after 2,048 warm-up
+requests, server +150–320, tokenizer +40–110, scheduler 0–100.
+
+Two runs of the bench, the warm-up the only difference (default model, concurrency 16 then 64, 2 repeats): with 8 warm-up
+requests level 3 on/off measured 0.82×/0.84× and level 2 0.84×/0.92×; with 512, 0.98×/0.93× and 1.01×/0.98×. Tracing off
+itself served 3166 tok/s at concurrency 16 after 8 warm-up requests and 3801 after 512. Level 3 at concurrency 16 stays the
+noisiest ratio here: a third run, with 1,024 warm-up requests, measured 0.79–0.89× for it. The bench measures a
+server in its steady state, as benchmarks of serving do (NVIDIA's AIPerf has a warm-up phase for the same cold-start
+effects, JIT compilation among them); the table above is what the first thousand requests after a start cost instead.
+`
+
 const SCALE_STORY = (kvTable: string, tokens: number): string => `## How it scales (on paper)
 
 **Concurrency.** A decode step runs every running sequence in one session run, so on a CPU its cost
@@ -547,7 +587,7 @@ const RERUN = `## Rerun
 \`\`\`
 npm run bench                               # both presets: every default configuration on the default model,
                                             # those the targets need on the large one; each level 3 times
-                                            # (ratios are medians of paired repeats; ~20 minutes on 2 cores)
+                                            # (ratios are medians of paired repeats; ~30 minutes on 2 cores)
 npm run bench -- --models default --repeats 1   # one pass on the default model (a few minutes; noisier)
 npm run bench -- --configs limit,off --concurrency 1,8,32 --max-tokens 256 --rounds 4
 npm run bench -- --configs off,dp2                                # data parallelism only
