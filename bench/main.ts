@@ -30,7 +30,15 @@ import { judge } from './targets.ts'
 import { runTracingMicro } from './tracing-micro.ts'
 import { runSamplerMicro } from './sampler-micro.ts'
 
-const opts = parseOptions(process.argv.slice(2))
+const opts = (() => {
+  try {
+    return parseOptions(process.argv.slice(2))
+  } catch (err) {
+    // A usage error: its message says what is wrong; a stack trace would only bury it.
+    process.stderr.write(`bench: ${(err as Error).message} (npm run bench -- --help)\n`)
+    process.exit(2)
+  }
+})()
 if (opts === null) process.exit(0)
 if (opts.docsFrom) {
   const file = resolve(opts.docsFrom)
