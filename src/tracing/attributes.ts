@@ -109,12 +109,13 @@ export function batchAttributes(batchId: string | number, size: number, step: nu
 export function contentAttributes(prompt?: string, completion?: string): Attributes | undefined {
   if (!runtime.enabled || !runtime.recordContent) return undefined
   const a: Attributes = {}
-  if (prompt !== undefined) a[GEN_AI_PROMPT] = cut(prompt)
-  if (completion !== undefined) a[GEN_AI_COMPLETION] = cut(completion)
+  if (prompt !== undefined) a[GEN_AI_PROMPT] = cutToLimit(prompt)
+  if (completion !== undefined) a[GEN_AI_COMPLETION] = cutToLimit(completion)
   return a
 }
 
-function cut(value: string): string {
+/** A string attribute value cut to the attribute length limit, as the SDK's span limits cut it. */
+export function cutToLimit(value: string): string {
   const limit = runtime.valueLengthLimit
   return limit > 0 && value.length > limit ? value.slice(0, limit) : value
 }

@@ -10,14 +10,13 @@ import { SpanKind, SpanStatusCode, type Attributes, type HrTime, type Link, type
 import { hrTimeDuration, sanitizeAttributes, type InstrumentationScope } from '@opentelemetry/core'
 import type { Resource } from '@opentelemetry/resources'
 import { RandomIdGenerator, type ReadableSpan, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace-base'
+import { cutToLimit } from './attributes.ts'
 
 /** Where finished slices go: the provider's own processor, resource and scope, so they export beside its spans. */
 export interface SliceSink {
   readonly processor: SpanProcessor
   readonly resource: Resource
   readonly scope: InstrumentationScope
-  /** The span limit on string attribute values (the SDK's attributeValueLengthLimit). */
-  readonly valueLengthLimit: number
 }
 
 const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET })
@@ -64,7 +63,7 @@ export class SliceBatch {
     attributes: Attributes,
   ) {
     this.duration = hrTimeDuration(startTime, endTime)
-    this.attributes = Object.freeze(limitValues(sanitizeAttributes(attributes), sink.valueLengthLimit))
+    this.attributes = Object.freeze(limitValues(sanitizeAttributes(attributes)))
   }
 
   /** Exports the slice of the request whose thread span is `parent`, linked to `prev`; returns its context. */
@@ -77,10 +76,9 @@ export class SliceBatch {
   }
 }
 
-/** String values (and strings in arrays) cut to `limit` characters, as the SDK's span limits do. */
-function limitValues(attrs: Attributes, limit: number): Attributes {
-  if (!(limit > 0)) return attrs
-  const cut = (v: unknown): unknown => (typeof v === 'string' && v.length > limit ? v.slice(0, limit) : v)
+/** String values, and strings in arrays, cut to the attribute length limit. */
+function limitValues(attrs: Attributes): Attributes {
+  const cut = (v: unknown): unknown => (typeof v === 'string' ? cutToLimit(v) : v)
   for (const [k, v] of Object.entries(attrs)) attrs[k] = (Array.isArray(v) ? v.map(cut) : cut(v)) as Attributes[string]
   return attrs
 }

@@ -99,7 +99,7 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   // The SDK's Tracer exposes its scope; finished slices share that object, so that exporters, which
   // group spans by scope identity, put them beside the tracer's own spans.
   const { instrumentationScope: scope } = tracer as typeof tracer & { readonly instrumentationScope: InstrumentationScope }
-  runtime.slices = { processor, resource, scope, valueLengthLimit: opts.attributeValueLengthLimit }
+  runtime.slices = { processor, resource, scope }
   runtime.sampler = sampler
   runtime.level = opts.level
   runtime.recordContent = opts.recordContent
