@@ -202,7 +202,7 @@ for (const preset of opts.models) {
       }
       for (const t of targets) {
         const rs = runs.get(t.config)!
-        if (rs.length === 0 || failures.has(t.config)) continue
+        if (failures.has(t.config)) continue
         // The level's figures are its median repeat's (by tok/s); every repeat's tok/s is kept, in order.
         const chosen = [...rs].sort((a, b) => a.tokensPerSec - b.tokensPerSec)[Math.floor((rs.length - 1) / 2)]!
         if (rs.length > 1) {
@@ -220,7 +220,7 @@ for (const preset of opts.models) {
       }
       from += total
     }
-    for (const t of targets) configs.push({ config: t.config, model: preset, levels: levels.get(t.config)!, ...(failures.has(t.config) ? { failed: failures.get(t.config)! } : {}) })
+    for (const t of targets) configs.push({ config: t.config, model: preset, levels: levels.get(t.config)!, failed: failures.get(t.config) })
   } finally {
     for (const t of targets) {
       const extra = await t.stop()
