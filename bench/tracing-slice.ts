@@ -33,7 +33,7 @@ async function sliceLoop(rid: string, n: number): Promise<number> {
 async function batchLoop(B: number, steps: number): Promise<number> {
   const rids = Array.from({ length: B }, (_, i) => `b${B}-${i}`)
   for (const rid of rids) tracing.reqStart(rid, null, { root: true })
-  const attrs = tracing.batchAttributes('bench', B, 0)
+  const attrs = tracing.batchAttributes(B, 0)
   let spent = 0
   for (let s = 0; s < steps; s++) {
     const t0 = performance.now()

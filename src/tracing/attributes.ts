@@ -36,9 +36,10 @@ export const SPANSERVE_THREAD_LABEL = 'spanserve.thread.label'
 export const SPANSERVE_TP_RANK = 'spanserve.tp_rank'
 export const SPANSERVE_DP_RANK = 'spanserve.dp_rank'
 export const SPANSERVE_PROCESS_ROLE = 'spanserve.process.role'
-export const SPANSERVE_BATCH_ID = 'spanserve.batch.id'
 export const SPANSERVE_BATCH_SIZE = 'spanserve.batch.size'
 export const SPANSERVE_STEP = 'spanserve.step'
+/** A tensor-parallel rank's time in all-reduce during the slice, ms. */
+export const SPANSERVE_TP_ALL_REDUCE_MS = 'spanserve.tp.all_reduce_ms'
 export const SPANSERVE_DECODE_STEPS = 'spanserve.decode.steps'
 export const SPANSERVE_ABORT_REASON = 'spanserve.abort.reason'
 export const SPANSERVE_PREEMPT_REASON = 'spanserve.preempt.reason'
@@ -96,9 +97,12 @@ export function genAiResponseAttributes(r: GenAiResponseInfo): Attributes {
   return a
 }
 
-/** Batch attributes for batchSlice: build once per step, shared by every request in it. */
-export function batchAttributes(batchId: string | number, size: number, step: number): Attributes {
-  return { [SPANSERVE_BATCH_ID]: batchId, [SPANSERVE_BATCH_SIZE]: size, [SPANSERVE_STEP]: step }
+/**
+ * Batch attributes for batchSlice: build once per step, shared by every request in it. The step
+ * numbers the scheduler's batch, so it is the batch's id too; nothing else is repeated per slice.
+ */
+export function batchAttributes(size: number, step: number): Attributes {
+  return { [SPANSERVE_BATCH_SIZE]: size, [SPANSERVE_STEP]: step }
 }
 
 /**

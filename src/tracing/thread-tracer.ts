@@ -54,7 +54,7 @@ export class ThreadTracer {
   private dpRank: number | undefined
   private spanName = ''
   private spanNameHost = '\0'
-  /** Shared by every thread span and batch slice of this thread. */
+  /** On this thread's spans only: slices do not repeat them (see batchSlice). */
   private rankAttrs: Attributes = {}
 
   constructor(label: string, tpRank?: number, dpRank?: number) {
@@ -267,6 +267,9 @@ export class ThreadTracer {
    * batch's own timestamps, e.g. the worker's one ONNX run for B requests. Cost per rid is
    * flat: one map lookup and, when traced, one span. Below `level`, decode_forward steps
    * are folded into one decode_loop slice per request (ended by the next slice or finish).
+   * A slice carries the batch's attributes only: at level 3 there is one per request per step, and
+   * its export cost grows with every attribute; the thread label and ranks are on its parent and
+   * its resource already.
    */
   batchSlice(
     rids: readonly string[],
@@ -291,7 +294,7 @@ export class ThreadTracer {
           startTime ??= nsToHrTime(startNs)
           rc.loop = tracer.startSpan(
             SLICE.decodeLoop,
-            { startTime, attributes: this.rankAttrs, links: linkTo(rc.prev) },
+            { startTime, links: linkTo(rc.prev) },
             rc.threadCtx,
           )
           rc.prev = rc.loop.spanContext()
@@ -301,7 +304,7 @@ export class ThreadTracer {
         rc.loopEndNs = endNs
         continue
       }
-      batch ??= new SliceBatch(sink, name, nsToHrTime(startNs), nsToHrTime(endNs), attributes === undefined ? this.rankAttrs : { ...this.rankAttrs, ...attributes })
+      batch ??= new SliceBatch(sink, name, nsToHrTime(startNs), nsToHrTime(endNs), attributes ?? {})
       if (rc.loop !== undefined) this.endLoop(rc)
       rc.prev = batch.record(rc.thread.spanContext(), rc.prev)
     }

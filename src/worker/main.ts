@@ -2,6 +2,7 @@
  * Worker process: one per (dp, tp) rank. Holds the ONNX Runtime session and the KV cache, runs the
  * steps its scheduler sends, samples, and answers with the new tokens.
  */
+import type { Attributes } from '@opentelemetry/api'
 import { runChild } from '../process/child.ts'
 import { Inbox, Outbox } from '../ipc/channel.ts'
 import type { ForwardBatch, PrefillEntry } from '../ipc/messages.ts'
@@ -25,7 +26,7 @@ await runChild('worker', async (ctx) => {
     let allReduceMs = 0
     const traced = tracing.isTracingEnabled()
     // Slices are recorded once the step's answer has left (below): the scheduler's turnaround pays for them, not the step.
-    const prefillSlices: { entry: PrefillEntry; startNs: number; endNs: number; reduced: number }[] = []
+    const prefillSlices: { entry: PrefillEntry; startNs: number; endNs: number; reduced: number | undefined }[] = []
     const t0 = performance.now()
     for (const entry of batch.prefill) {
       if (entry.start > 0 && !runner.has(entry.rid)) {
@@ -34,8 +35,8 @@ await runChild('worker', async (ctx) => {
       }
       if (entry.start === 0) tracing.reqStart(entry.rid, entry.trace)
       const s0 = traced ? tracing.nowNs() : 0
-      const { tokens: first, allReduceMs: reduced = 0 } = await runner.prefill(entry)
-      allReduceMs += reduced
+      const { tokens: first, allReduceMs: reduced } = await runner.prefill(entry)
+      allReduceMs += reduced ?? 0
       if (traced) prefillSlices.push({ entry, startNs: s0, endNs: tracing.nowNs(), reduced })
       if (entry.last) {
         rids.push(entry.rid)
@@ -53,12 +54,12 @@ await runChild('worker', async (ctx) => {
         if (given) inputs.push(batch.decodeTokens[i]!)
       } else failed.push(rid)
     }
-    const decodeSlices: { startNs: number; endNs: number; reduced: number }[] = []
+    const decodeSlices: { startNs: number; endNs: number; reduced: number | undefined }[] = []
     // Continuous decode steps: after the first, every sequence takes its own last sampled token.
     for (let n = 0; decodable.length > 0 && n < batch.decodeSteps; n++) {
       const d0 = traced ? tracing.nowNs() : 0
-      const { tokens: next, allReduceMs: reduced = 0 } = await runner.decode(decodable, given && n === 0 ? Int32Array.from(inputs) : undefined)
-      allReduceMs += reduced
+      const { tokens: next, allReduceMs: reduced } = await runner.decode(decodable, given && n === 0 ? Int32Array.from(inputs) : undefined)
+      allReduceMs += reduced ?? 0
       if (traced) decodeSlices.push({ startNs: d0, endNs: tracing.nowNs(), reduced })
       for (let i = 0; i < decodable.length; i++) {
         rids.push(decodable[i]!)
@@ -68,19 +69,15 @@ await runChild('worker', async (ctx) => {
     const t2 = performance.now()
     toScheduler.post({ type: 'forward_out', step: batch.step, tpRank, allReduceMs, rids, tokens: Int32Array.from(tokens), failed, prefillMs: t1 - t0, decodeMs: t2 - t1 })
     for (const { entry, startNs, endNs, reduced } of prefillSlices) {
-      tracing.batchSlice(
-        [entry.rid],
-        entry.last ? tracing.SLICE.prefillForward : tracing.SLICE.chunkedPrefill,
-        startNs,
-        endNs,
-        { 'spanserve.prefill.start': entry.start, 'spanserve.prefill.tokens': entry.tokens.length, [tracing.SPANSERVE_STEP]: batch.step, 'spanserve.tp.all_reduce_ms': reduced },
-        entry.last ? 1 : 2,
-      )
+      const attributes: Attributes = { 'spanserve.prefill.start': entry.start, 'spanserve.prefill.tokens': entry.tokens.length, [tracing.SPANSERVE_STEP]: batch.step }
+      if (reduced !== undefined) attributes[tracing.SPANSERVE_TP_ALL_REDUCE_MS] = reduced
+      tracing.batchSlice([entry.rid], entry.last ? tracing.SLICE.prefillForward : tracing.SLICE.chunkedPrefill, startNs, endNs, attributes, entry.last ? 1 : 2)
     }
     for (const slice of decodeSlices) {
       // One slice per request for each session run they shared; folded into decode_loop below level 3.
-      const attributes = tracing.batchAttributes(batch.step, decodable.length, batch.step)
-      attributes['spanserve.tp.all_reduce_ms'] = slice.reduced
+      const attributes = tracing.batchAttributes(decodable.length, batch.step)
+      // Only tensor-parallel runners all-reduce: at TP 1 the attribute would be a zero on every slice.
+      if (slice.reduced !== undefined) attributes[tracing.SPANSERVE_TP_ALL_REDUCE_MS] = slice.reduced
       tracing.batchSlice(decodable, tracing.SLICE.decodeForward, slice.startNs, slice.endNs, attributes, 3)
     }
   }

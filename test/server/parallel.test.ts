@@ -66,7 +66,7 @@ t.test('every rank traces its own thread span and slices, with the all-reduce ti
     t.ok(slices.some((s) => s.name === 'prefill_forward'), `rank ${rank} prefill`)
     const decodes = slices.filter((s) => s.name === 'decode_forward')
     t.equal(decodes.length, 4, `rank ${rank}: one decode slice per step`)
-    t.ok(decodes.every((s) => s.attributes['spanserve.tp_rank'] === rank && s.attributes['spanserve.dp_rank'] === dp), 'slices carry tp_rank and dp_rank')
+    t.ok(decodes.every((s) => s.resource['spanserve.tp_rank'] === rank && s.resource['spanserve.dp_rank'] === dp), "slices come from their rank's process")
     t.ok(decodes.every((s) => typeof s.attributes['spanserve.tp.all_reduce_ms'] === 'number'), 'and the all-reduce time')
   }
   const dispatch = spans.find((s) => s.name === 'dpc_dispatch')!

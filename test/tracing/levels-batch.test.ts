@@ -5,7 +5,7 @@ import { tracedSession } from './fixtures/harness.ts'
 function decodeSteps(w: tracing.ThreadTracer, rids: string[], steps: number): void {
   let ts = tracing.nowNs()
   for (let step = 0; step < steps; step++) {
-    w.batchSlice(rids, 'decode_forward', ts, ts + 1e6, tracing.batchAttributes(`b${step}`, rids.length, step))
+    w.batchSlice(rids, 'decode_forward', ts, ts + 1e6, tracing.batchAttributes(rids.length, step))
     ts += 1e6
   }
 }
@@ -34,7 +34,8 @@ t.test('level 3: one decode_forward per step per request; level 1: one decode_lo
   t.same(bNames.filter((n) => !n.startsWith('Worker')), ['decode_loop', 'prefill_forward'], 'level-2 slice skipped, decode aggregated')
   const loop = b.find((x) => x.name === 'decode_loop')!
   t.equal(loop.attributes['spanserve.decode.steps'], 4)
-  t.equal(loop.attributes['spanserve.tp_rank'], 1)
+  t.equal(loop.attributes['spanserve.tp_rank'], undefined, 'ranks are on the thread span, not repeated')
+  t.equal(b.find((x) => x.spanId === loop.parentSpanId)!.attributes['spanserve.tp_rank'], 1)
   t.equal(BigInt(loop.endTimeUnixNano) - BigInt(loop.startTimeUnixNano) > 3_900_000n, true, 'spans all steps')
   t.same(loop.links.map((l) => l.spanId), [b.find((x) => x.name === 'prefill_forward')!.spanId])
 })
@@ -50,18 +51,20 @@ t.test('batchSlice with B = 1..64: exactly one slice per traced request per step
     rids.forEach((rid, i) => w.reqStart(rid, carrierFor(B * 100 + i)))
     // plus untraced rids mixed in: they cost a lookup and record nothing
     const mixed = [...rids, 'ghost-1', 'ghost-2']
-    w.batchSlice(mixed, 'decode_forward', tracing.nowNs(), tracing.nowNs() + 5e5, tracing.batchAttributes(`batch-${B}`, B, 7))
+    w.batchSlice(mixed, 'decode_forward', tracing.nowNs(), tracing.nowNs() + 5e5, tracing.batchAttributes(B, 7))
     expected += B
     for (const rid of rids) w.reqFinish(rid)
   }
-  const spans = (await s.finish()).filter((x) => x.name === 'decode_forward')
+  const all = await s.finish()
+  const spans = all.filter((x) => x.name === 'decode_forward')
   t.equal(spans.length, expected)
   for (const B of sizes) {
-    const mine = spans.filter((x) => x.attributes['spanserve.batch.id'] === `batch-${B}`)
+    const mine = spans.filter((x) => x.attributes['spanserve.batch.size'] === B)
     t.equal(mine.length, B, `B=${B}`)
     t.equal(new Set(mine.map((x) => x.traceId)).size, B, 'each in its own request trace')
     t.ok(mine.every((x) => x.attributes['spanserve.batch.size'] === B && x.attributes['spanserve.step'] === 7))
-    t.ok(mine.every((x) => x.attributes['spanserve.tp_rank'] === 0 && x.attributes['spanserve.dp_rank'] === 2))
+    const threads = mine.map((x) => all.find((y) => y.spanId === x.parentSpanId)!)
+    t.ok(threads.every((y) => y.attributes['spanserve.tp_rank'] === 0 && y.attributes['spanserve.dp_rank'] === 2), "under the thread's span, which carries the ranks")
   }
 })
 
@@ -71,7 +74,7 @@ t.test('batchSlice cost per request stays flat as B grows', async (t) => {
   const perRequestUs = (B: number): number => {
     const rids = Array.from({ length: B }, (_, i) => `p${B}-${i}`)
     rids.forEach((rid, i) => w.reqStart(rid, { traceparent: `00-${(i + 1).toString(16).padStart(32, '0')}-b7ad6b7169203331-01` }))
-    const attrs = tracing.batchAttributes('x', B, 0)
+    const attrs = tracing.batchAttributes(B, 0)
     const steps = Math.ceil(20_000 / B)
     const t0 = performance.now()
     for (let i = 0; i < steps; i++) w.batchSlice(rids, 'decode_forward', 1.7e18, 1.7e18 + 1e6, attrs)
@@ -137,6 +140,5 @@ t.test('a batch slice is exported like a span the SDK made: kind, status, resour
   t.ok(near(slice.endTimeUnixNano, t0 + 1.5e6), 'end as given')
   for (const k of ['kind', 'status', 'resource', 'scope', 'via'] as const) t.same(slice[k], sdk[k], k)
   t.equal(sdk.attributes['spanserve.batch.id'], 'a-long-b', "the SDK's span limit")
-  const rank = { 'spanserve.thread.label': 'Worker', 'spanserve.tp_rank': 0, 'spanserve.dp_rank': 1 }
-  t.same(slice.attributes, { ...rank, 'spanserve.batch.id': 'a-long-b', 'spanserve.batch.size': 1 }, 'rank and batch attributes, cut to the same limit')
+  t.same(slice.attributes, { 'spanserve.batch.id': 'a-long-b', 'spanserve.batch.size': 1 }, 'the batch attributes only, cut to the same limit')
 })

@@ -20,7 +20,7 @@ t.test('calls recorded on the main thread become spans in the tracing thread', a
   tracing.reqStart('w1', carrierOf(traceId, 'b'.repeat(16)))
   tracing.reqStart('w2', carrierOf(traceId, 'c'.repeat(16)))
   tracing.batchSlice(['w1'], tracing.SLICE.prefillForward, t0 + 1_000, t0 + 2_000, { 'spanserve.prefill.tokens': 4 }, 1)
-  for (let s = 0; s < 3; s++) tracing.batchSlice(['w1', 'w2'], tracing.SLICE.decodeForward, t0 + 10_000 * (s + 1), t0 + 10_000 * (s + 1) + 500, tracing.batchAttributes(s, 2, s), 3)
+  for (let s = 0; s < 3; s++) tracing.batchSlice(['w1', 'w2'], tracing.SLICE.decodeForward, t0 + 10_000 * (s + 1), t0 + 10_000 * (s + 1) + 500, tracing.batchAttributes(2, s), 3)
   t.equal(tracing.getPropagateContext('w1'), null, 'contexts live in the thread: none to pass on from here')
   await tracing.flushTracing()
   t.equal(tracing.liveRequestCount(), 2, 'the thread reports its open request contexts')

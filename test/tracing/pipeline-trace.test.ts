@@ -58,9 +58,11 @@ function checkTree(t: Test, spans: ReceivedSpan[], caller: { traceId: string; sp
   for (const slice of ['api_server_dispatch', 'tokenize', 'dpc_dispatch', 'prefill_waiting', 'prefill_forward', 'decode_forward', 'detokenize']) {
     t.ok(names.has(slice), `slice ${slice}`)
   }
+  // Ranks are on the worker's resource and thread span; its slices do not repeat them.
   for (const s of spans.filter((s) => s.name === 'prefill_forward' || s.name === 'decode_forward')) {
-    t.equal(s.attributes['spanserve.tp_rank'], 0)
-    t.equal(s.attributes['spanserve.dp_rank'], 0)
+    t.equal(s.resource['spanserve.tp_rank'], 0)
+    t.equal(s.resource['spanserve.dp_rank'], 0)
+    t.equal(s.attributes['spanserve.tp_rank'], undefined)
   }
   const decodes = spans.filter((s) => s.name === 'decode_forward')
   t.ok(decodes.every((s) => typeof s.attributes['spanserve.batch.size'] === 'number' && typeof s.attributes['spanserve.step'] === 'number'), 'decode slices carry batch size and step')

@@ -42,8 +42,8 @@ t.test('server → tokenizer → scheduler → 2 TP workers: one trace, thread s
     w.reqStart(rid, toWorkers)
     w.sliceStart(rid, 'prefill_forward')
     w.sliceEnd(rid, 'prefill_forward')
-    w.batchSlice([rid], 'decode_forward', step0, step0 + 1e6, tracing.batchAttributes('b0', 1, 0))
-    w.batchSlice([rid], 'decode_forward', step0 + 1e6, step0 + 2e6, tracing.batchAttributes('b1', 1, 1))
+    w.batchSlice([rid], 'decode_forward', step0, step0 + 1e6, tracing.batchAttributes(1, 0))
+    w.batchSlice([rid], 'decode_forward', step0 + 1e6, step0 + 2e6, tracing.batchAttributes(1, 1))
     w.reqFinish(rid)
   }
   const back = JSON.stringify(workers[0]!.getPropagateContext(rid))
