@@ -63,6 +63,7 @@ function checkTree(t: Test, spans: ReceivedSpan[], caller: { traceId: string; sp
     t.equal(s.resource['spanserve.tp_rank'], 0)
     t.equal(s.resource['spanserve.dp_rank'], 0)
     t.equal(s.attributes['spanserve.tp_rank'], undefined)
+    t.equal(s.attributes['spanserve.tp.all_reduce_ms'], undefined, 'no all-reduce time without tensor parallelism')
   }
   const decodes = spans.filter((s) => s.name === 'decode_forward')
   t.ok(decodes.every((s) => typeof s.attributes['spanserve.batch.size'] === 'number' && typeof s.attributes['spanserve.step'] === 'number'), 'decode slices carry batch size and step')
