@@ -187,6 +187,9 @@ const CHANGES_SINCE: Record<string, string> = {
     "(1) workers start with V8's old-generation limit at 128 MB (`--initial-old-space-size=128`), so that ONNX Runtime's output buffers no longer set off a full garbage collection every few steps (see \"Garbage collection in the worker\"); " +
     "(2) level-3 batch slices are built as finished spans and handed to the SDK's span processor, without `tracer.startSpan` per request per step (src/tracing/finished-slice.ts). " +
     'The runner did not change, so the two limit columns ran the same code: their ratio shows this run\'s noise between identical configurations.',
+  cba4dcc:
+    'slices carry only what varies from slice to slice: batch slices and `decode_loop` no longer repeat the thread label and ranks (their parent thread span and their resource carry them), `decode_forward` no longer has a batch id (it was always the step), and `spanserve.tp.all_reduce_ms` is set only under tensor parallelism (src/tracing/thread-tracer.ts, src/worker/main.ts; see "Tracing overhead"). ' +
+    'Nothing else changed in the server, and the runner did not change: the two limit columns and the two tracing-off columns ran the same code, so their ratios show this run\'s noise between identical configurations.',
 }
 
 function beforeAfter(result: BenchResult): string[] {
@@ -377,6 +380,15 @@ const TRACING_FINDINGS = `What costs what with tracing on (the figures above are
   sanitizing per span). In-process, 16 slices every millisecond exported over OTLP gRPC, total CPU per slice went from
   12.2–14.6 µs to 9.7–10.2 µs; serializing to protobuf (about 2 µs) and the SDK's batching and gRPC are most of the rest.
   Per thread at concurrency 16 (64 requests, level 3): the tokenizer 52 → 44 µs per token, the worker's tracing thread 22 → 19.
+- **Slices carry only what varies.** Until 2026-11-22 every batch slice repeated the thread label and the ranks (which its
+  parent thread span and its resource carry), a batch id equal to the step, and an all-reduce time of 0 without tensor
+  parallelism. Without them, the same in-process measurement gave 4.9–6.1 µs of CPU per slice against 7.4–9.6 µs (three
+  runs each). Of what is left, the SDK's protobuf serializer takes about 1.8 µs, a fifth of it turning the hex ids back into
+  bytes, and making the slice itself well under 0.1 µs. In a same-run A/B against the revision before (default model, 4
+  repeats, 1,024 warm-up requests), level 3 on/off measured 1.02× (0.96–1.05) and 0.90× (0.83–0.93) at concurrency 16
+  and 64, the revision before 0.95× (0.90–1.08) and 0.93× (0.89–0.94): no difference that shows above the noise. The
+  tokenizer's \`detokenize\` slices, which carried only the thread label, cost what they did (13 against 7 CPU ms per 1,000
+  tokens with tracing off, at concurrency 64).
 - **Tried and not kept: the tracing thread at a lower priority.** At nice 19 (setpriority on its thread id) its span work
   would wait for idle moments instead of preempting ONNX Runtime's threads. Three same-run A/Bs at level 3 (default model, 5
   repeats each, against the revision before) disagreed: 0.94×/0.92× against 0.86×/0.88× (concurrency 16/64), then 0.89×/0.91×
@@ -400,6 +412,14 @@ const TRACING_FINDINGS = `What costs what with tracing on (the figures above are
   cores at 4,000 tok/s, and tokens/s fell by more than that share: the extra work preempts ONNX Runtime's two threads,
   which meet at a barrier after every operator. On the large model, whose tokens cost ten times more, tracing on measured
   0.93–1.07× at level 3 and 0.98–1.03× at level 2.
+- **The 3% margin is below this machine's noise; level 3 at concurrency 64 costs about 10%.** In the run of
+  2026-11-22T13-22-14Z, spanserve against the \`--base\` checkout with tracing off, the same server code, measured 0.93× to
+  1.04× by concurrency (repeats 0.85× to 1.10×), and level 2, unchanged since the run before, 0.91× at concurrency 64 where
+  that run measured 0.97×. One reading repeats from run to run: level 3 at concurrency 64 on the default model, 0.89× in the
+  run before, 0.90× in an A/B of the same day and 0.90× in this one. There it adds about 35 µs of CPU per token over tracing off (server +5, tokenizer +9,
+  worker +16, sink +5 in that run): two spans per token, each about 5 µs from creation to export, plus the receiver. Tracing
+  takes no core of its own here, so that work delays ONNX Runtime's threads. Level 3 is opt-in, as SGLang's most detailed
+  level is; the default, level 2, records per request what level 3 records per step.
 - **The receiver's decoding is not charged to tracing.** A deployment's collector decodes elsewhere, so the bench's OTLP receiver
   keeps each export's bytes and counts the spans after the server stops (\`--sink-decode deferred\`, the default; \`onlive\`
   decodes live for comparison).`
@@ -421,7 +441,8 @@ more than their margins). What the time goes to, measured separately on 2026-11-
 
 So time to first token carries about 2–4 ms over the prefill: half of it HTTP at both ends, half the six hops of the
 four-process design, each a wake-up of an idle process on a shared 2-vCPU VM (150–300 µs here, more than ZeroMQ's own cost).
-The target's 2 ms leaves no room for noise: runs of the same day measured +1.7 ms to +3.6 ms on the default model.
+The target's 2 ms leaves no room for noise: runs of the same day measured +1.3 ms to +3.6 ms on the default model, and the
+large model, whose prefill is five to six times longer, from −1.2 ms to +5.3 ms.
 
 At concurrency 1 every token crosses the same hops (worker → scheduler → tokenizer → server), and the server, tokenizer and
 scheduler spend 90–200 µs of CPU each per token (the CPU table below) on the same two cores where ONNX Runtime runs each decode
