@@ -2,34 +2,32 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { SpanserveError, errorBody } from '../errors.ts'
 import type { Logger } from '../logging.ts'
-import type { Engine } from './engine.ts'
 import { errorHeaders, toSpanserveError } from './http-errors.ts'
 import { chatRoute } from './routes/chat.ts'
 import { completionsRoute } from './routes/completions.ts'
-import type { ServingInfo } from './routes/generate.ts'
-import { healthRoute, type HealthStatus } from './routes/health.ts'
+import { healthRoute } from './routes/health.ts'
 import { modelsRoute } from './routes/models.ts'
 import { traceSettingRoute } from './routes/trace-setting.ts'
 import { metricsRoute } from './routes/metrics.ts'
-import { requireApiKey } from './auth.ts'
+import type { RoutesOptions } from './routes/options.ts'
+import { routeAuth, type AuthKeys } from './auth.ts'
+import { clientErrorHandler, httpServerOptions, limitConnections, limitHeaderCount, type PerimeterOptions } from './perimeter.ts'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import { trace, type Context } from '@opentelemetry/api'
 import { formatTraceparent } from '../tracing/index.ts'
-import type { TraceSetting } from '../ipc/messages.ts'
 
-export interface AppOptions {
+/** Every route, each a plugin taking RoutesOptions. */
+const ROUTES = [completionsRoute, chatRoute, modelsRoute, healthRoute, metricsRoute, traceSettingRoute]
+
+export interface AppOptions extends RoutesOptions {
   log: Logger
-  apiKey: string
+  auth: AuthKeys
+  perimeter: PerimeterOptions
   /** When tracing is on: @fastify/otel's HTTP spans, except for these paths. */
   traceExcludeUrls: string[] | null
-  broadcast: (msg: TraceSetting) => void
   /** True once SIGTERM arrived: new requests get 503 while those in flight finish. */
   isShuttingDown: () => boolean
   bodyLimit: number
-  engine: Engine
-  info: ServingInfo
-  contextLength: number
-  status: () => HealthStatus
 }
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
@@ -42,7 +40,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     // Our own 503 while draining (OpenAI-shaped, with Retry-After), not Fastify's.
     return503OnClosing: false,
+    // The perimeter: slow headers and bodies time out; malformed HTTP gets OpenAI's error body.
+    http: httpServerOptions(opts.perimeter),
+    requestTimeout: opts.perimeter.bodyTimeoutMs,
+    clientErrorHandler: clientErrorHandler(opts.log as FastifyBaseLogger, (code) => opts.info.metrics.failed(code)),
   })
+  limitConnections(app.server, opts.perimeter, opts.log as FastifyBaseLogger, (code) => opts.info.metrics.failed(code))
+  limitHeaderCount(app, opts.perimeter.maxHeaders)
   app.addHook('onRequest', async () => {
     if (opts.isShuttingDown()) throw new SpanserveError('SPANSERVE_ERR_SHUTTING_DOWN', 'the server is shutting down; retry on another instance')
   })
@@ -69,7 +73,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       throw new SpanserveError('SPANSERVE_ERR_BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${opts.bodyLimit}`)
     }
   })
-  if (opts.apiKey) requireApiKey(app, opts.apiKey)
+  // Before any route is added: each declares who may call it, checked on the matched route.
+  routeAuth(app, opts.auth)
   // JSON bodies must be valid UTF-8: the default parser would turn bad bytes into U+FFFD silently.
   const parseJson = app.getDefaultJsonParser('error', 'error')
   const utf8 = new TextDecoder('utf-8', { fatal: true })
@@ -104,11 +109,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     request.log.info({ code: e.code, status: e.status, url: path }, 'request refused')
     void reply.code(e.status).headers(allowed.length > 0 ? { allow: allowed.join(', ') } : {}).send(errorBody(e))
   })
-  completionsRoute(app, opts.engine, opts.info)
-  chatRoute(app, opts.engine, opts.info)
-  modelsRoute(app, opts.info, opts.contextLength)
-  healthRoute(app, opts.status)
-  metricsRoute(app, opts.info.metrics)
-  traceSettingRoute(app, opts.broadcast)
+  const routes: RoutesOptions = { engine: opts.engine, info: opts.info, contextLength: opts.contextLength, status: opts.status, broadcast: opts.broadcast }
+  for (const route of ROUTES) await app.register(route, routes)
   return app
 }

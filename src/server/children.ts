@@ -19,7 +19,7 @@ export interface ChildPlan {
 
 export function planChildren(config: Config, endpoints: Endpoints, model: ModelInfo, contextLength: number): ChildPlan[] {
   // Children never need the API key: keep it out of their environment.
-  const base = { config: { ...config, apiKey: '' }, endpoints, model, contextLength }
+  const base = { config: { ...config, apiKey: '', adminApiKey: '' }, endpoints, model, contextLength }
   const layout = { dpSize: config.dpSize, tpSize: config.tpSize, nodeHosts: config.nnodes > 1 ? config.nodeHosts : [] }
   const plans: ChildPlan[] = [{ key: 'tokenizer', group: null, node: 0, spec: { ...base, role: 'tokenizer', dpRank: 0, tpRank: 0 }, inbox: endpoints.tokenizer }]
   for (let d = 0; d < config.dpSize; d++) {

@@ -121,7 +121,13 @@ async function main(): Promise<void> {
   let stopping = false
   const app = await buildApp({
     log,
-    apiKey: config.apiKey,
+    auth: { apiKey: config.apiKey, adminApiKey: config.adminApiKey, protectMetrics: config.protectMetrics },
+    perimeter: {
+      headersTimeoutMs: config.headersTimeout * 1000,
+      bodyTimeoutMs: config.bodyTimeout * 1000,
+      maxHeaders: config.maxHeaders,
+      maxConnectionsPerClient: config.maxConnectionsPerClient,
+    },
     traceExcludeUrls: config.traceEnable ? config.traceExcludeUrls : null,
     broadcast: (msg) => launcher.broadcast(msg),
     isShuttingDown: () => stopping,
@@ -132,6 +138,7 @@ async function main(): Promise<void> {
       defaults: generationDefaults(model.dir),
       requestTimeoutMs: config.requestTimeout * 1000,
       streamBufferLimit: config.streamBufferLimit,
+      streamStallTimeoutMs: config.streamStallTimeout * 1000,
       metrics,
     },
     contextLength,

@@ -1,7 +1,16 @@
-/** Server-sent events as OpenAI streams them: `data: <json>` lines, then `data: [DONE]`. */
+/**
+ * Server-sent events as OpenAI streams them: `data: <json>` lines, then `data: [DONE]`.
+ * Backpressure: when the socket stops draining (a client that reads slowly or not at all), the
+ * stream waits at most the stall timeout for a drain; then the connection is closed, which aborts
+ * the request and frees its KV like any disconnect.
+ */
 import type { ServerResponse } from 'node:http'
 
-export function startSse(res: ServerResponse, headers: Record<string, string>): void {
+/** Streams being watched for a stall, with their timeout in milliseconds. */
+const stallTimeouts = new WeakMap<ServerResponse, number>()
+const stallTimers = new WeakMap<ServerResponse, NodeJS.Timeout>()
+
+export function startSse(res: ServerResponse, headers: Record<string, string>, stallTimeoutMs: number): void {
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',
@@ -9,12 +18,31 @@ export function startSse(res: ServerResponse, headers: Record<string, string>): 
     'x-accel-buffering': 'no',
     ...headers,
   })
+  stallTimeouts.set(res, stallTimeoutMs)
+  const drained = () => {
+    clearTimeout(stallTimers.get(res))
+    stallTimers.delete(res)
+  }
+  res.on('drain', drained)
+  // 'finish': all was handed to the socket, which may go on to serve the next keep-alive request.
+  res.once('finish', drained)
+  res.once('close', drained)
+}
+
+/** Starts the stall clock when a write found the socket full, unless it is already running. */
+function watchStall(res: ServerResponse): void {
+  const ms = stallTimeouts.get(res)
+  if (ms === undefined || stallTimers.has(res)) return
+  stallTimers.set(res, setTimeout(() => res.destroy(), ms).unref())
 }
 
 export function sendEvent(res: ServerResponse, data: unknown): void {
-  if (!res.writableEnded) res.write(`data: ${JSON.stringify(data)}\n\n`)
+  if (!res.writableEnded && !res.write(`data: ${JSON.stringify(data)}\n\n`)) watchStall(res)
 }
 
 export function endSse(res: ServerResponse): void {
-  if (!res.writableEnded) res.end('data: [DONE]\n\n')
+  if (res.writableEnded) return
+  res.end('data: [DONE]\n\n')
+  // What is still buffered must drain too: a client that never reads is dropped all the same.
+  if (res.writableNeedDrain) watchStall(res)
 }

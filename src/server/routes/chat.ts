@@ -1,8 +1,8 @@
 /** POST /v1/chat/completions */
-import type { FastifyInstance } from 'fastify'
-import type { Engine } from '../engine.ts'
+import type { FastifyPluginAsync } from 'fastify'
+import type { RoutesOptions } from './options.ts'
 import { chatBody, type ChatBody } from '../schemas.ts'
-import { serveGeneration, type ResponseShape, type ServingInfo } from './generate.ts'
+import { serveGeneration, type ResponseShape } from './generate.ts'
 
 const shape: ResponseShape = {
   idPrefix: 'chatcmpl',
@@ -21,8 +21,8 @@ const shape: ResponseShape = {
   usageChunk: (base, usage) => ({ ...base, object: 'chat.completion.chunk', choices: [], usage }),
 }
 
-export function chatRoute(app: FastifyInstance, engine: Engine, info: ServingInfo): void {
-  app.post<{ Body: ChatBody }>('/v1/chat/completions', { schema: { body: chatBody } }, async (request, reply) => {
+export const chatRoute: FastifyPluginAsync<RoutesOptions> = async (app, { engine, info }) => {
+  app.post<{ Body: ChatBody }>('/v1/chat/completions', { schema: { body: chatBody }, config: { auth: 'api' } }, async (request, reply) => {
     const body = request.body
     const messages = body.messages.map((m) => ({
       role: m.role,

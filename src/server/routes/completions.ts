@@ -1,8 +1,8 @@
 /** POST /v1/completions */
-import type { FastifyInstance } from 'fastify'
-import type { Engine } from '../engine.ts'
+import type { FastifyPluginAsync } from 'fastify'
+import type { RoutesOptions } from './options.ts'
 import { completionBody, type CompletionBody } from '../schemas.ts'
-import { serveGeneration, type ResponseShape, type ServingInfo } from './generate.ts'
+import { serveGeneration, type ResponseShape } from './generate.ts'
 
 const shape: ResponseShape = {
   idPrefix: 'cmpl',
@@ -15,8 +15,8 @@ const shape: ResponseShape = {
 /** OpenAI's legacy default for completions. */
 const DEFAULT_MAX_TOKENS = 16
 
-export function completionsRoute(app: FastifyInstance, engine: Engine, info: ServingInfo): void {
-  app.post<{ Body: CompletionBody }>('/v1/completions', { schema: { body: completionBody } }, async (request, reply) => {
+export const completionsRoute: FastifyPluginAsync<RoutesOptions> = async (app, { engine, info }) => {
+  app.post<{ Body: CompletionBody }>('/v1/completions', { schema: { body: completionBody }, config: { auth: 'api' } }, async (request, reply) => {
     const body = request.body
     let prompt = body.prompt
     if (Array.isArray(prompt) && (typeof prompt[0] === 'string' || Array.isArray(prompt[0]))) prompt = prompt[0] as string | number[]

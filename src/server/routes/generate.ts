@@ -26,6 +26,8 @@ export interface ServingInfo {
   requestTimeoutMs: number
   /** Bytes a stream may buffer for a slow reader. */
   streamBufferLimit: number
+  /** Milliseconds a stream may wait for a client that stopped reading before it is dropped. */
+  streamStallTimeoutMs: number
   metrics: ServerMetrics
   /** Sampling defaults from the model's generation_config.json, as vLLM applies them. */
   defaults: Pick<SamplingParams, 'temperature' | 'topP' | 'topK'>
@@ -201,7 +203,7 @@ export async function serveGeneration(
       if (started) return
       started = true
       reply.hijack()
-      startSse(res, headers)
+      startSse(res, headers, info.streamStallTimeoutMs)
     }
     await new Promise<void>((resolve) => {
       const sink: RequestSink = {

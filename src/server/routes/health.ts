@@ -1,17 +1,10 @@
 /** GET /health: 200 only while every process is ready, with each process's latest report. */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsync } from 'fastify'
 import { SpanserveError, errorBody } from '../../errors.ts'
-import type { ChildInfo } from '../launcher.ts'
-import type { ProcessStats } from '../../ipc/messages.ts'
+import type { RoutesOptions } from './options.ts'
 
-export interface HealthStatus {
-  ready: boolean
-  processes: ChildInfo[]
-  reports: ProcessStats[]
-}
-
-export function healthRoute(app: FastifyInstance, status: () => HealthStatus): void {
-  app.get('/health', async (_request, reply) => {
+export const healthRoute: FastifyPluginAsync<RoutesOptions> = async (app, { status }) => {
+  app.get('/health', { config: { auth: 'open' } }, async (_request, reply) => {
     const s = status()
     const reports = s.reports.map((r) => ({
       role: r.role,

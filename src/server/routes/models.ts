@@ -1,10 +1,10 @@
 /** GET /v1/models */
-import type { FastifyInstance } from 'fastify'
-import type { ServingInfo } from './generate.ts'
+import type { FastifyPluginAsync } from 'fastify'
+import type { RoutesOptions } from './options.ts'
 
-export function modelsRoute(app: FastifyInstance, info: ServingInfo, contextLength: number): void {
+export const modelsRoute: FastifyPluginAsync<RoutesOptions> = async (app, { info, contextLength }) => {
   const created = Math.floor(Date.now() / 1000)
-  app.get('/v1/models', async () => ({
+  app.get('/v1/models', { config: { auth: 'api' } }, async () => ({
     object: 'list',
     data: [{ id: info.modelName, object: 'model', created, owned_by: 'spanserve', max_model_len: contextLength }],
   }))

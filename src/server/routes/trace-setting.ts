@@ -2,9 +2,9 @@
  * GET/POST /v1/trace/setting: read and change the trace level and sample rate without a restart
  * (Triton's runtime trace setting). A change reaches every process.
  */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsync } from 'fastify'
 import * as tracing from '../../tracing/index.ts'
-import type { TraceSetting } from '../../ipc/messages.ts'
+import type { RoutesOptions } from './options.ts'
 
 const body = {
   type: 'object',
@@ -16,10 +16,10 @@ const body = {
   },
 } as const
 
-export function traceSettingRoute(app: FastifyInstance, broadcast: (msg: TraceSetting) => void): void {
+export const traceSettingRoute: FastifyPluginAsync<RoutesOptions> = async (app, { broadcast }) => {
   const current = () => ({ enabled: tracing.isTracingEnabled(), level: tracing.getLevel(), sample_rate: tracing.getSampleRate() })
-  app.get('/v1/trace/setting', async () => current())
-  app.post<{ Body: { level?: 1 | 2 | 3; sample_rate?: number } }>('/v1/trace/setting', { schema: { body } }, async (request) => {
+  app.get('/v1/trace/setting', { config: { auth: 'api' } }, async () => current())
+  app.post<{ Body: { level?: 1 | 2 | 3; sample_rate?: number } }>('/v1/trace/setting', { schema: { body }, config: { auth: 'admin' } }, async (request) => {
     if (request.body.level !== undefined) tracing.setLevel(request.body.level)
     if (request.body.sample_rate !== undefined) tracing.setSampleRate(request.body.sample_rate)
     const now = current()
