@@ -19,6 +19,11 @@ export interface SamplingParams {
   topK: number
   /** null: the worker draws one. */
   seed: number | null
+  /**
+   * Draws the generator already made for this request: a resumed request's tokens so far (one draw
+   * per sampled token), which the sampler skips so that it continues the same sequence. Absent: 0.
+   */
+  draws?: number
 }
 
 export interface ChatMessage {
@@ -41,6 +46,11 @@ export interface GenerateReqInput {
   ignoreEos: boolean
   stop: string[]
   arrivalMs: number
+  /**
+   * A resumed request (its process died): the tokens it had generated, which continue its prompt
+   * and count toward max_tokens and usage. Absent for a new request.
+   */
+  resumeIds?: number[]
 }
 
 /** tokenizer → scheduler: a request ready to run. */
@@ -145,6 +155,8 @@ export interface StrOutput {
   rid: string
   /** New text since the last output (never a cut UTF-8 character). */
   text: string
+  /** The token this output is for: the server keeps them to resume the request after a crash. */
+  tokenId: number
   finishReason: FinishReason | null
   promptTokens: number
   completionTokens: number
@@ -165,6 +177,8 @@ export interface ReqError {
   code: string
   message: string
   param: string | null
+  /** Set when the request was lost with a dead process (its key, e.g. worker-0-0): the server resumes it. */
+  lost?: string
 }
 
 /** Child → launcher: up and serving. */
@@ -249,6 +263,8 @@ export interface GroupState {
   dpRank: number
   up: boolean
   reason: string
+  /** The process whose death took the group down (its key), when one did. */
+  process?: string
 }
 
 /** launcher → children: a peer died; drop all request state (its requests were failed). */

@@ -75,21 +75,21 @@ await runChild('tokenizer', async (ctx) => {
       const dp = dispatcher.pick(load)
       if (dp < 0) throw new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'no data-parallel group is serving right now; retry shortly')
       tracing.sliceAttrs(req.rid, { [tracing.SPANSERVE_DP_RANK]: dp })
-      live.set(req.rid, {
-        dp,
-        load,
-        promptTokens: ids.length,
-        completionTokens: 0,
-        detok: new IncrementalDetokenizer(tok),
-        stop: new StopMatcher(req.stop),
-      })
+      // A resumed request goes on from its prompt plus the tokens it had generated before a crash.
+      const resumed = req.resumeIds ?? []
+      const detok = new IncrementalDetokenizer(tok)
+      const stop = new StopMatcher(req.stop)
+      // Replaying them puts the detokenizer's offsets and the held-back text where they were, and
+      // discards the text: the client already has it.
+      for (const id of resumed) stop.push(detok.push(id))
+      live.set(req.rid, { dp, load, promptTokens: ids.length, completionTokens: resumed.length, detok, stop })
       schedulers[dp]!.post({
         type: 'tokenized',
         rid: req.rid,
         trace: tracing.getPropagateContext(req.rid) ?? req.trace,
-        inputIds: Int32Array.from(ids),
-        sampling: req.sampling,
-        maxTokens,
+        inputIds: Int32Array.from(resumed.length > 0 ? [...ids, ...resumed] : ids),
+        sampling: resumed.length > 0 ? { ...req.sampling, draws: resumed.length } : req.sampling,
+        maxTokens: maxTokens - resumed.length,
         ignoreEos: req.ignoreEos,
         arrivalMs: req.arrivalMs,
       })
@@ -129,7 +129,7 @@ await runChild('tokenizer', async (ctx) => {
       } else if (finishReason !== null) {
         text += t.stop.flush()
       }
-      items.push({ rid, text, finishReason, promptTokens: t.promptTokens, completionTokens: t.completionTokens, stats: batch.stats[i] ?? null })
+      items.push({ rid, text, tokenId: batch.tokens[i]!, finishReason, promptTokens: t.promptTokens, completionTokens: t.completionTokens, stats: batch.stats[i] ?? null })
       if (finishReason !== null) {
         forget(rid)
         ended.push(rid)
@@ -171,7 +171,7 @@ await runChild('tokenizer', async (ctx) => {
           if (t.dp !== msg.dpRank) continue
           forget(rid)
           tracing.reqFinish(rid, { error: msg.reason })
-          ctx.toServer.post({ type: 'req_error', rid, code: 'SPANSERVE_ERR_UNAVAILABLE', message: `data-parallel group ${msg.dpRank} failed (${msg.reason}); the request can be retried`, param: null })
+          ctx.toServer.post({ type: 'req_error', rid, code: 'SPANSERVE_ERR_UNAVAILABLE', message: `data-parallel group ${msg.dpRank} failed (${msg.reason}); the request can be retried`, param: null, lost: msg.process ?? `scheduler-${msg.dpRank}` })
           failed++
         }
         log.warn({ dp_rank: msg.dpRank, reason: msg.reason, failed }, 'data-parallel group out of dispatch')

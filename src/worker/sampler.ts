@@ -13,11 +13,15 @@
 import { randomInt } from 'node:crypto'
 import type { SamplingParams } from '../ipc/messages.ts'
 
-/** mulberry32: small, fast and good enough for sampling; state is one 32-bit word. */
+/**
+ * mulberry32: small, fast and good enough for sampling; state is one 32-bit word. The state walks a
+ * Weyl sequence (seed + n * 0x6d2b79f5) that each draw hashes, so the n-th draw is a function of
+ * (seed, n) alone: a resumed request starts `skip` draws in and continues the same sequence.
+ */
 export class SeededRandom {
   private state: number
-  constructor(seed: number) {
-    this.state = seed >>> 0
+  constructor(seed: number, skip = 0) {
+    this.state = (seed + Math.imul(skip, 0x6d2b79f5)) >>> 0
   }
   next(): number {
     let t = (this.state = (this.state + 0x6d2b79f5) >>> 0)
@@ -122,7 +126,7 @@ export class Sampler {
   private heap: Float32Array | null = null
 
   constructor(readonly params: SamplingParams) {
-    this.rng = params.temperature > 0 ? new SeededRandom(params.seed ?? randomInt(0, 2 ** 32 - 1)) : null
+    this.rng = params.temperature > 0 ? new SeededRandom(params.seed ?? randomInt(0, 2 ** 32 - 1), params.draws ?? 0) : null
   }
 
   sample(logits: Float32Array, offset: number, vocab: number): number {
