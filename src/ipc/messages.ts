@@ -6,6 +6,7 @@
  * Every per-request message carries `trace`, the request's trace context (null when untraced).
  * Encoding: src/ipc/codec.ts (a JSON header, typed arrays in binary frames).
  */
+import type { ErrorCode } from '../errors.ts'
 import type { TraceCarrier } from '../tracing/propagation.ts'
 
 export type Role = 'server' | 'tokenizer' | 'scheduler' | 'worker'
@@ -174,7 +175,7 @@ export interface BatchStrOutput {
 export interface ReqError {
   type: 'req_error'
   rid: string
-  code: string
+  code: ErrorCode
   message: string
   param: string | null
   /** Set when the request was lost with a dead process (its key, e.g. worker-0-0): the server resumes it. */
@@ -198,7 +199,7 @@ export interface ProcessFatal {
   dpRank: number
   tpRank: number
   pid: number
-  code: string
+  code: ErrorCode
   message: string
 }
 

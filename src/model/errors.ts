@@ -1,8 +1,9 @@
+import { SpanserveError } from '../errors.ts';
+
 /** A model directory (or a built model) that cannot be served; the message names the file or field. */
-export class ModelLoadError extends Error {
-  readonly code = 'SPANSERVE_ERR_MODEL_INVALID';
+export class ModelLoadError extends SpanserveError {
   constructor(message: string) {
-    super(message);
+    super('SPANSERVE_ERR_MODEL_INVALID', message);
     this.name = 'ModelLoadError';
   }
 }

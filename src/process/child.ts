@@ -10,6 +10,7 @@ import { useIpcSecret } from '../ipc/curve.ts'
 import type { Role } from '../ipc/messages.ts'
 import type { ModelInfo } from '../model/load.ts'
 import { createLogger, type Logger } from '../logging.ts'
+import { SpanserveError, type ErrorCode } from '../errors.ts'
 import { initTracing, shutdownTracing } from '../tracing/setup.ts'
 import { setLevel, setSampleRate } from '../tracing/trace.ts'
 import { startStatsReporter, type RoleStats } from './stats.ts'
@@ -61,7 +62,7 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
   const toServer = new Outbox(spec.endpoints.server)
   const closers: (() => Promise<void> | void)[] = []
 
-  const fatal = (code: string, err: unknown): void => {
+  const fatal = (code: ErrorCode, err: unknown): void => {
     const message = err instanceof Error ? err.message : String(err)
     log.fatal({ err, code }, 'process failed')
     toServer.post({ type: 'fatal', role, dpRank, tpRank, pid: process.pid, code, message })
@@ -110,7 +111,6 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
     }
     await main({ ...spec, log, toServer, onShutdown: (fn) => closers.push(fn), commonHandlers, reportStats })
   } catch (err) {
-    const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'SPANSERVE_ERR_INTERNAL'
-    fatal(code, err)
+    fatal(err instanceof SpanserveError ? err.code : 'SPANSERVE_ERR_INTERNAL', err)
   }
 }

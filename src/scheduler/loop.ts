@@ -21,6 +21,7 @@ import { KvBudget } from './budget.ts'
 import { WaitingQueue } from './queue.ts'
 import type { SchedRequest } from './request.ts'
 import type { TraceCarrier } from '../tracing/propagation.ts'
+import type { ErrorCode } from '../errors.ts'
 
 export interface LoopLimits {
   maxBatchSize: number
@@ -164,7 +165,7 @@ export class SchedulerLoop {
     wake?.()
   }
 
-  private fail(rid: string, code: string, message: string): void {
+  private fail(rid: string, code: ErrorCode, message: string): void {
     this.io.error({ type: 'req_error', rid, code, message, param: null })
   }
 

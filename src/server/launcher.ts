@@ -13,6 +13,7 @@ import { Outbox } from '../ipc/channel.ts'
 import type { Message, ProcessExited, ProcessFatal, ProcessReady } from '../ipc/messages.ts'
 import type { ModelInfo } from '../model/load.ts'
 import type { Logger } from '../logging.ts'
+import { SpanserveError, type ErrorCode } from '../errors.ts'
 import { childKey, planChildren, type ChildPlan } from './children.ts'
 import { restartDelayMs, spawnChild } from './spawn-child.ts'
 
@@ -40,11 +41,11 @@ export interface ChildInfo {
   restarts: number
 }
 
-export class LaunchError extends Error {
-  readonly code: string
-  constructor(message: string, code = 'SPANSERVE_ERR_INTERNAL') {
-    super(message)
-    this.code = code
+/** The processes could not be started; `code` is the failing child's, or internal for a timeout or an early exit. */
+export class LaunchError extends SpanserveError {
+  constructor(message: string, code: ErrorCode = 'SPANSERVE_ERR_INTERNAL') {
+    super(code, message)
+    this.name = 'LaunchError'
   }
 }
 

@@ -16,6 +16,7 @@
  */
 import * as ort from 'onnxruntime-node'
 import type { PrefillEntry } from '../ipc/messages.ts'
+import { SpanserveError } from '../errors.ts'
 import type { ModelInfo } from '../model/load.ts'
 import { copyBatchRow, SequenceKv, type KvShape } from './kv-cache.ts'
 import { Sampler } from './sampler.ts'
@@ -42,7 +43,13 @@ interface Resident {
   slots: number
 }
 
-export class RunnerError extends Error {}
+/** A step the runner cannot run (a broken scheduler-worker invariant): the worker fails as a whole. */
+export class RunnerError extends SpanserveError {
+  constructor(message: string) {
+    super('SPANSERVE_ERR_INTERNAL', message)
+    this.name = 'RunnerError'
+  }
+}
 
 export interface StepResult {
   /** One token per sequence, in the caller's order (-1: none sampled). */
