@@ -27,9 +27,20 @@ export interface SamplingParams {
   draws?: number
 }
 
+/** A chat message as Hugging Face chat templates read it. */
 export interface ChatMessage {
   role: string
   content: string
+  name?: string
+  /** An assistant's calls, arguments parsed to an object where they are JSON (what templates expect). */
+  tool_calls?: { id: string; type: 'function'; function: { name: string; arguments: unknown } }[]
+  tool_call_id?: string
+}
+
+/** A tool as the chat template receives it (OpenAI's `tools` entry). */
+export interface ChatTool {
+  type: 'function'
+  function: { name: string; description?: string | null; parameters?: Record<string, unknown> | null }
 }
 
 /** server → tokenizer: one API request. */
@@ -41,6 +52,8 @@ export interface GenerateReqInput {
   text: string | null
   inputIds: number[] | null
   messages: ChatMessage[] | null
+  /** Tools the chat template shows the model (absent or null: none). */
+  tools?: ChatTool[] | null
   sampling: SamplingParams
   maxTokens: number
   /** Keep generating past EOS until max_tokens (vLLM's ignore_eos, for benchmarks). */
