@@ -38,7 +38,7 @@ await runChild('tokenizer', async (ctx) => {
   }
 
   const promptIds = (req: GenerateReqInput): number[] => {
-    if (req.messages !== null) return tok.encode(tok.applyChatTemplate(req.messages), false)
+    if (req.messages !== null) return tok.encode(tok.applyChatTemplate(req.messages, req.tools ?? null), false)
     if (req.inputIds !== null) {
       for (const id of req.inputIds) {
         if (!Number.isInteger(id) || id < 0 || id >= model.vocabSize) {

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Tokenizer } from '@huggingface/tokenizers'
 import { Template } from '@huggingface/jinja'
-import type { ChatMessage } from '../ipc/messages.ts'
+import type { ChatMessage, ChatTool } from '../ipc/messages.ts'
 import { SpanserveError } from '../errors.ts'
 
 type SpecialToken = string | { content: string } | null | undefined
@@ -53,8 +53,16 @@ export class TextTokenizer {
     return this.tokenizer.decode(ids as number[], { skip_special_tokens: true })
   }
 
-  applyChatTemplate(messages: readonly ChatMessage[]): string {
+  /** `tools` go to the template as transformers passes them (absent when there are none). */
+  applyChatTemplate(messages: readonly ChatMessage[], tools: readonly ChatTool[] | null = null): string {
     if (!this.template) throw new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', 'this model has no chat template; use /v1/completions', 'messages')
-    return this.template.render({ messages, add_generation_prompt: true, bos_token: this.bosToken, eos_token: this.eosToken })
+    const context: Record<string, unknown> = { messages, add_generation_prompt: true, bos_token: this.bosToken, eos_token: this.eosToken }
+    if (tools && tools.length > 0) context.tools = tools
+    try {
+      return this.template.render(context)
+    } catch (err) {
+      // A template may refuse a conversation (raise_exception), e.g. roles out of order.
+      throw new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', `the chat template could not render these messages: ${(err as Error).message}`, 'messages')
+    }
   }
 }
