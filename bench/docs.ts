@@ -338,7 +338,7 @@ function dataParallel(result: BenchResult): string[] {
 function tensorParallel(result: BenchResult): string[] {
   if (!result.tpStep?.length) return []
   const out = ['## Tensor parallelism: decode step at --tp-size 2 against 1', '']
-  out.push('`node --import tsx src/worker/tp/step-bench.ts` (run by the bench): every configuration in its own processes, one per rank as the server runs them; median decode step over 40 steps after warm-up, rank 0\'s all-reduce time per step, RSS per rank.')
+  out.push('`node --import tsx bench/tp-step.ts` (run by the bench): every configuration in its own processes, one per rank as the server runs them; median decode step over 40 steps after warm-up, rank 0\'s all-reduce time per step, RSS per rank.')
   out.push('')
   out.push('| configuration | batch | step ms | all-reduce ms | all-reduce share | step / tp1 whole (same threads per process) | step / tp1 whole (all cores) | RSS MB per rank |')
   out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |')

@@ -271,8 +271,8 @@ if (opts.profile && opts.configs.includes('off')) {
 
 let tpStep: BenchResult['tpStep'] = null
 if (opts.tpStep) {
-  say('tensor-parallel decode step (src/worker/tp/step-bench.ts)')
-  const out = execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/worker/tp/step-bench.ts'), '--preset', opts.models[0]!], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 600_000 })
+  say('tensor-parallel decode step (bench/tp-step.ts)')
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/tp-step.ts'), '--preset', opts.models[0]!], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 600_000 })
   tpStep = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as NonNullable<BenchResult['tpStep']>[number])
   for (const r of tpStep) say(`  ${r.config} B=${r.batch}: step ${r.stepMs} ms, all-reduce ${r.allReduceMs} ms`)
 }

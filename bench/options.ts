@@ -48,7 +48,7 @@ export interface BenchOptions {
   sinkDecode: 'deferred' | 'live'
   /** Only regenerate docs/benchmarks.md and its chart from this results file (after editing bench/docs.ts). */
   docsFrom: string | null
-  /** Run src/worker/tp/step-bench.ts (tp 2 vs tp 1 decode step) and report it. */
+  /** Run bench/tp-step.ts (tp 2 vs tp 1 decode step) and report it. */
   tpStep: boolean
   /** The configurations run on the large preset (they take several times longer there). */
   largeConfigs: ConfigName[]
@@ -86,7 +86,7 @@ const HELP = `usage: npm run bench -- [flags]
   --no-profile           skip the last step: spanserve (tracing off, and on at level 3 when on is
                          run; concurrency 16, 64 requests) run again under the sampling profiler,
                          each process's top functions printed
-  --no-tp-step           skip src/worker/tp/step-bench.ts (decode step at --tp-size 2 vs 1)
+  --no-tp-step           skip bench/tp-step.ts (decode step at --tp-size 2 vs 1)
   --no-docs              do not regenerate docs/benchmarks.md and its chart
   --out DIR              where the JSON results go (default: bench/results)
   --docs-from FILE       measure nothing: regenerate docs/benchmarks.md and its chart from a results

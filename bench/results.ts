@@ -50,7 +50,7 @@ export interface BenchResult {
   profile: ProcessProfile[] | null
   /** The same profile with tracing on (level 3). */
   profileOn?: ProcessProfile[] | null
-  /** src/worker/tp/step-bench.ts's lines: decode step ms and all-reduce ms per configuration and batch. */
+  /** bench/tp-step.ts's lines: decode step ms and all-reduce ms per configuration and batch. */
   tpStep?: { preset: string; config: string; batch: number; stepMs: number; allReduceMs: number; rssMb: number[] }[] | null
   /** How the OTLP sink decoded spans (bench/otlp-sink.ts). */
   sinkDecode?: 'deferred' | 'live'

@@ -1,6 +1,6 @@
 /**
  * Decode-step cost of tensor parallelism against the unsharded runner, in one run:
- *   node --import tsx src/worker/tp/step-bench.ts [--preset default] [--tp 2] [--batches 1,16] [--steps 40]
+ *   node --import tsx bench/tp-step.ts [--preset default] [--tp 2] [--batches 1,16] [--steps 40]
  * Every configuration runs in its own processes (one per rank, as the server runs them), one after
  * the other: tp 1 (ModelRunner on model.onnx), tp 1 segmented (TpModelRunner, one rank: what
  * splitting the graph costs), and tp N (N rank processes over ZeroMQ ipc://). Prints one JSON line
@@ -12,15 +12,15 @@ import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import * as ort from 'onnxruntime-node'
-import { ensureModel } from '../../model/build.ts'
-import { readModelInfo } from '../../model/load.ts'
-import { isPresetName } from '../../model/presets.ts'
-import { ensureShards } from '../../model/tp/shard-cache.ts'
-import type { SamplingParams } from '../../ipc/messages.ts'
-import { ModelRunner } from '../runner.ts'
-import { ZmqAllReduce } from './collective.ts'
-import { TpModelRunner } from './runner.ts'
-import { openRankSegments, segmentSessionOptions } from './segments.ts'
+import { ensureModel } from '../src/model/build.ts'
+import { readModelInfo } from '../src/model/load.ts'
+import { isPresetName } from '../src/model/presets.ts'
+import { ensureShards } from '../src/model/tp/shard-cache.ts'
+import type { SamplingParams } from '../src/ipc/messages.ts'
+import { ModelRunner } from '../src/worker/runner.ts'
+import { ZmqAllReduce } from '../src/worker/tp/collective.ts'
+import { TpModelRunner } from '../src/worker/tp/runner.ts'
+import { openRankSegments, segmentSessionOptions } from '../src/worker/tp/segments.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -87,7 +87,7 @@ async function child(): Promise<void> {
   if (args.role === 'reduce') {
     // The communication floor: the all-reduces of a decode step (2 per layer) with no compute.
     const collective = await ZmqAllReduce.open({ rank: Number(args.rank), addresses: args.addresses!.split(',') })
-    const { hiddenSize: d, numLayers } = (await import('../../model/tp/shard-cache.ts')).readManifest(args.dir!).spec
+    const { hiddenSize: d, numLayers } = (await import('../src/model/tp/shard-cache.ts')).readManifest(args.dir!).spec
     for (const batch of args.batches!.split(',').map(Number)) {
       const data = new Float32Array(batch * d).fill(1)
       const ms: number[] = []
