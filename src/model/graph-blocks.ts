@@ -4,7 +4,7 @@
 // what makes the ranks' partials sum to the whole model's activations (test/model/shard.test.ts).
 
 import onnxProto from 'onnx-proto';
-import type { GraphBuilder } from './onnx-graph.ts';
+import type { GraphBuilder } from './graph-builder.ts';
 import { MASK_VALUE } from './reference.ts';
 import { ropeInvFreq, type LayerWeights, type LlamaSpec } from './spec.ts';
 

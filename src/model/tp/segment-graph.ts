@@ -6,7 +6,7 @@
 import onnxProto from 'onnx-proto';
 import { endianness } from 'node:os';
 import { attention, prepareAttention, rmsNorm, swiglu } from '../graph-blocks.ts';
-import { GraphBuilder, OPSET, valueInfo } from '../onnx-graph.ts';
+import { GraphBuilder, OPSET, valueInfo } from '../graph-builder.ts';
 import type { LayerWeights, LlamaSpec } from '../spec.ts';
 
 const { onnx } = onnxProto;

@@ -46,6 +46,7 @@ async function shardKey(onnxPath: string): Promise<string> {
   for (const name of readdirSync(HERE).filter((f) => f.endsWith('.ts')).sort()) h.update(`${name}\n`).update(readFileSync(join(HERE, name)));
   h.update(readFileSync(join(HERE, '..', 'onnx-graph.ts')));
   h.update(readFileSync(join(HERE, '..', 'graph-blocks.ts')));
+  h.update(readFileSync(join(HERE, '..', 'graph-builder.ts')));
   return h.digest('hex').slice(0, 16);
 }
 
