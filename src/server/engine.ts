@@ -1,62 +1,211 @@
 /**
  * The server's side of the pipeline: hands requests to the tokenizer process and routes what comes
  * back (text deltas, typed errors) to the HTTP request that waits for it.
+ *
+ * A crash costs latency, not answers. A request that arrives while the processes it needs restart
+ * waits for them (up to --restart-wait), and a request lost with a dead process is resubmitted,
+ * continuing from its prompt plus the tokens already sent (resume.ts): on another data-parallel
+ * group at once when one is serving, else once its own is back. Only a crash loop (an open circuit,
+ * launcher.ts) or the bound answers 503.
  */
 import type { Outbox } from '../ipc/channel.ts'
 import type { BatchStrOutput, GenerateReqInput, ReqError, StrOutput } from '../ipc/messages.ts'
 import { SpanserveError, isErrorCode } from '../errors.ts'
+import { ResumableRequest, resumeReason, type Resumption } from './resume.ts'
 
 export interface RequestSink {
   onOutput(item: StrOutput): void
   onError(err: SpanserveError): void
+  /** The request was lost with a process and goes on in a new attempt. */
+  onResumed?(r: Resumption): void
+}
+
+/** Whether requests can be dispatched now, must wait for a restart, or would wait in vain (crash loop). */
+export type ServingState = 'up' | 'restarting' | 'broken'
+
+/** How a wait for a restart ended. */
+export type WaitOutcome = 'served' | 'timed_out' | 'crash_loop' | 'aborted'
+
+export interface EngineObserver {
+  /** A lost request was resubmitted after `waitedMs`. */
+  resumed(rid: string, r: Resumption, waitedMs: number): void
+  /** A request waited for a restart (arriving, or resumed) for `seconds`. */
+  waited(seconds: number, outcome: WaitOutcome): void
+}
+
+export interface EngineOptions {
+  serving: () => ServingState
+  /** Milliseconds a request may wait for a restart before its 503. */
+  restartWaitMs: number
+  /** Why serving is broken, for the 503's message. */
+  brokenReason?: () => string
+}
+
+interface Flight {
+  r: ResumableRequest
+  sink: RequestSink
+  /** Set while the request waits for a restart. */
+  waiting: { since: number; timer: NodeJS.Timeout } | null
 }
 
 export class Engine {
-  private readonly inflight = new Map<string, RequestSink>()
+  private readonly flights = new Map<string, Flight>()
+  /** The running attempts, by their rid in the pipeline. */
+  private readonly running = new Map<string, Flight>()
+  /** Waiting for a restart, in arrival order. */
+  private readonly waiting = new Set<Flight>()
+  /** The pid each child key had when it last died, for the resume's trace event. */
+  private readonly lastDeath = new Map<string, number | null>()
+  observer: EngineObserver | null = null
 
   constructor(
     private readonly toTokenizer: Outbox,
-    private readonly isReady: () => boolean,
+    private readonly opts: EngineOptions,
   ) {}
 
   get size(): number {
-    return this.inflight.size
+    return this.flights.size
   }
 
-  /** Throws SPANSERVE_ERR_UNAVAILABLE while a process is down or starting. */
+  /** Requests waiting for a restart. */
+  get waitingCount(): number {
+    return this.waiting.size
+  }
+
+  /** Dispatches, or waits for a restart; throws SPANSERVE_ERR_UNAVAILABLE at once in a crash loop. */
   submit(req: GenerateReqInput, sink: RequestSink): void {
-    if (!this.isReady()) throw new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'the server is not ready: a process is starting or restarting')
-    this.inflight.set(req.rid, sink)
-    this.toTokenizer.post(req)
+    const state = this.opts.serving()
+    if (state === 'broken') throw this.brokenError()
+    if (state === 'restarting' && this.opts.restartWaitMs <= 0) throw new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'the server is not ready: a process is starting or restarting')
+    const f: Flight = { r: new ResumableRequest(req), sink, waiting: null }
+    this.flights.set(req.rid, f)
+    if (state === 'up') this.send(f)
+    else this.park(f)
   }
 
-  /** The client went away: stop the request everywhere and free its KV. */
+  /** The client went away or its deadline passed: stop the request everywhere and free its KV. */
   abort(rid: string, reason: string): void {
-    if (!this.inflight.delete(rid)) return
-    this.toTokenizer.post({ type: 'abort', rid, reason })
+    const f = this.flights.get(rid)
+    if (!f) return
+    this.flights.delete(rid)
+    if (f.waiting) {
+      this.unpark(f, 'aborted')
+      return
+    }
+    this.running.delete(f.r.pipelineRid)
+    this.toTokenizer.post({ type: 'abort', rid: f.r.pipelineRid, reason })
   }
 
   onBatch(batch: BatchStrOutput): void {
     for (const item of batch.items) {
-      const sink = this.inflight.get(item.rid)
-      if (!sink) continue
-      if (item.finishReason !== null) this.inflight.delete(item.rid)
-      sink.onOutput(item)
+      const f = this.running.get(item.rid)
+      if (!f) continue
+      f.r.outputIds.push(item.tokenId)
+      if (item.finishReason !== null) this.forget(f)
+      f.sink.onOutput(item)
     }
   }
 
   onError(msg: ReqError): void {
-    const sink = this.inflight.get(msg.rid)
-    if (!sink) return
-    this.inflight.delete(msg.rid)
+    const f = this.running.get(msg.rid)
+    if (!f) return
+    // Unavailable: the request was lost with a process, or its group was down when it got there.
+    if (msg.code === 'SPANSERVE_ERR_UNAVAILABLE') {
+      this.lose(f, msg.lost ?? null)
+      return
+    }
+    this.forget(f)
     const code = isErrorCode(msg.code) ? msg.code : 'SPANSERVE_ERR_INTERNAL'
-    sink.onError(new SpanserveError(code, msg.message, msg.param))
+    f.sink.onError(new SpanserveError(code, msg.message, msg.param))
   }
 
-  /** A process died or the server stops: every request in flight fails with `err`. */
+  /** A child process died (`key`: tokenizer, scheduler-0, worker-0-1). The tokenizer takes every attempt with it. */
+  processDied(key: string, pid: number | null): void {
+    this.lastDeath.set(key, pid)
+    if (key !== 'tokenizer') return // its group's requests come back from the tokenizer as lost
+    for (const f of [...this.running.values()]) this.lose(f, key)
+  }
+
+  /** What the processes can do changed (one became ready, a circuit opened): dispatch or fail who waits. */
+  servingChanged(): void {
+    if (this.waiting.size === 0) return
+    const state = this.opts.serving()
+    if (state === 'restarting') return
+    for (const f of [...this.waiting]) {
+      if (state === 'up') {
+        this.unpark(f, 'served')
+        this.send(f)
+      } else {
+        this.forget(f, 'crash_loop')
+        f.sink.onError(this.brokenError())
+      }
+    }
+  }
+
+  /** The server stops: every request, running or waiting, fails with `err`. */
   failAll(err: SpanserveError): void {
-    const sinks = [...this.inflight.values()]
-    this.inflight.clear()
-    for (const sink of sinks) sink.onError(err)
+    const all = [...this.flights.values()]
+    for (const f of all) this.forget(f, 'aborted')
+    for (const f of all) f.sink.onError(err)
+  }
+
+  private send(f: Flight): void {
+    const r = f.r
+    if (r.pending) {
+      this.observer?.resumed(r.rid, r.pending, 0)
+      r.resumes++
+      r.pending = null
+    }
+    this.running.set(r.pipelineRid, f)
+    this.toTokenizer.post(r.message())
+  }
+
+  private lose(f: Flight, processKey: string | null): void {
+    this.running.delete(f.r.pipelineRid)
+    const resumption = f.r.lose(resumeReason(processKey), processKey, processKey === null ? null : (this.lastDeath.get(processKey) ?? null))
+    f.sink.onResumed?.(resumption)
+    const state = this.opts.serving()
+    if (state === 'up') this.send(f)
+    else if (state === 'restarting' && this.opts.restartWaitMs > 0) this.park(f)
+    else {
+      this.forget(f, 'crash_loop')
+      f.sink.onError(state === 'broken' ? this.brokenError() : new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', `a process died (${processKey ?? 'unknown'}) and --restart-wait is 0; the request can be retried`))
+    }
+  }
+
+  private park(f: Flight): void {
+    const timer = setTimeout(() => {
+      this.forget(f, 'timed_out')
+      f.sink.onError(new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', `no process came back within --restart-wait (${this.opts.restartWaitMs / 1000} s); the request can be retried`))
+    }, this.opts.restartWaitMs)
+    f.waiting = { since: performance.now(), timer }
+    this.waiting.add(f)
+  }
+
+  private unpark(f: Flight, outcome: WaitOutcome): void {
+    const w = f.waiting
+    if (!w) return
+    f.waiting = null
+    this.waiting.delete(f)
+    clearTimeout(w.timer)
+    const waitedMs = performance.now() - w.since
+    this.observer?.waited(waitedMs / 1000, outcome)
+    if (outcome === 'served' && f.r.pending) {
+      this.observer?.resumed(f.r.rid, f.r.pending, waitedMs)
+      f.r.resumes++
+      f.r.pending = null
+    }
+  }
+
+  /** Drop every trace of the request here (it finished or failed). */
+  private forget(f: Flight, outcome: WaitOutcome = 'aborted'): void {
+    this.flights.delete(f.r.rid)
+    this.running.delete(f.r.pipelineRid)
+    this.unpark(f, outcome)
+  }
+
+  private brokenError(): SpanserveError {
+    const why = this.opts.brokenReason?.() ?? 'a process keeps dying'
+    return new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', `${why}; not waiting for its restart: retry later`)
   }
 }

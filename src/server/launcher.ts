@@ -3,8 +3,13 @@
  * (DP, TP) rank. A child that dies is reported and started again. A scheduler or worker takes only
  * its data-parallel group down: the tokenizer fails that group's requests and dispatches to the
  * other groups until it is back; a TP group restarts whole. The tokenizer takes every request in
- * flight with it. Workers on other nodes are started by those nodes' agents (node-agent.ts), which
- * report their deaths here.
+ * flight with it. Either way the engine resumes those requests (engine.ts). Workers on other nodes
+ * are started by those nodes' agents (node-agent.ts), which report their deaths here.
+ *
+ * Crash loops: a child that dies --crash-loop-deaths times within --crash-loop-window opens its
+ * circuit. Requests that need it then get 503 at once instead of waiting for a restart that keeps
+ * failing, and its restarts back off up to RESTART_BACKOFF_OPEN_MS; the circuit closes once it is
+ * ready again.
  */
 import type { ChildProcess } from 'node:child_process'
 import type { Config } from '../config/schema.ts'
@@ -16,6 +21,10 @@ import type { Logger } from '../logging.ts'
 import { SpanserveError, type ErrorCode } from '../errors.ts'
 import { childKey, planChildren, type ChildPlan } from './children.ts'
 import { restartDelayMs, spawnChild } from './spawn-child.ts'
+import type { ServingState } from './engine.ts'
+
+/** The longest pause between restarts of a child whose circuit is open (a crash loop). */
+const RESTART_BACKOFF_OPEN_MS = 30_000
 
 interface Child extends ChildPlan {
   /** Null while down, or always for a child on another node. */
@@ -30,6 +39,18 @@ interface Child extends ChildPlan {
   readyAt: number
   /** Killed on purpose because another rank of its TP group died: restart it without more ado. */
   restartWithGroup: boolean
+  /** When it died, within the crash-loop window. */
+  deaths: number[]
+  /** A crash loop: requests that need it are not kept waiting for it. */
+  circuitOpen: boolean
+}
+
+/** What the server learns from supervision. */
+export interface SupervisionListener {
+  /** A child died after start-up; the requests it held are to be resumed. */
+  died(key: string, pid: number | null): void
+  /** What can be served changed: a child became ready, or a circuit opened. */
+  changed(): void
 }
 
 export interface ChildInfo {
@@ -39,6 +60,8 @@ export interface ChildInfo {
   pid: number | null
   ready: boolean
   restarts: number
+  /** In a crash loop (see the class comment). */
+  circuitOpen: boolean
 }
 
 /** The processes could not be started; `code` is the failing child's, or internal for a timeout or an early exit. */
@@ -63,18 +86,27 @@ export class Launcher {
     model: ModelInfo,
     contextLength: number,
     private readonly log: Logger,
-    /** Called when the tokenizer dies: every request in flight is lost. */
-    private readonly onTokenizerDeath: () => void,
+    private readonly listener: SupervisionListener,
+    /**
+     * The server's own outbox to the tokenizer: group states and requests then reach it in the order
+     * sent, so a request resubmitted once its group is back never finds the group still marked down.
+     */
+    toTokenizer?: Outbox,
   ) {
     for (const plan of planChildren(config, endpoints, model, contextLength)) {
-      this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, lastSeen: 0, crashStreak: 0, readyAt: 0, restartWithGroup: false })
+      this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, lastSeen: 0, crashStreak: 0, readyAt: 0, restartWithGroup: false, deaths: [], circuitOpen: false })
     }
+    if (toTokenizer) this.outboxes.set('tokenizer', toTokenizer)
+    this.crashLoopDeaths = config.crashLoopDeaths
+    this.crashLoopWindowMs = config.crashLoopWindow * 1000
     this.groups = config.dpSize
     this.tpSize = config.tpSize
     this.hangTimeoutMs = config.hangTimeout * 1000
   }
 
   private readonly hangTimeoutMs: number
+  private readonly crashLoopDeaths: number
+  private readonly crashLoopWindowMs: number
   private watchdog: NodeJS.Timeout | null = null
 
   /** A child's periodic report: it is alive and its event loop turns. */
@@ -123,8 +155,26 @@ export class Launcher {
     return false
   }
 
+  /**
+   * Whether requests can be dispatched now, must wait for a restart, or would wait in vain: the
+   * tokenizer, or every group that is down, is in a crash loop.
+   */
+  serving(): ServingState {
+    if (this.canServe()) return 'up'
+    const tok = this.children.get('tokenizer')!
+    if (!tok.ready) return tok.circuitOpen ? 'broken' : 'restarting'
+    for (let d = 0; d < this.groups; d++) if (!this.members(d).some((c) => c.circuitOpen)) return 'restarting'
+    return 'broken'
+  }
+
+  /** Why serving() is broken, for the 503's message. */
+  brokenReason(): string {
+    const looping = [...this.children.values()].filter((c) => c.circuitOpen).map((c) => c.key)
+    return `crash loop: ${looping.join(', ')} died ${this.crashLoopDeaths} times within ${this.crashLoopWindowMs / 1000} s`
+  }
+
   list(): ChildInfo[] {
-    return [...this.children.values()].map((c) => ({ key: c.key, role: c.spec.role, node: c.node, pid: c.pid, ready: c.ready, restarts: c.restarts }))
+    return [...this.children.values()].map((c) => ({ key: c.key, role: c.spec.role, node: c.node, pid: c.pid, ready: c.ready, restarts: c.restarts, circuitOpen: c.circuitOpen }))
   }
 
   /** Start the local children and resolve once every child, remote ones too, is ready. */
@@ -180,6 +230,10 @@ export class Launcher {
       if (this.allReady()) this.startup.resolve()
       return
     }
+    if (c.circuitOpen) {
+      c.circuitOpen = false
+      this.log.warn({ child: c.key, child_pid: msg.pid }, 'crash loop over: circuit closed, requests wait for its restarts again')
+    }
     if (c.group !== null && this.groupReady(c.group)) {
       this.log.info({ dp_rank: c.group }, 'data-parallel group back in dispatch')
       this.tellTokenizer(c.group, true, `${c.key} restarted`)
@@ -187,6 +241,8 @@ export class Launcher {
       // A new tokenizer assumes every group is up: tell it which are not.
       for (let d = 0; d < this.groups; d++) if (!this.groupReady(d)) this.tellTokenizer(d, false, 'restarting')
     }
+    // After the tokenizer was told: requests resubmitted now reach it behind the news.
+    this.listener.changed()
   }
 
   onFatal(msg: ProcessFatal): void {
@@ -218,13 +274,15 @@ export class Launcher {
     }
     this.log.error({ child: c.key, child_pid: c.pid, node: c.node, code, signal }, 'process died; restarting it')
     this.outbox(c).discard()
+    const opened = this.countDeath(c)
     const reset = { type: 'reset', reason: `${c.key} died` } as const
     if (c.group === null) {
-      this.onTokenizerDeath()
+      this.listener.died(c.key, c.pid)
       for (const other of this.children.values()) if (other !== c && other.ready) this.outbox(other).post(reset)
     } else {
-      // Only this group stops: its requests fail, the other groups keep serving.
-      this.tellTokenizer(c.group, false, `${c.key} died`)
+      this.listener.died(c.key, c.pid)
+      // Only this group stops: the tokenizer hands its requests back to be resumed, the other groups keep serving.
+      this.tellTokenizer(c.group, false, `${c.key} died`, c.key)
       // TP ranks run in lockstep and count their all-reduces from start: the group restarts whole.
       // Those are killed, not reset: a reset still on its way would reach their successors instead.
       const restarting = (w: Child) => this.tpSize > 1 && w.spec.role === 'worker'
@@ -234,7 +292,22 @@ export class Launcher {
         else if (other.ready) this.outbox(other).post(reset)
       }
     }
+    if (opened) this.listener.changed()
     if (c.node === 0) this.respawn(c)
+  }
+
+  /** Records a death; true when it opened the child's circuit (K deaths within the window). */
+  private countDeath(c: Child): boolean {
+    const now = Date.now()
+    c.deaths = c.deaths.filter((t) => now - t < this.crashLoopWindowMs)
+    c.deaths.push(now)
+    if (c.circuitOpen || c.deaths.length < this.crashLoopDeaths) return false
+    c.circuitOpen = true
+    this.log.error(
+      { child: c.key, deaths: c.deaths.length, window_s: this.crashLoopWindowMs / 1000, max_backoff_s: RESTART_BACKOFF_OPEN_MS / 1000 },
+      `crash loop: ${c.key} died ${c.deaths.length} times within ${this.crashLoopWindowMs / 1000} s; circuit open: requests that need it get 503 at once, and its restarts back off`,
+    )
+    return true
   }
 
   private restartWithGroup(w: Child): void {
@@ -254,14 +327,16 @@ export class Launcher {
     // A minute of health forgives earlier crashes: the back-off is for crash loops.
     c.crashStreak = c.readyAt > 0 && Date.now() - c.readyAt > 60_000 ? 1 : c.crashStreak + 1
     c.readyAt = 0
+    const delay = restartDelayMs(c.crashStreak, c.circuitOpen ? RESTART_BACKOFF_OPEN_MS : undefined)
+    if (c.circuitOpen) this.log.warn({ child: c.key, delay_ms: delay, crash_streak: c.crashStreak }, 'crash loop: restart backed off')
     setTimeout(() => {
       if (!this.stopping) this.spawn(c)
-    }, restartDelayMs(c.crashStreak))
+    }, delay)
   }
 
-  private tellTokenizer(group: number, up: boolean, reason: string): void {
+  private tellTokenizer(group: number, up: boolean, reason: string, process?: string): void {
     const tok = this.children.get('tokenizer')!
-    if (tok.proc) this.outbox(tok).post({ type: 'group_state', dpRank: group, up, reason })
+    if (tok.proc) this.outbox(tok).post({ type: 'group_state', dpRank: group, up, reason, process })
   }
 
   /** Send a message to every running child (e.g. a new trace setting). */

@@ -18,6 +18,7 @@ import { Launcher } from './launcher.ts'
 import { buildApp } from './app.ts'
 import { generationDefaults } from './generation-defaults.ts'
 import { ServerMetrics } from './metrics.ts'
+import { resumeReport } from './resume-report.ts'
 import { runNodeAgent } from './node-agent.ts'
 import { initTracing, shutdownTracing } from '../tracing/index.ts'
 import { tracingOptions } from '../config/tracing.ts'
@@ -81,12 +82,15 @@ async function main(): Promise<void> {
   }
   const toTokenizer = new Outbox(endpoints.tokenizer)
   let launcher: Launcher
-  const engine = new Engine(toTokenizer, () => launcher.canServe())
-  const metrics = new ServerMetrics(() => engine.size)
-  launcher = new Launcher(config, endpoints, model, contextLength, log, () => {
-    toTokenizer.discard()
-    engine.failAll(new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'the tokenizer process failed; the request was lost and can be retried'))
+  const engine = new Engine(toTokenizer, {
+    serving: () => launcher.serving(),
+    brokenReason: () => launcher.brokenReason(),
+    restartWaitMs: config.restartWait * 1000,
   })
+  const metrics = new ServerMetrics(() => engine.size)
+  engine.observer = resumeReport(metrics, log)
+  // Deaths and restarts reach the engine, which resumes the requests lost and dispatches those waiting.
+  launcher = new Launcher(config, endpoints, model, contextLength, log, { died: (key, pid) => engine.processDied(key, pid), changed: () => engine.servingChanged() }, toTokenizer)
   const inbox = new Inbox(
     endpoints.server,
     {

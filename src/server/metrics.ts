@@ -55,6 +55,8 @@ export class ServerMetrics {
   private readonly e2e: LatencyHistogram
   private readonly queue: LatencyHistogram
   private readonly batchSize: client.Histogram
+  private readonly resumedTotal: client.Counter
+  private readonly restartWait: client.Histogram
 
   /** `serverLive`: requests the server process itself has in flight. */
   constructor(serverLive: () => number) {
@@ -74,6 +76,14 @@ export class ServerMetrics {
     this.itl = new LatencyHistogram(this.prom, this.om, 'spanserve:inter_token_latency_seconds', 'Time between consecutive tokens of a request.')
     this.e2e = new LatencyHistogram(this.prom, this.om, 'spanserve:e2e_request_latency_seconds', 'Time from arrival to the last token.')
     this.queue = new LatencyHistogram(this.prom, this.om, 'spanserve:request_queue_time_seconds', 'Time a request waited in the scheduler queue.')
+    this.resumedTotal = new client.Counter({ name: 'spanserve:requests_resumed_total', help: 'Requests lost with a dead process and resubmitted, by reason (the kind of process that died).', labelNames: ['reason'], registers })
+    this.restartWait = new client.Histogram({
+      name: 'spanserve:restart_wait_seconds',
+      help: 'Time a request waited for a restart (arriving while processes restarted, or resumed), by how the wait ended.',
+      labelNames: ['outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
     this.batchSize = new client.Histogram({ name: 'spanserve:batch_size', help: 'Sequences decoded together in one step.', buckets: BATCH_BUCKETS, registers })
     const perGroup = (name: string, help: string, pick: (s: NonNullable<ProcessStats['scheduler']>) => number) =>
       new client.Gauge({
@@ -133,6 +143,14 @@ export class ServerMetrics {
 
   failed(code: string): void {
     this.failure.inc({ code })
+  }
+
+  resumed(reason: string): void {
+    this.resumedTotal.inc({ reason })
+  }
+
+  waitedForRestart(seconds: number, outcome: string): void {
+    this.restartWait.observe({ outcome }, seconds)
   }
 
   /** Prometheus text unless the scraper asks for OpenMetrics. */

@@ -88,6 +88,19 @@ export function failRequestTrace(rid: string, err: SpanserveError): void {
   tracing.reqFinish(rid, { error: err, attributes: { 'error.type': err.code } })
 }
 
+/** The request was lost with a dead process and goes on in a new attempt, in the same trace. */
+export function resumedRequestTrace(rid: string, r: { reason: string; process: string | null; pid: number | null; tokens: number }, waitedMs: number): void {
+  if (!tracing.isTraced(rid)) return
+  const attributes: Record<string, string | number> = {
+    [tracing.SPANSERVE_RESUME_REASON]: r.reason,
+    [tracing.SPANSERVE_RESUME_TOKENS_CARRIED]: r.tokens,
+    [tracing.SPANSERVE_RESUME_WAIT_MS]: Math.round(waitedMs * 10) / 10,
+  }
+  if (r.process !== null) attributes[tracing.SPANSERVE_RESUME_PROCESS] = r.process
+  if (r.pid !== null) attributes[tracing.SPANSERVE_RESUME_PROCESS_PID] = r.pid
+  tracing.event(rid, tracing.EVENT.requestResumed, attributes)
+}
+
 export function abortRequestTrace(rid: string, reason: string): void {
   tracing.reqAbort(rid, reason)
 }

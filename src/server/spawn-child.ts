@@ -46,6 +46,6 @@ export function spawnChild(spec: LaunchSpec): ChildProcess {
 }
 
 /** The delay before starting a child again: growing when it keeps dying, so a crash loop does not spin. */
-export function restartDelayMs(restarts: number): number {
-  return Math.min(5000, 100 * 2 ** Math.min(Math.max(restarts - 1, 0), 6))
+export function restartDelayMs(restarts: number, maxMs = 5000): number {
+  return Math.min(maxMs, 100 * 2 ** Math.min(Math.max(restarts - 1, 0), 9))
 }

@@ -48,6 +48,13 @@ export const SPANSERVE_PREFILL_TOKENS = 'spanserve.prefill.tokens'
 export const SPANSERVE_DECODE_STEPS = 'spanserve.decode.steps'
 export const SPANSERVE_ABORT_REASON = 'spanserve.abort.reason'
 export const SPANSERVE_PREEMPT_REASON = 'spanserve.preempt.reason'
+/** request_resumed: why (tokenizer_died, scheduler_died, worker_died, unavailable), which process died, its pid. */
+export const SPANSERVE_RESUME_REASON = 'spanserve.resume.reason'
+export const SPANSERVE_RESUME_PROCESS = 'spanserve.resume.process'
+export const SPANSERVE_RESUME_PROCESS_PID = 'spanserve.resume.process_pid'
+/** Tokens already sent that the new attempt continues from, and how long it waited for a restart (ms). */
+export const SPANSERVE_RESUME_TOKENS_CARRIED = 'spanserve.resume.tokens_carried'
+export const SPANSERVE_RESUME_WAIT_MS = 'spanserve.resume.wait_ms'
 
 export interface GenAiRequestInfo {
   operation?: 'text_completion' | 'chat' | (string & {})

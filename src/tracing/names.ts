@@ -22,6 +22,8 @@ export const EVENT = {
   preempted: 'preempted',
   aborted: 'aborted',
   finished: 'finished',
+  /** The request was lost with a dead process and resubmitted (src/server/engine.ts). */
+  requestResumed: 'request_resumed',
 } as const
 
 /** Placeholder name of an anonymous slice until sliceEnd names it. */

@@ -1,0 +1,18 @@
+/** Resumed requests and waits for restarts, counted (/metrics), traced (request_resumed) and logged. */
+import type { Logger } from '../logging.ts'
+import type { EngineObserver } from './engine.ts'
+import type { ServerMetrics } from './metrics.ts'
+import { resumedRequestTrace } from './request-trace.ts'
+
+export function resumeReport(metrics: ServerMetrics, log: Logger): EngineObserver {
+  return {
+    resumed(rid, r, waitedMs) {
+      metrics.resumed(r.reason)
+      resumedRequestTrace(rid, r, waitedMs)
+      log.info({ rid, reason: r.reason, process: r.process, process_pid: r.pid, tokens_carried: r.tokens, wait_ms: Math.round(waitedMs * 10) / 10 }, 'request resumed')
+    },
+    waited(seconds, outcome) {
+      metrics.waitedForRestart(seconds, outcome)
+    },
+  }
+}
