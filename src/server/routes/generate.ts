@@ -163,7 +163,7 @@ export async function serveGeneration(
       trace: traceIds,
     })
     request.log.info(
-      { rid, trace_id: traceIds?.traceId, span_id: traceIds?.spanId, finish_reason: item.finishReason, prompt_tokens: item.promptTokens, completion_tokens: item.completionTokens, e2e_ms: Math.round(e2eMs * 10) / 10, ttft_ms: ttftMs === null ? null : Math.round(ttftMs * 10) / 10 },
+      { rid, trace_id: traceIds?.traceId, span_id: traceIds?.spanId, finish_reason: item.finishReason, prompt_tokens: item.promptTokens, completion_tokens: item.completionTokens, e2e_ms: Math.round(e2eMs * 10) / 10, ttft_ms: ttftMs === null ? null : Math.round(ttftMs * 10) / 10, resumed: resumes },
       'request finished',
     )
   }
@@ -173,9 +173,11 @@ export async function serveGeneration(
     request.log.warn({ rid, trace_id: traceIds?.traceId, span_id: traceIds?.spanId, code: err.code, reason: err.message }, 'request failed')
   }
   let timer: NodeJS.Timeout | undefined
+  /** Times the request was lost with a dead process and resumed (engine.ts). */
+  let resumes = 0
   const submit = (sink: RequestSink) => {
     try {
-      engine.submit(req, sink)
+      engine.submit(req, { ...sink, onResumed: () => void resumes++ })
     } catch (err) {
       done = true
       // Thrown on: the error handler answers, logs and counts it.
