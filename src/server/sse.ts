@@ -33,7 +33,9 @@ export function startSse(res: ServerResponse, headers: Record<string, string>, s
 function watchStall(res: ServerResponse): void {
   const ms = stallTimeouts.get(res)
   if (ms === undefined || stallTimers.has(res)) return
-  stallTimers.set(res, setTimeout(() => res.destroy(), ms).unref())
+  // A pipelined response still queued behind an earlier one has no socket of its own yet: the
+  // connection it waits on is the one to drop.
+  stallTimers.set(res, setTimeout(() => (res.socket ?? res.req.socket).destroy(), ms).unref())
 }
 
 export function sendEvent(res: ServerResponse, data: unknown): void {
