@@ -40,10 +40,7 @@ const cases: [string, string, unknown, number, string | RegExp, Record<string, s
   ['chat without messages', '/v1/chat/completions', { model: 'default', messages: [] }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['chat with a bad role', '/v1/chat/completions', { model: 'default', messages: [{ role: 'wizard', content: 'x' }] }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['unknown route', '/v1/nothing', ok, 404, 'SPANSERVE_ERR_NOT_FOUND'],
-  ['unknown field', '/v1/completions', { ...ok, temprature: 0.5 }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['unsupported option value', '/v1/completions', { ...ok, frequency_penalty: 0.5 }, 400, 'SPANSERVE_ERR_VALIDATION'],
-  ['unknown field in stream_options', '/v1/completions', { ...ok, stream_options: { include_usage: true, extra: { a: 1 } } }, 400, 'SPANSERVE_ERR_VALIDATION'],
-  ['unknown field in a chat message', '/v1/chat/completions', { model: 'default', messages: [{ role: 'user', content: 'x', extra: 1 }] }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['wrong content type', '/v1/completions', 'model=default', 415, 'SPANSERVE_ERR_MEDIA_TYPE', { 'content-type': 'application/x-www-form-urlencoded' }],
   ['JSON sent as text/plain', '/v1/completions', JSON.stringify(ok), 415, 'SPANSERVE_ERR_MEDIA_TYPE', { 'content-type': 'text/plain' }],
   ['body over the limit', '/v1/completions', JSON.stringify({ ...ok, prompt: 'x'.repeat(100_000) }), 413, 'SPANSERVE_ERR_BODY_TOO_LARGE'],
@@ -81,10 +78,10 @@ t.test('the server is healthy afterwards and the next valid request is correct',
   t.equal((res.json as unknown as { usage: { completion_tokens: number } }).usage.completion_tokens, 4)
 })
 
-t.test('an unknown field is named, as OpenAI does', async (t) => {
-  const res = await post('/v1/completions', { ...ok, temprature: 0.5 })
-  t.match(res.json.error?.message, /Unrecognized request argument supplied: temprature/)
-  t.equal(res.json.error?.param, 'temprature')
+t.test('an unknown field does not hide a known field\'s bad value, which is named', async (t) => {
+  const res = await post('/v1/completions', { ...ok, temprature: 0.5, max_tokens: '10' })
+  t.equal(res.status, 400)
+  t.equal(res.json.error?.param, 'max_tokens')
 })
 
 t.test('a known route with the wrong method is a 405 naming the allowed one', async (t) => {

@@ -45,7 +45,7 @@ const INVALID: Record<string, unknown[]> = {
 const INVALID_PROMPT = [null, 1, true, {}, [], [[]], [1.5], [-1], [2 ** 31], ['a', 'b'], [[1], [2]], ['a', 1], [1e6], 'word '.repeat(5000)]
 const INVALID_MESSAGES = [
   null, [], 'hi', [{}], [{ role: 'user' }], [{ role: 'wizard', content: 'a' }], [{ role: 'user', content: 1 }],
-  [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }], [{ role: 'user', content: 'x', extra: true }],
+  [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }], [{ role: 'tool', content: 'x' }],
   [{ role: 'user', content: 'word '.repeat(5000) }],
 ]
 const BAD_TRACEPARENTS = ['garbage', '00-xyz-abc-01', '00-00000000000000000000000000000000-0000000000000000-01', 'ff-' + 'a'.repeat(32) + '-' + 'b'.repeat(16) + '-01', '00-' + 'A'.repeat(32) + '-' + 'B'.repeat(16) + '-zz', '']
@@ -74,7 +74,9 @@ function mutateBody(): Case {
     const name = pick(['foo', 'temprature', 'max_token', 'Prompt', '__proto__', 'constructor', 'tools_x'])
     // defineProperty: a plain assignment to __proto__ would set the prototype, not send the key.
     Object.defineProperty(body, name, { value: pick([1, 'x', null, {}, []]), enumerable: true, configurable: true, writable: true })
-    what = `unknown field ${name}`
+    // Unknown fields are ignored (vLLM's behaviour): the body is made invalid by a known one too.
+    body.model = pick(INVALID.model!)
+    what = `unknown field ${name} with model=${JSON.stringify(body.model)?.slice(0, 40)}`
   } else {
     const field = pick(Object.keys(INVALID))
     body[field] = pick(INVALID[field]!)

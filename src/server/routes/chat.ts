@@ -3,6 +3,10 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { RoutesOptions } from './options.ts'
 import { chatBody, type ChatBody } from '../schemas.ts'
 import { serveGeneration, type ResponseShape } from './generate.ts'
+import { warnUnknownFields } from '../unknown-fields.ts'
+import { chatMessages, chatTools } from '../chat-request.ts'
+import { toolCallShape } from './chat-tool-shape.ts'
+import { toolCallParser } from '../tool-calls/parsers.ts'
 
 const shape: ResponseShape = {
   idPrefix: 'chatcmpl',
@@ -22,14 +26,14 @@ const shape: ResponseShape = {
 }
 
 export const chatRoute: FastifyPluginAsync<RoutesOptions> = async (app, { engine, info }) => {
-  app.post<{ Body: ChatBody }>('/v1/chat/completions', { schema: { body: chatBody }, config: { auth: 'api' } }, async (request, reply) => {
+  const parser = toolCallParser(info.toolCallParser ?? 'hermes')
+  app.post<{ Body: ChatBody }>('/v1/chat/completions', { schema: { body: chatBody }, config: { auth: 'api' }, preHandler: warnUnknownFields(chatBody) }, async (request, reply) => {
     const body = request.body
-    const messages = body.messages.map((m) => ({
-      role: m.role,
-      content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
-    }))
+    const messages = chatMessages(body.messages)
+    const { tools, mode } = chatTools(body, parser !== null)
     // Without max_tokens, chat may use the rest of the context (-1 tells the tokenizer so).
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? -1
-    await serveGeneration(request, reply, engine, info, body, { text: null, inputIds: null, messages, maxTokens }, shape)
+    const requestShape = mode.kind === 'none' || parser === null ? shape : toolCallShape(shape, parser, body.parallel_tool_calls !== false)
+    await serveGeneration(request, reply, engine, info, body, { text: null, inputIds: null, messages, tools, maxTokens }, requestShape)
   })
 }

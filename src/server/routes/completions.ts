@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { RoutesOptions } from './options.ts'
 import { completionBody, type CompletionBody } from '../schemas.ts'
 import { serveGeneration, type ResponseShape } from './generate.ts'
+import { warnUnknownFields } from '../unknown-fields.ts'
 
 const shape: ResponseShape = {
   idPrefix: 'cmpl',
@@ -16,7 +17,7 @@ const shape: ResponseShape = {
 const DEFAULT_MAX_TOKENS = 16
 
 export const completionsRoute: FastifyPluginAsync<RoutesOptions> = async (app, { engine, info }) => {
-  app.post<{ Body: CompletionBody }>('/v1/completions', { schema: { body: completionBody }, config: { auth: 'api' } }, async (request, reply) => {
+  app.post<{ Body: CompletionBody }>('/v1/completions', { schema: { body: completionBody }, config: { auth: 'api' }, preHandler: warnUnknownFields(completionBody) }, async (request, reply) => {
     const body = request.body
     let prompt = body.prompt
     if (Array.isArray(prompt) && (typeof prompt[0] === 'string' || Array.isArray(prompt[0]))) prompt = prompt[0] as string | number[]

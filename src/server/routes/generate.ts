@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { ChatMessage, FinishReason, GenerateReqInput, SamplingParams, StrOutput } from '../../ipc/messages.ts'
+import type { ChatMessage, ChatTool, FinishReason, GenerateReqInput, SamplingParams, StrOutput } from '../../ipc/messages.ts'
 import { SpanserveError, errorBody } from '../../errors.ts'
 import type { Engine, RequestSink } from '../engine.ts'
 import type { SamplingBody } from '../schemas.ts'
@@ -13,6 +13,7 @@ import { errorHeaders } from '../http-errors.ts'
 import { abortRequestTrace, dispatched, failRequestTrace, finishRequestTrace, firstToken, startRequestTrace, type Timing } from '../request-trace.ts'
 import type { Context } from '@opentelemetry/api'
 import type { ServerMetrics } from '../metrics.ts'
+import type { ToolCallParserName } from '../tool-calls/parsers.ts'
 
 export interface Usage {
   prompt_tokens: number
@@ -31,6 +32,8 @@ export interface ServingInfo {
   metrics: ServerMetrics
   /** Sampling defaults from the model's generation_config.json, as vLLM applies them. */
   defaults: Pick<SamplingParams, 'temperature' | 'topP' | 'topK'>
+  /** --tool-call-parser (absent: hermes). */
+  toolCallParser?: ToolCallParserName
 }
 
 /** How one endpoint shapes its responses. */
@@ -38,8 +41,8 @@ export interface ResponseShape {
   idPrefix: string
   /** gen_ai.operation.name */
   operation: 'text_completion' | 'chat'
-  /** A streamed chunk carrying `text` (and the finish reason on the last one). */
-  chunk(base: ChunkBase, text: string, finishReason: FinishReason | null, first: boolean): Record<string, unknown>
+  /** A streamed chunk carrying `text` (and the finish reason on the last one); null: nothing to send yet. */
+  chunk(base: ChunkBase, text: string, finishReason: FinishReason | null, first: boolean): Record<string, unknown> | null
   /** The non-streamed response. */
   whole(base: ChunkBase, text: string, finishReason: FinishReason, usage: Usage): Record<string, unknown>
   /** The stream_options.include_usage chunk. */
@@ -82,6 +85,8 @@ export interface GenerateInput {
   text: string | null
   inputIds: number[] | null
   messages: ChatMessage[] | null
+  /** Tools for the chat template (chat only). */
+  tools?: ChatTool[] | null
   maxTokens: number
 }
 
@@ -199,6 +204,8 @@ export async function serveGeneration(
 
   if (body.stream) {
     const includeUsage = body.stream_options?.include_usage === true
+    // vLLM's continuous_usage_stats: every chunk carries the usage so far.
+    const continuousUsage = includeUsage && body.stream_options?.continuous_usage_stats === true
     let first = true
     let started = false
     const begin = () => {
@@ -220,8 +227,10 @@ export async function serveGeneration(
           if (item.text !== '' || item.finishReason !== null || first) {
             const chunk = shape.chunk(base, item.text, item.finishReason, first)
             first = false
-            if (item.finishReason !== null) chunk.usage = usageOf(item)
-            sendEvent(res, chunk)
+            if (chunk !== null) {
+              if (item.finishReason !== null || continuousUsage) chunk.usage = usageOf(item)
+              sendEvent(res, chunk)
+            }
           }
           if (item.finishReason !== null) {
             done = true
