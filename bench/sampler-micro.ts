@@ -6,7 +6,8 @@
  */
 import { parseArgs } from 'node:util'
 import type { SamplingParams } from '../src/ipc/messages.ts'
-import { Sampler, SeededRandom } from '../src/worker/sampler.ts'
+import { SeededRandom } from '../src/model/rng.ts'
+import { Sampler } from '../src/worker/sampler.ts'
 
 /** The sampler as it was: sort the whole vocabulary per token. */
 export class FullSortSampler {

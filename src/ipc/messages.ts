@@ -8,24 +8,13 @@
  */
 import type { ErrorCode } from '../errors.ts'
 import type { TraceCarrier } from '../tracing/propagation.ts'
+import type { SamplingParams } from '../sampling/params.ts'
 
 export type Role = 'server' | 'tokenizer' | 'scheduler' | 'worker'
 export type FinishReason = 'stop' | 'length' | 'abort' | 'error'
 
-export interface SamplingParams {
-  /** 0 means greedy. */
-  temperature: number
-  topP: number
-  /** 0 means no top-k cut. */
-  topK: number
-  /** null: the worker draws one. */
-  seed: number | null
-  /**
-   * Draws the generator already made for this request: a resumed request's tokens so far (one draw
-   * per sampled token), which the sampler skips so that it continues the same sequence. Absent: 0.
-   */
-  draws?: number
-}
+/** Owned by the sampling module, which maps request bodies onto it (src/sampling/). */
+export type { SamplingParams } from '../sampling/params.ts'
 
 /** A chat message as Hugging Face chat templates read it. */
 export interface ChatMessage {
@@ -98,6 +87,12 @@ export interface PrefillEntry {
   last: boolean
   /** Sent with the first chunk only. */
   sampling: SamplingParams | null
+  /**
+   * With the first chunk: the sequence's KV block table (src/model/kv-blocks.ts), enough blocks for
+   * every position it will write. The first `start` positions are already in its first blocks (a
+   * cached prefix). Absent: the worker gives the sequence blocks of its own.
+   */
+  blocks?: Int32Array
 }
 
 /** scheduler → worker: one step. Decode entries are rids whose last token the worker already holds. */
@@ -119,6 +114,8 @@ export interface ForwardBatch {
   decodeSteps: number
   /** Sequences to drop from the KV cache before this step. */
   release: string[]
+  /** KV blocks nothing refers to any more, freed after `release` and before the step (absent: none). */
+  freeBlocks?: Int32Array
 }
 
 /** worker → scheduler: the sampled token of every sequence that produced one in this step. */
@@ -155,6 +152,8 @@ export interface BatchTokenIdOutput {
   promptTokens: Int32Array
   /** Per rid: timings once finished, else null. */
   stats: (RequestStats | null)[]
+  /** Per rid: prompt tokens whose KV came from the prefix cache (absent: none). */
+  cachedTokens?: Int32Array
 }
 
 /** Where a finished request's time went, as the scheduler saw it (for latency attributes). */
@@ -243,8 +242,14 @@ export interface ProcessStats {
     kvTotalTokens: number
     /** Decode batch size of every step since the last report. */
     batchSizes: Int32Array
+    /** Tokens in the prefix cache now (absent: no cache). */
+    cacheTokens?: number
+    /** Since the last report: prompt tokens looked up in the prefix cache, and those found (vLLM's prefix_cache_queries / _hits). */
+    cacheQueryTokens?: number
+    cacheHitTokens?: number
   } | null
-  worker: { cachedTokens: number; sequences: number } | null
+  /** cacheBlocks: KV blocks this rank holds, its sequences' and the prefix cache's (absent: not reported). */
+  worker: { cachedTokens: number; sequences: number; cacheBlocks?: number } | null
 }
 
 /** node agent → server (node 0): one of its workers died; the agent starts it again itself. */

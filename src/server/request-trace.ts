@@ -6,6 +6,7 @@
 import { context, trace, type Context } from '@opentelemetry/api'
 import * as tracing from '../tracing/index.ts'
 import type { RequestStats, SamplingParams, StrOutput } from '../ipc/messages.ts'
+import { samplingAttributes } from '../sampling/attributes.ts'
 import type { SpanserveError } from '../errors.ts'
 
 export interface RequestTraceStart {
@@ -28,11 +29,8 @@ export function startRequestTrace(s: RequestTraceStart): { carrier: tracing.Trac
       operation: s.operation,
       model: s.model,
       maxTokens: s.maxTokens >= 0 ? s.maxTokens : undefined,
-      temperature: s.sampling.temperature,
-      topP: s.sampling.topP,
-      topK: s.sampling.topK,
-      seed: s.sampling.seed ?? undefined,
     }),
+    ...samplingAttributes(s.sampling),
     ...tracing.contentAttributes(s.prompt),
   }
   const start = () => {

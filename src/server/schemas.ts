@@ -6,13 +6,11 @@
  * to a self-hosted server (`metadata`, `store`, `service_tier`, ...) are accepted and ignored.
  * docs/api.md says what happens to each field.
  */
+import { samplingFieldSchemas, type SamplingFields } from '../sampling/body.ts'
+
 const samplingProperties = {
   model: { type: 'string', maxLength: 256 },
   max_tokens: { type: ['integer', 'null'], minimum: 1, maximum: 1_000_000 },
-  temperature: { type: ['number', 'null'], minimum: 0, maximum: 2 },
-  top_p: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 1 },
-  top_k: { type: ['integer', 'null'], minimum: -1, maximum: 1_000_000 },
-  seed: { type: ['integer', 'null'], minimum: -(2 ** 63), maximum: 2 ** 64 },
   stop: {
     anyOf: [
       { type: 'string', minLength: 1, maxLength: 256 },
@@ -32,10 +30,8 @@ const samplingProperties = {
   store: { type: ['boolean', 'null'] },
   service_tier: { type: ['string', 'null'], maxLength: 64 },
   ignore_eos: { type: ['boolean', 'null'] },
-  // Neutral values only.
-  frequency_penalty: { type: ['number', 'null'], enum: [0, null] },
-  presence_penalty: { type: ['number', 'null'], enum: [0, null] },
-  logit_bias: { anyOf: [{ type: 'null' }, { type: 'object', maxProperties: 0 }] },
+  // temperature, top_p, top_k, seed, the penalties, min_p, min_tokens, stop_token_ids, logit_bias.
+  ...samplingFieldSchemas,
 } as const
 
 export const completionBody = {
@@ -150,13 +146,9 @@ export const chatBody = {
   },
 } as const
 
-export interface SamplingBody {
+export interface SamplingBody extends SamplingFields {
   model: string
   max_tokens?: number | null
-  temperature?: number | null
-  top_p?: number | null
-  top_k?: number | null
-  seed?: number | null
   stop?: string | string[] | null
   stream?: boolean | null
   stream_options?: { include_usage?: boolean | null; continuous_usage_stats?: boolean | null } | null

@@ -1,6 +1,9 @@
 /**
- * Token sampling on the worker (rank 0): greedy at temperature 0, otherwise temperature, top-k and
- * top-p over a seeded generator, so the same seed gives the same tokens.
+ * Token sampling on the worker (rank 0), one Sampler per sequence: the sequence's logits processors
+ * (penalties, logit bias, min_tokens) adjust a copy of its logits, then greedy at temperature 0,
+ * otherwise temperature, min-p, top-k and top-p over a seeded generator, so the same seed gives the
+ * same tokens. Each sampled token is accepted: the processors see it. A sequence that uses none of
+ * the adjustments samples the model's row as it is, with no copy.
  *
  * Candidates are ranked by logit, descending, ties by token id. No step sorts the whole vocabulary
  * (32k–150k entries in real models): top-k selects its k candidates in one pass and sorts only those;
@@ -11,25 +14,10 @@
  * draw that falls within rounding error, ~1e-16 relative, of a boundary).
  */
 import { randomInt } from 'node:crypto'
-import type { SamplingParams } from '../ipc/messages.ts'
-
-/**
- * mulberry32: small, fast and good enough for sampling; state is one 32-bit word. The state walks a
- * Weyl sequence (seed + n * 0x6d2b79f5) that each draw hashes, so the n-th draw is a function of
- * (seed, n) alone: a resumed request starts `skip` draws in and continues the same sequence.
- */
-export class SeededRandom {
-  private state: number
-  constructor(seed: number, skip = 0) {
-    this.state = (seed + Math.imul(skip, 0x6d2b79f5)) >>> 0
-  }
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0)
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { SeededRandom } from '../model/rng.ts'
+import { adjustsLogits, type SamplingParams } from '../sampling/params.ts'
+import type { LogitsProcessor } from './logits-processor.ts'
+import { Penalties } from './penalties.ts'
 
 export function argmax(logits: Float32Array, offset: number, size: number): number {
   let best = 0
@@ -115,21 +103,64 @@ export function topKIds(logits: Float32Array, offset: number, vocab: number, k: 
   rank(out, k, logits, offset)
 }
 
+/**
+ * min-p: tokens less likely than min_p times the best token after temperature are dropped (-inf).
+ * p / p_best = exp((l - l_best) / T) < min_p exactly when l < l_best + T ln(min_p).
+ */
+function maskBelowMinP(row: Float32Array, vocab: number, minP: number, temperature: number): void {
+  let max = -Infinity
+  for (let i = 0; i < vocab; i++) if (row[i]! > max) max = row[i]!
+  const cut = max + temperature * Math.log(minP)
+  for (let i = 0; i < vocab; i++) if (row[i]! < cut) row[i] = -Infinity
+}
+
 /** Probability bands (relative to the best token's), highest first; the last takes the rest. */
 const BANDS = [2 ** -4, 2 ** -10, 2 ** -20, 0]
 
 export class Sampler {
   private readonly rng: SeededRandom | null
+  /** null: nothing adjusts the logits. */
+  private readonly processors: LogitsProcessor[] | null
+  private readonly minP: number
   // Scratch reused across steps: one allocation per sequence, not per token.
   private order: Int32Array | null = null
   private probs: Float64Array | null = null
   private heap: Float32Array | null = null
+  /** The adjusted copy of the row (processors or min-p only). */
+  private row: Float32Array | null = null
 
   constructor(readonly params: SamplingParams) {
     this.rng = params.temperature > 0 ? new SeededRandom(params.seed ?? randomInt(0, 2 ** 32 - 1), params.draws ?? 0) : null
+    this.processors = adjustsLogits(params) ? [new Penalties(params)] : null
+    // min-p changes nothing under greedy: the best token always passes.
+    this.minP = this.rng !== null ? (params.minP ?? 0) : 0
+    // A resumed request's tokens so far count as generated.
+    for (const token of params.generatedIds ?? []) this.accept(token)
   }
 
+  /** The next token of this sequence from its logits at [offset, offset + vocab); it is accepted. */
   sample(logits: Float32Array, offset: number, vocab: number): number {
+    if (this.processors !== null || this.minP > 0) {
+      if (this.row === null || this.row.length < vocab) this.row = new Float32Array(vocab)
+      const row = this.row.subarray(0, vocab)
+      row.set(logits.subarray(offset, offset + vocab))
+      for (const p of this.processors ?? []) p.apply(row, 0, vocab)
+      if (this.minP > 0) maskBelowMinP(row, vocab, this.minP, this.params.temperature)
+      logits = row
+      offset = 0
+    }
+    const token = this.draw(logits, offset, vocab)
+    this.accept(token)
+    return token
+  }
+
+  /** The sequence took `token`: every processor sees it. */
+  accept(token: number): void {
+    if (this.processors === null) return
+    for (const p of this.processors) p.accept(token)
+  }
+
+  private draw(logits: Float32Array, offset: number, vocab: number): number {
     if (this.rng === null) return argmax(logits, offset, vocab)
     const { topK } = this.params
     if (this.order === null || this.order.length < vocab) {

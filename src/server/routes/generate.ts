@@ -4,10 +4,12 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { ChatMessage, ChatTool, FinishReason, GenerateReqInput, SamplingParams, StrOutput } from '../../ipc/messages.ts'
+import type { ChatMessage, ChatTool, FinishReason, GenerateReqInput, StrOutput } from '../../ipc/messages.ts'
 import { SpanserveError, errorBody } from '../../errors.ts'
 import type { Engine, RequestSink } from '../engine.ts'
 import type { SamplingBody } from '../schemas.ts'
+import { samplingFrom } from '../../sampling/body.ts'
+import type { SamplingDefaults } from '../../sampling/defaults.ts'
 import { endSse, sendEvent, startSse } from '../sse.ts'
 import { errorHeaders } from '../http-errors.ts'
 import { abortRequestTrace, dispatched, failRequestTrace, finishRequestTrace, firstToken, startRequestTrace, type Timing } from '../request-trace.ts'
@@ -31,7 +33,7 @@ export interface ServingInfo {
   streamStallTimeoutMs: number
   metrics: ServerMetrics
   /** Sampling defaults from the model's generation_config.json, as vLLM applies them. */
-  defaults: Pick<SamplingParams, 'temperature' | 'topP' | 'topK'>
+  defaults: SamplingDefaults
   /** --tool-call-parser (absent: hermes). */
   toolCallParser?: ToolCallParserName
 }
@@ -57,17 +59,6 @@ export interface ChunkBase {
 
 export function newRid(): string {
   return randomBytes(12).toString('hex')
-}
-
-export function samplingFrom(body: SamplingBody, info: ServingInfo): SamplingParams {
-  const topK = body.top_k ?? info.defaults.topK
-  return {
-    temperature: body.temperature ?? info.defaults.temperature,
-    topP: body.top_p ?? info.defaults.topP,
-    topK: topK < 0 ? 0 : topK,
-    // Seeds wider than 32 bits are folded: the sampler's generator has 32 bits of state.
-    seed: body.seed == null ? null : Number(BigInt.asUintN(32, BigInt(body.seed))),
-  }
 }
 
 export function stopsFrom(body: SamplingBody): string[] {
@@ -103,7 +94,7 @@ export async function serveGeneration(
   checkModel(body, info)
   const rid = newRid()
   const timing: Timing = { startMs: performance.now(), firstTokenMs: null }
-  const sampling = samplingFrom(body, info)
+  const sampling = samplingFrom(body, info.defaults, input.maxTokens)
   const base: ChunkBase = { id: `${shape.idPrefix}-${rid}`, created: Math.floor(Date.now() / 1000), model: info.modelName }
   const otel = (request as unknown as { opentelemetry?: () => { context: Context | null; instrumented?: boolean } }).opentelemetry?.()
   const { carrier, traceparent } = startRequestTrace({

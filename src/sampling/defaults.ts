@@ -4,10 +4,12 @@
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { ServingInfo } from './routes/generate.ts'
+import type { SamplingParams } from './params.ts'
 
-export function generationDefaults(modelDir: string): ServingInfo['defaults'] {
-  const defaults = { temperature: 1, topP: 1, topK: 0 }
+export type SamplingDefaults = Pick<SamplingParams, 'temperature' | 'topP' | 'topK'> & Pick<Required<SamplingParams>, 'repetitionPenalty' | 'minP'>
+
+export function generationDefaults(modelDir: string): SamplingDefaults {
+  const defaults = { temperature: 1, topP: 1, topK: 0, repetitionPenalty: 1, minP: 0 }
   let gen: Record<string, unknown>
   try {
     gen = JSON.parse(readFileSync(join(modelDir, 'generation_config.json'), 'utf8')) as Record<string, unknown>
@@ -18,5 +20,8 @@ export function generationDefaults(modelDir: string): ServingInfo['defaults'] {
   else if (typeof gen.temperature === 'number') defaults.temperature = gen.temperature
   if (typeof gen.top_p === 'number') defaults.topP = gen.top_p
   if (typeof gen.top_k === 'number') defaults.topK = gen.top_k
+  // vLLM takes these two from generation_config.json as well.
+  if (typeof gen.repetition_penalty === 'number' && gen.repetition_penalty > 0) defaults.repetitionPenalty = gen.repetition_penalty
+  if (typeof gen.min_p === 'number' && gen.min_p >= 0 && gen.min_p <= 1) defaults.minP = gen.min_p
   return defaults
 }

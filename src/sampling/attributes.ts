@@ -1,0 +1,24 @@
+/** The gen_ai semantic-convention attributes of a request's sampling, for its llm_request span. */
+import type { Attributes } from '@opentelemetry/api'
+import {
+  GEN_AI_REQUEST_FREQUENCY_PENALTY,
+  GEN_AI_REQUEST_PRESENCE_PENALTY,
+  GEN_AI_REQUEST_SEED,
+  GEN_AI_REQUEST_TEMPERATURE,
+  GEN_AI_REQUEST_TOP_K,
+  GEN_AI_REQUEST_TOP_P,
+} from '../tracing/attributes.ts'
+import type { SamplingParams } from './params.ts'
+
+/** Penalties are set only when the request uses them; the seed only when it gave one. */
+export function samplingAttributes(p: SamplingParams): Attributes {
+  const a: Attributes = {
+    [GEN_AI_REQUEST_TEMPERATURE]: p.temperature,
+    [GEN_AI_REQUEST_TOP_P]: p.topP,
+    [GEN_AI_REQUEST_TOP_K]: p.topK,
+  }
+  if (p.seed !== null) a[GEN_AI_REQUEST_SEED] = p.seed
+  if (p.presencePenalty !== undefined) a[GEN_AI_REQUEST_PRESENCE_PENALTY] = p.presencePenalty
+  if (p.frequencyPenalty !== undefined) a[GEN_AI_REQUEST_FREQUENCY_PENALTY] = p.frequencyPenalty
+  return a
+}
