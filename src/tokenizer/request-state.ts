@@ -1,0 +1,113 @@
+/**
+ * The tokenizer's live requests, by rid (SGLang's rid_to_state): for each, the data-parallel group
+ * it went to and the load it counts there, and what turns its token ids into the text the client
+ * gets (incremental detokenizer, stop strings, stop token ids) with its usage so far.
+ */
+import type { FinishReason } from '../ipc/messages.ts'
+import { IncrementalDetokenizer } from './detokenizer.ts'
+import type { DpDispatcher } from './dispatch.ts'
+import { StopMatcher } from './stop.ts'
+import type { TextTokenizer } from './tokenize.ts'
+
+export interface NewRequestState {
+  rid: string
+  dp: number
+  /** Prompt + max_tokens, counted against the group until the request ends. */
+  load: number
+  promptTokens: number
+  stop: readonly string[]
+  /** vLLM's stop_token_ids: each ends the request; its text is not returned. */
+  stopTokenIds: readonly number[] | undefined
+  /** A resumed request's tokens so far: replayed, their text not sent again. */
+  resumed: readonly number[]
+}
+
+/** One generated token's outcome. */
+export interface TokenOutcome {
+  text: string
+  finishReason: FinishReason | null
+  /** A stop string or stop token ended it here: the scheduler, still decoding it, must be told. */
+  stoppedHere: boolean
+}
+
+export class RequestState {
+  readonly rid: string
+  readonly dp: number
+  readonly load: number
+  readonly promptTokens: number
+  completionTokens: number
+  private readonly detok: IncrementalDetokenizer
+  private readonly stop: StopMatcher
+  private readonly stopTokenIds: ReadonlySet<number> | null
+
+  constructor(tok: TextTokenizer, s: NewRequestState) {
+    this.rid = s.rid
+    this.dp = s.dp
+    this.load = s.load
+    this.promptTokens = s.promptTokens
+    this.completionTokens = s.resumed.length
+    this.detok = new IncrementalDetokenizer(tok)
+    this.stop = new StopMatcher(s.stop)
+    this.stopTokenIds = s.stopTokenIds && s.stopTokenIds.length > 0 ? new Set(s.stopTokenIds) : null
+    // Replaying puts the detokenizer's offsets and the held-back text where they were, and discards
+    // the text: the client already has it.
+    for (const id of s.resumed) this.stop.push(this.detok.push(id))
+  }
+
+  /** The next generated token; `finishReason` as the scheduler decided it (EOS, max_tokens). */
+  push(token: number, finishReason: FinishReason | null): TokenOutcome {
+    this.completionTokens++
+    if (this.stopTokenIds?.has(token)) return { text: this.stop.flush(), finishReason: 'stop', stoppedHere: finishReason === null }
+    const { text, stopped } = this.stop.push(this.detok.push(token))
+    if (stopped) return { text, finishReason: 'stop', stoppedHere: true }
+    return { text: finishReason !== null ? text + this.stop.flush() : text, finishReason, stoppedHere: false }
+  }
+}
+
+/** The live requests, each counted in the dispatcher's load of its group until it ends. */
+export class RequestStates {
+  private readonly live = new Map<string, RequestState>()
+
+  constructor(private readonly dispatcher: DpDispatcher) {}
+
+  get size(): number {
+    return this.live.size
+  }
+
+  get(rid: string): RequestState | undefined {
+    return this.live.get(rid)
+  }
+
+  add(state: RequestState): void {
+    this.live.set(state.rid, state)
+  }
+
+  /** The request ended (or was aborted): its load leaves its group. */
+  forget(rid: string): RequestState | undefined {
+    const t = this.live.get(rid)
+    if (t) {
+      this.live.delete(rid)
+      this.dispatcher.done(t.dp, t.load)
+    }
+    return t
+  }
+
+  /** Forget every request of a group that failed; returns their rids. */
+  forgetGroup(dp: number): string[] {
+    const rids: string[] = []
+    for (const [rid, t] of this.live) {
+      if (t.dp !== dp) continue
+      this.forget(rid)
+      rids.push(rid)
+    }
+    return rids
+  }
+
+  /** Drop everything (the pipeline restarted); returns the rids that were live. */
+  clear(): string[] {
+    const rids = [...this.live.keys()]
+    this.live.clear()
+    this.dispatcher.reset()
+    return rids
+  }
+}
