@@ -15,9 +15,13 @@
  * worker for up to `decodeSteps` steps in one message, never more than any of its sequences still
  * needs, so the hops between processes are paid once per several tokens. A batch that prefills runs
  * one step, so a new request's first token is not held back.
+ *
+ * KV (./kv-space.ts): admission reserves each request's KV and hands it a block table; with the
+ * prefix cache on, a request whose prompt starts with a cached prefix prefills only the rest (its
+ * first chunk starts there), and a finished request's prompt stays cached for the next.
  */
 import type { BatchTokenIdOutput, FinishReason, ProcessStats, RequestStats, ForwardBatch, ForwardBatchOutput, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
-import { KvBudget } from './budget.ts'
+import { KvSpace } from './kv-space.ts'
 import { WaitingQueue } from './queue.ts'
 import type { SchedRequest } from './request.ts'
 import type { TraceCarrier } from '../tracing/propagation.ts'
@@ -36,6 +40,8 @@ export interface LoopLimits {
   depth: 1 | 2
   /** Most decode steps per forward batch (1 with TP: only rank 0 samples). */
   decodeSteps: number
+  /** Keep finished prompts' KV and start new requests from the longest cached prefix (default off). */
+  prefixCache?: boolean
 }
 
 /** What the loop tells its process about each request's life, for tracing. */
@@ -70,7 +76,7 @@ interface PendingStep {
 
 export class SchedulerLoop {
   readonly waiting: WaitingQueue
-  readonly budget: KvBudget
+  readonly budget: KvSpace
   /** Admitted requests whose prompt is not fully in the cache yet, in admission order. */
   private prefilling: SchedRequest[] = []
   /** Requests decoding, in admission order. */
@@ -88,7 +94,7 @@ export class SchedulerLoop {
     private readonly io: LoopIo,
   ) {
     this.waiting = new WaitingQueue(limits.maxQueue)
-    this.budget = new KvBudget(limits.maxTotalTokens)
+    this.budget = new KvSpace(limits.maxTotalTokens, limits.prefixCache ?? false)
     this.eos = new Set(limits.eosTokenIds)
   }
 
@@ -102,7 +108,14 @@ export class SchedulerLoop {
   takeStats(): NonNullable<ProcessStats['scheduler']> {
     const sizes = Int32Array.from(this.batchSizes)
     this.batchSizes = []
-    return { running: this.running, waiting: this.waiting.length, kvUsedTokens: this.budget.usedTokens, kvTotalTokens: this.budget.total, batchSizes: sizes }
+    const stats: NonNullable<ProcessStats['scheduler']> = { running: this.running, waiting: this.waiting.length, kvUsedTokens: this.budget.usedTokens, kvTotalTokens: this.budget.total, batchSizes: sizes }
+    if (this.budget.cacheEnabled) {
+      const { queried, hit } = this.budget.takeCounts()
+      stats.cacheTokens = this.budget.cacheTokens
+      stats.cacheQueryTokens = queried
+      stats.cacheHitTokens = hit
+    }
+    return stats
   }
 
   submit(msg: TokenizedGenerateReqInput): void {
@@ -112,7 +125,7 @@ export class SchedulerLoop {
       return
     }
     const now = performance.now()
-    const req: SchedRequest = { ...msg, prefilled: 0, generated: 0, scheduled: 0, lastToken: -1, reserved, enqueuedAt: now, admittedAt: 0, prefillMs: 0, decodeMs: 0 }
+    const req: SchedRequest = { ...msg, prefilled: 0, generated: 0, scheduled: 0, lastToken: -1, reserved, kv: null, cachedTokens: 0, enqueuedAt: now, admittedAt: 0, prefillMs: 0, decodeMs: 0 }
     if (!this.waiting.push(req)) {
       this.fail(msg.rid, 'SPANSERVE_ERR_QUEUE_FULL', `the waiting queue is full (${this.waiting.capacity} requests)`)
       return
@@ -170,7 +183,9 @@ export class SchedulerLoop {
   }
 
   private finish(req: SchedRequest, reason: FinishReason, error: string | null): void {
-    this.budget.give(req.reserved)
+    // Only a request that ran to its end has its whole prompt's KV in the worker for the cache.
+    if (req.kv) this.budget.finish(req.inputIds, req.kv, reason === 'stop' || reason === 'length')
+    req.kv = null
     this.release.push(req.rid)
     this.io.observer?.ended(req, reason, error)
   }
@@ -196,9 +211,12 @@ export class SchedulerLoop {
     // Admit from the queue while room remains in the batch and the KV budget.
     while (this.waiting.length > 0 && this.running < this.limits.maxBatchSize) {
       const next = this.waiting.peek()!
-      if (!this.budget.fits(next.reserved)) break
+      const kv = this.budget.admit(next.inputIds, next.reserved)
+      if (kv === null) break
       this.waiting.shift()
-      this.budget.take(next.reserved)
+      next.kv = kv
+      next.prefilled = kv.cached
+      next.cachedTokens = kv.cached
       next.admittedAt = performance.now()
       next.trace = this.io.observer?.admitted(next) ?? next.trace
       this.prefilling.push(next)
@@ -209,14 +227,17 @@ export class SchedulerLoop {
       const take = Math.min(tokenBudget, req.inputIds.length - req.prefilled)
       const start = req.prefilled
       const last = start + take === req.inputIds.length
-      prefill.push({
+      const first = start === req.kv!.cached
+      const entry: PrefillEntry = {
         rid: req.rid,
-        trace: start === 0 ? req.trace : null,
+        trace: first ? req.trace : null,
         tokens: req.inputIds.subarray(start, start + take),
         start,
         last,
-        sampling: start === 0 ? req.sampling : null,
-      })
+        sampling: first ? req.sampling : null,
+      }
+      if (first) entry.blocks = req.kv!.blocks
+      prefill.push(entry)
       req.prefilled += take
       tokenBudget -= take
       if (last) {
@@ -227,7 +248,8 @@ export class SchedulerLoop {
     }
     // Prompts complete in admission order, so the ones done are at the front.
     if (done > 0) this.prefilling.splice(0, done)
-    if (prefill.length === 0 && decoders.length === 0 && this.release.length === 0) return null
+    const freeBlocks = this.budget.takeFreed()
+    if (prefill.length === 0 && decoders.length === 0 && this.release.length === 0 && freeBlocks.length === 0) return null
     const decodeSteps = prefill.length > 0 ? 1 : steps
     for (const req of decoders) req.scheduled += decodeSteps
     const release = this.release
@@ -235,7 +257,7 @@ export class SchedulerLoop {
     const decode = decoders.map((r) => r.rid)
     // Lockstep: the worker is told each input token; under overlap it feeds its own (not known here yet).
     const decodeTokens = this.limits.depth === 1 ? Int32Array.from(decoders, (r) => r.lastToken) : new Int32Array(0)
-    return { type: 'forward', step: ++this.step, prefill, decode, decodeTokens, decodeSteps, release }
+    return { type: 'forward', step: ++this.step, prefill, decode, decodeTokens, decodeSteps, release, freeBlocks }
   }
 
   private apply(batch: ForwardBatch, out: ForwardBatchOutput): void {
@@ -252,10 +274,13 @@ export class SchedulerLoop {
     const finished: (FinishReason | null)[] = []
     const promptTokens: number[] = []
     const stats: (RequestStats | null)[] = []
+    const cached: number[] = []
     for (const rid of out.failed) {
       const lost = 'the worker lost this request\'s KV cache'
       if (this.take(rid, 'error', lost)) this.fail(rid, 'SPANSERVE_ERR_UNAVAILABLE', lost)
     }
+    // A worker that lost a sequence's KV may have lost the cache's too.
+    if (out.failed.length > 0) this.budget.dropCache()
     for (let i = 0; i < out.rids.length; i++) {
       const rid = out.rids[i]!
       // Gone: aborted while the step ran, or stopped on EOS earlier (an overlapped step's or a later decode step's extra token).
@@ -271,6 +296,7 @@ export class SchedulerLoop {
       tokens.push(token)
       finished.push(reason)
       promptTokens.push(req.inputIds.length)
+      cached.push(req.cachedTokens)
       stats.push(reason === null ? null : { queueMs: req.admittedAt - req.enqueuedAt, prefillMs: req.prefillMs, decodeMs: req.decodeMs })
       if (reason !== null) {
         this.decoding.delete(rid)
@@ -278,7 +304,9 @@ export class SchedulerLoop {
       }
     }
     if (rids.length > 0) {
-      this.io.output({ type: 'batch_token_ids', rids, tokens: Int32Array.from(tokens), finished, promptTokens: Int32Array.from(promptTokens), stats })
+      const output: BatchTokenIdOutput = { type: 'batch_token_ids', rids, tokens: Int32Array.from(tokens), finished, promptTokens: Int32Array.from(promptTokens), stats }
+      if (this.budget.cacheEnabled) output.cachedTokens = Int32Array.from(cached)
+      this.io.output(output)
     }
   }
 

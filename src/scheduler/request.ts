@@ -1,4 +1,5 @@
 import type { TokenizedGenerateReqInput } from '../ipc/messages.ts'
+import type { KvHold } from './kv-space.ts'
 
 /** Everything the scheduler knows of one request (TGI's queue entry). */
 export interface SchedRequest extends Omit<TokenizedGenerateReqInput, 'type'> {
@@ -10,8 +11,12 @@ export interface SchedRequest extends Omit<TokenizedGenerateReqInput, 'type'> {
   scheduled: number
   /** The last generated token: the next decode step's input. */
   lastToken: number
-  /** KV tokens reserved in the budget: prompt + max_tokens. */
+  /** KV tokens the request needs: prompt + max_tokens (less its cached prefix, in the budget). */
   reserved: number
+  /** Its KV while admitted: block table, cached prefix, budget charge. */
+  kv: KvHold | null
+  /** Prompt tokens found in the prefix cache at admission. */
+  cachedTokens: number
   enqueuedAt: number
   admittedAt: number
   /** Time in the model, summed over the steps this request took part in. */

@@ -20,6 +20,7 @@ await runChild('worker', async (ctx) => {
       runner.release(rid)
       tracing.reqFinish(rid)
     }
+    if (batch.freeBlocks) runner.freeBlocks(batch.freeBlocks)
     const rids: string[] = []
     const tokens: number[] = []
     const failed: string[] = []
@@ -29,11 +30,12 @@ await runChild('worker', async (ctx) => {
     const prefillSlices: { entry: PrefillEntry; startNs: number; endNs: number; reduced: number | undefined }[] = []
     const t0 = performance.now()
     for (const entry of batch.prefill) {
-      if (entry.start > 0 && !runner.has(entry.rid)) {
+      // A chunk of a sequence this worker lost (it restarted), or a cached prefix it no longer holds.
+      if (!runner.canPrefill(entry)) {
         failed.push(entry.rid)
         continue
       }
-      if (entry.start === 0) tracing.reqStart(entry.rid, entry.trace)
+      if (entry.sampling !== null) tracing.reqStart(entry.rid, entry.trace)
       const s0 = traced ? tracing.nowNs() : 0
       const { tokens: first, allReduceMs: reduced } = await runner.prefill(entry)
       allReduceMs += reduced ?? 0
@@ -102,7 +104,7 @@ await runChild('worker', async (ctx) => {
     (err) => log.error({ err }, 'bad message'),
   )
   await inbox.bind()
-  ctx.reportStats(() => ({ liveRequests: runner.size, scheduler: null, worker: { cachedTokens: runner.cachedTokens(), sequences: runner.size } }))
+  ctx.reportStats(() => ({ liveRequests: runner.size, scheduler: null, worker: { cachedTokens: runner.cachedTokens(), sequences: runner.size, cacheBlocks: runner.heldBlocks() } }))
   ctx.onShutdown(() => {
     inbox.close()
     toScheduler.close()

@@ -23,6 +23,12 @@ export interface StepRunner {
   release(rid: string): void
   clear(): void
   has(rid: string): boolean
+  /** Whether a prefill entry can run here (its sequence, or for a first chunk its cached prefix, is held). */
+  canPrefill(entry: PrefillEntry): boolean
+  /** Drop the data of KV blocks the scheduler freed. */
+  freeBlocks(ids: Iterable<number>): void
+  /** KV blocks held (sequences and prefix cache). */
+  heldBlocks(): number
   rids(): IterableIterator<string>
   cachedTokens(): number
 }

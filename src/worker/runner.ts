@@ -18,12 +18,15 @@ import * as ort from 'onnxruntime-node'
 import type { PrefillEntry } from '../ipc/messages.ts'
 import { SpanserveError } from '../errors.ts'
 import type { ModelInfo } from '../model/load.ts'
-import { copyBatchRow, SequenceKv, type KvShape } from './kv-cache.ts'
+import { KV_BLOCK_TOKENS } from '../model/kv-blocks.ts'
+import { copyBatchRow, KvBlockStore, SequenceKv, type KvShape } from './kv-cache.ts'
 import { Sampler } from './sampler.ts'
 
 interface Sequence {
   /** Holds the first `kv.length` tokens; the rest (up to `length`) only in the resident batch. */
   kv: SequenceKv
+  /** Its blocks are its own (no table from the scheduler): freed with it. */
+  ownBlocks: boolean
   sampler: Sampler
   /** The last sampled token: the input of the next decode step. */
   lastToken: number
@@ -97,9 +100,39 @@ function setInt64(words: Int32Array, i: number, v: number): void {
   words[2 * i + 1] = 0
 }
 
+/**
+ * Where a new sequence's KV lives: the scheduler's block table (which may start on a cached prefix),
+ * or blocks of its own, with ids below 0 so they never meet the scheduler's. Shared by both runners.
+ */
+export class SequenceBlocks {
+  private nextOwn = -1
+
+  constructor(readonly store: KvBlockStore) {}
+
+  /** Whether a first chunk can start a sequence here: its prefix blocks are all held. */
+  canStart(entry: PrefillEntry): boolean {
+    if (entry.sampling === null) return false
+    if (!entry.blocks) return entry.start === 0
+    return entry.start % KV_BLOCK_TOKENS === 0 && SequenceKv.holds(this.store, entry.blocks, entry.start)
+  }
+
+  /** The KV of a sequence that `entry` (its first chunk) starts. */
+  open(entry: PrefillEntry): SequenceKv {
+    if (!this.canStart(entry)) throw new RunnerError(`prefill of unknown sequence ${entry.rid} at ${entry.start}${entry.blocks ? ' (its cached prefix is not held)' : ''}`)
+    if (entry.blocks) return new SequenceKv(this.store, Array.from(entry.blocks), entry.start)
+    return new SequenceKv(this.store, [], 0, () => this.nextOwn--)
+  }
+
+  /** A sequence leaves: blocks of its own go with it (the scheduler frees its table's blocks itself). */
+  close(kv: SequenceKv, own: boolean): void {
+    if (own) this.store.free(kv.table)
+  }
+}
+
 export class ModelRunner {
   private readonly seqs = new Map<string, Sequence>()
   private readonly shape: KvShape
+  private readonly blocks: SequenceBlocks
   private readonly pastNames: string[]
   private readonly presentNames: string[]
   readonly usesPositionIds: boolean
@@ -115,6 +148,7 @@ export class ModelRunner {
     readonly info: ModelInfo,
   ) {
     this.shape = { numLayers: info.numLayers, numKvHeads: info.numKvHeads, headDim: info.headDim }
+    this.blocks = new SequenceBlocks(new KvBlockStore(this.shape))
     this.pastNames = []
     this.presentNames = []
     for (let i = 0; i < info.numLayers; i++) {
@@ -136,6 +170,11 @@ export class ModelRunner {
     return this.seqs.has(rid)
   }
 
+  /** Whether `entry` can run: a chunk of a sequence held here, or a first chunk whose cached prefix is held. */
+  canPrefill(entry: PrefillEntry): boolean {
+    return this.seqs.has(entry.rid) || this.blocks.canStart(entry)
+  }
+
   release(rid: string): void {
     const seq = this.seqs.get(rid)
     if (!seq) return
@@ -143,6 +182,17 @@ export class ModelRunner {
     this.seqs.delete(rid)
     if (seq.row >= 0 && this.resident) this.resident.rows[seq.row] = null
     seq.row = -1
+    this.blocks.close(seq.kv, seq.ownBlocks)
+  }
+
+  /** The scheduler freed these KV blocks (after releasing the sequences that held them). */
+  freeBlocks(ids: Iterable<number>): void {
+    this.blocks.store.free(ids)
+  }
+
+  /** KV blocks held: the live sequences' and the prefix cache's. */
+  heldBlocks(): number {
+    return this.blocks.store.size
   }
 
   clear(): void {
@@ -152,6 +202,7 @@ export class ModelRunner {
     }
     this.seqs.clear()
     this.resident = null
+    this.blocks.store.clear()
   }
 
   /** Tokens held in KV cache, over all sequences. */
@@ -191,8 +242,8 @@ export class ModelRunner {
   async prefill(entry: PrefillEntry): Promise<StepResult> {
     let seq = this.seqs.get(entry.rid)
     if (!seq) {
-      if (entry.start !== 0 || entry.sampling === null) throw new RunnerError(`prefill of unknown sequence ${entry.rid} at ${entry.start}`)
-      seq = { kv: new SequenceKv(this.shape), sampler: new Sampler(entry.sampling), lastToken: -1, length: 0, released: false, row: -1 }
+      const kv = this.blocks.open(entry)
+      seq = { kv, ownBlocks: !entry.blocks, sampler: new Sampler(entry.sampling!), lastToken: -1, length: kv.length, released: false, row: -1 }
       this.seqs.set(entry.rid, seq)
     }
     const past = seq.length

@@ -10,15 +10,17 @@ import * as ort from 'onnxruntime-node'
 import type { PrefillEntry } from '../../ipc/messages.ts'
 import { SEGMENT_IO as IO } from '../../model/tp/segment-graph.ts'
 import type { LlamaSpec } from '../../model/spec.ts'
-import { SequenceKv, type KvShape } from '../kv-cache.ts'
-import { RunnerError, type StepResult } from '../runner.ts'
+import { KvBlockStore, SequenceKv, type KvShape } from '../kv-cache.ts'
+import { RunnerError, SequenceBlocks, type StepResult } from '../runner.ts'
 import { Sampler } from '../sampler.ts'
 import type { AllReduce } from './collective.ts'
 import type { RankSegments } from './segments.ts'
 
 interface Sequence {
-  /** This rank's KV heads only. */
+  /** This rank's KV heads only, in this rank's blocks (every rank holds the same block ids). */
   kv: SequenceKv
+  /** Its blocks are its own (no table from the scheduler): freed with it. */
+  ownBlocks: boolean
   /** Rank 0 only: the other ranks never sample. */
   sampler: Sampler | null
   /** Rank 0: the last sampled token. */
@@ -37,6 +39,7 @@ export interface TpStepResult extends StepResult {
 export class TpModelRunner {
   private readonly seqs = new Map<string, Sequence>()
   private readonly shape: KvShape
+  private readonly blocks: SequenceBlocks
   private readonly spec: LlamaSpec
   /** Tags this call's all-reduces; equal on every rank while they stay in lockstep. */
   private call = 0
@@ -56,6 +59,7 @@ export class TpModelRunner {
     this.rank = plan.rank
     this.tpSize = plan.tpSize
     this.shape = { numLayers: spec.numLayers, numKvHeads: plan.kvHeads.count, headDim: spec.headDim }
+    this.blocks = new SequenceBlocks(new KvBlockStore(this.shape))
   }
 
   get size(): number {
@@ -70,12 +74,31 @@ export class TpModelRunner {
     return this.seqs.has(rid)
   }
 
+  /** Whether `entry` can run: a chunk of a sequence held here, or a first chunk whose cached prefix is held. */
+  canPrefill(entry: PrefillEntry): boolean {
+    return this.seqs.has(entry.rid) || this.blocks.canStart(entry)
+  }
+
   release(rid: string): void {
+    const seq = this.seqs.get(rid)
+    if (!seq) return
     this.seqs.delete(rid)
+    this.blocks.close(seq.kv, seq.ownBlocks)
+  }
+
+  /** The scheduler freed these KV blocks (after releasing the sequences that held them). */
+  freeBlocks(ids: Iterable<number>): void {
+    this.blocks.store.free(ids)
+  }
+
+  /** KV blocks held: the live sequences' and the prefix cache's. */
+  heldBlocks(): number {
+    return this.blocks.store.size
   }
 
   clear(): void {
     this.seqs.clear()
+    this.blocks.store.clear()
   }
 
   /** Tokens held in KV cache, over all sequences (each rank holds its KV heads of all of them). */
@@ -150,8 +173,8 @@ export class TpModelRunner {
   async prefill(entry: PrefillEntry): Promise<TpStepResult> {
     let seq = this.seqs.get(entry.rid)
     if (!seq) {
-      if (entry.start !== 0 || entry.sampling === null) throw new RunnerError(`prefill of unknown sequence ${entry.rid} at ${entry.start}`)
-      seq = { kv: new SequenceKv(this.shape), sampler: this.rank === 0 ? new Sampler(entry.sampling) : null, lastToken: -1, prefilled: false }
+      const kv = this.blocks.open(entry)
+      seq = { kv, ownBlocks: !entry.blocks, sampler: this.rank === 0 ? new Sampler(entry.sampling!) : null, lastToken: -1, prefilled: false }
       this.seqs.set(entry.rid, seq)
     }
     const past = seq.kv.length
