@@ -55,6 +55,8 @@ export class ServerMetrics {
   private readonly e2e: LatencyHistogram
   private readonly queue: LatencyHistogram
   private readonly batchSize: client.Histogram
+  private readonly prefixCacheQueries: client.Counter
+  private readonly prefixCacheHits: client.Counter
   private readonly resumedTotal: client.Counter
   private readonly restartWait: client.Histogram
 
@@ -96,6 +98,10 @@ export class ServerMetrics {
     perGroup('spanserve:num_requests_running', 'Requests in the running batch.', (s) => s.running)
     perGroup('spanserve:num_requests_waiting', 'Requests in the waiting queue.', (s) => s.waiting)
     perGroup('spanserve:kv_cache_usage_perc', 'Fraction of the KV budget reserved by admitted requests.', (s) => (s.kvTotalTokens > 0 ? s.kvUsedTokens / s.kvTotalTokens : 0))
+    // vLLM's prefix_cache_queries / prefix_cache_hits, in prompt tokens: hits / queries is the hit rate.
+    this.prefixCacheQueries = new client.Counter({ name: 'spanserve:prefix_cache_queries_total', help: 'Prompt tokens looked up in the prefix cache at admission.', labelNames: ['dp_rank'], registers })
+    this.prefixCacheHits = new client.Counter({ name: 'spanserve:prefix_cache_hits_total', help: 'Prompt tokens found in the prefix cache at admission (not prefilled again).', labelNames: ['dp_rank'], registers })
+    perGroup('spanserve:prefix_cache_tokens', 'Tokens whose KV the prefix cache holds (within the KV budget; evicted when requests need the room).', (s) => s.cacheTokens ?? 0)
     const perProcess = (kind: 'gauge' | 'counter', name: string, help: string, pick: (s: ProcessStats) => number | null) => {
       const opts = {
         name, help, labelNames: RANK_LABELS, registers,
@@ -121,6 +127,11 @@ export class ServerMetrics {
   onProcessStats(s: ProcessStats): void {
     this.stats.set(`${s.role}-${s.dpRank}-${s.tpRank}`, s)
     for (const size of s.scheduler?.batchSizes ?? []) this.batchSize.observe(size)
+    if (s.scheduler?.cacheQueryTokens !== undefined) {
+      const group = { dp_rank: String(s.dpRank) }
+      this.prefixCacheQueries.inc(group, s.scheduler.cacheQueryTokens)
+      this.prefixCacheHits.inc(group, s.scheduler.cacheHitTokens ?? 0)
+    }
   }
 
   /** The latest report of every process, the server's own included (for /health). */

@@ -16,6 +16,9 @@ export const healthRoute: FastifyPluginAsync<RoutesOptions> = async (app, { stat
       rss_bytes: r.rssBytes,
       heap_used_bytes: r.heapUsedBytes,
       external_bytes: r.externalBytes,
+      // The prefix cache: tokens a scheduler has cached, KV blocks a worker rank holds.
+      ...(r.scheduler?.cacheTokens !== undefined ? { prefix_cache_tokens: r.scheduler.cacheTokens } : {}),
+      ...(r.worker?.cacheBlocks !== undefined ? { kv_blocks: r.worker.cacheBlocks } : {}),
     }))
     if (s.ready) return { status: 'ok', processes: s.processes, reports }
     const err = new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'not every process is ready')
