@@ -1,5 +1,7 @@
 // Byte-level BPE (GPT-2 style) trained on the corpus, written as Hugging Face tokenizer.json.
 
+import { CHAT_TEMPLATE } from './chat-template.ts';
+
 export const EOS_TOKEN = '<|endoftext|>';
 export const IM_START = '<|im_start|>';
 export const IM_END = '<|im_end|>';
@@ -92,6 +94,29 @@ export function trainBpe(documents: readonly string[], vocabSize: number): Train
   return { tokens, merges, specialIds };
 }
 
+/**
+ * Whether a token is text on its own: its bytes are complete UTF-8 with no control character other
+ * than tab and newline. The model is built never to emit any other token, so that whatever it
+ * generates decodes to text (no U+FFFD from a split character, no \b).
+ */
+export function isTextToken(token: string, specialIds: Readonly<Record<string, number>>): boolean {
+  if (Object.hasOwn(specialIds, token)) return true;
+  const byteOf = new Map(bytesToUnicode().map((c, b) => [c, b]));
+  const bytes: number[] = [];
+  for (const c of token) {
+    const b = byteOf.get(c);
+    if (b === undefined) return false;
+    bytes.push(b);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
+  } catch {
+    return false;
+  }
+  return !/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\ufffd]/u.test(text);
+}
+
 function comparePair(x: number, y: number, tokens: readonly string[], key: number): number {
   if (y < 0) return -1;
   const xa = tokens[Math.floor(x / key)]!;
@@ -140,11 +165,6 @@ export function tokenizerJson(bpe: TrainedBpe): object {
     },
   };
 }
-
-/** ChatML, as Qwen2 uses it. */
-export const CHAT_TEMPLATE =
-  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
-  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 export function tokenizerConfigJson(bpe: TrainedBpe, modelMaxLength: number): object {
   const addedTokensDecoder: Record<string, object> = {};

@@ -6,7 +6,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { EOS_TOKEN, IM_END, IM_START, tokenizerConfigJson, tokenizerJson, trainBpe } from './bpe.ts';
+import { EOS_TOKEN, IM_END, IM_START, isTextToken, tokenizerConfigJson, tokenizerJson, trainBpe } from './bpe.ts';
 import { countNgrams, NgramModel } from './ngram.ts';
 import { buildLlamaOnnx } from './onnx-graph.ts';
 import { PRESETS, type PresetName } from './presets.ts';
@@ -120,7 +120,8 @@ export async function composeModel(preset: PresetName): Promise<ComposedModel> {
   const stream: number[] = [];
   for (const doc of docs) stream.push(...tokenizer.encode(doc, { add_special_tokens: false }).ids, eosId);
   const ngrams = new NgramModel(countNgrams(stream, bpe.tokens.length));
-  const { spec, weights, info } = buildNgramWeights({ ...p, vocabSize: bpe.tokens.length }, ngrams, stream.slice(0, CALIBRATION_TOKENS));
+  const emittable = bpe.tokens.map((token) => isTextToken(token, bpe.specialIds));
+  const { spec, weights, info } = buildNgramWeights({ ...p, vocabSize: bpe.tokens.length }, ngrams, stream.slice(0, CALIBRATION_TOKENS), emittable);
   if (info.prevTokenMinWeight < 0.99) {
     throw new Error(`previous-token head puts only ${info.prevTokenMinWeight} on the previous position`);
   }

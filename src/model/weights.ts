@@ -24,6 +24,8 @@ const LOGIT_OFFSET = 12;
 const GATE_GAIN = 64;
 /** O is written this small so the final RMSNorm's divisor barely depends on it; its gain undoes it. */
 const OUTPUT_SCALE = 0.02;
+/** Logit taken off every token that is not text on its own (bpe.ts isTextToken): never sampled. */
+const NOT_TEXT_LOGIT = 100;
 /** Softmax margin (in logits) of the previous-token head over every other position. */
 const PREV_TOKEN_MARGIN = 30;
 /** Filler layers add this fraction of their input's size to the residual stream. */
@@ -179,6 +181,8 @@ export function buildNgramWeights(
   preset: Preset,
   model: NgramModel,
   calibration: readonly number[],
+  /** Per token id: false for a token the model must never emit. */
+  emittable: readonly boolean[] = [],
 ): { spec: LlamaSpec; weights: LlamaWeights; info: NgramBuildInfo } {
   const V = model.counts.vocabSize;
   const contexts = model.usefulTrigramContexts();
@@ -212,6 +216,8 @@ export function buildNgramWeights(
     embedW[t * d + lay.constDim] = 1;
     for (let i = 0; i < lay.idDims; i++) embedW[t * d + lay.cStart + i] = ids[t]![i]!;
     for (let i = 0; i < lay.oDims; i++) lmHead[(lay.oStart + i) * V + t] = outs[t]![i]!;
+    // The const component (about 1 after the final norm) reads as a large negative bias.
+    if (emittable[t] === false) lmHead[lay.constDim * V + t] = -NOT_TEXT_LOGIT;
   }
 
   // Layer 0 MLP. A firing neuron's gate is GATE_GAIN/2 and its up is const ≈ 1.
