@@ -1,60 +1,96 @@
 /**
- * Attribute keys: OpenTelemetry gen_ai semantic conventions where one exists, vLLM's
- * gen_ai.latency.* where users know them from vLLM, `spanserve.*` for the rest.
+ * Attribute keys: OpenTelemetry semantic conventions where one exists (gen_ai, error, http, url,
+ * resource), vLLM's gen_ai.latency.* where users know them from vLLM, `spanserve.*` for the rest.
+ * The one place an attribute name is spelled: each is declared with where it is set and what it
+ * means, and docs/tracing.md's attribute table is generated from these (tools/docs.ts).
  */
 import type { Attributes } from '@opentelemetry/api'
-import { runtime } from './runtime.ts'
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_ROUTE,
+  ATTR_SERVICE_NAME,
+  ATTR_URL_PATH,
+} from '@opentelemetry/semantic-conventions'
+
+export interface AttributeDoc {
+  readonly key: string
+  /** The spans, events or resource that carry it. */
+  readonly on: string
+  readonly meaning: string
+}
+
+const docs: AttributeDoc[] = []
+
+/** Every attribute declared below, in declaration order. */
+export const ATTRIBUTE_DOCS: readonly AttributeDoc[] = docs
+
+/** Declares one attribute key with its documentation; returns the key. */
+function attribute<K extends string>(key: K, on: string, meaning: string): K {
+  docs.push({ key, on, meaning })
+  return key
+}
 
 // gen_ai semantic conventions
-export const GEN_AI_OPERATION_NAME = 'gen_ai.operation.name'
-export const GEN_AI_SYSTEM = 'gen_ai.system'
-export const GEN_AI_REQUEST_MODEL = 'gen_ai.request.model'
-export const GEN_AI_REQUEST_MAX_TOKENS = 'gen_ai.request.max_tokens'
-export const GEN_AI_REQUEST_TEMPERATURE = 'gen_ai.request.temperature'
-export const GEN_AI_REQUEST_TOP_P = 'gen_ai.request.top_p'
-export const GEN_AI_REQUEST_TOP_K = 'gen_ai.request.top_k'
-export const GEN_AI_REQUEST_SEED = 'gen_ai.request.seed'
-export const GEN_AI_REQUEST_PRESENCE_PENALTY = 'gen_ai.request.presence_penalty'
-export const GEN_AI_REQUEST_FREQUENCY_PENALTY = 'gen_ai.request.frequency_penalty'
-export const GEN_AI_RESPONSE_ID = 'gen_ai.response.id'
-export const GEN_AI_RESPONSE_MODEL = 'gen_ai.response.model'
-export const GEN_AI_RESPONSE_FINISH_REASONS = 'gen_ai.response.finish_reasons'
-export const GEN_AI_USAGE_INPUT_TOKENS = 'gen_ai.usage.input_tokens'
-export const GEN_AI_USAGE_OUTPUT_TOKENS = 'gen_ai.usage.output_tokens'
+export const GEN_AI_OPERATION_NAME = attribute('gen_ai.operation.name', '`llm_request`', '`text_completion` or `chat`')
+export const GEN_AI_REQUEST_MODEL = attribute('gen_ai.request.model', '`llm_request`', 'the model the request named')
+export const GEN_AI_REQUEST_MAX_TOKENS = attribute('gen_ai.request.max_tokens', '`llm_request`', 'the request\'s token limit, when it gave one')
+export const GEN_AI_REQUEST_TEMPERATURE = attribute('gen_ai.request.temperature', '`llm_request`', 'sampling temperature (0: greedy)')
+export const GEN_AI_REQUEST_TOP_P = attribute('gen_ai.request.top_p', '`llm_request`', 'nucleus sampling cut')
+export const GEN_AI_REQUEST_TOP_K = attribute('gen_ai.request.top_k', '`llm_request`', 'top-k cut (0: none)')
+export const GEN_AI_REQUEST_SEED = attribute('gen_ai.request.seed', '`llm_request`', 'the seed, when the request gave one')
+export const GEN_AI_REQUEST_PRESENCE_PENALTY = attribute('gen_ai.request.presence_penalty', '`llm_request`', 'when the request uses it')
+export const GEN_AI_REQUEST_FREQUENCY_PENALTY = attribute('gen_ai.request.frequency_penalty', '`llm_request`', 'when the request uses it')
+export const GEN_AI_RESPONSE_ID = attribute('gen_ai.response.id', '`llm_request`', 'the response\'s `id`')
+export const GEN_AI_RESPONSE_MODEL = attribute('gen_ai.response.model', '`llm_request`', 'the model that answered')
+export const GEN_AI_RESPONSE_FINISH_REASONS = attribute('gen_ai.response.finish_reasons', '`llm_request`, `finished` event', '`stop`, `length`, …')
+export const GEN_AI_USAGE_INPUT_TOKENS = attribute('gen_ai.usage.input_tokens', '`llm_request`, `tokenize`', 'prompt tokens')
+export const GEN_AI_USAGE_OUTPUT_TOKENS = attribute('gen_ai.usage.output_tokens', '`llm_request`, scheduler thread span', 'completion tokens')
 /** Content keys as vLLM records them; only set with --trace-record-content. */
-export const GEN_AI_PROMPT = 'gen_ai.prompt'
-export const GEN_AI_COMPLETION = 'gen_ai.completion'
+export const GEN_AI_PROMPT = attribute('gen_ai.prompt', '`llm_request`', 'the prompt, only with `--trace-record-content`')
+export const GEN_AI_COMPLETION = attribute('gen_ai.completion', '`llm_request`', 'the completion, only with `--trace-record-content`')
 
 // vLLM's latency attributes (seconds, as doubles)
-export const GEN_AI_LATENCY_TIME_IN_QUEUE = 'gen_ai.latency.time_in_queue'
-export const GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN = 'gen_ai.latency.time_to_first_token'
-export const GEN_AI_LATENCY_E2E = 'gen_ai.latency.e2e'
-export const GEN_AI_LATENCY_TIME_IN_MODEL_PREFILL = 'gen_ai.latency.time_in_model_prefill'
-export const GEN_AI_LATENCY_TIME_IN_MODEL_DECODE = 'gen_ai.latency.time_in_model_decode'
+export const GEN_AI_LATENCY_TIME_IN_QUEUE = attribute('gen_ai.latency.time_in_queue', '`llm_request`', 'seconds waiting for admission')
+export const GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN = attribute('gen_ai.latency.time_to_first_token', '`llm_request`', 'seconds to the first output token')
+export const GEN_AI_LATENCY_E2E = attribute('gen_ai.latency.e2e', '`llm_request`', 'seconds from arrival to the last output')
+export const GEN_AI_LATENCY_TIME_IN_MODEL_PREFILL = attribute('gen_ai.latency.time_in_model_prefill', '`llm_request`', 'seconds in the model\'s prefill runs')
+export const GEN_AI_LATENCY_TIME_IN_MODEL_DECODE = attribute('gen_ai.latency.time_in_model_decode', '`llm_request`', 'seconds in the model\'s decode runs')
+
+// other semantic conventions
+export const ERROR_TYPE = attribute(ATTR_ERROR_TYPE, '`llm_request` on failure', 'the error code ([errors.md](errors.md))')
+export const SERVICE_NAME = attribute(ATTR_SERVICE_NAME, 'resource', '`--service-name`')
+export const HOST_NAME = attribute('host.name', 'resource', '`--host-name`, else the machine\'s hostname')
+export const PROCESS_PID = attribute('process.pid', 'resource', 'the process id')
+/** Set by @fastify/otel on the HTTP server span; the trace tools read them. */
+export const HTTP_REQUEST_METHOD = attribute(ATTR_HTTP_REQUEST_METHOD, 'HTTP server span (@fastify/otel)', 'GET, POST, …')
+export const HTTP_ROUTE = attribute(ATTR_HTTP_ROUTE, 'HTTP server span (@fastify/otel)', 'the matched route')
+export const URL_PATH = attribute(ATTR_URL_PATH, 'HTTP server span (@fastify/otel)', 'the request path')
 
 // spanserve
-export const SPANSERVE_REQUEST_ID = 'spanserve.request.id'
-export const SPANSERVE_THREAD_LABEL = 'spanserve.thread.label'
-export const SPANSERVE_TP_RANK = 'spanserve.tp_rank'
-export const SPANSERVE_DP_RANK = 'spanserve.dp_rank'
-export const SPANSERVE_PROCESS_ROLE = 'spanserve.process.role'
-export const SPANSERVE_BATCH_SIZE = 'spanserve.batch.size'
-export const SPANSERVE_STEP = 'spanserve.step'
+export const SPANSERVE_REQUEST_ID = attribute('spanserve.request.id', '`llm_request`, thread spans', 'the request id (`x-request-id`)')
+export const SPANSERVE_THREAD_LABEL = attribute('spanserve.thread.label', 'thread spans', '`Server`, `Tokenizer`, `Scheduler`, `Worker`, or a label set with `setThreadInfo`')
+export const SPANSERVE_PROCESS_ROLE = attribute('spanserve.process.role', 'resource', 'server, tokenizer, scheduler or worker')
+export const SPANSERVE_TP_RANK = attribute('spanserve.tp_rank', 'thread spans, resource', 'tensor-parallel rank, where there is one')
+export const SPANSERVE_DP_RANK = attribute('spanserve.dp_rank', 'thread spans, resource', 'data-parallel rank, where there is one')
+export const SPANSERVE_BATCH_SIZE = attribute('spanserve.batch.size', '`decode_forward`', 'requests in the step\'s batch')
+export const SPANSERVE_STEP = attribute('spanserve.step', '`decode_forward`, `prefill_forward`, `chunked_prefill`', 'the scheduler\'s batch number (with `--num-continuous-decode-steps N`, the up to N slices of one batch share it)')
 /** A tensor-parallel rank's time in all-reduce during the slice, ms. */
-export const SPANSERVE_TP_ALL_REDUCE_MS = 'spanserve.tp.all_reduce_ms'
+export const SPANSERVE_TP_ALL_REDUCE_MS = attribute('spanserve.tp.all_reduce_ms', 'worker slices at `--tp-size` 2 or more', 'ms the rank spent in all-reduce during the slice')
 /** A prefill chunk's first position and its token count. */
-export const SPANSERVE_PREFILL_START = 'spanserve.prefill.start'
-export const SPANSERVE_PREFILL_TOKENS = 'spanserve.prefill.tokens'
-export const SPANSERVE_DECODE_STEPS = 'spanserve.decode.steps'
-export const SPANSERVE_ABORT_REASON = 'spanserve.abort.reason'
-export const SPANSERVE_PREEMPT_REASON = 'spanserve.preempt.reason'
+export const SPANSERVE_PREFILL_START = attribute('spanserve.prefill.start', '`prefill_forward`, `chunked_prefill`', 'the chunk\'s first position')
+export const SPANSERVE_PREFILL_TOKENS = attribute('spanserve.prefill.tokens', '`prefill_forward`, `chunked_prefill`', 'the chunk\'s token count')
+export const SPANSERVE_QUEUE_MS = attribute('spanserve.queue.ms', '`prefill_waiting`', 'ms from arrival to admission')
+export const SPANSERVE_DECODE_STEPS = attribute('spanserve.decode.steps', '`decode_loop`', 'decode steps folded into it')
+export const SPANSERVE_ABORT_REASON = attribute('spanserve.abort.reason', '`aborted` event', 'why the request stopped early')
+export const SPANSERVE_PREEMPT_REASON = attribute('spanserve.preempt.reason', '`preempted` event', 'why the request was preempted')
 /** request_resumed: why (tokenizer_died, scheduler_died, worker_died, unavailable), which process died, its pid. */
-export const SPANSERVE_RESUME_REASON = 'spanserve.resume.reason'
-export const SPANSERVE_RESUME_PROCESS = 'spanserve.resume.process'
-export const SPANSERVE_RESUME_PROCESS_PID = 'spanserve.resume.process_pid'
+export const SPANSERVE_RESUME_REASON = attribute('spanserve.resume.reason', '`request_resumed` event', '`tokenizer_died`, `scheduler_died`, `worker_died` or `unavailable`')
+export const SPANSERVE_RESUME_PROCESS = attribute('spanserve.resume.process', '`request_resumed` event', 'the process that died')
+export const SPANSERVE_RESUME_PROCESS_PID = attribute('spanserve.resume.process_pid', '`request_resumed` event', 'its pid')
 /** Tokens already sent that the new attempt continues from, and how long it waited for a restart (ms). */
-export const SPANSERVE_RESUME_TOKENS_CARRIED = 'spanserve.resume.tokens_carried'
-export const SPANSERVE_RESUME_WAIT_MS = 'spanserve.resume.wait_ms'
+export const SPANSERVE_RESUME_TOKENS_CARRIED = attribute('spanserve.resume.tokens_carried', '`request_resumed` event', 'tokens already sent that the new attempt continues from')
+export const SPANSERVE_RESUME_WAIT_MS = attribute('spanserve.resume.wait_ms', '`request_resumed` event', 'ms it waited for a restart')
 
 export interface GenAiRequestInfo {
   operation?: 'text_completion' | 'chat' | (string & {})
@@ -118,20 +154,18 @@ export function batchAttributes(size: number, step: number): Attributes {
 }
 
 /**
- * Prompt/completion text, only when --trace-record-content is on (otherwise undefined, and
- * nothing about the content leaves the process). Cut to the attribute length limit here so a
- * long prompt is not copied around before the SDK would cut it anyway.
+ * Prompt/completion text as attributes, cut to `limit` (the attribute value length limit; 0: none)
+ * here so a long prompt is not copied around before the SDK would cut it anyway. Whether content
+ * may be recorded at all is the caller's question (trace.ts contentAttributes).
  */
-export function contentAttributes(prompt?: string, completion?: string): Attributes | undefined {
-  if (!runtime.enabled || !runtime.recordContent) return undefined
+export function promptCompletionAttributes(prompt: string | undefined, completion: string | undefined, limit: number): Attributes {
   const a: Attributes = {}
-  if (prompt !== undefined) a[GEN_AI_PROMPT] = cutToLimit(prompt)
-  if (completion !== undefined) a[GEN_AI_COMPLETION] = cutToLimit(completion)
+  if (prompt !== undefined) a[GEN_AI_PROMPT] = cutToLimit(prompt, limit)
+  if (completion !== undefined) a[GEN_AI_COMPLETION] = cutToLimit(completion, limit)
   return a
 }
 
-/** A string attribute value cut to the attribute length limit, as the SDK's span limits cut it. */
-export function cutToLimit(value: string): string {
-  const limit = runtime.valueLengthLimit
+/** A string attribute value cut to `limit` characters (0: no limit), as the SDK's span limits cut it. */
+export function cutToLimit(value: string, limit: number): string {
   return limit > 0 && value.length > limit ? value.slice(0, limit) : value
 }

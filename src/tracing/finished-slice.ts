@@ -9,15 +9,9 @@
 import { SpanKind, SpanStatusCode, type Attributes, type HrTime, type Link, type SpanContext, type SpanStatus } from '@opentelemetry/api'
 import { hrTimeDuration, sanitizeAttributes, type InstrumentationScope } from '@opentelemetry/core'
 import type { Resource } from '@opentelemetry/resources'
-import { RandomIdGenerator, type ReadableSpan, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace-base'
+import { RandomIdGenerator, type ReadableSpan, type TimedEvent } from '@opentelemetry/sdk-trace-base'
 import { cutToLimit } from './attributes.ts'
-
-/** Where finished slices go: the provider's own processor, resource and scope, so they export beside its spans. */
-export interface SliceSink {
-  readonly processor: SpanProcessor
-  readonly resource: Resource
-  readonly scope: InstrumentationScope
-}
+import type { SliceSink } from './types.ts'
 
 const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET })
 const NO_EVENTS: TimedEvent[] = Object.freeze([]) as unknown as TimedEvent[]
@@ -63,7 +57,7 @@ export class SliceBatch {
     attributes: Attributes,
   ) {
     this.duration = hrTimeDuration(startTime, endTime)
-    this.attributes = Object.freeze(limitValues(sanitizeAttributes(attributes)))
+    this.attributes = Object.freeze(limitValues(sanitizeAttributes(attributes), sink.valueLengthLimit))
   }
 
   /** Exports the slice of the request whose thread span is `parent`, linked to `prev`; returns its context. */
@@ -77,8 +71,8 @@ export class SliceBatch {
 }
 
 /** String values, and strings in arrays, cut to the attribute length limit. */
-function limitValues(attrs: Attributes): Attributes {
-  const cut = (v: unknown): unknown => (typeof v === 'string' ? cutToLimit(v) : v)
+function limitValues(attrs: Attributes, limit: number): Attributes {
+  const cut = (v: unknown): unknown => (typeof v === 'string' ? cutToLimit(v, limit) : v)
   for (const [k, v] of Object.entries(attrs)) attrs[k] = (Array.isArray(v) ? v.map(cut) : cut(v)) as Attributes[string]
   return attrs
 }

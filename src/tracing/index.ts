@@ -1,7 +1,8 @@
 /** The tracing module's public surface. */
 export * from './attributes.ts'
-export { EVENT, REQUEST_ROOT_SPAN, SLICE } from './names.ts'
+export { EVENT, EVENTS, REQUEST_ROOT_SPAN, SLICE, SLICES, type EventSpec, type SliceDoc } from './names.ts'
 export type { OtlpProtocol, ProcessIdentity, TraceExporterKind, TracingOptions } from './options.ts'
+export type { SliceRef, SliceSpec } from './types.ts'
 export {
   formatTraceparent,
   makeCarrier,

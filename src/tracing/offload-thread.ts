@@ -13,8 +13,9 @@ const post = (m: FromThread): void => port.postMessage(m)
 const { opts, who } = workerData as OffloadStart
 
 function replay(c: OffloadCall): void {
-  // The arguments were recorded from calls typed by the API; the cast only restores those types.
-  const [name, ...args] = c as [OffloadCall[0], ...never[]]
+  // Each call was recorded with its function's own arguments (OffloadCall pairs them); TypeScript
+  // cannot follow that pairing through the union, hence the cast.
+  const [name, ...args] = c
   const fn = api[name] as (...a: unknown[]) => void
   fn(...args)
 }
@@ -22,6 +23,11 @@ function replay(c: OffloadCall): void {
 await initTracing(opts, who, { log: { warn: (obj, msg) => post({ type: 'warn', obj, msg }) } })
 
 port.on('message', (m: ToThread) => {
+  if (m.type === 'setting') {
+    if (m.change.level !== undefined) api.setLevel(m.change.level)
+    if (m.change.sampleRate !== undefined) api.setSampleRate(m.change.sampleRate)
+    return
+  }
   if (m.type === 'calls') {
     for (const c of m.calls) {
       try {

@@ -12,23 +12,30 @@ import { Worker } from 'node:worker_threads'
 import type { Attributes } from '@opentelemetry/api'
 import type { ProcessIdentity, TracingOptions } from './options.ts'
 import type { WarnLogger } from './export-accounting.ts'
-import type { TraceCarrier } from './propagation.ts'
-import type { TraceLevel } from './runtime.ts'
-import type { ThreadTracer } from './thread-tracer.ts'
-import type { ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceStartOptions } from './trace-options.ts'
+import { sliceLevel, sliceName } from './names.ts'
 import { nowNs } from './time.ts'
+import type {
+  CarrierInput,
+  ReqFinishOptions,
+  ReqStartOptions,
+  SliceEndOptions,
+  SliceRef,
+  SliceStartOptions,
+  TraceCalls,
+  TraceLevel,
+  TraceOffload,
+  TraceSettingChange,
+} from './types.ts'
 
-/** The void calls of the tracing API, which a thread's tracer makes and the offload records. */
-export type TraceCalls = Pick<ThreadTracer, 'reqStart' | 'reqFinish' | 'reqAbort' | 'sliceStart' | 'sliceEnd' | 'event' | 'sliceAttrs' | 'reqAttrs' | 'setPropagateContext' | 'batchSlice'>
+/** One recorded call of TraceCalls: the name of the trace.ts function that replays it, then its arguments. */
+export type OffloadCall = { [K in keyof TraceCalls]: [K, ...Parameters<TraceCalls[K]>] }[keyof TraceCalls]
 
-/** The recorded calls, by the name of the trace.ts function that replays them. */
-export type OffloadMethod = keyof TraceCalls | 'setLevel' | 'setSampleRate'
-
-/** One recorded call: the function's name, then its arguments. */
-export type OffloadCall = [OffloadMethod, ...unknown[]]
-
-/** main → thread */
-export type ToThread = { type: 'calls'; calls: OffloadCall[] } | { type: 'flush'; id: number } | { type: 'shutdown'; id: number }
+/** main → thread. A setting change is posted after the calls recorded before it, so it applies in order. */
+export type ToThread =
+  | { type: 'calls'; calls: OffloadCall[] }
+  | { type: 'setting'; change: TraceSettingChange }
+  | { type: 'flush'; id: number }
+  | { type: 'shutdown'; id: number }
 
 /** thread → main */
 export type FromThread =
@@ -53,7 +60,7 @@ const SHUTDOWN_WAIT_MS = 5000
  */
 const MAX_BEHIND = 64
 
-export class TracingOffload implements TraceCalls {
+export class TracingOffload implements TraceOffload {
   private calls: OffloadCall[] = []
   private scheduled = false
   private nextId = 0
@@ -115,7 +122,8 @@ export class TracingOffload implements TraceCalls {
   }
 
   // The calls of the API, stamped now where the caller left the time out: the thread runs them later.
-  reqStart(rid: string, carrier: TraceCarrier | string | null | undefined, opts?: ReqStartOptions): void {
+  // A declared slice is recorded as its name and level: the thread needs no more of it.
+  reqStart(rid: string, carrier: CarrierInput, opts?: ReqStartOptions): void {
     this.call(['reqStart', rid, carrier, { ...opts, ts: opts?.ts ?? nowNs() }])
   }
 
@@ -127,12 +135,12 @@ export class TracingOffload implements TraceCalls {
     this.call(['reqAbort', rid, reason, ts ?? nowNs()])
   }
 
-  sliceStart(rid: string, name: string | null, opts?: SliceStartOptions): void {
-    this.call(['sliceStart', rid, name, { ...opts, ts: opts?.ts ?? nowNs() }])
+  sliceStart(rid: string, slice: SliceRef | null, opts?: SliceStartOptions): void {
+    this.call(['sliceStart', rid, sliceName(slice), { ...opts, level: sliceLevel(slice, opts?.level, 1), ts: opts?.ts ?? nowNs() }])
   }
 
-  sliceEnd(rid: string, name?: string | null, opts?: SliceEndOptions): void {
-    this.call(['sliceEnd', rid, name, { ...opts, ts: opts?.ts ?? nowNs() }])
+  sliceEnd(rid: string, slice?: SliceRef | null, opts?: SliceEndOptions): void {
+    this.call(['sliceEnd', rid, sliceName(slice), { ...opts, ts: opts?.ts ?? nowNs() }])
   }
 
   event(rid: string, name: string, attributes?: Attributes, ts?: number): void {
@@ -147,18 +155,24 @@ export class TracingOffload implements TraceCalls {
     this.call(['reqAttrs', rid, attributes])
   }
 
-  setPropagateContext(rid: string, carrier: TraceCarrier | string | null | undefined): void {
+  setPropagateContext(rid: string, carrier: CarrierInput): void {
     this.call(['setPropagateContext', rid, carrier])
   }
 
-  batchSlice(rids: readonly string[], name: string, startNs: number, endNs: number, attributes?: Attributes, level?: TraceLevel): void {
-    this.call(['batchSlice', rids, name, startNs, endNs, attributes, level])
+  batchSlice(rids: readonly string[], slice: SliceRef, startNs: number, endNs: number, attributes?: Attributes, level?: TraceLevel): void {
+    this.call(['batchSlice', rids, sliceName(slice), startNs, endNs, attributes, sliceLevel(slice, level, 3)])
+  }
+
+  /** The thread's level or sample rate changes, after the calls recorded so far. */
+  changeSetting(change: TraceSettingChange): void {
+    this.send()
+    this.post({ type: 'setting', change })
   }
 
   /** Record one call; the calls of this turn of the event loop leave together. */
-  call(c: OffloadCall): void {
+  private call(c: OffloadCall): void {
     if (c[0] === 'batchSlice' && this.behind >= MAX_BEHIND) {
-      this.shed += (c[1] as readonly string[]).length
+      this.shed += c[1].length
       return
     }
     this.calls.push(c)

@@ -2,6 +2,8 @@
  * Tracing options, as resolved by src/config from flags, then OTEL_* variables, then
  * FastDeploy-style aliases, then defaults. Every process receives the same object.
  */
+import type { Role, TraceLevel } from './types.ts'
+
 export type TraceExporterKind = 'otlp' | 'console' | 'file'
 export type OtlpProtocol = 'grpc' | 'http/protobuf'
 
@@ -27,7 +29,7 @@ export interface TracingOptions {
   /** OTEL_RESOURCE_ATTRIBUTES parsed. */
   resourceAttributes: Record<string, string>
   /** --trace-level 1|2|3; default 2. */
-  level: 1 | 2 | 3
+  level: TraceLevel
   /** --trace-sample-rate 0..1 (OTEL_TRACES_SAMPLER_ARG); default 1. */
   sampleRate: number
   /** false with --trace-ignore-parent-sampling: a caller's sampled flag is then not honoured. */
@@ -46,7 +48,7 @@ export interface TracingOptions {
 
 /** Who is tracing: every process calls processInit with its own identity. */
 export interface ProcessIdentity {
-  role: 'server' | 'tokenizer' | 'scheduler' | 'worker'
+  role: Role
   dpRank?: number
   tpRank?: number
 }

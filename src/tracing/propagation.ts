@@ -4,16 +4,9 @@
  * absent, so a bad message can cost a request its trace but never its answer.
  */
 import { TraceFlags, type SpanContext, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api'
+import type { TraceCarrier } from './types.ts'
 
-/** What crosses a process boundary with a request, as JSON. */
-export interface TraceCarrier {
-  /** W3C traceparent of the request root span: the parent of every thread span downstream. */
-  traceparent: string
-  /** W3C tracestate of the request root, passed through untouched. */
-  tracestate?: string
-  /** W3C traceparent of the previous slice (the open or last-ended one in the sender), for links. */
-  prev?: string
-}
+export type { TraceCarrier } from './types.ts'
 
 const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/
 const INVALID_TRACE_ID = '00000000000000000000000000000000'

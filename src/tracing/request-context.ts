@@ -1,6 +1,6 @@
 /** What one process holds for one traced request: its spans, open slices and flow link. */
 import type { Context, Span, SpanContext } from '@opentelemetry/api'
-import type { TraceLevel } from './runtime.ts'
+import type { TraceLevel } from './types.ts'
 
 export interface OpenSlice {
   name: string | null

@@ -3,12 +3,9 @@
  * `enabled` is the one boolean every API call checks first: off means off.
  */
 import type { Tracer } from '@opentelemetry/api'
-import type { SliceSink } from './finished-slice.ts'
-import type { TracingOffload } from './offload.ts'
 import type { ProcessIdentity } from './options.ts'
 import type { SpanserveSampler } from './sampler.ts'
-
-export type TraceLevel = 1 | 2 | 3
+import type { SliceSink, TraceLevel, TraceOffload } from './types.ts'
 
 export interface TracingRuntime {
   enabled: boolean
@@ -22,7 +19,7 @@ export interface TracingRuntime {
   identity: ProcessIdentity
   hostName: string
   /** Set when a worker thread does this process's tracing (offload.ts): the API records calls for it. */
-  offload: TracingOffload | undefined
+  offload: TraceOffload | undefined
 }
 
 export const runtime: TracingRuntime = {

@@ -8,6 +8,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator, type InstrumentationScope } from '@opentelemetry/core'
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources'
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base'
+import { HOST_NAME, PROCESS_PID, SERVICE_NAME, SPANSERVE_DP_RANK, SPANSERVE_PROCESS_ROLE, SPANSERVE_TP_RANK } from './attributes.ts'
 import type { LineWriter } from './console-exporter.ts'
 import {
   consoleWarnLogger,
@@ -99,7 +100,7 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   // The SDK's Tracer exposes its scope; finished slices share that object, so that exporters, which
   // group spans by scope identity, put them beside the tracer's own spans.
   const { instrumentationScope: scope } = tracer as typeof tracer & { readonly instrumentationScope: InstrumentationScope }
-  runtime.slices = { processor, resource, scope }
+  runtime.slices = { processor, resource, scope, valueLengthLimit: opts.attributeValueLengthLimit }
   runtime.sampler = sampler
   runtime.level = opts.level
   runtime.recordContent = opts.recordContent
@@ -156,15 +157,15 @@ function resourceAttributes(opts: TracingOptions, who: ProcessIdentity): Record<
   const attrs: Record<string, string | number> = {
     ...opts.resourceAttributes,
     // OTEL_RESOURCE_ATTRIBUTES=service.name=… counts unless a service name was set explicitly.
-    'service.name':
-      opts.serviceName && (opts.serviceName !== 'spanserve' || !opts.resourceAttributes['service.name'])
+    [SERVICE_NAME]:
+      opts.serviceName && (opts.serviceName !== 'spanserve' || !opts.resourceAttributes[SERVICE_NAME])
         ? opts.serviceName
-        : (opts.resourceAttributes['service.name'] ?? 'spanserve'),
-    'host.name': opts.hostName || hostname(),
-    'process.pid': process.pid,
-    'spanserve.process.role': who.role,
+        : (opts.resourceAttributes[SERVICE_NAME] ?? 'spanserve'),
+    [HOST_NAME]: opts.hostName || hostname(),
+    [PROCESS_PID]: process.pid,
+    [SPANSERVE_PROCESS_ROLE]: who.role,
   }
-  if (who.tpRank !== undefined) attrs['spanserve.tp_rank'] = who.tpRank
-  if (who.dpRank !== undefined) attrs['spanserve.dp_rank'] = who.dpRank
+  if (who.tpRank !== undefined) attrs[SPANSERVE_TP_RANK] = who.tpRank
+  if (who.dpRank !== undefined) attrs[SPANSERVE_DP_RANK] = who.dpRank
   return attrs
 }

@@ -22,16 +22,24 @@ import {
   SPANSERVE_THREAD_LABEL,
   SPANSERVE_TP_RANK,
 } from './attributes.ts'
-import { ANONYMOUS_SLICE, EVENT, REQUEST_ROOT_SPAN, SLICE } from './names.ts'
-import { isSampled, makeCarrier, parseTraceparent, readCarrier, type TraceCarrier } from './propagation.ts'
-import { runtime, type TraceLevel } from './runtime.ts'
+import { ANONYMOUS_SLICE, EVENT, REQUEST_ROOT_SPAN, SLICE, sliceLevel, sliceName } from './names.ts'
+import { isSampled, makeCarrier, parseTraceparent, readCarrier } from './propagation.ts'
+import { runtime } from './runtime.ts'
 import { nsToHrTime, optionalHrTime } from './time.ts'
 import { RequestContext } from './request-context.ts'
 import { SliceBatch } from './finished-slice.ts'
 import { errorMessage, linkTo, recordError, remoteContext } from './span-helpers.ts'
-import type { ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceStartOptions } from './trace-options.ts'
-
-export type { ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceStartOptions } from './trace-options.ts'
+import type {
+  CarrierInput,
+  ReqFinishOptions,
+  ReqStartOptions,
+  SliceEndOptions,
+  SliceRef,
+  SliceStartOptions,
+  TraceCalls,
+  TraceCarrier,
+  TraceLevel,
+} from './types.ts'
 
 const tracers = new Set<ThreadTracer>()
 let live = 0
@@ -47,7 +55,7 @@ export function releaseAll(): void {
   live = 0
 }
 
-export class ThreadTracer {
+export class ThreadTracer implements TraceCalls {
   private readonly reqs = new Map<string, RequestContext>()
   private label: string
   private tpRank: number | undefined
@@ -100,7 +108,7 @@ export class ThreadTracer {
    * Without: continues the request from the carrier; no carrier or an unsampled one means the
    * rid is not traced here at all.
    */
-  reqStart(rid: string, carrier: TraceCarrier | string | null | undefined, opts?: ReqStartOptions): void {
+  reqStart(rid: string, carrier: CarrierInput, opts?: ReqStartOptions): void {
     const tracer = runtime.tracer
     if (!runtime.enabled || tracer === undefined) return
     const existing = this.reqs.get(rid)
@@ -148,7 +156,7 @@ export class ThreadTracer {
    * here takes the carrier's previous slice as the one its next slice links to; otherwise this
    * starts the rid as reqStart(rid, carrier) does.
    */
-  setPropagateContext(rid: string, carrier: TraceCarrier | string | null | undefined): void {
+  setPropagateContext(rid: string, carrier: CarrierInput): void {
     if (!runtime.enabled) return
     const rc = this.reqs.get(rid)
     if (rc === undefined) this.reqStart(rid, carrier)
@@ -197,19 +205,20 @@ export class ThreadTracer {
   }
 
   /** name null: an anonymous slice, named by the sliceEnd that closes it. */
-  sliceStart(rid: string, name: string | null, opts?: SliceStartOptions): void {
+  sliceStart(rid: string, slice: SliceRef | null, opts?: SliceStartOptions): void {
     if (!runtime.enabled) return
     const rc = this.reqs.get(rid)
     if (rc === undefined || rc.thread === undefined) return
-    this.openSlice(rc, name, opts?.level ?? 1, optionalHrTime(opts?.ts), opts?.attributes)
+    this.openSlice(rc, sliceName(slice), sliceLevel(slice, opts?.level, 1), optionalHrTime(opts?.ts), opts?.attributes)
   }
 
   /**
    * Ends the innermost open slice named `name` (or the innermost anonymous one, which takes the
    * name); slices opened inside it and left open end with it. No match: nothing happens.
    */
-  sliceEnd(rid: string, name?: string | null, opts?: SliceEndOptions): void {
+  sliceEnd(rid: string, ref?: SliceRef | null, opts?: SliceEndOptions): void {
     if (!runtime.enabled) return
+    const name = sliceName(ref)
     const rc = this.reqs.get(rid)
     if (rc === undefined || rc.thread === undefined) return
     const stack = rc.slices
@@ -265,24 +274,26 @@ export class ThreadTracer {
   /**
    * Records one already-finished top-level slice per traced rid of a batch step, with the
    * batch's own timestamps, e.g. the worker's one ONNX run for B requests. Cost per rid is
-   * flat: one map lookup and, when traced, one span. Below `level`, decode_forward steps
-   * are folded into one decode_loop slice per request (ended by the next slice or finish).
+   * flat: one map lookup and, when traced, one span. `level` defaults to the declared slice's
+   * own, else 3. Below it, decode_forward steps are folded into one decode_loop slice
+   * per request (ended by the next slice or finish).
    * A slice carries the batch's attributes only: at level 3 there is one per request per step, and
    * its export cost grows with every attribute; the thread label and ranks are on its parent and
    * its resource already.
    */
   batchSlice(
     rids: readonly string[],
-    name: string,
+    slice: SliceRef,
     startNs: number,
     endNs: number,
     attributes?: Attributes,
-    level: TraceLevel = 3,
+    level?: TraceLevel,
   ): void {
     const tracer = runtime.tracer
     const sink = runtime.slices
     if (!runtime.enabled || tracer === undefined || sink === undefined) return
-    const record = level <= runtime.level
+    const name = sliceName(slice)
+    const record = sliceLevel(slice, level, 3) <= runtime.level
     if (!record && name !== SLICE.decodeForward) return
     let startTime: HrTime | undefined
     let batch: SliceBatch | undefined
@@ -379,7 +390,7 @@ export class ThreadTracer {
     return rc.prev
   }
 
-  private adoptPrev(rc: RequestContext, carrier: TraceCarrier | string | null | undefined): void {
+  private adoptPrev(rc: RequestContext, carrier: CarrierInput): void {
     const c = carrier == null ? null : readCarrier(carrier)
     if (c?.prev === undefined) return
     const prev = parseTraceparent(c.prev)

@@ -7,22 +7,35 @@
  *   all:       reqFinish(rid) (or sliceEnd(..., { threadFinish: true }))
  */
 import type { Attributes } from '@opentelemetry/api'
-import type { ProcessIdentity } from './options.ts'
-import type { TraceCarrier } from './propagation.ts'
-import { resetHooks, runtime, type TraceLevel } from './runtime.ts'
-import type { TraceCalls } from './offload.ts'
-import {
-  releaseAll,
-  ThreadTracer,
-  type ReqFinishOptions,
-  type ReqStartOptions,
-  type SliceEndOptions,
-  type SliceStartOptions,
-} from './thread-tracer.ts'
+import { promptCompletionAttributes } from './attributes.ts'
+import { resetHooks, runtime } from './runtime.ts'
+import { releaseAll, ThreadTracer } from './thread-tracer.ts'
+import type {
+  CarrierInput,
+  ReqFinishOptions,
+  ReqStartOptions,
+  Role,
+  SliceEndOptions,
+  SliceRef,
+  SliceStartOptions,
+  TraceCalls,
+  TraceCarrier,
+  TraceLevel,
+} from './types.ts'
 
 export { liveRequestCount, ThreadTracer } from './thread-tracer.ts'
-export type { ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceStartOptions } from './thread-tracer.ts'
-export type { TraceLevel } from './runtime.ts'
+export type {
+  CarrierInput,
+  ReqFinishOptions,
+  ReqStartOptions,
+  Role,
+  SliceEndOptions,
+  SliceRef,
+  SliceStartOptions,
+  TraceCalls,
+  TraceLevel,
+} from './types.ts'
+export { TRACE_LEVELS } from './types.ts'
 
 const main = new ThreadTracer('Server')
 
@@ -30,7 +43,7 @@ const main = new ThreadTracer('Server')
 const sink = (): TraceCalls => runtime.offload ?? main
 resetHooks.push(releaseAll)
 
-const LABELS: Record<ProcessIdentity['role'], string> = {
+const LABELS: Record<Role, string> = {
   server: 'Server',
   tokenizer: 'Tokenizer',
   scheduler: 'Scheduler',
@@ -38,7 +51,7 @@ const LABELS: Record<ProcessIdentity['role'], string> = {
 }
 
 /** The thread label a role gets unless setThreadInfo says otherwise. */
-export function defaultThreadLabel(role: ProcessIdentity['role']): string {
+export function defaultThreadLabel(role: Role): string {
   return LABELS[role]
 }
 
@@ -52,7 +65,7 @@ export function createThreadTracer(label: string, tpRank?: number, dpRank?: numb
   return new ThreadTracer(label, tpRank, dpRank)
 }
 
-export function reqStart(rid: string, carrier: TraceCarrier | string | null | undefined, opts?: ReqStartOptions): void {
+export function reqStart(rid: string, carrier: CarrierInput, opts?: ReqStartOptions): void {
   if (runtime.enabled) sink().reqStart(rid, carrier, opts)
 }
 
@@ -64,12 +77,12 @@ export function reqAbort(rid: string, reason?: string, ts?: number): void {
   if (runtime.enabled) sink().reqAbort(rid, reason, ts)
 }
 
-export function sliceStart(rid: string, name: string | null, opts?: SliceStartOptions): void {
-  if (runtime.enabled) sink().sliceStart(rid, name, opts)
+export function sliceStart(rid: string, slice: SliceRef | null, opts?: SliceStartOptions): void {
+  if (runtime.enabled) sink().sliceStart(rid, slice, opts)
 }
 
-export function sliceEnd(rid: string, name?: string | null, opts?: SliceEndOptions): void {
-  if (runtime.enabled) sink().sliceEnd(rid, name, opts)
+export function sliceEnd(rid: string, slice?: SliceRef | null, opts?: SliceEndOptions): void {
+  if (runtime.enabled) sink().sliceEnd(rid, slice, opts)
 }
 
 export function event(rid: string, name: string, attributes?: Attributes, ts?: number): void {
@@ -89,19 +102,19 @@ export function getPropagateContext(rid: string): TraceCarrier | null {
   return runtime.enabled && !runtime.offload ? main.getPropagateContext(rid) : null
 }
 
-export function setPropagateContext(rid: string, carrier: TraceCarrier | string | null | undefined): void {
+export function setPropagateContext(rid: string, carrier: CarrierInput): void {
   if (runtime.enabled) sink().setPropagateContext(rid, carrier)
 }
 
 export function batchSlice(
   rids: readonly string[],
-  name: string,
+  slice: SliceRef,
   startNs: number,
   endNs: number,
   attributes?: Attributes,
   level?: TraceLevel,
 ): void {
-  if (runtime.enabled) sink().batchSlice(rids, name, startNs, endNs, attributes, level)
+  if (runtime.enabled) sink().batchSlice(rids, slice, startNs, endNs, attributes, level)
 }
 
 /** True when rid is traced in this process's default thread (e.g. to skip building attributes). */
@@ -112,7 +125,7 @@ export function isTraced(rid: string): boolean {
 export function setLevel(level: TraceLevel): void {
   if (level !== 1 && level !== 2 && level !== 3) return
   runtime.level = level
-  runtime.offload?.call(['setLevel', level])
+  runtime.offload?.changeSetting({ level })
 }
 
 export function getLevel(): TraceLevel {
@@ -122,9 +135,18 @@ export function getLevel(): TraceLevel {
 /** Changes the ratio for traces that start in this process from now on. */
 export function setSampleRate(rate: number): void {
   runtime.sampler?.setRatio(rate)
-  runtime.offload?.call(['setSampleRate', rate])
+  runtime.offload?.changeSetting({ sampleRate: rate })
 }
 
 export function getSampleRate(): number {
   return runtime.sampler?.getRatio() ?? 0
+}
+
+/**
+ * Prompt/completion text, only when --trace-record-content is on (otherwise undefined, and
+ * nothing about the content leaves the process), cut to the attribute length limit.
+ */
+export function contentAttributes(prompt?: string, completion?: string): Attributes | undefined {
+  if (!runtime.enabled || !runtime.recordContent) return undefined
+  return promptCompletionAttributes(prompt, completion, runtime.valueLengthLimit)
 }

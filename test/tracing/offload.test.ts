@@ -104,3 +104,26 @@ t.test('a tracing thread far behind costs slices, counted as dropped, never requ
   t.equal(threads, 2, 'both thread spans were exported, ended')
   t.equal(slices + dropped, 30_000 + turns, 'every slice was either exported or counted as dropped')
 })
+
+t.test('a level change reaches the tracing thread in order with the calls recorded before it', async (t) => {
+  const filePath = join(t.testdir(), 'trace.jsonl')
+  await tracing.initTracing(tracingOptions({ exporter: 'file', filePath, level: 3 }), { role: 'worker', tpRank: 0, dpRank: 0 }, { offload: true })
+  t.teardown(() => tracing.shutdownTracing())
+  tracing.reqStart('lv', carrierOf('1'.repeat(32), '2'.repeat(16)))
+  const t0 = tracing.nowNs()
+  // Same turn of the event loop: the first step is recorded at level 3, the next two below it.
+  tracing.batchSlice(['lv'], tracing.SLICES.decodeForward, t0, t0 + 100)
+  tracing.setLevel(2)
+  tracing.batchSlice(['lv'], tracing.SLICES.decodeForward, t0 + 200, t0 + 300)
+  tracing.batchSlice(['lv'], tracing.SLICES.decodeForward, t0 + 400, t0 + 500)
+  tracing.reqFinish('lv')
+  await tracing.flushTracing()
+  await tracing.shutdownTracing()
+  const names: string[] = []
+  for (const line of readFileSync(filePath, 'utf8').split('\n').filter(Boolean)) {
+    for (const rs of JSON.parse(line).resourceSpans) for (const ss of rs.scopeSpans) for (const s of ss.spans) names.push(s.name)
+  }
+  t.equal(names.filter((n) => n === tracing.SLICE.decodeForward).length, 1, 'one decode_forward, recorded before the change')
+  const loops = names.filter((n) => n === tracing.SLICE.decodeLoop)
+  t.equal(loops.length, 1, 'the steps after the change fold into one decode_loop')
+})

@@ -1,0 +1,121 @@
+/**
+ * The tracing module's types, in a leaf that imports nothing from tracing/: every other tracing
+ * file (and the message contract, the config, the routes) takes them from here, so no file needs
+ * another for its types alone and no import circle can form through them.
+ */
+import type { Attributes } from '@opentelemetry/api'
+import type { InstrumentationScope } from '@opentelemetry/core'
+import type { Resource } from '@opentelemetry/resources'
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base'
+
+/** 1 = thread spans and the main stages, 2 (default) = + dispatch and chunking, 3 = + every decode step. */
+export type TraceLevel = 1 | 2 | 3
+export const TRACE_LEVELS = [1, 2, 3] as const satisfies readonly TraceLevel[]
+
+/** A declared slice (names.ts SLICES): its name, and the level it is recorded at. */
+export interface SliceSpec {
+  readonly name: string
+  /** Recorded when this is at most the current trace level. */
+  readonly level: TraceLevel
+}
+
+/**
+ * A slice as the calls take it: declared, so that its level comes with it, or a bare name (then
+ * `opts.level`, else 1 for sliceStart and 3 for batchSlice). null in sliceStart: anonymous.
+ */
+export type SliceRef = SliceSpec | string
+
+/** A spanserve process's role: the process folders, and the label of its thread spans. */
+export type Role = 'server' | 'tokenizer' | 'scheduler' | 'worker'
+
+/** What crosses a process boundary with a request, as JSON (propagation.ts reads and writes it). */
+export interface TraceCarrier {
+  /** W3C traceparent of the request root span: the parent of every thread span downstream. */
+  traceparent: string
+  /** W3C tracestate of the request root, passed through untouched. */
+  tracestate?: string
+  /** W3C traceparent of the previous slice (the open or last-ended one in the sender), for links. */
+  prev?: string
+}
+
+/** A carrier as the calls accept it: a decoded message field, its JSON, or none. */
+export type CarrierInput = TraceCarrier | string | null | undefined
+
+export interface ReqStartOptions {
+  /** Server process only: create the request root span (under the carrier, else the active context). */
+  root?: boolean
+  /** On the root span (root) or the thread span (elsewhere). */
+  attributes?: Attributes
+  /** Epoch ns; default now. */
+  ts?: number
+}
+
+export interface ReqFinishOptions {
+  /** Marks root, thread span and open slices ERROR, with an exception event. */
+  error?: Error | string
+  /** On the root span where there is one, else the thread span. */
+  attributes?: Attributes
+  ts?: number
+}
+
+export interface SliceStartOptions {
+  /** Recorded only when level <= the current trace level; default: the declared slice's own, else 1. */
+  level?: TraceLevel
+  attributes?: Attributes
+  ts?: number
+}
+
+export interface SliceEndOptions {
+  attributes?: Attributes
+  /** Start the next anonymous slice at this same instant (SGLang's auto_next_anon). */
+  autoNextAnon?: boolean
+  /** This was the thread's last slice: end the thread span too (SGLang's thread_finish_flag). */
+  threadFinish?: boolean
+  error?: Error | string
+  ts?: number
+}
+
+/**
+ * The void calls of the tracing API: what a thread's tracer (thread-tracer.ts) does, and what the
+ * offload recorder (offload.ts) records for a tracing thread to replay. Only these cross to that
+ * thread as calls, so each must return nothing.
+ */
+export interface TraceCalls {
+  reqStart(rid: string, carrier: CarrierInput, opts?: ReqStartOptions): void
+  reqFinish(rid: string, opts?: ReqFinishOptions): void
+  reqAbort(rid: string, reason?: string, ts?: number): void
+  sliceStart(rid: string, slice: SliceRef | null, opts?: SliceStartOptions): void
+  sliceEnd(rid: string, slice?: SliceRef | null, opts?: SliceEndOptions): void
+  event(rid: string, name: string, attributes?: Attributes, ts?: number): void
+  sliceAttrs(rid: string, attributes: Attributes): void
+  reqAttrs(rid: string, attributes: Attributes): void
+  setPropagateContext(rid: string, carrier: CarrierInput): void
+  batchSlice(rids: readonly string[], slice: SliceRef, startNs: number, endNs: number, attributes?: Attributes, level?: TraceLevel): void
+}
+
+/** The process-wide settings a running process may change (POST /v1/trace/setting). */
+export interface TraceSettingChange {
+  level?: TraceLevel
+  sampleRate?: number
+}
+
+/** A tracing thread that runs this process's tracing (offload.ts), as the API sees it. */
+export interface TraceOffload extends TraceCalls {
+  /** Request contexts open in the thread, as it last reported. */
+  readonly live: number
+  /** Spans lost: dropped by the thread's export, or shed while it was too far behind. */
+  readonly dropped: number
+  /** Changes the thread's settings, in order with the calls recorded before. */
+  changeSetting(change: TraceSettingChange): void
+  flush(): Promise<void>
+  shutdown(): Promise<void>
+}
+
+/** Where batch slices go as finished spans (finished-slice.ts): the provider's own processor, resource and scope. */
+export interface SliceSink {
+  readonly processor: SpanProcessor
+  readonly resource: Resource
+  readonly scope: InstrumentationScope
+  /** The provider's attribute value length limit, which finished slices apply themselves. */
+  readonly valueLengthLimit: number
+}
