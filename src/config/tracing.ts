@@ -1,6 +1,7 @@
 import { hostname } from 'node:os'
 import type { Config } from './schema.ts'
 import type { TracingOptions } from '../tracing/options.ts'
+import type { TraceLevel } from '../tracing/types.ts'
 
 /**
  * The collector address as the exporters want it. Accepts HOST:PORT, grpc://HOST:PORT and
@@ -34,7 +35,7 @@ export function tracingOptions(config: Config): TracingOptions {
     otlpInsecure: config.otlpTracesInsecure && !otlpEndpoint.startsWith('https://'),
     filePath: config.traceFile,
     resourceAttributes: config.resourceAttributes,
-    level: config.traceLevel as 1 | 2 | 3,
+    level: config.traceLevel as TraceLevel,
     sampleRate: config.traceSampleRate,
     parentBased: !config.traceIgnoreParentSampling,
     recordContent: config.traceRecordContent,

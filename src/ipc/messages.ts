@@ -7,10 +7,10 @@
  * Encoding: src/ipc/codec.ts (a JSON header, typed arrays in binary frames).
  */
 import type { ErrorCode } from '../errors.ts'
-import type { TraceCarrier } from '../tracing/propagation.ts'
+import type { Role, TraceCarrier, TraceLevel } from '../tracing/types.ts'
 import type { SamplingParams } from '../sampling/params.ts'
 
-export type Role = 'server' | 'tokenizer' | 'scheduler' | 'worker'
+export type { Role } from '../tracing/types.ts'
 export type FinishReason = 'stop' | 'length' | 'abort' | 'error'
 
 /** Owned by the sampling module, which maps request bodies onto it (src/sampling/). */
@@ -269,7 +269,7 @@ export interface RestartProcess {
 /** launcher → children: the run-time trace setting changed (POST /v1/trace/setting). */
 export interface TraceSetting {
   type: 'trace_setting'
-  level: 1 | 2 | 3
+  level: TraceLevel
   sampleRate: number
 }
 

@@ -11,7 +11,7 @@ const body = {
   minProperties: 1,
   additionalProperties: false,
   properties: {
-    level: { enum: [1, 2, 3] },
+    level: { enum: tracing.TRACE_LEVELS },
     sample_rate: { type: 'number', minimum: 0, maximum: 1 },
   },
 } as const
@@ -19,7 +19,7 @@ const body = {
 export const traceSettingRoute: FastifyPluginAsync<RoutesOptions> = async (app, { broadcast }) => {
   const current = () => ({ enabled: tracing.isTracingEnabled(), level: tracing.getLevel(), sample_rate: tracing.getSampleRate() })
   app.get('/v1/trace/setting', { config: { auth: 'api' } }, async () => current())
-  app.post<{ Body: { level?: 1 | 2 | 3; sample_rate?: number } }>('/v1/trace/setting', { schema: { body }, config: { auth: 'admin' } }, async (request) => {
+  app.post<{ Body: { level?: tracing.TraceLevel; sample_rate?: number } }>('/v1/trace/setting', { schema: { body }, config: { auth: 'admin' } }, async (request) => {
     if (request.body.level !== undefined) tracing.setLevel(request.body.level)
     if (request.body.sample_rate !== undefined) tracing.setSampleRate(request.body.sample_rate)
     const now = current()
