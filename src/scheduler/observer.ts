@@ -14,10 +14,10 @@ export function requestObserver(log: Logger): LoopObserver | undefined {
   return {
     queued: (req) => {
       tracing.reqStart(req.rid, req.trace)
-      tracing.sliceStart(req.rid, tracing.SLICE.prefillWaiting, { level: 1 })
+      tracing.sliceStart(req.rid, tracing.SLICES.prefillWaiting)
     },
     admitted: (req) => {
-      tracing.sliceEnd(req.rid, tracing.SLICE.prefillWaiting, { attributes: { 'spanserve.queue.ms': req.admittedAt - req.enqueuedAt } })
+      tracing.sliceEnd(req.rid, tracing.SLICE.prefillWaiting, { attributes: { [tracing.SPANSERVE_QUEUE_MS]: req.admittedAt - req.enqueuedAt } })
       // The worker's first slice links to prefill_waiting through this carrier.
       return tracing.getPropagateContext(req.rid)
     },

@@ -35,7 +35,7 @@ export function startRequestTrace(s: RequestTraceStart): { carrier: tracing.Trac
   }
   const start = () => {
     tracing.reqStart(s.rid, null, { root: true, attributes })
-    tracing.sliceStart(s.rid, tracing.SLICE.apiServerDispatch, { level: 1 })
+    tracing.sliceStart(s.rid, tracing.SLICES.apiServerDispatch)
     return tracing.getPropagateContext(s.rid)
   }
   const carrier = s.httpContext ? context.with(s.httpContext, start) : start()
@@ -62,7 +62,7 @@ export function finishRequestTrace(rid: string, responseId: string, model: strin
   if (!tracing.isTraced(rid)) return
   const now = performance.now()
   const stats: RequestStats | null = item.stats
-  tracing.event(rid, tracing.EVENT.finished, { 'gen_ai.response.finish_reasons': [item.finishReason ?? 'stop'] })
+  tracing.event(rid, tracing.EVENT.finished, { [tracing.GEN_AI_RESPONSE_FINISH_REASONS]: [item.finishReason ?? 'stop'] })
   tracing.reqFinish(rid, {
     attributes: {
       ...tracing.genAiResponseAttributes({
@@ -83,7 +83,7 @@ export function finishRequestTrace(rid: string, responseId: string, model: strin
 }
 
 export function failRequestTrace(rid: string, err: SpanserveError): void {
-  tracing.reqFinish(rid, { error: err, attributes: { 'error.type': err.code } })
+  tracing.reqFinish(rid, { error: err, attributes: { [tracing.ERROR_TYPE]: err.code } })
 }
 
 /** The request was lost with a dead process and goes on in a new attempt, in the same trace. */
