@@ -3,6 +3,7 @@
  * out as SGLang's converter does: a process track per OS process, lanes of nested slices within
  * it, span links drawn as flow arrows from the previous slice to the next, span events as instants.
  */
+import { GEN_AI_OPERATION_NAME, GEN_AI_REQUEST_MODEL } from '../tracing/attributes.ts'
 import { compareSpans, SpanIndex, spanKey } from './span-index.ts'
 import type { SpanRecord } from './span-record.ts'
 import { layoutTracks, type Placement } from './track-layout.ts'
@@ -31,7 +32,7 @@ export interface ChromeTrace {
 }
 
 /** Request-level attributes repeated on every slice, so a click on any slice says whose it is. */
-const REQUEST_CONTEXT_KEYS = ['gen_ai.operation.name', 'gen_ai.request.model'] as const
+const REQUEST_CONTEXT_KEYS = [GEN_AI_OPERATION_NAME, GEN_AI_REQUEST_MODEL] as const
 
 export function toChromeTrace(spans: readonly SpanRecord[]): ChromeTrace {
   const index = new SpanIndex(spans)

@@ -2,6 +2,7 @@
  * Which OS process a span came from, read off its resource (every spanserve process sets
  * host.name, process.pid, spanserve.process.role and its ranks), and how to name it.
  */
+import { HOST_NAME, PROCESS_PID, SERVICE_NAME, SPANSERVE_DP_RANK, SPANSERVE_PROCESS_ROLE, SPANSERVE_TP_RANK } from '../tracing/attributes.ts'
 import type { AttributeMap } from './span-record.ts'
 
 export interface ProcessIdentity {
@@ -18,12 +19,12 @@ export interface ProcessIdentity {
 const ROLE_ORDER: Record<string, number> = { server: 1, tokenizer: 2, scheduler: 3, worker: 4 }
 
 export function processIdentityOf(resource: AttributeMap): ProcessIdentity {
-  const service = stringOf(resource['service.name'])
-  const host = stringOf(resource['host.name'])
-  const osPid = numberOf(resource['process.pid'])
-  const role = stringOf(resource['spanserve.process.role'])
-  const tp = numberOf(resource['spanserve.tp_rank'])
-  const dp = numberOf(resource['spanserve.dp_rank'])
+  const service = stringOf(resource[SERVICE_NAME])
+  const host = stringOf(resource[HOST_NAME])
+  const osPid = numberOf(resource[PROCESS_PID])
+  const role = stringOf(resource[SPANSERVE_PROCESS_ROLE])
+  const tp = numberOf(resource[SPANSERVE_TP_RANK])
+  const dp = numberOf(resource[SPANSERVE_DP_RANK])
   let label = role === undefined ? (service ?? 'unknown service') : capitalize(role)
   if (tp !== undefined) label += ` [TP ${tp}]`
   if (dp !== undefined) label += ` [DP ${dp}]`

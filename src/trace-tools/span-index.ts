@@ -2,10 +2,10 @@
  * Lookups both views need: spans by id, children by parent, traces by id, a request's rid.
  * Ids are looked up per trace (trace id + span id), so a span id repeated across traces is harmless.
  */
+import { SPANSERVE_REQUEST_ID as REQUEST_ID } from '../tracing/attributes.ts'
+import { REQUEST_ROOT_SPAN as REQUEST_ROOT } from '../tracing/names.ts'
 import type { SpanRecord } from './span-record.ts'
 
-const REQUEST_ID = 'spanserve.request.id'
-const REQUEST_ROOT = 'llm_request'
 
 export function spanKey(traceId: string, spanId: string): string {
   return `${traceId}/${spanId}`

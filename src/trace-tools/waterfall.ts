@@ -3,6 +3,15 @@
  * with its duration and a bar placed on the request's timeline; span events as `·` lines.
  * Also the one-line-per-trace listing of a file.
  */
+import {
+  GEN_AI_REQUEST_MODEL,
+  GEN_AI_RESPONSE_FINISH_REASONS,
+  GEN_AI_USAGE_INPUT_TOKENS,
+  GEN_AI_USAGE_OUTPUT_TOKENS,
+  HTTP_REQUEST_METHOD,
+  HTTP_ROUTE,
+  URL_PATH,
+} from '../tracing/attributes.ts'
 import type { SpanIndex, TraceSummary } from './span-index.ts'
 import type { SpanRecord } from './span-record.ts'
 
@@ -96,12 +105,12 @@ function requestNote(index: SpanIndex, traceId: string): string {
   const rid = index.requestIdOf(traceId)
   if (rid !== undefined) parts.push(`rid=${rid}`)
   const a = index.requestRootOf(traceId)?.attributes ?? {}
-  const model = a['gen_ai.request.model']
+  const model = a[GEN_AI_REQUEST_MODEL]
   if (model !== undefined) parts.push(`model=${String(model)}`)
-  const finish = a['gen_ai.response.finish_reasons']
+  const finish = a[GEN_AI_RESPONSE_FINISH_REASONS]
   if (finish !== undefined) parts.push(`finish=${Array.isArray(finish) ? finish.join(',') : String(finish)}`)
-  const input = a['gen_ai.usage.input_tokens']
-  const output = a['gen_ai.usage.output_tokens']
+  const input = a[GEN_AI_USAGE_INPUT_TOKENS]
+  const output = a[GEN_AI_USAGE_OUTPUT_TOKENS]
   if (input !== undefined || output !== undefined) parts.push(`tokens=${String(input ?? '?')}→${String(output ?? '?')}`)
   return parts.join(' ')
 }
@@ -112,8 +121,8 @@ function errorNote(span: SpanRecord): string {
 }
 
 function describeRoot(root: SpanRecord): string {
-  const method = root.attributes['http.request.method']
-  const route = root.attributes['http.route'] ?? root.attributes['url.path']
+  const method = root.attributes[HTTP_REQUEST_METHOD]
+  const route = root.attributes[HTTP_ROUTE] ?? root.attributes[URL_PATH]
   return typeof method === 'string' && typeof route === 'string' ? `${method} ${route}` : root.name
 }
 
