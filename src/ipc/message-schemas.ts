@@ -8,6 +8,7 @@
 import { ERRORS, type ErrorCode } from '../errors.ts'
 import type { ChatMessage, ChatTool, FinishReason, MessageOf, MessageType, ProcessStats, RequestStats, Role, SamplingParams } from './messages.ts'
 import type { TraceCarrier } from '../tracing/propagation.ts'
+import type { OutputConstraint } from '../model/grammar/constraint.ts'
 
 /** The typed arrays the codec sends as binary frames, by the kind named in their frame reference. */
 export const BINARY_KINDS = { i32: Int32Array, f32: Float32Array, u8: Uint8Array } as const
@@ -96,6 +97,12 @@ const trace: Schema<TraceCarrier> = {
   properties: { traceparent: str, tracestate: opt(str), prev: opt(str) },
 }
 
+/** A union by `type`, which Schema cannot spell: the kind is checked here, its fields by src/model/grammar/. */
+const outputConstraint = {
+  type: 'object',
+  properties: { type: { type: 'string', enum: ['json_schema', 'json_object', 'regex', 'choice', 'grammar', 'structural_tag', 'tool_calls'] } },
+} as unknown as Schema<OutputConstraint>
+
 const sampling: Schema<SamplingParams> = {
   type: 'object',
   properties: {
@@ -114,6 +121,7 @@ const sampling: Schema<SamplingParams> = {
     promptIds: opt(ints),
     generatedIds: opt(ints),
     minTokensStopIds: opt(ints),
+    constraint: opt(outputConstraint),
   },
 }
 

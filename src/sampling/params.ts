@@ -1,3 +1,5 @@
+import type { OutputConstraint } from '../model/grammar/constraint.ts'
+
 /**
  * SamplingParams: how one request's tokens are drawn, as it crosses server → tokenizer → scheduler →
  * worker. The fields past `seed` are optional and absent at their neutral value, so a request that
@@ -38,6 +40,11 @@ export interface SamplingParams {
   promptIds?: number[]
   generatedIds?: number[]
   minTokensStopIds?: number[]
+  /**
+   * Constrained decoding (src/model/grammar/): the output is held to this JSON schema, regex, choice,
+   * grammar or tool-call format; the worker masks what it does not allow.
+   */
+  constraint?: OutputConstraint
 }
 
 /** Whether the worker's sampler has more to do than temperature, top-k and top-p. */
