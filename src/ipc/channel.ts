@@ -1,11 +1,15 @@
 /**
  * ZeroMQ plumbing: an Inbox (PULL, bound) that dispatches decoded messages by type, and Outboxes
- * (PUSH, connected) that serialise sends, since a zeromq.js socket takes one send at a time.
+ * (PUSH, connected) that serialise sends, since a zeromq.js socket takes one send at a time, and
+ * put the sender's trace context on every request message (trace-carriers.ts).
  */
+import Denque from 'denque'
 import * as zmq from 'zeromq'
 import { decode, encode } from './codec.ts'
 import { bindOptions, connectOptions, type CurveKeys } from './curve.ts'
 import type { Message, MessageOf, MessageType } from './messages.ts'
+import { fillCarriers } from './trace-carriers.ts'
+import { getPropagateContext, isTracingEnabled } from '../tracing/index.ts'
 
 export type Handlers = { [T in MessageType]?: (msg: MessageOf<T>) => void }
 
@@ -61,15 +65,46 @@ export class Inbox {
   }
 }
 
+/**
+ * Messages an Outbox holds for its socket. They queue only while ZeroMQ holds its own high-water mark
+ * of 100,000 for the peer, or the peer is not connected: a full queue means the peer stopped reading.
+ */
+export const SEND_QUEUE_CAPACITY = 65_536
+
+/** An Outbox whose queue was full refused a message (the first of a run of refusals). */
+export interface SendQueueFull {
+  address: string
+  type: MessageType
+  capacity: number
+}
+
+let sendQueueFull = (e: SendQueueFull): void => {
+  process.emitWarning(`IPC send queue to ${e.address} is full (${e.capacity} messages): ${e.type} and what follows are dropped until it drains`, 'SpanserveIpcWarning')
+}
+
+/**
+ * What the process does when an Outbox's queue overflows, once per run of refusals. By default a
+ * warning; a child process fails instead (process/child.ts): nearly everything it sends is part of
+ * a request or of a step, whose loss would leave requests hanging without a word.
+ */
+export function onSendQueueFull(handler: (e: SendQueueFull) => void): void {
+  sendQueueFull = handler
+}
+
 export class Outbox {
   private sock: zmq.Push
-  private readonly queue: Buffer[][] = []
+  private readonly queue = new Denque<Buffer[]>()
   private draining = false
   private closed = false
+  /** Set from the first refused message until the queue drains: the overflow is reported once. */
+  private overflowing = false
+  /** Messages refused because the queue was full, since the Outbox opened. */
+  dropped = 0
 
   constructor(
     readonly address: string,
     private readonly keys?: CurveKeys | null,
+    private readonly capacity = SEND_QUEUE_CAPACITY,
   ) {
     this.sock = this.open()
   }
@@ -81,20 +116,33 @@ export class Outbox {
     return sock
   }
 
-  /** Never blocks the caller; messages leave in order. */
-  post(msg: Message): void {
-    if (this.closed) return
+  /**
+   * Never blocks the caller nor throws; messages leave in order. A request message leaves with the
+   * sender's trace context for its request. False when the message was refused: the queue is full
+   * (counted in `dropped`, reported once per overflow) or the Outbox closed.
+   */
+  post(msg: Message): boolean {
+    if (this.closed) return false
+    if (this.queue.length >= this.capacity) {
+      this.dropped++
+      if (!this.overflowing) {
+        this.overflowing = true
+        sendQueueFull({ address: this.address, type: msg.type, capacity: this.capacity })
+      }
+      return false
+    }
+    if (isTracingEnabled()) fillCarriers(msg, getPropagateContext)
     this.queue.push(encode(msg))
     if (!this.draining) void this.drain()
+    return true
   }
 
   private async drain(): Promise<void> {
     this.draining = true
     try {
-      while (this.queue.length > 0 && !this.closed) {
-        const frames = this.queue.shift()!
-        await this.sock.send(frames)
-      }
+      let frames: Buffer[] | undefined
+      while (!this.closed && (frames = this.queue.shift()) !== undefined) await this.sock.send(frames)
+      this.overflowing = false
     } catch {
       // Closed under us (discard or close): what was pending has no receiver any more.
     } finally {
@@ -109,7 +157,8 @@ export class Outbox {
    * restarted process and deliver it a message meant for the dead one.
    */
   discard(): void {
-    this.queue.length = 0
+    this.queue.clear()
+    this.overflowing = false
     if (this.closed) return
     this.sock.close()
     this.sock = this.open()
@@ -117,7 +166,7 @@ export class Outbox {
 
   close(): void {
     this.closed = true
-    this.queue.length = 0
+    this.queue.clear()
     this.sock.close()
   }
 }

@@ -5,7 +5,7 @@
  */
 import type { Config } from '../config/schema.ts'
 import type { Endpoints } from '../ipc/endpoints.ts'
-import { Outbox, type Handlers } from '../ipc/channel.ts'
+import { Outbox, onSendQueueFull, type Handlers } from '../ipc/channel.ts'
 import { useIpcSecret } from '../ipc/curve.ts'
 import type { Role } from '../ipc/messages.ts'
 import type { ModelInfo } from '../model/load.ts'
@@ -69,6 +69,9 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
     // Give ZeroMQ a moment to hand the report over before the process goes.
     setTimeout(() => process.exit(1), 200)
   }
+  // A peer that stopped reading has cost this process requests or steps already: fail loudly, so that
+  // supervision fails (or resumes) its requests and restarts it, instead of leaving them hanging.
+  onSendQueueFull((e) => fatal('SPANSERVE_ERR_INTERNAL', new Error(`IPC send queue to ${e.address} is full (${e.capacity} messages, the last a ${e.type}): the peer stopped reading`)))
   process.on('uncaughtException', (err) => fatal('SPANSERVE_ERR_INTERNAL', err))
   process.on('unhandledRejection', (err) => fatal('SPANSERVE_ERR_INTERNAL', err))
 

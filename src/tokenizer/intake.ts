@@ -62,7 +62,8 @@ export class Intake {
       this.d.schedulers[dp]!.post({
         type: 'tokenized',
         rid: req.rid,
-        trace: tracing.getPropagateContext(req.rid) ?? req.trace,
+        // The channel puts this process's context for the request on it as it leaves.
+        trace: req.trace,
         inputIds: Int32Array.from(resumed.length > 0 ? [...ids, ...resumed] : ids),
         sampling: forWorker(req.sampling, { promptIds: ids, resumedIds: resumed, eosTokenIds: model.eosTokenIds, ignoreEos: req.ignoreEos }),
         maxTokens: maxTokens - resumed.length,
