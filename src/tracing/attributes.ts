@@ -82,6 +82,8 @@ export const SPANSERVE_PREFILL_START = attribute('spanserve.prefill.start', '`pr
 export const SPANSERVE_PREFILL_TOKENS = attribute('spanserve.prefill.tokens', '`prefill_forward`, `chunked_prefill`', 'the chunk\'s token count')
 export const SPANSERVE_QUEUE_MS = attribute('spanserve.queue.ms', '`prefill_waiting`', 'ms from arrival to admission')
 export const SPANSERVE_DECODE_STEPS = attribute('spanserve.decode.steps', '`decode_loop`', 'decode steps folded into it')
+export const SPANSERVE_GRAMMAR_TYPE = attribute('spanserve.grammar.type', '`grammar_compile`', '`json_schema`, `json_object`, `regex`, `choice`, `grammar`, `structural_tag` or `tool_calls`')
+export const SPANSERVE_GRAMMAR_CACHE_HIT = attribute('spanserve.grammar.cache_hit', '`grammar_compile`', 'whether the compiled grammar came from the worker\'s cache')
 export const SPANSERVE_ABORT_REASON = attribute('spanserve.abort.reason', '`aborted` event', 'why the request stopped early')
 export const SPANSERVE_PREEMPT_REASON = attribute('spanserve.preempt.reason', '`preempted` event', 'why the request was preempted')
 /** request_resumed: why (tokenizer_died, scheduler_died, worker_died, unavailable), which process died, its pid. */

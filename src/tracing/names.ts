@@ -22,6 +22,7 @@ export const SLICES = {
   prefillForward: { name: 'prefill_forward', level: 1, process: 'worker', what: 'the model run that ends the prompt\'s prefill and samples the first token' },
   decodeForward: { name: 'decode_forward', level: 3, process: 'worker', what: 'one decode step of a batch, one slice per request in it' },
   decodeLoop: { name: 'decode_loop', level: 1, process: 'worker', what: 'below level 3: a request\'s decode steps folded into one slice, ended by its next slice or its finish' },
+  grammarCompile: { name: 'grammar_compile', level: 1, process: 'worker', what: 'a constrained request\'s grammar (JSON schema, regex, choice, EBNF or tool calls) compiled against the vocabulary, or found in the cache, before its prefill' },
   detokenize: { name: 'detokenize', level: 3, process: 'tokenizer', what: 'one batch of new token ids to text, one slice per request in it' },
 } as const satisfies Record<string, SliceDoc>
 
