@@ -71,7 +71,7 @@ await runChild('worker', async (ctx) => {
     const t2 = performance.now()
     toScheduler.post({ type: 'forward_out', step: batch.step, tpRank, allReduceMs, rids, tokens: Int32Array.from(tokens), failed, prefillMs: t1 - t0, decodeMs: t2 - t1 })
     for (const { entry, startNs, endNs, reduced } of prefillSlices) {
-      const attributes: Attributes = { 'spanserve.prefill.start': entry.start, 'spanserve.prefill.tokens': entry.tokens.length, [tracing.SPANSERVE_STEP]: batch.step }
+      const attributes: Attributes = { [tracing.SPANSERVE_PREFILL_START]: entry.start, [tracing.SPANSERVE_PREFILL_TOKENS]: entry.tokens.length, [tracing.SPANSERVE_STEP]: batch.step }
       if (reduced !== undefined) attributes[tracing.SPANSERVE_TP_ALL_REDUCE_MS] = reduced
       tracing.batchSlice([entry.rid], entry.last ? tracing.SLICE.prefillForward : tracing.SLICE.chunkedPrefill, startNs, endNs, attributes, entry.last ? 1 : 2)
     }
