@@ -8,6 +8,7 @@
 import { ERRORS, type ErrorCode } from '../errors.ts'
 import type { ChatMessage, ChatTool, FinishReason, MessageOf, MessageType, ProcessStats, RequestStats, Role, SamplingParams } from './messages.ts'
 import type { TraceCarrier } from '../tracing/propagation.ts'
+import { TRACE_LEVELS } from '../tracing/types.ts'
 import type { OutputConstraint } from '../model/grammar/constraint.ts'
 
 /** The typed arrays the codec sends as binary frames, by the kind named in their frame reference. */
@@ -322,7 +323,7 @@ export const MESSAGE_SCHEMAS = {
   },
   trace_setting: {
     type: 'object',
-    properties: { type: { type: 'string', const: 'trace_setting' }, level: { type: 'integer', enum: [1, 2, 3] }, sampleRate: num },
+    properties: { type: { type: 'string', const: 'trace_setting' }, level: { type: 'integer', enum: TRACE_LEVELS }, sampleRate: num },
   },
   group_state: {
     type: 'object',
