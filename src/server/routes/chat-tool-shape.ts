@@ -3,7 +3,7 @@
  * back as `message.tool_calls` (streamed as `delta.tool_calls`, one whole call per delta, as vLLM's
  * parsers send them once complete) and the finish reason is "tool_calls" when the model made one.
  */
-import type { ResponseShape } from './generate.ts'
+import type { ResponseShape } from '../generation/shape.ts'
 import { parseCompletion, type ParsedToolCall, type ToolCallParser } from '../tool-calls/parser.ts'
 
 function openaiCall(c: ParsedToolCall) {

@@ -2,7 +2,8 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { RoutesOptions } from './options.ts'
 import { completionBody, type CompletionBody } from '../schemas.ts'
-import { serveGeneration, type ResponseShape } from './generate.ts'
+import { serveGeneration } from '../generation/serve.ts'
+import type { ResponseShape } from '../generation/shape.ts'
 import { warnUnknownFields } from '../unknown-fields.ts'
 
 const shape: ResponseShape = {

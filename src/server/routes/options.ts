@@ -2,7 +2,7 @@
 import type { ChildInfo } from '../launcher.ts'
 import type { Engine } from '../engine.ts'
 import type { ProcessStats, TraceSetting } from '../../ipc/messages.ts'
-import type { ServingInfo } from './generate.ts'
+import type { ServingInfo } from '../serving-info.ts'
 
 export interface HealthStatus {
   ready: boolean

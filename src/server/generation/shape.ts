@@ -1,0 +1,30 @@
+/** How an endpoint (completions, chat) shapes the responses of a generation request. */
+import type { FinishReason, StrOutput } from '../../ipc/messages.ts'
+
+export interface Usage {
+  prompt_tokens: number
+  completion_tokens: number
+  total_tokens: number
+}
+
+export interface ChunkBase {
+  id: string
+  created: number
+  model: string
+}
+
+export interface ResponseShape {
+  idPrefix: string
+  /** gen_ai.operation.name */
+  operation: 'text_completion' | 'chat'
+  /** A streamed chunk carrying `text` (and the finish reason on the last one); null: nothing to send yet. */
+  chunk(base: ChunkBase, text: string, finishReason: FinishReason | null, first: boolean): Record<string, unknown> | null
+  /** The non-streamed response. */
+  whole(base: ChunkBase, text: string, finishReason: FinishReason, usage: Usage): Record<string, unknown>
+  /** The stream_options.include_usage chunk. */
+  usageChunk(base: ChunkBase, usage: Usage): Record<string, unknown>
+}
+
+export function usageOf(item: StrOutput): Usage {
+  return { prompt_tokens: item.promptTokens, completion_tokens: item.completionTokens, total_tokens: item.promptTokens + item.completionTokens }
+}

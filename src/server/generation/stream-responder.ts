@@ -1,0 +1,66 @@
+/**
+ * The streamed answer (server-sent events): one chunk per output, the usage on the last (and on
+ * every chunk with vLLM's continuous_usage_stats), the include_usage chunk, and an error as a last
+ * event once the stream has started (a plain HTTP error before).
+ */
+import type { StrOutput } from '../../ipc/messages.ts'
+import { SpanserveError, errorBody } from '../../errors.ts'
+import type { RequestSink } from '../engine.ts'
+import { errorHeaders } from '../http-errors.ts'
+import type { SamplingBody } from '../schemas.ts'
+import { endSse, sendEvent, startSse } from '../sse.ts'
+import type { GenerationRun } from './run.ts'
+import { usageOf, type ResponseShape } from './shape.ts'
+
+export function respondStreamed(run: GenerationRun, shape: ResponseShape, options: SamplingBody['stream_options']): Promise<void> {
+  const { reply, info, built } = run
+  const res = reply.raw
+  const includeUsage = options?.include_usage === true
+  const continuousUsage = includeUsage && options?.continuous_usage_stats === true
+  let first = true
+  let started = false
+  const begin = () => {
+    if (started) return
+    started = true
+    reply.hijack()
+    startSse(res, built.headers, info.streamStallTimeoutMs)
+  }
+  return new Promise<void>((resolve) => {
+    const sink: RequestSink = {
+      onOutput: (item: StrOutput) => {
+        begin()
+        run.output(item)
+        if (res.writableLength > info.streamBufferLimit && item.finishReason === null) {
+          run.stopEarly(sink, new SpanserveError('SPANSERVE_ERR_SLOW_READER', `more than ${info.streamBufferLimit} bytes waited for the client; the request was ended`))
+          return
+        }
+        if (item.text !== '' || item.finishReason !== null || first) {
+          const chunk = shape.chunk(built.base, item.text, item.finishReason, first)
+          first = false
+          if (chunk !== null) {
+            if (item.finishReason !== null || continuousUsage) chunk.usage = usageOf(item)
+            sendEvent(res, chunk)
+          }
+        }
+        if (item.finishReason !== null) {
+          run.finish(item)
+          if (includeUsage) sendEvent(res, shape.usageChunk(built.base, usageOf(item)))
+          endSse(res)
+          resolve()
+        }
+      },
+      onError: (err) => {
+        run.fail(err)
+        if (!started) {
+          // Nothing sent yet: answer with a plain HTTP error.
+          void reply.code(err.status).headers({ ...built.headers, ...errorHeaders(err) }).send(errorBody(err))
+        } else {
+          sendEvent(res, errorBody(err))
+          endSse(res)
+        }
+        resolve()
+      },
+    }
+    run.submit(sink)
+  })
+}
