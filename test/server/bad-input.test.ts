@@ -40,7 +40,7 @@ const cases: [string, string, unknown, number, string | RegExp, Record<string, s
   ['chat without messages', '/v1/chat/completions', { model: 'default', messages: [] }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['chat with a bad role', '/v1/chat/completions', { model: 'default', messages: [{ role: 'wizard', content: 'x' }] }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['unknown route', '/v1/nothing', ok, 404, 'SPANSERVE_ERR_NOT_FOUND'],
-  ['unsupported option value', '/v1/completions', { ...ok, frequency_penalty: 0.5 }, 400, 'SPANSERVE_ERR_VALIDATION'],
+  ['option value out of range', '/v1/completions', { ...ok, frequency_penalty: 2.5 }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['wrong content type', '/v1/completions', 'model=default', 415, 'SPANSERVE_ERR_MEDIA_TYPE', { 'content-type': 'application/x-www-form-urlencoded' }],
   ['JSON sent as text/plain', '/v1/completions', JSON.stringify(ok), 415, 'SPANSERVE_ERR_MEDIA_TYPE', { 'content-type': 'text/plain' }],
   ['body over the limit', '/v1/completions', JSON.stringify({ ...ok, prompt: 'x'.repeat(100_000) }), 413, 'SPANSERVE_ERR_BODY_TOO_LARGE'],
