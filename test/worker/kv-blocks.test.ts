@@ -1,0 +1,118 @@
+/**
+ * KV blocks in the worker, on the real ONNX Runtime sessions of the embedded model: a sequence started
+ * on blocks another one filled (a cached prefix, at a block boundary) computes what a full prefill
+ * computes, and decodes the same greedy tokens, without running the prefix again; freed blocks are
+ * gone, and a chunk whose prefix is not held cannot start. Under tensor parallelism 2 each rank holds
+ * its shard of the same blocks and the ranks agree with the unsharded runner.
+ */
+import t from 'tap'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as ort from 'onnxruntime-node'
+import { ensureModel } from '../../src/model/build.ts'
+import { readModelInfo } from '../../src/model/load.ts'
+import { ensureShards } from '../../src/model/tp/shard-cache.ts'
+import { KV_BLOCK_TOKENS as BT } from '../../src/model/kv-blocks.ts'
+import type { PrefillEntry, SamplingParams } from '../../src/ipc/messages.ts'
+import { ModelRunner } from '../../src/worker/runner.ts'
+import { ZmqAllReduce } from '../../src/worker/tp/collective.ts'
+import { TpModelRunner } from '../../src/worker/tp/runner.ts'
+import { openRankSegments, segmentSessionOptions } from '../../src/worker/tp/segments.ts'
+import { TEST_CACHE_DIR } from '../helpers/server.ts'
+
+const TOLERANCE = 1e-3
+const STEPS = 12
+const greedy: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: null }
+const modelDir = await ensureModel({ preset: 'default', cacheDir: TEST_CACHE_DIR })
+const info = readModelInfo(modelDir)
+const whole = await ort.InferenceSession.create(info.onnxPath)
+t.teardown(() => whole.release())
+
+const PREFIX = Array.from({ length: 2 * BT }, (_, i) => (i * 37 + 11) % 500)
+const A = [...PREFIX, 41, 42, 43]
+const B = [...PREFIX, 300, 7, 8, 9, 10]
+
+interface Runner {
+  prefill(e: PrefillEntry): Promise<{ tokens: Int32Array; logits: Float32Array }>
+  decode(rids: readonly string[], inputs?: Int32Array): Promise<{ tokens: Int32Array }>
+  release(rid: string): void
+  freeBlocks(ids: Iterable<number>): void
+  canPrefill(e: PrefillEntry): boolean
+  heldBlocks(): number
+}
+
+const first = (rid: string, tokens: number[], start: number, blocks: number[]): PrefillEntry => ({
+  rid, trace: null, tokens: Int32Array.from(tokens.slice(start)), start, last: true, sampling: greedy, blocks: Int32Array.from(blocks),
+})
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!))
+  return m
+}
+
+/** Greedy tokens of `prompt` prefilled from scratch (own blocks), then STEPS decode steps. */
+async function fresh(r: Runner, rid: string, prompt: number[]): Promise<{ tokens: number[]; logits: Float32Array }> {
+  const p = await r.prefill({ rid, trace: null, tokens: Int32Array.from(prompt), start: 0, last: true, sampling: greedy })
+  const tokens = [p.tokens[0]!]
+  const logits = p.logits.slice()
+  for (let s = 0; s < STEPS; s++) tokens.push((await r.decode([rid])).tokens[0]!)
+  r.release(rid)
+  return { tokens, logits }
+}
+
+t.test('a sequence started on cached blocks equals a full prefill', async (t) => {
+  const r = new ModelRunner(whole, info)
+  const want = await fresh(r, 'fresh', B)
+  t.equal(r.heldBlocks(), 0, 'a sequence\'s own blocks go with it')
+  // a fills blocks 0-2 (its prompt) and decodes; its first two blocks then hold PREFIX.
+  await r.prefill(first('a', A, 0, [0, 1, 2]))
+  for (let s = 0; s < 3; s++) await r.decode(['a'])
+  r.release('a')
+  r.freeBlocks([2])
+  t.equal(r.heldBlocks(), 2, 'the cached blocks stay after a leaves')
+  const b = first('b', B, 2 * BT, [0, 1, 5, 6])
+  t.ok(r.canPrefill(b))
+  const p = await r.prefill(b)
+  t.ok(maxAbsDiff(p.logits, want.logits) < TOLERANCE, 'the last prompt position\'s logits match a full prefill')
+  const tokens = [p.tokens[0]!]
+  for (let s = 0; s < STEPS; s++) tokens.push((await r.decode(['b'])).tokens[0]!)
+  t.same(tokens, want.tokens, 'greedy tokens token for token')
+  r.release('b')
+  r.freeBlocks([0, 1, 5, 6])
+  t.equal(r.heldBlocks(), 0)
+  t.notOk(r.canPrefill(first('c', B, 2 * BT, [0, 1, 5, 6])), 'a prefix no longer held cannot start')
+  t.notOk(r.canPrefill(first('c', B, BT / 2, [0, 1, 5, 6])), 'nor one off a block boundary')
+})
+
+t.test('tensor parallel 2: each rank holds its shard of the blocks, and the ranks agree', async (t) => {
+  const shards = await ensureShards(modelDir, 2)
+  const runDir = mkdtempSync(join(tmpdir(), 'spanserve-kvb-'))
+  const addresses = [0, 1].map((r) => `ipc://${join(runDir, `tp${r}.sock`)}`)
+  const collectives = await Promise.all([0, 1].map((rank) => ZmqAllReduce.open({ rank, addresses, timeoutMs: 10_000 })))
+  const segments = await Promise.all([0, 1].map((r) => openRankSegments(shards.rankDir(r), (m) => ort.InferenceSession.create(m as string, segmentSessionOptions()))))
+  t.teardown(async () => {
+    for (const c of collectives) c.close()
+    await Promise.all(segments.map((s) => s.release()))
+    rmSync(runDir, { recursive: true, force: true })
+  })
+  const ranks = [0, 1].map((r) => new TpModelRunner(segments[r]!, collectives[r]!))
+  const want = await fresh(new ModelRunner(whole, info), 'fresh', B)
+  const both = <T>(f: (r: TpModelRunner) => Promise<T>) => Promise.all(ranks.map(f))
+  await both((r) => r.prefill(first('a', A, 0, [0, 1, 2])))
+  await both(async (r) => {
+    r.release('a')
+    r.freeBlocks([2])
+  })
+  t.same(ranks.map((r) => r.heldBlocks()), [2, 2], 'both ranks keep the cached blocks')
+  const [p0] = await both((r) => r.prefill(first('b', B, 2 * BT, [0, 1, 5, 6])))
+  t.ok(maxAbsDiff(p0!.logits, want.logits) < TOLERANCE, 'rank 0\'s logits match the unsharded full prefill')
+  const tokens = [p0!.tokens[0]!]
+  for (let s = 0; s < STEPS; s++) {
+    const inputs = Int32Array.of(tokens.at(-1)!)
+    const [d0] = await both((r) => r.decode(['b'], inputs))
+    tokens.push(d0!.tokens[0]!)
+  }
+  t.same(tokens, want.tokens, 'greedy tokens equal the unsharded runner\'s')
+})
