@@ -6,7 +6,7 @@
  * required field that may be null, which most messages have, nor a typed array.)
  */
 import { ERRORS, type ErrorCode } from '../errors.ts'
-import type { ChatMessage, ChatTool, FinishReason, MessageOf, MessageType, ProcessStats, RequestStats, Role, SamplingParams } from './messages.ts'
+import type { ChatMessage, ChatTool, FinishReason, MessageOf, MessageType, ProcessStats, RequestStats, Role, SamplingParams, TextLogprobs, TokenLogprobs, TokenText } from './messages.ts'
 import type { TraceCarrier } from '../tracing/propagation.ts'
 import { TRACE_LEVELS } from '../tracing/types.ts'
 import type { OutputConstraint } from '../model/grammar/constraint.ts'
@@ -123,6 +123,35 @@ const sampling: Schema<SamplingParams> = {
     generatedIds: opt(ints),
     minTokensStopIds: opt(ints),
     constraint: opt(outputConstraint),
+    logprobs: opt(int),
+    promptLogprobs: opt(int),
+  },
+}
+
+const nums = { type: 'array', items: num } as const
+
+const tokenLogprobs: Schema<TokenLogprobs> = {
+  type: 'object',
+  properties: {
+    logprob: num,
+    topIds: ints,
+    topLogprobs: nums,
+    prompt: opt({
+      type: 'object',
+      properties: { logprobs: { type: 'array', items: orNull(num) }, topIds: { type: 'array', items: ints }, topLogprobs: { type: 'array', items: nums } },
+    }),
+  },
+}
+
+const tokenText: Schema<TokenText> = { type: 'object', properties: { token: str, logprob: num } }
+
+const textLogprobs: Schema<TextLogprobs> = {
+  type: 'object',
+  properties: {
+    token: str,
+    logprob: num,
+    top: { type: 'array', items: tokenText },
+    prompt: opt({ type: 'array', items: { type: 'object', properties: { token: str, logprob: orNull(num), top: { type: 'array', items: tokenText } } } }),
   },
 }
 
@@ -244,6 +273,7 @@ export const MESSAGE_SCHEMAS = {
       failed: strings,
       prefillMs: num,
       decodeMs: num,
+      logprobs: opt({ type: 'array', items: orNull(tokenLogprobs) }),
     },
   },
   batch_token_ids: {
@@ -256,6 +286,7 @@ export const MESSAGE_SCHEMAS = {
       promptTokens: i32,
       stats: { type: 'array', items: orNull(requestStats) },
       cachedTokens: opt(i32),
+      logprobs: opt({ type: 'array', items: orNull(tokenLogprobs) }),
     },
   },
   batch_str: {
@@ -274,6 +305,7 @@ export const MESSAGE_SCHEMAS = {
             promptTokens: int,
             completionTokens: int,
             stats: orNull(requestStats),
+            logprobs: opt(textLogprobs),
           },
         },
       },

@@ -16,6 +16,40 @@ export type FinishReason = 'stop' | 'length' | 'abort' | 'error'
 /** Owned by the sampling module, which maps request bodies onto it (src/sampling/). */
 export type { SamplingParams } from '../sampling/params.ts'
 
+/**
+ * Log-probabilities of one sampled token, from the model's raw output (before temperature, penalties,
+ * logit bias and grammar masks, as vLLM's default): worker → scheduler → tokenizer, as token ids.
+ * Only a request that asks for logprobs (SamplingParams.logprobs) has them.
+ */
+export interface TokenLogprobs {
+  logprob: number
+  /** The most likely tokens, best first: SamplingParams.logprobs of them (ties by lower id). */
+  topIds: number[]
+  topLogprobs: number[]
+  /** On a request's first sampled token, when it asked for prompt logprobs (echo): its prompt's. */
+  prompt?: PromptLogprobs
+}
+
+/** Each prompt token's log-probability given the tokens before it; the first has none (null). */
+export interface PromptLogprobs {
+  logprobs: (number | null)[]
+  topIds: number[][]
+  topLogprobs: number[][]
+}
+
+/** A token and its log-probability, as the client gets it (tokenizer → server). */
+export interface TokenText {
+  token: string
+  logprob: number
+}
+
+/** One output token's logprobs with text (the tokenizer decodes the ids). */
+export interface TextLogprobs extends TokenText {
+  top: TokenText[]
+  /** With the first output, when prompt logprobs were asked: one per prompt token (the first's logprob null). */
+  prompt?: { token: string; logprob: number | null; top: TokenText[] }[]
+}
+
 /** A chat message as Hugging Face chat templates read it. */
 export interface ChatMessage {
   role: string
@@ -137,6 +171,8 @@ export interface ForwardBatchOutput {
   /** Milliseconds spent in the prefill and decode session runs of this step. */
   prefillMs: number
   decodeMs: number
+  /** Per entry of `rids`: its token's logprobs, null for a request that did not ask (absent: none asked). */
+  logprobs?: (TokenLogprobs | null)[]
 }
 
 /** scheduler → tokenizer: new tokens of many requests at once. */
@@ -154,6 +190,8 @@ export interface BatchTokenIdOutput {
   stats: (RequestStats | null)[]
   /** Per rid: prompt tokens whose KV came from the prefix cache (absent: none). */
   cachedTokens?: Int32Array
+  /** Per rid: the token's logprobs from the worker, null when not asked (absent: none asked). */
+  logprobs?: (TokenLogprobs | null)[]
 }
 
 /** Where a finished request's time went, as the scheduler saw it (for latency attributes). */
@@ -175,6 +213,8 @@ export interface StrOutput {
   completionTokens: number
   /** Set when the request finished in the scheduler. */
   stats: RequestStats | null
+  /** The token's logprobs, when the request asked (absent otherwise). */
+  logprobs?: TextLogprobs
 }
 
 /** tokenizer → server. */

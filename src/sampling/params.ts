@@ -45,6 +45,13 @@ export interface SamplingParams {
    * grammar or tool-call format; the worker masks what it does not allow.
    */
   constraint?: OutputConstraint
+  /**
+   * Logprobs of each sampled token and of this many most likely tokens (0…20), from the raw model
+   * output; absent: none computed (the request pays nothing for them).
+   */
+  logprobs?: number
+  /** Logprobs of the prompt's tokens too, with this many most likely at each position (completions' echo). */
+  promptLogprobs?: number
 }
 
 /** Whether the worker's sampler has more to do than temperature, top-k and top-p. */
