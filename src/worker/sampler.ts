@@ -18,6 +18,7 @@ import { SeededRandom } from '../model/rng.ts'
 import { adjustsLogits, type SamplingParams } from '../sampling/params.ts'
 import type { LogitsProcessor } from './logits-processor.ts'
 import { Penalties } from './penalties.ts'
+import { grammarProcessor } from './grammar.ts'
 
 export function argmax(logits: Float32Array, offset: number, size: number): number {
   let best = 0
@@ -131,7 +132,11 @@ export class Sampler {
 
   constructor(readonly params: SamplingParams) {
     this.rng = params.temperature > 0 ? new SeededRandom(params.seed ?? randomInt(0, 2 ** 32 - 1), params.draws ?? 0) : null
-    this.processors = adjustsLogits(params) ? [new Penalties(params)] : null
+    // A grammar (src/worker/grammar.ts) comes last: its mask has the final word.
+    const grammar = grammarProcessor(params)
+    const processors: LogitsProcessor[] = adjustsLogits(params) ? [new Penalties(params)] : []
+    if (grammar) processors.push(grammar)
+    this.processors = processors.length > 0 ? processors : null
     // min-p changes nothing under greedy: the best token always passes.
     this.minP = this.rng !== null ? (params.minP ?? 0) : 0
     // A resumed request's tokens so far count as generated.
