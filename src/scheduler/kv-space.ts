@@ -75,13 +75,13 @@ export class KvSpace {
 
   /**
    * Admit a request of `reserved` tokens with this prompt, evicting cached prefixes it needs the room
-   * of; null when it does not fit (it waits).
+   * of; null when it does not fit (it waits). `useCache` false: no cached prefix is looked up.
    */
-  admit(prompt: Int32Array, reserved: number): KvHold | null {
+  admit(prompt: Int32Array, reserved: number, useCache = true): KvHold | null {
     let node: RadixNode | null = null
     let cached = 0
     let prefix: number[] = []
-    if (this.cache) {
+    if (this.cache && useCache) {
       // The last prompt token is always computed: its logits give the first output token.
       const m = this.cache.match(prompt, prompt.length - 1)
       if (m.tokens > 0) {

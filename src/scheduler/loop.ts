@@ -211,7 +211,8 @@ export class SchedulerLoop {
     // Admit from the queue while room remains in the batch and the KV budget.
     while (this.waiting.length > 0 && this.running < this.limits.maxBatchSize) {
       const next = this.waiting.peek()!
-      const kv = this.budget.admit(next.inputIds, next.reserved)
+      // Prompt logprobs (echo) need every prompt position computed: no cached prefix for them.
+      const kv = this.budget.admit(next.inputIds, next.reserved, next.sampling.promptLogprobs === undefined)
       if (kv === null) break
       this.waiting.shift()
       next.kv = kv
@@ -275,6 +276,8 @@ export class SchedulerLoop {
     const promptTokens: number[] = []
     const stats: (RequestStats | null)[] = []
     const cached: number[] = []
+    // Logprobs pass through as the worker gave them, only when some request of the step asked.
+    const logprobs: BatchTokenIdOutput['logprobs'] = out.logprobs ? [] : undefined
     for (const rid of out.failed) {
       const lost = 'the worker lost this request\'s KV cache'
       if (this.take(rid, 'error', lost)) this.fail(rid, 'SPANSERVE_ERR_UNAVAILABLE', lost)
@@ -297,6 +300,7 @@ export class SchedulerLoop {
       finished.push(reason)
       promptTokens.push(req.inputIds.length)
       cached.push(req.cachedTokens)
+      logprobs?.push(out.logprobs![i] ?? null)
       stats.push(reason === null ? null : { queueMs: req.admittedAt - req.enqueuedAt, prefillMs: req.prefillMs, decodeMs: req.decodeMs })
       if (reason !== null) {
         this.decoding.delete(rid)
@@ -306,6 +310,7 @@ export class SchedulerLoop {
     if (rids.length > 0) {
       const output: BatchTokenIdOutput = { type: 'batch_token_ids', rids, tokens: Int32Array.from(tokens), finished, promptTokens: Int32Array.from(promptTokens), stats }
       if (this.budget.cacheEnabled) output.cachedTokens = Int32Array.from(cached)
+      if (logprobs?.some((l) => l !== null)) output.logprobs = logprobs
       this.io.output(output)
     }
   }
