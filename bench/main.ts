@@ -29,6 +29,7 @@ import type { LevelResult } from './stats.ts'
 import { judge } from './targets.ts'
 import { runTracingMicro } from './tracing-micro.ts'
 import { runSamplerMicro } from './sampler-micro.ts'
+import { runFeatures } from './features.ts'
 
 const opts = (() => {
   try {
@@ -53,6 +54,11 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     killTracked()
     process.exit(130)
   })
+}
+
+if (opts.features) {
+  await runFeatures({ models: opts.models, base: opts.base ? resolve(opts.base) : null, out: opts.outDir })
+  process.exit(0)
 }
 
 const started = performance.now()

@@ -52,10 +52,16 @@ export interface BenchOptions {
   tpStep: boolean
   /** The configurations run on the large preset (they take several times longer there). */
   largeConfigs: ConfigName[]
+  /** Run the prefix-cache and API-feature workloads (bench/features.ts) instead of the configurations. */
+  features: boolean
 }
 
 const HELP = `usage: npm run bench -- [flags]
 
+  --features             instead of the configurations: the prefix-cache workloads (shared
+                         1,024-token system prompt, multi-turn chat, no sharing; cache on vs
+                         --disable-radix-cache) and the API features (top_logprobs 20, json_schema,
+                         n=4) against plain requests, plus plain requests against --base when given
   --models LIST          model presets, comma-separated (default: default,large; on 2 cores the
                          default preset takes about 8 minutes and the large one 12 more)
   --configs LIST         of limit,limitspin,baselimit,off,lockstep,spin,steps4,base,baseon,on,onlive,
@@ -129,6 +135,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       'no-docs': { type: 'boolean', default: false },
       'no-tp-step': { type: 'boolean', default: false },
       'docs-from': { type: 'string' },
+      features: { type: 'boolean', default: false },
       out: { type: 'string', default: 'bench/results' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -170,5 +177,6 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     tpStep: !values['no-tp-step'],
     docsFrom: values['docs-from'] ?? null,
     largeConfigs: CONFIG_NAMES.filter((c) => large.includes(c)),
+    features: values.features,
   }
 }

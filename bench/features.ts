@@ -1,0 +1,206 @@
+/**
+ * `npm run bench -- --features`: the workloads of the prefix cache and of the API features, each
+ * measured in one run against its own control on the same server build:
+ * - prefix cache on vs --disable-radix-cache: a 1,024-token system prompt shared by every request
+ *   with 32-token unique suffixes (TTFT p50 at concurrency 1, tok/s at 16), a multi-turn chat whose
+ *   every turn extends the last, and the no-sharing workload (distinct prompts);
+ * - API features vs plain requests: top_logprobs 20 at concurrency 16, json_schema at 16, n=4 vs
+ *   n=1 time to first token at 1;
+ * - with --base, plain requests against the other checkout's server (no new option used).
+ * Writes bench/results/features-<date>.json and prints each target's verdict.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ensureModel } from '../src/model/build.ts'
+import type { PresetName } from '../src/model/presets.ts'
+import { ROOT } from '../test/helpers/server.ts'
+import { startSpanserve } from './configs/spanserve.ts'
+import { makePrompts } from './prompts.ts'
+import { percentile } from './stats.ts'
+
+export interface FeaturesOptions {
+  models: PresetName[]
+  base: string | null
+  out: string
+}
+
+interface Sample {
+  ttftMs: number
+  e2eMs: number
+  tokens: number
+  cachedTokens: number
+}
+
+interface Level {
+  label: string
+  concurrency: number
+  requests: number
+  tokensPerSec: number
+  ttftP50: number
+  cachedTokens: number
+}
+
+/** One streamed request; tokens from the usage of its last chunk. */
+async function stream(url: string, path: string, body: Record<string, unknown>): Promise<Sample> {
+  const t0 = performance.now()
+  const res = await fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) })
+  if (res.status !== 200) throw new Error(`${path}: HTTP ${res.status}: ${(await res.text()).slice(0, 300)}`)
+  let ttftMs = Number.NaN
+  let tokens = 0
+  let cachedTokens = 0
+  let buf = ''
+  const decoder = new TextDecoder()
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true })
+    let sep: number
+    while ((sep = buf.indexOf('\n\n')) >= 0) {
+      const data = buf.slice(6, sep)
+      buf = buf.slice(sep + 2)
+      if (data === '[DONE]') continue
+      const obj = JSON.parse(data) as { error?: { message: string }; choices?: { text?: string; delta?: { content?: string } }[]; usage?: { completion_tokens: number; prompt_tokens_details?: { cached_tokens?: number } } }
+      if (obj.error) throw new Error(`stream error: ${obj.error.message}`)
+      if (Number.isNaN(ttftMs) && obj.choices?.some((c) => c.text || c.delta?.content)) ttftMs = performance.now() - t0
+      if (obj.usage) {
+        tokens = obj.usage.completion_tokens
+        cachedTokens = obj.usage.prompt_tokens_details?.cached_tokens ?? 0
+      }
+    }
+  }
+  return { ttftMs, e2eMs: performance.now() - t0, tokens, cachedTokens }
+}
+
+/** `bodies` sent `concurrency` at a time, each slot sending its next as its last ends. */
+async function level(label: string, url: string, path: string, bodies: Record<string, unknown>[], concurrency: number): Promise<Level> {
+  const samples: Sample[] = []
+  let next = 0
+  const t0 = performance.now()
+  await Promise.all(Array.from({ length: Math.min(concurrency, bodies.length) }, async () => {
+    while (next < bodies.length) samples.push(await stream(url, path, bodies[next++]!))
+  }))
+  const wallMs = performance.now() - t0
+  const tokens = samples.reduce((s, r) => s + r.tokens, 0)
+  const result = {
+    label,
+    concurrency,
+    requests: samples.length,
+    tokensPerSec: (tokens * 1000) / wallMs,
+    ttftP50: percentile(samples.map((s) => s.ttftMs), 50),
+    cachedTokens: samples.reduce((s, r) => s + r.cachedTokens, 0),
+  }
+  process.stderr.write(`  ${label} c${concurrency}: ${result.tokensPerSec.toFixed(1)} tok/s, TTFT p50 ${result.ttftP50.toFixed(1)} ms, ${result.cachedTokens} cached prompt tokens\n`)
+  return result
+}
+
+const completion = (prompt: number[], maxTokens: number, extra: Record<string, unknown> = {}) => ({ model: 'default', prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, ...extra })
+
+/** The workloads of one model, on the server at `url` (whose cache state the caller chose). */
+function workloads(modelDir: string) {
+  const corpus = makePrompts(modelDir, 64, 160).prompts
+  const system = corpus.slice(0, 16).flat() // 1,024 tokens
+  const suffix = (i: number) => corpus[16 + (i % 144)]!.slice(0, 32)
+  const shared = (n: number, from: number) => Array.from({ length: n }, (_, i) => completion([...system, ...suffix(from + i)], 32))
+  // Eight conversations of six turns; turn k is turn k-1's prompt plus 64 more tokens (a reply and a question).
+  const turns = Array.from({ length: 6 }, (_, k) => Array.from({ length: 8 }, (_, c) => completion(corpus.slice(20 + c * 8, 20 + c * 8 + 2 + k).flat(), 32)))
+  // Distinct prompts start where no other workload's prompt does; the warm-up's straddle two slices.
+  const distinct = (n: number, from: number) => Array.from({ length: n }, (_, i) => completion(corpus[96 + ((from + i) % 64)]!, 64))
+  const warmup = Array.from({ length: 16 }, (_, i) => completion([...corpus[100 + i]!.slice(32), ...corpus[101 + i]!.slice(0, 32)], 16))
+  return { shared, turns, distinct, warmup }
+}
+
+async function cacheRun(modelDir: string, url: string, label: string): Promise<Level[]> {
+  const w = workloads(modelDir)
+  const out: Level[] = []
+  // The first request of a run fills the cache with the system prompt; its TTFT is not the steady state.
+  await level(`${label} warm-up`, url, '/v1/completions', w.warmup, 16)
+  await level(`${label} system-prompt fill`, url, '/v1/completions', w.shared(1, 140), 1)
+  out.push(await level(`${label} system prompt`, url, '/v1/completions', w.shared(12, 0), 1))
+  out.push(await level(`${label} system prompt`, url, '/v1/completions', w.shared(48, 20), 16))
+  const multi: Level[] = []
+  for (const [k, turn] of w.turns.entries()) multi.push(await level(`${label} multi-turn, turn ${k + 1}`, url, '/v1/completions', turn, 8))
+  out.push({ label: `${label} multi-turn`, concurrency: 8, requests: 48, tokensPerSec: multi.reduce((s, l) => s + l.tokensPerSec, 0) / multi.length, ttftP50: percentile(multi.map((l) => l.ttftP50), 50), cachedTokens: multi.reduce((s, l) => s + l.cachedTokens, 0) })
+  out.push(await level(`${label} no sharing`, url, '/v1/completions', w.distinct(64, 0), 16))
+  return out
+}
+
+async function featureRun(modelDir: string, url: string): Promise<Level[]> {
+  const prompts = makePrompts(modelDir, 64, 64).prompts
+  const bodies = (extra: Record<string, unknown>) => prompts.map((p) => completion(p, 64, extra))
+  const schema = { type: 'object', properties: { name: { type: 'string' }, age: { type: 'integer' } }, required: ['name', 'age'] }
+  const chat = prompts.map(() => ({ model: 'default', messages: [{ role: 'user', content: 'Describe a person as JSON.' }], max_tokens: 64, temperature: 0 }))
+  const out: Level[] = []
+  await level('warm-up', url, '/v1/completions', bodies({}).slice(0, 32), 16)
+  out.push(await level('plain', url, '/v1/completions', bodies({}), 16))
+  out.push(await level('top_logprobs 20', url, '/v1/completions', bodies({ logprobs: 20 }), 16))
+  out.push(await level('chat plain', url, '/v1/chat/completions', chat, 16))
+  out.push(await level('chat json_schema', url, '/v1/chat/completions', chat.map((b) => ({ ...b, response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } } })), 16))
+  out.push(await level('n=1', url, '/v1/completions', bodies({}).slice(0, 12), 1))
+  out.push(await level('n=4', url, '/v1/completions', bodies({ n: 4 }).slice(0, 12), 1))
+  return out
+}
+
+async function plainRun(modelDir: string, url: string, label: string): Promise<Level[]> {
+  const prompts = makePrompts(modelDir, 64, 64).prompts
+  await level(`${label} warm-up`, url, '/v1/completions', prompts.map((p) => completion(p, 16)), 16)
+  return [await level(label, url, '/v1/completions', prompts.map((p) => completion(p, 64)).slice(0, 16), 1), await level(label, url, '/v1/completions', prompts.map((p) => completion(p, 64)), 16)]
+}
+
+async function withServer<T>(modelDir: string, extraArgs: string[], root: string | undefined, run: (url: string) => Promise<T>): Promise<T> {
+  const server = await startSpanserve({ modelDir, traceLevel: null, maxBatchSize: 64, extraArgs, root })
+  try {
+    return await run(server.url)
+  } finally {
+    await server.stop()
+  }
+}
+
+interface Verdict {
+  target: string
+  value: number
+  met: boolean
+}
+
+const find = (levels: Level[], label: string, c: number) => levels.find((l) => l.label === label && l.concurrency === c)
+
+export async function runFeatures(opts: FeaturesOptions): Promise<void> {
+  const results: Record<string, { levels: Level[]; verdicts: Verdict[] }> = {}
+  for (const preset of opts.models) {
+    const modelDir = await ensureModel({ preset })
+    process.stderr.write(`features [${preset}]\n`)
+    const levels: Level[] = []
+    const verdicts: Verdict[] = []
+    const ratio = (target: string, a: Level | undefined, b: Level | undefined, pick: (l: Level) => number, bound: number, atMost: boolean) => {
+      if (!a || !b) return
+      const value = pick(a) / pick(b)
+      verdicts.push({ target, value, met: atMost ? value <= bound : value >= bound })
+    }
+    const cache = await withServer(modelDir, [], undefined, (url) => cacheRun(modelDir, url, 'cache'))
+    const nocache = await withServer(modelDir, ['--disable-radix-cache'], undefined, (url) => cacheRun(modelDir, url, 'no cache'))
+    levels.push(...cache, ...nocache)
+    ratio('system prompt: TTFT p50 at c1, cache / no cache (<= 0.25)', find(cache, 'cache system prompt', 1), find(nocache, 'no cache system prompt', 1), (l) => l.ttftP50, 0.25, true)
+    ratio('system prompt: tok/s at c16, cache / no cache (>= 1.5)', find(cache, 'cache system prompt', 16), find(nocache, 'no cache system prompt', 16), (l) => l.tokensPerSec, 1.5, false)
+    ratio('multi-turn: TTFT p50, cache / no cache (<= 0.25)', find(cache, 'cache multi-turn', 8), find(nocache, 'no cache multi-turn', 8), (l) => l.ttftP50, 0.25, true)
+    ratio('no sharing: tok/s at c16, cache / no cache (>= 0.97)', find(cache, 'cache no sharing', 16), find(nocache, 'no cache no sharing', 16), (l) => l.tokensPerSec, 0.97, false)
+    try {
+      const features = await withServer(modelDir, [], undefined, (url) => featureRun(modelDir, url))
+      levels.push(...features)
+      ratio('top_logprobs 20 / plain, tok/s at c16 (>= 0.9)', find(features, 'top_logprobs 20', 16), find(features, 'plain', 16), (l) => l.tokensPerSec, 0.9, false)
+      ratio('json_schema / unconstrained chat, tok/s at c16 (>= 0.8)', find(features, 'chat json_schema', 16), find(features, 'chat plain', 16), (l) => l.tokensPerSec, 0.8, false)
+      ratio('n=4 / n=1, TTFT p50 at c1 (<= 1.3)', find(features, 'n=4', 1), find(features, 'n=1', 1), (l) => l.ttftP50, 1.3, true)
+    } catch (err) {
+      process.stderr.write(`  API features: ${(err as Error).message}\n`)
+    }
+    if (opts.base) {
+      const now = await withServer(modelDir, [], undefined, (url) => plainRun(modelDir, url, 'this checkout'))
+      const before = await withServer(modelDir, [], opts.base, (url) => plainRun(modelDir, url, 'base'))
+      levels.push(...now, ...before)
+      for (const c of [1, 16]) ratio(`plain requests, tok/s at c${c}, this checkout / base (>= 0.98)`, find(now, 'this checkout', c), find(before, 'base', c), (l) => l.tokensPerSec, 0.98, false)
+    }
+    for (const v of verdicts) process.stderr.write(`  ${v.met ? 'met' : 'NOT met'}: ${v.target}: ${v.value.toFixed(3)}\n`)
+    results[preset] = { levels, verdicts }
+  }
+  const dir = opts.out || join(ROOT, 'bench/results')
+  mkdirSync(dir, { recursive: true })
+  const file = join(dir, `features-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}Z.json`)
+  writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), base: opts.base, results }, null, 2) + '\n')
+  process.stderr.write(`results: ${file}\n`)
+}
