@@ -8,6 +8,7 @@ import type { ModelInfo } from '../model/load.ts'
 import { GrammarEngine, type ConstrainedOutput, type PreparedGrammar } from '../model/grammar/engine.ts'
 import { readGrammarVocab } from '../model/grammar/vocab.ts'
 import type { SamplingParams } from '../sampling/params.ts'
+import type { PrefillEntry } from '../ipc/messages.ts'
 import type { LogitsProcessor } from './logits-processor.ts'
 import * as tracing from '../tracing/index.ts'
 
@@ -34,6 +35,21 @@ export async function prepareGrammar(info: ModelInfo, rid: string, sampling: Sam
     [tracing.SPANSERVE_GRAMMAR_TYPE]: sampling.constraint.type,
     [tracing.SPANSERVE_GRAMMAR_CACHE_HIT]: grammar.info.cacheHit,
   })
+}
+
+/**
+ * The step loop's prepare hook (step.ts StepLoopOptions.prepare): a constrained request's grammar is
+ * ready before its first chunk (false fails the request, logged); others pass without waiting. Only
+ * the rank that samples (TP rank 0) compiles.
+ */
+export function grammarPrepare(info: ModelInfo, tpRank: number, log: { error(obj: object, msg: string): void }): (entry: PrefillEntry) => Promise<boolean> | true {
+  return (entry) => {
+    if (!entry.sampling?.constraint || tpRank !== 0) return true
+    return prepareGrammar(info, entry.rid, entry.sampling).then(
+      () => true,
+      (err: unknown) => (log.error({ err, rid: entry.rid }, 'grammar compile failed'), false),
+    )
+  }
 }
 
 /** A matcher's WebAssembly memory is freed when its sequence's sampler is collected (samplers have no end call). */
