@@ -345,6 +345,24 @@ export const MESSAGE_SCHEMAS = {
       worker: orNull(workerStats),
     },
   },
+  tokenize: {
+    type: 'object',
+    properties: {
+      type: { type: 'string', const: 'tokenize' },
+      rid: str,
+      text: orNull(str),
+      messages: orNull({ type: 'array', items: chatMessage }),
+      tools: orNull({ type: 'array', items: chatTool }),
+      tokens: orNull(ints),
+      addSpecialTokens: bool,
+      addGenerationPrompt: bool,
+      tokenStrs: bool,
+    },
+  },
+  tokenize_out: {
+    type: 'object',
+    properties: { type: { type: 'string', const: 'tokenize_out' }, rid: str, tokens: ints, tokenStrs: orNull(strings), text: orNull(str) },
+  },
   process_exited: {
     type: 'object',
     properties: { type: { type: 'string', const: 'process_exited' }, key: str, code: orNull(int), signal: orNull(str) },

@@ -292,6 +292,34 @@ export interface ProcessStats {
   worker: { cachedTokens: number; sequences: number; cacheBlocks?: number } | null
 }
 
+/**
+ * server → tokenizer: vLLM's /tokenize (text, or chat messages through the template) and
+ * /detokenize (`tokens`), answered with a TokenizeOutput or a ReqError of the same rid.
+ */
+export interface TokenizeReq {
+  type: 'tokenize'
+  rid: string
+  /** Exactly one of text, messages and tokens is set; tokens means detokenize. */
+  text: string | null
+  messages: ChatMessage[] | null
+  tools: ChatTool[] | null
+  tokens: number[] | null
+  addSpecialTokens: boolean
+  addGenerationPrompt: boolean
+  /** Also answer each token's vocabulary string. */
+  tokenStrs: boolean
+}
+
+/** tokenizer → server: the answer to a TokenizeReq. */
+export interface TokenizeOutput {
+  type: 'tokenize_out'
+  rid: string
+  tokens: number[]
+  tokenStrs: string[] | null
+  /** The decoded text (detokenize), else null. */
+  text: string | null
+}
+
 /** node agent → server (node 0): one of its workers died; the agent starts it again itself. */
 export interface ProcessExited {
   type: 'process_exited'
@@ -349,6 +377,8 @@ export type Message =
   | ProcessStats
   | ProcessExited
   | RestartProcess
+  | TokenizeReq
+  | TokenizeOutput
 
 export type MessageType = Message['type']
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>

@@ -35,6 +35,11 @@ const SAMPLES: { [T in MessageType]: MessageOf<T> } = {
   },
   process_exited: { type: 'process_exited', key: 'worker-0-0', code: null, signal: 'SIGKILL' },
   restart_process: { type: 'restart_process', key: 'worker-0-0' },
+  tokenize: {
+    type: 'tokenize', rid: 't1', text: null, messages: [{ role: 'assistant', content: '', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: { a: 1 } } }] }],
+    tools: [{ type: 'function', function: { name: 'f', description: null, parameters: { type: 'object' } } }], tokens: null, addSpecialTokens: false, addGenerationPrompt: true, tokenStrs: true,
+  },
+  tokenize_out: { type: 'tokenize_out', rid: 't1', tokens: [1, 2], tokenStrs: ['a', 'b'], text: null },
   trace_setting: { type: 'trace_setting', level: 2, sampleRate: 0.5 },
   group_state: { type: 'group_state', dpRank: 1, up: false, reason: 'worker died' },
   reset: { type: 'reset', reason: 'worker died' },
