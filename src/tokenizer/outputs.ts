@@ -28,7 +28,10 @@ export function detokenizeBatch(d: OutputDeps, batch: BatchTokenIdOutput): void 
     const { text, finishReason, stoppedHere } = t.push(tokenId, batch.finished[i]!)
     // The scheduler is still decoding it: stop it and free its KV.
     if (stoppedHere) d.schedulers[t.dp]!.post({ type: 'abort', rid, reason: 'stop string' })
-    items.push({ rid, text, tokenId, finishReason, promptTokens: t.promptTokens, completionTokens: t.completionTokens, stats: batch.stats[i] ?? null })
+    const item: StrOutput = { rid, text, tokenId, finishReason, promptTokens: t.promptTokens, completionTokens: t.completionTokens, stats: batch.stats[i] ?? null }
+    const lp = batch.logprobs?.[i]
+    if (lp) item.logprobs = t.logprobsText(tokenId, lp)
+    items.push(item)
     if (finishReason !== null) {
       d.states.forget(rid)
       ended.push(rid)

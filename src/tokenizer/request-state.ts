@@ -3,7 +3,8 @@
  * it went to and the load it counts there, and what turns its token ids into the text the client
  * gets (incremental detokenizer, stop strings, stop token ids) with its usage so far.
  */
-import type { FinishReason } from '../ipc/messages.ts'
+import type { FinishReason, TextLogprobs, TokenLogprobs } from '../ipc/messages.ts'
+import { textLogprobs } from './logprobs-text.ts'
 import { IncrementalDetokenizer } from './detokenizer.ts'
 import type { DpDispatcher } from './dispatch.ts'
 import { StopMatcher } from './stop.ts'
@@ -20,6 +21,8 @@ export interface NewRequestState {
   stopTokenIds: readonly number[] | undefined
   /** A resumed request's tokens so far: replayed, their text not sent again. */
   resumed: readonly number[]
+  /** The prompt's ids, kept only when its logprobs come back (echo). */
+  promptIds?: readonly number[]
 }
 
 /** One generated token's outcome. */
@@ -39,8 +42,12 @@ export class RequestState {
   private readonly detok: IncrementalDetokenizer
   private readonly stop: StopMatcher
   private readonly stopTokenIds: ReadonlySet<number> | null
+  private readonly tok: TextTokenizer
+  private readonly promptIds: readonly number[] | null
 
   constructor(tok: TextTokenizer, s: NewRequestState) {
+    this.tok = tok
+    this.promptIds = s.promptIds ?? null
     this.rid = s.rid
     this.dp = s.dp
     this.load = s.load
@@ -52,6 +59,11 @@ export class RequestState {
     // Replaying puts the detokenizer's offsets and the held-back text where they were, and discards
     // the text: the client already has it.
     for (const id of s.resumed) this.stop.push(this.detok.push(id))
+  }
+
+  /** A token's logprobs from the worker, decoded for the client. */
+  logprobsText(token: number, lp: TokenLogprobs): TextLogprobs {
+    return textLogprobs(this.tok, token, lp, this.promptIds)
   }
 
   /** The next generated token; `finishReason` as the scheduler decided it (EOS, max_tokens). */

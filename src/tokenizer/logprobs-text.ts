@@ -1,0 +1,19 @@
+/**
+ * A token's logprobs as the client reads them: ids decoded to their text, one token at a time (a
+ * token that is part of a UTF-8 character decodes to U+FFFD, as in vLLM's output).
+ */
+import type { TextLogprobs, TokenLogprobs, TokenText } from '../ipc/messages.ts'
+import type { Decoder } from './detokenizer.ts'
+
+function tops(d: Decoder, ids: readonly number[], logprobs: readonly number[]): TokenText[] {
+  return ids.map((id, i) => ({ token: d.decode([id]), logprob: logprobs[i]! }))
+}
+
+export function textLogprobs(d: Decoder, token: number, lp: TokenLogprobs, promptIds: readonly number[] | null): TextLogprobs {
+  const out: TextLogprobs = { token: d.decode([token]), logprob: lp.logprob, top: tops(d, lp.topIds, lp.topLogprobs) }
+  if (lp.prompt && promptIds) {
+    const p = lp.prompt
+    out.prompt = promptIds.map((id, i) => ({ token: d.decode([id]), logprob: p.logprobs[i] ?? null, top: tops(d, p.topIds[i] ?? [], p.topLogprobs[i] ?? []) }))
+  }
+  return out
+}
