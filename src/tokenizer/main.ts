@@ -12,6 +12,7 @@ import { RequestStates } from './request-state.ts'
 import { Intake } from './intake.ts'
 import { detokenizeBatch } from './outputs.ts'
 import { onGroupState, onReset } from './group-events.ts'
+import { answerTokenize } from './tokenize-api.ts'
 import * as tracing from '../tracing/index.ts'
 
 await runChild('tokenizer', async (ctx) => {
@@ -42,6 +43,7 @@ await runChild('tokenizer', async (ctx) => {
       },
       group_state: (msg) => onGroupState(groups, msg),
       reset: (msg) => onReset(groups, msg),
+      tokenize: (msg) => toServer.post(answerTokenize(tok, model.vocabSize, msg)),
     },
     (err) => log.error({ err }, 'bad message'),
   )

@@ -47,6 +47,11 @@ export class TextTokenizer {
     return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids
   }
 
+  /** A token's string in the vocabulary (byte-level symbols as stored, e.g. "Ġthe"). */
+  tokenString(id: number): string {
+    return this.tokenizer.id_to_token(id) ?? ''
+  }
+
   /** Decode, skipping special tokens (EOS is counted in usage but never shown). */
   decode(ids: readonly number[]): string {
     if (ids.length === 0) return '' // the library throws on an empty list
@@ -54,9 +59,9 @@ export class TextTokenizer {
   }
 
   /** `tools` go to the template as transformers passes them (absent when there are none). */
-  applyChatTemplate(messages: readonly ChatMessage[], tools: readonly ChatTool[] | null = null): string {
+  applyChatTemplate(messages: readonly ChatMessage[], tools: readonly ChatTool[] | null = null, addGenerationPrompt = true): string {
     if (!this.template) throw new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', 'this model has no chat template; use /v1/completions', 'messages')
-    const context: Record<string, unknown> = { messages, add_generation_prompt: true, bos_token: this.bosToken, eos_token: this.eosToken }
+    const context: Record<string, unknown> = { messages, add_generation_prompt: addGenerationPrompt, bos_token: this.bosToken, eos_token: this.eosToken }
     if (tools && tools.length > 0) context.tools = tools
     try {
       return this.template.render(context)
