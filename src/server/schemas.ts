@@ -7,6 +7,7 @@
  * docs/api.md says what happens to each field.
  */
 import { samplingFieldSchemas, type SamplingFields } from '../sampling/body.ts'
+import { constraintFieldSchemas } from '../model/grammar/request.ts'
 
 const samplingProperties = {
   model: { type: 'string', maxLength: 256 },
@@ -32,6 +33,8 @@ const samplingProperties = {
   ignore_eos: { type: ['boolean', 'null'] },
   // temperature, top_p, top_k, seed, the penalties, min_p, min_tokens, stop_token_ids, logit_bias.
   ...samplingFieldSchemas,
+  // Structured output: response_format, guided_json/_regex/_choice/_grammar, structured_outputs (src/model/grammar/).
+  ...constraintFieldSchemas,
 } as const
 
 export const completionBody = {
@@ -134,7 +137,6 @@ export const chatBody = {
     tools: { type: ['array', 'null'], maxItems: 128, items: tool },
     tool_choice: { anyOf: [{ enum: ['none', 'auto', 'required', null] }, namedToolChoice] },
     parallel_tool_calls: { type: ['boolean', 'null'] },
-    response_format: { anyOf: [{ type: 'null' }, { type: 'object', additionalProperties: false, required: ['type'], properties: { type: { const: 'text' } } }] },
     // Accepted and ignored: no reasoning mode, no predicted-output speed-up, cache keys of OpenAI's own.
     reasoning_effort: { type: ['string', 'null'], enum: ['none', 'minimal', 'low', 'medium', 'high', null] },
     verbosity: { type: ['string', 'null'], enum: ['low', 'medium', 'high', null] },

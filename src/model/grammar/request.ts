@@ -5,7 +5,58 @@
  * named function. At most one may be set; the field that set it is `param` in any error about it.
  */
 import { SpanserveError } from '../../errors.ts'
+import { checkConstraint } from './check.ts'
 import type { OutputConstraint } from './constraint.ts'
+
+/**
+ * The body schemas of the constraint fields, for the route schemas to spread in (chat and
+ * completions alike, as vLLM takes them on both). The types are checked here; what a schema cannot
+ * say (one constraint only, a schema that compiles) by requestedConstraint and checkConstraint.
+ */
+export const constraintFieldSchemas = {
+  response_format: {
+    anyOf: [
+      { type: 'null' },
+      {
+        type: 'object',
+        required: ['type'],
+        properties: {
+          type: { enum: ['text', 'json_object', 'json_schema'] },
+          json_schema: {
+            type: 'object',
+            properties: {
+              name: { type: 'string', maxLength: 256 },
+              description: { type: ['string', 'null'] },
+              // A JSON Schema, as the user wrote it: its keys are not request fields.
+              schema: { type: ['object', 'boolean'] },
+              strict: { type: ['boolean', 'null'] },
+            },
+          },
+        },
+      },
+    ],
+  },
+  guided_json: { anyOf: [{ type: 'string' }, { type: ['object', 'boolean'] }, { type: 'null' }] },
+  guided_regex: { type: ['string', 'null'] },
+  guided_choice: { anyOf: [{ type: 'array', maxItems: 4096, items: { type: 'string' } }, { type: 'null' }] },
+  guided_grammar: { type: ['string', 'null'] },
+  structured_outputs: {
+    anyOf: [
+      { type: 'null' },
+      {
+        type: 'object',
+        properties: {
+          json: { anyOf: [{ type: 'string' }, { type: ['object', 'boolean'] }, { type: 'null' }] },
+          regex: { type: ['string', 'null'] },
+          choice: { anyOf: [{ type: 'array', maxItems: 4096, items: { type: 'string' } }, { type: 'null' }] },
+          grammar: { type: ['string', 'null'] },
+          json_object: { type: ['boolean', 'null'] },
+          structural_tag: { anyOf: [{ type: 'string' }, { type: 'object' }, { type: 'null' }] },
+        },
+      },
+    ],
+  },
+} as const
 
 export interface ConstraintRequest {
   response_format?: unknown
@@ -143,4 +194,15 @@ export function requestedConstraint(body: ConstraintRequest): RequestedConstrain
     throw bad(found[1]!.param, `only one output constraint per request: ${found[0]!.param} and ${found[1]!.param} are both set`)
   }
   return found[0] ?? null
+}
+
+/**
+ * The request's output constraint, checked: null when it asks for none; a 400 naming the field
+ * when a field is malformed, two are set, or the schema, regex or grammar does not compile.
+ */
+export async function outputConstraint(body: ConstraintRequest): Promise<OutputConstraint | null> {
+  const requested = requestedConstraint(body)
+  if (requested === null) return null
+  await checkConstraint(requested)
+  return requested.constraint
 }

@@ -8,6 +8,7 @@ import type { Context } from '@opentelemetry/api'
 import type { ChatMessage, ChatTool, GenerateReqInput } from '../../ipc/messages.ts'
 import { SpanserveError } from '../../errors.ts'
 import { samplingFrom } from '../../sampling/body.ts'
+import type { OutputConstraint } from '../../model/grammar/constraint.ts'
 import type { SamplingBody } from '../schemas.ts'
 import type { ServingInfo } from '../serving-info.ts'
 import { startRequestTrace } from '../request-trace.ts'
@@ -47,10 +48,11 @@ export function checkModel(body: SamplingBody, info: ServingInfo): void {
 }
 
 /** Throws (a 4xx for the error handler) on a body the model or the sampling fields refuse. */
-export function buildRequest(request: FastifyRequest, info: ServingInfo, body: SamplingBody, input: GenerateInput, shape: ResponseShape): BuiltRequest {
+export function buildRequest(request: FastifyRequest, info: ServingInfo, body: SamplingBody, input: GenerateInput, shape: ResponseShape, constraint: OutputConstraint | null = null): BuiltRequest {
   checkModel(body, info)
   const rid = newRid()
   const sampling = samplingFrom(body, info.defaults, input.maxTokens)
+  if (constraint) sampling.constraint = constraint
   const base: ChunkBase = { id: `${shape.idPrefix}-${rid}`, created: Math.floor(Date.now() / 1000), model: info.modelName }
   const otel = (request as unknown as { opentelemetry?: () => { context: Context | null; instrumented?: boolean } }).opentelemetry?.()
   const { carrier, traceparent } = startRequestTrace({

@@ -7,6 +7,7 @@ import type { Engine } from '../engine.ts'
 import type { SamplingBody } from '../schemas.ts'
 import type { ServingInfo } from '../serving-info.ts'
 import { buildRequest, type GenerateInput } from './request.ts'
+import { outputConstraint, type ConstraintRequest } from '../../model/grammar/request.ts'
 import { GenerationRun } from './run.ts'
 import type { ResponseShape } from './shape.ts'
 import { respondStreamed } from './stream-responder.ts'
@@ -23,7 +24,9 @@ export async function serveGeneration(
   shape: ResponseShape,
 ): Promise<void> {
   const startMs = performance.now()
-  const built = buildRequest(request, info, body, input, shape)
+  // Structured output: a constraint that does not compile is a 400 before anything is queued.
+  const constraint = await outputConstraint(body as ConstraintRequest)
+  const built = buildRequest(request, info, body, input, shape, constraint)
   const run = new GenerationRun(request, reply, engine, info, built, startMs)
   if (body.stream) await respondStreamed(run, shape, body.stream_options)
   else await respondWhole(run, shape)
