@@ -12,6 +12,7 @@ import type { Outbox } from '../ipc/channel.ts'
 import type { BatchStrOutput, GenerateReqInput, ReqError, StrOutput } from '../ipc/messages.ts'
 import { SpanserveError, isErrorCode } from '../errors.ts'
 import { ResumableRequest, resumeReason, type Resumption } from './resume.ts'
+import { TokenizeCalls } from './tokenize-calls.ts'
 
 export interface RequestSink {
   onOutput(item: StrOutput): void
@@ -57,11 +58,15 @@ export class Engine {
   /** The pid each child key had when it last died, for the resume's trace event. */
   private readonly lastDeath = new Map<string, number | null>()
   observer: EngineObserver | null = null
+  /** /tokenize and /detokenize, answered by the tokenizer without generating. */
+  readonly tokenizeCalls: TokenizeCalls
 
   constructor(
     private readonly toTokenizer: Outbox,
     private readonly opts: EngineOptions,
-  ) {}
+  ) {
+    this.tokenizeCalls = new TokenizeCalls(toTokenizer, () => opts.serving() === 'up')
+  }
 
   get size(): number {
     return this.flights.size
@@ -107,6 +112,7 @@ export class Engine {
   }
 
   onError(msg: ReqError): void {
+    if (this.tokenizeCalls.onError(msg)) return
     const f = this.running.get(msg.rid)
     if (!f) return
     // Unavailable: the request was lost with a process, or its group was down when it got there.
@@ -122,7 +128,8 @@ export class Engine {
   /** A child process died (`key`: tokenizer, scheduler-0, worker-0-1). The tokenizer takes every attempt with it. */
   processDied(key: string, pid: number | null): void {
     this.lastDeath.set(key, pid)
-    if (key !== 'tokenizer') return // its group's requests come back from the tokenizer as lost
+    if (key !== 'tokenizer') return
+    this.tokenizeCalls.failAll(new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'the tokenizer process died; the call can be retried')) // its group's requests come back from the tokenizer as lost
     for (const f of [...this.running.values()]) this.lose(f, key)
   }
 
@@ -144,6 +151,7 @@ export class Engine {
 
   /** The server stops: every request, running or waiting, fails with `err`. */
   failAll(err: SpanserveError): void {
+    this.tokenizeCalls.failAll(err)
     const all = [...this.flights.values()]
     for (const f of all) this.forget(f, 'aborted')
     for (const f of all) f.sink.onError(err)

@@ -98,6 +98,7 @@ async function main(): Promise<void> {
       fatal: (msg) => launcher.onFatal(msg),
       batch_str: (msg) => engine.onBatch(msg),
       req_error: (msg) => engine.onError(msg),
+      tokenize_out: (msg) => engine.tokenizeCalls.onOutput(msg),
       process_stats: (msg) => {
         launcher.onHeartbeat(msg)
         metrics.onProcessStats(msg)
