@@ -4,7 +4,9 @@
  */
 import t from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../helpers/server.ts'
+import { startServer, TEST_CACHE_DIR } from '../helpers/server.ts'
+import { ensureModel } from '../../src/model/build.ts'
+import { TextTokenizer } from '../../src/tokenizer/tokenize.ts'
 
 const server = await startServer()
 t.teardown(() => server.stop())
@@ -59,15 +61,25 @@ t.test('a streamed completion gives the same text as the plain one', async (t) =
 
 t.test('prompt as token ids', async (t) => {
   const byText = await client.completions.create({ model: 'default', prompt: 'In the morning', max_tokens: 8, temperature: 0 })
-  const res = await fetch(server.url + '/v1/completions', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'default', prompt: [1, 2, 3], max_tokens: 4, temperature: 0 }),
-  })
-  t.equal(res.status, 200)
-  const body = (await res.json()) as { usage: { prompt_tokens: number } }
-  t.equal(body.usage.prompt_tokens, 3)
-  t.ok(byText.usage!.prompt_tokens > 0)
+  const completeIds = async (prompt: number[]) => {
+    const res = await fetch(server.url + '/v1/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'default', prompt, max_tokens: 8, temperature: 0 }),
+    })
+    t.equal(res.status, 200)
+    return (await res.json()) as { choices: { text: string }[]; usage: { prompt_tokens: number; completion_tokens: number } }
+  }
+  const short = await completeIds([1, 2, 3])
+  t.equal(short.usage.prompt_tokens, 3)
+  t.equal(short.usage.completion_tokens, 8)
+  // The same prompt as the ids the served model's tokenizer gives it: the ids are the prompt, so the
+  // greedy completion is the text prompt's, word for word.
+  const ids = new TextTokenizer(await ensureModel({ preset: 'default', cacheDir: TEST_CACHE_DIR })).encode('In the morning')
+  const byIds = await completeIds(ids)
+  t.equal(byIds.usage.prompt_tokens, byText.usage!.prompt_tokens, 'as many prompt tokens as the text has')
+  t.equal(byIds.choices[0]!.text, byText.choices[0]!.text, 'the completion of the text prompt')
+  t.not(short.choices[0]!.text, byIds.choices[0]!.text, 'another prompt, another completion')
 })
 
 t.test('chat completion, plain and streamed', async (t) => {
@@ -77,16 +89,30 @@ t.test('chat completion, plain and streamed', async (t) => {
   t.equal(res.choices[0]!.message.role, 'assistant')
   const content = res.choices[0]!.message.content ?? ''
   t.ok(content.length > 0)
-  t.equal(res.usage!.completion_tokens, res.choices[0]!.finish_reason === 'length' ? 16 : res.usage!.completion_tokens)
-  const stream = await client.chat.completions.create({ model: 'default', messages, max_tokens: 16, temperature: 0, stream: true })
+  // Greedy: max_tokens runs out (length, all 16 tokens) or the model ends its turn first (stop, fewer).
+  const finish = res.choices[0]!.finish_reason
+  const used = res.usage!.completion_tokens
+  if (finish === 'length') t.equal(used, 16, 'length: every token of max_tokens')
+  else {
+    t.equal(finish, 'stop', 'otherwise the model stopped')
+    t.ok(used > 0 && used < 16, `stop: fewer tokens than max_tokens (${used})`)
+  }
+  t.equal(res.usage!.total_tokens, res.usage!.prompt_tokens + used)
+  const stream = await client.chat.completions.create({ model: 'default', messages, max_tokens: 16, temperature: 0, stream: true, stream_options: { include_usage: true } })
   let text = ''
   let role: string | undefined
+  let streamedFinish: string | null = null
+  let usage: OpenAI.CompletionUsage | undefined
   for await (const chunk of stream) {
     role ??= chunk.choices[0]?.delta.role
     text += chunk.choices[0]?.delta.content ?? ''
+    streamedFinish = chunk.choices[0]?.finish_reason ?? streamedFinish
+    if (chunk.usage) usage = chunk.usage
   }
   t.equal(role, 'assistant', 'the first delta names the role')
   t.equal(text, content, 'streamed deltas add up to the plain answer')
+  t.equal(streamedFinish, finish, 'the same finish reason')
+  t.same(usage, res.usage, 'the same usage')
 })
 
 t.test('stop strings end the completion without returning the stop text', async (t) => {
