@@ -23,6 +23,7 @@ await runChild('scheduler', async (ctx) => {
       // Rank 0 alone samples, so TP ranks must be told each step's tokens: lockstep.
       depth: config.tpSize > 1 || config.disableOverlapSchedule ? 1 : 2,
       decodeSteps: config.numContinuousDecodeSteps,
+      prefixCache: config.enablePrefixCaching && !config.disableRadixCache,
     },
     {
       forward: (batch) => {
