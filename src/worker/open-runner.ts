@@ -7,31 +7,13 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { ensureShards } from '../model/tp/shard-cache.ts'
 import * as ort from 'onnxruntime-node'
-import type { PrefillEntry } from '../ipc/messages.ts'
 import { checkSignature } from '../model/load.ts'
 import type { ChildContext } from '../process/child.ts'
-import { ModelRunner, type StepResult } from './runner.ts'
+import { ModelRunner } from './runner.ts'
+import type { StepRunner } from './step-runner.ts'
 import { cpuOptions, openSession, type CpuOptions } from './session.ts'
 import { openTpRunner } from './tp/open.ts'
 import { segmentSessionOptions } from './tp/segments.ts'
-
-/** What the worker's step loop needs, whichever runner it is. */
-export interface StepRunner {
-  readonly size: number
-  prefill(entry: PrefillEntry): Promise<StepResult & { allReduceMs?: number }>
-  decode(rids: readonly string[], inputs?: Int32Array): Promise<StepResult & { allReduceMs?: number }>
-  release(rid: string): void
-  clear(): void
-  has(rid: string): boolean
-  /** Whether a prefill entry can run here (its sequence, or for a first chunk its cached prefix, is held). */
-  canPrefill(entry: PrefillEntry): boolean
-  /** Drop the data of KV blocks the scheduler freed. */
-  freeBlocks(ids: Iterable<number>): void
-  /** KV blocks held (sequences and prefix cache). */
-  heldBlocks(): number
-  rids(): IterableIterator<string>
-  cachedTokens(): number
-}
 
 export interface OpenRunner {
   runner: StepRunner

@@ -21,6 +21,7 @@ import type { ModelInfo } from '../model/load.ts'
 import { KV_BLOCK_TOKENS } from '../model/kv-blocks.ts'
 import { copyBatchRow, KvBlockStore, SequenceKv, type KvShape } from './kv-cache.ts'
 import { Sampler } from './sampler.ts'
+import type { StepRunner } from './step-runner.ts'
 
 interface Sequence {
   /** Holds the first `kv.length` tokens; the rest (up to `length`) only in the resident batch. */
@@ -129,7 +130,7 @@ export class SequenceBlocks {
   }
 }
 
-export class ModelRunner {
+export class ModelRunner implements StepRunner {
   private readonly seqs = new Map<string, Sequence>()
   private readonly shape: KvShape
   private readonly blocks: SequenceBlocks

@@ -13,6 +13,7 @@ import type { LlamaSpec } from '../../model/spec.ts'
 import { KvBlockStore, SequenceKv, type KvShape } from '../kv-cache.ts'
 import { RunnerError, SequenceBlocks, type StepResult } from '../runner.ts'
 import { Sampler } from '../sampler.ts'
+import type { StepRunner } from '../step-runner.ts'
 import type { AllReduce } from './collective.ts'
 import type { RankSegments } from './segments.ts'
 
@@ -36,7 +37,7 @@ export interface TpStepResult extends StepResult {
   allReduces: number
 }
 
-export class TpModelRunner {
+export class TpModelRunner implements StepRunner {
   private readonly seqs = new Map<string, Sequence>()
   private readonly shape: KvShape
   private readonly blocks: SequenceBlocks

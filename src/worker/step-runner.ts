@@ -1,0 +1,30 @@
+/**
+ * What the worker's step loop needs of a runner, whichever it is: the whole model in one session
+ * (runner.ts) or one tensor-parallel rank's shard (tp/runner.ts). Both declare `implements StepRunner`.
+ */
+import type { PrefillEntry } from '../ipc/messages.ts'
+
+/** What a step returns that the loop reads. */
+export interface StepTokens {
+  /** One token per sequence, in the caller's order (-1: none sampled). */
+  tokens: Int32Array
+  /** Time this rank spent in all-reduce (tensor-parallel runners only). */
+  allReduceMs?: number
+}
+
+export interface StepRunner {
+  readonly size: number
+  prefill(entry: PrefillEntry): Promise<StepTokens>
+  decode(rids: readonly string[], inputs?: Int32Array): Promise<StepTokens>
+  release(rid: string): void
+  clear(): void
+  has(rid: string): boolean
+  /** Whether a prefill entry can run here (its sequence, or for a first chunk its cached prefix, is held). */
+  canPrefill(entry: PrefillEntry): boolean
+  /** Drop the data of KV blocks the scheduler freed. */
+  freeBlocks(ids: Iterable<number>): void
+  /** KV blocks held (sequences and prefix cache). */
+  heldBlocks(): number
+  rids(): IterableIterator<string>
+  cachedTokens(): number
+}

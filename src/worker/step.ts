@@ -1,0 +1,137 @@
+/**
+ * The worker's step loop: each ForwardBatch from the scheduler runs in order, releases first, then
+ * its prefill chunks, then its decode steps (continuous decode steps take each sequence's own last
+ * token), and its tokens go back as one forward_out. The step's slices are recorded once the answer
+ * has left, so the scheduler's turnaround pays for them, not the step.
+ */
+import type { Attributes } from '@opentelemetry/api'
+import type { Outbox } from '../ipc/channel.ts'
+import type { ForwardBatch, PrefillEntry } from '../ipc/messages.ts'
+import * as tracing from '../tracing/index.ts'
+import type { StepRunner } from './step-runner.ts'
+
+export interface StepLoopOptions {
+  /**
+   * Readies a sequence before its first chunk runs (a grammar compiled, say): false fails it. Return
+   * true, not a promise, when there is nothing to wait for: the step does not yield for it.
+   */
+  prepare?: (entry: PrefillEntry) => Promise<boolean> | true
+}
+
+interface PrefillSlice {
+  entry: PrefillEntry
+  startNs: number
+  endNs: number
+  reduced: number | undefined
+}
+
+interface DecodeSlice {
+  startNs: number
+  endNs: number
+  reduced: number | undefined
+}
+
+export class StepLoop {
+  // Steps arrive in lockstep, but a chain keeps them ordered even if two are ever in flight.
+  private chain = Promise.resolve()
+
+  constructor(
+    private readonly runner: StepRunner,
+    private readonly toScheduler: Outbox,
+    private readonly tpRank: number,
+    private readonly options: StepLoopOptions = {},
+  ) {}
+
+  forward(batch: ForwardBatch): void {
+    this.chain = this.chain.then(() => this.run(batch))
+  }
+
+  /** A server process failed: drop what was queued for the scheduler and every sequence. */
+  reset(): void {
+    this.toScheduler.discard()
+    this.chain = this.chain.then(() => {
+      for (const rid of this.runner.rids()) tracing.reqFinish(rid, { error: 'a server process failed' })
+      this.runner.clear()
+    })
+  }
+
+  private async run(batch: ForwardBatch): Promise<void> {
+    const { runner } = this
+    for (const rid of batch.release) {
+      runner.release(rid)
+      tracing.reqFinish(rid)
+    }
+    if (batch.freeBlocks) runner.freeBlocks(batch.freeBlocks)
+    const rids: string[] = []
+    const tokens: number[] = []
+    const failed: string[] = []
+    let allReduceMs = 0
+    const traced = tracing.isTracingEnabled()
+    const prefillSlices: PrefillSlice[] = []
+    const t0 = performance.now()
+    for (const entry of batch.prefill) {
+      // A chunk of a sequence this worker lost (it restarted), or a cached prefix it no longer holds.
+      if (!runner.canPrefill(entry)) {
+        failed.push(entry.rid)
+        continue
+      }
+      if (entry.sampling !== null) {
+        tracing.reqStart(entry.rid, entry.trace)
+        const ready = this.options.prepare?.(entry) ?? true
+        if (ready !== true && !(await ready)) {
+          failed.push(entry.rid)
+          continue
+        }
+      }
+      const s0 = traced ? tracing.nowNs() : 0
+      const { tokens: first, allReduceMs: reduced } = await runner.prefill(entry)
+      allReduceMs += reduced ?? 0
+      if (traced) prefillSlices.push({ entry, startNs: s0, endNs: tracing.nowNs(), reduced })
+      if (entry.last) {
+        rids.push(entry.rid)
+        tokens.push(first[0]!)
+      }
+    }
+    const t1 = performance.now()
+    const decodable: string[] = []
+    const inputs: number[] = []
+    const given = batch.decodeTokens.length > 0
+    for (let i = 0; i < batch.decode.length; i++) {
+      const rid = batch.decode[i]!
+      if (runner.has(rid)) {
+        decodable.push(rid)
+        if (given) inputs.push(batch.decodeTokens[i]!)
+      } else failed.push(rid)
+    }
+    const decodeSlices: DecodeSlice[] = []
+    // Continuous decode steps: after the first, every sequence takes its own last sampled token.
+    for (let n = 0; decodable.length > 0 && n < batch.decodeSteps; n++) {
+      const d0 = traced ? tracing.nowNs() : 0
+      const { tokens: next, allReduceMs: reduced } = await runner.decode(decodable, given && n === 0 ? Int32Array.from(inputs) : undefined)
+      allReduceMs += reduced ?? 0
+      if (traced) decodeSlices.push({ startNs: d0, endNs: tracing.nowNs(), reduced })
+      for (let i = 0; i < decodable.length; i++) {
+        rids.push(decodable[i]!)
+        tokens.push(next[i]!)
+      }
+    }
+    const t2 = performance.now()
+    this.toScheduler.post({ type: 'forward_out', step: batch.step, tpRank: this.tpRank, allReduceMs, rids, tokens: Int32Array.from(tokens), failed, prefillMs: t1 - t0, decodeMs: t2 - t1 })
+    recordSlices(batch.step, prefillSlices, decodable, decodeSlices)
+  }
+}
+
+function recordSlices(step: number, prefillSlices: readonly PrefillSlice[], decodable: readonly string[], decodeSlices: readonly DecodeSlice[]): void {
+  for (const { entry, startNs, endNs, reduced } of prefillSlices) {
+    const attributes: Attributes = { [tracing.SPANSERVE_PREFILL_START]: entry.start, [tracing.SPANSERVE_PREFILL_TOKENS]: entry.tokens.length, [tracing.SPANSERVE_STEP]: step }
+    if (reduced !== undefined) attributes[tracing.SPANSERVE_TP_ALL_REDUCE_MS] = reduced
+    tracing.batchSlice([entry.rid], entry.last ? tracing.SLICE.prefillForward : tracing.SLICE.chunkedPrefill, startNs, endNs, attributes, entry.last ? 1 : 2)
+  }
+  for (const slice of decodeSlices) {
+    // One slice per request for each session run they shared; folded into decode_loop below level 3.
+    const attributes = tracing.batchAttributes(decodable.length, step)
+    // Only tensor-parallel runners all-reduce: at TP 1 the attribute would be a zero on every slice.
+    if (slice.reduced !== undefined) attributes[tracing.SPANSERVE_TP_ALL_REDUCE_MS] = slice.reduced
+    tracing.batchSlice(decodable, tracing.SLICE.decodeForward, slice.startNs, slice.endNs, attributes, 3)
+  }
+}
