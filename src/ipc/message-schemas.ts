@@ -305,6 +305,7 @@ export const MESSAGE_SCHEMAS = {
             promptTokens: int,
             completionTokens: int,
             stats: orNull(requestStats),
+            cachedTokens: opt(int),
             logprobs: opt(textLogprobs),
           },
         },

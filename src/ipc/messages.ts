@@ -213,6 +213,8 @@ export interface StrOutput {
   completionTokens: number
   /** Set when the request finished in the scheduler. */
   stats: RequestStats | null
+  /** Prompt tokens whose KV came from the prefix cache (absent: the cache is off). */
+  cachedTokens?: number
   /** The token's logprobs, when the request asked (absent otherwise). */
   logprobs?: TextLogprobs
 }

@@ -29,6 +29,8 @@ export function detokenizeBatch(d: OutputDeps, batch: BatchTokenIdOutput): void 
     // The scheduler is still decoding it: stop it and free its KV.
     if (stoppedHere) d.schedulers[t.dp]!.post({ type: 'abort', rid, reason: 'stop string' })
     const item: StrOutput = { rid, text, tokenId, finishReason, promptTokens: t.promptTokens, completionTokens: t.completionTokens, stats: batch.stats[i] ?? null }
+    const cached = batch.cachedTokens?.[i]
+    if (cached !== undefined) item.cachedTokens = cached
     const lp = batch.logprobs?.[i]
     if (lp) item.logprobs = t.logprobsText(tokenId, lp)
     items.push(item)

@@ -5,6 +5,8 @@ export interface Usage {
   prompt_tokens: number
   completion_tokens: number
   total_tokens: number
+  /** OpenAI's shape: prompt tokens served from the prefix cache (present while the cache is on). */
+  prompt_tokens_details?: { cached_tokens: number }
 }
 
 export interface ChunkBase {
@@ -26,5 +28,7 @@ export interface ResponseShape {
 }
 
 export function usageOf(item: StrOutput): Usage {
-  return { prompt_tokens: item.promptTokens, completion_tokens: item.completionTokens, total_tokens: item.promptTokens + item.completionTokens }
+  const usage: Usage = { prompt_tokens: item.promptTokens, completion_tokens: item.completionTokens, total_tokens: item.promptTokens + item.completionTokens }
+  if (item.cachedTokens !== undefined) usage.prompt_tokens_details = { cached_tokens: item.cachedTokens }
+  return usage
 }
