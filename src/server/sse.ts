@@ -38,13 +38,16 @@ function watchStall(res: ServerResponse): void {
   stallTimers.set(res, setTimeout(() => (res.socket ?? res.req.socket).destroy(), ms).unref())
 }
 
-export function sendEvent(res: ServerResponse, data: unknown): void {
-  if (!res.writableEnded && !res.write(`data: ${JSON.stringify(data)}\n\n`)) watchStall(res)
+/** `event`: the SSE event name (the Responses API names each event; chat and completions do not). */
+export function sendEvent(res: ServerResponse, data: unknown, event?: string): void {
+  const frame = event === undefined ? `data: ${JSON.stringify(data)}\n\n` : `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
+  if (!res.writableEnded && !res.write(frame)) watchStall(res)
 }
 
-export function endSse(res: ServerResponse): void {
+/** `done`: end with OpenAI's `data: [DONE]` (chat and completions; the Responses API ends without). */
+export function endSse(res: ServerResponse, done = true): void {
   if (res.writableEnded) return
-  res.end('data: [DONE]\n\n')
+  res.end(done ? 'data: [DONE]\n\n' : undefined)
   // What is still buffered must drain too: a client that never reads is dropped all the same.
   if (res.writableNeedDrain) watchStall(res)
 }

@@ -48,7 +48,7 @@ export function checkModel(body: SamplingBody, info: ServingInfo): void {
 }
 
 /** Throws (a 4xx for the error handler) on a body the model or the sampling fields refuse. */
-export function buildRequest(request: FastifyRequest, info: ServingInfo, body: SamplingBody, input: GenerateInput, shape: ResponseShape, constraint: OutputConstraint | null = null): BuiltRequest {
+export function buildRequest(request: FastifyRequest, info: ServingInfo, body: SamplingBody, input: GenerateInput, shape: Pick<ResponseShape, 'idPrefix' | 'operation'>, constraint: OutputConstraint | null = null): BuiltRequest {
   checkModel(body, info)
   const rid = newRid()
   const sampling = samplingFrom(body, info.defaults, input.maxTokens)
