@@ -70,6 +70,7 @@ export function finishRequestTrace(rid: string, responseId: string, model: strin
         model,
         finishReasons: [item.finishReason ?? 'stop'],
         inputTokens: item.promptTokens,
+        cacheReadInputTokens: item.cachedTokens,
         outputTokens: item.completionTokens,
         e2e: (now - timing.startMs) / 1000,
         timeToFirstToken: timing.firstTokenMs === null ? undefined : (timing.firstTokenMs - timing.startMs) / 1000,

@@ -47,6 +47,7 @@ export const GEN_AI_RESPONSE_ID = attribute('gen_ai.response.id', '`llm_request`
 export const GEN_AI_RESPONSE_MODEL = attribute('gen_ai.response.model', '`llm_request`', 'the model that answered')
 export const GEN_AI_RESPONSE_FINISH_REASONS = attribute('gen_ai.response.finish_reasons', '`llm_request`, `finished` event', '`stop`, `length`, …')
 export const GEN_AI_USAGE_INPUT_TOKENS = attribute('gen_ai.usage.input_tokens', '`llm_request`, `tokenize`', 'prompt tokens')
+export const GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = attribute('gen_ai.usage.cache_read.input_tokens', '`llm_request`', 'prompt tokens served from the prefix cache (included in gen_ai.usage.input_tokens), while the cache is on')
 export const GEN_AI_USAGE_OUTPUT_TOKENS = attribute('gen_ai.usage.output_tokens', '`llm_request`, scheduler thread span', 'completion tokens')
 /** Content keys as vLLM records them; only set with --trace-record-content. */
 export const GEN_AI_PROMPT = attribute('gen_ai.prompt', '`llm_request`', 'the prompt, only with `--trace-record-content`')
@@ -82,6 +83,9 @@ export const SPANSERVE_TP_ALL_REDUCE_MS = attribute('spanserve.tp.all_reduce_ms'
 /** A prefill chunk's first position and its token count. */
 export const SPANSERVE_PREFILL_START = attribute('spanserve.prefill.start', '`prefill_forward`, `chunked_prefill`', 'the chunk\'s first position')
 export const SPANSERVE_PREFILL_TOKENS = attribute('spanserve.prefill.tokens', '`prefill_forward`, `chunked_prefill`', 'the chunk\'s token count')
+/** The prefix cache's share of a prompt, on each of its prefill slices. */
+export const SPANSERVE_PREFILL_CACHED_TOKENS = attribute('spanserve.prefill.cached_tokens', '`prefill_forward`, `chunked_prefill`', 'prompt tokens the sequence started from in the prefix cache (not prefilled)')
+export const SPANSERVE_PREFILL_PREFILL_TOKENS = attribute('spanserve.prefill.prefill_tokens', '`prefill_forward`, `chunked_prefill`', 'prompt tokens prefilled so far, this chunk included (on `prefill_forward`: all the prompt less its cached tokens)')
 export const SPANSERVE_QUEUE_MS = attribute('spanserve.queue.ms', '`prefill_waiting`', 'ms from arrival to admission')
 export const SPANSERVE_DECODE_STEPS = attribute('spanserve.decode.steps', '`decode_loop`', 'decode steps folded into it')
 export const SPANSERVE_GRAMMAR_TYPE = attribute('spanserve.grammar.type', '`grammar_compile`', '`json_schema`, `json_object`, `regex`, `choice`, `grammar`, `structural_tag` or `tool_calls`')
@@ -124,6 +128,7 @@ export interface GenAiResponseInfo {
   model?: string
   finishReasons?: string[]
   inputTokens?: number
+  cacheReadInputTokens?: number
   outputTokens?: number
   /** Latencies in seconds. */
   timeInQueue?: number
@@ -140,6 +145,7 @@ export function genAiResponseAttributes(r: GenAiResponseInfo): Attributes {
   if (r.model !== undefined) a[GEN_AI_RESPONSE_MODEL] = r.model
   if (r.finishReasons !== undefined) a[GEN_AI_RESPONSE_FINISH_REASONS] = r.finishReasons
   if (r.inputTokens !== undefined) a[GEN_AI_USAGE_INPUT_TOKENS] = r.inputTokens
+  if (r.cacheReadInputTokens !== undefined) a[GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = r.cacheReadInputTokens
   if (r.outputTokens !== undefined) a[GEN_AI_USAGE_OUTPUT_TOKENS] = r.outputTokens
   if (r.timeInQueue !== undefined) a[GEN_AI_LATENCY_TIME_IN_QUEUE] = r.timeInQueue
   if (r.timeToFirstToken !== undefined) a[GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN] = r.timeToFirstToken

@@ -20,6 +20,8 @@ export interface StepLoopOptions {
 
 interface PrefillSlice {
   entry: PrefillEntry
+  /** Prompt tokens the sequence started from in the prefix cache. */
+  cached: number
   startNs: number
   endNs: number
   reduced: number | undefined
@@ -34,6 +36,8 @@ interface DecodeSlice {
 export class StepLoop {
   // Steps arrive in lockstep, but a chain keeps them ordered even if two are ever in flight.
   private chain = Promise.resolve()
+  /** Traced sequences still prefilling: where their first chunk started (their cached prefix), for the slices. */
+  private readonly cachedPrefix = new Map<string, number>()
 
   constructor(
     private readonly runner: StepRunner,
@@ -52,6 +56,7 @@ export class StepLoop {
     this.chain = this.chain.then(() => {
       for (const rid of this.runner.rids()) tracing.reqFinish(rid, { error: 'a server process failed' })
       this.runner.clear()
+      this.cachedPrefix.clear()
     })
   }
 
@@ -60,6 +65,7 @@ export class StepLoop {
     for (const rid of batch.release) {
       runner.release(rid)
       tracing.reqFinish(rid)
+      this.cachedPrefix.delete(rid)
     }
     if (batch.freeBlocks) runner.freeBlocks(batch.freeBlocks)
     const rids: string[] = []
@@ -86,7 +92,12 @@ export class StepLoop {
       const s0 = traced ? tracing.nowNs() : 0
       const { tokens: first, allReduceMs: reduced } = await runner.prefill(entry)
       allReduceMs += reduced ?? 0
-      if (traced) prefillSlices.push({ entry, startNs: s0, endNs: tracing.nowNs(), reduced })
+      if (traced) {
+        const cached = entry.sampling !== null ? entry.start : (this.cachedPrefix.get(entry.rid) ?? 0)
+        if (entry.last) this.cachedPrefix.delete(entry.rid)
+        else this.cachedPrefix.set(entry.rid, cached)
+        prefillSlices.push({ entry, cached, startNs: s0, endNs: tracing.nowNs(), reduced })
+      }
       if (entry.last) {
         rids.push(entry.rid)
         tokens.push(first[0]!)
@@ -122,8 +133,14 @@ export class StepLoop {
 }
 
 function recordSlices(step: number, prefillSlices: readonly PrefillSlice[], decodable: readonly string[], decodeSlices: readonly DecodeSlice[]): void {
-  for (const { entry, startNs, endNs, reduced } of prefillSlices) {
-    const attributes: Attributes = { [tracing.SPANSERVE_PREFILL_START]: entry.start, [tracing.SPANSERVE_PREFILL_TOKENS]: entry.tokens.length, [tracing.SPANSERVE_STEP]: step }
+  for (const { entry, cached, startNs, endNs, reduced } of prefillSlices) {
+    const attributes: Attributes = {
+      [tracing.SPANSERVE_PREFILL_START]: entry.start,
+      [tracing.SPANSERVE_PREFILL_TOKENS]: entry.tokens.length,
+      [tracing.SPANSERVE_PREFILL_CACHED_TOKENS]: cached,
+      [tracing.SPANSERVE_PREFILL_PREFILL_TOKENS]: entry.start + entry.tokens.length - cached,
+      [tracing.SPANSERVE_STEP]: step,
+    }
     if (reduced !== undefined) attributes[tracing.SPANSERVE_TP_ALL_REDUCE_MS] = reduced
     tracing.batchSlice([entry.rid], entry.last ? tracing.SLICE.prefillForward : tracing.SLICE.chunkedPrefill, startNs, endNs, attributes, entry.last ? 1 : 2)
   }
