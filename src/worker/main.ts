@@ -7,7 +7,6 @@ import { Inbox, Outbox } from '../ipc/channel.ts'
 import { openRunner } from './open-runner.ts'
 import { StepLoop } from './step.ts'
 import { grammarPrepare } from './grammar.ts'
-import { grammarPrepare } from './grammar.ts'
 import { initialOldSpaceMb } from './heap-limit.ts'
 
 await runChild('worker', async (ctx) => {
