@@ -22,7 +22,7 @@ function text(content: ChatBodyMessage['content']): string {
 }
 
 /** Arguments as an object where they are JSON (HF templates write them with tojson), else as given. */
-function templateArguments(args: string): unknown {
+export function templateArguments(args: string): unknown {
   try {
     const value: unknown = JSON.parse(args)
     return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : args

@@ -1,0 +1,126 @@
+/**
+ * POST /v1/responses (OpenAI's Responses API, which vLLM serves too): run through the chat pipeline
+ * (responses/input.ts), answered as a response object or as Responses stream events
+ * (responses/output.ts); previous_response_id within a bounded in-memory store (responses/store.ts).
+ */
+import type { FastifyPluginAsync } from 'fastify'
+import type { RoutesOptions } from './options.ts'
+import type { ChatMessage, StrOutput } from '../../ipc/messages.ts'
+import { SpanserveError, errorBody } from '../../errors.ts'
+import { outputConstraint, type ConstraintRequest } from '../../model/grammar/request.ts'
+import { chatTools, templateArguments } from '../chat-request.ts'
+import { errorHeaders } from '../http-errors.ts'
+import { buildRequest } from '../generation/request.ts'
+import { GenerationRun } from '../generation/run.ts'
+import type { RequestSink } from '../engine.ts'
+import { endSse, sendEvent, startSse } from '../sse.ts'
+import { parseCompletion, type ParsedToolCall, type ToolCallParser } from '../tool-calls/parser.ts'
+import { toolCallParser } from '../tool-calls/parsers.ts'
+import { warnUnknownFields } from '../unknown-fields.ts'
+import { chatEquivalent, inputMessages } from '../responses/input.ts'
+import { finalStatus, outputItems, responseObject, responsesUsage, ResponsesEventStream } from '../responses/output.ts'
+import { responsesBody, type ResponsesBody } from '../responses/schema.ts'
+import { ResponseStore } from '../responses/store.ts'
+
+/** The assistant's turn as the next request's history reads it. */
+function assistantTurn(content: string, calls: ParsedToolCall[]): ChatMessage {
+  const turn: ChatMessage = { role: 'assistant', content }
+  if (calls.length > 0) turn.tool_calls = calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: templateArguments(c.arguments) } }))
+  return turn
+}
+
+export const responsesRoute: FastifyPluginAsync<RoutesOptions> = async (app, { engine, info }) => {
+  const parser = toolCallParser(info.toolCallParser ?? 'hermes')
+  const store = new ResponseStore()
+
+  app.post<{ Body: ResponsesBody }>('/v1/responses', { schema: { body: responsesBody }, config: { auth: 'api' }, preHandler: warnUnknownFields(responsesBody) }, async (request, reply) => {
+    const startMs = performance.now()
+    const body = request.body
+    // Instructions are not carried over from a previous response (OpenAI's rule).
+    const conversation = [...(body.previous_response_id ? store.get(body.previous_response_id) : []), ...inputMessages(body.input)]
+    const messages: ChatMessage[] = body.instructions ? [{ role: 'system', content: body.instructions }, ...conversation] : conversation
+    const chat = chatEquivalent(body, messages)
+    const { tools, mode } = chatTools(chat, parser !== null)
+    const reader: ToolCallParser | null = mode.kind !== 'none' ? parser : null
+    const constraint = await outputConstraint(chat as ConstraintRequest)
+    const built = buildRequest(request, info, chat, { text: null, inputIds: null, messages, tools, maxTokens: body.max_output_tokens ?? -1 }, { idPrefix: 'resp', operation: 'chat' }, constraint)
+    const run = new GenerationRun(request, reply, engine, info, built, startMs)
+    const id = built.base.id.replace('resp-', 'resp_')
+    const createdAt = built.base.created
+    const remember = (content: string, calls: ParsedToolCall[]) => {
+      if (body.store !== false) store.put(id, [...conversation, assistantTurn(content, calls)])
+    }
+
+    if (!body.stream) {
+      await new Promise<void>((resolve) => {
+        run.submit({
+          onOutput: (item) => {
+            run.output(item)
+            if (item.finishReason === null) return
+            run.finish(item)
+            const status = finalStatus(item.finishReason)
+            const parsed = reader ? parseCompletion(reader, run.completion) : { content: run.completion, calls: [] }
+            remember(parsed.content ?? '', parsed.calls)
+            const output = outputItems(parsed.content, parsed.calls, status)
+            void reply.headers(built.headers).send(responseObject(id, createdAt, body, info.modelName, { status, output, usage: responsesUsage(item.promptTokens, item.completionTokens) }))
+            resolve()
+          },
+          onError: (err) => {
+            run.fail(err)
+            void reply.code(err.status).headers({ ...built.headers, ...errorHeaders(err) }).send(errorBody(err))
+            resolve()
+          },
+        })
+      })
+      return
+    }
+
+    const res = reply.raw
+    let started = false
+    const events = new ResponsesEventStream((e) => sendEvent(res, e, e.type), reader?.start() ?? null)
+    const begin = () => {
+      if (started) return
+      started = true
+      reply.hijack()
+      startSse(res, built.headers, info.streamStallTimeoutMs)
+      const r = responseObject(id, createdAt, body, info.modelName, { status: 'in_progress', output: [], usage: null })
+      events.event('response.created', { response: r })
+      events.event('response.in_progress', { response: r })
+    }
+    await new Promise<void>((resolve) => {
+      const sink: RequestSink = {
+        onOutput: (item: StrOutput) => {
+          begin()
+          run.output(item)
+          if (res.writableLength > info.streamBufferLimit && item.finishReason === null) {
+            run.stopEarly(sink, new SpanserveError('SPANSERVE_ERR_SLOW_READER', `more than ${info.streamBufferLimit} bytes waited for the client; the request was ended`))
+            return
+          }
+          events.push(item.text)
+          if (item.finishReason === null) return
+          run.finish(item)
+          const status = finalStatus(item.finishReason)
+          events.finish(status)
+          const calls = events.output.filter((o) => o.type === 'function_call').map((o) => ({ id: o.call_id as string, name: o.name as string, arguments: o.arguments as string }))
+          const content = events.output.filter((o) => o.type === 'message').map((o) => (o.content as { text: string }[])[0]!.text).join('')
+          remember(content, calls)
+          const usage = responsesUsage(item.promptTokens, item.completionTokens)
+          events.event(status === 'completed' ? 'response.completed' : 'response.incomplete', { response: responseObject(id, createdAt, body, info.modelName, { status, output: events.output, usage }) })
+          endSse(res, false)
+          resolve()
+        },
+        onError: (err) => {
+          run.fail(err)
+          if (!started) {
+            void reply.code(err.status).headers({ ...built.headers, ...errorHeaders(err) }).send(errorBody(err))
+          } else {
+            events.event('error', { code: err.code, message: err.message, param: err.param })
+            endSse(res, false)
+          }
+          resolve()
+        },
+      }
+      run.submit(sink)
+    })
+  })
+}
