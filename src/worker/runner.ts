@@ -15,12 +15,13 @@
  * only; its output is ignored.
  */
 import * as ort from 'onnxruntime-node'
-import type { PrefillEntry } from '../ipc/messages.ts'
+import type { PrefillEntry, TokenLogprobs } from '../ipc/messages.ts'
 import { SpanserveError } from '../errors.ts'
 import type { ModelInfo } from '../model/load.ts'
 import { KV_BLOCK_TOKENS } from '../model/kv-blocks.ts'
 import { copyBatchRow, KvBlockStore, SequenceKv, type KvShape } from './kv-cache.ts'
 import { Sampler } from './sampler.ts'
+import { logprobsRecorder, type LogprobsRecorder } from './logprobs.ts'
 import type { StepRunner } from './step-runner.ts'
 
 interface Sequence {
@@ -29,6 +30,8 @@ interface Sequence {
   /** Its blocks are its own (no table from the scheduler): freed with it. */
   ownBlocks: boolean
   sampler: Sampler
+  /** Only when the request asks for logprobs. */
+  logprobs: LogprobsRecorder | null
   /** The last sampled token: the input of the next decode step. */
   lastToken: number
   /** Tokens cached for this sequence, wherever they are held. */
@@ -171,6 +174,11 @@ export class ModelRunner implements StepRunner {
     return this.seqs.has(rid)
   }
 
+  /** The logprobs of the oldest token sampled for `rid` and not yet taken (null: it asked for none). */
+  takeLogprobs(rid: string): TokenLogprobs | null {
+    return this.seqs.get(rid)?.logprobs?.take() ?? null
+  }
+
   /** Whether `entry` can run: a chunk of a sequence held here, or a first chunk whose cached prefix is held. */
   canPrefill(entry: PrefillEntry): boolean {
     return this.seqs.has(entry.rid) || this.blocks.canStart(entry)
@@ -244,7 +252,7 @@ export class ModelRunner implements StepRunner {
     let seq = this.seqs.get(entry.rid)
     if (!seq) {
       const kv = this.blocks.open(entry)
-      seq = { kv, ownBlocks: !entry.blocks, sampler: new Sampler(entry.sampling!), lastToken: -1, length: kv.length, released: false, row: -1 }
+      seq = { kv, ownBlocks: !entry.blocks, sampler: new Sampler(entry.sampling!), logprobs: logprobsRecorder(entry.sampling!), lastToken: -1, length: kv.length, released: false, row: -1 }
       this.seqs.set(entry.rid, seq)
     }
     const past = seq.length
@@ -276,7 +284,11 @@ export class ModelRunner implements StepRunner {
     seq.length += n
     const vocab = out.logits!.dims[2]!
     const logits = (out.logits!.data as Float32Array).subarray((n - 1) * vocab, n * vocab)
-    if (entry.last) seq.lastToken = seq.sampler.sample(logits, 0, vocab)
+    seq.logprobs?.promptChunk(out.logits!.data as Float32Array, vocab, entry.tokens, entry.start, entry.last)
+    if (entry.last) {
+      seq.lastToken = seq.sampler.sample(logits, 0, vocab)
+      seq.logprobs?.token(logits, 0, vocab, seq.lastToken)
+    }
     return { tokens: Int32Array.of(entry.last ? seq.lastToken : -1), logits, vocab, rows: Int32Array.of(0) }
   }
 
@@ -383,6 +395,7 @@ export class ModelRunner implements StepRunner {
       const seq = seqs[i]!
       rows[i] = seq.row
       next[i] = seq.sampler.sample(data, seq.row * vocab, vocab)
+      seq.logprobs?.token(data, seq.row * vocab, vocab, next[i]!)
       seq.lastToken = next[i]!
     }
     return { tokens: next, logits: data, vocab, rows }

@@ -2,7 +2,7 @@
  * What the worker's step loop needs of a runner, whichever it is: the whole model in one session
  * (runner.ts) or one tensor-parallel rank's shard (tp/runner.ts). Both declare `implements StepRunner`.
  */
-import type { PrefillEntry } from '../ipc/messages.ts'
+import type { PrefillEntry, TokenLogprobs } from '../ipc/messages.ts'
 
 /** What a step returns that the loop reads. */
 export interface StepTokens {
@@ -27,4 +27,6 @@ export interface StepRunner {
   heldBlocks(): number
   rids(): IterableIterator<string>
   cachedTokens(): number
+  /** The logprobs of the oldest token sampled for `rid` and not yet taken (null: it asked for none). */
+  takeLogprobs(rid: string): TokenLogprobs | null
 }

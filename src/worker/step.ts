@@ -6,7 +6,7 @@
  */
 import type { Attributes } from '@opentelemetry/api'
 import type { Outbox } from '../ipc/channel.ts'
-import type { ForwardBatch, PrefillEntry } from '../ipc/messages.ts'
+import type { ForwardBatch, ForwardBatchOutput, PrefillEntry, TokenLogprobs } from '../ipc/messages.ts'
 import * as tracing from '../tracing/index.ts'
 import type { StepRunner } from './step-runner.ts'
 
@@ -71,6 +71,8 @@ export class StepLoop {
     const rids: string[] = []
     const tokens: number[] = []
     const failed: string[] = []
+    // Only sequences that asked for logprobs have them: the step's list exists only then.
+    let logprobs: (TokenLogprobs | null)[] | null = null
     let allReduceMs = 0
     const traced = tracing.isTracingEnabled()
     const prefillSlices: PrefillSlice[] = []
@@ -101,6 +103,8 @@ export class StepLoop {
       if (entry.last) {
         rids.push(entry.rid)
         tokens.push(first[0]!)
+        const lp = runner.takeLogprobs(entry.rid)
+        if (lp) (logprobs ??= [])[rids.length - 1] = lp
       }
     }
     const t1 = performance.now()
@@ -124,10 +128,14 @@ export class StepLoop {
       for (let i = 0; i < decodable.length; i++) {
         rids.push(decodable[i]!)
         tokens.push(next[i]!)
+        const lp = runner.takeLogprobs(decodable[i]!)
+        if (lp) (logprobs ??= [])[rids.length - 1] = lp
       }
     }
     const t2 = performance.now()
-    this.toScheduler.post({ type: 'forward_out', step: batch.step, tpRank: this.tpRank, allReduceMs, rids, tokens: Int32Array.from(tokens), failed, prefillMs: t1 - t0, decodeMs: t2 - t1 })
+    const out: ForwardBatchOutput = { type: 'forward_out', step: batch.step, tpRank: this.tpRank, allReduceMs, rids, tokens: Int32Array.from(tokens), failed, prefillMs: t1 - t0, decodeMs: t2 - t1 }
+    if (logprobs !== null) out.logprobs = Array.from(rids, (_, i) => logprobs![i] ?? null)
+    this.toScheduler.post(out)
     recordSlices(batch.step, prefillSlices, decodable, decodeSlices)
   }
 }

@@ -7,12 +7,13 @@
  * with a per-runner call counter.
  */
 import * as ort from 'onnxruntime-node'
-import type { PrefillEntry } from '../../ipc/messages.ts'
+import type { PrefillEntry, TokenLogprobs } from '../../ipc/messages.ts'
 import { SEGMENT_IO as IO } from '../../model/tp/segment-graph.ts'
 import type { LlamaSpec } from '../../model/spec.ts'
 import { KvBlockStore, SequenceKv, type KvShape } from '../kv-cache.ts'
 import { RunnerError, SequenceBlocks, type StepResult } from '../runner.ts'
 import { Sampler } from '../sampler.ts'
+import { logprobsRecorder, type LogprobsRecorder } from '../logprobs.ts'
 import type { StepRunner } from '../step-runner.ts'
 import type { AllReduce } from './collective.ts'
 import type { RankSegments } from './segments.ts'
@@ -24,6 +25,8 @@ interface Sequence {
   ownBlocks: boolean
   /** Rank 0 only: the other ranks never sample. */
   sampler: Sampler | null
+  /** Rank 0, only when the request asks for logprobs. */
+  logprobs: LogprobsRecorder | null
   /** Rank 0: the last sampled token. */
   lastToken: number
   /** The prompt's last chunk has run: the sequence may decode. */
@@ -73,6 +76,11 @@ export class TpModelRunner implements StepRunner {
 
   has(rid: string): boolean {
     return this.seqs.has(rid)
+  }
+
+  /** Rank 0: the logprobs of the oldest token sampled for `rid` and not yet taken (null: none asked). */
+  takeLogprobs(rid: string): TokenLogprobs | null {
+    return this.seqs.get(rid)?.logprobs?.take() ?? null
   }
 
   /** Whether `entry` can run: a chunk of a sequence held here, or a first chunk whose cached prefix is held. */
@@ -175,7 +183,7 @@ export class TpModelRunner implements StepRunner {
     let seq = this.seqs.get(entry.rid)
     if (!seq) {
       const kv = this.blocks.open(entry)
-      seq = { kv, ownBlocks: !entry.blocks, sampler: this.rank === 0 ? new Sampler(entry.sampling!) : null, lastToken: -1, prefilled: false }
+      seq = { kv, ownBlocks: !entry.blocks, sampler: this.rank === 0 ? new Sampler(entry.sampling!) : null, logprobs: this.rank === 0 ? logprobsRecorder(entry.sampling!) : null, lastToken: -1, prefilled: false }
       this.seqs.set(entry.rid, seq)
     }
     const past = seq.kv.length
@@ -194,8 +202,15 @@ export class TpModelRunner implements StepRunner {
     const at = Int32Array.of(0)
     if (this.rank !== 0) return { tokens: Int32Array.of(-1), logits: new Float32Array(0), vocab, rows: at, allReduceMs: reduceMs, allReduces: reduces }
     const d = this.spec.hiddenSize
-    const logits = await this.logits(hidden.subarray((n - 1) * d, n * d), 1)
-    if (entry.last) seq.lastToken = seq.sampler!.sample(logits, 0, vocab)
+    // Prompt logprobs (echo) need every position's row; otherwise only the last one is projected.
+    const rows = seq.logprobs?.wantsPrompt ? n : 1
+    const all = await this.logits(hidden.subarray((n - rows) * d, n * d), rows)
+    const logits = all.subarray((rows - 1) * vocab, rows * vocab)
+    seq.logprobs?.promptChunk(all, vocab, entry.tokens, entry.start, entry.last)
+    if (entry.last) {
+      seq.lastToken = seq.sampler!.sample(logits, 0, vocab)
+      seq.logprobs?.token(logits, 0, vocab, seq.lastToken)
+    }
     return { tokens: Int32Array.of(entry.last ? seq.lastToken : -1), logits, vocab, rows: at, allReduceMs: reduceMs, allReduces: reduces }
   }
 
@@ -233,6 +248,7 @@ export class TpModelRunner implements StepRunner {
     const next = new Int32Array(B)
     for (let r = 0; r < B; r++) {
       next[r] = rows[r]!.sampler!.sample(logits, r * vocab, vocab)
+      rows[r]!.logprobs?.token(logits, r * vocab, vocab, next[r]!)
       rows[r]!.lastToken = next[r]!
     }
     return { tokens: next, logits, vocab, rows: order, allReduceMs: reduceMs, allReduces: reduces }
