@@ -1,7 +1,7 @@
 /**
  * docs/configuration.md, docs/errors.md and docs/metrics.md are generated from the config schema,
- * the error table and the metrics registry, and docs/tracing.md's slice, event and attribute tables
- * from the tracing module's declarations, so the references cannot drift from the code (a test
+ * the error table and the metrics registry, docs/api.md from the route schemas (tools/api-docs.ts),
+ * and docs/tracing.md's slice, event and attribute tables from the tracing module's declarations, so the references cannot drift from the code (a test
  * compares them). Run: npm run docs
  */
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -11,6 +11,7 @@ import { ERRORS } from '../src/errors.ts'
 import { ServerMetrics } from '../src/server/metrics.ts'
 import { ATTRIBUTE_DOCS } from '../src/tracing/attributes.ts'
 import { EVENTS, SLICES, type EventSpec, type SliceDoc } from '../src/tracing/names.ts'
+import { apiMarkdown } from './api-docs.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const specs: readonly OptionSpec[] = OPTIONS
@@ -134,6 +135,7 @@ export const DOCS: Record<string, () => string | Promise<string>> = {
   'docs/errors.md': errorsMarkdown,
   'docs/metrics.md': metricsMarkdown,
   'docs/tracing.md': () => tracingMarkdown(),
+  'docs/api.md': apiMarkdown,
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

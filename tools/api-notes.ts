@@ -1,0 +1,110 @@
+/**
+ * What spanserve does with each request field, by endpoint: the words of docs/api.md, whose types
+ * and ranges come from the route schemas themselves (tools/api-docs.ts). A test requires a note for
+ * every field a schema declares, so that a new field is documented when it is added.
+ */
+
+/** Fields that mean the same on every endpoint that takes them. */
+const COMMON: Record<string, string> = {
+  model: 'Must be the served model name (`--served-model-name`); another is a 404 `SPANSERVE_ERR_MODEL_NOT_FOUND` with `param: "model"`.',
+  max_tokens: 'Tokens to generate at most. Prompt + max_tokens beyond the context is a 400 `SPANSERVE_ERR_CONTEXT_LENGTH`.',
+  temperature: 'Sampling temperature; 0 is greedy. Absent: the model\'s generation_config.json, else 1.',
+  top_p: 'Nucleus sampling. Absent: generation_config.json, else 1.',
+  top_k: 'vLLM\'s top-k; -1 or 0 means no cut. Absent: generation_config.json, else none.',
+  seed: 'Makes sampling reproducible: the same seed, prompt and parameters give the same text (each choice its own stream, seed + index). Folded to 32 bits.',
+  presence_penalty: 'OpenAI\'s presence penalty (-2..2), applied in the worker\'s batched sampler.',
+  frequency_penalty: 'OpenAI\'s frequency penalty (-2..2), applied in the worker\'s batched sampler.',
+  repetition_penalty: 'vLLM\'s repetition penalty (> 0; 1 is none), over prompt and output tokens.',
+  min_p: 'vLLM\'s min-p: tokens below min_p × the top probability are dropped.',
+  min_tokens: 'vLLM\'s min_tokens: end-of-sequence and stop_token_ids are masked until this many tokens.',
+  stop_token_ids: 'vLLM\'s stop_token_ids: generation ends on any of these ids (finish_reason "stop"); ids outside the vocabulary are a 400.',
+  logit_bias: 'Token id (as a string key) → bias in -100..100 added to its logit; ids outside the vocabulary are a 400.',
+  stop: 'Up to 64 strings; the text ends before the first one (not included), finish_reason "stop".',
+  stream: 'Server-sent events in OpenAI\'s chunk shape, ending with `data: [DONE]`.',
+  stream_options: '`include_usage`: a last chunk with the usage; vLLM\'s `continuous_usage_stats` (with include_usage): every chunk carries the usage so far. Other keys are ignored (warned).',
+  n: 'Choices per prompt (1..128): the prompt is prefilled once and its KV shared.',
+  user: 'Accepted and ignored (OpenAI\'s end-user id).',
+  metadata: 'Accepted and ignored (OpenAI stores it with stored completions; nothing is stored here). Up to 16 string values.',
+  store: 'Accepted and ignored on completions and chat (nothing is stored).',
+  service_tier: 'Accepted and ignored (there is one tier).',
+  ignore_eos: 'vLLM\'s ignore_eos: keep generating past end-of-sequence until max_tokens (benchmarks).',
+  response_format: '`text`, `json_object` or `json_schema` (with `strict`): the output is constrained by xgrammar at sampling time, so it parses and matches, even from the embedded model. A schema that does not compile is a 400 naming it.',
+  guided_json: 'vLLM\'s older structured-output field: a JSON Schema the output matches.',
+  guided_regex: 'vLLM\'s older structured-output field: a regular expression the whole output matches.',
+  guided_choice: 'vLLM\'s older structured-output field: the output is exactly one of these strings.',
+  guided_grammar: 'vLLM\'s older structured-output field: an EBNF grammar (xgrammar\'s dialect), root rule `root`.',
+  structured_outputs: 'vLLM\'s current structured-output field: one of `json`, `regex`, `choice`, `grammar`, `json_object`, `structural_tag`. One constraint per request.',
+}
+
+/** POST /v1/completions */
+const COMPLETIONS: Record<string, string> = {
+  prompt: 'A string, token ids, or up to 128 of either: choices are indexed prompt-major, n per prompt. Token ids outside the vocabulary are a 400 `SPANSERVE_ERR_TOKEN_ID`. Default max_tokens is 16, as OpenAI\'s.',
+  echo: 'The prompt is sent back before the completion (with its logprobs when `logprobs` is set; the first token\'s is null).',
+  logprobs: 'Legacy logprobs (0..20): `tokens`, `token_logprobs`, `top_logprobs`, `text_offset`.',
+  best_of: 'Sequences generated per prompt (≥ n); the n with the highest mean logprob are returned.',
+  suffix: 'Only null: insertion is not supported.',
+}
+
+/** POST /v1/chat/completions */
+const CHAT: Record<string, string> = {
+  messages: 'Roles system, developer, user, assistant, tool; content a string or text parts (other part types are a 400). An assistant message may have content null (with or without tool_calls); a tool message needs tool_call_id. All go to the model\'s chat template, tool calls with their arguments parsed to objects (as Hugging Face templates expect).',
+  max_completion_tokens: 'Same as max_tokens (wins when both are given). Absent: the rest of the context.',
+  max_tokens: 'Tokens to generate at most; absent: the rest of the context. Prompt + max_tokens beyond the context is a 400 `SPANSERVE_ERR_CONTEXT_LENGTH`.',
+  logprobs: 'Each output token\'s logprob in OpenAI\'s `choices[].logprobs.content[]` shape, streamed too.',
+  top_logprobs: '0..20 most likely alternatives per token (needs logprobs).',
+  tools: 'Function tools, given to the chat template as `tools` (Hugging Face convention). Other tool types are a 400. Names unique, `^[a-zA-Z0-9_.:-]{1,64}$`.',
+  tool_choice: '`none`: tools are left out of the prompt, plain text. `auto` (the default with tools): the model\'s output is read by the `--tool-call-parser` (hermes: `<tool_call>{…}</tool_call>`) into `message.tool_calls` / `delta.tool_calls`, finish_reason "tool_calls". `required` / a named function: the output is constrained to a valid call whose arguments match the function\'s parameters. A choice without tools, or naming a function not given, is a 400 on tool_choice.',
+  parallel_tool_calls: 'false: at most one call is returned (and required/named are constrained to one). Default true.',
+  reasoning_effort: 'Accepted and ignored (no reasoning mode).',
+  verbosity: 'Accepted and ignored.',
+  prediction: 'Accepted and ignored (a speed-up OpenAI offers; the output is the same without it).',
+  prompt_cache_key: 'Accepted and ignored (prefix caching here is by content, per data-parallel group).',
+  safety_identifier: 'Accepted and ignored.',
+  modalities: 'Only `["text"]`: audio output is a 400.',
+}
+
+/** POST /v1/responses */
+const RESPONSES: Record<string, string> = {
+  input: 'A string (one user message) or items: messages (roles system, developer, user, assistant; `input_text` / `output_text` parts), `function_call` and `function_call_output` items (an assistant turn\'s calls and their results), `reasoning` items (skipped).',
+  instructions: 'A system message before the input; not carried over from a previous response (OpenAI\'s rule).',
+  max_output_tokens: 'Tokens to generate at most; absent: the rest of the context. Reached: status "incomplete", incomplete_details.reason "max_output_tokens".',
+  stream: 'Responses events (`event:` named SSE): response.created, response.in_progress, output_item.added, content_part.added, output_text.delta, …, function_call_arguments.delta/done, output_item.done, response.completed or response.incomplete; no [DONE].',
+  store: 'Default true: the conversation is kept in memory for previous_response_id (the 1,024 most recent, lost on restart). false: not kept.',
+  previous_response_id: 'Continue a stored response: its conversation (input and output) comes before this input. Not kept (store false, evicted, restarted) is a 400 naming previous_response_id.',
+  tools: 'Function tools (`{type: "function", name, parameters}`), as in chat. OpenAI\'s hosted tools (web_search, file_search, …) are a 400 on `tools.N.type`.',
+  tool_choice: 'As in chat: none, auto, required, or `{type: "function", name}`. Calls come back as `function_call` output items.',
+  parallel_tool_calls: 'As in chat.',
+  text: '`format`: `text`, `json_object` or `json_schema` (name, schema, strict), constrained at sampling time as chat\'s response_format. `verbosity` ignored.',
+  metadata: 'Echoed in the response object; not otherwise used.',
+  reasoning: 'Accepted and ignored (no reasoning mode).',
+  include: 'Accepted and ignored.',
+  truncation: 'Accepted; nothing is truncated (a prompt beyond the context is a 400).',
+  prompt_cache_key: 'Accepted and ignored.',
+  safety_identifier: 'Accepted and ignored.',
+  background: 'Only false: background runs are not supported.',
+}
+
+/** POST /tokenize */
+const TOKENIZE: Record<string, string> = {
+  model: 'Optional; when given, the served model name.',
+  prompt: 'Text to tokenize (this or messages).',
+  messages: 'Chat messages, rendered by the chat template first (this or prompt).',
+  tools: 'Tools for the chat template, as in chat.',
+  add_special_tokens: 'Default true for a prompt, false for messages (the template writes them), as vLLM.',
+  add_generation_prompt: 'Default true: the template\'s assistant header is appended.',
+  return_token_strs: 'Also return each token\'s vocabulary string (`token_strs`).',
+}
+
+/** POST /detokenize */
+const DETOKENIZE: Record<string, string> = {
+  model: 'Optional; when given, the served model name.',
+  tokens: 'Token ids to decode (special tokens skipped); an id outside the vocabulary is a 400 on tokens.',
+}
+
+export const FIELD_NOTES: Record<string, Record<string, string>> = {
+  'POST /v1/completions': { ...COMMON, ...COMPLETIONS },
+  'POST /v1/chat/completions': { ...COMMON, ...CHAT },
+  'POST /v1/responses': { ...COMMON, ...RESPONSES },
+  'POST /tokenize': TOKENIZE,
+  'POST /detokenize': DETOKENIZE,
+}
