@@ -1,8 +1,8 @@
 /**
  * docs/configuration.md, docs/errors.md and docs/metrics.md are generated from the config schema,
  * the error table and the metrics registry, docs/api.md from the route schemas (tools/api-docs.ts),
- * and docs/tracing.md's slice, event and attribute tables from the tracing module's declarations, so the references cannot drift from the code (a test
- * compares them). Run: npm run docs
+ * and docs/tracing.md's slice, event and attribute tables from the tracing module's declarations,
+ * so the references cannot drift from the code (a test compares them). Run: npm run docs
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
