@@ -5,8 +5,7 @@
  * remembered (LRU), so a repeated one is not rebuilt.
  */
 import { SpanserveError } from '../../errors.ts'
-import { toGrammar, constraintKey, type OutputConstraint } from './constraint.ts'
-import type { RequestedConstraint } from './request.ts'
+import { toGrammar, constraintKey, type OutputConstraint, type RequestedConstraint } from './constraint.ts'
 import { GrammarSyntaxError, XgrammarInstance } from './xgrammar.ts'
 
 const GOOD_KEPT = 256

@@ -33,6 +33,13 @@ export interface ToolCallsConstraint {
 
 export type ConstraintType = OutputConstraint['type']
 
+/** A request's one constraint and the request field it came from (check.ts, request.ts). */
+export interface RequestedConstraint {
+  constraint: OutputConstraint
+  /** The request field it came from (OpenAI's `param` for an error about it). */
+  param: string
+}
+
 /**
  * JSON layout: one line, Python json.dumps's separators (", " and ": "), no other whitespace. A model
  * cannot pad the output with whitespace forever (with any whitespace allowed, a weak or random model

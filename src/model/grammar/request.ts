@@ -6,7 +6,9 @@
  */
 import { SpanserveError } from '../../errors.ts'
 import { checkConstraint } from './check.ts'
-import type { OutputConstraint } from './constraint.ts'
+import type { OutputConstraint, RequestedConstraint } from './constraint.ts'
+
+export type { RequestedConstraint } from './constraint.ts'
 
 /**
  * The body schemas of the constraint fields, for the route schemas to spread in (chat and
@@ -68,12 +70,6 @@ export interface ConstraintRequest {
   tools?: unknown
   tool_choice?: unknown
   parallel_tool_calls?: unknown
-}
-
-export interface RequestedConstraint {
-  constraint: OutputConstraint
-  /** The request field it came from (OpenAI's `param` for an error about it). */
-  param: string
 }
 
 type Obj = Record<string, unknown>
