@@ -19,6 +19,8 @@ export interface RequestTraceStart {
   sampling: SamplingParams
   /** Only recorded with --trace-record-content. */
   prompt: string
+  /** Names of the tools offered; only recorded with --trace-record-content. */
+  toolNames?: readonly string[]
 }
 
 /** Starts the request's trace; returns the carrier for the tokenizer and the traceparent to return. */
@@ -31,7 +33,7 @@ export function startRequestTrace(s: RequestTraceStart): { carrier: tracing.Trac
       maxTokens: s.maxTokens >= 0 ? s.maxTokens : undefined,
     }),
     ...samplingAttributes(s.sampling),
-    ...tracing.contentAttributes(s.prompt),
+    ...tracing.contentAttributes(s.prompt, undefined, s.toolNames),
   }
   const start = () => {
     tracing.reqStart(s.rid, null, { root: true, attributes })

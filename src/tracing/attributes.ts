@@ -52,6 +52,7 @@ export const GEN_AI_USAGE_OUTPUT_TOKENS = attribute('gen_ai.usage.output_tokens'
 /** Content keys as vLLM records them; only set with --trace-record-content. */
 export const GEN_AI_PROMPT = attribute('gen_ai.prompt', '`llm_request`', 'the prompt, only with `--trace-record-content`')
 export const GEN_AI_COMPLETION = attribute('gen_ai.completion', '`llm_request`', 'the completion, only with `--trace-record-content`')
+export const GEN_AI_TOOL_DEFINITIONS = attribute('gen_ai.tool.definitions', '`llm_request`', 'the tools a chat or responses request offered, as JSON with their required properties only (`type`, `name`), only with `--trace-record-content`')
 
 // vLLM's latency attributes (seconds, as doubles)
 export const GEN_AI_LATENCY_TIME_IN_QUEUE = attribute('gen_ai.latency.time_in_queue', '`llm_request`', 'seconds waiting for admission')
@@ -168,10 +169,12 @@ export function batchAttributes(size: number, step: number): Attributes {
  * here so a long prompt is not copied around before the SDK would cut it anyway. Whether content
  * may be recorded at all is the caller's question (trace.ts contentAttributes).
  */
-export function promptCompletionAttributes(prompt: string | undefined, completion: string | undefined, limit: number): Attributes {
+export function promptCompletionAttributes(prompt: string | undefined, completion: string | undefined, limit: number, toolNames?: readonly string[]): Attributes {
   const a: Attributes = {}
   if (prompt !== undefined) a[GEN_AI_PROMPT] = cutToLimit(prompt, limit)
   if (completion !== undefined) a[GEN_AI_COMPLETION] = cutToLimit(completion, limit)
+  // The semantic conventions advise only the required properties by default: a large schema stays out.
+  if (toolNames && toolNames.length > 0) a[GEN_AI_TOOL_DEFINITIONS] = cutToLimit(JSON.stringify(toolNames.map((name) => ({ type: 'function', name }))), limit)
   return a
 }
 

@@ -143,10 +143,10 @@ export function getSampleRate(): number {
 }
 
 /**
- * Prompt/completion text, only when --trace-record-content is on (otherwise undefined, and
- * nothing about the content leaves the process), cut to the attribute length limit.
+ * Prompt/completion text and the names of the tools offered, only when --trace-record-content is on
+ * (otherwise undefined, and nothing about the content leaves the process), cut to the length limit.
  */
-export function contentAttributes(prompt?: string, completion?: string): Attributes | undefined {
+export function contentAttributes(prompt?: string, completion?: string, toolNames?: readonly string[]): Attributes | undefined {
   if (!runtime.enabled || !runtime.recordContent) return undefined
-  return promptCompletionAttributes(prompt, completion, runtime.valueLengthLimit)
+  return promptCompletionAttributes(prompt, completion, runtime.valueLengthLimit, toolNames)
 }

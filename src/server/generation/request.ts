@@ -63,6 +63,7 @@ export function buildRequest(request: FastifyRequest, info: ServingInfo, body: S
     maxTokens: input.maxTokens,
     sampling,
     prompt: input.text ?? (input.messages ? JSON.stringify(input.messages) : JSON.stringify(input.inputIds)),
+    toolNames: input.tools?.map((t) => t.function.name),
   })
   const req: GenerateReqInput = {
     type: 'generate',
