@@ -47,6 +47,15 @@ for (const [role, scope] of [['worker-0-0', 'group'], ['scheduler-1', 'group'], 
     await new Promise((r) => setTimeout(r, 400))
     killedAt = Date.now()
     process.kill(pid, 'SIGKILL')
+    // Watch /health from the kill on: it must go red before it is green again.
+    const health: number[] = []
+    let watching = true
+    const watcher = (async () => {
+      while (watching) {
+        health.push((await fetch(server.url + '/health')).status)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    })()
     const results = await Promise.all(pending)
     t.ok(results.every((r) => r.status === 200), 'every stream had started')
     const failed = results.filter(failedCleanly)
@@ -58,9 +67,10 @@ for (const [role, scope] of [['worker-0-0', 'group'], ['scheduler-1', 'group'], 
     } else {
       t.equal(failed.length, 4, 'every request in flight failed')
     }
-    const red = await fetch(server.url + '/health')
     const replaced = await waitHealthy(30_000)
-    t.ok(red.status === 503 || replaced, 'health goes red while the process restarts')
+    watching = false
+    await watcher
+    t.ok(health.includes(503), `health goes red while the process restarts (seen: ${[...new Set(health)].join(', ')})`)
     t.ok(replaced, 'health is green again')
     t.not(server.childPids()[role], pid, 'a new process took its place')
     const after = await Promise.all(['Hello', 'Hi there'].map((p) => stream(p, () => Date.now())))
