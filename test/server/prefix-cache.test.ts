@@ -22,6 +22,9 @@ const SEQUENCE: { prompt: number[]; cached: number }[] = [
 ]
 const COMMON = ['--max-prefill-tokens', '24', '--stats-interval', '0.1']
 
+/** usage.prompt_tokens_details.cached_tokens of the last complete() (undefined: absent). */
+let lastCached: number | undefined
+
 /** The prompt's length as counted, and the greedy completion. */
 async function complete(server: RunningServer, prompt: number[], signal?: AbortSignal): Promise<[number, string]> {
   const res = await fetch(server.url + '/v1/completions', {
@@ -32,6 +35,7 @@ async function complete(server: RunningServer, prompt: number[], signal?: AbortS
   })
   const body = (await res.json()) as { choices: { text: string }[]; usage: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens?: number } } }
   t.equal(res.status, 200)
+  lastCached = body.usage.prompt_tokens_details?.cached_tokens
   return [body.usage.prompt_tokens, body.choices[0]!.text]
 }
 
@@ -53,6 +57,7 @@ async function healthy(server: RunningServer, timeoutMs: number): Promise<boolea
 const plain = await startServer({ args: [...COMMON, '--disable-radix-cache'] })
 const expected: [number, string][] = []
 for (const { prompt } of SEQUENCE) expected.push(await complete(plain, prompt))
+t.equal(lastCached, undefined, 'no cached_tokens in usage with the cache off')
 const distinct = [5, 6, 7, 8, 9].map((s) => [...ids(50, s * 10), ...SYS])
 const expectedDistinct: [number, string][] = []
 for (const p of distinct) expectedDistinct.push(await complete(plain, p))
@@ -64,10 +69,21 @@ const server = await startServer({ args: [...COMMON, '--max-total-tokens', '200'
 t.teardown(() => server.stop())
 
 t.test('full and partial matches, one inside chunked prefill: the same greedy output, the tree\'s hits', async (t) => {
-  for (let i = 0; i < SEQUENCE.length; i++) t.same(await complete(server, SEQUENCE[i]!.prompt), expected[i], `prompt ${i}`)
+  for (let i = 0; i < SEQUENCE.length; i++) {
+    t.same(await complete(server, SEQUENCE[i]!.prompt), expected[i], `prompt ${i}`)
+    t.equal(lastCached, SEQUENCE[i]!.cached, `usage.prompt_tokens_details.cached_tokens of prompt ${i} is what the tree holds`)
+  }
+  // Streamed usage carries it too.
+  const res = await fetch(server.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt: SEQUENCE[4]!.prompt, max_tokens: 4, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+  })
+  const events = (await res.text()).split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)) as { usage?: { prompt_tokens_details?: { cached_tokens: number } } | null })
+  t.equal(events.find((e) => e.usage)?.usage?.prompt_tokens_details?.cached_tokens, 4 * BT, 'in the streamed usage chunk')
   const m = await metrics(server)
-  t.equal(m.sum('spanserve:prefix_cache_hits_total'), SEQUENCE.reduce((n, s) => n + s.cached, 0), 'tokens found in the cache are what the tree holds')
-  t.equal(m.sum('spanserve:prefix_cache_queries_total'), SEQUENCE.reduce((n, s) => n + s.prompt.length, 0))
+  t.equal(m.sum('spanserve:prefix_cache_hits_total'), SEQUENCE.reduce((n, s) => n + s.cached, 0) + 4 * BT, 'tokens found in the cache are what the tree holds')
+  t.equal(m.sum('spanserve:prefix_cache_queries_total'), SEQUENCE.reduce((n, s) => n + s.prompt.length, 0) + SEQUENCE[4]!.prompt.length)
   t.ok(m.sum('spanserve:prefix_cache_tokens') > 0)
 })
 
