@@ -211,6 +211,10 @@ export function applyTokenMask(mask: Int32Array, logits: Float32Array, offset: n
     if (bits === -1) continue
     const base = w << 5
     const end = Math.min(32, vocab - base)
+    if (bits === 0) {
+      logits.fill(-Infinity, offset + base, offset + base + end)
+      continue
+    }
     for (let b = 0; b < end; b++) if (((bits >>> b) & 1) === 0) logits[offset + base + b] = -Infinity
   }
 }
