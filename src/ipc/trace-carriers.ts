@@ -34,6 +34,8 @@ export const TRACE_CARRIERS = {
   trace_setting: null,
   group_state: null,
   reset: null,
+  tokenize: null,
+  tokenize_out: null,
 } satisfies { [T in MessageType]: Slots<T> }
 
 /**
