@@ -92,7 +92,6 @@ export const SPANSERVE_DECODE_STEPS = attribute('spanserve.decode.steps', '`deco
 export const SPANSERVE_GRAMMAR_TYPE = attribute('spanserve.grammar.type', '`grammar_compile`', '`json_schema`, `json_object`, `regex`, `choice`, `grammar`, `structural_tag` or `tool_calls`')
 export const SPANSERVE_GRAMMAR_CACHE_HIT = attribute('spanserve.grammar.cache_hit', '`grammar_compile`', 'whether the compiled grammar came from the worker\'s cache')
 export const SPANSERVE_ABORT_REASON = attribute('spanserve.abort.reason', '`aborted` event', 'why the request stopped early')
-export const SPANSERVE_PREEMPT_REASON = attribute('spanserve.preempt.reason', '`preempted` event', 'why the request was preempted')
 /** request_resumed: why (tokenizer_died, scheduler_died, worker_died, unavailable), which process died, its pid. */
 export const SPANSERVE_RESUME_REASON = attribute('spanserve.resume.reason', '`request_resumed` event', '`tokenizer_died`, `scheduler_died`, `worker_died` or `unavailable`')
 export const SPANSERVE_RESUME_PROCESS = attribute('spanserve.resume.process', '`request_resumed` event', 'the process that died')

@@ -51,7 +51,6 @@ export interface EventSpec {
 
 export const EVENTS = {
   firstToken: { name: 'first_token', what: 'the first output token reached the server' },
-  preempted: { name: 'preempted', what: 'the request was taken out of its batch' },
   aborted: { name: 'aborted', what: 'the client went away or the request was cancelled, with the reason' },
   finished: { name: 'finished', what: 'the last output reached the server, with the finish reasons' },
   requestResumed: { name: 'request_resumed', what: 'the request was lost with a dead process and resubmitted (src/server/engine.ts)' },
