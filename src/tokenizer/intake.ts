@@ -53,9 +53,9 @@ export class Intake {
       tracing.sliceEnd(req.rid, tracing.SLICE.tokenize, { attributes: { [tracing.GEN_AI_USAGE_INPUT_TOKENS]: ids.length } })
       tracing.sliceStart(req.rid, tracing.SLICE.dpcDispatch, { level: 2 })
       const load = ids.length + maxTokens
-      const dp = dispatcher.pick(load)
+      const { dp, match } = dispatcher.pickFor(ids, load)
       if (dp < 0) throw new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'no data-parallel group is serving right now; retry shortly')
-      tracing.sliceAttrs(req.rid, { [tracing.SPANSERVE_DP_RANK]: dp })
+      tracing.sliceAttrs(req.rid, { [tracing.SPANSERVE_DP_RANK]: dp, [tracing.SPANSERVE_DP_PREFIX_MATCH_TOKENS]: match })
       // A resumed request goes on from its prompt plus the tokens it had generated before a crash.
       const resumed = req.resumeIds ?? []
       this.d.states.add(new RequestState(tok, { rid: req.rid, dp, load, promptTokens: ids.length, stop: req.stop, stopTokenIds: req.sampling.stopTokenIds, resumed, promptIds: req.sampling.promptLogprobs !== undefined ? ids : undefined }))

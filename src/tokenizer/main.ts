@@ -13,13 +13,15 @@ import { Intake } from './intake.ts'
 import { detokenizeBatch } from './outputs.ts'
 import { onGroupState, onReset } from './group-events.ts'
 import { answerTokenize } from './tokenize-api.ts'
+import { KV_BLOCK_TOKENS } from '../model/kv-blocks.ts'
 import * as tracing from '../tracing/index.ts'
 
 await runChild('tokenizer', async (ctx) => {
   const { config, model, log, endpoints, contextLength, toServer } = ctx
   const tok = new TextTokenizer(model.dir)
   const schedulers = endpoints.schedulers.map((addr) => new Outbox(addr))
-  const dispatcher = new DpDispatcher(schedulers.length)
+  const cacheAware = config.enablePrefixCaching && !config.disableRadixCache
+  const dispatcher = new DpDispatcher(schedulers.length, cacheAware ? { capBlocks: Math.ceil(config.maxTotalTokens / KV_BLOCK_TOKENS), absThreshold: config.dpBalanceAbsThreshold, relThreshold: config.dpBalanceRelThreshold } : undefined)
   const states = new RequestStates(dispatcher)
   const intake = new Intake({ tok, model, contextLength, dispatcher, states, schedulers, toServer, log })
   const outputs = { states, schedulers, toServer, repeatsRids: config.numContinuousDecodeSteps > 1 }

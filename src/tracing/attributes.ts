@@ -76,6 +76,7 @@ export const SPANSERVE_REQUEST_ID = attribute('spanserve.request.id', '`llm_requ
 export const SPANSERVE_THREAD_LABEL = attribute('spanserve.thread.label', 'thread spans', '`Server`, `Tokenizer`, `Scheduler`, `Worker`, or a label set with `setThreadInfo`')
 export const SPANSERVE_PROCESS_ROLE = attribute('spanserve.process.role', 'resource', 'server, tokenizer, scheduler or worker')
 export const SPANSERVE_TP_RANK = attribute('spanserve.tp_rank', 'thread spans, resource', 'tensor-parallel rank, where there is one')
+export const SPANSERVE_DP_PREFIX_MATCH_TOKENS = attribute('spanserve.dp.prefix_match_tokens', '`dpc_dispatch`', 'with the prefix cache on: prompt tokens the chosen group is believed to hold cached (cache-aware dispatch)')
 export const SPANSERVE_DP_RANK = attribute('spanserve.dp_rank', 'thread spans, resource', 'data-parallel rank, where there is one')
 export const SPANSERVE_BATCH_SIZE = attribute('spanserve.batch.size', '`decode_forward`', 'requests in the step\'s batch')
 export const SPANSERVE_STEP = attribute('spanserve.step', '`decode_forward`, `prefill_forward`, `chunked_prefill`', 'the scheduler\'s batch number (with `--num-continuous-decode-steps N`, the up to N slices of one batch share it)')

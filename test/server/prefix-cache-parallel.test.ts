@@ -2,7 +2,7 @@
  * The prefix cache under tensor and data parallelism, through the real processes: with --tp-size 2
  * each rank caches its shard of the same blocks (they agree: the outputs are the unsharded server's
  * and cached_tokens is what the one tree holds), and with --dp-size 2 each group's scheduler has its
- * own tree and the outputs do not change.
+ * own tree, the tokenizer sends a prompt to the group holding its prefix, and the outputs do not change.
  */
 import t from 'tap'
 import { KV_BLOCK_TOKENS as BT } from '../../src/model/kv-blocks.ts'
@@ -47,6 +47,7 @@ t.test('--dp-size 2: each group\'s tree, the same outputs', async (t) => {
   t.teardown(() => server.stop())
   const first = await sequential(server)
   t.same(first.map((o) => o.text), expected)
+  t.same(first.map((o) => o.cached), CACHED, 'cache-aware dispatch sends each prompt to the group holding its prefix')
   // Concurrently, twice over: whichever group a request lands on, its output is the same.
   const again = await Promise.all([...PROMPTS, ...PROMPTS].map((p) => complete(server, p)))
   t.same(again.map((o) => o.text), [...expected, ...expected])
