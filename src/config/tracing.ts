@@ -7,7 +7,7 @@ import type { TraceLevel } from '../tracing/types.ts'
  * The collector address as the exporters want it. Accepts HOST:PORT, grpc://HOST:PORT and
  * http(s)://HOST:PORT[/path]; for http/protobuf the path defaults to /v1/traces.
  */
-export function normaliseOtlpEndpoint(endpoint: string, protocol: TracingOptions['otlpProtocol']): string {
+function normaliseOtlpEndpoint(endpoint: string, protocol: TracingOptions['otlpProtocol']): string {
   let url = endpoint.trim()
   if (url.startsWith('grpc://')) url = 'http://' + url.slice('grpc://'.length)
   if (!/^https?:\/\//.test(url)) url = 'http://' + url

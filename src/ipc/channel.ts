@@ -69,7 +69,7 @@ export class Inbox {
  * Messages an Outbox holds for its socket. They queue only while ZeroMQ holds its own high-water mark
  * of 100,000 for the peer, or the peer is not connected: a full queue means the peer stopped reading.
  */
-export const SEND_QUEUE_CAPACITY = 65_536
+const SEND_QUEUE_CAPACITY = 65_536
 
 /** An Outbox whose queue was full refused a message (the first of a run of refusals). */
 export interface SendQueueFull {

@@ -29,7 +29,7 @@ export function encode(msg: Message): Buffer[] {
   return [Buffer.from(header), ...frames]
 }
 
-export class DecodeError extends Error {
+class DecodeError extends Error {
   override name = 'DecodeError'
 }
 

@@ -47,7 +47,7 @@ type Field<T> = unknown extends T ? Record<string, never> : null extends T ? Sch
 /** A property: an optional one (`?:`) is marked by `opt`; the others are required. */
 type Prop<T> = unknown extends T ? Field<T> : undefined extends T ? Field<Exclude<T, undefined>> & { optional: true } : Field<T> & { optional?: never }
 
-export interface ObjectSchema<T> {
+interface ObjectSchema<T> {
   type: 'object'
   properties: { [K in keyof T]-?: Prop<T[K]> }
 }

@@ -16,7 +16,7 @@ type Slots<T extends MessageType> = ((msg: MessageOf<T>) => Iterable<CarrierSlot
 
 const one = (msg: CarrierSlot): CarrierSlot[] => [msg]
 
-export const TRACE_CARRIERS = {
+const TRACE_CARRIERS = {
   generate: one,
   tokenized: one,
   // A request's first chunk (the one with its sampling) opens its part of the trace on the worker.

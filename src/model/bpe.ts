@@ -5,13 +5,13 @@ import { CHAT_TEMPLATE } from './chat-template.ts';
 export const EOS_TOKEN = '<|endoftext|>';
 export const IM_START = '<|im_start|>';
 export const IM_END = '<|im_end|>';
-export const SPECIAL_TOKENS: readonly string[] = [EOS_TOKEN, IM_START, IM_END];
+const SPECIAL_TOKENS: readonly string[] = [EOS_TOKEN, IM_START, IM_END];
 
 // The GPT-2 pre-tokenizer pattern, as the ByteLevel pre-tokenizer applies it with use_regex: true.
 const GPT2_SPLIT = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
 
 /** GPT-2's byte → printable character table, so that every byte is a visible vocabulary entry. */
-export function bytesToUnicode(): string[] {
+function bytesToUnicode(): string[] {
   const table: string[] = new Array(256);
   const printable = (b: number): boolean =>
     (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);

@@ -14,7 +14,7 @@ import { countParams, type LlamaSpec, type LlamaWeights } from './spec.ts';
 import { buildNgramWeights, type NgramBuildInfo } from './weights.ts';
 
 /** Bump to force a rebuild when the output changes for a reason the hashed sources do not show. */
-export const BUILDER_VERSION = 1;
+const BUILDER_VERSION = 1;
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const CORPUS_PATH = join(HERE, 'corpus.txt');

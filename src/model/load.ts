@@ -23,7 +23,7 @@ export interface ModelInfo {
 }
 
 /** Where Optimum and transformers.js put the decoder, in the order we prefer them. */
-export const ONNX_CANDIDATES: readonly string[] = [
+const ONNX_CANDIDATES: readonly string[] = [
   'model.onnx',
   'decoder_model_merged.onnx',
   'decoder_with_past_model.onnx',

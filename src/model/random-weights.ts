@@ -3,7 +3,7 @@
 import { createRng, type Rng } from './rng.ts';
 import type { LayerWeights, LlamaSpec, LlamaWeights } from './spec.ts';
 
-export function gaussian(rng: Rng, n: number, std: number): Float32Array {
+function gaussian(rng: Rng, n: number, std: number): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.normal() * std;
   return a;

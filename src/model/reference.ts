@@ -7,7 +7,7 @@ import { ropeInvFreq, type LayerWeights, type LlamaSpec, type LlamaWeights } fro
 export const MASK_VALUE = -1e9;
 
 /** Rows of x (each of width d) times W [d, n] → [rows, n]. */
-export function matmul(x: Float32Array, rows: number, w: Float32Array, d: number, n: number): Float32Array {
+function matmul(x: Float32Array, rows: number, w: Float32Array, d: number, n: number): Float32Array {
   const out = new Float32Array(rows * n);
   const acc = new Float64Array(n);
   for (let r = 0; r < rows; r++) {

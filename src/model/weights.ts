@@ -31,7 +31,7 @@ const PREV_TOKEN_MARGIN = 30;
 /** Filler layers add this fraction of their input's size to the residual stream. */
 const FILLER_SCALE = 2e-4;
 
-export interface Layout {
+interface Layout {
   readonly constDim: number;
   readonly cStart: number;
   readonly pStart: number;
@@ -41,7 +41,7 @@ export interface Layout {
   readonly oDims: number;
 }
 
-export function layoutFor(spec: LlamaSpec): Layout {
+function layoutFor(spec: LlamaSpec): Layout {
   // P is filled through attention heads, one KV head per headDim dimensions, and O needs the most room.
   const idDims = Math.min(spec.numKvHeads * spec.headDim, Math.floor((spec.hiddenSize - 1) / 4));
   return { constDim: 0, cStart: 1, pStart: 1 + idDims, idDims, oStart: 1 + 2 * idDims, oDims: spec.hiddenSize - 1 - 2 * idDims };
@@ -140,7 +140,7 @@ function previousTokenAttention(spec: LlamaSpec, lay: Layout): Pick<LayerWeights
  * previous position, for inputs whose normalised const dimension is constValue (scores depend on
  * the relative offset only, so prefix sums over offsets cover every position at once).
  */
-export function previousTokenMinWeight(spec: LlamaSpec, layer0: LayerWeights, constValue: number): number {
+function previousTokenMinWeight(spec: LlamaSpec, layer0: LayerWeights, constValue: number): number {
   const hd = spec.headDim;
   const half = hd / 2;
   const theta = ropeInvFreq(spec);

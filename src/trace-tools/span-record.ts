@@ -18,7 +18,7 @@ export interface SpanLinkRecord {
   attributes: AttributeMap
 }
 
-export interface SpanStatusRecord {
+interface SpanStatusRecord {
   /** 0 unset, 1 ok, 2 error (OTLP StatusCode). */
   code: number
   message?: string

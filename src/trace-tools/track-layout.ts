@@ -18,7 +18,7 @@ import { compareProcesses, processIdentityOf, type ProcessIdentity } from './pro
 import { spanKey, type SpanIndex } from './span-index.ts'
 import type { SpanRecord } from './span-record.ts'
 
-export const START_RESOLUTION_NS = 1_000_000n
+const START_RESOLUTION_NS = 1_000_000n
 
 export interface Placement {
   /** Process track id (the OS pid when every process has a distinct one). */
@@ -33,7 +33,7 @@ export interface Placement {
   depth: number
 }
 
-export interface ProcessTrack {
+interface ProcessTrack {
   pid: number
   identity: ProcessIdentity
   /** Display name: the identity's label, with the host when spans come from several hosts. */

@@ -6,7 +6,7 @@ export type LineWriter = (line: string) => void
 
 const STATUS = ['', ' status=OK', ' status=ERROR'] as const
 
-export function formatSpanLine(span: ReadableSpan): string {
+function formatSpanLine(span: ReadableSpan): string {
   const sc = span.spanContext()
   const parent = span.parentSpanContext?.spanId ?? '-'
   const durMs = (hrTimeToMicroseconds(span.duration) / 1000).toFixed(3)

@@ -40,7 +40,7 @@ function httpProtobufExporter(opts: TracingOptions): SpanExporter {
 }
 
 /** http/protobuf posts to <endpoint>/v1/traces when the endpoint has no path; a path is kept. */
-export function tracesUrl(endpoint: string): string {
+function tracesUrl(endpoint: string): string {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `http://${endpoint}`
   try {
     const u = new URL(withScheme)

@@ -29,7 +29,7 @@ export interface RankShard {
   readonly files: ReadonlyMap<string, Uint8Array>;
 }
 
-export function segmentFileNames(spec: LlamaSpec, rank: number): ShardManifest['segments'] {
+function segmentFileNames(spec: LlamaSpec, rank: number): ShardManifest['segments'] {
   return {
     embed: 'embed.onnx',
     attn: Array.from({ length: spec.numLayers }, (_, l) => `attn_${l}.onnx`),

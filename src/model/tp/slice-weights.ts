@@ -6,14 +6,14 @@ import type { LayerWeights, LlamaSpec } from '../spec.ts';
 import type { Range, ShardPlan } from './shard-plan.ts';
 
 /** Columns [start, start+count) of a row-major [rows, cols] matrix. */
-export function sliceColumns(w: Float32Array, rows: number, cols: number, r: Range): Float32Array {
+function sliceColumns(w: Float32Array, rows: number, cols: number, r: Range): Float32Array {
   const out = new Float32Array(rows * r.count);
   for (let i = 0; i < rows; i++) out.set(w.subarray(i * cols + r.start, i * cols + r.start + r.count), i * r.count);
   return out;
 }
 
 /** Rows [start, start+count) of a row-major [rows, cols] matrix. */
-export function sliceRows(w: Float32Array, cols: number, r: Range): Float32Array {
+function sliceRows(w: Float32Array, cols: number, r: Range): Float32Array {
   return w.slice(r.start * cols, (r.start + r.count) * cols);
 }
 

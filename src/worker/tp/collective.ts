@@ -38,7 +38,7 @@ export interface ZmqAllReduceOptions {
   timeoutMs?: number
 }
 
-export class AllReduceError extends Error {}
+class AllReduceError extends Error {}
 
 interface Pending {
   parts: (Float32Array | undefined)[]
