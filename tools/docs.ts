@@ -7,7 +7,12 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { OPTIONS, type OptionSpec } from '../src/config/schema.ts'
-import { ERRORS } from '../src/errors.ts'
+import { ERRORS, type SpanserveError } from '../src/errors.ts'
+import { ConfigError } from '../src/config/parse.ts'
+import { ModelLoadError } from '../src/model/errors.ts'
+import { TpConfigError, TpModelFormatError } from '../src/model/tp/errors.ts'
+import { LaunchError } from '../src/server/launcher.ts'
+import { RunnerError } from '../src/worker/runner.ts'
 import { ServerMetrics } from '../src/server/metrics.ts'
 import { ATTRIBUTE_DOCS } from '../src/tracing/attributes.ts'
 import { EVENTS, SLICES, type EventSpec, type SliceDoc } from '../src/tracing/names.ts'
@@ -48,6 +53,16 @@ export function configurationMarkdown(): string {
   return lines.join('\n')
 }
 
+/** The error classes of the processes, each a SpanserveError with a code of the table. */
+const PROCESS_ERRORS: readonly [new (message: string) => SpanserveError, string][] = [
+  [ConfigError, 'a flag, environment variable or value is invalid'],
+  [ModelLoadError, 'the model directory cannot be served (the message names the file or field)'],
+  [TpConfigError, '`--tp-size` does not divide the model\'s heads, KV heads or MLP width'],
+  [TpModelFormatError, '`--tp-size` above 1 on a graph spanserve did not build'],
+  [LaunchError, 'the processes did not all start: a child\'s failure (its code), or a time-out or an early exit (internal)'],
+  [RunnerError, 'a worker was sent a step it cannot run (a broken invariant): the worker fails and is restarted'],
+]
+
 export function errorsMarkdown(): string {
   const lines = [
     '# Errors',
@@ -61,6 +76,19 @@ export function errorsMarkdown(): string {
     '| --- | --- | --- | --- |',
   ]
   for (const [code, e] of Object.entries(ERRORS)) lines.push(`| \`${code}\` | ${e.status} | \`${e.type}\` | ${e.message} |`)
+  lines.push(
+    '',
+    '## Errors inside the processes',
+    '',
+    'Errors that stop a start or a process are errors of the same table: a child reports its code to the launcher (`fatal`), which logs it with the code; at start-up the server then stops.',
+    '',
+    '| error | code | raised when |',
+    '| --- | --- | --- |',
+  )
+  for (const [Cls, when] of PROCESS_ERRORS) {
+    const e = new Cls('')
+    lines.push(`| \`${e.name}\` | \`${e.code}\` | ${cell(when)} |`)
+  }
   return lines.join('\n') + '\n'
 }
 

@@ -65,7 +65,7 @@ export interface ChildInfo {
 }
 
 /** The processes could not be started; `code` is the failing child's, or internal for a timeout or an early exit. */
-class LaunchError extends SpanserveError {
+export class LaunchError extends SpanserveError {
   constructor(message: string, code: ErrorCode = 'SPANSERVE_ERR_INTERNAL') {
     super(code, message)
     this.name = 'LaunchError'
