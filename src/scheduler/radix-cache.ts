@@ -58,11 +58,6 @@ export class RadixCache {
     return this.locked
   }
 
-  /** Tokens that eviction could free now. */
-  get evictableTokens(): number {
-    return this.total - this.locked
-  }
-
   /**
    * The longest cached prefix of `ids` within its first `limit` tokens, in whole blocks. An edge
    * matched part way is split there, so the match ends on a node that can be locked.

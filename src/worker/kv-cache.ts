@@ -25,11 +25,6 @@ export class KvBlockStore {
     return this.blocks.size
   }
 
-  /** Bytes held, for accounting. */
-  get bytes(): number {
-    return this.blocks.size * this.blockFloats * 4
-  }
-
   has(id: number): boolean {
     return this.blocks.has(id)
   }

@@ -92,6 +92,9 @@ t.test('eviction under a small --max-total-tokens: every request runs, outputs u
     t.same(await complete(server, distinct[i]!), expectedDistinct[i], `distinct prompt ${i}`)
     const cached = (await metrics(server)).sum('spanserve:prefix_cache_tokens')
     t.ok(cached <= 200, `the cache stays within the budget (${cached} tokens)`)
+    const reports = ((await (await fetch(server.url + '/health')).json()) as { reports: { role: string; kv_blocks?: number }[] }).reports
+    const blocks = reports.find((r) => r.role === 'worker')!.kv_blocks!
+    t.ok(blocks * BT <= 200, `so does the worker's memory for it (${blocks} blocks)`)
   }
   // Concurrently, each needing the room the cache holds.
   t.same(await Promise.all(distinct.slice(0, 2).map((p) => complete(server, p))), expectedDistinct.slice(0, 2))
