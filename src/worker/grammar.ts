@@ -72,8 +72,8 @@ class GrammarProcessor implements LogitsProcessor {
 export function grammarProcessor(params: SamplingParams): LogitsProcessor | null {
   if (!params.constraint) return null
   const p = prepared.get(params)
+  // Kept (it goes with the params object): sequences forked from one request (n > 1) each get their own matcher.
   if (!p) throw new Error('a constrained sequence started without its grammar prepared')
-  prepared.delete(params)
   const output = p.engine.matcher(p.grammar)
   const processor = new GrammarProcessor(output)
   matchers.register(processor, output)
