@@ -327,7 +327,8 @@ export class Launcher {
     // A minute of health forgives earlier crashes: the back-off is for crash loops.
     c.crashStreak = c.readyAt > 0 && Date.now() - c.readyAt > 60_000 ? 1 : c.crashStreak + 1
     c.readyAt = 0
-    const delay = restartDelayMs(c.crashStreak, c.circuitOpen ? RESTART_BACKOFF_OPEN_MS : undefined)
+    // Requests wait for it: restart at once, unless it is in a crash loop; then back off.
+    const delay = c.circuitOpen ? restartDelayMs(c.crashStreak, RESTART_BACKOFF_OPEN_MS) : restartDelayMs(1)
     if (c.circuitOpen) this.log.warn({ child: c.key, delay_ms: delay, crash_streak: c.crashStreak }, 'crash loop: restart backed off')
     setTimeout(() => {
       if (!this.stopping) this.spawn(c)
