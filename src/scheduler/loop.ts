@@ -24,7 +24,6 @@ import type { BatchTokenIdOutput, FinishReason, ProcessStats, RequestStats, Forw
 import { KvSpace } from './kv-space.ts'
 import { WaitingQueue } from './queue.ts'
 import type { SchedRequest } from './request.ts'
-import type { TraceCarrier } from '../tracing/propagation.ts'
 import type { ErrorCode } from '../errors.ts'
 
 export interface LoopLimits {
@@ -47,8 +46,8 @@ export interface LoopLimits {
 /** What the loop tells its process about each request's life, for tracing. */
 export interface LoopObserver {
   queued(req: SchedRequest): void
-  /** Admitted into the running batch; returns the trace carrier its first prefill chunk takes. */
-  admitted(req: SchedRequest): TraceCarrier | null
+  /** Admitted into the running batch (the channel gives its first prefill chunk this process's trace context). */
+  admitted(req: SchedRequest): void
   /** Finished, aborted or failed (reason: null when finished normally). */
   ended(req: SchedRequest, reason: FinishReason | null, error: string | null): void
 }
@@ -219,7 +218,7 @@ export class SchedulerLoop {
       next.prefilled = kv.cached
       next.cachedTokens = kv.cached
       next.admittedAt = performance.now()
-      next.trace = this.io.observer?.admitted(next) ?? next.trace
+      this.io.observer?.admitted(next)
       this.prefilling.push(next)
     }
     let done = 0

@@ -18,8 +18,6 @@ export function requestObserver(log: Logger): LoopObserver | undefined {
     },
     admitted: (req) => {
       tracing.sliceEnd(req.rid, tracing.SLICE.prefillWaiting, { attributes: { [tracing.SPANSERVE_QUEUE_MS]: req.admittedAt - req.enqueuedAt } })
-      // The worker's first slice links to prefill_waiting through this carrier.
-      return tracing.getPropagateContext(req.rid)
     },
     ended: (req, reason, error) => {
       if (error !== null) tracing.reqFinish(req.rid, { error })
