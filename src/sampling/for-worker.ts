@@ -1,7 +1,8 @@
 /**
  * What the tokenizer adds to a request's SamplingParams for the worker: the token ids a penalty
  * reads and the worker cannot know (prompt tokens, a resumed request's tokens so far, the EOS ids
- * that min_tokens holds back). Nothing is added for a request that uses no such penalty.
+ * that min_tokens holds back; a constrained request's grammar replays the tokens so far too).
+ * Nothing is added for a request that uses no such penalty.
  */
 import type { SamplingParams } from './params.ts'
 
@@ -16,10 +17,12 @@ export interface WorkerSamplingContext {
 
 export function forWorker(p: SamplingParams, c: WorkerSamplingContext): SamplingParams {
   const penalised = p.presencePenalty !== undefined || p.frequencyPenalty !== undefined || p.repetitionPenalty !== undefined || p.minTokens !== undefined
-  if (!penalised && c.resumedIds.length === 0) return p
+  // A grammar, like a penalty, must see a resumed request's tokens so far: it goes on from where they left it.
+  const replays = penalised || p.constraint !== undefined
+  if (!replays && c.resumedIds.length === 0) return p
   const out: SamplingParams = { ...p }
   if (c.resumedIds.length > 0) out.draws = c.resumedIds.length
-  if (!penalised) return out
+  if (!replays) return out
   if (p.repetitionPenalty !== undefined) out.promptIds = [...new Set(c.promptIds)]
   if (c.resumedIds.length > 0) out.generatedIds = [...c.resumedIds]
   if (p.minTokens !== undefined) {

@@ -17,6 +17,7 @@ import { ModelRunner } from '../../src/worker/runner.ts'
 import { prepareGrammar } from '../../src/worker/grammar.ts'
 import type { PrefillEntry } from '../../src/ipc/messages.ts'
 import type { SamplingParams } from '../../src/sampling/params.ts'
+import { forWorker } from '../../src/sampling/for-worker.ts'
 import type { OutputConstraint } from '../../src/model/grammar/constraint.ts'
 import { TEST_CACHE_DIR } from '../helpers/server.ts'
 
@@ -76,3 +77,24 @@ for (const [temperature, seed] of [[0, 1], [1, 7], [1.5, 99]] as const) {
     }
   })
 }
+
+t.test('a resumed request (its process died) goes on from its tokens so far: the grammar replays them', async (t) => {
+  const prompt = tokenizer.encode('Once upon a time').ids
+  const constraint: OutputConstraint = { type: 'json_schema', schema: JSON.stringify(schema) }
+  const generate = async (params: SamplingParams, tokens: number[], rid: string): Promise<number[]> => {
+    const runner = new ModelRunner(session, info)
+    await prepareGrammar(info, rid, params)
+    const ids = [(await runner.prefill({ rid, trace: null, tokens: Int32Array.from(tokens), start: 0, last: true, sampling: params })).tokens[0]!]
+    while (!eos.has(ids[ids.length - 1]!) && ids.length < 120) ids.push((await runner.decode([rid])).tokens[0]!)
+    return ids
+  }
+  const whole = await generate({ temperature: 0, topP: 1, topK: 0, seed: null, constraint }, prompt, 'whole')
+  const cut = 9
+  const resumedIds = whole.slice(0, cut)
+  const params = forWorker({ temperature: 0, topP: 1, topK: 0, seed: null, constraint }, { promptIds: prompt, resumedIds, eosTokenIds: info.eosTokenIds, ignoreEos: false })
+  t.same(params.generatedIds, resumedIds, 'the tokens so far travel to the worker')
+  const rest = await generate(params, [...prompt, ...resumedIds], 'resumed')
+  const text = tokenizer.decode([...resumedIds, ...rest.slice(0, -1)])
+  t.ok(ajv.validate(schema, JSON.parse(text)), text)
+  t.same([...resumedIds, ...rest], whole, 'greedy: the same output as without the interruption')
+})
