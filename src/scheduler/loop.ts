@@ -277,12 +277,17 @@ export class SchedulerLoop {
     const cached: number[] = []
     // Logprobs pass through as the worker gave them, only when some request of the step asked.
     const logprobs: BatchTokenIdOutput['logprobs'] = out.logprobs ? [] : undefined
+    let kvLost = false
     for (const rid of out.failed) {
+      // A first chunk on no cached prefix loses no KV (the worker could not prepare the request);
+      // any other failure means the worker lost KV, perhaps the cache's too.
+      const req = this.decoding.get(rid) ?? this.prefilling.find((r) => r.rid === rid)
+      const fresh = req !== undefined && req.cachedTokens === 0 && batch.prefill.some((e) => e.rid === rid && e.sampling !== null)
+      if (!fresh) kvLost = true
       const lost = 'the worker lost this request\'s KV cache'
       if (this.take(rid, 'error', lost)) this.fail(rid, 'SPANSERVE_ERR_UNAVAILABLE', lost)
     }
-    // A worker that lost a sequence's KV may have lost the cache's too.
-    if (out.failed.length > 0) this.budget.dropCache()
+    if (kvLost) this.budget.dropCache()
     for (let i = 0; i < out.rids.length; i++) {
       const rid = out.rids[i]!
       // Gone: aborted while the step ran, or stopped on EOS earlier (an overlapped step's or a later decode step's extra token).

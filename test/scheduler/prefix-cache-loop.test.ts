@@ -10,16 +10,18 @@ import type { BatchTokenIdOutput, ForwardBatch, TokenizedGenerateReqInput } from
 
 type Limits = ConstructorParameters<typeof SchedulerLoop>[0]
 
-function harness(limits: Partial<Limits> = {}) {
+/** `failing(batch)`: the rids the scripted worker reports failed in that step. */
+function harness(limits: Partial<Limits> = {}, failing: (batch: ForwardBatch) => string[] = () => []) {
   const steps: ForwardBatch[] = []
   const outputs: BatchTokenIdOutput[] = []
   let loop: SchedulerLoop
   const io: LoopIo = {
     forward: (batch) => {
       steps.push(batch)
-      const rids = batch.prefill.filter((p) => p.last).map((p) => p.rid)
-      for (let n = 0; batch.decode.length > 0 && n < batch.decodeSteps; n++) rids.push(...batch.decode)
-      setTimeout(() => loop.onForwardOutput({ type: 'forward_out', step: batch.step, tpRank: 0, allReduceMs: 0, rids, tokens: new Int32Array(rids.length).fill(5), failed: [], prefillMs: 0, decodeMs: 0 }))
+      const failed = failing(batch)
+      const rids = batch.prefill.filter((p) => p.last && !failed.includes(p.rid)).map((p) => p.rid)
+      for (let n = 0; batch.decode.length > 0 && n < batch.decodeSteps; n++) rids.push(...batch.decode.filter((r) => !failed.includes(r)))
+      setTimeout(() => loop.onForwardOutput({ type: 'forward_out', step: batch.step, tpRank: 0, allReduceMs: 0, rids, tokens: new Int32Array(rids.length).fill(5), failed, prefillMs: 0, decodeMs: 0 }))
     },
     output: (o) => outputs.push(o),
     error: () => {},
@@ -97,5 +99,18 @@ t.test('a worker that lost sequences empties the cache', async (t) => {
   h.loop.submit(req('b', ids(40), 1))
   await settle()
   t.equal(firstChunk(h.steps, 'b').start, 0, 'and nothing is matched after it')
+  h.loop.close()
+})
+
+t.test('a request the worker could not start keeps the cache; a lost sequence empties it', async (t) => {
+  const h = harness({}, (batch) => [...batch.prefill.filter((p) => p.rid === 'x').map((p) => p.rid), ...batch.decode.filter((r) => r === 'y')])
+  h.loop.submit(req('a', ids(40), 1))
+  await settle()
+  h.loop.submit(req('x', ids(20, 700), 3))
+  await settle()
+  t.equal(h.loop.takeStats().cacheTokens, 2 * BT, 'x failed at its first chunk, on no cached prefix: the cache stays')
+  h.loop.submit(req('y', ids(20, 800), 3))
+  await settle()
+  t.equal(h.loop.takeStats().cacheTokens, 0, 'y was lost while decoding: the worker may have lost the cache too')
   h.loop.close()
 })
