@@ -144,6 +144,11 @@ for (const model of [embedded, qwen]) {
     for (let id = 0; id < model.vocab.vocabSize; id++) if (allowed(mask, id)) count++
     t.equal(count, stops.size, 'once complete, only the stop tokens')
     t.notOk(matcher.terminated)
+    // A processor before the grammar (min_tokens) ruled the stop tokens out: the grammar wins.
+    const row = new Float32Array(model.vocab.vocabSize).fill(1)
+    for (const stop of stops) row[stop] = -Infinity
+    matcher.applyMask(row, 0, row.length)
+    t.same([...row.keys()].filter((id) => row[id] !== -Infinity), [...stops].sort((a, b) => a - b), 'a complete grammar leaves its stop tokens drawable')
     t.ok(matcher.accept([...stops][0]!))
     t.ok(matcher.terminated)
     matcher.dispose()

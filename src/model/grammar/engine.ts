@@ -165,7 +165,11 @@ export class ConstrainedOutput {
     this.instance.callSync((b) => {
       const vec = this.handle.GetNextTokenBitmask(this.vocabSize)
       try {
-        applyTokenMask(b.vecIntToView(vec), logits, offset, vocab)
+        const mask = b.vecIntToView(vec)
+        applyTokenMask(mask, logits, offset, vocab)
+        // Complete: only the stop tokens remain. Something before (min_tokens) may have ruled them out
+        // too; the grammar wins, so that the draw is not over an empty row.
+        if (onlyStops(mask, this.stopTokenIds)) for (const id of this.stopTokenIds) if (logits[offset + id] === -Infinity) logits[offset + id] = 0
       } finally {
         vec.delete()
       }
@@ -202,6 +206,17 @@ export class ConstrainedOutput {
     this.disposed = true
     if (!this.instance.broken) this.handle.delete()
   }
+}
+
+/** Whether the mask allows the stop tokens only (the grammar is complete); stops at the first other bit. */
+function onlyStops(mask: Int32Array, stops: readonly number[]): boolean {
+  for (let w = 0; w < mask.length; w++) {
+    let bits = mask[w]!
+    if (bits === 0) continue
+    for (const id of stops) if (id >> 5 === w) bits &= ~(1 << (id & 31))
+    if (bits !== 0) return false
+  }
+  return true
 }
 
 /** Disallowed tokens' logits become -Infinity, in place. */
