@@ -99,7 +99,7 @@ export function resumedRequestTrace(rid: string, r: { reason: string; process: s
   }
   if (r.process !== null) attributes[tracing.SPANSERVE_RESUME_PROCESS] = r.process
   if (r.pid !== null) attributes[tracing.SPANSERVE_RESUME_PROCESS_PID] = r.pid
-  tracing.event(rid, tracing.EVENT.requestResumed, attributes)
+  tracing.reqEvent(rid, tracing.EVENT.requestResumed, attributes)
 }
 
 export function abortRequestTrace(rid: string, reason: string): void {

@@ -147,6 +147,10 @@ export class TracingOffload implements TraceOffload {
     this.call(['event', rid, name, attributes, ts ?? nowNs()])
   }
 
+  reqEvent(rid: string, name: string, attributes?: Attributes, ts?: number): void {
+    this.call(['reqEvent', rid, name, attributes, ts ?? nowNs()])
+  }
+
   sliceAttrs(rid: string, attributes: Attributes): void {
     this.call(['sliceAttrs', rid, attributes])
   }

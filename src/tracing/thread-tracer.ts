@@ -255,6 +255,14 @@ export class ThreadTracer implements TraceCalls {
     this.eventTarget(rc)?.addEvent(name, attributes, optionalHrTime(ts))
   }
 
+  /** An event on the request root span (server), else on this thread's span: one about the whole request. */
+  reqEvent(rid: string, name: string, attributes?: Attributes, ts?: number): void {
+    if (!runtime.enabled) return
+    const rc = this.reqs.get(rid)
+    if (rc === undefined) return
+    ;(rc.root ?? rc.thread)?.addEvent(name, attributes, optionalHrTime(ts))
+  }
+
   /** SGLang's trace_slice_add_attr: attributes on the innermost open slice (else the thread span). */
   sliceAttrs(rid: string, attributes: Attributes): void {
     if (!runtime.enabled) return

@@ -93,6 +93,10 @@ export function sliceAttrs(rid: string, attributes: Attributes): void {
   if (runtime.enabled) sink().sliceAttrs(rid, attributes)
 }
 
+export function reqEvent(rid: string, name: string, attributes?: Attributes, ts?: number): void {
+  if (runtime.enabled) sink().reqEvent(rid, name, attributes, ts)
+}
+
 export function reqAttrs(rid: string, attributes: Attributes): void {
   if (runtime.enabled) sink().reqAttrs(rid, attributes)
 }

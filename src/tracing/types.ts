@@ -87,6 +87,8 @@ export interface TraceCalls {
   sliceStart(rid: string, slice: SliceRef | null, opts?: SliceStartOptions): void
   sliceEnd(rid: string, slice?: SliceRef | null, opts?: SliceEndOptions): void
   event(rid: string, name: string, attributes?: Attributes, ts?: number): void
+  /** An event on the request root span (server), else on this thread's span. */
+  reqEvent(rid: string, name: string, attributes?: Attributes, ts?: number): void
   sliceAttrs(rid: string, attributes: Attributes): void
   reqAttrs(rid: string, attributes: Attributes): void
   setPropagateContext(rid: string, carrier: CarrierInput): void
