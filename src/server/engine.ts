@@ -42,6 +42,9 @@ export interface EngineOptions {
   brokenReason?: () => string
 }
 
+/** Pause before resubmitting a request that a process refused as unavailable while the launcher saw all up. */
+const UNAVAILABLE_RETRY_MS = 20
+
 interface Flight {
   r: ResumableRequest
   sink: RequestSink
@@ -172,6 +175,16 @@ export class Engine {
     this.running.delete(f.r.pipelineRid)
     const resumption = f.r.lose(resumeReason(processKey), processKey, processKey === null ? null : (this.lastDeath.get(processKey) ?? null))
     f.sink.onResumed?.(resumption)
+    if (resumption.reason === 'unavailable' && this.opts.serving() === 'up') {
+      // Refused by a tokenizer that does not know yet what the launcher knows: ask again shortly, not in a loop.
+      setTimeout(() => {
+        if (this.flights.get(f.r.rid) === f && !f.waiting) this.route(f, processKey)
+      }, UNAVAILABLE_RETRY_MS)
+    } else this.route(f, processKey)
+  }
+
+  /** A lost request: dispatch it now, wait for the restart, or fail it (a crash loop, or no waiting allowed). */
+  private route(f: Flight, processKey: string | null): void {
     const state = this.opts.serving()
     if (state === 'up') this.send(f)
     else if (state === 'restarting' && this.opts.restartWaitMs > 0) this.park(f)
