@@ -144,6 +144,7 @@ async function main(): Promise<void> {
       requestTimeoutMs: config.requestTimeout * 1000,
       streamBufferLimit: config.streamBufferLimit,
       streamStallTimeoutMs: config.streamStallTimeout * 1000,
+      kvBudgetTokens: config.maxTotalTokens,
       metrics,
     },
     contextLength,

@@ -24,7 +24,8 @@ const samplingProperties = {
     type: ['object', 'null'],
     properties: { include_usage: { type: ['boolean', 'null'] }, continuous_usage_stats: { type: ['boolean', 'null'] } },
   },
-  n: { type: ['integer', 'null'], minimum: 1, maximum: 1 },
+  // Choices per prompt: each its own sequence (seeded ones with seed + index, as vLLM does).
+  n: { type: ['integer', 'null'], minimum: 1, maximum: 128 },
   user: { type: ['string', 'null'], maxLength: 256 },
   // The OpenAI SDK's bookkeeping fields: accepted and ignored (nothing is stored or billed here).
   metadata: { type: ['object', 'null'], maxProperties: 16, additionalProperties: { type: 'string', maxLength: 512 } },
@@ -45,14 +46,17 @@ export const completionBody = {
     prompt: {
       anyOf: [
         { type: 'string' },
-        { type: 'array', minItems: 1, maxItems: 1, items: { type: 'string' } },
+        // Several prompts: choices indexed prompt-major, n per prompt.
+        { type: 'array', minItems: 1, maxItems: 128, items: { type: 'string' } },
         { type: 'array', minItems: 1, items: { type: 'integer' } },
-        { type: 'array', minItems: 1, maxItems: 1, items: { type: 'array', minItems: 1, items: { type: 'integer' } } },
+        { type: 'array', minItems: 1, maxItems: 128, items: { type: 'array', minItems: 1, items: { type: 'integer' } } },
       ],
     },
-    echo: { type: ['boolean', 'null'], enum: [false, null] },
-    logprobs: { type: 'null' },
-    best_of: { type: ['integer', 'null'], enum: [1, null] },
+    echo: { type: ['boolean', 'null'] },
+    // The legacy shape: logprobs of each token and of this many most likely ones.
+    logprobs: { type: ['integer', 'null'], minimum: 0, maximum: 20 },
+    // Sequences generated per prompt (≥ n); the n with the highest mean logprob are returned.
+    best_of: { type: ['integer', 'null'], minimum: 1, maximum: 128 },
     suffix: { type: 'null' },
   },
 } as const
@@ -132,8 +136,8 @@ export const chatBody = {
     ...samplingProperties,
     max_completion_tokens: { type: ['integer', 'null'], minimum: 1, maximum: 1_000_000 },
     messages: { type: 'array', minItems: 1, maxItems: 4096, items: message },
-    logprobs: { type: ['boolean', 'null'], enum: [false, null] },
-    top_logprobs: { type: 'null' },
+    logprobs: { type: ['boolean', 'null'] },
+    top_logprobs: { type: ['integer', 'null'], minimum: 0, maximum: 20 },
     tools: { type: ['array', 'null'], maxItems: 128, items: tool },
     tool_choice: { anyOf: [{ enum: ['none', 'auto', 'required', null] }, namedToolChoice] },
     parallel_tool_calls: { type: ['boolean', 'null'] },
@@ -161,6 +165,9 @@ export interface SamplingBody extends SamplingFields {
 
 export interface CompletionBody extends SamplingBody {
   prompt: string | string[] | number[] | number[][]
+  echo?: boolean | null
+  logprobs?: number | null
+  best_of?: number | null
 }
 
 export interface ToolCall {
@@ -186,6 +193,8 @@ export interface ChatBodyMessage {
 
 export interface ChatBody extends SamplingBody {
   max_completion_tokens?: number | null
+  logprobs?: boolean | null
+  top_logprobs?: number | null
   messages: ChatBodyMessage[]
   tools?: Tool[] | null
   tool_choice?: ToolChoice | null

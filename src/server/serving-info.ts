@@ -14,6 +14,8 @@ export interface ServingInfo {
   metrics: ServerMetrics
   /** Sampling defaults from the model's generation_config.json, as vLLM applies them. */
   defaults: SamplingDefaults
+  /** --max-total-tokens: what n × max_tokens may not exceed (absent: not checked here). */
+  kvBudgetTokens?: number
   /** --tool-call-parser (absent: hermes). */
   toolCallParser?: ToolCallParserName
 }

@@ -4,18 +4,27 @@
  * failure in its trace, the metrics and the log.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { StrOutput } from '../../ipc/messages.ts'
+import type { StrOutput, TextLogprobs } from '../../ipc/messages.ts'
 import { SpanserveError } from '../../errors.ts'
 import type { Engine, RequestSink } from '../engine.ts'
 import type { ServingInfo } from '../serving-info.ts'
 import { abortRequestTrace, dispatched, failRequestTrace, finishRequestTrace, firstToken, type Timing } from '../request-trace.ts'
 import type { BuiltRequest } from './request.ts'
+import type { LogprobsFormatter } from './logprobs.ts'
 
 export class GenerationRun {
   /** Answered, failed or aborted: nothing more is sent. */
   done = false
   /** The text so far. */
   completion = ''
+  /** Each output token's logprobs so far, when the request asked (see logprobs.ts). */
+  readonly logprobs: TextLogprobs[] = []
+  /** Sent before the first text (completions' echo: the prompt). */
+  echoText = ''
+  /** Echo of a token-id prompt: its text comes from its tokens, with the first output. */
+  echoFromTokens = false
+  /** Shapes the logprobs when the request asked for them. */
+  formatter: LogprobsFormatter | null = null
   readonly rid: string
   private readonly timing: Timing
   private lastOutputMs = 0
@@ -80,6 +89,11 @@ export class GenerationRun {
     }
     this.lastOutputMs = now
     this.completion += item.text
+    if (item.logprobs) this.logprobs.push(item.logprobs)
+    if (this.echoFromTokens && item.logprobs?.prompt) {
+      this.echoText = item.logprobs.prompt.map((p) => p.token).join('')
+      this.echoFromTokens = false
+    }
   }
 
   finish(item: StrOutput): void {

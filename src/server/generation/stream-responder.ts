@@ -11,6 +11,7 @@ import type { SamplingBody } from '../schemas.ts'
 import { endSse, sendEvent, startSse } from '../sse.ts'
 import type { GenerationRun } from './run.ts'
 import { usageOf, type ResponseShape } from './shape.ts'
+import { setChoiceLogprobs } from './logprobs.ts'
 
 export function respondStreamed(run: GenerationRun, shape: ResponseShape, options: SamplingBody['stream_options']): Promise<void> {
   const { reply, info, built } = run
@@ -34,10 +35,11 @@ export function respondStreamed(run: GenerationRun, shape: ResponseShape, option
           run.stopEarly(sink, new SpanserveError('SPANSERVE_ERR_SLOW_READER', `more than ${info.streamBufferLimit} bytes waited for the client; the request was ended`))
           return
         }
-        if (item.text !== '' || item.finishReason !== null || first) {
-          const chunk = shape.chunk(built.base, item.text, item.finishReason, first)
+        if (item.text !== '' || item.finishReason !== null || first || item.logprobs) {
+          const chunk = shape.chunk(built.base, first ? run.echoText + item.text : item.text, item.finishReason, first)
           first = false
           if (chunk !== null) {
+            if (item.logprobs && run.formatter) setChoiceLogprobs(chunk, run.formatter.format([item.logprobs]))
             if (item.finishReason !== null || continuousUsage) chunk.usage = usageOf(item)
             sendEvent(res, chunk)
           }

@@ -3,6 +3,7 @@ import { errorBody } from '../../errors.ts'
 import { errorHeaders } from '../http-errors.ts'
 import type { GenerationRun } from './run.ts'
 import { usageOf, type ResponseShape } from './shape.ts'
+import { setChoiceLogprobs } from './logprobs.ts'
 
 export function respondWhole(run: GenerationRun, shape: ResponseShape): Promise<void> {
   const { reply, built } = run
@@ -12,7 +13,9 @@ export function respondWhole(run: GenerationRun, shape: ResponseShape): Promise<
         run.output(item)
         if (item.finishReason === null) return
         run.finish(item)
-        void reply.headers(built.headers).send(shape.whole(built.base, run.completion, item.finishReason, usageOf(item)))
+        const body = shape.whole(built.base, run.echoText + run.completion, item.finishReason, usageOf(item))
+        if (run.formatter) setChoiceLogprobs(body, run.formatter.format(run.logprobs))
+        void reply.headers(built.headers).send(body)
         resolve()
       },
       onError: (err) => {

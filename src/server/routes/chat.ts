@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { RoutesOptions } from './options.ts'
 import { chatBody, type ChatBody } from '../schemas.ts'
 import { serveGeneration } from '../generation/serve.ts'
+import { SpanserveError } from '../../errors.ts'
 import type { ResponseShape } from '../generation/shape.ts'
 import { warnUnknownFields } from '../unknown-fields.ts'
 import { chatMessages, chatTools } from '../chat-request.ts'
@@ -35,6 +36,8 @@ export const chatRoute: FastifyPluginAsync<RoutesOptions> = async (app, { engine
     // Without max_tokens, chat may use the rest of the context (-1 tells the tokenizer so).
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? -1
     const requestShape = mode.kind === 'none' || parser === null ? shape : toolCallShape(shape, parser, body.parallel_tool_calls !== false)
-    await serveGeneration(request, reply, engine, info, body, { text: null, inputIds: null, messages, tools, maxTokens }, requestShape)
+    if (body.top_logprobs != null && body.logprobs !== true) throw new SpanserveError('SPANSERVE_ERR_VALIDATION', 'top_logprobs needs logprobs set to true', 'top_logprobs')
+    const logprobs = body.logprobs === true ? { kind: 'chat' as const, top: body.top_logprobs ?? 0 } : null
+    await serveGeneration(request, reply, engine, info, body, { text: null, inputIds: null, messages, tools, maxTokens }, requestShape, { n: body.n ?? 1, logprobs })
   })
 }

@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { RoutesOptions } from './options.ts'
 import { completionBody, type CompletionBody } from '../schemas.ts'
 import { serveGeneration } from '../generation/serve.ts'
+import type { GenerationOptions } from '../generation/options.ts'
 import type { ResponseShape } from '../generation/shape.ts'
 import { warnUnknownFields } from '../unknown-fields.ts'
 
@@ -20,11 +21,16 @@ const DEFAULT_MAX_TOKENS = 16
 export const completionsRoute: FastifyPluginAsync<RoutesOptions> = async (app, { engine, info }) => {
   app.post<{ Body: CompletionBody }>('/v1/completions', { schema: { body: completionBody }, config: { auth: 'api' }, preHandler: warnUnknownFields(completionBody) }, async (request, reply) => {
     const body = request.body
-    let prompt = body.prompt
-    if (Array.isArray(prompt) && (typeof prompt[0] === 'string' || Array.isArray(prompt[0]))) prompt = prompt[0] as string | number[]
-    const input = typeof prompt === 'string'
-      ? { text: prompt, inputIds: null, messages: null }
-      : { text: null, inputIds: prompt as number[], messages: null }
-    await serveGeneration(request, reply, engine, info, body, { ...input, maxTokens: body.max_tokens ?? DEFAULT_MAX_TOKENS }, shape)
+    const maxTokens = body.max_tokens ?? DEFAULT_MAX_TOKENS
+    // One prompt, or several (strings or token arrays): choices prompt-major, n per prompt.
+    const prompts: (string | number[])[] = Array.isArray(body.prompt) && (typeof body.prompt[0] === 'string' || Array.isArray(body.prompt[0])) ? (body.prompt as (string | number[])[]) : [body.prompt as string | number[]]
+    const inputs = prompts.map((prompt) => (typeof prompt === 'string' ? { text: prompt, inputIds: null, messages: null, maxTokens } : { text: null, inputIds: prompt, messages: null, maxTokens }))
+    const options: GenerationOptions = {
+      n: body.n ?? 1,
+      bestOf: body.best_of ?? undefined,
+      logprobs: body.logprobs != null ? { kind: 'completion', top: body.logprobs } : null,
+      echo: body.echo === true,
+    }
+    await serveGeneration(request, reply, engine, info, body, inputs, shape, options)
   })
 }
