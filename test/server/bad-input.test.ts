@@ -29,7 +29,7 @@ const cases: [string, string, unknown, number, string | RegExp, Record<string, s
   ['huge max_tokens', '/v1/completions', { ...ok, max_tokens: 1e300 }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['temperature out of range', '/v1/completions', { ...ok, temperature: 9 }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['top_p zero', '/v1/completions', { ...ok, top_p: 0 }, 400, 'SPANSERVE_ERR_VALIDATION'],
-  ['n > 1', '/v1/completions', { ...ok, n: 3 }, 400, 'SPANSERVE_ERR_VALIDATION'],
+  ['n above 128', '/v1/completions', { ...ok, n: 129 }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['stop list of thousands', '/v1/completions', { ...ok, stop: Array.from({ length: 3000 }, (_, i) => `s${i}`) }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['prompt of wrong type', '/v1/completions', { ...ok, prompt: { a: 1 } }, 400, 'SPANSERVE_ERR_VALIDATION'],
   ['token id outside the vocabulary', '/v1/completions', { ...ok, prompt: [1, 99999999] }, 400, 'SPANSERVE_ERR_TOKEN_ID'],
