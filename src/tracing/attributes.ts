@@ -41,6 +41,7 @@ export const GEN_AI_REQUEST_TOP_K = attribute('gen_ai.request.top_k', '`llm_requ
 export const GEN_AI_REQUEST_SEED = attribute('gen_ai.request.seed', '`llm_request`', 'the seed, when the request gave one')
 export const GEN_AI_REQUEST_PRESENCE_PENALTY = attribute('gen_ai.request.presence_penalty', '`llm_request`', 'when the request uses it')
 export const GEN_AI_REQUEST_FREQUENCY_PENALTY = attribute('gen_ai.request.frequency_penalty', '`llm_request`', 'when the request uses it')
+export const GEN_AI_OUTPUT_TYPE = attribute('gen_ai.output.type', '`llm_request`', 'the requested output format, when the request constrains it: `json` (json_schema, json_object, tool calls) or `text` (regex, choice, grammar)')
 export const GEN_AI_REQUEST_CHOICE_COUNT = attribute('gen_ai.request.choice.count', '`llm_request`', 'choices asked for (n, or best_of when larger), when more than 1: each is a sequence with its own `llm_request` span in the same trace')
 export const SPANSERVE_CHOICE_INDEX = attribute('spanserve.choice.index', '`llm_request`', 'which sequence of an n > 1 (or several-prompt) request this span is: its choice index, prompt-major')
 export const GEN_AI_RESPONSE_ID = attribute('gen_ai.response.id', '`llm_request`', 'the response\'s `id`')

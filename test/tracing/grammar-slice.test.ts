@@ -40,3 +40,26 @@ t.test('grammar_compile: in the worker, before the prefill, its kind and cache u
     t.ok(BigInt(slice.endTimeUnixNano) <= BigInt(prefill.startTimeUnixNano), 'ends before the prefill starts')
   }
 })
+
+t.test('llm_request names the requested output type (gen_ai.output.type), and only for a constrained request', async (t) => {
+  const spans = await constrainedTrace(t)
+  await receiver.waitForSpans((all) => all.some((s) => s.traceId === spans[0]!.traceId && s.name === 'llm_request'), 20_000)
+  const root = receiver.spans.find((s) => s.traceId === spans[0]!.traceId && s.name === 'llm_request')!
+  t.equal(root.attributes['gen_ai.output.type'], 'json')
+  const traceId = randomBytes(16).toString('hex')
+  await fetch(server.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+    body: JSON.stringify({ model: 'default', prompt: 'a', max_tokens: 2, guided_choice: ['yes', 'no'] }),
+  }).then((r) => r.json())
+  await receiver.waitForSpans((all) => all.some((s) => s.traceId === traceId && s.name === 'llm_request'), 20_000)
+  t.equal(receiver.spans.find((s) => s.traceId === traceId && s.name === 'llm_request')!.attributes['gen_ai.output.type'], 'text', 'a choice constrains text')
+  const plain = randomBytes(16).toString('hex')
+  await fetch(server.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', traceparent: `00-${plain}-${randomBytes(8).toString('hex')}-01` },
+    body: JSON.stringify({ model: 'default', prompt: 'a', max_tokens: 2 }),
+  }).then((r) => r.json())
+  await receiver.waitForSpans((all) => all.some((s) => s.traceId === plain && s.name === 'llm_request'), 20_000)
+  t.notOk('gen_ai.output.type' in receiver.spans.find((s) => s.traceId === plain && s.name === 'llm_request')!.attributes, 'unconstrained: not set')
+})
