@@ -36,13 +36,14 @@ const INVALID: Record<string, unknown[]> = {
   seed: [1.5, '1', true, {}, [], 1e30],
   stop: [1, [1], [''], '', ['x'.repeat(300)], Array.from({ length: 65 }, () => 'a'), Array.from({ length: 5000 }, (_, i) => `s${i}`), {}, true],
   stream: ['yes', 1, {}, []],
-  n: [2, 0, -1, '1'],
+  n: [0, -1, '1', 1.5, 10_000],
   stream_options: ['x', 1, [], { include_usage: 'yes' }],
-  frequency_penalty: [0.5, -2, '0'],
-  logit_bias: [{ '1': 5 }, 'x', []],
+  frequency_penalty: [2.01, -2.5, '0', true],
+  presence_penalty: [-2.01, 3, '1'],
+  logit_bias: [{ '1': 101 }, { '1': -100.5 }, { x: 1 }, { '99999': 1 }, 'x', []],
   ignore_eos: ['true', 1],
 }
-const INVALID_PROMPT = [null, 1, true, {}, [], [[]], [1.5], [-1], [2 ** 31], ['a', 'b'], [[1], [2]], ['a', 1], [1e6], 'word '.repeat(5000)]
+const INVALID_PROMPT = [null, 1, true, {}, [], [[]], [1.5], [-1], [2 ** 31], ['a', 1], [[1], 'a'], [1e6], 'word '.repeat(5000)]
 const INVALID_MESSAGES = [
   null, [], 'hi', [{}], [{ role: 'user' }], [{ role: 'wizard', content: 'a' }], [{ role: 'user', content: 1 }],
   [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }], [{ role: 'tool', content: 'x' }],

@@ -112,7 +112,9 @@ t.test('chat completion, plain and streamed', async (t) => {
   t.equal(role, 'assistant', 'the first delta names the role')
   t.equal(text, content, 'streamed deltas add up to the plain answer')
   t.equal(streamedFinish, finish, 'the same finish reason')
-  t.same(usage, res.usage, 'the same usage')
+  // The second time the prompt's whole blocks come from the prefix cache; the counts are the same.
+  const counts = (u: typeof usage) => ({ prompt_tokens: u?.prompt_tokens, completion_tokens: u?.completion_tokens, total_tokens: u?.total_tokens })
+  t.same(counts(usage), counts(res.usage), 'the same usage')
 })
 
 t.test('stop strings end the completion without returning the stop text', async (t) => {
