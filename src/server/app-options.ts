@@ -1,0 +1,37 @@
+/** What the Fastify app is built from: the configuration's server flags, the model and the pipeline. */
+import type { Config } from '../config/schema.ts'
+import type { Logger } from '../logging.ts'
+import type { ModelInfo } from '../model/load.ts'
+import { generationDefaults } from '../sampling/defaults.ts'
+import type { AppOptions } from './app.ts'
+import type { Pipeline } from './pipeline.ts'
+
+export function appOptions(config: Config, model: ModelInfo, contextLength: number, pipeline: Pipeline, isShuttingDown: () => boolean, log: Logger): AppOptions {
+  const { engine, metrics, launcher } = pipeline
+  return {
+    log,
+    auth: { apiKey: config.apiKey, adminApiKey: config.adminApiKey, protectMetrics: config.protectMetrics },
+    perimeter: {
+      headersTimeoutMs: config.headersTimeout * 1000,
+      bodyTimeoutMs: config.bodyTimeout * 1000,
+      maxHeaders: config.maxHeaders,
+      maxConnectionsPerClient: config.maxConnectionsPerClient,
+    },
+    traceExcludeUrls: config.traceEnable ? config.traceExcludeUrls : null,
+    broadcast: (msg) => launcher.broadcast(msg),
+    isShuttingDown,
+    bodyLimit: config.bodyLimit,
+    engine,
+    info: {
+      modelName: config.servedModelName,
+      defaults: generationDefaults(model.dir),
+      requestTimeoutMs: config.requestTimeout * 1000,
+      streamBufferLimit: config.streamBufferLimit,
+      streamStallTimeoutMs: config.streamStallTimeout * 1000,
+      kvBudgetTokens: config.maxTotalTokens,
+      metrics,
+    },
+    contextLength,
+    status: () => ({ ready: launcher.allReady(), processes: launcher.list(), reports: metrics.processStats() }),
+  }
+}
