@@ -5,6 +5,7 @@ import type { ModelInfo } from '../model/load.ts'
 import { generationDefaults } from '../sampling/defaults.ts'
 import type { AppOptions } from './app.ts'
 import type { Pipeline } from './pipeline.ts'
+import type { ToolCallParserName } from './tool-calls/parsers.ts'
 
 export function appOptions(config: Config, model: ModelInfo, contextLength: number, pipeline: Pipeline, isShuttingDown: () => boolean, log: Logger): AppOptions {
   const { engine, metrics, launcher } = pipeline
@@ -29,6 +30,8 @@ export function appOptions(config: Config, model: ModelInfo, contextLength: numb
       streamBufferLimit: config.streamBufferLimit,
       streamStallTimeoutMs: config.streamStallTimeout * 1000,
       kvBudgetTokens: config.maxTotalTokens,
+      prefixCache: !config.disableRadixCache && config.enablePrefixCaching,
+      toolCallParser: config.toolCallParser as ToolCallParserName,
       metrics,
     },
     contextLength,

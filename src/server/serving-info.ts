@@ -16,6 +16,8 @@ export interface ServingInfo {
   defaults: SamplingDefaults
   /** --max-total-tokens: what n × max_tokens may not exceed (absent: not checked here). */
   kvBudgetTokens?: number
+  /** The prefix cache is on: the n sequences of a request share their prompt's prefill (choices.ts). */
+  prefixCache: boolean
   /** --tool-call-parser (absent: hermes). */
   toolCallParser?: ToolCallParserName
 }

@@ -16,7 +16,7 @@ import type { ServingInfo } from '../serving-info.ts'
 import { endSse, sendEvent, startSse } from '../sse.ts'
 import { setChoiceLogprobs } from './logprobs.ts'
 import { prepareSequence, sequencesPerPrompt, type GenerationOptions } from './options.ts'
-import { buildRequest, type GenerateInput } from './request.ts'
+import { buildRequest, newRid, type GenerateInput } from './request.ts'
 import { GenerationRun } from './run.ts'
 import type { ResponseShape, Usage } from './shape.ts'
 
@@ -43,6 +43,29 @@ function choiceOf(body: Record<string, unknown>, index: number): Record<string, 
   const choice = { ...(body.choices as Record<string, unknown>[])[0]! }
   choice.index = index
   return choice
+}
+
+/**
+ * SGLang's parallel sampling: with the prefix cache on, one prefill-only request per prompt goes
+ * first (one token, returned to no one), so that the prompt's whole KV blocks are in the cache when
+ * its n sequences start: they share those blocks and each prefills only the prompt's last partial
+ * block. It carries the first sequence's trace, where its slices show. A failure here costs only
+ * the sharing: the sequences then prefill the prompt themselves.
+ */
+async function prefillOnce(engine: Engine, seqs: readonly Sequence[]): Promise<void> {
+  const firsts = seqs.filter((s) => s.seq === 0 && !s.run.built.req.sampling.promptLogprobs)
+  await Promise.all(firsts.map((s) => new Promise<void>((resolve) => {
+    const req = s.run.built.req
+    const { logprobs: _l, promptLogprobs: _p, constraint: _c, minTokens: _m, ...sampling } = req.sampling
+    try {
+      engine.submit({ ...req, rid: newRid(), maxTokens: 1, ignoreEos: true, stop: [], sampling }, {
+        onOutput: (item) => item.finishReason !== null && resolve(),
+        onError: () => resolve(),
+      })
+    } catch {
+      resolve()
+    }
+  })))
 }
 
 /** Sum of a sequence's token logprobs: best_of's ranking. */
@@ -83,7 +106,10 @@ export async function serveChoices(
   let ended = false
   let left = seqs.length
 
+  if (per > 1 && info.prefixCache) await prefillOnce(engine, seqs)
+
   return new Promise<void>((resolve) => {
+    if (seqs.every((s) => s.run.done)) return resolve()
     const stopOthers = (err: SpanserveError) => {
       for (const s of seqs) {
         if (s.run.done) continue
@@ -139,6 +165,8 @@ export async function serveChoices(
     const submitted: Sequence[] = []
     try {
       for (const s of seqs) {
+        // Hung up while the prompt was prefilled: its close handler ended every run already.
+        if (s.run.done) continue
         const index = s.prompt * n + s.seq
         let firstOfRun = true
         s.run.submit({
