@@ -7,6 +7,9 @@ import { chatRoute } from './routes/chat.ts'
 import { completionsRoute } from './routes/completions.ts'
 import { healthRoute } from './routes/health.ts'
 import { modelsRoute } from './routes/models.ts'
+import { modelRetrieveRoute } from './routes/model-retrieve.ts'
+import { tokenizeRoute } from './routes/tokenize.ts'
+import { responsesRoute } from './routes/responses.ts'
 import { traceSettingRoute } from './routes/trace-setting.ts'
 import { metricsRoute } from './routes/metrics.ts'
 import type { RoutesOptions } from './routes/options.ts'
@@ -17,7 +20,7 @@ import { trace, type Context } from '@opentelemetry/api'
 import { formatTraceparent } from '../tracing/index.ts'
 
 /** Every route, each a plugin taking RoutesOptions. */
-const ROUTES = [completionsRoute, chatRoute, modelsRoute, healthRoute, metricsRoute, traceSettingRoute]
+const ROUTES = [completionsRoute, chatRoute, modelsRoute, healthRoute, metricsRoute, traceSettingRoute, modelRetrieveRoute, tokenizeRoute, responsesRoute]
 
 export interface AppOptions extends RoutesOptions {
   log: Logger

@@ -1,0 +1,66 @@
+/**
+ * The Vercel AI SDK (ai + @ai-sdk/openai-compatible) against the real server, as an app uses it:
+ * generateText and streamText with usage, and tools with toolChoice "required".
+ */
+import t from 'tap'
+import { generateText, streamText, tool } from 'ai'
+import { createOpenAICompatible } from '@ai-sdk/openai-compatible'
+import { z } from 'zod'
+import { startServer } from '../helpers/server.ts'
+
+const server = await startServer()
+t.teardown(() => server.stop())
+const provider = createOpenAICompatible({ name: 'spanserve', baseURL: server.url + '/v1', apiKey: 'unused', includeUsage: true })
+const model = provider('default')
+
+t.test('generateText: text, finish reason and usage', async (t) => {
+  const res = await generateText({ model, prompt: 'Once upon a time', maxOutputTokens: 12, temperature: 0, maxRetries: 0 })
+  t.ok(res.text.length > 0)
+  t.notMatch(res.text, /[\uFFFD\u0000-\u0008\u000b-\u001f]/, 'text only')
+  t.equal(res.finishReason, 'length')
+  t.equal(res.usage.outputTokens, 12)
+  t.ok(res.usage.inputTokens! > 0)
+  t.equal(res.usage.totalTokens, res.usage.inputTokens! + res.usage.outputTokens!)
+})
+
+t.test('streamText: the text stream and the usage at its end', async (t) => {
+  const res = streamText({ model, prompt: 'Once upon a time', maxOutputTokens: 12, temperature: 0, maxRetries: 0 })
+  let text = ''
+  let parts = 0
+  for await (const delta of res.textStream) {
+    text += delta
+    parts++
+  }
+  t.ok(parts > 1, `${parts} deltas`)
+  t.equal(text, await res.text)
+  const usage = await res.usage
+  t.equal(usage.outputTokens, 12)
+  t.ok(usage.inputTokens! > 0)
+})
+
+t.test("tools with toolChoice 'required': a call whose input matches the schema, executed", async (t) => {
+  const seen: string[] = []
+  const res = await generateText({
+    model,
+    prompt: 'What is the weather in Paris?',
+    maxOutputTokens: 64,
+    maxRetries: 0,
+    toolChoice: 'required',
+    tools: {
+      get_weather: tool({
+        description: 'The current weather in a city',
+        inputSchema: z.object({ city: z.enum(['Paris', 'Rome', 'Tokyo']) }),
+        execute: async ({ city }) => {
+          seen.push(city)
+          return `sunny in ${city}`
+        },
+      }),
+    },
+  })
+  t.equal(res.finishReason, 'tool-calls')
+  t.equal(res.toolCalls.length, 1)
+  t.equal(res.toolCalls[0]!.toolName, 'get_weather')
+  t.type((res.toolCalls[0]!.input as { city: unknown }).city, 'string')
+  t.equal(seen.length, 1, 'the tool ran with the parsed input')
+  t.match(res.toolResults[0]!.output, /^sunny in /)
+})

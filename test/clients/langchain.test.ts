@@ -1,0 +1,62 @@
+/**
+ * LangChain's ChatOpenAI (@langchain/openai) against the real server, as an app uses it: invoke,
+ * stream with usage, extra fields through modelKwargs, and bindTools with a required call.
+ */
+import t from 'tap'
+import { ChatOpenAI } from '@langchain/openai'
+import { AIMessageChunk, type AIMessage } from '@langchain/core/messages'
+import { tool } from '@langchain/core/tools'
+import { z } from 'zod'
+import { startServer } from '../helpers/server.ts'
+
+const server = await startServer()
+t.teardown(() => server.stop())
+
+const llm = (fields: Record<string, unknown> = {}) =>
+  new ChatOpenAI({ model: 'default', apiKey: 'unused', configuration: { baseURL: server.url + '/v1' }, maxRetries: 0, maxTokens: 16, temperature: 0, ...fields })
+
+t.test('invoke: an AIMessage with text and token usage', async (t) => {
+  const msg = await llm().invoke([['system', 'You tell stories.'], ['human', 'Once upon a time']])
+  t.type(msg.content, 'string')
+  t.ok((msg.content as string).length > 0, 'some text')
+  t.notMatch(msg.content as string, /[\uFFFD\u0000-\u0008\u000b-\u001f]/, 'text only')
+  t.ok(msg.usage_metadata!.input_tokens > 0)
+  t.ok(msg.usage_metadata!.output_tokens > 0)
+  t.equal(msg.usage_metadata!.total_tokens, msg.usage_metadata!.input_tokens + msg.usage_metadata!.output_tokens)
+  t.equal(msg.response_metadata.finish_reason, 'length')
+})
+
+t.test('stream: chunks that concatenate to the text, with usage', async (t) => {
+  let whole: AIMessageChunk | undefined
+  let count = 0
+  for await (const chunk of await llm({ streamUsage: true }).stream('Once upon a time')) {
+    whole = whole ? whole.concat(chunk) : chunk
+    count++
+  }
+  t.ok(count > 1, `${count} chunks`)
+  t.ok((whole!.content as string).length > 0)
+  t.ok(whole!.usage_metadata!.output_tokens > 0, 'usage from include_usage')
+})
+
+t.test('modelKwargs pass fields this server does not know: ignored, not refused', async (t) => {
+  const msg = await llm({ modelKwargs: { chat_template_kwargs: { enable_thinking: false }, my_flag: 1 } }).invoke('Hello')
+  t.type(msg.content, 'string')
+  await server.waitForLog((l) => Array.isArray(l.ignored_fields) && (l.ignored_fields as string[]).includes('my_flag'))
+})
+
+t.test("bindTools with tool_choice 'any': a call to the tool, with arguments that match its schema", async (t) => {
+  const weather = tool(async ({ city }: { city: string }) => `sunny in ${city}`, {
+    name: 'get_weather',
+    description: 'The current weather in a city',
+    schema: z.object({ city: z.enum(['Paris', 'Rome', 'Tokyo']) }),
+  })
+  const msg: AIMessage = await llm({ maxTokens: 64 }).bindTools([weather], { tool_choice: 'any' }).invoke('What is the weather in Paris?')
+  t.equal(msg.tool_calls?.length, 1)
+  const call = msg.tool_calls![0]!
+  t.equal(call.name, 'get_weather')
+  t.type(call.args.city, 'string')
+  t.ok(call.id, 'the call has an id to answer with a ToolMessage')
+  t.equal(msg.response_metadata.finish_reason, 'tool_calls')
+  const answer = await weather.invoke(call)
+  t.match(answer.content, /^sunny in /)
+})

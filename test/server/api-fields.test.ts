@@ -1,0 +1,144 @@
+/**
+ * Request fields as vLLM treats them, through the real server and the openai client: unknown fields
+ * are ignored and named in one warning line; the OpenAI SDK's bookkeeping fields are accepted; bad
+ * values of known fields are a 400 naming the field; an assistant message may have content null.
+ * Also the routes a vLLM user calls: models.retrieve and stream_options.continuous_usage_stats.
+ */
+import t from 'tap'
+import OpenAI from 'openai'
+import { startServer } from '../helpers/server.ts'
+
+const server = await startServer()
+t.teardown(() => server.stop())
+const client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'unused', maxRetries: 0 })
+
+async function post(path: string, body: unknown) {
+  const res = await fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const text = await res.text()
+  // A stream is answered as server-sent events; only its status matters here.
+  const json = (res.headers.get('content-type') ?? '').startsWith('application/json') ? JSON.parse(text) : {}
+  return { status: res.status, json: json as { error?: { param: string | null; code: string; message: string } } }
+}
+
+const warnings = () => server.logs.filter((l) => l.msg !== undefined && String(l.msg).startsWith('request fields ignored'))
+
+t.test('unknown fields are ignored, named once in one warning line', async (t) => {
+  const before = warnings().length
+  const res = await client.chat.completions.create({
+    model: 'default',
+    messages: [{ role: 'user', content: 'Hello' }],
+    max_tokens: 4,
+    // As LangChain's modelKwargs and the AI SDK's providerOptions pass them through.
+    // @ts-expect-error not an OpenAI field
+    my_custom_flag: true,
+    stream_options: null,
+  })
+  t.equal(res.choices[0]!.message.role, 'assistant')
+  const nested = await post('/v1/completions', { model: 'default', prompt: 'Hi', max_tokens: 2, temprature: 0.5, stream: true, stream_options: { include_usage: true, extra: 1 } })
+  t.equal(nested.status, 200)
+  await server.waitForLog((l) => String(l.msg).includes('stream_options.extra'))
+  const lines = warnings().slice(before)
+  t.equal(lines.length, 2, 'one line per request')
+  t.same(lines[0]!.ignored_fields, ['my_custom_flag'])
+  t.same(lines[1]!.ignored_fields, ['temprature', 'stream_options.extra'])
+  t.equal(lines[1]!.level, 40, 'a warning')
+})
+
+t.test('a request without unknown fields logs no warning', async (t) => {
+  const before = warnings().length
+  await client.completions.create({ model: 'default', prompt: 'Hi', max_tokens: 2 })
+  t.equal(warnings().length, before)
+})
+
+t.test("the OpenAI SDK's own fields are accepted", async (t) => {
+  const res = await client.chat.completions.create({
+    model: 'default',
+    messages: [{ role: 'developer', content: 'Be brief.' }, { role: 'user', content: 'Hello' }],
+    max_completion_tokens: 4,
+    metadata: { team: 'search', run: '7' },
+    store: false,
+    service_tier: 'auto',
+    parallel_tool_calls: true,
+    reasoning_effort: 'low',
+    verbosity: 'low',
+    modalities: ['text'],
+    prediction: { type: 'content', content: 'Hello there' },
+    user: 'user-1',
+    prompt_cache_key: 'k1',
+    safety_identifier: 'hash-1',
+  })
+  t.equal(res.object, 'chat.completion')
+  t.ok(res.usage!.completion_tokens > 0)
+})
+
+t.test('an assistant message with content null is accepted', async (t) => {
+  const res = await client.chat.completions.create({
+    model: 'default',
+    messages: [{ role: 'user', content: 'Hello' }, { role: 'assistant', content: null }, { role: 'user', content: 'Again' }],
+    max_tokens: 4,
+  })
+  t.type(res.choices[0]!.message.content, 'string')
+})
+
+const chat = { model: 'default', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 2 }
+const refusals: [string, Record<string, unknown>, string][] = [
+  ['metadata not an object', { ...chat, metadata: 5 }, 'metadata'],
+  ['metadata value not a string', { ...chat, metadata: { a: 1 } }, 'metadata.a'],
+  ['store not a boolean', { ...chat, store: 'yes' }, 'store'],
+  ['audio output asked for', { ...chat, modalities: ['text', 'audio'] }, 'modalities'],
+  ['unknown reasoning effort', { ...chat, reasoning_effort: 'extreme' }, 'reasoning_effort'],
+  ['a tool message without tool_call_id', { ...chat, messages: [{ role: 'user', content: 'x' }, { role: 'tool', content: 'y' }] }, 'messages.1'],
+  ['a user message without content', { ...chat, messages: [{ role: 'user' }] }, 'messages.0'],
+  ['a user message with content null', { ...chat, messages: [{ role: 'user', content: null }] }, 'messages.0.content'],
+  ['tool_choice without tools', { ...chat, tool_choice: 'required' }, 'tool_choice'],
+  ['tool_choice naming a tool not given', { ...chat, tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }, 'tool_choice'],
+  ['a tool with a bad name', { ...chat, tools: [{ type: 'function', function: { name: 'has space' } }] }, 'tools.0.function.name'],
+  ['two tools of one name', { ...chat, tools: [{ type: 'function', function: { name: 'f' } }, { type: 'function', function: { name: 'f' } }] }, 'tools.1.function.name'],
+  ['continuous_usage_stats not a boolean', { ...chat, stream: true, stream_options: { include_usage: true, continuous_usage_stats: 'yes' } }, 'stream_options.continuous_usage_stats'],
+]
+for (const [name, body, param] of refusals) {
+  t.test(`refused with param: ${name}`, async (t) => {
+    const res = await post('/v1/chat/completions', body)
+    t.equal(res.status, 400)
+    t.equal(res.json.error?.param, param)
+    t.match(res.json.error?.code, /SPANSERVE_ERR_(VALIDATION|INVALID_REQUEST)/)
+  })
+}
+
+t.test('models.retrieve returns the served model; another id is a 404 naming model', async (t) => {
+  const model = await client.models.retrieve('default')
+  t.equal(model.id, 'default')
+  t.equal(model.object, 'model')
+  t.equal(model.owned_by, 'spanserve')
+  t.type(model.created, 'number')
+  const list = await client.models.list()
+  t.equal(list.data[0]!.id, model.id)
+  const err = await client.models.retrieve('gpt-9').then(() => null, (e: unknown) => e as { status?: number; param?: string; code?: string })
+  t.equal(err?.status, 404)
+  t.equal(err?.code, 'SPANSERVE_ERR_MODEL_NOT_FOUND')
+  t.equal(err?.param, 'model')
+})
+
+t.test('continuous_usage_stats: every chunk carries the usage so far', async (t) => {
+  const stream = await client.chat.completions.create({
+    model: 'default',
+    messages: [{ role: 'user', content: 'Tell me a story' }],
+    max_tokens: 8,
+    temperature: 0,
+    ignore_eos: true,
+    stream: true,
+    // vLLM's extension of stream_options.
+    stream_options: { include_usage: true, continuous_usage_stats: true } as OpenAI.ChatCompletionStreamOptions,
+  } as OpenAI.ChatCompletionCreateParamsStreaming)
+  const seen: number[] = []
+  let prompt = -1
+  for await (const chunk of stream) {
+    t.ok(chunk.usage, 'usage on every chunk')
+    if (prompt < 0) prompt = chunk.usage!.prompt_tokens
+    t.equal(chunk.usage!.prompt_tokens, prompt)
+    t.equal(chunk.usage!.total_tokens, chunk.usage!.prompt_tokens + chunk.usage!.completion_tokens)
+    seen.push(chunk.usage!.completion_tokens)
+  }
+  t.same([...seen].sort((a, b) => a - b), seen, 'completion_tokens never go down')
+  t.equal(seen.at(-1), 8)
+})
