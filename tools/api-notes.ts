@@ -22,7 +22,7 @@ const COMMON: Record<string, string> = {
   stop: 'Up to 64 strings; the text ends before the first one (not included), finish_reason "stop".',
   stream: 'Server-sent events in OpenAI\'s chunk shape, ending with `data: [DONE]`.',
   stream_options: '`include_usage`: a last chunk with the usage; vLLM\'s `continuous_usage_stats` (with include_usage): every chunk carries the usage so far. Other keys are ignored (warned).',
-  n: 'Choices per prompt (1..128), each its own sequence (its own `llm_request` span in the request\'s trace); with a `seed`, choice i draws from seed + i, as vLLM\'s. n × max_tokens beyond --max-total-tokens is a 400 on n. The prompt is prefilled once: with the prefix cache on, a one-token prefill-only request goes first and the n sequences start from its cached whole blocks (16 tokens each), each prefilling only the last partial block (SGLang's parallel sampling); with the cache off, each sequence prefills the prompt.',
+  n: 'Choices per prompt (1..128), each its own sequence (its own `llm_request` span in the request\'s trace); with a `seed`, choice i draws from seed + i, as vLLM\'s. n × max_tokens beyond --max-total-tokens is a 400 on n. The prompt is prefilled once: with the prefix cache on, a one-token prefill-only request goes first and the n sequences start from its cached whole blocks (16 tokens each), each prefilling only the last partial block (SGLang\'s parallel sampling); with the cache off, each sequence prefills the prompt.',
   user: 'Accepted and ignored (OpenAI\'s end-user id).',
   metadata: 'Accepted and ignored (OpenAI stores it with stored completions; nothing is stored here). Up to 16 string values.',
   store: 'Accepted and ignored on completions and chat (nothing is stored).',
