@@ -54,7 +54,7 @@ const CHAT: Record<string, string> = {
   top_logprobs: '0..20 most likely alternatives per token (needs logprobs).',
   tools: 'Function tools, given to the chat template as `tools` (Hugging Face convention). Other tool types are a 400. Names unique, `^[a-zA-Z0-9_.:-]{1,64}$`.',
   tool_choice: '`none`: tools are left out of the prompt, plain text. `auto` (the default with tools): the model\'s output is read by the `--tool-call-parser` (hermes: `<tool_call>{…}</tool_call>`) into `message.tool_calls` / `delta.tool_calls`, finish_reason "tool_calls". `required` / a named function: the output is constrained to a valid call whose arguments match the function\'s parameters. A choice without tools, or naming a function not given, is a 400 on tool_choice.',
-  parallel_tool_calls: 'false: at most one call is returned (and required/named are constrained to one). Default true.',
+  parallel_tool_calls: 'false: at most one call is returned. Under `required` or a named function the output is constrained to one call unless this is `true` outright (OpenAI defaults to true): a model free to go on writing calls may never stop, one call always ends. Under `auto`, default true.',
   reasoning_effort: 'Accepted and ignored (no reasoning mode).',
   verbosity: 'Accepted and ignored.',
   prediction: 'Accepted and ignored (a speed-up OpenAI offers; the output is the same without it).',

@@ -172,8 +172,10 @@ function fromToolChoice(body: ConstraintRequest): RequestedConstraint | null {
     const schema = params === undefined || params === null ? '{"type":"object"}' : schemaText(params, `tools[${i}].function.parameters`)
     return { name: String(t.function?.name), parameters: schema }
   })
+  // One call unless the request asks for several outright: a model free to go on writing calls
+  // may never stop (a weak one does not), while one call always ends the output.
   return {
-    constraint: { type: 'tool_calls', calls: { functions, single: isObj(choice) || body.parallel_tool_calls === false, format: 'hermes' } },
+    constraint: { type: 'tool_calls', calls: { functions, single: isObj(choice) || body.parallel_tool_calls !== true, format: 'hermes' } },
     param: isObj(choice) ? 'tool_choice' : 'tools',
   }
 }
