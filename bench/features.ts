@@ -123,27 +123,34 @@ async function cacheRun(modelDir: string, url: string, label: string): Promise<L
 }
 
 async function featureRun(modelDir: string, url: string): Promise<Level[]> {
-  const prompts = makePrompts(modelDir, 64, 64).prompts
-  const bodies = (extra: Record<string, unknown>) => prompts.map((p) => completion(p, 64, extra))
+  // Each level its own prompts: a level must not find its prompts in the prefix cache from the one before.
+  const all = makePrompts(modelDir, 64, 64 * 5).prompts
+  let taken = 0
+  const fresh = (count: number) => all.slice(taken, (taken += count))
+  const bodies = (extra: Record<string, unknown>, count = 64) => fresh(count).map((p) => completion(p, 64, extra))
   // Both chat levels generate exactly 64 tokens (ignore_eos; a string the schema keeps open that
   // long), so the ratio measures the masking, not a difference in output length.
   const schema = { type: 'object', properties: { story: { type: 'string', minLength: 2000 } }, required: ['story'] }
-  const chat = prompts.map(() => ({ model: 'default', messages: [{ role: 'user', content: 'Tell a story as JSON.' }], max_tokens: 64, temperature: 0, ignore_eos: true }))
+  const chat = (count: number) => fresh(count).map((p) => ({ model: 'default', messages: [{ role: 'user', content: `Tell a story as JSON: ${p.slice(0, 8).join(' ')}` }], max_tokens: 64, temperature: 0, ignore_eos: true }))
   const out: Level[] = []
-  await level('warm-up', url, '/v1/completions', bodies({}).slice(0, 32), 16)
+  await level('warm-up', url, '/v1/completions', bodies({}, 32), 16)
   out.push(await level('plain', url, '/v1/completions', bodies({}), 16))
   out.push(await level('top_logprobs 20', url, '/v1/completions', bodies({ logprobs: 20 }), 16))
-  out.push(await level('chat plain', url, '/v1/chat/completions', chat, 16))
-  out.push(await level('chat json_schema', url, '/v1/chat/completions', chat.map((b) => ({ ...b, response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } } })), 16))
-  out.push(await level('n=1', url, '/v1/completions', bodies({}).slice(0, 12), 1))
-  out.push(await level('n=4', url, '/v1/completions', bodies({ n: 4 }).slice(0, 12), 1))
+  out.push(await level('chat plain', url, '/v1/chat/completions', chat(48), 16))
+  out.push(await level('chat json_schema', url, '/v1/chat/completions', chat(48).map((b) => ({ ...b, response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } } })), 16))
+  out.push(await level('n=1', url, '/v1/completions', bodies({}, 12), 1))
+  out.push(await level('n=4', url, '/v1/completions', bodies({ n: 4 }, 12), 1))
   return out
 }
 
+/** Requests that use no new option, each prompt sent once (none is found in a prefix cache). */
 async function plainRun(modelDir: string, url: string, label: string): Promise<Level[]> {
-  const prompts = makePrompts(modelDir, 64, 64).prompts
-  await level(`${label} warm-up`, url, '/v1/completions', prompts.map((p) => completion(p, 16)), 16)
-  return [await level(label, url, '/v1/completions', prompts.map((p) => completion(p, 64)).slice(0, 16), 1), await level(label, url, '/v1/completions', prompts.map((p) => completion(p, 64)), 16)]
+  const prompts = makePrompts(modelDir, 64, 16 + 16 + 64).prompts
+  await level(`${label} warm-up`, url, '/v1/completions', prompts.slice(0, 16).map((p) => completion(p, 16)), 16)
+  return [
+    await level(label, url, '/v1/completions', prompts.slice(16, 32).map((p) => completion(p, 64)), 1),
+    await level(label, url, '/v1/completions', prompts.slice(32).map((p) => completion(p, 64)), 16),
+  ]
 }
 
 async function withServer<T>(modelDir: string, extraArgs: string[], root: string | undefined, run: (url: string) => Promise<T>): Promise<T> {
