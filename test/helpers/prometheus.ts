@@ -54,3 +54,18 @@ export function parseExposition(text: string): Exposition {
       samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0),
   }
 }
+
+/**
+ * The server's metrics once no KV is reserved or held (the budget usage and every worker's live
+ * tokens at 0), or as they stand after `timeoutMs`: what a test checks after its requests end.
+ */
+export async function metricsOnceKvFreed(url: string, timeoutMs = 10_000): Promise<Exposition> {
+  const read = async () => parseExposition(await (await fetch(url + '/metrics')).text())
+  const until = Date.now() + timeoutMs
+  let m = await read()
+  while (Date.now() < until && (m.sum('spanserve:kv_cache_usage_perc') !== 0 || m.sum('spanserve:kv_cache_tokens') !== 0)) {
+    await new Promise((r) => setTimeout(r, 100))
+    m = await read()
+  }
+  return m
+}

@@ -6,7 +6,7 @@
 import t, { type Test } from 'tap'
 import OpenAI from 'openai'
 import { startServer } from '../helpers/server.ts'
-import { parseExposition, type Exposition } from '../helpers/prometheus.ts'
+import { metricsOnceKvFreed } from '../helpers/prometheus.ts'
 
 const server = await startServer({ args: ['--stats-interval', '0.1'] })
 t.teardown(() => server.stop())
@@ -16,8 +16,6 @@ const PROMPT = 'Once upon a time'
 
 /** Logits of the same tokens differ in the last float32 bits with the batch they ran in (padding, batch size). */
 const close = (a: readonly (number | null)[], b: readonly (number | null)[]) => a.length === b.length && a.every((v, i) => (v === null ? b[i] === null : Math.abs(v - b[i]!) < 1e-4))
-
-const metrics = async (): Promise<Exposition> => parseExposition(await (await fetch(server.url + '/metrics')).text())
 
 interface ChatLogprob {
   token: string
@@ -123,12 +121,7 @@ t.test('out-of-range values: OpenAI-shaped 400 naming the field', async (t) => {
 })
 
 t.test('no KV is left held once the requests are done', async (t) => {
-  const until = Date.now() + 10_000
-  let m = await metrics()
-  while (Date.now() < until && (m.sum('spanserve:kv_cache_usage_perc') !== 0 || m.sum('spanserve:kv_cache_tokens') !== 0)) {
-    await new Promise((r) => setTimeout(r, 100))
-    m = await metrics()
-  }
+  const m = await metricsOnceKvFreed(server.url)
   t.equal(m.sum('spanserve:kv_cache_usage_perc'), 0, 'no KV budget reserved')
-  t.equal(m.sum('spanserve:kv_cache_tokens'), 0, 'no token in a worker\'s KV cache')
+  t.equal(m.sum('spanserve:kv_cache_tokens'), 0, "no token in a worker's KV cache")
 })

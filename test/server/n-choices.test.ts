@@ -6,7 +6,7 @@
 import t from 'tap'
 import OpenAI from 'openai'
 import { startServer } from '../helpers/server.ts'
-import { parseExposition, type Exposition } from '../helpers/prometheus.ts'
+import { metricsOnceKvFreed, parseExposition, type Exposition } from '../helpers/prometheus.ts'
 
 const server = await startServer({ args: ['--stats-interval', '0.1', '--max-total-tokens', '4096'] })
 t.teardown(() => server.stop())
@@ -91,12 +91,7 @@ t.test("the n sequences share one prefill of their prompt: each starts from its 
 })
 
 t.test('no KV is left held once the requests are done', async (t) => {
-  const until = Date.now() + 10_000
-  let m = await metrics()
-  while (Date.now() < until && (m.sum('spanserve:kv_cache_usage_perc') !== 0 || m.sum('spanserve:kv_cache_tokens') !== 0)) {
-    await new Promise((r) => setTimeout(r, 100))
-    m = await metrics()
-  }
+  const m = await metricsOnceKvFreed(server.url)
   t.equal(m.sum('spanserve:kv_cache_usage_perc'), 0, 'no KV budget reserved')
   t.equal(m.sum('spanserve:kv_cache_tokens'), 0, "no token in a worker's KV cache")
 })
