@@ -46,13 +46,13 @@ t.test('modelKwargs pass fields this server does not know: ignored, not refused'
   await server.waitForLog((l) => Array.isArray(l.ignored_fields) && (l.ignored_fields as string[]).includes('my_flag'))
 })
 
-t.test("bindTools with tool_choice 'any': a call to the tool, with arguments that match its schema", { skip: 'the embedded model does not close a constrained tool call (see the session note): to mend' }, async (t) => {
+t.test("bindTools with tool_choice 'any': a call to the tool, with arguments that match its schema", async (t) => {
   const weather = tool(async ({ city }: { city: string }) => `sunny in ${city}`, {
     name: 'get_weather',
     description: 'The current weather in a city',
     schema: z.object({ city: z.enum(['Paris', 'Rome', 'Tokyo']) }),
   })
-  const msg: AIMessage = await llm({ maxTokens: 64 }).bindTools([weather], { tool_choice: 'any' }).invoke('What is the weather in Paris?')
+  const msg: AIMessage = await llm({ maxTokens: 256 }).bindTools([weather], { tool_choice: 'any' }).invoke('What is the weather in Paris?')
   t.equal(msg.tool_calls?.length, 1)
   const call = msg.tool_calls![0]!
   t.equal(call.name, 'get_weather')
