@@ -117,6 +117,15 @@ export class XgrammarInstance {
     return sink.instance
   }
 
+  /** An engine refusal (an abort, or fatal lines it printed) breaks this instance and names the reason; other errors pass. */
+  private rethrow(err: unknown, lines: readonly string[]): never {
+    if (err instanceof WebAssembly.RuntimeError || lines.length > 0) {
+      this.broken = true
+      throw new GrammarSyntaxError(cleanMessage(lines))
+    }
+    throw err
+  }
+
   /** A synchronous engine call (per token): as call(), without waiting its turn. */
   callSync<T>(fn: (binding: XgrammarBinding) => T): T {
     if (this.broken) throw new GrammarEngineBroken()
@@ -127,11 +136,7 @@ export class XgrammarInstance {
     try {
       return fn(this.binding)
     } catch (err) {
-      if (err instanceof WebAssembly.RuntimeError || lines.length > 0) {
-        this.broken = true
-        throw new GrammarSyntaxError(cleanMessage(lines))
-      }
-      throw err
+      this.rethrow(err, lines)
     } finally {
       this.captured = outer
     }
@@ -154,11 +159,7 @@ export class XgrammarInstance {
     try {
       return await fn(this.xg)
     } catch (err) {
-      if (err instanceof WebAssembly.RuntimeError || lines.length > 0) {
-        this.broken = true
-        throw new GrammarSyntaxError(cleanMessage(lines))
-      }
-      throw err
+      this.rethrow(err, lines)
     } finally {
       this.captured = null
     }
