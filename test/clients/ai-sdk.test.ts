@@ -1,9 +1,10 @@
 /**
  * The Vercel AI SDK (ai + @ai-sdk/openai-compatible) against the real server, as an app uses it:
- * generateText and streamText with usage, and tools with toolChoice "required".
+ * generateText and streamText with usage, tools with toolChoice "required", and structured output
+ * (generateObject, streamObject, generateText with Output.object) through response_format json_schema.
  */
-import t from 'tap'
-import { generateText, streamText, tool } from 'ai'
+import t, { type Test } from 'tap'
+import { generateObject, generateText, Output, streamObject, streamText, tool } from 'ai'
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible'
 import { z } from 'zod'
 import { startServer } from '../helpers/server.ts'
@@ -64,4 +65,56 @@ t.test("tools with toolChoice 'required': a call whose input matches the schema,
   t.type((res.toolCalls[0]!.input as { city: unknown }).city, 'string')
   t.equal(seen.length, 1, 'the tool ran with the parsed input')
   t.match(res.toolResults[0]!.output, /^sunny in /)
+})
+
+// As a vLLM user configures the provider: with supportsStructuredOutputs the SDK sends
+// response_format json_schema (strict) instead of a bare json_object, so the server constrains the
+// output to the schema itself.
+const structured = createOpenAICompatible({ name: 'spanserve', baseURL: server.url + '/v1', apiKey: 'unused', includeUsage: true, supportsStructuredOutputs: true })('default')
+
+// Small on purpose: the embedded model spells JSON nearly a character a token, and only constrained
+// decoding makes its output valid, so the object must fit the token budget with room to spare.
+const person = z.object({
+  name: z.string().max(12),
+  age: z.number().int(),
+  mood: z.enum(['happy', 'sad']),
+})
+
+function checkPerson(t: Test, out: unknown) {
+  t.ok(person.safeParse(out).success, `the object matches the zod schema: ${JSON.stringify(out)}`)
+  const p = out as z.infer<typeof person>
+  t.type(p.name, 'string')
+  t.ok(p.name.length <= 12, 'name within maxLength')
+  t.ok(Number.isInteger(p.age), 'age is an integer')
+  t.ok(['happy', 'sad'].includes(p.mood), 'mood from the enum')
+}
+
+t.test('generateObject with a zod schema: response_format json_schema, an object that matches it', async (t) => {
+  const res = await generateObject({ model: structured, schema: person, schemaName: 'person', prompt: 'Describe a person.', maxOutputTokens: 256, temperature: 0, maxRetries: 0 })
+  checkPerson(t, res.object)
+  t.equal(res.finishReason, 'stop', 'the grammar ended the answer, not max tokens')
+  t.same(res.warnings ?? [], [], 'no "unsupported" warning: the schema went to the server')
+  t.ok(res.usage.outputTokens! > 0 && res.usage.outputTokens! < 256)
+})
+
+t.test("generateObject with output 'enum': one of the values", async (t) => {
+  const res = await generateObject({ model: structured, output: 'enum', enum: ['red', 'green', 'blue'], prompt: 'Pick a colour.', maxOutputTokens: 64, temperature: 0, maxRetries: 0 })
+  t.ok(['red', 'green', 'blue'].includes(res.object), `got ${res.object}`)
+})
+
+t.test('streamObject with a zod schema: partial objects, then the whole that matches it', async (t) => {
+  const res = streamObject({ model: structured, schema: person, prompt: 'Describe a person.', maxOutputTokens: 256, temperature: 0.8, seed: 7, maxRetries: 0 })
+  let partials = 0
+  for await (const partial of res.partialObjectStream) {
+    t.type(partial, 'object')
+    partials++
+  }
+  t.ok(partials > 1, `${partials} partial objects`)
+  checkPerson(t, await res.object)
+  t.ok((await res.usage).outputTokens! > 0, 'usage at the end of the stream')
+})
+
+t.test('generateText with Output.object (the AI SDK 6 form of structured output)', async (t) => {
+  const res = await generateText({ model: structured, output: Output.object({ schema: person }), prompt: 'Describe a person.', maxOutputTokens: 256, temperature: 0, maxRetries: 0 })
+  checkPerson(t, res.output)
 })

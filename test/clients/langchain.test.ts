@@ -1,8 +1,9 @@
 /**
  * LangChain's ChatOpenAI (@langchain/openai) against the real server, as an app uses it: invoke,
- * stream with usage, extra fields through modelKwargs, and bindTools with a required call.
+ * stream with usage, extra fields through modelKwargs, bindTools with a required call, and
+ * withStructuredOutput(zodSchema) by each of its methods.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { ChatOpenAI } from '@langchain/openai'
 import { AIMessageChunk, type AIMessage } from '@langchain/core/messages'
 import { tool } from '@langchain/core/tools'
@@ -61,4 +62,63 @@ t.test("bindTools with tool_choice 'any': a call to the tool, with arguments tha
   t.equal(msg.response_metadata.finish_reason, 'tool_calls')
   const answer = await weather.invoke(call)
   t.match(answer.content, /^sunny in /)
+})
+
+// Small on purpose: the embedded model spells JSON nearly a character a token, and only constrained
+// decoding makes its output valid, so the object must fit the token budget with room to spare.
+const person = z.object({
+  name: z.string().max(12),
+  age: z.number().int(),
+  mood: z.enum(['happy', 'sad']),
+})
+
+/** What the zod schema promises once LangChain has parsed the answer: checked by hand, not by zod alone. */
+function checkPerson(t: Test, out: unknown) {
+  const parsed = person.safeParse(out)
+  t.ok(parsed.success, `the object matches the zod schema: ${JSON.stringify(out)}`)
+  const p = out as z.infer<typeof person>
+  t.type(p.name, 'string')
+  t.ok(p.name.length <= 12, 'name within maxLength')
+  t.ok(Number.isInteger(p.age), 'age is an integer')
+  t.ok(['happy', 'sad'].includes(p.mood), 'mood from the enum')
+}
+
+t.test('withStructuredOutput(zodSchema), default method (jsonSchema: response_format json_schema)', async (t) => {
+  const structured = llm({ maxTokens: 256 }).withStructuredOutput(person, { includeRaw: true })
+  const { raw, parsed } = await structured.invoke('Describe a person as JSON.')
+  checkPerson(t, parsed)
+  t.equal((raw as AIMessage).response_metadata.finish_reason, 'stop', 'the grammar ended the answer, not max_tokens')
+  t.same((raw as AIMessage).tool_calls ?? [], [], 'the object came as content (response_format), not as a tool call')
+})
+
+t.test("withStructuredOutput(zodSchema, { method: 'jsonSchema', strict: true })", async (t) => {
+  const out = await llm({ maxTokens: 256 }).withStructuredOutput(person, { method: 'jsonSchema', strict: true, name: 'person' }).invoke('Describe a person as JSON.')
+  checkPerson(t, out)
+})
+
+t.test("withStructuredOutput(zodSchema, { method: 'functionCalling' }): a named tool_choice, parsed from the call's arguments", async (t) => {
+  const { raw, parsed } = await llm({ maxTokens: 256 })
+    .withStructuredOutput(person, { method: 'functionCalling', name: 'person', includeRaw: true })
+    .invoke('Describe a person.')
+  checkPerson(t, parsed)
+  const msg = raw as AIMessage
+  t.equal(msg.tool_calls?.length, 1)
+  t.equal(msg.tool_calls![0]!.name, 'person')
+})
+
+t.test("withStructuredOutput(zodSchema, { method: 'functionCalling' }).stream(): the tool-call deltas assemble to the object", async (t) => {
+  let last: unknown
+  let chunks = 0
+  for await (const out of await llm({ maxTokens: 256 }).withStructuredOutput(person, { method: 'functionCalling', name: 'person' }).stream('Describe a person.')) {
+    last = out
+    chunks++
+  }
+  t.ok(chunks >= 1, `${chunks} chunks`)
+  checkPerson(t, last)
+})
+
+t.test('withStructuredOutput(zodSchema).stream() (jsonSchema): the streamed content parses to the object', async (t) => {
+  let last: unknown
+  for await (const out of await llm({ maxTokens: 256 }).withStructuredOutput(person).stream('Describe a person.')) last = out
+  checkPerson(t, last)
 })
