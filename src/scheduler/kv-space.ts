@@ -5,7 +5,7 @@
  * A request admitted reserves prompt + max_tokens, less the prefix it found cached: those tokens are
  * counted once, by the cache, and locked there while it runs, so admitted requests never run out of
  * KV mid-decode. Its block table (the cached prefix's blocks, shared, then fresh ones for the rest)
- * goes to the worker with its first chunk. When it finishes, its prompt's whole blocks join the cache,
+ * goes to the worker with its first chunk. Once its prompt is prefilled, the prompt's whole blocks join the cache,
  * which keeps them while the budget allows: admission evicts unlocked cache entries, least recently
  * used first, whenever a request needs the room. After evicting every unlocked entry, the tokens in
  * use are at most what the same requests would reserve without the cache, so the cache never makes a
@@ -108,6 +108,28 @@ export class KvSpace {
     this.pool.share(prefix)
     const blocks = Int32Array.from([...prefix, ...this.pool.allocate(blocksFor(reserved) - prefix.length)])
     return { blocks, cached, node, charge, cacheEpoch: this.cacheEpoch, poolEpoch: this.poolEpoch }
+  }
+
+  /**
+   * A request's prompt is prefilled: its whole blocks join the cache now, not when it finishes
+   * (SGLang's cache_unfinished_req), so requests sharing the prefix (the n choices of one request,
+   * a system prompt under load) reuse them while this one decodes. Those tokens move from the
+   * request's charge to the cache and stay locked there until it leaves. Skipped when another request
+   * cached more of this prompt since admission: this one's copies of those blocks stay its own.
+   */
+  prefilled(prompt: Int32Array, hold: KvHold): void {
+    if (!this.cache || hold.cacheEpoch !== this.cacheEpoch || hold.poolEpoch !== this.poolEpoch) return
+    const whole = prompt.subarray(0, alignDown(prompt.length))
+    if (whole.length <= hold.cached) return
+    const m = this.cache.match(whole)
+    if (m.tokens !== hold.cached || (hold.node !== null && m.node !== hold.node)) return
+    const added = this.cache.insert(whole, hold.blocks)
+    const leaf = this.cache.match(whole).node
+    this.cache.lock(leaf)
+    if (hold.node) this.cache.unlock(hold.node)
+    hold.node = leaf
+    hold.charge -= added
+    this.running -= added
   }
 
   /**

@@ -18,7 +18,8 @@
  *
  * KV (./kv-space.ts): admission reserves each request's KV and hands it a block table; with the
  * prefix cache on, a request whose prompt starts with a cached prefix prefills only the rest (its
- * first chunk starts there), and a finished request's prompt stays cached for the next.
+ * first chunk starts there), and a prompt joins the cache once prefilled, staying there after its
+ * request finishes.
  */
 import type { BatchTokenIdOutput, FinishReason, ProcessStats, RequestStats, ForwardBatch, ForwardBatchOutput, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
 import { KvSpace } from './kv-space.ts'
@@ -296,6 +297,8 @@ export class SchedulerLoop {
       const token = out.tokens[i]!
       req.generated++
       req.lastToken = token
+      // Its first token: the prompt's KV is whole in the worker, so it can be shared from now on.
+      if (req.generated === 1 && req.kv) this.budget.prefilled(req.inputIds, req.kv)
       let reason: FinishReason | null = null
       if (!req.ignoreEos && this.eos.has(token)) reason = 'stop'
       else if (req.generated >= req.maxTokens || req.inputIds.length + req.generated >= this.limits.contextLength) reason = 'length'

@@ -123,3 +123,34 @@ t.test('KvSpace without the cache reserves exactly as the token budget always di
   t.equal(kv.cacheTokens, 0)
   t.equal(kv.usedBlocks, 0)
 })
+
+t.test('KvSpace: a prompt joins the cache once prefilled, shared while its request still runs', async (t) => {
+  const kv = new KvSpace(20 * BT, true)
+  const p = plus(prompt(1, 2, 3), 5)
+  const a = kv.admit(p, p.length + BT)!
+  const used = kv.usedTokens
+  kv.prefilled(p, a)
+  t.equal(kv.cacheTokens, 3 * BT, 'its whole blocks are cached now')
+  t.equal(kv.usedTokens, used, 'moved from its charge to the cache, not counted twice')
+  const b = kv.admit(p, p.length + BT)!
+  t.equal(b.cached, 3 * BT, 'a second request with the prompt shares them before the first ends')
+  t.same([...b.blocks.slice(0, 3)], [...a.blocks.slice(0, 3)])
+  t.equal(kv.usedTokens, 3 * BT + 2 * (BT + 5), 'the shared prefix is counted once, each request charged only for the rest')
+  kv.finish(p, a, false)
+  kv.finish(p, b, true)
+  t.equal(kv.usedTokens, 0, 'both gone: nothing held')
+  t.equal(kv.cacheTokens, 3 * BT, 'the prefix stays cached')
+
+  // Two requests admitted before either cached the prompt: the second's copies stay its own.
+  const q = plus(prompt(4, 5), 3)
+  const c = kv.admit(q, q.length + 1)!
+  const d = kv.admit(q, q.length + 1)!
+  kv.prefilled(q, c)
+  const before = kv.usedTokens
+  kv.prefilled(q, d)
+  t.equal(kv.usedTokens, before, 'nothing moves for the second')
+  kv.finish(q, c, true)
+  kv.finish(q, d, true)
+  t.equal(kv.usedTokens, 0)
+  t.equal(kv.cacheTokens, 5 * BT)
+})
