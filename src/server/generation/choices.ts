@@ -16,7 +16,7 @@ import type { ServingInfo } from '../serving-info.ts'
 import { endSse, sendEvent, startSse } from '../sse.ts'
 import { setChoiceLogprobs } from './logprobs.ts'
 import { prepareSequence, sequencesPerPrompt, type GenerationOptions } from './options.ts'
-import { buildRequest, newRid, type GenerateInput } from './request.ts'
+import { buildRequest, type GenerateInput } from './request.ts'
 import { GenerationRun } from './run.ts'
 import type { ResponseShape, Usage } from './shape.ts'
 
@@ -43,29 +43,6 @@ function choiceOf(body: Record<string, unknown>, index: number): Record<string, 
   const choice = { ...(body.choices as Record<string, unknown>[])[0]! }
   choice.index = index
   return choice
-}
-
-/**
- * SGLang's parallel sampling: with the prefix cache on, one prefill-only request per prompt goes
- * first (one token, returned to no one), so that the prompt's whole KV blocks are in the cache when
- * its n sequences start: they share those blocks and each prefills only the prompt's last partial
- * block. It carries the first sequence's trace, where its slices show. A failure here costs only
- * the sharing: the sequences then prefill the prompt themselves.
- */
-async function prefillOnce(engine: Engine, seqs: readonly Sequence[]): Promise<void> {
-  const firsts = seqs.filter((s) => s.seq === 0 && !s.run.built.req.sampling.promptLogprobs)
-  await Promise.all(firsts.map((s) => new Promise<void>((resolve) => {
-    const req = s.run.built.req
-    const { logprobs: _l, promptLogprobs: _p, constraint: _c, minTokens: _m, ...sampling } = req.sampling
-    try {
-      engine.submit({ ...req, rid: newRid(), maxTokens: 1, ignoreEos: true, stop: [], sampling }, {
-        onOutput: (item) => item.finishReason !== null && resolve(),
-        onError: () => resolve(),
-      })
-    } catch {
-      resolve()
-    }
-  })))
 }
 
 /** Sum of a sequence's token logprobs: best_of's ranking. */
@@ -105,8 +82,6 @@ export async function serveChoices(
   let started = false
   let ended = false
   let left = seqs.length
-
-  if (per > 1 && info.prefixCache) await prefillOnce(engine, seqs)
 
   return new Promise<void>((resolve) => {
     if (seqs.every((s) => s.run.done)) return resolve()
@@ -163,36 +138,60 @@ export async function serveChoices(
       sendEvent(res, chunk)
     }
     const submitted: Sequence[] = []
+    const submit = (s: Sequence) => {
+      // Hung up while its prompt's first sequence prefilled: its close handler ended every run already.
+      if (s.run.done || ended) return
+      const index = s.prompt * n + s.seq
+      let firstOfRun = true
+      s.run.submit({
+        onOutput: (item) => {
+          if (firstOfRun) startFollowers(s)
+          if (ended || s.run.done) return
+          s.run.output(item)
+          onOutput(s, index, item, firstOfRun)
+          firstOfRun = false
+          if (item.finishReason === null) return
+          s.last = item
+          s.run.finish(item)
+          if (--left > 0) return
+          ended = true
+          if (body.stream) {
+            if (includeUsage) sendEvent(res, shape.usageChunk(base, usageOf(seqs)))
+            endSse(res)
+          } else answerWhole()
+          resolve()
+        },
+        onError: (err) => {
+          if (s.run.done && ended) return
+          s.run.fail(err)
+          fail(err)
+        },
+      })
+      submitted.push(s)
+    }
+    // Parallel sampling on the prefix cache: a prompt's first sequence goes alone, and the others
+    // follow once it has its first token, when the scheduler has cached the prompt's whole blocks:
+    // they share them and each prefills only the prompt's last partial block. The first token of the
+    // response is not held back. Prompt logprobs (echo) are computed per sequence, cache or not.
+    const followLeader = per > 1 && info.prefixCache && !seqs[0]!.run.built.req.sampling.promptLogprobs
+    const followers = new Map<number, Sequence[]>()
+    const startFollowers = (leader: Sequence) => {
+      const waiting = leader.seq === 0 ? followers.get(leader.prompt) : undefined
+      if (!waiting) return
+      followers.delete(leader.prompt)
+      try {
+        for (const s of waiting) submit(s)
+      } catch (err) {
+        fail(err instanceof SpanserveError ? err : new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', String(err)))
+      }
+    }
     try {
       for (const s of seqs) {
-        // Hung up while the prompt was prefilled: its close handler ended every run already.
-        if (s.run.done) continue
-        const index = s.prompt * n + s.seq
-        let firstOfRun = true
-        s.run.submit({
-          onOutput: (item) => {
-            if (ended || s.run.done) return
-            s.run.output(item)
-            onOutput(s, index, item, firstOfRun)
-            firstOfRun = false
-            if (item.finishReason === null) return
-            s.last = item
-            s.run.finish(item)
-            if (--left > 0) return
-            ended = true
-            if (body.stream) {
-              if (includeUsage) sendEvent(res, shape.usageChunk(base, usageOf(seqs)))
-              endSse(res)
-            } else answerWhole()
-            resolve()
-          },
-          onError: (err) => {
-            if (s.run.done && ended) return
-            s.run.fail(err)
-            fail(err)
-          },
-        })
-        submitted.push(s)
+        if (followLeader && s.seq > 0) {
+          const list = followers.get(s.prompt) ?? []
+          list.push(s)
+          followers.set(s.prompt, list)
+        } else submit(s)
       }
     } catch (err) {
       // Not accepted (the engine is not serving): the ones already running stop; the error handler answers.
