@@ -16,7 +16,7 @@ const COMMON: Record<string, string> = {
   frequency_penalty: 'OpenAI\'s frequency penalty (-2..2), applied in the worker\'s batched sampler.',
   repetition_penalty: 'vLLM\'s repetition penalty (> 0; 1 is none), over prompt and output tokens.',
   min_p: 'vLLM\'s min-p: tokens below min_p × the top probability are dropped.',
-  min_tokens: 'vLLM\'s min_tokens: end-of-sequence and stop_token_ids are masked until this many tokens.',
+  min_tokens: 'vLLM\'s min_tokens: end-of-sequence and stop_token_ids are masked, and stop strings are not matched, until this many tokens (a stop string that ends after them counts).',
   stop_token_ids: 'vLLM\'s stop_token_ids: generation ends on any of these ids (finish_reason "stop"); ids outside the vocabulary are a 400.',
   logit_bias: 'Token id (as a string key) → bias in -100..100 added to its logit; ids outside the vocabulary are a 400.',
   stop: 'Up to 64 strings; the text ends before the first one (not included), finish_reason "stop".',

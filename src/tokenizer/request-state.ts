@@ -19,6 +19,11 @@ export interface NewRequestState {
   stop: readonly string[]
   /** vLLM's stop_token_ids: each ends the request; its text is not returned. */
   stopTokenIds: readonly number[] | undefined
+  /**
+   * vLLM's min_tokens: stop strings are not looked for until more tokens than this came (the
+   * worker's sampler already holds EOS and stop_token_ids back until then).
+   */
+  minTokens?: number
   /** A resumed request's tokens so far: replayed, their text not sent again. */
   resumed: readonly number[]
   /** The prompt's ids, kept only when its logprobs come back (echo). */
@@ -42,6 +47,7 @@ export class RequestState {
   private readonly detok: IncrementalDetokenizer
   private readonly stop: StopMatcher
   private readonly stopTokenIds: ReadonlySet<number> | null
+  private readonly minTokens: number
   private readonly tok: TextTokenizer
   private readonly promptIds: readonly number[] | null
 
@@ -52,13 +58,14 @@ export class RequestState {
     this.dp = s.dp
     this.load = s.load
     this.promptTokens = s.promptTokens
-    this.completionTokens = s.resumed.length
+    this.completionTokens = 0
+    this.minTokens = s.minTokens ?? 0
     this.detok = new IncrementalDetokenizer(tok)
     this.stop = new StopMatcher(s.stop)
     this.stopTokenIds = s.stopTokenIds && s.stopTokenIds.length > 0 ? new Set(s.stopTokenIds) : null
     // Replaying puts the detokenizer's offsets and the held-back text where they were, and discards
     // the text: the client already has it.
-    for (const id of s.resumed) this.stop.push(this.detok.push(id))
+    for (const id of s.resumed) this.stop.push(this.detok.push(id), ++this.completionTokens > this.minTokens)
   }
 
   /** A token's logprobs from the worker, decoded for the client. */
@@ -70,7 +77,9 @@ export class RequestState {
   push(token: number, finishReason: FinishReason | null): TokenOutcome {
     this.completionTokens++
     if (this.stopTokenIds?.has(token)) return { text: this.stop.flush(), finishReason: 'stop', stoppedHere: finishReason === null }
-    const { text, stopped } = this.stop.push(this.detok.push(token))
+    // vLLM looks for stop strings only once more than min_tokens tokens came; one that began in the
+    // earlier text and ends in this token's still counts.
+    const { text, stopped } = this.stop.push(this.detok.push(token), this.completionTokens > this.minTokens)
     if (stopped) return { text, finishReason: 'stop', stoppedHere: true }
     return { text: finishReason !== null ? text + this.stop.flush() : text, finishReason, stoppedHere: false }
   }

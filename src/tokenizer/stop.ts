@@ -10,17 +10,23 @@ export class StopMatcher {
     this.holdBack = stops.reduce((m, s) => Math.max(m, s.length), 0) - 1
   }
 
-  /** Feed new text; returns the text safe to emit and whether a stop string was hit. */
-  push(text: string): { text: string; stopped: boolean } {
+  /**
+   * Feed new text; returns the text safe to emit and whether a stop string was hit. With `match`
+   * false (vLLM's min_tokens not reached yet) no stop string is looked for, but the tail is still
+   * held back: a stop string that begins in it and ends in later, matched text does stop the request.
+   */
+  push(text: string, match = true): { text: string; stopped: boolean } {
     if (this.stops.length === 0) return { text, stopped: false }
-    // Held-back text had no match, so a new match must end inside the new text.
+    // Held-back text had no match (or was not to be matched), so a new match must end inside the new text.
     const before = this.pending.length
     this.pending += text
     let at = -1
-    for (const s of this.stops) {
-      if (s.length === 0) continue
-      const i = this.pending.indexOf(s, Math.max(0, before - s.length + 1))
-      if (i >= 0 && (at < 0 || i < at)) at = i
+    if (match) {
+      for (const s of this.stops) {
+        if (s.length === 0) continue
+        const i = this.pending.indexOf(s, Math.max(0, before - s.length + 1))
+        if (i >= 0 && (at < 0 || i < at)) at = i
+      }
     }
     if (at >= 0) {
       const out = this.pending.slice(0, at)

@@ -67,6 +67,30 @@ t.test('min_tokens holds stop token ids back until that many tokens came', async
   t.notOk(tok.encode(r.choices[0]!.text, false).includes(X), 'none of the three is the held-back token')
 })
 
+t.test('min_tokens holds stop strings back too (as vLLM): only a match ending after that many tokens stops', async (t) => {
+  const forced = { max_tokens: 10, logit_bias: { [X]: 100 }, stop: [' the'] }
+  const early = await complete(forced)
+  t.equal(early.choices[0]!.text, '', 'without min_tokens the first token is the stop string')
+  t.equal(early.usage?.completion_tokens, 1)
+  const held = await complete({ ...forced, min_tokens: 3 })
+  t.equal(held.choices[0]!.finish_reason, 'stop')
+  t.equal(held.choices[0]!.text, ' the the the', 'the first three tokens are text, the fourth is the stop string')
+  t.equal(held.usage?.completion_tokens, 4)
+  // A stop string that begins in the first min_tokens tokens and ends after them stops the request.
+  const straddling = await complete({ ...forced, stop: ['e th'], min_tokens: 2 })
+  t.equal(straddling.choices[0]!.text, ' the th', '"e th" of tokens 2 and 3, not the one inside tokens 1 and 2')
+  t.equal(straddling.usage?.completion_tokens, 3)
+  // Streamed: the same text arrives in deltas, and nothing of the stop string.
+  let text = ''
+  let finish: string | null = null
+  for await (const chunk of await client.completions.create({ model: 'default', prompt: PROMPT, temperature: 0, ...forced, min_tokens: 3, stream: true } as OpenAI.CompletionCreateParamsStreaming)) {
+    text += chunk.choices[0]?.text ?? ''
+    finish = chunk.choices[0]?.finish_reason ?? finish
+  }
+  t.equal(text, ' the the the')
+  t.equal(finish, 'stop')
+})
+
 t.test('min_p 1 keeps only the best token: sampling at any temperature and seed gives the greedy text', async (t) => {
   const greedy = await complete({})
   for (const seed of [1, 2]) {

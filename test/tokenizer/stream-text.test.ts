@@ -43,3 +43,21 @@ t.test('the earliest of several stop strings wins', async (t) => {
   const s = new StopMatcher(['cd', 'b'])
   t.same(s.push('abcd'), { text: 'a', stopped: true })
 })
+
+t.test('text pushed without matching (min_tokens not reached) never stops, but its tail still can begin a stop string', async (t) => {
+  const s = new StopMatcher(['e th'])
+  // Tokens " the" " the" under min_tokens 2: "e th" lies wholly in them and is not matched.
+  t.same(s.push(' the', false), { text: ' ', stopped: false }, 'the tail that could begin a stop string is held back')
+  t.same(s.push(' the', false), { text: 'the ', stopped: false }, 'three characters held back again')
+  // The third token is matched: "e th" beginning in the held-back "e" and ending in it stops the text,
+  // which adds up to " the th". vLLM's detokenizer does the same: its search after min_tokens reaches
+  // a stop string's length minus one back into the earlier text.
+  t.same(s.push(' the'), { text: 'th', stopped: true })
+})
+
+t.test('a stop string wholly inside unmatched text is not found later, even if it is still held back', async (t) => {
+  const s = new StopMatcher(['x', 'long stop'])
+  t.same(s.push('ax', false), { text: '', stopped: false }, 'all held back (8 characters may begin "long stop")')
+  t.same(s.push('b'), { text: '', stopped: false }, 'the "x" before is not matched once matching begins')
+  t.same(s.push('cx'), { text: 'axbc', stopped: true }, 'a new "x" is')
+})
