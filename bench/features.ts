@@ -15,6 +15,7 @@ import { ensureModel } from '../src/model/build.ts'
 import type { PresetName } from '../src/model/presets.ts'
 import { ROOT } from '../test/helpers/server.ts'
 import { startSpanserve } from './configs/spanserve.ts'
+import type { FeaturePart } from './options.ts'
 import { makePrompts } from './prompts.ts'
 import { percentile } from './stats.ts'
 
@@ -22,6 +23,7 @@ export interface FeaturesOptions {
   models: PresetName[]
   base: string | null
   out: string
+  parts: readonly FeaturePart[]
 }
 
 interface Sample {
@@ -182,14 +184,14 @@ export async function runFeatures(opts: FeaturesOptions): Promise<void> {
       const value = pick(a) / pick(b)
       verdicts.push({ target, value, met: atMost ? value <= bound : value >= bound })
     }
-    const cache = await withServer(modelDir, [], undefined, (url) => cacheRun(modelDir, url, 'cache'))
-    const nocache = await withServer(modelDir, ['--disable-radix-cache'], undefined, (url) => cacheRun(modelDir, url, 'no cache'))
+    const cache = opts.parts.includes('cache') ? await withServer(modelDir, [], undefined, (url) => cacheRun(modelDir, url, 'cache')) : []
+    const nocache = opts.parts.includes('cache') ? await withServer(modelDir, ['--disable-radix-cache'], undefined, (url) => cacheRun(modelDir, url, 'no cache')) : []
     levels.push(...cache, ...nocache)
     ratio('system prompt: TTFT p50 at c1, cache / no cache (<= 0.25)', find(cache, 'cache system prompt', 1), find(nocache, 'no cache system prompt', 1), (l) => l.ttftP50, 0.25, true)
     ratio('system prompt: tok/s at c16, cache / no cache (>= 1.5)', find(cache, 'cache system prompt', 16), find(nocache, 'no cache system prompt', 16), (l) => l.tokensPerSec, 1.5, false)
     ratio('multi-turn: TTFT p50, cache / no cache (<= 0.25)', find(cache, 'cache multi-turn', 8), find(nocache, 'no cache multi-turn', 8), (l) => l.ttftP50, 0.25, true)
     ratio('no sharing: tok/s at c16, cache / no cache (>= 0.97)', find(cache, 'cache no sharing', 16), find(nocache, 'no cache no sharing', 16), (l) => l.tokensPerSec, 0.97, false)
-    try {
+    if (opts.parts.includes('api')) try {
       const features = await withServer(modelDir, [], undefined, (url) => featureRun(modelDir, url))
       levels.push(...features)
       ratio('top_logprobs 20 / plain, tok/s at c16 (>= 0.9)', find(features, 'top_logprobs 20', 16), find(features, 'plain', 16), (l) => l.tokensPerSec, 0.9, false)
@@ -198,7 +200,7 @@ export async function runFeatures(opts: FeaturesOptions): Promise<void> {
     } catch (err) {
       process.stderr.write(`  API features: ${(err as Error).message}\n`)
     }
-    if (opts.base) {
+    if (opts.base && opts.parts.includes('base')) {
       const now = await withServer(modelDir, [], undefined, (url) => plainRun(modelDir, url, 'this checkout'))
       const before = await withServer(modelDir, [], opts.base, (url) => plainRun(modelDir, url, 'base'))
       levels.push(...now, ...before)

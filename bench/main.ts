@@ -57,7 +57,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 if (opts.features) {
-  await runFeatures({ models: opts.models, base: opts.base ? resolve(opts.base) : null, out: opts.outDir })
+  await runFeatures({ models: opts.models, base: opts.base ? resolve(opts.base) : null, out: opts.outDir, parts: opts.featureParts })
   process.exit(0)
 }
 

@@ -54,7 +54,12 @@ export interface BenchOptions {
   largeConfigs: ConfigName[]
   /** Run the prefix-cache and API-feature workloads (bench/features.ts) instead of the configurations. */
   features: boolean
+  /** Which parts of --features run (default all): cache, api, base. */
+  featureParts: FeaturePart[]
 }
+
+export const FEATURE_PARTS = ['cache', 'api', 'base'] as const
+export type FeaturePart = (typeof FEATURE_PARTS)[number]
 
 const HELP = `usage: npm run bench -- [flags]
 
@@ -62,6 +67,7 @@ const HELP = `usage: npm run bench -- [flags]
                          1,024-token system prompt, multi-turn chat, no sharing; cache on vs
                          --disable-radix-cache) and the API features (top_logprobs 20, json_schema,
                          n=4) against plain requests, plus plain requests against --base when given
+  --features-only LIST   of cache,api,base: only these parts of --features (default: all)
   --models LIST          model presets, comma-separated (default: default,large; on 2 cores the
                          default preset takes about 8 minutes and the large one 12 more)
   --configs LIST         of limit,limitspin,baselimit,off,lockstep,spin,steps4,base,baseon,on,onlive,
@@ -136,6 +142,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       'no-tp-step': { type: 'boolean', default: false },
       'docs-from': { type: 'string' },
       features: { type: 'boolean', default: false },
+      'features-only': { type: 'string', default: FEATURE_PARTS.join(',') },
       out: { type: 'string', default: 'bench/results' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -178,5 +185,12 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     docsFrom: values['docs-from'] ?? null,
     largeConfigs: CONFIG_NAMES.filter((c) => large.includes(c)),
     features: values.features,
+    featureParts: featureParts(values['features-only']),
   }
+}
+
+function featureParts(value: string): FeaturePart[] {
+  const parts = list(value)
+  for (const p of parts) if (!(FEATURE_PARTS as readonly string[]).includes(p)) throw new Error(`--features-only: unknown ${p} (${FEATURE_PARTS.join(', ')})`)
+  return parts as FeaturePart[]
 }
