@@ -2,8 +2,8 @@
  * `npm run bench -- --features`: the workloads of the prefix cache and of the API features, each
  * measured in one run against its own control on the same server build:
  * - prefix cache on vs --disable-radix-cache: a 1,024-token system prompt shared by every request
- *   with 32-token unique suffixes (TTFT p50 at concurrency 1, tok/s at 16), a multi-turn chat whose
- *   every turn extends the last, and the no-sharing workload (distinct prompts);
+ *   with 32-token unique suffixes, and multi-turn chats whose every turn extends the last (each TTFT
+ *   p50 at concurrency 1, tok/s at 16), and the no-sharing workload (distinct prompts);
  * - API features vs plain requests: top_logprobs 20 at concurrency 16, json_schema at 16, n=4 vs
  *   n=1 time to first token at 1;
  * - with --base, plain requests against the other checkout's server (no new option used).
@@ -28,6 +28,8 @@ export interface FeaturesOptions {
 
 interface Sample {
   ttftMs: number
+  /** Until every choice (n of them) had its first text. */
+  allFirstMs: number
   e2eMs: number
   tokens: number
   cachedTokens: number
@@ -39,15 +41,20 @@ interface Level {
   requests: number
   tokensPerSec: number
   ttftP50: number
+  /** p50 of the time until every choice had its first text (n > 1; else the TTFT). */
+  allFirstP50: number
   cachedTokens: number
 }
 
 /** One streamed request; tokens from the usage of its last chunk. */
 async function stream(url: string, path: string, body: Record<string, unknown>): Promise<Sample> {
   const t0 = performance.now()
-  const res = await fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) })
+  const res = await fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }) })
   if (res.status !== 200) throw new Error(`${path}: HTTP ${res.status}: ${(await res.text()).slice(0, 300)}`)
   let ttftMs = Number.NaN
+  let allFirstMs = Number.NaN
+  const choices = typeof body.n === 'number' ? body.n : 1
+  const seen = new Set<number>()
   let tokens = 0
   let cachedTokens = 0
   let buf = ''
@@ -59,25 +66,35 @@ async function stream(url: string, path: string, body: Record<string, unknown>):
       const data = buf.slice(6, sep)
       buf = buf.slice(sep + 2)
       if (data === '[DONE]') continue
-      const obj = JSON.parse(data) as { error?: { message: string }; choices?: { text?: string; delta?: { content?: string } }[]; usage?: { completion_tokens: number; prompt_tokens_details?: { cached_tokens?: number } } }
+      const obj = JSON.parse(data) as { error?: { message: string }; choices?: { index: number; text?: string; delta?: { content?: string } }[]; usage?: { completion_tokens: number; prompt_tokens_details?: { cached_tokens?: number } } }
       if (obj.error) throw new Error(`stream error: ${obj.error.message}`)
-      if (Number.isNaN(ttftMs) && obj.choices?.some((c) => c.text || c.delta?.content)) ttftMs = performance.now() - t0
+      for (const c of obj.choices ?? []) if (c.text || c.delta?.content) seen.add(c.index)
+      if (Number.isNaN(ttftMs) && seen.size > 0) ttftMs = performance.now() - t0
+      if (Number.isNaN(allFirstMs) && seen.size === choices) allFirstMs = performance.now() - t0
       if (obj.usage) {
         tokens = obj.usage.completion_tokens
         cachedTokens = obj.usage.prompt_tokens_details?.cached_tokens ?? 0
       }
     }
   }
-  return { ttftMs, e2eMs: performance.now() - t0, tokens, cachedTokens }
+  return { ttftMs, allFirstMs, e2eMs: performance.now() - t0, tokens, cachedTokens }
 }
 
 /** `bodies` sent `concurrency` at a time, each slot sending its next as its last ends. */
-async function level(label: string, url: string, path: string, bodies: Record<string, unknown>[], concurrency: number): Promise<Level> {
+function level(label: string, url: string, path: string, bodies: Record<string, unknown>[], concurrency: number): Promise<Level> {
+  return sessions(label, url, path, bodies.map((b) => [b]), concurrency)
+}
+
+/**
+ * Sessions (a conversation's turns, sent one after another as a chat client does) run `concurrency`
+ * at a time, each slot taking the next session as its last ends.
+ */
+async function sessions(label: string, url: string, path: string, jobs: Record<string, unknown>[][], concurrency: number): Promise<Level> {
   const samples: Sample[] = []
   let next = 0
   const t0 = performance.now()
-  await Promise.all(Array.from({ length: Math.min(concurrency, bodies.length) }, async () => {
-    while (next < bodies.length) samples.push(await stream(url, path, bodies[next++]!))
+  await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, async () => {
+    while (next < jobs.length) for (const body of jobs[next++]!) samples.push(await stream(url, path, body))
   }))
   const wallMs = performance.now() - t0
   const tokens = samples.reduce((s, r) => s + r.tokens, 0)
@@ -87,9 +104,10 @@ async function level(label: string, url: string, path: string, bodies: Record<st
     requests: samples.length,
     tokensPerSec: (tokens * 1000) / wallMs,
     ttftP50: percentile(samples.map((s) => s.ttftMs), 50),
+    allFirstP50: percentile(samples.map((s) => s.allFirstMs), 50),
     cachedTokens: samples.reduce((s, r) => s + r.cachedTokens, 0),
   }
-  process.stderr.write(`  ${label} c${concurrency}: ${result.tokensPerSec.toFixed(1)} tok/s, TTFT p50 ${result.ttftP50.toFixed(1)} ms, ${result.cachedTokens} cached prompt tokens\n`)
+  process.stderr.write(`  ${label} c${concurrency}: ${result.tokensPerSec.toFixed(1)} tok/s, TTFT p50 ${result.ttftP50.toFixed(1)} ms${result.allFirstP50 !== result.ttftP50 ? ` (every choice's first token: ${result.allFirstP50.toFixed(1)} ms)` : ''}, ${result.cachedTokens} cached prompt tokens\n`)
   return result
 }
 
@@ -97,16 +115,18 @@ const completion = (prompt: number[], maxTokens: number, extra: Record<string, u
 
 /** The workloads of one model, on the server at `url` (whose cache state the caller chose). */
 function workloads(modelDir: string) {
-  const corpus = makePrompts(modelDir, 64, 160).prompts
+  const corpus = makePrompts(modelDir, 64, 444).prompts
   const system = corpus.slice(0, 16).flat() // 1,024 tokens
   const suffix = (i: number) => corpus[16 + (i % 144)]!.slice(0, 32)
   const shared = (n: number, from: number) => Array.from({ length: n }, (_, i) => completion([...system, ...suffix(from + i)], 32))
-  // Eight conversations of six turns; turn k is turn k-1's prompt plus 64 more tokens (a reply and a question).
-  const turns = Array.from({ length: 6 }, (_, k) => Array.from({ length: 8 }, (_, c) => completion(corpus.slice(20 + c * 8, 20 + c * 8 + 2 + k).flat(), 32)))
+  // Conversations of eight turns: the first a 256-token opening, each next one the last turn's prompt
+  // plus 64 tokens (a 32-token reply and a 32-token question), up to 704 tokens; 32 tokens answered.
+  const conversation = (c: number) => Array.from({ length: 8 }, (_, k) => completion(corpus.slice(160 + c * 11, 160 + c * 11 + 4 + k).flat(), 32))
+  const conversations = (n: number, from: number) => Array.from({ length: n }, (_, i) => conversation(from + i))
   // Distinct prompts start where no other workload's prompt does; the warm-up's straddle two slices.
-  const distinct = (n: number, from: number) => Array.from({ length: n }, (_, i) => completion(corpus[96 + ((from + i) % 64)]!, 64))
+  const distinct = (n: number, from: number) => Array.from({ length: n }, (_, i) => completion(corpus[380 + ((from + i) % 64)]!, 64))
   const warmup = Array.from({ length: 16 }, (_, i) => completion([...corpus[100 + i]!.slice(32), ...corpus[101 + i]!.slice(0, 32)], 16))
-  return { shared, turns, distinct, warmup }
+  return { shared, conversations, distinct, warmup }
 }
 
 async function cacheRun(modelDir: string, url: string, label: string): Promise<Level[]> {
@@ -117,32 +137,51 @@ async function cacheRun(modelDir: string, url: string, label: string): Promise<L
   await level(`${label} system-prompt fill`, url, '/v1/completions', w.shared(1, 140), 1)
   out.push(await level(`${label} system prompt`, url, '/v1/completions', w.shared(12, 0), 1))
   out.push(await level(`${label} system prompt`, url, '/v1/completions', w.shared(48, 20), 16))
-  const multi: Level[] = []
-  for (const [k, turn] of w.turns.entries()) multi.push(await level(`${label} multi-turn, turn ${k + 1}`, url, '/v1/completions', turn, 8))
-  out.push({ label: `${label} multi-turn`, concurrency: 8, requests: 48, tokensPerSec: multi.reduce((s, l) => s + l.tokensPerSec, 0) / multi.length, ttftP50: percentile(multi.map((l) => l.ttftP50), 50), cachedTokens: multi.reduce((s, l) => s + l.cachedTokens, 0) })
+  // Four conversations one after another at c1, then sixteen others at once.
+  out.push(await sessions(`${label} multi-turn`, url, '/v1/completions', w.conversations(4, 0), 1))
+  out.push(await sessions(`${label} multi-turn`, url, '/v1/completions', w.conversations(16, 4), 16))
   out.push(await level(`${label} no sharing`, url, '/v1/completions', w.distinct(64, 0), 16))
   return out
 }
 
+/**
+ * A feature level against its control, in `rounds` alternating rounds (A B, B A, A B, …) on fresh
+ * prompts; each side reports the median round: one level of a few seconds is at the mercy of this
+ * machine's noise, and a fixed order would favour whichever side runs second (the warmer one).
+ */
+async function paired(rounds: number, run: (side: 0 | 1, round: number) => Promise<Level>): Promise<[Level, Level]> {
+  const sides: [Level[], Level[]] = [[], []]
+  for (let r = 0; r < rounds; r++) {
+    const order: (0 | 1)[] = r % 2 === 0 ? [0, 1] : [1, 0]
+    for (const side of order) sides[side].push(await run(side, r))
+  }
+  const median = (levels: Level[]): Level => {
+    const pick = (f: (l: Level) => number) => percentile(levels.map(f), 50)
+    return { ...levels[0]!, requests: levels.reduce((s, l) => s + l.requests, 0), tokensPerSec: pick((l) => l.tokensPerSec), ttftP50: pick((l) => l.ttftP50), allFirstP50: pick((l) => l.allFirstP50), cachedTokens: levels.reduce((s, l) => s + l.cachedTokens, 0) }
+  }
+  return [median(sides[0]), median(sides[1])]
+}
+
+const ROUNDS = 3
+
 async function featureRun(modelDir: string, url: string): Promise<Level[]> {
   // Each level its own prompts: a level must not find its prompts in the prefix cache from the one before.
-  const all = makePrompts(modelDir, 64, 64 * 5).prompts
+  const all = makePrompts(modelDir, 64, 64 + ROUNDS * (2 * 48 + 2 * 48 + 2 * 12)).prompts
   let taken = 0
   const fresh = (count: number) => all.slice(taken, (taken += count))
-  const bodies = (extra: Record<string, unknown>, count = 64) => fresh(count).map((p) => completion(p, 64, extra))
+  const bodies = (extra: Record<string, unknown>, count: number) => fresh(count).map((p) => completion(p, 64, extra))
   // Both chat levels generate exactly 64 tokens (ignore_eos; a string the schema keeps open that
   // long), so the ratio measures the masking, not a difference in output length.
   const schema = { type: 'object', properties: { story: { type: 'string', minLength: 2000 } }, required: ['story'] }
-  const chat = (count: number) => fresh(count).map((p) => ({ model: 'default', messages: [{ role: 'user', content: `Tell a story as JSON: ${p.slice(0, 8).join(' ')}` }], max_tokens: 64, temperature: 0, ignore_eos: true }))
-  const out: Level[] = []
+  const jsonSchema = { response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } } }
+  const chat = (count: number, extra: Record<string, unknown> = {}) => fresh(count).map((p) => ({ model: 'default', messages: [{ role: 'user', content: `Tell a story as JSON: ${p.slice(0, 8).join(' ')}` }], max_tokens: 64, temperature: 0, ignore_eos: true, ...extra }))
+  // The warm-up compiles the schema once: grammars are cached per schema, the steady state is measured.
   await level('warm-up', url, '/v1/completions', bodies({}, 32), 16)
-  out.push(await level('plain', url, '/v1/completions', bodies({}), 16))
-  out.push(await level('top_logprobs 20', url, '/v1/completions', bodies({ logprobs: 20 }), 16))
-  out.push(await level('chat plain', url, '/v1/chat/completions', chat(48), 16))
-  out.push(await level('chat json_schema', url, '/v1/chat/completions', chat(48).map((b) => ({ ...b, response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } } })), 16))
-  out.push(await level('n=1', url, '/v1/completions', bodies({}, 12), 1))
-  out.push(await level('n=4', url, '/v1/completions', bodies({ n: 4 }, 12), 1))
-  return out
+  await level('warm-up json_schema', url, '/v1/chat/completions', chat(32, jsonSchema), 16)
+  const [plain, logprobs] = await paired(ROUNDS, (side) => side === 0 ? level('plain', url, '/v1/completions', bodies({}, 48), 16) : level('top_logprobs 20', url, '/v1/completions', bodies({ logprobs: 20 }, 48), 16))
+  const [chatPlain, chatJson] = await paired(ROUNDS, (side) => side === 0 ? level('chat plain', url, '/v1/chat/completions', chat(48), 16) : level('chat json_schema', url, '/v1/chat/completions', chat(48, jsonSchema), 16))
+  const [n1, n4] = await paired(ROUNDS, (side) => side === 0 ? level('n=1', url, '/v1/completions', bodies({}, 12), 1) : level('n=4', url, '/v1/completions', bodies({ n: 4 }, 12), 1))
+  return [plain, logprobs, chatPlain, chatJson, n1, n4]
 }
 
 /** Requests that use no new option, each prompt sent once (none is found in a prefix cache). */
@@ -189,7 +228,8 @@ export async function runFeatures(opts: FeaturesOptions): Promise<void> {
     levels.push(...cache, ...nocache)
     ratio('system prompt: TTFT p50 at c1, cache / no cache (<= 0.25)', find(cache, 'cache system prompt', 1), find(nocache, 'no cache system prompt', 1), (l) => l.ttftP50, 0.25, true)
     ratio('system prompt: tok/s at c16, cache / no cache (>= 1.5)', find(cache, 'cache system prompt', 16), find(nocache, 'no cache system prompt', 16), (l) => l.tokensPerSec, 1.5, false)
-    ratio('multi-turn: TTFT p50, cache / no cache (<= 0.25)', find(cache, 'cache multi-turn', 8), find(nocache, 'no cache multi-turn', 8), (l) => l.ttftP50, 0.25, true)
+    ratio('multi-turn: TTFT p50 at c1, cache / no cache (<= 0.25)', find(cache, 'cache multi-turn', 1), find(nocache, 'no cache multi-turn', 1), (l) => l.ttftP50, 0.25, true)
+    ratio('multi-turn: tok/s at c16, cache / no cache (>= 1.5)', find(cache, 'cache multi-turn', 16), find(nocache, 'no cache multi-turn', 16), (l) => l.tokensPerSec, 1.5, false)
     ratio('no sharing: tok/s at c16, cache / no cache (>= 0.97)', find(cache, 'cache no sharing', 16), find(nocache, 'no cache no sharing', 16), (l) => l.tokensPerSec, 0.97, false)
     if (opts.parts.includes('api')) try {
       const features = await withServer(modelDir, [], undefined, (url) => featureRun(modelDir, url))
