@@ -7,7 +7,7 @@
  */
 import { ERRORS, type ErrorCode } from '../errors.ts'
 import type { ChatMessage, ChatTool, FinishReason, MessageOf, MessageType, ProcessStats, RequestStats, Role, SamplingParams, TextLogprobs, TokenLogprobs, TokenText } from './messages.ts'
-import type { TraceCarrier } from '../tracing/propagation.ts'
+import type { CarrierLink, TraceCarrier } from '../tracing/propagation.ts'
 import { TRACE_LEVELS } from '../tracing/types.ts'
 import type { OutputConstraint } from '../model/grammar/constraint.ts'
 
@@ -93,9 +93,14 @@ const role: Schema<Role> = { type: 'string', enum: ['server', 'tokenizer', 'sche
 const errorCode: Schema<ErrorCode> = { type: 'string', enum: Object.keys(ERRORS) as ErrorCode[] }
 const finishReason: Schema<FinishReason> = { type: 'string', enum: ['stop', 'length', 'abort', 'error'] }
 
+const carrierLink: Schema<CarrierLink> = {
+  type: 'object',
+  properties: { traceparent: str, reason: str, process: opt(str), pid: opt(int) },
+}
+
 const trace: Schema<TraceCarrier> = {
   type: 'object',
-  properties: { traceparent: str, tracestate: opt(str), prev: opt(str) },
+  properties: { traceparent: str, tracestate: opt(str), prev: opt(str), links: opt({ type: 'array', items: carrierLink }) },
 }
 
 /** A union by `type`, which Schema cannot spell: the kind is checked here, its fields by src/model/grammar/. */
@@ -345,6 +350,10 @@ export const MESSAGE_SCHEMAS = {
       scheduler: orNull(schedulerStats),
       worker: orNull(workerStats),
     },
+  },
+  slice_marks: {
+    type: 'object',
+    properties: { type: { type: 'string', const: 'slice_marks' }, ...sender, rids: strings, slices: strings },
   },
   tokenize: {
     type: 'object',

@@ -295,6 +295,23 @@ export interface ProcessStats {
 }
 
 /**
+ * Child → server, with tracing on and only after an export carried a request's slice: per request
+ * (its rid in the pipeline), the W3C traceparent of the latest top-level slice this process has
+ * exported for it (src/tracing/slice-marks.ts). The server keeps the last one per process, so that a
+ * request resumed after this process died links its new attempt's thread spans to it (resume.ts).
+ */
+export interface SliceMarks {
+  type: 'slice_marks'
+  role: Role
+  dpRank: number
+  tpRank: number
+  pid: number
+  rids: string[]
+  /** Per entry of rids: that request's latest exported slice, a W3C traceparent. */
+  slices: string[]
+}
+
+/**
  * server → tokenizer: vLLM's /tokenize (text, or chat messages through the template) and
  * /detokenize (`tokens`), answered with a TokenizeOutput or a ReqError of the same rid.
  */
@@ -377,6 +394,7 @@ export type Message =
   | TraceSetting
   | GroupState
   | ProcessStats
+  | SliceMarks
   | ProcessExited
   | RestartProcess
   | TokenizeReq

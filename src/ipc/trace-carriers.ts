@@ -29,6 +29,7 @@ const TRACE_CARRIERS = {
   ready: null,
   fatal: null,
   process_stats: null,
+  slice_marks: null,
   process_exited: null,
   restart_process: null,
   trace_setting: null,

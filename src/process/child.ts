@@ -11,8 +11,9 @@ import type { Role } from '../ipc/messages.ts'
 import type { ModelInfo } from '../model/load.ts'
 import { createLogger, type Logger } from '../logging.ts'
 import { SpanserveError, type ErrorCode } from '../errors.ts'
-import { initTracing, shutdownTracing } from '../tracing/setup.ts'
+import { initTracing, isTracingEnabled, shutdownTracing } from '../tracing/setup.ts'
 import { setLevel, setSampleRate } from '../tracing/trace.ts'
+import { reportSliceMarks } from '../tracing/slice-marks.ts'
 import { startStatsReporter, type RoleStats } from './stats.ts'
 import { tracingOptions } from '../config/tracing.ts'
 
@@ -101,6 +102,9 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
     const identity = { role, dpRank: role === 'tokenizer' ? undefined : dpRank, tpRank: role === 'worker' ? tpRank : undefined }
     // The worker's main thread runs the model: its spans are built and exported by a thread of their own.
     await initTracing(tracingOptions(config), identity, { log, offload: role === 'worker' })
+    // With tracing on: each request's last exported slice goes to the server, which links a resumed
+    // attempt to it if this process dies (src/tracing/slice-marks.ts). Off: never called.
+    if (isTracingEnabled()) reportSliceMarks((rids, slices) => toServer.post({ type: 'slice_marks', role, dpRank, tpRank, pid: process.pid, rids, slices }))
     const commonHandlers: Handlers = {
       trace_setting: (msg) => {
         setLevel(msg.level)

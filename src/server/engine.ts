@@ -9,8 +9,9 @@
  * launcher.ts) or the bound answers 503.
  */
 import type { Outbox } from '../ipc/channel.ts'
-import type { BatchStrOutput, GenerateReqInput, ReqError, StrOutput } from '../ipc/messages.ts'
+import type { BatchStrOutput, GenerateReqInput, ReqError, SliceMarks, StrOutput } from '../ipc/messages.ts'
 import { SpanserveError, isErrorCode } from '../errors.ts'
+import { childKey } from './children.ts'
 import { ResumableRequest, resumeReason, type Resumption } from './resume.ts'
 import { TokenizeCalls } from './tokenize-calls.ts'
 
@@ -111,6 +112,15 @@ export class Engine {
       f.r.outputIds.push(item.tokenId)
       if (item.finishReason !== null) this.forget(f)
       f.sink.onOutput(item)
+    }
+  }
+
+  /** Tracing on: a child's last exported slice of each request, kept for a resume's links (resume.ts). */
+  onSliceMarks(msg: SliceMarks): void {
+    const key = childKey(msg)
+    for (let i = 0; i < msg.rids.length; i++) {
+      const slice = msg.slices[i]
+      if (slice !== undefined) this.running.get(msg.rids[i]!)?.r.noteSlice(key, slice)
     }
   }
 

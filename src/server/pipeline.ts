@@ -42,6 +42,7 @@ export async function startPipeline(config: Config, endpoints: Endpoints, model:
       fatal: (msg) => launcher.onFatal(msg),
       batch_str: (msg) => engine.onBatch(msg),
       req_error: (msg) => engine.onError(msg),
+      slice_marks: (msg) => engine.onSliceMarks(msg),
       tokenize_out: (msg) => engine.tokenizeCalls.onOutput(msg),
       process_stats: (msg) => {
         launcher.onHeartbeat(msg)

@@ -101,6 +101,10 @@ export const SPANSERVE_RESUME_PROCESS_PID = attribute('spanserve.resume.process_
 /** Tokens already sent that the new attempt continues from, and how long it waited for a restart (ms). */
 export const SPANSERVE_RESUME_TOKENS_CARRIED = attribute('spanserve.resume.tokens_carried', '`request_resumed` event', 'tokens already sent that the new attempt continues from')
 export const SPANSERVE_RESUME_WAIT_MS = attribute('spanserve.resume.wait_ms', '`request_resumed` event', 'ms it waited for a restart')
+/** On a thread span's link (from carrier links): why it links, and the process that recorded the linked span. */
+export const SPANSERVE_LINK_REASON = attribute('spanserve.link.reason', 'thread span links', '`resumed_from`: a resumed attempt\'s thread span links to the last slice the dead process exported for the lost attempt')
+export const SPANSERVE_LINK_PROCESS = attribute('spanserve.link.process', 'thread span links', 'the process that recorded the linked span (for `resumed_from`, the one that died)')
+export const SPANSERVE_LINK_PROCESS_PID = attribute('spanserve.link.process_pid', 'thread span links', 'its pid')
 
 export interface GenAiRequestInfo {
   operation?: 'text_completion' | 'chat' | (string & {})

@@ -5,6 +5,7 @@
 import type { Context } from '@opentelemetry/api'
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
 import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base'
+import { spansExported } from './slice-marks.ts'
 
 /** The logger shape accepted (pino's warn fits). */
 export interface WarnLogger {
@@ -85,7 +86,10 @@ export class CountingSpanProcessor implements SpanProcessor {
   }
 }
 
-/** Wraps the real exporter: counts failed exports as dropped and never lets one throw. */
+/**
+ * Wraps the real exporter: counts failed exports as dropped and never lets one throw; a successful
+ * export updates the requests' slice marks (slice-marks.ts).
+ */
 export class CountingExporter implements SpanExporter {
   processor: CountingSpanProcessor | undefined
 
@@ -102,6 +106,12 @@ export class CountingExporter implements SpanExporter {
       done = true
       if (result.code !== ExportResultCode.SUCCESS) {
         this.drops.add(spans.length, result.error?.message ?? 'export failed')
+      } else {
+        try {
+          spansExported(spans)
+        } catch {
+          // A mark lost costs a resumed request its link, never the export's callback.
+        }
       }
       resultCallback(result)
     }

@@ -6,9 +6,11 @@ export {
   makeCarrier,
   parseTraceparent,
   readCarrier,
+  type CarrierLink,
   type TraceCarrier,
 } from './propagation.ts'
 export { droppedSpans, flushTracing, initTracing, isTracingEnabled, shutdownTracing } from './setup.ts'
 export type { WarnLogger } from './export-accounting.ts'
+export { reportSliceMarks, type SliceMarkSink } from './slice-marks.ts'
 export { nowNs } from './time.ts'
 export * from './trace.ts'

@@ -13,6 +13,7 @@ import type { Attributes } from '@opentelemetry/api'
 import type { ProcessIdentity, TracingOptions } from './options.ts'
 import type { WarnLogger } from './export-accounting.ts'
 import { sliceLevel, sliceName } from './names.ts'
+import { deliverSliceMarks } from './slice-marks.ts'
 import { nowNs } from './time.ts'
 import type {
   CarrierInput,
@@ -36,6 +37,8 @@ export type ToThread =
   | { type: 'setting'; change: TraceSettingChange }
   | { type: 'flush'; id: number }
   | { type: 'shutdown'; id: number }
+  /** Collect slice marks (slice-marks.ts) and post them back, or stop. */
+  | { type: 'marks'; on: boolean }
 
 /** thread → main */
 export type FromThread =
@@ -44,6 +47,8 @@ export type FromThread =
   | { type: 'report'; dropped: number; live: number; batches: number }
   | { type: 'done'; id: number }
   | { type: 'warn'; obj: object; msg: string }
+  /** Slice marks the thread's exports produced, for this process's sink. */
+  | { type: 'marks'; rids: string[]; slices: string[] }
 
 export interface OffloadStart {
   opts: TracingOptions
@@ -88,6 +93,8 @@ export class TracingOffload implements TraceOffload {
         this.waiting.delete(m.id)
       } else if (m.type === 'warn') {
         log.warn(m.obj, m.msg)
+      } else if (m.type === 'marks') {
+        deliverSliceMarks(m.rids, m.slices)
       }
     })
     // It exits with the process; it must not keep the process alive on its own.
@@ -171,6 +178,12 @@ export class TracingOffload implements TraceOffload {
   changeSetting(change: TraceSettingChange): void {
     this.send()
     this.post({ type: 'setting', change })
+  }
+
+  /** The thread reports slice marks (or stops), after the calls recorded so far. */
+  reportMarks(on: boolean): void {
+    this.send()
+    this.post({ type: 'marks', on })
   }
 
   /** Record one call; the calls of this turn of the event loop leave together. */

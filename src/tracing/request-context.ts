@@ -1,6 +1,6 @@
 /** What one process holds for one traced request: its spans, open slices and flow link. */
 import type { Context, Span, SpanContext } from '@opentelemetry/api'
-import type { TraceLevel } from './types.ts'
+import type { CarrierLink, TraceLevel } from './types.ts'
 
 export interface OpenSlice {
   name: string | null
@@ -20,6 +20,8 @@ export class RequestContext {
   loop: Span | undefined
   loopEndNs = 0
   loopSteps = 0
+  /** Links the carrier brought (a resumed attempt's): on this thread span, and passed on downstream. */
+  links: CarrierLink[] | undefined
 
   constructor(
     /** The request root's span context: parent of thread spans in every process. */

@@ -22,6 +22,7 @@ import type { ProcessIdentity, TracingOptions } from './options.ts'
 import { TracingOffload } from './offload.ts'
 import { resetHooks, runtime } from './runtime.ts'
 import { SpanserveSampler } from './sampler.ts'
+import { reportingSliceMarks } from './slice-marks.ts'
 import { defaultThreadLabel, setThreadInfo } from './trace.ts'
 
 export const TRACER_NAME = 'spanserve'
@@ -56,6 +57,7 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
       runtime.offload = undefined
     })
     runtime.offload = offload
+    if (reportingSliceMarks()) offload.reportMarks(true)
     runtime.level = opts.level
     runtime.identity = { ...who }
     runtime.enabled = true

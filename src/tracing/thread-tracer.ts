@@ -11,6 +11,7 @@ import {
   type Attributes,
   type Context,
   type HrTime,
+  type Link,
   type Span,
   type SpanContext,
 } from '@opentelemetry/api'
@@ -18,6 +19,9 @@ import {
   SPANSERVE_ABORT_REASON,
   SPANSERVE_DECODE_STEPS,
   SPANSERVE_DP_RANK,
+  SPANSERVE_LINK_PROCESS,
+  SPANSERVE_LINK_PROCESS_PID,
+  SPANSERVE_LINK_REASON,
   SPANSERVE_REQUEST_ID,
   SPANSERVE_THREAD_LABEL,
   SPANSERVE_TP_RANK,
@@ -28,9 +32,11 @@ import { runtime } from './runtime.ts'
 import { nsToHrTime, optionalHrTime } from './time.ts'
 import { RequestContext } from './request-context.ts'
 import { SliceBatch } from './finished-slice.ts'
+import { threadSpanEnded, threadSpanStarted } from './slice-marks.ts'
 import { errorMessage, linkTo, recordError, remoteContext } from './span-helpers.ts'
 import type {
   CarrierInput,
+  CarrierLink,
   ReqFinishOptions,
   ReqStartOptions,
   SliceEndOptions,
@@ -131,13 +137,13 @@ export class ThreadTracer implements TraceCalls {
       // The root's own trace state (inherited from its parent) travels on; see makeCarrier.
       rc = new RequestContext(root.spanContext(), undefined, rootCtx)
       rc.root = root
-      rc.thread = this.startThreadSpan(rid, rootCtx, startTime, undefined)
+      rc.thread = this.startThreadSpan(rid, rootCtx, startTime, undefined, undefined)
     } else {
       if (c === null) return
       const rootSc = parseTraceparent(c.traceparent)
       if (rootSc === null || !isSampled(rootSc)) return
       const parentCtx = remoteContext(c, true)
-      const thread = this.startThreadSpan(rid, parentCtx, startTime, opts?.attributes)
+      const thread = this.startThreadSpan(rid, parentCtx, startTime, opts?.attributes, c.links)
       if (!thread.isRecording()) {
         thread.end()
         return
@@ -145,8 +151,10 @@ export class ThreadTracer implements TraceCalls {
       rc = new RequestContext(rootSc, c.tracestate, ROOT_CONTEXT)
       rc.thread = thread
       rc.prev = c.prev === undefined ? undefined : (parseTraceparent(c.prev) ?? undefined)
+      rc.links = c.links
     }
     rc.threadCtx = apiTrace.setSpan(ROOT_CONTEXT, rc.thread!)
+    threadSpanStarted(rc.thread!.spanContext().spanId, rid)
     this.reqs.set(rid, rc)
     live++
   }
@@ -168,7 +176,7 @@ export class ThreadTracer implements TraceCalls {
     if (!runtime.enabled) return null
     const rc = this.reqs.get(rid)
     if (rc === undefined) return null
-    return makeCarrier(rc.rootSc, this.currentFlowSpan(rc), rc.tracestate)
+    return makeCarrier(rc.rootSc, this.currentFlowSpan(rc), rc.tracestate, rc.links)
   }
 
   /** Ends open slices, the thread span and (server) the root span; frees rid. */
@@ -345,8 +353,13 @@ export class ThreadTracer implements TraceCalls {
     parentCtx: Context,
     startTime: HrTime | undefined,
     attributes: Attributes | undefined,
+    links: CarrierLink[] | undefined,
   ): Span {
-    const span = runtime.tracer!.startSpan(this.threadSpanName(), { startTime, attributes: this.rankAttrs }, parentCtx)
+    const span = runtime.tracer!.startSpan(
+      this.threadSpanName(),
+      { startTime, attributes: this.rankAttrs, links: links === undefined ? undefined : spanLinks(links) },
+      parentCtx,
+    )
     span.setAttribute(SPANSERVE_REQUEST_ID, rid)
     if (attributes !== undefined) span.setAttributes(attributes)
     return span
@@ -425,6 +438,7 @@ export class ThreadTracer implements TraceCalls {
     if (thread === undefined) return
     if (error !== undefined) thread.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) })
     thread.end(endTime)
+    threadSpanEnded(thread.spanContext().spanId)
     rc.thread = undefined
   }
 
@@ -438,4 +452,18 @@ export class ThreadTracer implements TraceCalls {
     if (this.dpRank !== undefined) a[SPANSERVE_DP_RANK] = this.dpRank
     this.rankAttrs = a
   }
+}
+
+/** A carrier's links as OTel span links, each with the attributes that say why (spanserve.link.*). */
+function spanLinks(links: readonly CarrierLink[]): Link[] {
+  const out: Link[] = []
+  for (const l of links) {
+    const context = parseTraceparent(l.traceparent)
+    if (context === null) continue
+    const attributes: Attributes = { [SPANSERVE_LINK_REASON]: l.reason }
+    if (l.process !== undefined) attributes[SPANSERVE_LINK_PROCESS] = l.process
+    if (l.pid !== undefined) attributes[SPANSERVE_LINK_PROCESS_PID] = l.pid
+    out.push({ context, attributes })
+  }
+  return out
 }

@@ -36,6 +36,24 @@ export interface TraceCarrier {
   tracestate?: string
   /** W3C traceparent of the previous slice (the open or last-ended one in the sender), for links. */
   prev?: string
+  /**
+   * Spans that every thread span of this request downstream links to, and why: a resumed attempt's
+   * carrier names the dead process's last exported slice (src/server/resume.ts). Absent on almost
+   * every request; passed on by each process that traces the request.
+   */
+  links?: CarrierLink[]
+}
+
+/** A span a thread span links to (an OTel span link), with what the link's attributes say (SPANSERVE_LINK_*). */
+export interface CarrierLink {
+  /** W3C traceparent of the linked span. */
+  traceparent: string
+  /** Why it links, e.g. resumed_from (SPANSERVE_LINK_REASON). */
+  reason: string
+  /** The process that recorded the linked span, its key, e.g. worker-0-0 (SPANSERVE_LINK_PROCESS). */
+  process?: string
+  /** That process's pid (SPANSERVE_LINK_PROCESS_PID). */
+  pid?: number
 }
 
 /** A carrier as the calls accept it: a decoded message field, its JSON, or none. */
@@ -109,6 +127,8 @@ export interface TraceOffload extends TraceCalls {
   readonly dropped: number
   /** Changes the thread's settings, in order with the calls recorded before. */
   changeSetting(change: TraceSettingChange): void
+  /** Whether the thread reports each request's last exported slice (slice-marks.ts). */
+  reportMarks(on: boolean): void
   flush(): Promise<void>
   shutdown(): Promise<void>
 }

@@ -33,6 +33,7 @@ const SAMPLES: { [T in MessageType]: MessageOf<T> } = {
     liveRequests: 1, tracedRequests: 0, droppedSpans: 0,
     scheduler: { running: 1, waiting: 0, kvUsedTokens: 10, kvTotalTokens: 100, batchSizes: Int32Array.of(1, 1) }, worker: null,
   },
+  slice_marks: { type: 'slice_marks', role: 'worker', dpRank: 0, tpRank: 1, pid: 42, rids: ['r1'], slices: ['00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01'] },
   process_exited: { type: 'process_exited', key: 'worker-0-0', code: null, signal: 'SIGKILL' },
   restart_process: { type: 'restart_process', key: 'worker-0-0' },
   tokenize: {
@@ -87,12 +88,18 @@ t.test('nested fields, enums, error codes and typed-array kinds are checked too'
   refused({ ...SAMPLES.trace_setting, level: 4 }, /trace_setting\/level must be equal to one of the allowed values/)
   refused({ ...SAMPLES.generate, trace: { tracestate: 'a=b' } }, /generate\/trace must have required property 'traceparent'/)
   refused({ ...SAMPLES.generate, sampling: { ...sampling, seed: 'x' } }, /generate\/sampling\/seed must be number/)
+  refused({ ...SAMPLES.generate, trace: { ...trace, links: [{ traceparent: trace.traceparent }] } }, /generate\/trace\/links\/0 must have required property 'reason'/)
+  refused({ ...SAMPLES.tokenized, trace: { ...trace, links: [{ traceparent: trace.traceparent, reason: 'resumed_from', pid: 'x' }] } }, /tokenized\/trace\/links\/0\/pid must be integer/)
   refused({ type: 'no_such_kind' }, /^codec: unknown message type "no_such_kind"$/)
 })
 
 t.test('optional fields may be absent or present; nullable ones may be null', async (t) => {
   const resumed = { ...SAMPLES.generate, resumeIds: [1, 2], text: 'x', messages: null, tools: null }
   t.same(decode(encode(resumed)), resumed)
+  // A resumed attempt's carrier links its thread spans to the dead process's last slice.
+  const link = { traceparent: '00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01', reason: 'resumed_from', process: 'worker-0-0', pid: 42 }
+  const linked = { ...resumed, trace: { ...trace, prev: trace.traceparent, links: [link, { traceparent: link.traceparent, reason: 'resumed_from' }] } }
+  t.same(decode(encode(linked)), linked)
   t.same(decode(encode({ ...SAMPLES.req_error, lost: 'worker-0-0' })), { ...SAMPLES.req_error, lost: 'worker-0-0' })
   t.throws(() => decode(encode({ ...SAMPLES.req_error, lost: 3 } as never)), { name: 'DecodeError', message: /req_error\/lost must be string/ })
 })
