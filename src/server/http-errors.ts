@@ -1,6 +1,6 @@
 /** The one place where any error becomes an HTTP status and OpenAI's error body. */
-import type { FastifyError } from 'fastify'
-import { SpanserveError } from '../errors.ts'
+import type { FastifyError, FastifyReply } from 'fastify'
+import { SpanserveError, errorBody } from '../errors.ts'
 
 const FASTIFY_CODES: Record<string, SpanserveError['code']> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'SPANSERVE_ERR_BODY_TOO_LARGE',
@@ -36,4 +36,9 @@ export function toSpanserveError(err: unknown): SpanserveError {
 /** Headers an error answer carries: Retry-After when trying again later can help. */
 export function errorHeaders(err: SpanserveError): Record<string, string> {
   return err.status === 429 || err.status === 503 ? { 'retry-after': '1' } : {}
+}
+
+/** Answer with the error as a plain HTTP response: its status, OpenAI's body, `headers` and its own. */
+export function sendError(reply: FastifyReply, headers: Record<string, string>, err: SpanserveError): void {
+  void reply.code(err.status).headers({ ...headers, ...errorHeaders(err) }).send(errorBody(err))
 }

@@ -10,7 +10,7 @@ import type { StrOutput } from '../../ipc/messages.ts'
 import type { OutputConstraint } from '../../model/grammar/constraint.ts'
 import { SpanserveError, errorBody } from '../../errors.ts'
 import type { Engine } from '../engine.ts'
-import { errorHeaders } from '../http-errors.ts'
+import { sendError } from '../http-errors.ts'
 import type { SamplingBody } from '../schemas.ts'
 import type { ServingInfo } from '../serving-info.ts'
 import { endSse, sendEvent, startSse } from '../sse.ts'
@@ -97,7 +97,7 @@ export async function serveChoices(
       if (ended) return
       ended = true
       stopOthers(err)
-      if (!body.stream || !started) void reply.code(err.status).headers({ ...headers, ...errorHeaders(err) }).send(errorBody(err))
+      if (!body.stream || !started) sendError(reply, headers, err)
       else {
         sendEvent(res, errorBody(err))
         endSse(res)

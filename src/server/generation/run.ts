@@ -7,6 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { StrOutput, TextLogprobs } from '../../ipc/messages.ts'
 import { SpanserveError } from '../../errors.ts'
 import type { Engine, RequestSink } from '../engine.ts'
+import { sendError } from '../http-errors.ts'
 import type { ServingInfo } from '../serving-info.ts'
 import { abortRequestTrace, dispatched, failRequestTrace, finishRequestTrace, firstToken, type Timing } from '../request-trace.ts'
 import type { BuiltRequest } from './request.ts'
@@ -115,6 +116,16 @@ export class GenerationRun {
       { rid, ...this.logIds(), finish_reason: item.finishReason, prompt_tokens: item.promptTokens, completion_tokens: item.completionTokens, e2e_ms: Math.round(e2eMs * 10) / 10, ttft_ms: ttftMs === null ? null : Math.round(ttftMs * 10) / 10, resumed: this.resumes },
       'request finished',
     )
+  }
+
+  /**
+   * The request failed: recorded (fail), then answered with a plain HTTP error while nothing has been
+   * streamed, else ended in the stream by `endStream` (each API has its own error event).
+   */
+  answerError(err: SpanserveError, streamed: boolean, endStream: () => void): void {
+    this.fail(err)
+    if (streamed) endStream()
+    else sendError(this.reply, this.built.headers, err)
   }
 
   fail(err: SpanserveError): void {

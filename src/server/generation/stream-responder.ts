@@ -6,7 +6,6 @@
 import type { StrOutput } from '../../ipc/messages.ts'
 import { SpanserveError, errorBody } from '../../errors.ts'
 import type { RequestSink } from '../engine.ts'
-import { errorHeaders } from '../http-errors.ts'
 import type { SamplingBody } from '../schemas.ts'
 import { endSse, sendEvent, startSse } from '../sse.ts'
 import type { GenerationRun } from './run.ts'
@@ -52,14 +51,10 @@ export function respondStreamed(run: GenerationRun, shape: ResponseShape, option
         }
       },
       onError: (err) => {
-        run.fail(err)
-        if (!started) {
-          // Nothing sent yet: answer with a plain HTTP error.
-          void reply.code(err.status).headers({ ...built.headers, ...errorHeaders(err) }).send(errorBody(err))
-        } else {
+        run.answerError(err, started, () => {
           sendEvent(res, errorBody(err))
           endSse(res)
-        }
+        })
         resolve()
       },
     }

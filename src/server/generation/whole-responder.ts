@@ -1,6 +1,4 @@
 /** The whole answer: one response once the request has finished, or its error. */
-import { errorBody } from '../../errors.ts'
-import { errorHeaders } from '../http-errors.ts'
 import type { GenerationRun } from './run.ts'
 import { usageOf, type ResponseShape } from './shape.ts'
 import { setChoiceLogprobs } from './logprobs.ts'
@@ -19,8 +17,7 @@ export function respondWhole(run: GenerationRun, shape: ResponseShape): Promise<
         resolve()
       },
       onError: (err) => {
-        run.fail(err)
-        void reply.code(err.status).headers({ ...built.headers, ...errorHeaders(err) }).send(errorBody(err))
+        run.answerError(err, false, () => undefined)
         resolve()
       },
     })

@@ -6,10 +6,9 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { RoutesOptions } from './options.ts'
 import type { ChatMessage, StrOutput } from '../../ipc/messages.ts'
-import { SpanserveError, errorBody } from '../../errors.ts'
+import { SpanserveError } from '../../errors.ts'
 import { outputConstraint, type ConstraintRequest } from '../../model/grammar/request.ts'
 import { chatTools, templateArguments } from '../chat-request.ts'
-import { errorHeaders } from '../http-errors.ts'
 import { buildRequest } from '../generation/request.ts'
 import { GenerationRun } from '../generation/run.ts'
 import type { RequestSink } from '../engine.ts'
@@ -66,8 +65,7 @@ export const responsesRoute: FastifyPluginAsync<RoutesOptions> = async (app, { e
             resolve()
           },
           onError: (err) => {
-            run.fail(err)
-            void reply.code(err.status).headers({ ...built.headers, ...errorHeaders(err) }).send(errorBody(err))
+            run.answerError(err, false, () => undefined)
             resolve()
           },
         })
@@ -110,13 +108,10 @@ export const responsesRoute: FastifyPluginAsync<RoutesOptions> = async (app, { e
           resolve()
         },
         onError: (err) => {
-          run.fail(err)
-          if (!started) {
-            void reply.code(err.status).headers({ ...built.headers, ...errorHeaders(err) }).send(errorBody(err))
-          } else {
+          run.answerError(err, started, () => {
             events.event('error', { code: err.code, message: err.message, param: err.param })
             endSse(res, false)
-          }
+          })
           resolve()
         },
       }
