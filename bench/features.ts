@@ -69,8 +69,9 @@ async function stream(url: string, path: string, body: Record<string, unknown>):
       const obj = JSON.parse(data) as { error?: { message: string }; choices?: { index: number; text?: string; delta?: { content?: string } }[]; usage?: { completion_tokens: number; prompt_tokens_details?: { cached_tokens?: number } } }
       if (obj.error) throw new Error(`stream error: ${obj.error.message}`)
       for (const c of obj.choices ?? []) if (c.text || c.delta?.content) seen.add(c.index)
-      if (Number.isNaN(ttftMs) && seen.size > 0) ttftMs = performance.now() - t0
-      if (Number.isNaN(allFirstMs) && seen.size === choices) allFirstMs = performance.now() - t0
+      const now = performance.now() - t0
+      if (Number.isNaN(ttftMs) && seen.size > 0) ttftMs = now
+      if (Number.isNaN(allFirstMs) && seen.size === choices) allFirstMs = now
       if (obj.usage) {
         tokens = obj.usage.completion_tokens
         cachedTokens = obj.usage.prompt_tokens_details?.cached_tokens ?? 0
