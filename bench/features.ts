@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- --features`: the workloads of the prefix cache and of the API features, each
  * measured in one run against its own control on the same server build:
- * - prefix cache on vs --disable-radix-cache: a 1,024-token system prompt shared by every request
+ * - prefix cache on vs --disable-radix-cache (two servers up at once, each level on both in turn):
+ *   a 1,024-token system prompt shared by every request
  *   with 32-token unique suffixes, and multi-turn chats whose every turn extends the last (each TTFT
  *   p50 at concurrency 1, tok/s at 16), and the no-sharing workload (distinct prompts);
  * - API features vs plain requests: top_logprobs 20 at concurrency 16, json_schema at 16, n=4 vs
@@ -114,35 +115,57 @@ async function sessions(label: string, url: string, path: string, jobs: Record<s
 
 const completion = (prompt: number[], maxTokens: number, extra: Record<string, unknown> = {}) => ({ model: 'default', prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, ...extra })
 
-/** The workloads of one model, on the server at `url` (whose cache state the caller chose). */
+/**
+ * The prefix-cache workloads. Each takes `round` (0, 1, 2) and uses prompts of its own, so that no
+ * round finds the last one's in the cache; both servers get the same prompts.
+ */
 function workloads(modelDir: string) {
-  const corpus = makePrompts(modelDir, 64, 444).prompts
+  // Slices of 64 tokens: 0-15 the system prompt, 16-155 suffixes, 160-176 the warm-up, 180-839
+  // conversations (11 slices each), 840-1031 distinct prompts.
+  const corpus = makePrompts(modelDir, 64, 1040).prompts
   const system = corpus.slice(0, 16).flat() // 1,024 tokens
-  const suffix = (i: number) => corpus[16 + (i % 144)]!.slice(0, 32)
+  const suffix = (i: number) => corpus[16 + i]!.slice(0, 32)
+  // A 1,024-token system prompt shared by every request, with 32-token unique suffixes.
   const shared = (n: number, from: number) => Array.from({ length: n }, (_, i) => completion([...system, ...suffix(from + i)], 32))
   // Conversations of eight turns: the first a 256-token opening, each next one the last turn's prompt
   // plus 64 tokens (a 32-token reply and a 32-token question), up to 704 tokens; 32 tokens answered.
-  const conversation = (c: number) => Array.from({ length: 8 }, (_, k) => completion(corpus.slice(160 + c * 11, 160 + c * 11 + 4 + k).flat(), 32))
+  const conversation = (c: number) => Array.from({ length: 8 }, (_, k) => completion(corpus.slice(180 + c * 11, 180 + c * 11 + 4 + k).flat(), 32))
   const conversations = (n: number, from: number) => Array.from({ length: n }, (_, i) => conversation(from + i))
-  // Distinct prompts start where no other workload's prompt does; the warm-up's straddle two slices.
-  const distinct = (n: number, from: number) => Array.from({ length: n }, (_, i) => completion(corpus[380 + ((from + i) % 64)]!, 64))
-  const warmup = Array.from({ length: 16 }, (_, i) => completion([...corpus[100 + i]!.slice(32), ...corpus[101 + i]!.slice(0, 32)], 16))
-  return { shared, conversations, distinct, warmup }
+  const distinct = (n: number, from: number) => Array.from({ length: n }, (_, i) => completion(corpus[840 + from + i]!, 64))
+  // The warm-up's prompts straddle two slices: no other prompt starts like them.
+  const warmup = Array.from({ length: 16 }, (_, i) => completion([...corpus[160 + i]!.slice(32), ...corpus[161 + i]!.slice(0, 32)], 16))
+  const levels: { label: string; concurrency: number; run: (url: string, label: string, round: number) => Promise<Level> }[] = [
+    { label: 'system prompt', concurrency: 1, run: (url, label, r) => level(label, url, '/v1/completions', shared(12, r * 12), 1) },
+    { label: 'system prompt', concurrency: 16, run: (url, label, r) => level(label, url, '/v1/completions', shared(32, 36 + r * 32), 16) },
+    // Four conversations one after another at c1; sixteen at once at c16.
+    { label: 'multi-turn', concurrency: 1, run: (url, label, r) => sessions(label, url, '/v1/completions', conversations(4, r * 4), 1) },
+    { label: 'multi-turn', concurrency: 16, run: (url, label, r) => sessions(label, url, '/v1/completions', conversations(16, 12 + r * 16), 16) },
+    { label: 'no sharing', concurrency: 16, run: (url, label, r) => level(label, url, '/v1/completions', distinct(64, r * 64), 16) },
+  ]
+  return { warmup, fill: shared(1, 139), levels }
 }
 
-async function cacheRun(modelDir: string, url: string, label: string): Promise<Level[]> {
+/**
+ * The cache workloads on two servers up at once, cache on and --disable-radix-cache: each level runs
+ * on one then the other, in alternating order over three rounds, so that both see the same moments
+ * of this machine's noise; each side reports its median round.
+ */
+async function cacheRun(modelDir: string): Promise<Level[]> {
   const w = workloads(modelDir)
-  const out: Level[] = []
-  // The first request of a run fills the cache with the system prompt; its TTFT is not the steady state.
-  await level(`${label} warm-up`, url, '/v1/completions', w.warmup, 16)
-  await level(`${label} system-prompt fill`, url, '/v1/completions', w.shared(1, 140), 1)
-  out.push(await level(`${label} system prompt`, url, '/v1/completions', w.shared(12, 0), 1))
-  out.push(await level(`${label} system prompt`, url, '/v1/completions', w.shared(48, 20), 16))
-  // Four conversations one after another at c1, then sixteen others at once.
-  out.push(await sessions(`${label} multi-turn`, url, '/v1/completions', w.conversations(4, 0), 1))
-  out.push(await sessions(`${label} multi-turn`, url, '/v1/completions', w.conversations(16, 4), 16))
-  out.push(await level(`${label} no sharing`, url, '/v1/completions', w.distinct(64, 0), 16))
-  return out
+  return withServer(modelDir, [], undefined, (cacheUrl) => withServer(modelDir, ['--disable-radix-cache'], undefined, async (plainUrl) => {
+    const sides = [{ url: cacheUrl, label: 'cache' }, { url: plainUrl, label: 'no cache' }] as const
+    for (const { url, label } of sides) {
+      await level(`${label} warm-up`, url, '/v1/completions', w.warmup, 16)
+      // The first request with the system prompt fills the cache; its TTFT is not the steady state.
+      await level(`${label} system-prompt fill`, url, '/v1/completions', w.fill, 1)
+    }
+    const out: Level[] = []
+    for (const l of w.levels) {
+      const [cache, plain] = await paired(ROUNDS, (side, round) => l.run(sides[side].url, `${sides[side].label} ${l.label}`, round))
+      out.push(cache, plain)
+    }
+    return out
+  }))
 }
 
 /**
@@ -224,9 +247,10 @@ export async function runFeatures(opts: FeaturesOptions): Promise<void> {
       const value = pick(a) / pick(b)
       verdicts.push({ target, value, met: atMost ? value <= bound : value >= bound })
     }
-    const cache = opts.parts.includes('cache') ? await withServer(modelDir, [], undefined, (url) => cacheRun(modelDir, url, 'cache')) : []
-    const nocache = opts.parts.includes('cache') ? await withServer(modelDir, ['--disable-radix-cache'], undefined, (url) => cacheRun(modelDir, url, 'no cache')) : []
-    levels.push(...cache, ...nocache)
+    const cacheLevels = opts.parts.includes('cache') ? await cacheRun(modelDir) : []
+    const cache = cacheLevels.filter((l) => l.label.startsWith('cache '))
+    const nocache = cacheLevels.filter((l) => l.label.startsWith('no cache '))
+    levels.push(...cacheLevels)
     ratio('system prompt: TTFT p50 at c1, cache / no cache (<= 0.25)', find(cache, 'cache system prompt', 1), find(nocache, 'no cache system prompt', 1), (l) => l.ttftP50, 0.25, true)
     ratio('system prompt: tok/s at c16, cache / no cache (>= 1.5)', find(cache, 'cache system prompt', 16), find(nocache, 'no cache system prompt', 16), (l) => l.tokensPerSec, 1.5, false)
     ratio('multi-turn: TTFT p50 at c1, cache / no cache (<= 0.25)', find(cache, 'cache multi-turn', 1), find(nocache, 'no cache multi-turn', 1), (l) => l.ttftP50, 0.25, true)
