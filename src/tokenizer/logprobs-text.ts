@@ -5,15 +5,29 @@
 import type { TextLogprobs, TokenLogprobs, TokenText } from '../ipc/messages.ts'
 import type { Decoder } from './detokenizer.ts'
 
+/**
+ * Each token's text alone, decoded once per decoder: top_logprobs 20 asks for 21 texts per generated
+ * token, and a decode call costs far more than a lookup.
+ */
+const texts = new WeakMap<Decoder, Map<number, string>>()
+
+function tokenText(d: Decoder, id: number): string {
+  let known = texts.get(d)
+  if (!known) texts.set(d, (known = new Map()))
+  let text = known.get(id)
+  if (text === undefined) known.set(id, (text = d.decode([id])))
+  return text
+}
+
 function tops(d: Decoder, ids: readonly number[], logprobs: readonly number[]): TokenText[] {
-  return ids.map((id, i) => ({ token: d.decode([id]), logprob: logprobs[i]! }))
+  return ids.map((id, i) => ({ token: tokenText(d, id), logprob: logprobs[i]! }))
 }
 
 export function textLogprobs(d: Decoder, token: number, lp: TokenLogprobs, promptIds: readonly number[] | null): TextLogprobs {
-  const out: TextLogprobs = { token: d.decode([token]), logprob: lp.logprob, top: tops(d, lp.topIds, lp.topLogprobs) }
+  const out: TextLogprobs = { token: tokenText(d, token), logprob: lp.logprob, top: tops(d, lp.topIds, lp.topLogprobs) }
   if (lp.prompt && promptIds) {
     const p = lp.prompt
-    out.prompt = promptIds.map((id, i) => ({ token: d.decode([id]), logprob: p.logprobs[i] ?? null, top: tops(d, p.topIds[i] ?? [], p.topLogprobs[i] ?? []) }))
+    out.prompt = promptIds.map((id, i) => ({ token: tokenText(d, id), logprob: p.logprobs[i] ?? null, top: tops(d, p.topIds[i] ?? [], p.topLogprobs[i] ?? []) }))
   }
   return out
 }
