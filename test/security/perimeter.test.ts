@@ -3,13 +3,14 @@
  * bodies time out (slowloris), too many or too large headers get 431, Content-Length with
  * Transfer-Encoding is refused, one client's connections are bounded, and a client that stops
  * reading its streams cannot make the server buffer without bound: its requests end, their KV is
- * freed, the connection is dropped after --stream-stall-timeout, and memory comes back.
+ * freed, the connection is dropped after --stream-stall-timeout, and memory comes back; an n > 1
+ * stream whose client stops reading ends every one of its sequences, with one slow-reader event.
  */
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { startServer } from '../helpers/server.ts'
-import { parseExposition } from '../helpers/prometheus.ts'
+import { metricsOnceKvFreed, parseExposition } from '../helpers/prometheus.ts'
 
 const server = await startServer({
   args: ['--headers-timeout', '1', '--body-timeout', '2', '--max-headers', '24', '--max-connections-per-client', '6', '--stream-stall-timeout', '1', '--stream-buffer-limit', '65536'],
@@ -163,6 +164,69 @@ t.test('a client that stops reading its streams: requests end, KV freed, connect
 
   const after = serverRssBytes()
   t.ok(after < baseline * 1.25 + 16 * 1024 * 1024, `server RSS back near its baseline: ${(baseline / 2 ** 20).toFixed(0)} -> ${(after / 2 ** 20).toFixed(0)} MiB`)
+})
+
+t.test('n > 1: a client that stops reading an n=16 stream: every sequence ends, one slow-reader event, KV freed', async (t) => {
+  // Its own server, whose stall timeout is long: only the stream-buffer rule can end the stream, and
+  // what was buffered (the error event last) is still there when the client reads again.
+  const own = await startServer({ args: ['--stream-stall-timeout', '120', '--stream-buffer-limit', '65536', '--stats-interval', '0.1'] })
+  t.teardown(() => own.stop())
+  const ownMetrics = async () => parseExposition(await (await fetch(own.url + '/metrics')).text())
+  const n = 16
+  const failures = async (code: string) => (await ownMetrics()).sum('spanserve:request_failure_total', { code })
+  const slowBefore = await failures('SPANSERVE_ERR_SLOW_READER')
+  const goneBefore = await failures('client_disconnected')
+  const successBefore = (await ownMetrics()).sum('spanserve:request_success_total')
+
+  // Each chunk carries 20 top logprobs (about 1.4 kB): what a client leaves unread fills the kernel's
+  // socket buffers on loopback (several MiB) within a few hundred tokens per choice, and then the
+  // server's own buffer.
+  const body = JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 2000, ignore_eos: true, n, logprobs: true, top_logprobs: 20, stream: true })
+  let text = ''
+  let done!: () => void
+  const sawDone = new Promise<void>((r) => (done = r))
+  const s = connect({ host: '127.0.0.1', port: own.port }, () => {
+    s.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+    s.pause()
+  })
+  t.teardown(() => s.destroy())
+  s.setEncoding('utf8')
+  s.on('error', () => {})
+  s.on('data', (c: string) => {
+    text += c
+    if (text.includes('data: [DONE]')) done()
+  })
+  s.on('close', () => done())
+
+  // Reading nothing: every sequence of the request is ended for the slow reader.
+  const deadline = Date.now() + 60_000
+  let slow = 0
+  while (Date.now() < deadline && (slow = (await failures('SPANSERVE_ERR_SLOW_READER')) - slowBefore) < n) await new Promise((r) => setTimeout(r, 200))
+  t.equal(slow, n, 'each of the 16 sequences was ended as a slow reader')
+  const m = await metricsOnceKvFreed(own.url)
+  t.equal(m.sum('spanserve:num_requests_running') + m.sum('spanserve:num_requests_waiting'), 0, 'none of them is left running or waiting')
+  t.equal(m.sum('spanserve:kv_cache_usage_perc'), 0, 'no KV budget reserved')
+  t.equal(m.sum('spanserve:kv_cache_tokens'), 0, "no token in a worker's KV cache")
+  t.equal(m.sum('spanserve:request_success_total') - successBefore, 0, 'none ran on to its 2000 tokens')
+  t.equal(m.sum('spanserve:request_failure_total', { code: 'client_disconnected' }) - goneBefore, 0, 'ended by the buffer rule, not by a dropped connection')
+
+  // Reading again: what was buffered arrives, the slow-reader error event once, then [DONE].
+  s.resume()
+  await Promise.race([sawDone, new Promise((r) => setTimeout(r, 20_000))])
+  t.match(text, /^HTTP\/1\.1 200/, 'the stream had started')
+  t.equal(text.split('"code":"SPANSERVE_ERR_SLOW_READER"').length - 1, 1, 'one slow-reader error event')
+  t.ok(text.indexOf('"code":"SPANSERVE_ERR_SLOW_READER"') < text.indexOf('data: [DONE]'), 'then [DONE]')
+  s.destroy()
+
+  // The server stays healthy: an n > 1 stream read as it comes is served whole.
+  t.equal((await fetch(own.url + '/health')).status, 200, '/health answers 200')
+  const res = await fetch(own.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt: 'Hi', max_tokens: 8, ignore_eos: true, n: 4, stream: true }) })
+  const sse = await res.text()
+  t.equal(res.status, 200, 'a following n=4 stream is served')
+  t.equal(sse.split('"finish_reason":"length"').length - 1, 4, 'a following n=4 stream: every choice finishes')
+  t.notOk(sse.includes('"error"'), 'with no error event')
+  const after = await metricsOnceKvFreed(own.url)
+  t.equal(after.sum('spanserve:kv_cache_tokens'), 0, 'and no KV is held after it')
 })
 
 t.test('the Authorization header and the key never appear in the logs', async (t) => {

@@ -3,13 +3,14 @@
  * each its own run (trace span, metrics, abort on hang-up), answered together. Choices are indexed
  * prompt-major, n per prompt; with best_of > n, the n of highest total logprob are kept. A stream
  * interleaves the choices' chunks as they come; the usage sums the prompts (each once) and every
- * generated token. One sequence failing fails the request and stops the others.
+ * generated token. One sequence failing fails the request and stops the others; so does a client that
+ * stops reading a stream (the slow-reader cutoff, as for one sequence).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { StrOutput } from '../../ipc/messages.ts'
 import type { OutputConstraint } from '../../model/grammar/constraint.ts'
 import { SpanserveError, errorBody } from '../../errors.ts'
-import type { Engine } from '../engine.ts'
+import type { Engine, RequestSink } from '../engine.ts'
 import { sendError } from '../http-errors.ts'
 import type { SamplingBody } from '../schemas.ts'
 import type { ServingInfo } from '../serving-info.ts'
@@ -143,11 +144,19 @@ export async function serveChoices(
       if (s.run.done || ended) return
       const index = s.prompt * n + s.seq
       let firstOfRun = true
-      s.run.submit({
+      const sink: RequestSink = {
         onOutput: (item) => {
           if (firstOfRun) startFollowers(s)
           if (ended || s.run.done) return
           s.run.output(item)
+          // A client that does not read (stream-responder.ts's rule, for the whole request): more than
+          // the limit waits for it while a sequence still runs. This sequence stops early; its onError
+          // fails the request, which aborts every other sequence (their KV freed) and sends the
+          // slow-reader error event once.
+          if (body.stream && res.writableLength > info.streamBufferLimit && item.finishReason === null) {
+            s.run.stopEarly(sink, new SpanserveError('SPANSERVE_ERR_SLOW_READER', `more than ${info.streamBufferLimit} bytes waited for the client; the request was ended`))
+            return
+          }
           onOutput(s, index, item, firstOfRun)
           firstOfRun = false
           if (item.finishReason === null) return
@@ -166,7 +175,8 @@ export async function serveChoices(
           s.run.fail(err)
           fail(err)
         },
-      })
+      }
+      s.run.submit(sink)
       submitted.push(s)
     }
     // Parallel sampling on the prefix cache: a prompt's first sequence goes alone, and the others
