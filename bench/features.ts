@@ -120,8 +120,9 @@ const completion = (prompt: number[], maxTokens: number, extra: Record<string, u
  * round finds the last one's in the cache; both servers get the same prompts.
  */
 function workloads(modelDir: string) {
-  // Slices of 64 tokens: 0-15 the system prompt, 16-155 suffixes, 160-176 the warm-up, 180-839
-  // conversations (11 slices each), 840-1031 distinct prompts.
+  // Slices of 64 tokens, each starting a few tokens after the last (a prompt that starts at another
+  // slice shares no whole block with it): 0-15 the system prompt, 16-155 suffixes, 160-176 the
+  // warm-up, 180-270 conversations (one starting at each slice), 300-555 distinct prompts.
   const corpus = makePrompts(modelDir, 64, 1040).prompts
   const system = corpus.slice(0, 16).flat() // 1,024 tokens
   const suffix = (i: number) => corpus[16 + i]!.slice(0, 32)
@@ -129,17 +130,17 @@ function workloads(modelDir: string) {
   const shared = (n: number, from: number) => Array.from({ length: n }, (_, i) => completion([...system, ...suffix(from + i)], 32))
   // Conversations of eight turns: the first a 256-token opening, each next one the last turn's prompt
   // plus 64 tokens (a 32-token reply and a 32-token question), up to 704 tokens; 32 tokens answered.
-  const conversation = (c: number) => Array.from({ length: 8 }, (_, k) => completion(corpus.slice(180 + c * 11, 180 + c * 11 + 4 + k).flat(), 32))
+  const conversation = (c: number) => Array.from({ length: 8 }, (_, k) => completion(corpus.slice(180 + c, 180 + c + 4 + k).flat(), 32))
   const conversations = (n: number, from: number) => Array.from({ length: n }, (_, i) => conversation(from + i))
-  const distinct = (n: number, from: number) => Array.from({ length: n }, (_, i) => completion(corpus[840 + from + i]!, 64))
+  const distinct = (n: number, from: number) => Array.from({ length: n }, (_, i) => completion(corpus[300 + from + i]!, 64))
   // The warm-up's prompts straddle two slices: no other prompt starts like them.
   const warmup = Array.from({ length: 16 }, (_, i) => completion([...corpus[160 + i]!.slice(32), ...corpus[161 + i]!.slice(0, 32)], 16))
   const levels: { label: string; concurrency: number; run: (url: string, label: string, round: number) => Promise<Level> }[] = [
-    { label: 'system prompt', concurrency: 1, run: (url, label, r) => level(label, url, '/v1/completions', shared(12, r * 12), 1) },
-    { label: 'system prompt', concurrency: 16, run: (url, label, r) => level(label, url, '/v1/completions', shared(32, 36 + r * 32), 16) },
+    { label: 'system prompt', concurrency: 1, run: (url, label, r) => level(label, url, '/v1/completions', shared(10, r * 10), 1) },
+    { label: 'system prompt', concurrency: 16, run: (url, label, r) => level(label, url, '/v1/completions', shared(24, 40 + r * 24), 16) },
     // Four conversations one after another at c1; sixteen at once at c16.
     { label: 'multi-turn', concurrency: 1, run: (url, label, r) => sessions(label, url, '/v1/completions', conversations(4, r * 4), 1) },
-    { label: 'multi-turn', concurrency: 16, run: (url, label, r) => sessions(label, url, '/v1/completions', conversations(16, 12 + r * 16), 16) },
+    { label: 'multi-turn', concurrency: 16, run: (url, label, r) => sessions(label, url, '/v1/completions', conversations(16, 16 + r * 16), 16) },
     { label: 'no sharing', concurrency: 16, run: (url, label, r) => level(label, url, '/v1/completions', distinct(64, r * 64), 16) },
   ]
   return { warmup, fill: shared(1, 139), levels }
@@ -169,28 +170,35 @@ async function cacheRun(modelDir: string): Promise<Level[]> {
 }
 
 /**
- * A feature level against its control, in `rounds` alternating rounds (A B, B A, A B, …) on fresh
- * prompts; each side reports the median round: one level of a few seconds is at the mercy of this
- * machine's noise, and a fixed order would favour whichever side runs second (the warmer one).
+ * A feature level against its control, in `rounds` rounds of balanced order (A B, B A, B A, A B) on
+ * fresh prompts; each side reports its median round: one level of a few seconds is at the mercy of
+ * this machine's noise, and an unbalanced order favours one side (three alternating rounds put the
+ * cache first twice, and showed a 0.89 no-sharing ratio on the large model that six balanced rounds
+ * measured at 1.02).
  */
 async function paired(rounds: number, run: (side: 0 | 1, round: number) => Promise<Level>): Promise<[Level, Level]> {
   const sides: [Level[], Level[]] = [[], []]
   for (let r = 0; r < rounds; r++) {
-    const order: (0 | 1)[] = r % 2 === 0 ? [0, 1] : [1, 0]
+    const order: (0 | 1)[] = r % 4 === 0 || r % 4 === 3 ? [0, 1] : [1, 0]
     for (const side of order) sides[side].push(await run(side, r))
   }
   const median = (levels: Level[]): Level => {
-    const pick = (f: (l: Level) => number) => percentile(levels.map(f), 50)
+    // The median: with an even number of rounds, the mean of the middle two.
+    const pick = (f: (l: Level) => number) => {
+      const v = levels.map(f).sort((a, b) => a - b)
+      const m = v.length >> 1
+      return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2
+    }
     return { ...levels[0]!, requests: levels.reduce((s, l) => s + l.requests, 0), tokensPerSec: pick((l) => l.tokensPerSec), ttftP50: pick((l) => l.ttftP50), allFirstP50: pick((l) => l.allFirstP50), cachedTokens: levels.reduce((s, l) => s + l.cachedTokens, 0) }
   }
   return [median(sides[0]), median(sides[1])]
 }
 
-const ROUNDS = 3
+const ROUNDS = 4
 
 async function featureRun(modelDir: string, url: string): Promise<Level[]> {
   // Each level its own prompts: a level must not find its prompts in the prefix cache from the one before.
-  const all = makePrompts(modelDir, 64, 64 + ROUNDS * (2 * 48 + 2 * 48 + 2 * 12)).prompts
+  const all = makePrompts(modelDir, 64, 64 + 32 + ROUNDS * (2 * 48 + 2 * 48 + 2 * 12)).prompts
   let taken = 0
   const fresh = (count: number) => all.slice(taken, (taken += count))
   const bodies = (extra: Record<string, unknown>, count: number) => fresh(count).map((p) => completion(p, 64, extra))
