@@ -217,13 +217,27 @@ async function featureRun(modelDir: string, url: string): Promise<Level[]> {
 }
 
 /** Requests that use no new option, each prompt sent once (none is found in a prefix cache). */
-async function plainRun(modelDir: string, url: string, label: string): Promise<Level[]> {
-  const prompts = makePrompts(modelDir, 64, 16 + 16 + 64).prompts
-  await level(`${label} warm-up`, url, '/v1/completions', prompts.slice(0, 16).map((p) => completion(p, 16)), 16)
-  return [
-    await level(label, url, '/v1/completions', prompts.slice(16, 32).map((p) => completion(p, 64)), 1),
-    await level(label, url, '/v1/completions', prompts.slice(32).map((p) => completion(p, 64)), 16),
-  ]
+/**
+ * Requests that use no new option, on this checkout's server and the other checkout's (--base), both
+ * up at once, each level on both in balanced rounds (as the cache workloads); a round's prompts are
+ * its own, so this checkout's prefix cache never finds them.
+ */
+async function plainRun(modelDir: string, base: string): Promise<Level[]> {
+  const prompts = makePrompts(modelDir, 64, 16 + ROUNDS * (16 + 64)).prompts
+  let taken = 16
+  const fresh = (count: number) => prompts.slice(taken, (taken += count)).map((p) => completion(p, 64))
+  return withServer(modelDir, [], undefined, (nowUrl) => withServer(modelDir, [], base, async (baseUrl) => {
+    const sides = [{ url: nowUrl, label: 'this checkout' }, { url: baseUrl, label: 'base' }] as const
+    for (const { url, label } of sides) await level(`${label} warm-up`, url, '/v1/completions', prompts.slice(0, 16).map((p) => completion(p, 16)), 16)
+    const out: Level[] = []
+    for (const [count, concurrency] of [[16, 1], [64, 16]] as const) {
+      // Both sides of a round get the same prompts.
+      const rounds = Array.from({ length: ROUNDS }, () => fresh(count))
+      const [now, before] = await paired(ROUNDS, (side, round) => level(sides[side].label, sides[side].url, '/v1/completions', rounds[round]!, concurrency))
+      out.push(now, before)
+    }
+    return out
+  }))
 }
 
 async function withServer<T>(modelDir: string, extraArgs: string[], root: string | undefined, run: (url: string) => Promise<T>): Promise<T> {
@@ -274,9 +288,10 @@ export async function runFeatures(opts: FeaturesOptions): Promise<void> {
       process.stderr.write(`  API features: ${(err as Error).message}\n`)
     }
     if (opts.base && opts.parts.includes('base')) {
-      const now = await withServer(modelDir, [], undefined, (url) => plainRun(modelDir, url, 'this checkout'))
-      const before = await withServer(modelDir, [], opts.base, (url) => plainRun(modelDir, url, 'base'))
-      levels.push(...now, ...before)
+      const plain = await plainRun(modelDir, opts.base)
+      const now = plain.filter((l) => l.label === 'this checkout')
+      const before = plain.filter((l) => l.label === 'base')
+      levels.push(...plain)
       for (const c of [1, 16]) ratio(`plain requests, tok/s at c${c}, this checkout / base (>= 0.98)`, find(now, 'this checkout', c), find(before, 'base', c), (l) => l.tokensPerSec, 0.98, false)
     }
     for (const v of verdicts) process.stderr.write(`  ${v.met ? 'met' : 'NOT met'}: ${v.target}: ${v.value.toFixed(3)}\n`)
