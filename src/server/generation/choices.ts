@@ -153,10 +153,7 @@ export async function serveChoices(
           // the limit waits for it while a sequence still runs. This sequence stops early; its onError
           // fails the request, which aborts every other sequence (their KV freed) and sends the
           // slow-reader error event once.
-          if (body.stream && res.writableLength > info.streamBufferLimit && item.finishReason === null) {
-            s.run.stopEarly(sink, new SpanserveError('SPANSERVE_ERR_SLOW_READER', `more than ${info.streamBufferLimit} bytes waited for the client; the request was ended`))
-            return
-          }
+          if (body.stream && s.run.stopIfSlowReader(sink, item)) return
           onOutput(s, index, item, firstOfRun)
           firstOfRun = false
           if (item.finishReason === null) return

@@ -79,6 +79,18 @@ export class GenerationRun {
     sink.onError(err)
   }
 
+  /**
+   * A client that does not read: more than --stream-buffer-limit bytes wait for it while the
+   * sequence still runs (`item` not its last). The request stops early with the slow-reader error;
+   * true when it did.
+   */
+  stopIfSlowReader(sink: RequestSink, item: StrOutput): boolean {
+    const limit = this.info.streamBufferLimit
+    if (this.reply.raw.writableLength <= limit || item.finishReason !== null) return false
+    this.stopEarly(sink, new SpanserveError('SPANSERVE_ERR_SLOW_READER', `more than ${limit} bytes waited for the client; the request was ended`))
+    return true
+  }
+
   /** Text came: the first-token event, or the gap since the last output. */
   output(item: StrOutput): void {
     const now = performance.now()

@@ -4,7 +4,7 @@
  * event once the stream has started (a plain HTTP error before).
  */
 import type { StrOutput } from '../../ipc/messages.ts'
-import { SpanserveError, errorBody } from '../../errors.ts'
+import { errorBody } from '../../errors.ts'
 import type { RequestSink } from '../engine.ts'
 import type { SamplingBody } from '../schemas.ts'
 import { endSse, sendEvent, startSse } from '../sse.ts'
@@ -30,10 +30,7 @@ export function respondStreamed(run: GenerationRun, shape: ResponseShape, option
       onOutput: (item: StrOutput) => {
         begin()
         run.output(item)
-        if (res.writableLength > info.streamBufferLimit && item.finishReason === null) {
-          run.stopEarly(sink, new SpanserveError('SPANSERVE_ERR_SLOW_READER', `more than ${info.streamBufferLimit} bytes waited for the client; the request was ended`))
-          return
-        }
+        if (run.stopIfSlowReader(sink, item)) return
         if (item.text !== '' || item.finishReason !== null || first || item.logprobs) {
           const chunk = shape.chunk(built.base, first ? run.echoText + item.text : item.text, item.finishReason, first)
           first = false

@@ -6,7 +6,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { RoutesOptions } from './options.ts'
 import type { ChatMessage, StrOutput } from '../../ipc/messages.ts'
-import { SpanserveError } from '../../errors.ts'
 import { outputConstraint, type ConstraintRequest } from '../../model/grammar/request.ts'
 import { chatTools, templateArguments } from '../chat-request.ts'
 import { buildRequest } from '../generation/request.ts'
@@ -90,10 +89,7 @@ export const responsesRoute: FastifyPluginAsync<RoutesOptions> = async (app, { e
         onOutput: (item: StrOutput) => {
           begin()
           run.output(item)
-          if (res.writableLength > info.streamBufferLimit && item.finishReason === null) {
-            run.stopEarly(sink, new SpanserveError('SPANSERVE_ERR_SLOW_READER', `more than ${info.streamBufferLimit} bytes waited for the client; the request was ended`))
-            return
-          }
+          if (run.stopIfSlowReader(sink, item)) return
           events.push(item.text)
           if (item.finishReason === null) return
           run.finish(item)
