@@ -20,7 +20,8 @@ await runChild('tokenizer', async (ctx) => {
   const { config, model, log, endpoints, contextLength, toServer } = ctx
   const tok = new TextTokenizer(model.dir)
   const schedulers = endpoints.schedulers.map((addr) => new Outbox(addr))
-  const cacheAware = config.enablePrefixCaching && !config.disableRadixCache
+  // With one group there is nothing to choose: no prefix index is kept.
+  const cacheAware = schedulers.length > 1 && config.enablePrefixCaching && !config.disableRadixCache
   const dispatcher = new DpDispatcher(schedulers.length, cacheAware ? { capBlocks: Math.ceil(config.maxTotalTokens / KV_BLOCK_TOKENS), absThreshold: config.dpBalanceAbsThreshold, relThreshold: config.dpBalanceRelThreshold } : undefined)
   const states = new RequestStates(dispatcher)
   const intake = new Intake({ tok, model, contextLength, dispatcher, states, schedulers, toServer, log })
