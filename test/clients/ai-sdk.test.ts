@@ -3,10 +3,11 @@
  * generateText and streamText with usage, tools with toolChoice "required", and structured output
  * (generateObject, streamObject, generateText with Output.object) through response_format json_schema.
  */
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { generateObject, generateText, Output, streamObject, streamText, tool } from 'ai'
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible'
 import { z } from 'zod'
+import { checkPerson, person } from '../helpers/person-schema.ts'
 import { startServer } from '../helpers/server.ts'
 
 const server = await startServer()
@@ -72,22 +73,6 @@ t.test("tools with toolChoice 'required': a call whose input matches the schema,
 // output to the schema itself.
 const structured = createOpenAICompatible({ name: 'spanserve', baseURL: server.url + '/v1', apiKey: 'unused', includeUsage: true, supportsStructuredOutputs: true })('default')
 
-// Small on purpose: the embedded model spells JSON nearly a character a token, and only constrained
-// decoding makes its output valid, so the object must fit the token budget with room to spare.
-const person = z.object({
-  name: z.string().max(12),
-  age: z.number().int(),
-  mood: z.enum(['happy', 'sad']),
-})
-
-function checkPerson(t: Test, out: unknown) {
-  t.ok(person.safeParse(out).success, `the object matches the zod schema: ${JSON.stringify(out)}`)
-  const p = out as z.infer<typeof person>
-  t.type(p.name, 'string')
-  t.ok(p.name.length <= 12, 'name within maxLength')
-  t.ok(Number.isInteger(p.age), 'age is an integer')
-  t.ok(['happy', 'sad'].includes(p.mood), 'mood from the enum')
-}
 
 t.test('generateObject with a zod schema: response_format json_schema, an object that matches it', async (t) => {
   const res = await generateObject({ model: structured, schema: person, schemaName: 'person', prompt: 'Describe a person.', maxOutputTokens: 256, temperature: 0, maxRetries: 0 })

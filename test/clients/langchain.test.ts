@@ -3,11 +3,12 @@
  * stream with usage, extra fields through modelKwargs, bindTools with a required call, and
  * withStructuredOutput(zodSchema) by each of its methods.
  */
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { ChatOpenAI } from '@langchain/openai'
 import { AIMessageChunk, type AIMessage } from '@langchain/core/messages'
 import { tool } from '@langchain/core/tools'
 import { z } from 'zod'
+import { checkPerson, person } from '../helpers/person-schema.ts'
 import { startServer } from '../helpers/server.ts'
 
 const server = await startServer()
@@ -64,24 +65,6 @@ t.test("bindTools with tool_choice 'any': a call to the tool, with arguments tha
   t.match(answer.content, /^sunny in /)
 })
 
-// Small on purpose: the embedded model spells JSON nearly a character a token, and only constrained
-// decoding makes its output valid, so the object must fit the token budget with room to spare.
-const person = z.object({
-  name: z.string().max(12),
-  age: z.number().int(),
-  mood: z.enum(['happy', 'sad']),
-})
-
-/** What the zod schema promises once LangChain has parsed the answer: checked by hand, not by zod alone. */
-function checkPerson(t: Test, out: unknown) {
-  const parsed = person.safeParse(out)
-  t.ok(parsed.success, `the object matches the zod schema: ${JSON.stringify(out)}`)
-  const p = out as z.infer<typeof person>
-  t.type(p.name, 'string')
-  t.ok(p.name.length <= 12, 'name within maxLength')
-  t.ok(Number.isInteger(p.age), 'age is an integer')
-  t.ok(['happy', 'sad'].includes(p.mood), 'mood from the enum')
-}
 
 t.test('withStructuredOutput(zodSchema), default method (jsonSchema: response_format json_schema)', async (t) => {
   const structured = llm({ maxTokens: 256 }).withStructuredOutput(person, { includeRaw: true })
