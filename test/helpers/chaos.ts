@@ -113,6 +113,14 @@ function rssOf(pid: number): number {
   }
 }
 
+/** Resident memory (MiB) of the server and of each child it reports, by process key. */
+export async function rssByProcess(server: RunningServer): Promise<Record<string, number>> {
+  const h = await health(server)
+  const out: Record<string, number> = { server: Math.round(rssOf(server.proc.pid!) / 2 ** 20) }
+  for (const p of h.processes) if (p.pid) out[p.key] = Math.round(rssOf(p.pid) / 2 ** 20)
+  return out
+}
+
 /** Resident memory of the server and every child it reports. */
 export async function totalRss(server: RunningServer): Promise<number> {
   const h = await health(server)
@@ -250,7 +258,11 @@ export async function runChaos(server: RunningServer, opts: ChaosOptions, log: (
   const first = await referencePass(server, all, opts)
   if (first.mismatches > 0) throw new Error(`the fault-free pass itself is not deterministic (${first.mismatches} streamed/plain pairs differ)`)
   const { reference } = first
+  // The baseline at the steady state of a fault-free server: a second pass first, since a young
+  // process's heap still grows with its first hundreds of requests, faults or not.
+  await referencePass(server, all, opts)
   const rssBefore = await totalRss(server)
+  log(`resident memory before, MiB: ${JSON.stringify(await rssByProcess(server))}`)
   const rand = rng(opts.seed ^ 0x5eed)
   const kills: Kill[] = []
   let running = true
@@ -307,6 +319,7 @@ export async function runChaos(server: RunningServer, opts: ChaosOptions, log: (
   for (const [key, text] of settled.reference) if (reference.get(key) !== text) settledMismatches++
   // Within 10% of the baseline is the bar (test/faults/chaos.test.ts); readings stop once it is met.
   const rssAfter = await settledRss(server, rssBefore * 1.1)
+  log(`resident memory after, MiB: ${JSON.stringify(await rssByProcess(server))}`)
   const resumedByReason: Record<string, number> = {}
   for (const l of server.logs) if (l.msg === 'request resumed') resumedByReason[l.reason as string] = (resumedByReason[l.reason as string] ?? 0) + 1
   const h = await health(server)
