@@ -12,42 +12,85 @@ export interface KvShape {
   headDim: number
 }
 
-/** A block's data: [layer*2 + (0 key | 1 value)][heads][KV_BLOCK_TOKENS][headDim], in one array. */
+/**
+ * Blocks' data, each [layer*2 + (0 key | 1 value)][heads][KV_BLOCK_TOKENS][headDim] at `offset(id)`
+ * of `data(id)`. The scheduler's ids (small integers it reuses) live in slabs of SLAB_BLOCKS blocks
+ * that are kept once allocated, so a block freed and given out again costs no allocation and no
+ * garbage: a block per allocation churned the allocator and the collector, and with the prefix cache
+ * holding blocks for a long time, cost a few percent of the worker's time. A sequence's own blocks
+ * (negative ids, no table from the scheduler) are allocated one by one.
+ */
 export class KvBlockStore {
-  private readonly blocks = new Map<number, Float32Array>()
-  private readonly blockFloats: number
+  private readonly slabs: Float32Array[] = []
+  /** 1 where a block of the scheduler's holds data. */
+  private present = new Uint8Array(0)
+  private held = 0
+  private readonly own = new Map<number, Float32Array>()
+  readonly blockFloats: number
 
   constructor(readonly shape: KvShape) {
     this.blockFloats = shape.numLayers * 2 * shape.numKvHeads * BT * shape.headDim
   }
 
   get size(): number {
-    return this.blocks.size
+    return this.held + this.own.size
   }
 
   has(id: number): boolean {
-    return this.blocks.has(id)
+    return id < 0 ? this.own.has(id) : this.present[id] === 1
   }
 
-  /** The block's data, allocated on first write. */
+  /** The array holding the block's data (allocated on first write), from `offset(id)`. */
   data(id: number): Float32Array {
-    let b = this.blocks.get(id)
-    if (b === undefined) {
-      b = new Float32Array(this.blockFloats)
-      this.blocks.set(id, b)
+    if (id < 0) {
+      let b = this.own.get(id)
+      if (b === undefined) {
+        b = new Float32Array(this.blockFloats)
+        this.own.set(id, b)
+      }
+      return b
     }
-    return b
+    const slab = Math.floor(id / SLAB_BLOCKS)
+    while (this.slabs.length <= slab) this.slabs.push(new Float32Array(SLAB_BLOCKS * this.blockFloats))
+    if (id >= this.present.length) {
+      const grown = new Uint8Array(Math.max(SLAB_BLOCKS, (slab + 1) * SLAB_BLOCKS, this.present.length * 2))
+      grown.set(this.present)
+      this.present = grown
+    }
+    if (this.present[id] === 0) {
+      this.present[id] = 1
+      this.held++
+    }
+    return this.slabs[slab]!
+  }
+
+  /** Where the block's data starts in `data(id)`. */
+  offset(id: number): number {
+    return id < 0 ? 0 : (id % SLAB_BLOCKS) * this.blockFloats
   }
 
   /** The scheduler freed these blocks: their data goes (a reused id starts empty). */
   free(ids: Iterable<number>): void {
-    for (const id of ids) this.blocks.delete(id)
+    for (const id of ids) {
+      if (id < 0) this.own.delete(id)
+      else if (this.present[id] === 1) {
+        this.present[id] = 0
+        this.held--
+      }
+    }
   }
 
+  /** Every block goes, and the memory with them (the worker lost its KV). */
   clear(): void {
-    this.blocks.clear()
+    this.slabs.length = 0
+    this.present = new Uint8Array(0)
+    this.held = 0
+    this.own.clear()
   }
 }
+
+/** Blocks per slab of KvBlockStore (2 MiB on the embedded model). */
+const SLAB_BLOCKS = 64
 
 export class SequenceKv {
   /** Tokens stored. */
@@ -75,11 +118,12 @@ export class SequenceKv {
     return true
   }
 
-  private block(j: number): Float32Array {
+  /** The id of the sequence's j-th block (its own blocks grow the table as needed). */
+  private blockId(j: number): number {
     while (this.extend && j >= this.table.length) this.table.push(this.extend())
     const id = this.table[j]
     if (id === undefined) throw new RangeError(`KV position ${j * BT} is past the sequence's ${this.table.length} blocks`)
-    return this.store.data(id)
+    return id
   }
 
   /**
@@ -90,10 +134,12 @@ export class SequenceKv {
     const { numKvHeads: H, headDim: D } = this.store.shape
     const pad = slots - this.length
     for (let p = 0, j = 0; p < this.length; p += BT, j++) {
-      const src = this.block(j)
+      const id = this.blockId(j)
+      const src = this.store.data(id)
+      const base = this.store.offset(id)
       const n = Math.min(BT, this.length - p)
       for (let h = 0; h < H; h++) {
-        const from = ((index * H + h) * BT) * D
+        const from = base + ((index * H + h) * BT) * D
         target.set(src.subarray(from, from + n * D), ((row * H + h) * slots + pad + p) * D)
       }
     }
@@ -111,10 +157,12 @@ export class SequenceKv {
       const j = Math.floor(pos / BT)
       const at = pos - j * BT
       const n = Math.min(BT - at, count - done)
-      const dst = this.block(j)
+      const id = this.blockId(j)
+      const dst = this.store.data(id)
+      const base = this.store.offset(id)
       for (let h = 0; h < H; h++) {
         const from = ((row * H + h) * slots + firstSlot + done) * D
-        dst.set(present.subarray(from, from + n * D), ((index * H + h) * BT + at) * D)
+        dst.set(present.subarray(from, from + n * D), base + ((index * H + h) * BT + at) * D)
       }
       done += n
     }

@@ -86,6 +86,26 @@ t.test('a sequence started on cached blocks equals a full prefill', async (t) =>
   t.notOk(r.canPrefill(first('c', B, BT / 2, [0, 1, 5, 6])), 'nor one off a block boundary')
 })
 
+t.test('blocks of any id, in slabs or freed and given out again, hold only their sequence\'s KV', async (t) => {
+  const r = new ModelRunner(whole, info)
+  const want = await fresh(r, 'fresh', B)
+  // x writes blocks on both sides of a slab boundary (64 blocks a slab), then they are freed.
+  await r.prefill(first('x', A, 0, [63, 64, 129]))
+  for (let s = 0; s < 3; s++) await r.decode(['x'])
+  r.release('x')
+  r.freeBlocks([63, 64, 129])
+  t.equal(r.heldBlocks(), 0)
+  // y gets the same ids again, in another order: what x left in them is never read.
+  const y = await r.prefill(first('y', B, 0, [64, 63, 129, 300]))
+  t.ok(maxAbsDiff(y.logits, want.logits) < TOLERANCE, 'the prompt\'s logits match a fresh sequence\'s')
+  const tokens = [y.tokens[0]!]
+  for (let s = 0; s < STEPS; s++) tokens.push((await r.decode(['y'])).tokens[0]!)
+  t.same(tokens, want.tokens, 'greedy tokens token for token')
+  r.release('y')
+  r.freeBlocks([64, 63, 129, 300])
+  t.equal(r.heldBlocks(), 0)
+})
+
 t.test('tensor parallel 2: each rank holds its shard of the blocks, and the ranks agree', async (t) => {
   const shards = await ensureShards(modelDir, 2)
   const runDir = mkdtempSync(join(tmpdir(), 'spanserve-kvb-'))
