@@ -1,6 +1,6 @@
 import t from 'tap'
 import { decode, encode } from '../../src/ipc/codec.ts'
-import type { ForwardBatch, BatchTokenIdOutput } from '../../src/ipc/messages.ts'
+import type { BatchStrOutput, BatchTokenIdOutput, ForwardBatch } from '../../src/ipc/messages.ts'
 
 t.test('typed arrays travel as binary frames and come back equal', async (t) => {
   const msg: ForwardBatch = {
@@ -42,4 +42,21 @@ t.test('garbage is refused with a DecodeError, not a crash', async (t) => {
   t.throws(() => decode([Buffer.from('{"no":"type"}')]), { name: 'DecodeError' })
   t.throws(() => decode([Buffer.from('{"type":"x","a":{"$b":5,"t":"i32"}}')]), { name: 'DecodeError' })
   t.throws(() => decode([Buffer.from('not json')]), SyntaxError)
+})
+
+t.test('a kind with no typed array is one JSON frame; a reference where no frame came is refused', async (t) => {
+  const msg: BatchStrOutput = {
+    type: 'batch_str',
+    items: [{ rid: 'a', text: ' hi', tokenId: 5, finishReason: null, promptTokens: 3, completionTokens: 1, stats: null, logprobs: { token: ' hi', logprob: -0.5, top: [{ token: ' hi', logprob: -0.5 }, { token: '$b', logprob: -2 }] } }],
+  }
+  const frames = encode(msg)
+  t.equal(frames.length, 1)
+  t.same(decode(frames), msg, 'comes back equal')
+  // A forward whose token ids are a binary reference, with no frame behind it.
+  const forward = '{"type":"forward","step":1,"prefill":[{"rid":"a","trace":null,"tokens":{"$b":1,"t":"i32"},"start":0,"last":true,"sampling":null}],"decode":[],"decodeTokens":{"$b":1,"t":"i32"},"decodeSteps":1,"release":[]}'
+  t.throws(() => decode([Buffer.from(forward)]), { name: 'DecodeError' }, 'one frame: the reference is no typed array, and the schema says so')
+  t.throws(() => decode([Buffer.from(forward.replace('"tokens":{"$b":1', '"tokens":{"$b":7')), Buffer.alloc(4)]), { name: 'DecodeError' }, 'a reference to a frame that is not there')
+  t.throws(() => decode([Buffer.from(forward.replace('"tokens":{"$b":1', '"tokens":{"$b":0')), Buffer.alloc(4)]), { name: 'DecodeError' }, 'nor may it name the header')
+  const ok = decode([Buffer.from(forward), Buffer.from(Int32Array.of(4, 5).buffer)]) as ForwardBatch
+  t.same([...ok.prefill[0]!.tokens], [4, 5], 'with its frame, the same message decodes')
 })
