@@ -149,6 +149,7 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
     }
   }
   lines.push(SCALE_STORY(kvSection(result), s.promptTokens + s.maxTokens))
+  lines.push(FEATURES)
   lines.push(RERUN)
   writeFileSync(mdPath, `${lines.join('\n').replace(/\n{3,}/g, '\n\n')}\n`)
   return [relative(ROOT, mdPath), relative(ROOT, svgPath)]
@@ -603,6 +604,58 @@ millisecond) matter more as steps get faster; the overlap schedule (step n+1 sen
 already keeps the scheduler's turnaround off the worker's critical path.
 `
 
+const FEATURES = `## Prefix cache and API features (\`--features\`)
+
+\`npm run bench -- --features --models default --base <checkout of the revision before>\` measures each
+target of the prefix cache and of the API features against its own control in one run: the cache on
+against \`--disable-radix-cache\` (two servers up at once, 4 balanced rounds), each API feature against
+plain requests on one server (4 balanced rounds), and plain requests against the other checkout's
+server (both up at once, 12 balanced rounds). Each side reports its median round. One run,
+2026-12-06 (bench/results/features-2026-12-06T14-24-48Z.json), default model, base d73748b:
+
+| target | measured | control | ratio | bound |
+| --- | ---: | ---: | ---: | --- |
+| system prompt, TTFT p50 at c1 | 15.2 ms | 172.7 ms | 0.088 | ≤ 0.25 |
+| system prompt, tok/s at c16 | 592 | 151 | 3.92 | ≥ 1.5 |
+| multi-turn, TTFT p50 at c1 | 18.7 ms | 74.8 ms | 0.250 | ≤ 0.25 |
+| multi-turn, tok/s at c16 | 800 | 328 | 2.44 | ≥ 1.5 |
+| no sharing, tok/s at c16 | 1915 | 1813 | 1.06 | ≥ 0.97 |
+| top_logprobs 20 / plain, tok/s at c16 | 1676 | 2032 | **0.825** | ≥ 0.9 |
+| json_schema / unconstrained chat, tok/s at c16 | 1714 | 2089 | 0.820 | ≥ 0.8 |
+| n=4 / n=1, TTFT p50 at c1 | 17.2 ms | 16.5 ms | 1.04 | ≤ 1.3 |
+| plain requests / d73748b, tok/s at c1 | 435 | 452 | **0.961** | ≥ 0.98 |
+| plain requests / d73748b, tok/s at c16 | 2012 | 2063 | **0.975** | ≥ 0.98 |
+
+The same command 15 minutes earlier (features-2026-12-06T14-11-26Z.json, before the codec change
+below) read 1.144 and 1.060 for plain requests, 0.959 for no sharing and 0.794 for top_logprobs: on
+2 cores one server's rounds range over 300-550 tok/s at c1, so bounds of 2-3% sit inside a run's
+noise. CPU time per token is steadier; the paired runs below report it.
+
+**Plain requests against d73748b.** Paired runs of 12 balanced rounds at c16 (64 distinct 64-token
+prompts a round, 64 tokens each) found the cost in the prefix cache's memory, not in the API
+options: with \`--disable-radix-cache\` this checkout read 1.000 and 1.034 of d73748b with equal worker
+CPU, while with the cache on it read 0.90-0.97 and its worker spent 4-7% more CPU per token. Three
+changes:
+- The worker's KV blocks live in slabs of 64 blocks kept once allocated (src/worker/kv-cache.ts), not
+  one Float32Array per block: cache on vs base 0.95 -> 1.009, worker 545 vs 538 ms CPU per 1,000 tokens.
+- Workers ask glibc for transparent huge pages (\`GLIBC_TUNABLES=glibc.malloc.hugetlb=1\`,
+  src/server/spawn-child.ts): until the cache is full every new prompt's blocks are fresh memory, and
+  4 KiB faults cost the worker 4% (cache on vs off, same code: 0.962; with the cache filled first:
+  0.998). With huge pages: 0.992, page faults 197 vs 204 per 1,000 tokens (1,703 vs 888 before).
+- The IPC codec parses messages without a JSON reviver (src/ipc/codec.ts): a batch_str of 16
+  requests with top-20 logprobs decoded in 254 µs, now 66. With logprobs 20 at c16 the server,
+  scheduler and tokenizer used 47/43/42 ms of CPU per 1,000 tokens, against 66/54/53 before.
+
+After them, a paired run read 0.968 at c16 with the worker at 513 vs 517 ms CPU per 1,000 tokens
+and the three other processes 4, 4 and 2 ms above d73748b's.
+
+**top_logprobs 20.** The ratio fell from 0.903 (features-2026-12-06T11-02-31Z.json) because plain
+requests got faster (1673 -> 2032 tok/s) more than requests with logprobs did (1511 -> 1676). A CPU
+profile at c16 puts the rest in the server (decoding batch_str, serialising the chunks, the
+top_logprobs maps), the tokenizer's encoding of 20 token texts per token, and the worker's
+log-softmax over the vocabulary.
+`
+
 const RERUN = `## Rerun
 
 \`\`\`
@@ -616,6 +669,7 @@ git worktree add /tmp/base HEAD~1 && ln -s $PWD/node_modules /tmp/base/node_modu
 npm run bench -- --base /tmp/base --configs limit,baselimit,off,base,on,baseon   # before/after, interleaved
 npm run bench -- --configs limit,limitspin,off,lockstep,spin      # one default at a time
 npm run bench -- --configs limit,off,steps4                       # continuous decode steps against one step
+npm run bench -- --features --models default --base /tmp/base    # prefix cache and API feature targets, plain vs base
 node --import tsx bench/sampler-micro.ts                          # sampler: partial selection vs full sort
 npm run bench -- --docs-from bench/results/<date>.json            # this page again from a run, after editing bench/docs.ts
 npm run bench -- --help
