@@ -5,7 +5,7 @@
  * gone, and a chunk whose prefix is not held cannot start. Under tensor parallelism 2 each rank holds
  * its shard of the same blocks and the ranks agree with the unsharded runner.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -62,6 +62,15 @@ async function fresh(r: Runner, rid: string, prompt: number[]): Promise<{ tokens
   return { tokens, logits }
 }
 
+/** `rid`'s prefill `p` and STEPS greedy decode steps give what a fresh sequence gave; then it leaves. */
+async function matchesFresh(t: Test, r: Runner, rid: string, p: { tokens: Int32Array; logits: Float32Array }, want: { tokens: number[]; logits: Float32Array }): Promise<void> {
+  t.ok(maxAbsDiff(p.logits, want.logits) < TOLERANCE, 'the last prompt position\'s logits match a full prefill')
+  const tokens = [p.tokens[0]!]
+  for (let s = 0; s < STEPS; s++) tokens.push((await r.decode([rid])).tokens[0]!)
+  t.same(tokens, want.tokens, 'greedy tokens token for token')
+  r.release(rid)
+}
+
 t.test('a sequence started on cached blocks equals a full prefill', async (t) => {
   const r = new ModelRunner(whole, info)
   const want = await fresh(r, 'fresh', B)
@@ -74,12 +83,7 @@ t.test('a sequence started on cached blocks equals a full prefill', async (t) =>
   t.equal(r.heldBlocks(), 2, 'the cached blocks stay after a leaves')
   const b = first('b', B, 2 * BT, [0, 1, 5, 6])
   t.ok(r.canPrefill(b))
-  const p = await r.prefill(b)
-  t.ok(maxAbsDiff(p.logits, want.logits) < TOLERANCE, 'the last prompt position\'s logits match a full prefill')
-  const tokens = [p.tokens[0]!]
-  for (let s = 0; s < STEPS; s++) tokens.push((await r.decode(['b'])).tokens[0]!)
-  t.same(tokens, want.tokens, 'greedy tokens token for token')
-  r.release('b')
+  await matchesFresh(t, r, 'b', await r.prefill(b), want)
   r.freeBlocks([0, 1, 5, 6])
   t.equal(r.heldBlocks(), 0)
   t.notOk(r.canPrefill(first('c', B, 2 * BT, [0, 1, 5, 6])), 'a prefix no longer held cannot start')
@@ -96,12 +100,7 @@ t.test('blocks of any id, in slabs or freed and given out again, hold only their
   r.freeBlocks([63, 64, 129])
   t.equal(r.heldBlocks(), 0)
   // y gets the same ids again, in another order: what x left in them is never read.
-  const y = await r.prefill(first('y', B, 0, [64, 63, 129, 300]))
-  t.ok(maxAbsDiff(y.logits, want.logits) < TOLERANCE, 'the prompt\'s logits match a fresh sequence\'s')
-  const tokens = [y.tokens[0]!]
-  for (let s = 0; s < STEPS; s++) tokens.push((await r.decode(['y'])).tokens[0]!)
-  t.same(tokens, want.tokens, 'greedy tokens token for token')
-  r.release('y')
+  await matchesFresh(t, r, 'y', await r.prefill(first('y', B, 0, [64, 63, 129, 300])), want)
   r.freeBlocks([64, 63, 129, 300])
   t.equal(r.heldBlocks(), 0)
 })
