@@ -26,7 +26,7 @@ export class KvBlockStore {
   private present = new Uint8Array(0)
   private held = 0
   private readonly own = new Map<number, Float32Array>()
-  readonly blockFloats: number
+  private readonly blockFloats: number
 
   constructor(readonly shape: KvShape) {
     this.blockFloats = shape.numLayers * 2 * shape.numKvHeads * BT * shape.headDim
@@ -69,7 +69,7 @@ export class KvBlockStore {
     return id < 0 ? 0 : (id % SLAB_BLOCKS) * this.blockFloats
   }
 
-  /** The scheduler freed these blocks: their data goes (a reused id starts empty). */
+  /** The scheduler freed these blocks: they hold nothing now (an id given out again is written before it is read). */
   free(ids: Iterable<number>): void {
     for (const id of ids) {
       if (id < 0) this.own.delete(id)
