@@ -2,7 +2,7 @@ import t from 'tap'
 import { decode, encode } from '../../src/ipc/codec.ts'
 import type { BatchStrOutput, BatchTokenIdOutput, ForwardBatch } from '../../src/ipc/messages.ts'
 
-t.test('typed arrays travel as binary frames and come back equal', async (t) => {
+t.test('typed arrays travel in one binary frame and come back equal', async (t) => {
   const msg: ForwardBatch = {
     type: 'forward',
     step: 7,
@@ -13,10 +13,11 @@ t.test('typed arrays travel as binary frames and come back equal', async (t) => 
     release: ['d'],
   }
   const frames = encode(msg)
-  t.equal(frames.length, 3, 'one header frame and one frame per typed array')
+  t.equal(frames.length, 2, 'one header frame and one binary frame for both arrays')
   t.notMatch(frames[0]!.toString(), /"0":1/, 'the token ids are not in the JSON header')
   const back = decode(frames) as ForwardBatch
   t.same(back.decode, ['b', 'c'])
+  t.same([...back.decodeTokens], [11, 12])
   t.ok(back.prefill[0]!.tokens instanceof Int32Array)
   t.same([...back.prefill[0]!.tokens], [1, 2, 3, -4])
   t.same(back.prefill[0]!.trace, msg.prefill[0]!.trace, 'the trace carrier survives the hop')
@@ -44,19 +45,35 @@ t.test('garbage is refused with a DecodeError, not a crash', async (t) => {
   t.throws(() => decode([Buffer.from('not json')]), SyntaxError)
 })
 
-t.test('a kind with no typed array is one JSON frame; a reference where no frame came is refused', async (t) => {
+t.test('the message given to encode is left as it was', async (t) => {
+  const tokens = Int32Array.of(1, 2)
+  const msg: ForwardBatch = { type: 'forward', step: 1, prefill: [{ rid: 'a', trace: null, tokens, start: 0, last: true, sampling: null }], decode: [], decodeTokens: new Int32Array(0), decodeSteps: 1, release: [] }
+  const frames = encode(msg)
+  t.equal(msg.prefill[0]!.tokens, tokens, 'the caller\'s message still holds its typed array')
+  t.same([...(decode(frames) as ForwardBatch).prefill[0]!.tokens], [1, 2])
+})
+
+t.test('a message with no typed array is one JSON frame; a reference where no frame came is refused', async (t) => {
   const msg: BatchStrOutput = {
     type: 'batch_str',
-    items: [{ rid: 'a', text: ' hi', tokenId: 5, finishReason: null, promptTokens: 3, completionTokens: 1, stats: null, logprobs: { token: ' hi', logprob: -0.5, top: [{ token: ' hi', logprob: -0.5 }, { token: '$b', logprob: -2 }] } }],
+    items: [{ rid: 'a', text: ' hi', tokenId: 5, finishReason: null, promptTokens: 3, completionTokens: 1, stats: null }],
   }
   const frames = encode(msg)
   t.equal(frames.length, 1)
   t.same(decode(frames), msg, 'comes back equal')
+  t.equal(encode({ type: 'abort', rid: 'a', reason: 'client gone' }).length, 1, 'a kind that never holds one')
   // A forward whose token ids are a binary reference, with no frame behind it.
-  const forward = '{"type":"forward","step":1,"prefill":[{"rid":"a","trace":null,"tokens":{"$b":1,"t":"i32"},"start":0,"last":true,"sampling":null}],"decode":[],"decodeTokens":{"$b":1,"t":"i32"},"decodeSteps":1,"release":[]}'
+  const forward = '{"type":"forward","step":1,"prefill":[{"rid":"a","trace":null,"tokens":{"$b":0,"n":2,"t":"i32"},"start":0,"last":true,"sampling":null}],"decode":[],"decodeTokens":{"$b":8,"n":0,"t":"i32"},"decodeSteps":1,"release":[]}'
+  const binary = Buffer.from(Int32Array.of(4, 5).buffer)
   t.throws(() => decode([Buffer.from(forward)]), { name: 'DecodeError' }, 'one frame: the reference is no typed array, and the schema says so')
-  t.throws(() => decode([Buffer.from(forward.replace('"tokens":{"$b":1', '"tokens":{"$b":7')), Buffer.alloc(4)]), { name: 'DecodeError' }, 'a reference to a frame that is not there')
-  t.throws(() => decode([Buffer.from(forward.replace('"tokens":{"$b":1', '"tokens":{"$b":0')), Buffer.alloc(4)]), { name: 'DecodeError' }, 'nor may it name the header')
-  const ok = decode([Buffer.from(forward), Buffer.from(Int32Array.of(4, 5).buffer)]) as ForwardBatch
+  const bad = (ref: string) => decode([Buffer.from(forward.replace('{"$b":0,"n":2,"t":"i32"}', ref)), binary])
+  t.throws(() => bad('{"$b":0,"n":3,"t":"i32"}'), { name: 'DecodeError' }, 'a reference past the end of the binary frame')
+  t.throws(() => bad('{"$b":2,"n":1,"t":"i32"}'), { name: 'DecodeError' }, 'one not aligned to its kind')
+  t.throws(() => bad('{"$b":-4,"n":1,"t":"i32"}'), { name: 'DecodeError' }, 'a negative offset')
+  t.throws(() => bad('{"$b":0,"n":1.5,"t":"i32"}'), { name: 'DecodeError' }, 'a length that is no integer')
+  t.throws(() => bad('{"$b":0,"n":2,"t":"f64"}'), { name: 'DecodeError' }, 'a kind the codec does not know')
+  t.throws(() => bad('{"$b":0,"n":2,"t":"constructor"}'), { name: 'DecodeError' }, 'nor one inherited from Object')
+  t.throws(() => decode([Buffer.from(forward), binary, binary]), { name: 'DecodeError' }, 'more than one binary frame')
+  const ok = decode([Buffer.from(forward), binary]) as ForwardBatch
   t.same([...ok.prefill[0]!.tokens], [4, 5], 'with its frame, the same message decodes')
 })
