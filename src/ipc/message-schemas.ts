@@ -6,7 +6,7 @@
  * required field that may be null, which most messages have, nor a typed array.)
  */
 import { ERRORS, type ErrorCode } from '../errors.ts'
-import type { ChatMessage, ChatTool, FinishReason, MessageOf, MessageType, ProcessStats, RequestStats, Role, SamplingParams, TextLogprobs, TokenLogprobs, TokenText } from './messages.ts'
+import type { ChatMessage, ChatTool, FinishReason, MessageOf, MessageType, ProcessStats, RequestStats, Role, SamplingParams, PromptTextLogprobs, TextLogprobs, TokenLogprobs } from './messages.ts'
 import type { CarrierLink, TraceCarrier } from '../tracing/propagation.ts'
 import { TRACE_LEVELS } from '../tracing/types.ts'
 import type { OutputConstraint } from '../model/grammar/constraint.ts'
@@ -88,6 +88,7 @@ const anyValue: Record<string, never> = {}
 const strings = { type: 'array', items: str } as const
 const ints = { type: 'array', items: int } as const
 const i32 = binary('i32')
+const f32 = binary('f32')
 
 const role: Schema<Role> = { type: 'string', enum: ['server', 'tokenizer', 'scheduler', 'worker'] }
 const errorCode: Schema<ErrorCode> = { type: 'string', enum: Object.keys(ERRORS) as ErrorCode[] }
@@ -139,8 +140,8 @@ const tokenLogprobs: Schema<TokenLogprobs> = {
   type: 'object',
   properties: {
     logprob: num,
-    topIds: ints,
-    topLogprobs: nums,
+    topIds: i32,
+    topLogprobs: f32,
     prompt: opt({
       type: 'object',
       properties: { logprobs: { type: 'array', items: orNull(num) }, topIds: { type: 'array', items: ints }, topLogprobs: { type: 'array', items: nums } },
@@ -148,15 +149,16 @@ const tokenLogprobs: Schema<TokenLogprobs> = {
   },
 }
 
-const tokenText: Schema<TokenText> = { type: 'object', properties: { token: str, logprob: num } }
+const promptTextLogprobs: Schema<PromptTextLogprobs> = { type: 'object', properties: { token: str, logprob: orNull(num), top: strings, topLogprobs: nums } }
 
 const textLogprobs: Schema<TextLogprobs> = {
   type: 'object',
   properties: {
     token: str,
     logprob: num,
-    top: { type: 'array', items: tokenText },
-    prompt: opt({ type: 'array', items: { type: 'object', properties: { token: str, logprob: orNull(num), top: { type: 'array', items: tokenText } } } }),
+    top: strings,
+    topLogprobs: f32,
+    prompt: opt({ type: 'array', items: promptTextLogprobs }),
   },
 }
 

@@ -19,13 +19,16 @@ export type { SamplingParams } from '../sampling/params.ts'
 /**
  * Log-probabilities of one sampled token, from the model's raw output (before temperature, penalties,
  * logit bias and grammar masks, as vLLM's default): worker → scheduler → tokenizer, as token ids.
- * Only a request that asks for logprobs (SamplingParams.logprobs) has them.
+ * Only a request that asks for logprobs (SamplingParams.logprobs) has them. The top lists are typed
+ * arrays, so they travel as binary frames: top_logprobs 20 is 21 numbers a token, and each process
+ * would otherwise format and parse them as JSON.
  */
 export interface TokenLogprobs {
+  /** Float32-exact, as topLogprobs: the sampled token's value equals its own entry there. */
   logprob: number
   /** The most likely tokens, best first: SamplingParams.logprobs of them (ties by lower id). */
-  topIds: number[]
-  topLogprobs: number[]
+  topIds: Int32Array
+  topLogprobs: Float32Array
   /** On a request's first sampled token, when it asked for prompt logprobs (echo): its prompt's. */
   prompt?: PromptLogprobs
 }
@@ -37,17 +40,22 @@ export interface PromptLogprobs {
   topLogprobs: number[][]
 }
 
-/** A token and its log-probability, as the client gets it (tokenizer → server). */
-export interface TokenText {
+/** One output token's logprobs with text (tokenizer → server): the ids decoded, the numbers as they came. */
+export interface TextLogprobs {
   token: string
   logprob: number
+  /** The top tokens' texts, best first, and their logprobs. */
+  top: string[]
+  topLogprobs: Float32Array
+  /** With the first output, when prompt logprobs were asked: one per prompt token (the first's logprob null). */
+  prompt?: PromptTextLogprobs[]
 }
 
-/** One output token's logprobs with text (the tokenizer decodes the ids). */
-export interface TextLogprobs extends TokenText {
-  top: TokenText[]
-  /** With the first output, when prompt logprobs were asked: one per prompt token (the first's logprob null). */
-  prompt?: { token: string; logprob: number | null; top: TokenText[] }[]
+export interface PromptTextLogprobs {
+  token: string
+  logprob: number | null
+  top: string[]
+  topLogprobs: number[]
 }
 
 /** A chat message as Hugging Face chat templates read it. */

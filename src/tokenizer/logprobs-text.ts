@@ -2,7 +2,7 @@
  * A token's logprobs as the client reads them: ids decoded to their text, one token at a time (a
  * token that is part of a UTF-8 character decodes to U+FFFD, as in vLLM's output).
  */
-import type { TextLogprobs, TokenLogprobs, TokenText } from '../ipc/messages.ts'
+import type { TextLogprobs, TokenLogprobs } from '../ipc/messages.ts'
 import type { Decoder } from './detokenizer.ts'
 
 /**
@@ -19,15 +19,18 @@ function tokenText(d: Decoder, id: number): string {
   return text
 }
 
-function tops(d: Decoder, ids: readonly number[], logprobs: readonly number[]): TokenText[] {
-  return ids.map((id, i) => ({ token: tokenText(d, id), logprob: logprobs[i]! }))
+function topTexts(d: Decoder, ids: ArrayLike<number>): string[] {
+  const out = new Array<string>(ids.length)
+  for (let i = 0; i < ids.length; i++) out[i] = tokenText(d, ids[i]!)
+  return out
 }
 
+/** The numbers pass through as the worker gave them (a Float32Array travels as a binary frame). */
 export function textLogprobs(d: Decoder, token: number, lp: TokenLogprobs, promptIds: readonly number[] | null): TextLogprobs {
-  const out: TextLogprobs = { token: tokenText(d, token), logprob: lp.logprob, top: tops(d, lp.topIds, lp.topLogprobs) }
+  const out: TextLogprobs = { token: tokenText(d, token), logprob: lp.logprob, top: topTexts(d, lp.topIds), topLogprobs: lp.topLogprobs }
   if (lp.prompt && promptIds) {
     const p = lp.prompt
-    out.prompt = promptIds.map((id, i) => ({ token: tokenText(d, id), logprob: p.logprobs[i] ?? null, top: tops(d, p.topIds[i] ?? [], p.topLogprobs[i] ?? []) }))
+    out.prompt = promptIds.map((id, i) => ({ token: tokenText(d, id), logprob: p.logprobs[i] ?? null, top: topTexts(d, p.topIds[i] ?? []), topLogprobs: p.topLogprobs[i] ?? [] }))
   }
   return out
 }

@@ -53,6 +53,28 @@ t.test('the message given to encode is left as it was', async (t) => {
   t.same([...(decode(frames) as ForwardBatch).prefill[0]!.tokens], [1, 2])
 })
 
+t.test('logprobs\' top lists travel in the binary frame, not as JSON numbers', async (t) => {
+  const logprobs = { token: ' hi', logprob: Math.fround(-0.5), top: [' hi', '__proto__', 'constructor'], topLogprobs: Float32Array.of(-0.5, -2.25, -3) }
+  const msg: BatchStrOutput = {
+    type: 'batch_str',
+    items: [
+      { rid: 'a', text: ' hi', tokenId: 5, finishReason: null, promptTokens: 3, completionTokens: 1, stats: null, logprobs },
+      { rid: 'b', text: '!', tokenId: 6, finishReason: 'stop', promptTokens: 3, completionTokens: 2, stats: { queueMs: 1, prefillMs: 2, decodeMs: 3 } },
+    ],
+  }
+  const frames = encode(msg)
+  t.equal(frames.length, 2, 'the header and the binary frame')
+  t.notMatch(frames[0]!.toString(), /-2\.25/, 'no logprob among the JSON')
+  t.ok(msg.items[0]!.logprobs!.topLogprobs instanceof Float32Array, 'the caller\'s message still holds its typed array')
+  const back = decode(frames) as BatchStrOutput
+  t.same(back.items[1], msg.items[1])
+  const lp = back.items[0]!.logprobs!
+  t.same(lp.top, logprobs.top)
+  t.ok(lp.topLogprobs instanceof Float32Array)
+  t.same([...lp.topLogprobs], [-0.5, -2.25, -3])
+  t.equal(lp.logprob, -0.5)
+})
+
 t.test('a message with no typed array is one JSON frame; a reference where no frame came is refused', async (t) => {
   const msg: BatchStrOutput = {
     type: 'batch_str',

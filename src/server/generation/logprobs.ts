@@ -5,7 +5,7 @@
  * first in the legacy shape, the first with null. Streamed, each chunk carries its own tokens and the
  * text offsets continue from the chunk before.
  */
-import type { TextLogprobs, TokenText } from '../../ipc/messages.ts'
+import type { TextLogprobs } from '../../ipc/messages.ts'
 
 export type LogprobsKind = 'chat' | 'completion'
 
@@ -15,15 +15,34 @@ export function setChoiceLogprobs(body: Record<string, unknown>, logprobs: Recor
   if (choice) choice.logprobs = logprobs
 }
 
+/**
+ * Each token text's UTF-8 bytes, kept: top_logprobs 20 asks for 21 a token, and token texts come
+ * from the vocabulary, so few distinct ones recur. Emptied when it grows past the bound.
+ */
+const byteCache = new Map<string, number[]>()
+const BYTE_CACHE_MAX = 1 << 16
+
 function bytesOf(token: string): number[] {
-  return [...Buffer.from(token, 'utf8')]
+  let bytes = byteCache.get(token)
+  if (bytes === undefined) {
+    if (byteCache.size >= BYTE_CACHE_MAX) byteCache.clear()
+    byteCache.set(token, (bytes = [...Buffer.from(token, 'utf8')]))
+  }
+  return bytes
 }
 
-function topMap(top: readonly TokenText[], sampled: TokenText | null): Record<string, number> {
+/** Sets map[key] as an own property, a key such as "__proto__" or "constructor" included. */
+function put(map: Record<string, number>, key: string, value: number): void {
+  if (Object.hasOwn(map, key)) return
+  if (key === '__proto__') Object.defineProperty(map, key, { value, writable: true, enumerable: true, configurable: true })
+  else map[key] = value
+}
+
+/** The legacy shape's token → logprob map; vLLM's: the sampled token is always in it. */
+function topMap(top: readonly string[], logprobs: ArrayLike<number>, sampled: string, sampledLogprob: number): Record<string, number> {
   const map: Record<string, number> = {}
-  for (const t of top) if (!(t.token in map)) map[t.token] = t.logprob
-  // vLLM's: the sampled token is always in the map.
-  if (sampled && !(sampled.token in map)) map[sampled.token] = sampled.logprob
+  for (let i = 0; i < top.length; i++) put(map, top[i]!, logprobs[i]!)
+  put(map, sampled, sampledLogprob)
   return map
 }
 
@@ -45,7 +64,7 @@ export class LogprobsFormatter {
           token: e.token,
           logprob: e.logprob,
           bytes: bytesOf(e.token),
-          top_logprobs: e.top.map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytesOf(t.token) })),
+          top_logprobs: e.top.map((token, i) => ({ token, logprob: e.topLogprobs[i]!, bytes: bytesOf(token) })),
         })),
         refusal: null,
       }
@@ -63,9 +82,9 @@ export class LogprobsFormatter {
     }
     for (const e of entries) {
       if (this.echo && e.prompt) {
-        for (const p of e.prompt) add(p.token, p.logprob, p.logprob === null ? null : topMap(p.top, { token: p.token, logprob: p.logprob }))
+        for (const p of e.prompt) add(p.token, p.logprob, p.logprob === null ? null : topMap(p.top, p.topLogprobs, p.token, p.logprob))
       }
-      add(e.token, e.logprob, topMap(e.top, e))
+      add(e.token, e.logprob, topMap(e.top, e.topLogprobs, e.token, e.logprob))
     }
     return { tokens, token_logprobs: tokenLogprobs, top_logprobs: top, text_offset: textOffset }
   }
