@@ -11,7 +11,8 @@ import { trainBpe, tokenizerConfigJson, tokenizerJson, EOS_TOKEN, IM_START } fro
 import { corpusDocuments, CORPUS_PATH } from '../../src/model/build.ts'
 import { GrammarEngine, type ConstrainedOutput } from '../../src/model/grammar/engine.ts'
 import { grammarVocab, utf8Possible } from '../../src/model/grammar/vocab.ts'
-import type { OutputConstraint } from '../../src/model/grammar/constraint.ts'
+import { boundedRepeat, jsonSchemaEbnf, type OutputConstraint } from '../../src/model/grammar/constraint.ts'
+import { XgrammarInstance } from '../../src/model/grammar/xgrammar.ts'
 import { checkConstraint } from '../../src/model/grammar/check.ts'
 import { requestedConstraint } from '../../src/model/grammar/request.ts'
 import { SpanserveError } from '../../src/errors.ts'
@@ -235,4 +236,30 @@ t.test('request fields map to one constraint', async (t) => {
   t.equal(refused({ guided_choice: [] }).param, 'guided_choice')
   t.equal(refused({ tool_choice: 'required' }).param, 'tool_choice')
   t.equal(refused({ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'h' } } }).param, 'tool_choice')
+})
+
+t.test('string lengths past 128 (written as nested repetitions) allow exactly what the schema allows', async (t) => {
+  const xg = await XgrammarInstance.create()
+  const bounds: [number | undefined, number | undefined][] = [[2000, undefined], [undefined, 2000], [300, 1000], [300, 300], [5, undefined]]
+  for (const [minLength, maxLength] of bounds) {
+    const schema = { type: 'object', properties: { s: { type: 'string', minLength, maxLength } }, required: ['s'] }
+    const ebnf = await xg.call((x) => jsonSchemaEbnf(x, JSON.stringify(schema)))
+    t.notOk([...ebnf.matchAll(/\{(\d+)(?:,(\d*))?\}/g)].some((m) => Number(m[1]) > 128 || Number(m[2] ?? 0) > 128), `${JSON.stringify(schema.properties.s)}: no count above 128`)
+    const grammar = await xg.call((x) => x.Grammar.fromEBNF(ebnf))
+    const lo = minLength ?? 0
+    const hi = maxLength ?? lo + 200
+    // Each bound, either side of it, and lengths at and around a chunk's end.
+    const lengths = [...new Set([lo - 1, lo, lo + 1, 127, 128, 129, 255, 256, 1791, 1792, 1919, 1920, hi - 1, hi, hi + 1].filter((n) => n >= 0 && n <= hi + 1))]
+    for (const n of lengths) {
+      // Laid out as the grammar writes JSON (": " between key and value).
+      const doc = `{"s": "${'ab c'.repeat(n).slice(0, n)}"}`
+      const allowed = n >= lo && (maxLength === undefined || n <= maxLength)
+      const got = await xg.call((x) => x.Testings.isGrammarAcceptString(grammar, doc))
+      if (got !== allowed) t.fail(`${JSON.stringify(schema.properties.s)}: length ${n} ${allowed ? 'refused' : 'allowed'}`)
+    }
+    grammar.dispose()
+    t.pass(`${JSON.stringify(schema.properties.s)}: lengths ${lengths.join(', ')} as the schema says`)
+  }
+  // Past 128 x 128, a chunk of chunks.
+  t.equal(boundedRepeat('x', 20000, null), '((x{128}){128}) (x{128}){28} x{32} x*')
 })
