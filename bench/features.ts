@@ -14,6 +14,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ensureModel } from '../src/model/build.ts'
 import type { PresetName } from '../src/model/presets.ts'
+import { createRng } from '../src/model/rng.ts'
 import { ROOT } from '../test/helpers/server.ts'
 import { startSpanserve } from './configs/spanserve.ts'
 import type { FeaturePart } from './options.ts'
@@ -45,6 +46,8 @@ interface Level {
   /** p50 of the time until every choice had its first text (n > 1; else the TTFT). */
   allFirstP50: number
   cachedTokens: number
+  /** A paired level's rounds, in order: round r of each side ran next to the other's round r. */
+  rounds?: Level[]
 }
 
 /** One streamed request; tokens from the usage of its last chunk. */
@@ -83,15 +86,15 @@ async function stream(url: string, path: string, body: Record<string, unknown>):
 }
 
 /** `bodies` sent `concurrency` at a time, each slot sending its next as its last ends. */
-function level(label: string, url: string, path: string, bodies: Record<string, unknown>[], concurrency: number): Promise<Level> {
-  return sessions(label, url, path, bodies.map((b) => [b]), concurrency)
+function level(label: string, url: string, path: string, bodies: Record<string, unknown>[], concurrency: number, log = true): Promise<Level> {
+  return sessions(label, url, path, bodies.map((b) => [b]), concurrency, log)
 }
 
 /**
  * Sessions (a conversation's turns, sent one after another as a chat client does) run `concurrency`
  * at a time, each slot taking the next session as its last ends.
  */
-async function sessions(label: string, url: string, path: string, jobs: Record<string, unknown>[][], concurrency: number): Promise<Level> {
+async function sessions(label: string, url: string, path: string, jobs: Record<string, unknown>[][], concurrency: number, log = true): Promise<Level> {
   const samples: Sample[] = []
   let next = 0
   const t0 = performance.now()
@@ -109,7 +112,7 @@ async function sessions(label: string, url: string, path: string, jobs: Record<s
     allFirstP50: percentile(samples.map((s) => s.allFirstMs), 50),
     cachedTokens: samples.reduce((s, r) => s + r.cachedTokens, 0),
   }
-  process.stderr.write(`  ${label} c${concurrency}: ${result.tokensPerSec.toFixed(1)} tok/s, TTFT p50 ${result.ttftP50.toFixed(1)} ms${result.allFirstP50 !== result.ttftP50 ? ` (every choice's first token: ${result.allFirstP50.toFixed(1)} ms)` : ''}, ${result.cachedTokens} cached prompt tokens\n`)
+  if (log) process.stderr.write(`  ${label} c${concurrency}: ${result.tokensPerSec.toFixed(1)} tok/s, TTFT p50 ${result.ttftP50.toFixed(1)} ms${result.allFirstP50 !== result.ttftP50 ? ` (every choice's first token: ${result.allFirstP50.toFixed(1)} ms)` : ''}, ${result.cachedTokens} cached prompt tokens\n`)
   return result
 }
 
@@ -148,7 +151,7 @@ function workloads(modelDir: string) {
 
 /**
  * The cache workloads on two servers up at once, cache on and --disable-radix-cache: each level runs
- * on one then the other, in alternating order over three rounds, so that both see the same moments
+ * on one then the other, in balanced order over four rounds, so that both see the same moments
  * of this machine's noise; each side reports its median round.
  */
 async function cacheRun(modelDir: string): Promise<Level[]> {
@@ -182,29 +185,51 @@ async function paired(rounds: number, run: (side: 0 | 1, round: number) => Promi
     const order: (0 | 1)[] = r % 4 === 0 || r % 4 === 3 ? [0, 1] : [1, 0]
     for (const side of order) sides[side].push(await run(side, r))
   }
-  const median = (levels: Level[]): Level => {
-    // The median: with an even number of rounds, the mean of the middle two.
-    const pick = (f: (l: Level) => number) => {
-      const v = levels.map(f).sort((a, b) => a - b)
-      const m = v.length >> 1
-      return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2
-    }
-    return { ...levels[0]!, requests: levels.reduce((s, l) => s + l.requests, 0), tokensPerSec: pick((l) => l.tokensPerSec), ttftP50: pick((l) => l.ttftP50), allFirstP50: pick((l) => l.allFirstP50), cachedTokens: levels.reduce((s, l) => s + l.cachedTokens, 0) }
+  const medianLevel = (levels: Level[]): Level => {
+    const pick = (f: (l: Level) => number) => median(levels.map(f))
+    return { ...levels[0]!, requests: levels.reduce((s, l) => s + l.requests, 0), tokensPerSec: pick((l) => l.tokensPerSec), ttftP50: pick((l) => l.ttftP50), allFirstP50: pick((l) => l.allFirstP50), cachedTokens: levels.reduce((s, l) => s + l.cachedTokens, 0), rounds: levels }
   }
-  return [median(sides[0]), median(sides[1])]
+  return [medianLevel(sides[0]), medianLevel(sides[1])]
 }
 
-const ROUNDS = 4
+/** The median of xs; with an even count, the mean of the middle two. */
+function median(xs: readonly number[]): number {
+  const v = [...xs].sort((a, b) => a - b)
+  const m = v.length >> 1
+  return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2
+}
+
 /**
- * Rounds of the plain-vs-base comparison, whose bound (0.98) is tighter than one round's noise on 2
- * cores: one server's rounds at c1 ranged over 300-550 tok/s in one run, and of the same two
- * checkouts, medians of 8 rounds at c1 read 0.90 and 0.94 where 12 rounds read 1.01.
+ * a / b for a verdict: for two sides of one paired run, the median of the rounds' own ratios (round
+ * r of each ran next to the other's, so a slow moment of this machine weighs on both sides of one
+ * ratio rather than on one side's median), with a 90% bootstrap interval of that median (2,000
+ * resamples, seeded); otherwise the ratio of the two values.
  */
-const BASE_ROUNDS = 12
+export function pairedRatio(a: Level, b: Level, pick: (l: Level) => number): { value: number; interval?: [number, number] } {
+  if (!a.rounds || !b.rounds || a.rounds.length !== b.rounds.length) return { value: pick(a) / pick(b) }
+  const ratios = a.rounds.map((r, i) => pick(r) / pick(b.rounds![i]!))
+  const rng = createRng(1)
+  const medians = Array.from({ length: 2000 }, () => median(ratios.map(() => ratios[Math.floor(rng.next() * ratios.length)]!))).sort((x, y) => x - y)
+  return { value: median(ratios), interval: [medians[100]!, medians[1899]!] }
+}
+
+/** Rounds of the cache workloads (their prompts are laid out for four) and of the API features. */
+const ROUNDS = 4
+const API_ROUNDS = 6
+/**
+ * The plain-vs-base comparison, whose bound (0.98) is tighter than one round's noise on 2 cores (one
+ * server's rounds of 24 requests at c1 ranged over 270-570 tok/s in one run). Short rounds, many of
+ * them: at c1 one request a round, at c16 one wave of 16; each verdict is the median of the rounds'
+ * paired ratios (pairedRatio), so the two sides of a ratio are never more than a second apart.
+ */
+const BASE_LEVELS = [
+  { concurrency: 1, requests: 1, rounds: 240 },
+  { concurrency: 16, requests: 16, rounds: 40 },
+] as const
 
 async function featureRun(modelDir: string, url: string): Promise<Level[]> {
   // Each level its own prompts: a level must not find its prompts in the prefix cache from the one before.
-  const all = makePrompts(modelDir, 64, 64 + 32 + ROUNDS * (2 * 48 + 2 * 48 + 2 * 12)).prompts
+  const all = makePrompts(modelDir, 64, 64 + 32 + API_ROUNDS * (2 * 48 + 2 * 48 + 2 * 12)).prompts
   let taken = 0
   const fresh = (count: number) => all.slice(taken, (taken += count))
   const bodies = (extra: Record<string, unknown>, count: number) => fresh(count).map((p) => completion(p, 64, extra))
@@ -216,9 +241,9 @@ async function featureRun(modelDir: string, url: string): Promise<Level[]> {
   // The warm-up compiles the schema once: grammars are cached per schema, the steady state is measured.
   await level('warm-up', url, '/v1/completions', bodies({}, 32), 16)
   await level('warm-up json_schema', url, '/v1/chat/completions', chat(32, jsonSchema), 16)
-  const [plain, logprobs] = await paired(ROUNDS, (side) => side === 0 ? level('plain', url, '/v1/completions', bodies({}, 48), 16) : level('top_logprobs 20', url, '/v1/completions', bodies({ logprobs: 20 }, 48), 16))
-  const [chatPlain, chatJson] = await paired(ROUNDS, (side) => side === 0 ? level('chat plain', url, '/v1/chat/completions', chat(48), 16) : level('chat json_schema', url, '/v1/chat/completions', chat(48, jsonSchema), 16))
-  const [n1, n4] = await paired(ROUNDS, (side) => side === 0 ? level('n=1', url, '/v1/completions', bodies({}, 12), 1) : level('n=4', url, '/v1/completions', bodies({ n: 4 }, 12), 1))
+  const [plain, logprobs] = await paired(API_ROUNDS, (side) => side === 0 ? level('plain', url, '/v1/completions', bodies({}, 48), 16) : level('top_logprobs 20', url, '/v1/completions', bodies({ logprobs: 20 }, 48), 16))
+  const [chatPlain, chatJson] = await paired(API_ROUNDS, (side) => side === 0 ? level('chat plain', url, '/v1/chat/completions', chat(48), 16) : level('chat json_schema', url, '/v1/chat/completions', chat(48, jsonSchema), 16))
+  const [n1, n4] = await paired(API_ROUNDS, (side) => side === 0 ? level('n=1', url, '/v1/completions', bodies({}, 12), 1) : level('n=4', url, '/v1/completions', bodies({ n: 4 }, 12), 1))
   return [plain, logprobs, chatPlain, chatJson, n1, n4]
 }
 
@@ -228,17 +253,18 @@ async function featureRun(modelDir: string, url: string): Promise<Level[]> {
  * its own, so this checkout's prefix cache never finds them.
  */
 async function plainRun(modelDir: string, base: string): Promise<Level[]> {
-  const prompts = makePrompts(modelDir, 64, 16 + BASE_ROUNDS * (24 + 64)).prompts
+  const prompts = makePrompts(modelDir, 64, 16 + BASE_LEVELS.reduce((n, l) => n + l.rounds * l.requests, 0)).prompts
   let taken = 16
   const fresh = (count: number) => prompts.slice(taken, (taken += count)).map((p) => completion(p, 64))
   return withServer(modelDir, [], undefined, (nowUrl) => withServer(modelDir, [], base, async (baseUrl) => {
     const sides = [{ url: nowUrl, label: 'this checkout' }, { url: baseUrl, label: 'base' }] as const
     for (const { url, label } of sides) await level(`${label} warm-up`, url, '/v1/completions', prompts.slice(0, 16).map((p) => completion(p, 16)), 16)
     const out: Level[] = []
-    for (const [count, concurrency] of [[24, 1], [64, 16]] as const) {
+    for (const { concurrency, requests, rounds: count } of BASE_LEVELS) {
       // Both sides of a round get the same prompts.
-      const rounds = Array.from({ length: BASE_ROUNDS }, () => fresh(count))
-      const [now, before] = await paired(BASE_ROUNDS, (side, round) => level(sides[side].label, sides[side].url, '/v1/completions', rounds[round]!, concurrency))
+      const rounds = Array.from({ length: count }, () => fresh(requests))
+      const [now, before] = await paired(count, (side, round) => level(sides[side].label, sides[side].url, '/v1/completions', rounds[round]!, concurrency, false))
+      for (const l of [now, before]) process.stderr.write(`  ${l.label} c${concurrency}: median of ${count} rounds ${l.tokensPerSec.toFixed(1)} tok/s\n`)
       out.push(now, before)
     }
     return out
@@ -257,6 +283,8 @@ async function withServer<T>(modelDir: string, extraArgs: string[], root: string
 interface Verdict {
   target: string
   value: number
+  /** 90% bootstrap interval of a paired verdict's median ratio. */
+  interval?: [number, number]
   met: boolean
 }
 
@@ -271,8 +299,8 @@ export async function runFeatures(opts: FeaturesOptions): Promise<void> {
     const verdicts: Verdict[] = []
     const ratio = (target: string, a: Level | undefined, b: Level | undefined, pick: (l: Level) => number, bound: number, atMost: boolean) => {
       if (!a || !b) return
-      const value = pick(a) / pick(b)
-      verdicts.push({ target, value, met: atMost ? value <= bound : value >= bound })
+      const { value, interval } = pairedRatio(a, b, pick)
+      verdicts.push({ target, value, ...(interval ? { interval } : {}), met: atMost ? value <= bound : value >= bound })
     }
     const cacheLevels = opts.parts.includes('cache') ? await cacheRun(modelDir) : []
     const cache = cacheLevels.filter((l) => l.label.startsWith('cache '))
@@ -299,7 +327,7 @@ export async function runFeatures(opts: FeaturesOptions): Promise<void> {
       levels.push(...plain)
       for (const c of [1, 16]) ratio(`plain requests, tok/s at c${c}, this checkout / base (>= 0.98)`, find(now, 'this checkout', c), find(before, 'base', c), (l) => l.tokensPerSec, 0.98, false)
     }
-    for (const v of verdicts) process.stderr.write(`  ${v.met ? 'met' : 'NOT met'}: ${v.target}: ${v.value.toFixed(3)}\n`)
+    for (const v of verdicts) process.stderr.write(`  ${v.met ? 'met' : 'NOT met'}: ${v.target}: ${v.value.toFixed(3)}${v.interval ? ` (90% interval ${v.interval[0].toFixed(3)}-${v.interval[1].toFixed(3)})` : ''}\n`)
     results[preset] = { levels, verdicts }
   }
   const dir = opts.out || join(ROOT, 'bench/results')
