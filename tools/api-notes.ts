@@ -40,7 +40,7 @@ const COMMON: Record<string, string> = {
 const COMPLETIONS: Record<string, string> = {
   prompt: 'A string, token ids, or up to 128 of either: choices are indexed prompt-major, n per prompt. Token ids outside the vocabulary are a 400 `SPANSERVE_ERR_TOKEN_ID`. Default max_tokens is 16, as OpenAI\'s.',
   echo: 'The prompt is sent back before the completion (with its logprobs when `logprobs` is set; the first token\'s is null).',
-  logprobs: 'Legacy logprobs (0..20): `tokens`, `token_logprobs`, `top_logprobs` (the sampled token always among them), `text_offset`. From the raw model output (log-softmax of the logits before temperature, penalties, logit_bias and grammar masks: vLLM\'s default), computed only for requests that ask.',
+  logprobs: 'Legacy logprobs (0..20): `tokens`, `token_logprobs`, `top_logprobs` (the sampled token always among them), `text_offset`. From the raw model output (log-softmax of the logits before temperature, penalties, logit_bias and grammar masks: vLLM\'s default) in float32, as vLLM returns them, computed only for requests that ask.',
   best_of: 'Sequences generated per prompt (≥ n, else a 400 on best_of); the n with the highest total logprob are returned, most likely first. Cannot be streamed when above n.',
   suffix: 'Only null: insertion is not supported.',
 }
@@ -50,7 +50,7 @@ const CHAT: Record<string, string> = {
   messages: 'Roles system, developer, user, assistant, tool; content a string or text parts (other part types are a 400). An assistant message may have content null (with or without tool_calls); a tool message needs tool_call_id. All go to the model\'s chat template, tool calls with their arguments parsed to objects (as Hugging Face templates expect).',
   max_completion_tokens: 'Same as max_tokens (wins when both are given). Absent: the rest of the context.',
   max_tokens: 'Tokens to generate at most; absent: the rest of the context. Prompt + max_tokens beyond the context is a 400 `SPANSERVE_ERR_CONTEXT_LENGTH`.',
-  logprobs: 'Each output token\'s logprob in OpenAI\'s `choices[].logprobs.content[]` shape (token, logprob, bytes, top_logprobs), streamed too (each chunk its tokens\'). From the raw model output (log-softmax of the logits before temperature, penalties, logit_bias and grammar masks: vLLM\'s default), computed only for requests that ask.',
+  logprobs: 'Each output token\'s logprob in OpenAI\'s `choices[].logprobs.content[]` shape (token, logprob, bytes, top_logprobs), streamed too (each chunk its tokens\'). From the raw model output (log-softmax of the logits before temperature, penalties, logit_bias and grammar masks: vLLM\'s default) in float32, as vLLM returns them, computed only for requests that ask.',
   top_logprobs: '0..20 most likely alternatives per token (needs logprobs).',
   tools: 'Function tools, given to the chat template as `tools` (Hugging Face convention). Other tool types are a 400. Names unique, `^[a-zA-Z0-9_.:-]{1,64}$`.',
   tool_choice: '`none`: tools are left out of the prompt, plain text. `auto` (the default with tools): the model\'s output is read by the `--tool-call-parser` (hermes: `<tool_call>{…}</tool_call>`) into `message.tool_calls` / `delta.tool_calls`, finish_reason "tool_calls". `required` / a named function: the output is constrained to a valid call whose arguments match the function\'s parameters. A choice without tools, or naming a function not given, is a 400 on tool_choice.',
