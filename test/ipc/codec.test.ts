@@ -2,7 +2,7 @@ import t from 'tap'
 import { decode, encode } from '../../src/ipc/codec.ts'
 import type { BatchStrOutput, BatchTokenIdOutput, ForwardBatch } from '../../src/ipc/messages.ts'
 
-t.test('typed arrays travel in one binary frame and come back equal', async (t) => {
+t.test('typed arrays travel as binary, in the message\'s one frame, and come back equal', async (t) => {
   const msg: ForwardBatch = {
     type: 'forward',
     step: 7,
@@ -13,7 +13,8 @@ t.test('typed arrays travel in one binary frame and come back equal', async (t) 
     release: ['d'],
   }
   const frames = encode(msg)
-  t.equal(frames.length, 2, 'one header frame and one binary frame for both arrays')
+  t.equal(frames.length, 1, 'one frame')
+  t.equal(frames[0]![0], 0, 'in the binary layout')
   t.notMatch(frames[0]!.toString(), /"0":1/, 'the token ids are not in the JSON header')
   const back = decode(frames) as ForwardBatch
   t.same(back.decode, ['b', 'c'])
@@ -63,7 +64,7 @@ t.test('logprobs\' top lists travel in the binary frame, not as JSON numbers', a
     ],
   }
   const frames = encode(msg)
-  t.equal(frames.length, 2, 'the header and the binary frame')
+  t.equal(frames.length, 1)
   t.notMatch(frames[0]!.toString(), /-2\.25/, 'no logprob among the JSON')
   t.ok(msg.items[0]!.logprobs!.topLogprobs instanceof Float32Array, 'the caller\'s message still holds its typed array')
   const back = decode(frames) as BatchStrOutput
@@ -75,7 +76,7 @@ t.test('logprobs\' top lists travel in the binary frame, not as JSON numbers', a
   t.equal(lp.logprob, -0.5)
 })
 
-t.test('a message with no typed array is one JSON frame; a reference where no frame came is refused', async (t) => {
+t.test('a message with no typed array is JSON alone; a reference with no binary behind it is refused', async (t) => {
   const msg: BatchStrOutput = {
     type: 'batch_str',
     items: [{ rid: 'a', text: ' hi', tokenId: 5, finishReason: null, promptTokens: 3, completionTokens: 1, stats: null }],
@@ -84,18 +85,29 @@ t.test('a message with no typed array is one JSON frame; a reference where no fr
   t.equal(frames.length, 1)
   t.same(decode(frames), msg, 'comes back equal')
   t.equal(encode({ type: 'abort', rid: 'a', reason: 'client gone' }).length, 1, 'a kind that never holds one')
-  // A forward whose token ids are a binary reference, with no frame behind it.
+  // A forward whose token ids are a binary reference: as JSON alone, then in the binary layout.
   const forward = '{"type":"forward","step":1,"prefill":[{"rid":"a","trace":null,"tokens":{"$b":0,"n":2,"t":"i32"},"start":0,"last":true,"sampling":null}],"decode":[],"decodeTokens":{"$b":8,"n":0,"t":"i32"},"decodeSteps":1,"release":[]}'
   const binary = Buffer.from(Int32Array.of(4, 5).buffer)
-  t.throws(() => decode([Buffer.from(forward)]), { name: 'DecodeError' }, 'one frame: the reference is no typed array, and the schema says so')
-  const bad = (ref: string) => decode([Buffer.from(forward.replace('{"$b":0,"n":2,"t":"i32"}', ref)), binary])
-  t.throws(() => bad('{"$b":0,"n":3,"t":"i32"}'), { name: 'DecodeError' }, 'a reference past the end of the binary frame')
+  /** The binary layout by hand: 0, the header's length, the header, padding to 4 bytes, the arrays. */
+  const layout = (header: string, bytes: Buffer, length = Buffer.byteLength(header)) => {
+    const at = (5 + Buffer.byteLength(header) + 3) & ~3
+    const frame = Buffer.alloc(at + bytes.length)
+    frame.writeUInt32LE(length, 1)
+    frame.write(header, 5)
+    bytes.copy(frame, at)
+    return frame
+  }
+  t.throws(() => decode([Buffer.from(forward)]), { name: 'DecodeError' }, 'JSON alone: the reference is no typed array, and the schema says so')
+  const bad = (ref: string) => decode([layout(forward.replace('{"$b":0,"n":2,"t":"i32"}', ref), binary)])
+  t.throws(() => bad('{"$b":0,"n":3,"t":"i32"}'), { name: 'DecodeError' }, 'a reference past the end of the binary part')
   t.throws(() => bad('{"$b":2,"n":1,"t":"i32"}'), { name: 'DecodeError' }, 'one not aligned to its kind')
   t.throws(() => bad('{"$b":-4,"n":1,"t":"i32"}'), { name: 'DecodeError' }, 'a negative offset')
   t.throws(() => bad('{"$b":0,"n":1.5,"t":"i32"}'), { name: 'DecodeError' }, 'a length that is no integer')
   t.throws(() => bad('{"$b":0,"n":2,"t":"f64"}'), { name: 'DecodeError' }, 'a kind the codec does not know')
   t.throws(() => bad('{"$b":0,"n":2,"t":"constructor"}'), { name: 'DecodeError' }, 'nor one inherited from Object')
-  t.throws(() => decode([Buffer.from(forward), binary, binary]), { name: 'DecodeError' }, 'more than one binary frame')
-  const ok = decode([Buffer.from(forward), binary]) as ForwardBatch
+  t.throws(() => decode([layout(forward, binary, 100_000)]), { name: 'DecodeError' }, 'a header length past the frame')
+  t.throws(() => decode([Buffer.from([0, 1])]), { name: 'DecodeError' }, 'a frame too short for the length')
+  t.throws(() => decode([layout(forward, binary), binary]), { name: 'DecodeError' }, 'more than one frame')
+  const ok = decode([layout(forward, binary)]) as ForwardBatch
   t.same([...ok.prefill[0]!.tokens], [4, 5], 'with its frame, the same message decodes')
 })
