@@ -153,9 +153,10 @@ export function decode(frames: readonly Buffer[]): Message {
   const frame = frames[0]!
   let msg: unknown
   if (frame.length > 0 && frame[0] === BINARY_MARK) {
-    const headerBytes = frame.length >= HEADER_AT ? frame.readUInt32LE(1) : -1
+    // The length is checked before it is aligned: align4 works in 32-bit integers.
+    const headerBytes = frame.length >= HEADER_AT ? frame.readUInt32LE(1) : Infinity
+    if (headerBytes > frame.length - HEADER_AT || align4(HEADER_AT + headerBytes) > frame.length) throw new DecodeError('codec: truncated binary message')
     const binaryAt = align4(HEADER_AT + headerBytes)
-    if (headerBytes < 0 || binaryAt > frame.length) throw new DecodeError('codec: truncated binary message')
     msg = JSON.parse(frame.toString('utf8', HEADER_AT, HEADER_AT + headerBytes))
     // A walk restores the arrays (JSON.parse's reviver, called for every value, cost several times
     // the parse itself). The binary part is copied once, into an aligned buffer (a ZeroMQ frame may

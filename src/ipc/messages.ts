@@ -20,7 +20,7 @@ export type { SamplingParams } from '../sampling/params.ts'
  * Log-probabilities of one sampled token, from the model's raw output (before temperature, penalties,
  * logit bias and grammar masks, as vLLM's default): worker → scheduler → tokenizer, as token ids.
  * Only a request that asks for logprobs (SamplingParams.logprobs) has them. The top lists are typed
- * arrays, so they travel as binary frames: top_logprobs 20 is 21 numbers a token, and each process
+ * arrays, so they travel as binary (codec.ts): top_logprobs 20 is 21 numbers a token, and each process
  * would otherwise format and parse them as JSON.
  */
 export interface TokenLogprobs {

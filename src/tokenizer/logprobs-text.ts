@@ -25,7 +25,7 @@ function topTexts(d: Decoder, ids: ArrayLike<number>): string[] {
   return out
 }
 
-/** The numbers pass through as the worker gave them (a Float32Array travels as a binary frame). */
+/** The numbers pass through as the worker gave them (a Float32Array travels in the message's binary part). */
 export function textLogprobs(d: Decoder, token: number, lp: TokenLogprobs, promptIds: readonly number[] | null): TextLogprobs {
   const out: TextLogprobs = { token: tokenText(d, token), logprob: lp.logprob, top: topTexts(d, lp.topIds), topLogprobs: lp.topLogprobs }
   if (lp.prompt && promptIds) {

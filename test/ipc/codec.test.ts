@@ -106,6 +106,7 @@ t.test('a message with no typed array is JSON alone; a reference with no binary 
   t.throws(() => bad('{"$b":0,"n":2,"t":"f64"}'), { name: 'DecodeError' }, 'a kind the codec does not know')
   t.throws(() => bad('{"$b":0,"n":2,"t":"constructor"}'), { name: 'DecodeError' }, 'nor one inherited from Object')
   t.throws(() => decode([layout(forward, binary, 100_000)]), { name: 'DecodeError' }, 'a header length past the frame')
+  t.throws(() => decode([layout(forward, binary, 0xfffffff0)]), { name: 'DecodeError' }, 'one past 2^31, where 32-bit alignment would wrap')
   t.throws(() => decode([Buffer.from([0, 1])]), { name: 'DecodeError' }, 'a frame too short for the length')
   t.throws(() => decode([layout(forward, binary), binary]), { name: 'DecodeError' }, 'more than one frame')
   const ok = decode([layout(forward, binary)]) as ForwardBatch
