@@ -19,7 +19,7 @@ import { ROOT } from '../test/helpers/server.ts'
 import { startSpanserve } from './configs/spanserve.ts'
 import type { FeaturePart } from './options.ts'
 import { makePrompts } from './prompts.ts'
-import { percentile } from './stats.ts'
+import { median, percentile } from './stats.ts'
 
 export interface FeaturesOptions {
   models: PresetName[]
@@ -190,13 +190,6 @@ async function paired(rounds: number, run: (side: 0 | 1, round: number) => Promi
     return { ...levels[0]!, requests: levels.reduce((s, l) => s + l.requests, 0), tokensPerSec: pick((l) => l.tokensPerSec), ttftP50: pick((l) => l.ttftP50), allFirstP50: pick((l) => l.allFirstP50), cachedTokens: levels.reduce((s, l) => s + l.cachedTokens, 0), rounds: levels }
   }
   return [medianLevel(sides[0]), medianLevel(sides[1])]
-}
-
-/** The median of xs; with an even count, the mean of the middle two. */
-function median(xs: readonly number[]): number {
-  const v = [...xs].sort((a, b) => a - b)
-  const m = v.length >> 1
-  return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2
 }
 
 /**

@@ -8,6 +8,14 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[rank]!
 }
 
+/** The median of an unsorted sample, the mean of the middle two for an even count; NaN when empty. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const m = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[m]! : (sorted[m - 1]! + sorted[m]!) / 2
+}
+
 export function mean(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN
   let s = 0

@@ -21,6 +21,7 @@ import { ModelRunner } from '../src/worker/runner.ts'
 import { ZmqAllReduce } from '../src/worker/tp/collective.ts'
 import { TpModelRunner } from '../src/worker/tp/runner.ts'
 import { openRankSegments, segmentSessionOptions } from '../src/worker/tp/segments.ts'
+import { median } from './stats.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -48,11 +49,6 @@ interface Runner {
 
 const greedy: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: null }
 const WARMUP = 5
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
-}
 
 /** Same calls on every rank: B prompts of 32 tokens, then timed decode steps on fixed inputs. */
 async function drive(runner: Runner, batch: number, steps: number, vocab: number): Promise<{ stepMs: number; allReduceMs: number }> {
