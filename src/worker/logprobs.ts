@@ -67,11 +67,17 @@ export function topIds(logits: Float32Array, offset: number, vocab: number, k: n
   return ids
 }
 
-/** The row's log-probabilities of `ids` (float32, as the wire carries them). */
-function logprobsOf(logits: Float32Array, offset: number, ids: ArrayLike<number>, lse: number): Float32Array {
-  const out = new Float32Array(ids.length)
-  for (let i = 0; i < ids.length; i++) out[i] = finite(logits[offset + ids[i]!]! - lse)
-  return out
+/**
+ * One raw row scored: `token`'s log-probability and the k best ids' (float32, as the wire carries
+ * them, so the token's value equals its own entry in the top list). The best id is the row's max:
+ * the log-sum-exp needs no pass of its own for it.
+ */
+function scoreRow(logits: Float32Array, offset: number, vocab: number, token: number, k: number): TokenLogprobs {
+  const ids = topIds(logits, offset, vocab, k)
+  const lse = logSumExp(logits, offset, vocab, ids.length > 0 ? logits[offset + ids[0]!]! : undefined)
+  const topLogprobs = new Float32Array(ids.length)
+  for (let i = 0; i < ids.length; i++) topLogprobs[i] = finite(logits[offset + ids[i]!]! - lse)
+  return { logprob: Math.fround(finite(logits[offset + token]! - lse)), topIds: ids, topLogprobs }
 }
 
 export class LogprobsRecorder {
@@ -92,10 +98,7 @@ export class LogprobsRecorder {
 
   /** Record the sampled `token` of this raw row. */
   token(logits: Float32Array, offset: number, vocab: number, token: number): void {
-    const ids = topIds(logits, offset, vocab, this.top)
-    // The best id is the row's max: one pass fewer.
-    const lse = logSumExp(logits, offset, vocab, ids.length > 0 ? logits[offset + ids[0]!]! : undefined)
-    const entry: TokenLogprobs = { logprob: Math.fround(finite(logits[offset + token]! - lse)), topIds: ids, topLogprobs: logprobsOf(logits, offset, ids, lse) }
+    const entry = scoreRow(logits, offset, vocab, token, this.top)
     if (this.prompt !== null) {
       entry.prompt = this.prompt
       this.prompt = null
@@ -112,11 +115,10 @@ export class LogprobsRecorder {
     if (k === undefined) return
     const p = (this.prompt ??= { logprobs: [], topIds: [], topLogprobs: [] })
     const score = (row: Float32Array, offset: number, token: number) => {
-      const ids = topIds(row, offset, vocab, k)
-      const lse = logSumExp(row, offset, vocab, ids.length > 0 ? row[offset + ids[0]!]! : undefined)
-      p.logprobs.push(Math.fround(finite(row[offset + token]! - lse)))
-      p.topIds.push([...ids])
-      p.topLogprobs.push(Array.from(logprobsOf(row, offset, ids, lse)))
+      const scored = scoreRow(row, offset, vocab, token, k)
+      p.logprobs.push(scored.logprob)
+      p.topIds.push(Array.from(scored.topIds))
+      p.topLogprobs.push(Array.from(scored.topLogprobs))
     }
     if (start === 0) {
       p.logprobs.push(null)
