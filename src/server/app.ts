@@ -1,8 +1,9 @@
 /** The Fastify application: routes, body limits, JSON-only bodies, and OpenAI-shaped errors. */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { SpanserveError, errorBody } from '../errors.ts'
 import type { Logger } from '../logging.ts'
 import { errorHeaders, toSpanserveError } from './http-errors.ts'
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../json-depth.ts'
 import { chatRoute } from './routes/chat.ts'
 import { completionsRoute } from './routes/completions.ts'
 import { healthRoute } from './routes/health.ts'
@@ -34,6 +35,14 @@ export interface AppOptions extends RoutesOptions {
 }
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  // Every error answered here is logged and counted once: refusals at info, failures at error.
+  const answerError = (err: unknown, request: FastifyRequest, reply: FastifyReply): void => {
+    const e = toSpanserveError(err)
+    opts.info.metrics.failed(e.code)
+    if (e.status >= 500 && e.code !== 'SPANSERVE_ERR_UNAVAILABLE' && e.code !== 'SPANSERVE_ERR_SHUTTING_DOWN') request.log.error({ err, code: e.code }, 'request failed')
+    else request.log.info({ code: e.code, status: e.status, reason: e.message, url: request.url.split('?')[0] }, 'request refused')
+    void reply.code(e.status).headers(errorHeaders(e)).send(errorBody(e))
+  }
   const app = Fastify({
     loggerInstance: opts.log as FastifyBaseLogger,
     // Per-request lines come from our own request logging, with rid and trace ids.
@@ -47,6 +56,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     http: httpServerOptions(opts.perimeter),
     requestTimeout: opts.perimeter.bodyTimeoutMs,
     clientErrorHandler: clientErrorHandler(opts.log as FastifyBaseLogger, (code) => opts.info.metrics.failed(code)),
+    // Errors the router meets before any route or hook (a path that is not valid percent-encoded
+    // UTF-8, /v1/models/%ff): OpenAI's body, not Fastify's.
+    frameworkErrors: answerError,
   })
   limitConnections(app.server, opts.perimeter, opts.log as FastifyBaseLogger, (code) => opts.info.metrics.failed(code))
   limitHeaderCount(app, opts.perimeter.maxHeaders)
@@ -92,16 +104,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       done(new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', 'request body is not valid UTF-8'), undefined)
       return
     }
+    // Refused before parsing: what walks the parsed body (stringify, templates, schemas) recurses on its depth.
+    if (nestsDeeperThan(text)) {
+      done(new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', `request body nests objects and arrays more than ${MAX_JSON_DEPTH} deep`), undefined)
+      return
+    }
     parseJson(request, text, done)
   })
-  // Every error answered here is logged and counted once: refusals at info, failures at error.
-  app.setErrorHandler((err, request, reply) => {
-    const e = toSpanserveError(err)
-    opts.info.metrics.failed(e.code)
-    if (e.status >= 500 && e.code !== 'SPANSERVE_ERR_UNAVAILABLE' && e.code !== 'SPANSERVE_ERR_SHUTTING_DOWN') request.log.error({ err, code: e.code }, 'request failed')
-    else request.log.info({ code: e.code, status: e.status, reason: e.message, url: request.url.split('?')[0] }, 'request refused')
-    void reply.code(e.status).headers(errorHeaders(e)).send(errorBody(e))
-  })
+  app.setErrorHandler(answerError)
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0]!
     const allowed = ['GET', 'POST'].filter((method) => app.hasRoute({ method, url: path }))

@@ -4,6 +4,7 @@
  */
 import type { ChatMessage, ChatTool } from '../ipc/messages.ts'
 import { SpanserveError } from '../errors.ts'
+import { nestsDeeperThan } from '../json-depth.ts'
 import type { ChatBody, ChatBodyMessage } from './schemas.ts'
 
 /** How the completion is read for tool calls. */
@@ -21,8 +22,12 @@ function text(content: ChatBodyMessage['content']): string {
   return typeof content === 'string' ? content : content.map((p) => p.text).join('')
 }
 
-/** Arguments as an object where they are JSON (HF templates write them with tojson), else as given. */
+/**
+ * Arguments as an object where they are JSON (HF templates write them with tojson), else as given.
+ * Text nested past the body's bound stays text: the template and the IPC codec walk the object.
+ */
 export function templateArguments(args: string): unknown {
+  if (nestsDeeperThan(args)) return args
   try {
     const value: unknown = JSON.parse(args)
     return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : args

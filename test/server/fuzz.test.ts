@@ -171,6 +171,125 @@ t.test('a valid body with a malformed traceparent is served: the header is ignor
   }
 })
 
+/** Any method and path (sent as is, undecoded) through node:http; the body, when given, as JSON. */
+function raw(method: string, path: string, body?: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(server.url + '/', { method, path, headers: body === undefined ? {} : { 'content-type': 'application/json' }, timeout: 60_000 }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => (text += d))
+      res.on('end', () => resolve({ status: res.statusCode!, text }))
+    })
+    req.on('timeout', () => req.destroy(new Error('no answer within 60 s (a hang)')))
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+/** The OpenAI error in `text`, or null when `text` is not OpenAI's error shape. */
+function openAIError(text: string): { message: string; type: string; param: string | null; code: string } | null {
+  try {
+    const e = (JSON.parse(text) as { error?: Record<string, unknown> }).error
+    const shaped = typeof e?.message === 'string' && typeof e.type === 'string' && 'param' in e && (e.param === null || typeof e.param === 'string') && typeof e.code === 'string'
+    return shaped ? (e as { message: string; type: string; param: string | null; code: string }) : null
+  } catch {
+    return null
+  }
+}
+
+/** A body whose `field` holds `depth` nested arrays (or objects), written as text: JSON.stringify itself would overflow. */
+function nested(base: object, field: string, depth: number, open = '[', close = ']', inner = ''): string {
+  const json = JSON.stringify(base)
+  return `${json.slice(0, -1)},"${field}":${open.repeat(depth)}${inner}${close.repeat(depth)}}`
+}
+
+/** 130,000 fields no schema declares. */
+const manyFields = (): Record<string, number> => Object.fromEntries(Array.from({ length: 130_000 }, (_, i) => [`f${i}`, i]))
+
+t.test('hostile shapes: width, depth, structural tags, undecodable paths', async (t) => {
+  const pidsBefore = server.childPids()
+  const warnedBefore = server.logs.filter((l) => String(l.msg).startsWith('request fields ignored')).length
+
+  await t.test('a message with 130,000 unknown fields is served; the warning names a bounded few', async (t) => {
+    const res = await raw('POST', '/v1/chat/completions', JSON.stringify({ ...chat(), messages: [{ role: 'user', content: 'Hello', ...manyFields() }] }))
+    t.equal(res.status, 200, res.text.slice(0, 200))
+    const line = await server.waitForLog((l) => String(l.msg).startsWith('request fields ignored') && (l.ignored_fields as string[])[0] === 'messages.0.f0')
+    t.ok((line.ignored_fields as string[]).length <= 32, `${(line.ignored_fields as string[]).length} names logged`)
+    t.equal(line.ignored_fields_more, true, 'the line says there were more')
+    t.ok(String(line.msg).length < 2000, 'the line stays short')
+    t.equal(server.logs.filter((l) => String(l.msg).startsWith('request fields ignored')).length, warnedBefore + 1, 'one line for the request')
+  })
+
+  // Each of these must be a 4xx in OpenAI's shape (and `param` where one field is at fault).
+  const tag = (structural_tag: unknown) => JSON.stringify({ ...completion(), structured_outputs: { structural_tag } })
+  const TAG = 'structured_outputs.structural_tag'
+  const any = { type: 'any_text' }
+  const bad: [string, string, string, string | null][] = [
+    ['130,000 unknown top-level fields and a bad max_tokens', '/v1/completions', JSON.stringify({ ...completion(), ...manyFields(), max_tokens: '4' }), 'max_tokens'],
+    ['130,000 unknown fields in a message and a bad role', '/v1/chat/completions', JSON.stringify({ ...chat(), messages: [{ role: 'wizard', content: 'x', ...manyFields() }] }), 'messages.0.role'],
+    ['an unknown field 100,000 arrays deep', '/v1/completions', nested(completion(), 'extra', 100_000), null],
+    ['an unknown field 100,000 objects deep', '/v1/completions', nested(completion(), 'extra', 100_000, '{"a":', '}', '{}'), null],
+    ['tool parameters 100,000 objects deep', '/v1/chat/completions', `${JSON.stringify(chat()).slice(0, -1)},"tools":[{"type":"function","function":{"name":"f","parameters":${'{"a":'.repeat(100_000)}{}${'}'.repeat(100_000)}}}]}`, null],
+    ['a prompt of 1,000 arrays deep', '/v1/completions', nested({ model: 'default', max_tokens: 2 }, 'prompt', 1000), null],
+    ['structural_tag {"type":"bogus"}', '/v1/completions', tag({ type: 'bogus' }), TAG],
+    ['structural_tag "{\\"type\\":\\"bogus\\"}" as text', '/v1/completions', tag('{"type":"bogus"}'), TAG],
+    ['structural_tag without a format', '/v1/completions', tag({ type: 'structural_tag' }), TAG],
+    ['structural_tag of an unknown format type', '/v1/completions', tag({ type: 'structural_tag', format: { type: 'nope' } }), TAG],
+    ['structural_tag tag without end', '/v1/completions', tag({ format: { type: 'tag', begin: '<a>', content: any } }), TAG],
+    ['structural_tag sequence of nothing', '/v1/completions', tag({ format: { type: 'sequence', elements: [] } }), TAG],
+    ['structural_tag with a number for a format', '/v1/completions', tag({ format: 7 }), TAG],
+    ['structural_tag triggers that begin no tag', '/v1/completions', tag({ format: { type: 'triggered_tags', triggers: ['<x'], tags: [{ type: 'tag', begin: '<y>', content: any, end: '</y>' }] } }), TAG],
+    ['structural_tag legacy without triggers', '/v1/completions', tag({ type: 'structural_tag', structures: [{ begin: '<a>', schema: { type: 'object' }, end: '</a>' }] }), TAG],
+    ['structural_tag legacy structure without a schema', '/v1/completions', tag({ type: 'structural_tag', structures: [{ begin: '<a>', end: '</a>' }], triggers: ['<a'] }), TAG],
+    ['structural_tag as text that is not JSON', '/v1/completions', tag('{"type":'), TAG],
+    ['structural_tag as text 100,000 arrays deep', '/v1/completions', tag('['.repeat(100_000)), TAG],
+    // The body schema refuses it first, naming the field that holds the alternatives.
+    ['structural_tag as an array', '/v1/completions', tag([]), 'structured_outputs'],
+    ['guided_json as text 100,000 objects deep', '/v1/completions', JSON.stringify({ ...completion(), guided_json: '{"a":'.repeat(100_000) }), 'guided_json'],
+  ]
+  for (const [what, path, body, param] of bad) {
+    const res = await raw('POST', path, body)
+    const e = openAIError(res.text)
+    t.ok(res.status >= 400 && res.status < 500 && e !== null, `${what}: 4xx in OpenAI's shape (got ${res.status} ${res.text.slice(0, 160)})`)
+    if (param !== null) t.match(e?.param, param, `${what}: param`)
+  }
+
+  for (const path of ['/v1/models/%ff', '/v1/%zz', '/%', '/v1/models/%E0%A4%A', '/v1/models/%', '/%ff/health', `/v1/responses/${'x'.repeat(300)}`]) {
+    for (const method of ['GET', 'POST']) {
+      const res = await raw(method, path, method === 'POST' ? JSON.stringify(completion()) : undefined)
+      const e = openAIError(res.text)
+      t.ok(res.status >= 400 && res.status < 500 && e !== null, `${method} ${path}: 4xx in OpenAI's shape (got ${res.status} ${res.text.slice(0, 160)})`)
+    }
+  }
+
+  await t.test('nesting within the bound is served; JSON text in a field is bounded too', async (t) => {
+    t.equal((await raw('POST', '/v1/completions', nested(completion(), 'extra', 100))).status, 200, 'an unknown field 100 arrays deep')
+    // Tool-call arguments are JSON text the template is given as an object: too deep, it stays text.
+    const deepArguments = '{"a":'.repeat(100_000) + '1' + '}'.repeat(100_000)
+    const messages = [
+      { role: 'user', content: 'Hello' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: deepArguments } }] },
+      { role: 'tool', tool_call_id: 'c1', content: 'done' },
+    ]
+    const res = await raw('POST', '/v1/chat/completions', JSON.stringify({ ...chat(), messages }))
+    t.ok(res.status === 200 || (res.status >= 400 && res.status < 500 && openAIError(res.text) !== null), `arguments 100,000 objects deep: ${res.status} ${res.text.slice(0, 160)}`)
+  })
+
+  await t.test('well-formed structural tags, both forms, are served', async (t) => {
+    const triggered = { type: 'structural_tag', format: { type: 'triggered_tags', triggers: ['<a'], tags: [{ type: 'tag', begin: '<a>', content: { type: 'json_schema', json_schema: { type: 'object' } }, end: '</a>' }] } }
+    const legacy = { type: 'structural_tag', structures: [{ begin: '<a>', schema: { type: 'object' }, end: '</a>' }], triggers: ['<a'] }
+    const constant = { type: 'structural_tag', format: { type: 'const_string', value: 'Hello there' } }
+    for (const [what, st] of [['triggered tags', triggered], ['legacy structures', legacy], ['legacy as text', JSON.stringify(legacy)], ['a constant', constant]] as const) {
+      const res = await raw('POST', '/v1/completions', tag(st))
+      t.equal(res.status, 200, `${what}: ${res.text.slice(0, 200)}`)
+    }
+  })
+
+  t.equal((await fetch(server.url + '/health')).status, 200, 'still healthy')
+  t.same(server.childPids(), pidsBefore, 'no process crashed or was replaced')
+  t.same(server.logs.filter((l) => (l.level as number) >= 50).map((l) => JSON.stringify(l).slice(0, 300)), [], 'no error line (a 500, a crash) in any log')
+})
+
 t.test('healthy afterwards, and the next valid request is correct', async (t) => {
   t.equal((await fetch(server.url + '/health')).status, 200)
   const res = await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...completion(), temperature: 0 }) })
