@@ -1,12 +1,14 @@
 import { OPTIONS, type Config, type OptionSpec } from './schema.ts'
-import { SpanserveError } from '../errors.ts'
+import { ConfigError } from './config-error.ts'
+import { applyKeyFiles, type KeyFilePair } from './key-files.ts'
 
-export class ConfigError extends SpanserveError {
-  constructor(message: string) {
-    super('SPANSERVE_ERR_CONFIG', message)
-    this.name = 'ConfigError'
-  }
-}
+export { ConfigError }
+
+/** Keys that may come from a file instead, so that they stay off command lines (key-files.ts). */
+const KEY_FILES: readonly KeyFilePair[] = [
+  { key: 'apiKey', file: 'apiKeyFile', keyFlag: '--api-key', fileFlag: '--api-key-file' },
+  { key: 'adminApiKey', file: 'adminApiKeyFile', keyFlag: '--admin-api-key', fileFlag: '--admin-api-key-file' },
+]
 
 const specs: readonly OptionSpec[] = OPTIONS
 const byFlag = new Map<string, OptionSpec>()
@@ -111,12 +113,15 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     cfg[spec.key] = value
     fromFlags.add(spec.key)
   }
+  const fromEnv = new Set<string>()
   for (const spec of specs) {
     if (fromFlags.has(spec.key)) continue
     const name = spec.env?.find((e) => env[e] !== undefined && env[e] !== '')
+    if (name !== undefined) fromEnv.add(spec.key)
     cfg[spec.key] = name !== undefined ? parseValue(spec, env[name]!, name) : structuredClone(spec.default)
   }
   applySamplerVariable(cfg, env, fromFlags)
+  applyKeyFiles(cfg, KEY_FILES, (key) => (fromFlags.has(key) ? 'flag' : fromEnv.has(key) ? 'env' : 'default'))
   const config = cfg as Config
   checkLayout(config)
   return { config, help }

@@ -18,8 +18,8 @@ export interface ChildPlan {
 }
 
 export function planChildren(config: Config, endpoints: Endpoints, model: ModelInfo, contextLength: number): ChildPlan[] {
-  // Children never need the API key: keep it out of their environment.
-  const base = { config: { ...config, apiKey: '', adminApiKey: '' }, endpoints, model, contextLength }
+  // Children never need the keys (nor where they are kept): keep them out of their environment.
+  const base = { config: { ...config, apiKey: '', adminApiKey: '', apiKeyFile: '', adminApiKeyFile: '' }, endpoints, model, contextLength }
   const layout = { dpSize: config.dpSize, tpSize: config.tpSize, nodeHosts: config.nnodes > 1 ? config.nodeHosts : [] }
   const plans: ChildPlan[] = [{ key: 'tokenizer', group: null, node: 0, spec: { ...base, role: 'tokenizer', dpRank: 0, tpRank: 0 }, inbox: endpoints.tokenizer }]
   for (let d = 0; d < config.dpSize; d++) {

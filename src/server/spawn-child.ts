@@ -10,7 +10,7 @@ const ENTRIES = {
 }
 
 /** Variables a child must not inherit: it has no use for them, and its environment is readable. */
-const WITHHELD = ['SPANSERVE_API_KEY']
+const WITHHELD = ['SPANSERVE_API_KEY', 'SPANSERVE_ADMIN_API_KEY', 'SPANSERVE_API_KEY_FILE', 'SPANSERVE_ADMIN_API_KEY_FILE']
 
 /**
  * glibc gives each thread that allocates its own heap and keeps what is freed there: ONNX Runtime's

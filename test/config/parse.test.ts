@@ -1,5 +1,8 @@
 import t from 'tap'
-import { parseConfig, helpText } from '../../src/config/parse.ts'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseConfig, helpText, ConfigError } from '../../src/config/parse.ts'
 import { OPTIONS } from '../../src/config/schema.ts'
 import { tracingOptions } from '../../src/config/tracing.ts'
 
@@ -83,4 +86,42 @@ t.test('multi-node options are checked together', async (t) => {
   t.throws(() => parseConfig(['--nnodes', '2', '--ipc', 'tcp://a:5000', '--node-hosts', 'a,b']), { message: /1 workers cannot be spread over 2 nodes/ })
   const { config } = parseConfig(['--nnodes', '2', '--node-rank', '1', '--ipc', 'tcp://a:5000', '--node-hosts', 'a,b', '--tp-size', '2'])
   t.same(config.nodeHosts, ['a', 'b'])
+})
+
+t.test('keys from files: the content is the key; the flag and the variable still work', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'spanserve-keys-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = (name: string, text: string) => {
+    writeFileSync(join(dir, name), text, { mode: 0o600 })
+    return join(dir, name)
+  }
+  const key = file('key', 'sk-from-file\n')
+  const admin = file('admin', 'sk-admin-file\r\n')
+  const { config } = parseConfig(['--api-key-file', key, '--admin-api-key-file', admin], {})
+  t.equal(config.apiKey, 'sk-from-file', 'the trailing line break is dropped')
+  t.equal(config.adminApiKey, 'sk-admin-file', 'a CRLF too')
+  t.equal(parseConfig([], { SPANSERVE_API_KEY_FILE: key }).config.apiKey, 'sk-from-file', 'SPANSERVE_API_KEY_FILE')
+  t.equal(parseConfig(['--api-key', 'sk-flag'], {}).config.apiKey, 'sk-flag', '--api-key still works')
+  t.equal(parseConfig([], { SPANSERVE_API_KEY: 'sk-env' }).config.apiKey, 'sk-env', 'SPANSERVE_API_KEY still works')
+  // Flags win over variables, whichever of the two forms each is.
+  t.equal(parseConfig(['--api-key-file', key], { SPANSERVE_API_KEY: 'sk-env' }).config.apiKey, 'sk-from-file', 'the file flag over the key variable')
+  t.equal(parseConfig(['--api-key', 'sk-flag'], { SPANSERVE_API_KEY_FILE: key }).config.apiKey, 'sk-flag', 'the key flag over the file variable')
+
+  const refused = (argv: string[], env: Record<string, string>, message: RegExp, what: string) => {
+    try {
+      parseConfig(argv, env)
+      t.fail(`${what}: accepted`)
+    } catch (err) {
+      t.ok(err instanceof ConfigError, `${what}: a ConfigError`)
+      t.match((err as Error).message, message, what)
+      t.notMatch((err as Error).message, /sk-/, `${what}: the message holds no key`)
+    }
+  }
+  refused(['--api-key-file', join(dir, 'absent')], {}, /--api-key-file: cannot read .*absent: ENOENT/, 'a missing file')
+  refused(['--api-key-file', dir], {}, /--api-key-file: cannot read .*: EISDIR/, 'a directory')
+  refused(['--api-key-file', file('empty', '')], {}, /--api-key-file: .*empty/, 'an empty file')
+  refused(['--admin-api-key-file', file('blank', '\n')], {}, /--admin-api-key-file: .*empty/, 'a file of one line break')
+  refused(['--api-key-file', file('two', 'sk-one\nsk-two\n')], {}, /more than one line/, 'two lines')
+  refused(['--api-key', 'sk-flag', '--api-key-file', key], {}, /--api-key and --api-key-file are both set/, 'both flags')
+  refused([], { SPANSERVE_ADMIN_API_KEY: 'sk-env', SPANSERVE_ADMIN_API_KEY_FILE: admin }, /--admin-api-key and --admin-api-key-file are both set/, 'both variables')
 })
