@@ -206,7 +206,7 @@ const schedulerStats: Schema<SchedulerStats> = {
 }
 const workerStats: Schema<NonNullable<ProcessStats['worker']>> = {
   type: 'object',
-  properties: { cachedTokens: int, sequences: int, cacheBlocks: opt(int) },
+  properties: { cachedTokens: int, sequences: int, cacheBlocks: opt(int), grammarThreads: opt(int), grammarMemoryBytes: opt(num) },
 }
 
 /** Who sent a process report. */
@@ -230,6 +230,7 @@ export const MESSAGE_SCHEMAS = {
       stop: strings,
       arrivalMs: num,
       resumeIds: opt(ints),
+      client: opt(str),
     },
   },
   tokenized: {
@@ -243,6 +244,7 @@ export const MESSAGE_SCHEMAS = {
       maxTokens: int,
       ignoreEos: bool,
       arrivalMs: num,
+      client: opt(str),
     },
   },
   abort: {
@@ -329,6 +331,18 @@ export const MESSAGE_SCHEMAS = {
       param: orNull(str),
       lost: opt(str),
     },
+  },
+  grammar_prepare: {
+    type: 'object',
+    properties: { type: { type: 'string', const: 'grammar_prepare' }, rid: str, constraint: outputConstraint },
+  },
+  grammar_ready: {
+    type: 'object',
+    properties: { type: { type: 'string', const: 'grammar_ready' }, rid: str, code: orNull(errorCode), message: orNull(str), param: orNull(str) },
+  },
+  grammar_cancel: {
+    type: 'object',
+    properties: { type: { type: 'string', const: 'grammar_cancel' }, rid: str },
   },
   ready: {
     type: 'object',

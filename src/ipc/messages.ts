@@ -9,6 +9,7 @@
 import type { ErrorCode } from '../errors.ts'
 import type { Role, TraceCarrier, TraceLevel } from '../tracing/types.ts'
 import type { SamplingParams } from '../sampling/params.ts'
+import type { OutputConstraint } from '../model/grammar/constraint.ts'
 
 export type { Role } from '../tracing/types.ts'
 export type FinishReason = 'stop' | 'length' | 'abort' | 'error'
@@ -96,6 +97,8 @@ export interface GenerateReqInput {
    * and count toward max_tokens and usage. Absent for a new request.
    */
   resumeIds?: number[]
+  /** Who sent it, for fair scheduling (src/server/client-id.ts; never an API key itself). Absent: one anonymous client. */
+  client?: string
 }
 
 /** tokenizer → scheduler: a request ready to run. */
@@ -108,6 +111,8 @@ export interface TokenizedGenerateReqInput {
   maxTokens: number
   ignoreEos: boolean
   arrivalMs: number
+  /** GenerateReqInput.client, passed on: the scheduler shares slots between clients (src/scheduler/fairness.ts). */
+  client?: string
 }
 
 /** Any process → the next one down: stop this request and free what it holds. */
@@ -212,7 +217,7 @@ export interface RequestStats {
 /** One request's share of a BatchStrOutput. */
 export interface StrOutput {
   rid: string
-  /** New text since the last output (never a cut UTF-8 character). */
+  /** New text since the last output: never a cut UTF-8 character, but the last output's ends in U+FFFD when the generation ended inside one. */
   text: string
   /** The token this output is for: the server keeps them to resume the request after a crash. */
   tokenId: number
@@ -242,6 +247,31 @@ export interface ReqError {
   param: string | null
   /** Set when the request was lost with a dead process (its key, e.g. worker-0-0): the server resumes it. */
   lost?: string
+}
+
+/**
+ * scheduler → worker (TP rank 0): compile a constrained request's grammar now, off the step loop,
+ * while the request waits out of the batch (vLLM's WAITING_FOR_FSM).
+ */
+export interface GrammarPrepare {
+  type: 'grammar_prepare'
+  rid: string
+  constraint: OutputConstraint
+}
+
+/** worker → scheduler: the grammar is ready (no code), or refused (a 400 to pass on to the client). */
+export interface GrammarReady {
+  type: 'grammar_ready'
+  rid: string
+  code: ErrorCode | null
+  message: string | null
+  param: string | null
+}
+
+/** scheduler → worker: a request whose grammar was prepared left before it ran: let its grammar go. */
+export interface GrammarCancel {
+  type: 'grammar_cancel'
+  rid: string
 }
 
 /** Child → launcher: up and serving. */
@@ -299,7 +329,8 @@ export interface ProcessStats {
     cacheHitTokens?: number
   } | null
   /** cacheBlocks: KV blocks this rank holds, its sequences' and the prefix cache's (absent: not reported). */
-  worker: { cachedTokens: number; sequences: number; cacheBlocks?: number } | null
+  /** grammarThreads / grammarMemoryBytes: the rank's grammar threads and their WebAssembly memory (absent: none). */
+  worker: { cachedTokens: number; sequences: number; cacheBlocks?: number; grammarThreads?: number; grammarMemoryBytes?: number } | null
 }
 
 /**
@@ -396,6 +427,9 @@ export type Message =
   | BatchTokenIdOutput
   | BatchStrOutput
   | ReqError
+  | GrammarPrepare
+  | GrammarReady
+  | GrammarCancel
   | ProcessReady
   | ProcessFatal
   | ResetState

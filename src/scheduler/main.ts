@@ -30,6 +30,11 @@ await runChild('scheduler', async (ctx) => {
         for (const w of workers) w.post(batch)
       },
       output: (out) => toTokenizer.post(out),
+      // Rank 0 samples, so it alone holds grammars.
+      grammar: {
+        prepare: (rid, constraint) => workers[0]!.post({ type: 'grammar_prepare', rid, constraint }),
+        cancel: (rid) => workers[0]!.post({ type: 'grammar_cancel', rid }),
+      },
       error: (err) => toTokenizer.post(err),
       observer: requestObserver(log),
       onStep: log.isLevelEnabled('debug')
@@ -48,6 +53,7 @@ await runChild('scheduler', async (ctx) => {
       },
       // With several TP ranks every rank answers; rank 0's answer carries the sampled tokens.
       forward_out: (msg) => loop.onForwardOutput(msg),
+      grammar_ready: (msg) => loop.grammarReady(msg),
       reset: (msg) => {
         log.warn({ reason: msg.reason }, 'dropping all request state')
         for (const w of workers) w.discard()

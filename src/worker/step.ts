@@ -16,6 +16,8 @@ export interface StepLoopOptions {
    * true, not a promise, when there is nothing to wait for: the step does not yield for it.
    */
   prepare?: (entry: PrefillEntry) => Promise<boolean> | true
+  /** A sequence left (finished, aborted, or dropped by a reset): what prepare readied for it can go. */
+  released?: (rid: string) => void
 }
 
 interface PrefillSlice {
@@ -54,7 +56,10 @@ export class StepLoop {
   reset(): void {
     this.toScheduler.discard()
     this.chain = this.chain.then(() => {
-      for (const rid of this.runner.rids()) tracing.reqFinish(rid, { error: 'a server process failed' })
+      for (const rid of this.runner.rids()) {
+        tracing.reqFinish(rid, { error: 'a server process failed' })
+        this.options.released?.(rid)
+      }
       this.runner.clear()
       this.cachedPrefix.clear()
     })
@@ -64,6 +69,7 @@ export class StepLoop {
     const { runner } = this
     for (const rid of batch.release) {
       runner.release(rid)
+      this.options.released?.(rid)
       tracing.reqFinish(rid)
       this.cachedPrefix.delete(rid)
     }

@@ -26,6 +26,9 @@ const SAMPLES: { [T in MessageType]: MessageOf<T> } = {
   },
   batch_str: { type: 'batch_str', items: [{ rid: 'r1', text: 'a', tokenId: 7, finishReason: 'stop', promptTokens: 2, completionTokens: 1, stats: null }] },
   req_error: { type: 'req_error', rid: 'r1', code: 'SPANSERVE_ERR_QUEUE_FULL', message: 'full', param: null },
+  grammar_prepare: { type: 'grammar_prepare', rid: 'r1', constraint: { type: 'regex', pattern: 'a+', param: 'guided_regex' } },
+  grammar_ready: { type: 'grammar_ready', rid: 'r1', code: 'SPANSERVE_ERR_CONSTRAINT_TOO_COMPLEX', message: 'guided_regex: too slow', param: 'guided_regex' },
+  grammar_cancel: { type: 'grammar_cancel', rid: 'r1' },
   ready: { type: 'ready', role: 'worker', dpRank: 0, tpRank: 1, pid: 42, detail: { provider: 'cpu' } },
   fatal: { type: 'fatal', role: 'scheduler', dpRank: 0, tpRank: 0, pid: 42, code: 'SPANSERVE_ERR_MODEL_INVALID', message: 'no model' },
   process_stats: {

@@ -13,7 +13,6 @@ import { GrammarEngine, type ConstrainedOutput } from '../../src/model/grammar/e
 import { grammarVocab, utf8Possible } from '../../src/model/grammar/vocab.ts'
 import { boundedRepeat, jsonSchemaEbnf, type OutputConstraint } from '../../src/model/grammar/constraint.ts'
 import { XgrammarInstance } from '../../src/model/grammar/xgrammar.ts'
-import { checkConstraint } from '../../src/model/grammar/check.ts'
 import { requestedConstraint } from '../../src/model/grammar/request.ts'
 import { SpanserveError } from '../../src/errors.ts'
 
@@ -165,34 +164,9 @@ for (const model of [embedded, qwen]) {
   })
 }
 
-t.test('a constraint the engine refuses is a 400 naming the field and the reason; the engine goes on', async (t) => {
-  const cases: [object, string, RegExp][] = [
-    [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'objec' } } } }, 'response_format.json_schema.schema', /Unsupported type "objec"/],
-    [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#/$defs/missing' } } } }, 'response_format.json_schema.schema', /missing/],
-    [{ guided_regex: '(?<=a)b' }, 'guided_regex', /Lookbehind/],
-    [{ guided_grammar: 'root ::= undefined_rule' }, 'guided_grammar', /undefined_rule/],
-    [{ structured_outputs: { json: { type: 'string', pattern: '(' } } }, 'structured_outputs.json', /./],
-    [{ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'objec' } } }], tool_choice: 'required' }, 'tools', /function "f".*Unsupported type/],
-  ]
-  // Each refusal aborts an xgrammar instance: many in a row must not wear the engine out.
-  for (let round = 0; round < 2; round++) {
-    for (const [body, param, reason] of cases) {
-      const req = requestedConstraint(body)!
-      const err = await checkConstraint(req).then(() => null, (e: unknown) => e)
-      t.ok(err instanceof SpanserveError, `${JSON.stringify(body)} refused`)
-      if (round === 0 && err instanceof SpanserveError) {
-        t.equal(err.status, 400)
-        t.equal(err.param, param)
-        t.match(err.message, reason)
-      }
-    }
-  }
-  // Distinct ones (a judged constraint is remembered, so repeats do not reach the engine).
-  for (let i = 0; i < 60; i++) {
-    const err = await checkConstraint(requestedConstraint({ guided_json: { type: `kind${i}` } })!).then(() => null, (e: unknown) => e)
-    t.match((err as Error | null)?.message, `Unsupported type "kind${i}"`)
-  }
-  await checkConstraint(requestedConstraint({ response_format: { type: 'json_schema', json_schema: { name: 'p', schema: person } } })!)
+// The refusals as the server's client sees them (a 400 naming the field) come from the worker's
+// grammar threads: test/model/grammar-pool.test.ts.
+t.test('the engine names the reason of a refusal and compiles the next constraint on a fresh instance', async (t) => {
   const engine = new GrammarEngine(embedded.vocab)
   const bad = await engine.prepare({ type: 'json_schema', schema: '{"type":"objec"}' }).then(() => null, (e: Error) => e)
   t.match(bad?.message, /Unsupported type/, 'the worker-side engine names the reason too')

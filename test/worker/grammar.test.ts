@@ -14,7 +14,7 @@ import { ensureModel } from '../../src/model/build.ts'
 import { readModelInfo } from '../../src/model/load.ts'
 import { openSession } from '../../src/worker/session.ts'
 import { ModelRunner } from '../../src/worker/runner.ts'
-import { prepareGrammar } from '../../src/worker/grammar.ts'
+import { closeGrammars, prepareGrammar } from '../../src/worker/grammar.ts'
 import type { PrefillEntry } from '../../src/ipc/messages.ts'
 import type { SamplingParams } from '../../src/sampling/params.ts'
 import { forWorker } from '../../src/sampling/for-worker.ts'
@@ -24,6 +24,7 @@ import { TEST_CACHE_DIR } from '../helpers/server.ts'
 const info = readModelInfo(await ensureModel({ preset: 'default', cacheDir: TEST_CACHE_DIR }))
 const { session } = await openSession(info.onnxPath, 'cpu', { intraOp: 0, spinning: false, memArena: false }, pino({ level: 'silent' }))
 t.teardown(() => session.release())
+t.teardown(() => closeGrammars())
 const tokenizer = new Tokenizer(JSON.parse(readFileSync(join(info.dir, 'tokenizer.json'), 'utf8')), JSON.parse(readFileSync(join(info.dir, 'tokenizer_config.json'), 'utf8')))
 const eos = new Set(info.eosTokenIds)
 const ajv = new Ajv()

@@ -6,7 +6,12 @@
 import type { CompiledGrammar, Grammar, GrammarCompiler } from '@mlc-ai/web-xgrammar'
 import type { Xgrammar } from './xgrammar.ts'
 
-export type OutputConstraint =
+export type OutputConstraint = ConstraintKind & {
+  /** The request field it came from: the worker compiles it, and names it in a refusal (OpenAI's `param`). */
+  param?: string
+}
+
+type ConstraintKind =
   /** A JSON Schema, as JSON text. */
   | { type: 'json_schema'; schema: string }
   /** Any JSON object (OpenAI's json_object). */

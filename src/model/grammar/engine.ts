@@ -25,6 +25,8 @@ interface Backend {
 
 /** A compiled grammar and the instance it lives in: what a matcher is made from. */
 export interface PreparedGrammar {
+  /** Its cache key (constraintKey). */
+  key: string
   grammar: CompiledGrammar
   instance: XgrammarInstance
   info: CompileInfo
@@ -67,7 +69,11 @@ export class Utf8Guard {
 
 export class GrammarEngine {
   private backend: Promise<Backend> | null = null
+  /** The live backend once open, for the synchronous memory reading. */
+  private opened: Backend | null = null
   private readonly guard: Utf8Guard
+  /** Keys held by requests (count each): eviction passes them by, so their handles stay usable. */
+  private readonly pinned = new Map<string, number>()
 
   constructor(
     readonly vocab: GrammarVocab,
@@ -82,7 +88,8 @@ export class GrammarEngine {
     const { encoded, vocabType, prependSpace, vocabSize, stopTokenIds } = this.vocab
     const info = await instance.call((xg) => xg.TokenizerInfo.createTokenizerInfo(encoded, vocabType, prependSpace, vocabSize, stopTokenIds))
     const compiler = await instance.call((xg) => xg.GrammarCompiler.createGrammarCompiler(info, false))
-    return { instance, info, compiler, cache: new Map() }
+    this.opened = { instance, info, compiler, cache: new Map() }
+    return this.opened
   }
 
   /** The live backend; after an abort, a fresh instance (matchers made before keep the old one). */
@@ -108,19 +115,20 @@ export class GrammarEngine {
     if (hit) {
       b.cache.delete(key)
       b.cache.set(key, hit)
-      return { grammar: hit, instance: b.instance, info: { cacheHit: true, ms: 0 } }
+      return { key, grammar: hit, instance: b.instance, info: { cacheHit: true, ms: 0 } }
     }
     const t0 = performance.now()
     const grammar = await b.instance.call((xg) => compileConstraint(b.compiler, c, xg))
     const ms = performance.now() - t0
     b.cache.set(key, grammar)
-    if (b.cache.size > this.cacheSize) {
-      const [oldest, g] = b.cache.entries().next().value as [string, CompiledGrammar]
+    for (const [oldest, g] of b.cache) {
+      if (b.cache.size <= this.cacheSize) break
+      if (this.pinned.has(oldest)) continue
       b.cache.delete(oldest)
       // A matcher holds its own reference to the grammar's data: disposing the handle does not end it.
       g.dispose()
     }
-    return { grammar, instance: b.instance, info: { cacheHit: false, ms } }
+    return { key, grammar, instance: b.instance, info: { cacheHit: false, ms } }
   }
 
   /** A matcher at the start of a prepared grammar (synchronous). */
@@ -128,6 +136,23 @@ export class GrammarEngine {
     const { grammar, instance } = prepared
     const handle = instance.callSync((b) => new b.GrammarMatcher(grammar.handle, b.vecIntFromJSArray(this.vocab.stopTokenIds), false, -1))
     return new ConstrainedOutput(handle, instance, this.vocab.vocabSize, this.vocab.stopTokenIds, this.guard)
+  }
+
+  /** Whether the constraint is compiled and cached (a prepare() would be a hit). */
+  async holds(c: OutputConstraint): Promise<boolean> {
+    return (await this.current()).cache.has(constraintKey(c))
+  }
+
+  /** A request holds (+1) or lets go of (-1) a cached grammar: held ones are not evicted. */
+  pin(key: string, delta: 1 | -1): void {
+    const n = (this.pinned.get(key) ?? 0) + delta
+    if (n > 0) this.pinned.set(key, n)
+    else this.pinned.delete(key)
+  }
+
+  /** The WebAssembly memory of the live instance (it never shrinks: only ending the instance gives it back). */
+  memoryBytes(): number {
+    return this.opened?.instance.memoryBytes() ?? 0
   }
 
   /** Compiled grammars held (for tests and stats). */
@@ -156,24 +181,17 @@ export class ConstrainedOutput {
 
   /** Disallowed tokens' logits become -Infinity, in place. */
   applyMask(logits: Float32Array, offset: number, vocab: number): void {
-    if (this.terminated) {
-      const keep = this.stopTokenIds.map((id) => logits[offset + id]!)
-      logits.fill(-Infinity, offset, offset + vocab)
-      this.stopTokenIds.forEach((id, i) => (logits[offset + id] = keep[i]!))
-      return
+    if (this.terminated) maskRow(null, logits, offset, vocab, this.stopTokenIds)
+    else {
+      this.instance.callSync((b) => {
+        const vec = this.handle.GetNextTokenBitmask(this.vocabSize)
+        try {
+          maskRow(b.vecIntToView(vec), logits, offset, vocab, this.stopTokenIds)
+        } finally {
+          vec.delete()
+        }
+      })
     }
-    this.instance.callSync((b) => {
-      const vec = this.handle.GetNextTokenBitmask(this.vocabSize)
-      try {
-        const mask = b.vecIntToView(vec)
-        applyTokenMask(mask, logits, offset, vocab)
-        // Complete: only the stop tokens remain. Something before (min_tokens) may have ruled them out
-        // too; the grammar wins, so that the draw is not over an empty row.
-        if (onlyStops(mask, this.stopTokenIds)) for (const id of this.stopTokenIds) if (logits[offset + id] === -Infinity) logits[offset + id] = 0
-      } finally {
-        vec.delete()
-      }
-    })
     this.guard.apply(this.pendingLead, logits, offset)
   }
 
@@ -206,6 +224,22 @@ export class ConstrainedOutput {
     this.disposed = true
     if (!this.instance.broken) this.handle.delete()
   }
+}
+
+/**
+ * A grammar's mask on one row of logits: null (the grammar is complete) keeps only the stop tokens.
+ * Once only the stop tokens remain, something before (min_tokens) may have ruled them out too; the
+ * grammar wins, so that the draw is not over an empty row.
+ */
+export function maskRow(mask: Int32Array | null, logits: Float32Array, offset: number, vocab: number, stops: readonly number[]): void {
+  if (mask === null) {
+    const keep = stops.map((id) => logits[offset + id]!)
+    logits.fill(-Infinity, offset, offset + vocab)
+    stops.forEach((id, i) => (logits[offset + id] = keep[i]!))
+    return
+  }
+  applyTokenMask(mask, logits, offset, vocab)
+  if (onlyStops(mask, stops)) for (const id of stops) if (logits[offset + id] === -Infinity) logits[offset + id] = 0
 }
 
 /** Whether the mask allows the stop tokens only (the grammar is complete); stops at the first other bit. */

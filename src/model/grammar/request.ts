@@ -5,7 +5,9 @@
  * named function. At most one may be set; the field that set it is `param` in any error about it.
  */
 import { SpanserveError } from '../../errors.ts'
-import { checkConstraint } from './check.ts'
+import { structuralTagText } from './structural-tag-schema.ts'
+import { enforceableSchemaText } from './schema-rewrite.ts'
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../json-depth.ts'
 import type { OutputConstraint, RequestedConstraint } from './constraint.ts'
 
 export type { RequestedConstraint } from './constraint.ts'
@@ -13,7 +15,7 @@ export type { RequestedConstraint } from './constraint.ts'
 /**
  * The body schemas of the constraint fields, for the route schemas to spread in (chat and
  * completions alike, as vLLM takes them on both). The types are checked here; what a schema cannot
- * say (one constraint only, a schema that compiles) by requestedConstraint and checkConstraint.
+ * say (one constraint only) by requestedConstraint; whether it compiles, by the worker's grammar threads.
  */
 export const constraintFieldSchemas = {
   response_format: {
@@ -83,14 +85,18 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 /** A JSON Schema given as an object or as JSON text, as JSON text. */
 function schemaText(v: unknown, param: string): string {
   if (typeof v === 'string') {
+    // Text gets the body's depth bound too: the engine's schema reader recurses on it.
+    if (nestsDeeperThan(v)) throw bad(param, `${param} nests more than ${MAX_JSON_DEPTH} deep`)
+    let parsed: unknown
     try {
-      JSON.parse(v)
+      parsed = JSON.parse(v)
     } catch (err) {
       throw bad(param, `${param} is not valid JSON: ${(err as Error).message}`)
     }
-    return v
+    return enforceableSchemaText(parsed, param)
   }
-  if (isObj(v) || typeof v === 'boolean') return JSON.stringify(v)
+  // Rewritten into what xgrammar enforces exactly, or refused naming the keyword (schema-rewrite.ts).
+  if (isObj(v) || typeof v === 'boolean') return enforceableSchemaText(v, param)
   throw bad(param, `${param} must be a JSON Schema (an object)`)
 }
 
@@ -139,8 +145,7 @@ function fromVllm(body: ConstraintRequest): RequestedConstraint[] {
     if (so.grammar !== undefined && so.grammar !== null) found.push({ constraint: { type: 'grammar', grammar: str(so.grammar, 'structured_outputs.grammar') }, param: 'structured_outputs.grammar' })
     if (so.json_object === true) found.push({ constraint: { type: 'json_object' }, param: 'structured_outputs.json_object' })
     if (so.structural_tag !== undefined && so.structural_tag !== null) {
-      const tag = typeof so.structural_tag === 'string' ? so.structural_tag : JSON.stringify(so.structural_tag)
-      found.push({ constraint: { type: 'structural_tag', tag }, param: 'structured_outputs.structural_tag' })
+      found.push({ constraint: { type: 'structural_tag', tag: structuralTagText(so.structural_tag, 'structured_outputs.structural_tag') }, param: 'structured_outputs.structural_tag' })
     }
   }
   if (body.guided_json !== undefined && body.guided_json !== null) found.push({ constraint: { type: 'json_schema', schema: schemaText(body.guided_json, 'guided_json') }, param: 'guided_json' })
@@ -195,12 +200,13 @@ export function requestedConstraint(body: ConstraintRequest): RequestedConstrain
 }
 
 /**
- * The request's output constraint, checked: null when it asks for none; a 400 naming the field
- * when a field is malformed, two are set, or the schema, regex or grammar does not compile.
+ * The request's output constraint, with the field it came from: null when it asks for none; a 400
+ * naming the field when a field is malformed or two are set. Nothing is compiled here, on the
+ * server's event loop: the worker compiles it in a grammar thread under a time budget
+ * (src/model/grammar/pool.ts), and a constraint the engine refuses comes back as a 400 naming the field.
  */
 export async function outputConstraint(body: ConstraintRequest): Promise<OutputConstraint | null> {
   const requested = requestedConstraint(body)
   if (requested === null) return null
-  await checkConstraint(requested)
-  return requested.constraint
+  return { ...requested.constraint, param: requested.param }
 }

@@ -75,6 +75,12 @@ export function cleanMessage(lines: readonly string[]): string {
   return text.trim() || 'rejected by the grammar engine'
 }
 
+/** WebAssembly.Exception is in Node 22's lib types, not in those this project compiles against. */
+function isWasmException(err: unknown): boolean {
+  const WasmException = (WebAssembly as { Exception?: new (...args: never[]) => unknown }).Exception
+  return WasmException !== undefined && err instanceof WasmException
+}
+
 /** A call reached an instance that had aborted: the caller takes a fresh one. */
 export class GrammarEngineBroken extends Error {
   constructor() {
@@ -119,11 +125,17 @@ export class XgrammarInstance {
 
   /** An engine refusal (an abort, or fatal lines it printed) breaks this instance and names the reason; other errors pass. */
   private rethrow(err: unknown, lines: readonly string[]): never {
-    if (err instanceof WebAssembly.RuntimeError || lines.length > 0) {
+    // A C++ exception crosses into JavaScript as a bare number (its address) or a WebAssembly.Exception: the engine refused.
+    if (err instanceof WebAssembly.RuntimeError || typeof err === 'number' || isWasmException(err) || lines.length > 0) {
       this.broken = true
       throw new GrammarSyntaxError(cleanMessage(lines))
     }
     throw err
+  }
+
+  /** The instance's WebAssembly memory in bytes. */
+  memoryBytes(): number {
+    return (this.binding as unknown as { HEAP8: Int8Array }).HEAP8.buffer.byteLength
   }
 
   /** A synchronous engine call (per token): as call(), without waiting its turn. */
