@@ -19,6 +19,14 @@ import { tracingOptions } from '../config/tracing.ts'
 
 export const CHILD_ENV = 'SPANSERVE_CHILD'
 
+/**
+ * How a child ends itself, so the launcher can tell whose fault a death was (server/death-cause.ts):
+ * a failure of its own (an uncaught exception, a failed start) exits FATAL; a peer that stopped
+ * reading its messages exits PEER_STALLED, the peer's fault (the peer is killed as hung), not the
+ * requests this process was running.
+ */
+export const CHILD_EXIT = { fatal: 1, peerStalled: 3 } as const
+
 export interface LaunchSpec {
   role: Exclude<Role, 'server'>
   dpRank: number
@@ -63,16 +71,16 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
   const toServer = new Outbox(spec.endpoints.server)
   const closers: (() => Promise<void> | void)[] = []
 
-  const fatal = (code: ErrorCode, err: unknown): void => {
+  const fatal = (code: ErrorCode, err: unknown, exitCode: number = CHILD_EXIT.fatal): void => {
     const message = err instanceof Error ? err.message : String(err)
     log.fatal({ err, code }, 'process failed')
     toServer.post({ type: 'fatal', role, dpRank, tpRank, pid: process.pid, code, message })
     // Give ZeroMQ a moment to hand the report over before the process goes.
-    setTimeout(() => process.exit(1), 200)
+    setTimeout(() => process.exit(exitCode), 200)
   }
   // A peer that stopped reading has cost this process requests or steps already: fail loudly, so that
   // supervision fails (or resumes) its requests and restarts it, instead of leaving them hanging.
-  onSendQueueFull((e) => fatal('SPANSERVE_ERR_INTERNAL', new Error(`IPC send queue to ${e.address} is full (${e.capacity} messages, the last a ${e.type}): the peer stopped reading`)))
+  onSendQueueFull((e) => fatal('SPANSERVE_ERR_INTERNAL', new Error(`IPC send queue to ${e.address} is full (${e.capacity} messages, the last a ${e.type}): the peer stopped reading`), CHILD_EXIT.peerStalled))
   process.on('uncaughtException', (err) => fatal('SPANSERVE_ERR_INTERNAL', err))
   process.on('unhandledRejection', (err) => fatal('SPANSERVE_ERR_INTERNAL', err))
 

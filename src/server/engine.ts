@@ -6,13 +6,16 @@
  * waits for them (up to --restart-wait), and a request lost with a dead process is resubmitted,
  * continuing from its prompt plus the tokens already sent (resume.ts): on another data-parallel
  * group at once when one is serving, else once its own is back. Only a crash loop (an open circuit,
- * launcher.ts) or the bound answers 503.
+ * launcher.ts) or the bound answers 503, and a request lost with two deaths of a process's own fault
+ * is failed as poison instead (poison.ts).
  */
 import type { Outbox } from '../ipc/channel.ts'
 import type { BatchStrOutput, GenerateReqInput, ReqError, SliceMarks, StrOutput } from '../ipc/messages.ts'
 import { SpanserveError, isErrorCode } from '../errors.ts'
 import { childKey } from './children.ts'
 import { ResumableRequest, resumeReason, type Resumption } from './resume.ts'
+import type { DeathCause } from './death-cause.ts'
+import { countDeath, poisonError } from './poison.ts'
 import { TokenizeCalls } from './tokenize-calls.ts'
 
 export interface RequestSink {
@@ -33,6 +36,8 @@ export interface EngineObserver {
   resumed(rid: string, r: Resumption, waitedMs: number): void
   /** A request waited for a restart (arriving, or resumed) for `seconds`. */
   waited(seconds: number, outcome: WaitOutcome): void
+  /** A request lost with its second death of a process's own fault is failed, not resumed (poison.ts). */
+  poisoned?(req: GenerateReqInput, processKey: string | null, cause: DeathCause | undefined): void
 }
 
 export interface EngineOptions {
@@ -59,8 +64,8 @@ export class Engine {
   private readonly running = new Map<string, Flight>()
   /** Waiting for a restart, in arrival order. */
   private readonly waiting = new Set<Flight>()
-  /** The pid each child key had when it last died, for the resume's trace event. */
-  private readonly lastDeath = new Map<string, number | null>()
+  /** The pid each child key had when it last died (for the resume's trace event), and how it died. */
+  private readonly lastDeath = new Map<string, { pid: number | null; cause: DeathCause }>()
   observer: EngineObserver | null = null
   /** /tokenize and /detokenize, answered by the tokenizer without generating. */
   readonly tokenizeCalls: TokenizeCalls
@@ -139,8 +144,8 @@ export class Engine {
   }
 
   /** A child process died (`key`: tokenizer, scheduler-0, worker-0-1). The tokenizer takes every attempt with it. */
-  processDied(key: string, pid: number | null): void {
-    this.lastDeath.set(key, pid)
+  processDied(key: string, pid: number | null, cause: DeathCause = 'external'): void {
+    this.lastDeath.set(key, { pid, cause })
     if (key !== 'tokenizer') return
     this.tokenizeCalls.failAll(new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', 'the tokenizer process died; the call can be retried')) // its group's requests come back from the tokenizer as lost
     for (const f of [...this.running.values()]) this.lose(f, key)
@@ -183,7 +188,15 @@ export class Engine {
 
   private lose(f: Flight, processKey: string | null): void {
     this.running.delete(f.r.pipelineRid)
-    const resumption = f.r.lose(resumeReason(processKey), processKey, processKey === null ? null : (this.lastDeath.get(processKey) ?? null))
+    // The lost report follows the death's (launcher: died, then the tokenizer is told), so its cause is known.
+    const death = processKey === null ? undefined : this.lastDeath.get(processKey)
+    if (processKey !== null && countDeath(f.r, death?.cause)) {
+      this.forget(f)
+      this.observer?.poisoned?.(f.r.req, processKey, death?.cause)
+      f.sink.onError(poisonError(processKey, death?.cause))
+      return
+    }
+    const resumption = f.r.lose(resumeReason(processKey), processKey, death?.pid ?? null)
     f.sink.onResumed?.(resumption)
     if (resumption.reason === 'unavailable' && this.opts.serving() === 'up') {
       // Refused by a tokenizer that does not know yet what the launcher knows: ask again shortly, not in a loop.

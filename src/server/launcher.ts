@@ -6,22 +6,28 @@
  * flight with it. Either way the engine resumes those requests (engine.ts). Workers on other nodes
  * are started by those nodes' agents (node-agent.ts), which report their deaths here.
  *
- * Crash loops: a child that dies --crash-loop-deaths times within --crash-loop-window opens its
- * circuit. Requests that need it then get 503 at once instead of waiting for a restart that keeps
- * failing, and its restarts back off up to RESTART_BACKOFF_OPEN_MS; the circuit closes once it is
- * ready again.
+ * Crash loops: a child whose restart was futile (it died before ready, or soon after without work;
+ * futile-restart.ts) --crash-loop-deaths times within --crash-loop-window opens its circuit.
+ * Requests that need it then get 503 at once instead of waiting for a restart that keeps failing,
+ * and its restarts back off up to RESTART_BACKOFF_OPEN_MS; the circuit closes once it is ready
+ * again. A child that served is restarted at once, however often it is killed.
+ *
+ * Each death's cause (death-cause.ts) goes to the engine: deaths of the child's own fault count
+ * against the requests lost with it (poison.ts).
  */
 import type { ChildProcess } from 'node:child_process'
 import type { Config } from '../config/schema.ts'
 import type { Endpoints } from '../ipc/endpoints.ts'
 import { Outbox } from '../ipc/channel.ts'
-import type { Message, ProcessExited, ProcessFatal, ProcessReady } from '../ipc/messages.ts'
+import type { Message, ProcessExited, ProcessFatal, ProcessReady, ProcessStats } from '../ipc/messages.ts'
 import type { ModelInfo } from '../model/load.ts'
 import type { Logger } from '../logging.ts'
 import { SpanserveError, type ErrorCode } from '../errors.ts'
 import { childKey, planChildren, type ChildPlan } from './children.ts'
 import { restartDelayMs, spawnChild } from './spawn-child.ts'
 import type { ServingState } from './engine.ts'
+import { deathCause, type DeathCause } from './death-cause.ts'
+import { futileRestart, reportShowsWork } from './futile-restart.ts'
 
 /** The longest pause between restarts of a child whose circuit is open (a crash loop). */
 const RESTART_BACKOFF_OPEN_MS = 30_000
@@ -39,7 +45,11 @@ interface Child extends ChildPlan {
   readyAt: number
   /** Killed on purpose because another rank of its TP group died: restart it without more ado. */
   restartWithGroup: boolean
-  /** When it died, within the crash-loop window. */
+  /** A report since it was ready showed it at work: its restart was not futile. */
+  worked: boolean
+  /** Killed by the hang watchdog: its SIGKILL is a hang, not an outside kill. */
+  hungKill: boolean
+  /** When it died futile deaths (futile-restart.ts), within the crash-loop window. */
   deaths: number[]
   /** A crash loop: requests that need it are not kept waiting for it. */
   circuitOpen: boolean
@@ -47,8 +57,8 @@ interface Child extends ChildPlan {
 
 /** What the server learns from supervision. */
 export interface SupervisionListener {
-  /** A child died after start-up; the requests it held are to be resumed. */
-  died(key: string, pid: number | null): void
+  /** A child died after start-up; the requests it held are to be resumed (or, by `cause`, failed as poison). */
+  died(key: string, pid: number | null, cause: DeathCause): void
   /** What can be served changed: a child became ready, or a circuit opened. */
   changed(): void
 }
@@ -94,7 +104,7 @@ export class Launcher {
     toTokenizer?: Outbox,
   ) {
     for (const plan of planChildren(config, endpoints, model, contextLength)) {
-      this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, lastSeen: 0, crashStreak: 0, readyAt: 0, restartWithGroup: false, deaths: [], circuitOpen: false })
+      this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, lastSeen: 0, crashStreak: 0, readyAt: 0, restartWithGroup: false, worked: false, hungKill: false, deaths: [], circuitOpen: false })
     }
     if (toTokenizer) this.outboxes.set('tokenizer', toTokenizer)
     this.crashLoopDeaths = config.crashLoopDeaths
@@ -109,10 +119,15 @@ export class Launcher {
   private readonly crashLoopWindowMs: number
   private watchdog: NodeJS.Timeout | null = null
 
-  /** A child's periodic report: it is alive and its event loop turns. */
-  onHeartbeat(msg: { role: string; dpRank: number; tpRank: number; pid: number }): void {
+  /** A child's periodic report: it is alive and its event loop turns, and whether it has work. */
+  onHeartbeat(msg: Pick<ProcessStats, 'role' | 'dpRank' | 'tpRank' | 'pid' | 'liveRequests' | 'scheduler'>): void {
     const c = this.children.get(childKey(msg))
-    if (c && c.pid === msg.pid) c.lastSeen = Date.now()
+    if (!c || c.pid !== msg.pid) return
+    c.lastSeen = Date.now()
+    if (!reportShowsWork(msg)) return
+    if (c.ready) c.worked = true
+    // A scheduler's steps since its last report ran on its workers too: their instant counts may miss short work.
+    if (msg.role === 'scheduler' && (msg.scheduler?.batchSizes.length ?? 0) > 0) for (const w of this.members(c.group!)) if (w.ready) w.worked = true
   }
 
   /**
@@ -126,6 +141,7 @@ export class Launcher {
       this.log.error({ child: c.key, child_pid: c.pid, node: c.node, silent_s: Math.round((now - Math.max(c.lastSeen, c.readyAt)) / 1000) }, 'process hung; killing it')
       c.lastSeen = now
       if (c.node === 0) {
+        c.hungKill = true
         c.proc?.kill('SIGKILL')
       } else {
         // The agent restarts it quietly: the death is handled here.
@@ -170,7 +186,7 @@ export class Launcher {
   /** Why serving() is broken, for the 503's message. */
   brokenReason(): string {
     const looping = [...this.children.values()].filter((c) => c.circuitOpen).map((c) => c.key)
-    return `crash loop: ${looping.join(', ')} died ${this.crashLoopDeaths} times within ${this.crashLoopWindowMs / 1000} s`
+    return `crash loop: ${looping.join(', ')} died ${this.crashLoopDeaths} times within ${this.crashLoopWindowMs / 1000} s without serving`
   }
 
   list(): ChildInfo[] {
@@ -210,6 +226,7 @@ export class Launcher {
     c.proc = proc
     c.pid = proc.pid ?? null
     c.ready = false
+    c.hungKill = false
     proc.on('exit', (code, signal) => {
       if (c.proc !== proc) return
       c.proc = null
@@ -225,6 +242,7 @@ export class Launcher {
     c.pid = msg.pid
     c.ready = true
     c.readyAt = Date.now()
+    c.worked = false
     this.log.info({ child: c.key, child_pid: msg.pid, node: c.node, ...msg.detail }, 'process ready')
     if (this.startup) {
       if (this.allReady()) this.startup.resolve()
@@ -272,15 +290,20 @@ export class Launcher {
       if (c.node === 0) this.respawn(c)
       return
     }
-    this.log.error({ child: c.key, child_pid: c.pid, node: c.node, code, signal }, 'process died; restarting it')
+    const cause = deathCause(code, signal, c.hungKill)
+    c.hungKill = false
+    const futile = futileRestart(c, Date.now())
+    // A remote child's agent restarts it (no respawn here): its next life starts not ready.
+    if (c.node !== 0) c.readyAt = 0
+    this.log.error({ child: c.key, child_pid: c.pid, node: c.node, code, signal, cause, futile }, 'process died; restarting it')
     this.outbox(c).discard()
-    const opened = this.countDeath(c)
+    const opened = futile && this.countDeath(c)
     const reset = { type: 'reset', reason: `${c.key} died` } as const
     if (c.group === null) {
-      this.listener.died(c.key, c.pid)
+      this.listener.died(c.key, c.pid, cause)
       for (const other of this.children.values()) if (other !== c && other.ready) this.outbox(other).post(reset)
     } else {
-      this.listener.died(c.key, c.pid)
+      this.listener.died(c.key, c.pid, cause)
       // Only this group stops: the tokenizer hands its requests back to be resumed, the other groups keep serving.
       this.tellTokenizer(c.group, false, `${c.key} died`, c.key)
       // TP ranks run in lockstep and count their all-reduces from start: the group restarts whole.
@@ -296,7 +319,7 @@ export class Launcher {
     if (c.node === 0) this.respawn(c)
   }
 
-  /** Records a death; true when it opened the child's circuit (K deaths within the window). */
+  /** Records a futile death; true when it opened the child's circuit (K of them within the window). */
   private countDeath(c: Child): boolean {
     const now = Date.now()
     c.deaths = c.deaths.filter((t) => now - t < this.crashLoopWindowMs)
@@ -305,7 +328,7 @@ export class Launcher {
     c.circuitOpen = true
     this.log.error(
       { child: c.key, deaths: c.deaths.length, window_s: this.crashLoopWindowMs / 1000, max_backoff_s: RESTART_BACKOFF_OPEN_MS / 1000 },
-      `crash loop: ${c.key} died ${c.deaths.length} times within ${this.crashLoopWindowMs / 1000} s; circuit open: requests that need it get 503 at once, and its restarts back off`,
+      `crash loop: ${c.key} died ${c.deaths.length} times within ${this.crashLoopWindowMs / 1000} s without serving; circuit open: requests that need it get 503 at once, and its restarts back off`,
     )
     return true
   }

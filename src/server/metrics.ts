@@ -8,6 +8,7 @@ import client from 'prom-client'
 import type { ProcessStats } from '../ipc/messages.ts'
 import { droppedSpans, liveRequestCount } from '../tracing/index.ts'
 import { memoryStats } from '../process/stats.ts'
+import { CLIENT_LABELS, ClientLabels } from './client-labels.ts'
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80]
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512]
@@ -37,6 +38,8 @@ export interface FinishedRequest {
   e2eSeconds: number
   queueSeconds: number | null
   trace: { traceId: string; spanId: string } | null
+  /** Who sent it (client-id.ts); per-client counters use a bounded label (client-labels.ts). */
+  client?: string
 }
 
 const RANK_LABELS = ['role', 'dp_rank', 'tp_rank'] as const
@@ -59,6 +62,11 @@ export class ServerMetrics {
   private readonly prefixCacheHits: client.Counter
   private readonly resumedTotal: client.Counter
   private readonly restartWait: client.Histogram
+  private readonly clientLabels = new ClientLabels()
+  private readonly clientRequests: client.Counter
+  private readonly clientPromptTokens: client.Counter
+  private readonly clientGenerationTokens: client.Counter
+  private readonly poisonTotal: client.Counter
 
   /** `serverLive`: requests the server process itself has in flight. */
   constructor(serverLive: () => number) {
@@ -86,6 +94,11 @@ export class ServerMetrics {
       buckets: LATENCY_BUCKETS,
       registers,
     })
+    this.poisonTotal = new client.Counter({ name: 'spanserve:poison_requests_total', help: 'Requests failed instead of resumed: lost twice with a process that hung or crashed of its own fault, by the cause of the last death.', labelNames: ['cause'], registers })
+    const byClient = `, by client (the first ${CLIENT_LABELS} clients seen by name, the rest as "other")`
+    this.clientRequests = new client.Counter({ name: 'spanserve:client_requests_total', help: `Requests (sequences) that finished${byClient}.`, labelNames: ['client'], registers })
+    this.clientPromptTokens = new client.Counter({ name: 'spanserve:client_prompt_tokens_total', help: `Prompt tokens of finished requests${byClient}.`, labelNames: ['client'], registers })
+    this.clientGenerationTokens = new client.Counter({ name: 'spanserve:client_generation_tokens_total', help: `Generated tokens of finished requests${byClient}.`, labelNames: ['client'], registers })
     this.batchSize = new client.Histogram({ name: 'spanserve:batch_size', help: 'Sequences decoded together in one step.', buckets: BATCH_BUCKETS, registers })
     const perGroup = (name: string, help: string, pick: (s: NonNullable<ProcessStats['scheduler']>) => number) =>
       new client.Gauge({
@@ -147,6 +160,10 @@ export class ServerMetrics {
     this.success.inc({ finished_reason: r.finishReason })
     this.promptTokens.inc(r.promptTokens)
     this.generationTokens.inc(r.completionTokens)
+    const who = { client: this.clientLabels.label(r.client) }
+    this.clientRequests.inc(who)
+    this.clientPromptTokens.inc(who, r.promptTokens)
+    this.clientGenerationTokens.inc(who, r.completionTokens)
     if (r.ttftSeconds !== null) this.ttft.observe(r.ttftSeconds, r.trace)
     this.e2e.observe(r.e2eSeconds, r.trace)
     if (r.queueSeconds !== null) this.queue.observe(r.queueSeconds, r.trace)
@@ -162,6 +179,10 @@ export class ServerMetrics {
 
   waitedForRestart(seconds: number, outcome: string): void {
     this.restartWait.observe({ outcome }, seconds)
+  }
+
+  poisoned(cause: string): void {
+    this.poisonTotal.inc({ cause })
   }
 
   /** Prometheus text unless the scraper asks for OpenMetrics. */

@@ -34,7 +34,7 @@ export async function startPipeline(config: Config, endpoints: Endpoints, model:
   })
   const metrics = new ServerMetrics(() => engine.size)
   engine.observer = resumeReport(metrics, log)
-  const launcher = new Launcher(config, endpoints, model, contextLength, log, { died: (key, pid) => engine.processDied(key, pid), changed: () => engine.servingChanged() }, toTokenizer)
+  const launcher = new Launcher(config, endpoints, model, contextLength, log, { died: (key, pid, cause) => engine.processDied(key, pid, cause), changed: () => engine.servingChanged() }, toTokenizer)
   const inbox = new Inbox(
     endpoints.server,
     {

@@ -1,7 +1,8 @@
-/** Resumed requests and waits for restarts, counted (/metrics), traced (request_resumed) and logged. */
+/** Resumed requests, waits for restarts and poison requests, counted (/metrics), traced (request_resumed) and logged. */
 import type { Logger } from '../logging.ts'
 import type { EngineObserver } from './engine.ts'
 import type { ServerMetrics } from './metrics.ts'
+import { POISON_DEATHS } from './poison.ts'
 import { resumedRequestTrace } from './request-trace.ts'
 
 export function resumeReport(metrics: ServerMetrics, log: Logger): EngineObserver {
@@ -13,6 +14,12 @@ export function resumeReport(metrics: ServerMetrics, log: Logger): EngineObserve
     },
     waited(seconds, outcome) {
       metrics.waitedForRestart(seconds, outcome)
+    },
+    poisoned(req, processKey, cause) {
+      metrics.poisoned(cause ?? 'unknown')
+      // An error: a process died twice on this request's step; the trace id finds its trace (null when untraced).
+      const traceId = req.trace?.traceparent.split('-')[1] ?? null
+      log.error({ rid: req.rid, trace_id: traceId, process: processKey, cause, deaths: POISON_DEATHS }, 'poison request: failed, not resumed again')
     },
   }
 }

@@ -39,6 +39,8 @@ export class ResumableRequest {
   readonly outputIds: number[] = []
   attempt = 0
   resumes = 0
+  /** Deaths of a process's own fault this request was lost with (poison.ts). */
+  ownDeaths = 0
   /** Set while the request is lost and not yet resubmitted. */
   pending: Resumption | null = null
   /** Tracing only: per process key, the running attempt's last slice that process exported (a traceparent). */
