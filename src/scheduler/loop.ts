@@ -20,12 +20,18 @@
  * prefix cache on, a request whose prompt starts with a cached prefix prefills only the rest (its
  * first chunk starts there), and a prompt joins the cache once prefilled, staying there after its
  * request finishes.
+ *
+ * Fairness (./fairness.ts): admission takes the waiting client with the least virtual token
+ * counter, and when more sequences are admitted than the batch holds, each step's slots are split
+ * fairly between clients. With one client, first come, first served.
  */
-import type { BatchTokenIdOutput, FinishReason, ProcessStats, RequestStats, ForwardBatch, ForwardBatchOutput, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
+import type { BatchTokenIdOutput, FinishReason, ProcessStats, RequestStats, ForwardBatch, ForwardBatchOutput, GrammarReady, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
+import { clientOf, VirtualTokenCounter } from './fairness.ts'
 import { KvSpace } from './kv-space.ts'
 import { WaitingQueue } from './queue.ts'
 import type { SchedRequest } from './request.ts'
 import type { ErrorCode } from '../errors.ts'
+import type { OutputConstraint } from '../model/grammar/constraint.ts'
 
 export interface LoopLimits {
   maxBatchSize: number
@@ -60,6 +66,11 @@ export interface LoopIo {
   output(out: BatchTokenIdOutput): void
   /** A request that failed before producing output, toward the tokenizer. */
   error(err: ReqError): void
+  /**
+   * Constrained requests' grammars, compiled by the sampling worker off its step loop: a request
+   * waits out of the queue until grammarReady() (vLLM's WAITING_FOR_FSM). Absent: no wait.
+   */
+  grammar?: { prepare(rid: string, constraint: OutputConstraint): void; cancel(rid: string): void }
   /** Observes each step as it is sent (debug logging). */
   onStep?(batch: ForwardBatch, waiting: number): void
   observer?: LoopObserver
@@ -77,11 +88,14 @@ interface PendingStep {
 export class SchedulerLoop {
   readonly waiting: WaitingQueue
   readonly budget: KvSpace
+  readonly fairness = new VirtualTokenCounter()
   /** Admitted requests whose prompt is not fully in the cache yet, in admission order. */
   private prefilling: SchedRequest[] = []
   /** Requests decoding, in admission order. */
   private decoding = new Map<string, SchedRequest>()
   private release: string[] = []
+  /** Requests whose grammar is compiling, out of the queue until it is ready. */
+  private readonly compiling = new Map<string, SchedRequest>()
   private step = 0
   /** Steps in flight, oldest first: each completes once every TP rank has answered. */
   private pending: PendingStep[] = []
@@ -126,17 +140,59 @@ export class SchedulerLoop {
     }
     const now = performance.now()
     const req: SchedRequest = { ...msg, prefilled: 0, generated: 0, scheduled: 0, lastToken: -1, reserved, kv: null, cachedTokens: 0, enqueuedAt: now, admittedAt: 0, prefillMs: 0, decodeMs: 0 }
-    if (!this.waiting.push(req)) {
-      this.fail(msg.rid, 'SPANSERVE_ERR_QUEUE_FULL', `the waiting queue is full (${this.waiting.capacity} requests)`)
+    const constraint = msg.sampling.constraint
+    if (constraint && this.io.grammar) {
+      if (this.waiting.length + this.compiling.size >= this.waiting.capacity) {
+        this.fail(msg.rid, 'SPANSERVE_ERR_QUEUE_FULL', `the waiting queue is full (${this.waiting.capacity} requests)`)
+        return
+      }
+      this.compiling.set(msg.rid, req)
+      this.io.observer?.queued(req)
+      this.io.grammar.prepare(msg.rid, constraint)
       return
     }
-    this.io.observer?.queued(req)
+    this.enqueue(req)
+  }
+
+  /** The worker compiled a request's grammar, or refused it (the refusal goes to the client as is). */
+  grammarReady(msg: GrammarReady): void {
+    const req = this.compiling.get(msg.rid)
+    if (!req) return
+    this.compiling.delete(msg.rid)
+    if (msg.code !== null) {
+      this.io.observer?.ended(req, 'error', msg.message)
+      this.io.error({ type: 'req_error', rid: msg.rid, code: msg.code, message: msg.message ?? '', param: msg.param })
+      return
+    }
+    if (!this.enqueue(req, false)) this.io.grammar?.cancel(msg.rid)
+  }
+
+  /** Into the waiting queue, or failed when it is full. */
+  private enqueue(req: SchedRequest, observe = true): boolean {
+    if (!this.waiting.push(req)) {
+      this.fail(req.rid, 'SPANSERVE_ERR_QUEUE_FULL', `the waiting queue is full (${this.waiting.capacity} requests)`)
+      if (!observe) this.io.observer?.ended(req, 'error', 'the waiting queue is full')
+      return false
+    }
+    this.fairness.enter(clientOf(req))
+    if (observe) this.io.observer?.queued(req)
     this.kick()
+    return true
   }
 
   abort(rid: string): void {
+    const compiling = this.compiling.get(rid)
+    if (compiling) {
+      this.compiling.delete(rid)
+      this.io.grammar?.cancel(rid)
+      this.io.observer?.ended(compiling, 'abort', null)
+      return
+    }
     const waiting = this.waiting.remove(rid)
     if (waiting) {
+      // Its grammar, compiled and held for it, goes.
+      if (waiting.sampling.constraint) this.io.grammar?.cancel(rid)
+      this.fairness.leave(clientOf(waiting), false)
       this.io.observer?.ended(waiting, 'abort', null)
       return
     }
@@ -146,12 +202,14 @@ export class SchedulerLoop {
 
   /** A peer process died: everything in flight was failed by the launcher. */
   reset(): void {
-    const all = [...this.waiting.clear(), ...this.prefilling, ...this.decoding.values()]
+    const all = [...this.compiling.values(), ...this.waiting.clear(), ...this.prefilling, ...this.decoding.values()]
+    this.compiling.clear()
     for (const req of all) this.io.observer?.ended(req, 'error', 'a server process failed')
     this.prefilling = []
     this.decoding.clear()
     this.release = []
     this.budget.reset()
+    this.fairness.reset()
     for (const p of this.pending) p.resolve(null)
     this.pending = []
   }
@@ -186,6 +244,7 @@ export class SchedulerLoop {
     // Only a request that ran to its end has its whole prompt's KV in the worker for the cache.
     if (req.kv) this.budget.finish(req.inputIds, req.kv, reason === 'stop' || reason === 'length')
     req.kv = null
+    this.fairness.leave(clientOf(req), true)
     this.release.push(req.rid)
     this.io.observer?.ended(req, reason, error)
   }
@@ -198,7 +257,7 @@ export class SchedulerLoop {
   /** Decide the next step, or null when there is nothing to do. */
   private buildBatch(): ForwardBatch | null {
     // Decoders first: a sequence whose prompt completes in this step decodes from the next one on.
-    const decoders: SchedRequest[] = []
+    let decoders: SchedRequest[] = []
     let steps = this.limits.decodeSteps
     for (const req of this.decoding.values()) {
       const left = this.remaining(req)
@@ -208,23 +267,35 @@ export class SchedulerLoop {
     }
     const prefill: PrefillEntry[] = []
     let tokenBudget = this.limits.maxPrefillTokens
-    // Admit from the queue while room remains in the batch and the KV budget.
-    while (this.waiting.length > 0 && this.running < this.limits.maxBatchSize) {
-      const next = this.waiting.peek()!
+    const slots = this.limits.maxBatchSize
+    // Admit from the queue while room remains in the batch (or, fairness.ts, the client holds less
+    // than its fair share) and the KV budget; the client with the least counter first.
+    const eligible = (client: string) => this.fairness.mayAdmit(client, this.running, slots)
+    while (this.waiting.length > 0) {
+      const next = this.waiting.next(this.fairness, eligible)
+      if (next === undefined) break
       // Prompt logprobs (echo) need every prompt position computed: no cached prefix for them.
       const kv = this.budget.admit(next.inputIds, next.reserved, next.sampling.promptLogprobs === undefined)
       if (kv === null) break
-      this.waiting.shift()
+      this.waiting.take(next)
       next.kv = kv
       next.prefilled = kv.cached
       next.cachedTokens = kv.cached
       next.admittedAt = performance.now()
+      this.fairness.admitted(clientOf(next), next.inputIds.length)
       this.io.observer?.admitted(next)
       this.prefilling.push(next)
+    }
+    // More admitted than the batch holds (several clients): this step's slots, split fairly.
+    const runs = this.running > slots ? this.fairness.allot([...this.decoding.values(), ...this.prefilling], slots) : null
+    if (runs !== null) {
+      decoders = decoders.filter((r) => runs.has(r))
+      steps = Math.min(this.limits.decodeSteps, ...decoders.map((r) => this.remaining(r)))
     }
     let done = 0
     for (const req of this.prefilling) {
       if (tokenBudget <= 0) break
+      if (runs !== null && !runs.has(req)) continue
       const take = Math.min(tokenBudget, req.inputIds.length - req.prefilled)
       const start = req.prefilled
       const last = start + take === req.inputIds.length
@@ -247,8 +318,9 @@ export class SchedulerLoop {
         done++
       }
     }
-    // Prompts complete in admission order, so the ones done are at the front.
-    if (done > 0) this.prefilling.splice(0, done)
+    // Prompts complete in admission order, so the ones done are at the front (unless some sat out).
+    if (done > 0 && runs === null) this.prefilling.splice(0, done)
+    else if (done > 0) this.prefilling = this.prefilling.filter((r) => !this.decoding.has(r.rid))
     const freeBlocks = this.budget.takeFreed()
     if (prefill.length === 0 && decoders.length === 0 && this.release.length === 0 && freeBlocks.length === 0) return null
     const decodeSteps = prefill.length > 0 ? 1 : steps
@@ -296,6 +368,7 @@ export class SchedulerLoop {
       if (!req) continue
       const token = out.tokens[i]!
       req.generated++
+      this.fairness.generated(clientOf(req), 1)
       req.lastToken = token
       // Its first token: the prompt's KV is whole in the worker, so it can be shared from now on.
       if (req.generated === 1 && req.kv) this.budget.prefilled(req.inputIds, req.kv)

@@ -6,6 +6,7 @@ import { generationDefaults } from '../sampling/defaults.ts'
 import type { AppOptions } from './app.ts'
 import type { Pipeline } from './pipeline.ts'
 import type { ToolCallParserName } from './tool-calls/parsers.ts'
+import type { ReasoningParserName } from './reasoning/parsers.ts'
 
 export function appOptions(config: Config, model: ModelInfo, contextLength: number, pipeline: Pipeline, isShuttingDown: () => boolean, log: Logger): AppOptions {
   const { engine, metrics, launcher } = pipeline
@@ -30,8 +31,12 @@ export function appOptions(config: Config, model: ModelInfo, contextLength: numb
       streamBufferLimit: config.streamBufferLimit,
       streamStallTimeoutMs: config.streamStallTimeout * 1000,
       kvBudgetTokens: config.maxTotalTokens,
+      requestKvShare: config.maxRequestKvShare,
+      contextLength,
+      apiKeyConfigured: config.apiKey !== '',
       prefixCache: !config.disableRadixCache && config.enablePrefixCaching,
       toolCallParser: config.toolCallParser as ToolCallParserName,
+      reasoningParser: config.reasoningParser as ReasoningParserName,
       metrics,
     },
     contextLength,

@@ -21,6 +21,8 @@ export interface RequestTraceStart {
   prompt: string
   /** Names of the tools offered; only recorded with --trace-record-content. */
   toolNames?: readonly string[]
+  /** Who sent it (client-id.ts). */
+  client?: string
 }
 
 /** Starts the request's trace; returns the carrier for the tokenizer and the traceparent to return. */
@@ -34,6 +36,7 @@ export function startRequestTrace(s: RequestTraceStart): { carrier: tracing.Trac
     }),
     ...samplingAttributes(s.sampling),
     ...tracing.contentAttributes(s.prompt, undefined, s.toolNames),
+    ...(s.client !== undefined ? { [tracing.USER_ID]: s.client } : {}),
   }
   const start = () => {
     tracing.reqStart(s.rid, null, { root: true, attributes })

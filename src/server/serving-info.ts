@@ -2,6 +2,7 @@
 import type { SamplingDefaults } from '../sampling/defaults.ts'
 import type { ServerMetrics } from './metrics.ts'
 import type { ToolCallParserName } from './tool-calls/parsers.ts'
+import type { ReasoningParserName } from './reasoning/parsers.ts'
 
 export interface ServingInfo {
   modelName: string
@@ -16,8 +17,16 @@ export interface ServingInfo {
   defaults: SamplingDefaults
   /** --max-total-tokens: what n × max_tokens may not exceed (absent: not checked here). */
   kvBudgetTokens?: number
+  /** --max-request-kv-share: the share of kvBudgetTokens one request of several sequences may reserve (absent: 1). */
+  requestKvShare?: number
+  /** The model's context length: what a max_tokens left to "the rest of the context" reserves. */
+  contextLength?: number
+  /** --api-key is set: every client sends that key, so it cannot tell clients apart (client-id.ts). */
+  apiKeyConfigured?: boolean
   /** The prefix cache is on: the n sequences of a request share their prompt's prefill (choices.ts). */
   prefixCache: boolean
   /** --tool-call-parser (absent: hermes). */
   toolCallParser?: ToolCallParserName
+  /** --reasoning-parser (absent: none). */
+  reasoningParser?: ReasoningParserName
 }

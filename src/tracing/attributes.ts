@@ -73,6 +73,7 @@ export const HTTP_ROUTE = attribute(ATTR_HTTP_ROUTE, 'HTTP server span (@fastify
 export const URL_PATH = attribute(ATTR_URL_PATH, 'HTTP server span (@fastify/otel)', 'the request path')
 
 // spanserve
+export const USER_ID = attribute('user.id', '`llm_request`', 'the client the request counts for in fair scheduling: its `X-Spanserve-Client` header, `key:` and a hash of its bearer token, or `ip:` and its address (never a key itself; docs/operations.md, "Fair sharing between clients")')
 export const SPANSERVE_REQUEST_ID = attribute('spanserve.request.id', '`llm_request`, thread spans', 'the request id (`x-request-id`)')
 export const SPANSERVE_THREAD_LABEL = attribute('spanserve.thread.label', 'thread spans', '`Server`, `Tokenizer`, `Scheduler`, `Worker`, or a label set with `setThreadInfo`')
 export const SPANSERVE_PROCESS_ROLE = attribute('spanserve.process.role', 'resource', 'server, tokenizer, scheduler or worker')

@@ -1,6 +1,7 @@
 /**
- * A validated body into a GenerateReqInput: the model checked, sampling mapped (src/sampling/), the
- * request's trace started, and the response headers (x-request-id, the trace's traceparent) set.
+ * A validated body into a GenerateReqInput: the model checked, sampling mapped (src/sampling/), its
+ * client identified (../client-id.ts), the request's trace started, and the response headers
+ * (x-request-id, the trace's traceparent) set.
  */
 import { randomBytes } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
@@ -11,6 +12,7 @@ import { samplingFrom } from '../../sampling/body.ts'
 import type { OutputConstraint } from '../../model/grammar/constraint.ts'
 import type { SamplingBody } from '../schemas.ts'
 import type { ServingInfo } from '../serving-info.ts'
+import { clientId } from '../client-id.ts'
 import { startRequestTrace } from '../request-trace.ts'
 import type { ChunkBase, ResponseShape } from './shape.ts'
 
@@ -51,6 +53,7 @@ export function checkModel(body: SamplingBody, info: ServingInfo): void {
 export function buildRequest(request: FastifyRequest, info: ServingInfo, body: SamplingBody, input: GenerateInput, shape: Pick<ResponseShape, 'idPrefix' | 'operation'>, constraint: OutputConstraint | null = null): BuiltRequest {
   checkModel(body, info)
   const rid = newRid()
+  const client = clientId(request, info.apiKeyConfigured === true)
   const sampling = samplingFrom(body, info.defaults, input.maxTokens)
   if (constraint) sampling.constraint = constraint
   const base: ChunkBase = { id: `${shape.idPrefix}-${rid}`, created: Math.floor(Date.now() / 1000), model: info.modelName }
@@ -64,6 +67,7 @@ export function buildRequest(request: FastifyRequest, info: ServingInfo, body: S
     sampling,
     prompt: input.text ?? (input.messages ? JSON.stringify(input.messages) : JSON.stringify(input.inputIds)),
     toolNames: input.tools?.map((t) => t.function.name),
+    client,
   })
   const req: GenerateReqInput = {
     type: 'generate',
@@ -74,6 +78,7 @@ export function buildRequest(request: FastifyRequest, info: ServingInfo, body: S
     stop: stopsFrom(body),
     ignoreEos: body.ignore_eos === true,
     arrivalMs: Date.now(),
+    client,
   }
   const requestId = (request.headers['x-request-id'] as string | undefined) ?? rid
   const headers: Record<string, string> = { 'x-request-id': /^[\w.:-]{1,128}$/.test(requestId) ? requestId : rid }

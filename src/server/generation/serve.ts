@@ -30,7 +30,7 @@ export async function serveGeneration(
   options: GenerationOptions = {},
 ): Promise<void> {
   const inputs = Array.isArray(input) ? input : [input as GenerateInput]
-  checkOptions(options, inputs.length, inputs[0]!.maxTokens, body.stream === true, info)
+  checkOptions(options, inputs, body.stream === true, info)
   const startMs = performance.now()
   // Structured output: a constraint that does not compile is a 400 before anything is queued.
   const constraint = await outputConstraint(body as ConstraintRequest)
