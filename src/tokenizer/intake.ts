@@ -14,6 +14,7 @@ import * as tracing from '../tracing/index.ts'
 import type { DpDispatcher } from './dispatch.ts'
 import { RequestState, type RequestStates } from './request-state.ts'
 import type { TextTokenizer } from './tokenize.ts'
+import { boundedPromptIds } from './prompt-ids.ts'
 
 export interface IntakeDeps {
   tok: TextTokenizer
@@ -27,15 +28,33 @@ export interface IntakeDeps {
 }
 
 export class Intake {
+  /** Requests still tokenizing (it yields between pieces), and those aborted meanwhile. */
+  private readonly tokenizing = new Set<string>()
+  private readonly abortedWhileTokenizing = new Set<string>()
+
   constructor(private readonly d: IntakeDeps) {}
 
-  generate(req: GenerateReqInput): void {
+  /** True when the request was still tokenizing: it is dropped once its tokenizing ends. */
+  abort(rid: string): boolean {
+    if (!this.tokenizing.has(rid)) return false
+    this.abortedWhileTokenizing.add(rid)
+    return true
+  }
+
+  async generate(req: GenerateReqInput): Promise<void> {
     const { tok, contextLength, dispatcher, model } = this.d
     let ids: number[]
     tracing.reqStart(req.rid, req.trace)
     tracing.sliceStart(req.rid, tracing.SLICE.tokenize, { level: 1 })
     try {
-      ids = this.promptIds(req)
+      this.tokenizing.add(req.rid)
+      try {
+        ids = await this.promptIds(req)
+      } finally {
+        this.tokenizing.delete(req.rid)
+      }
+      // The server has forgotten it: nothing is dispatched and nothing answered.
+      if (this.abortedWhileTokenizing.delete(req.rid)) return
       if (ids.length === 0) {
         if (tok.bosTokenId === null) throw new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', 'the prompt is empty', 'prompt')
         ids = [tok.bosTokenId]
@@ -69,18 +88,23 @@ export class Intake {
         maxTokens: maxTokens - resumed.length,
         ignoreEos: req.ignoreEos,
         arrivalMs: req.arrivalMs,
+        ...(req.client !== undefined ? { client: req.client } : {}),
       })
       tracing.sliceEnd(req.rid, tracing.SLICE.dpcDispatch)
     } catch (err) {
+      if (this.abortedWhileTokenizing.delete(req.rid)) return
       const out = this.toServerError(req, err)
       tracing.reqFinish(req.rid, { error: `${out.code}: ${out.message}` })
       this.d.toServer.post(out)
     }
   }
 
-  private promptIds(req: GenerateReqInput): number[] {
-    const { tok, model } = this.d
-    if (req.messages !== null) return tok.encode(tok.applyChatTemplate(req.messages, req.tools ?? null), false)
+  private async promptIds(req: GenerateReqInput): Promise<number[]> {
+    const { tok, model, contextLength } = this.d
+    // max_tokens < 0 (the rest of the context) still needs one token to generate.
+    const completion = Math.max(req.maxTokens, 1)
+    // A chat prompt is bounded as rendered: the template adds its own text around the messages.
+    if (req.messages !== null) return boundedPromptIds(tok, tok.applyChatTemplate(req.messages, req.tools ?? null), false, { context: contextLength, completion, param: 'messages' })
     if (req.inputIds !== null) {
       for (const id of req.inputIds) {
         if (!Number.isInteger(id) || id < 0 || id >= model.vocabSize) {
@@ -89,7 +113,7 @@ export class Intake {
       }
       return req.inputIds
     }
-    return tok.encode(req.text ?? '')
+    return boundedPromptIds(tok, req.text ?? '', true, { context: contextLength, completion, param: 'prompt' })
   }
 
   private toServerError(req: GenerateReqInput, err: unknown): ReqError {

@@ -32,9 +32,9 @@ await runChild('tokenizer', async (ctx) => {
     endpoints.tokenizer,
     {
       ...ctx.commonHandlers,
-      generate: (req) => intake.generate(req),
+      generate: (req) => void intake.generate(req),
       abort: (msg) => {
-        const t = states.forget(msg.rid)
+        const t = intake.abort(msg.rid) ? undefined : states.forget(msg.rid)
         if (t) schedulers[t.dp]!.post(msg)
         tracing.reqAbort(msg.rid, msg.reason)
       },
@@ -46,7 +46,7 @@ await runChild('tokenizer', async (ctx) => {
       },
       group_state: (msg) => onGroupState(groups, msg),
       reset: (msg) => onReset(groups, msg),
-      tokenize: (msg) => toServer.post(answerTokenize(tok, model.vocabSize, msg)),
+      tokenize: (msg) => void answerTokenize(tok, model.vocabSize, contextLength, msg).then((out) => toServer.post(out)),
     },
     (err) => log.error({ err }, 'bad message'),
   )

@@ -5,8 +5,10 @@
 import type { ReqError, TokenizeOutput, TokenizeReq } from '../ipc/messages.ts'
 import { SpanserveError } from '../errors.ts'
 import type { TextTokenizer } from './tokenize.ts'
+import { boundedPromptIds } from './prompt-ids.ts'
 
-export function answerTokenize(tok: TextTokenizer, vocabSize: number, req: TokenizeReq): TokenizeOutput | ReqError {
+/** A text is bounded like a prompt, by the whole context (it has no max_tokens). */
+export async function answerTokenize(tok: TextTokenizer, vocabSize: number, contextLength: number, req: TokenizeReq): Promise<TokenizeOutput | ReqError> {
   try {
     if (req.tokens !== null) {
       for (const id of req.tokens) {
@@ -17,7 +19,7 @@ export function answerTokenize(tok: TextTokenizer, vocabSize: number, req: Token
       return { type: 'tokenize_out', rid: req.rid, tokens: req.tokens, tokenStrs: null, text: tok.decode(req.tokens) }
     }
     const text = req.messages !== null ? tok.applyChatTemplate(req.messages, req.tools, req.addGenerationPrompt) : (req.text ?? '')
-    const tokens = tok.encode(text, req.addSpecialTokens)
+    const tokens = await boundedPromptIds(tok, text, req.addSpecialTokens, { context: contextLength, completion: 0, param: req.messages !== null ? 'messages' : 'prompt' })
     return { type: 'tokenize_out', rid: req.rid, tokens, tokenStrs: req.tokenStrs ? tokens.map((id) => tok.tokenString(id)) : null, text: null }
   } catch (err) {
     const e = err instanceof SpanserveError ? err : new SpanserveError('SPANSERVE_ERR_INTERNAL', 'tokenization failed')

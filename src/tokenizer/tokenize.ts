@@ -8,6 +8,8 @@ import { Tokenizer } from '@huggingface/tokenizers'
 import { Template } from '@huggingface/jinja'
 import type { ChatMessage, ChatTool } from '../ipc/messages.ts'
 import { SpanserveError } from '../errors.ts'
+import { charsPerTokenBound } from './prompt-bound.ts'
+import { encodeInPieces, pieceBoundaries, type PiecesResult } from './pieces.ts'
 
 type SpecialToken = string | { content: string } | null | undefined
 
@@ -22,9 +24,14 @@ export class TextTokenizer {
   private readonly bosToken: string
   private readonly eosToken: string
   readonly bosTokenId: number | null
+  /** The most characters one token can stand for (Infinity: no bound for this tokenizer). */
+  readonly charsPerToken: number
+  private readonly nextBoundary: ((text: string, from: number) => number) | null
+  /** Special tokens only before the text (BOS), so they can go on the first piece alone. */
+  private readonly specialsLead: boolean
 
   constructor(modelDir: string) {
-    const json = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8')) as object
+    const json = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>
     let config: Record<string, unknown> = {}
     try {
       config = JSON.parse(readFileSync(join(modelDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>
@@ -37,6 +44,11 @@ export class TextTokenizer {
     this.bosToken = tokenText(config.bos_token as SpecialToken)
     this.eosToken = tokenText(config.eos_token as SpecialToken)
     this.bosTokenId = this.bosToken ? (this.tokenizer.token_to_id(this.bosToken) ?? null) : null
+    this.charsPerToken = charsPerTokenBound(json, config, this.tokenizer.get_vocab(true).keys())
+    this.nextBoundary = pieceBoundaries(json, config)
+    const withSpecials = this.encode('a b', true)
+    const plain = this.encode('a b', false)
+    this.specialsLead = plain.every((id, i) => withSpecials[withSpecials.length - plain.length + i] === id)
   }
 
   get hasChatTemplate(): boolean {
@@ -45,6 +57,15 @@ export class TextTokenizer {
 
   encode(text: string, addSpecialTokens = true): number[] {
     return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids
+  }
+
+  /**
+   * The same ids as encode(), tokenized in pieces with turns of the event loop between them, and
+   * stopped once they pass `tokenLimit` (see pieces.ts).
+   */
+  encodeBounded(text: string, addSpecialTokens: boolean, tokenLimit: number): Promise<PiecesResult> {
+    const boundaries = addSpecialTokens && !this.specialsLead ? null : this.nextBoundary
+    return encodeInPieces(text, tokenLimit, (piece, first) => this.encode(piece, addSpecialTokens && first), boundaries)
   }
 
   /** A token's string in the vocabulary (byte-level symbols as stored, e.g. "Ġthe"). */
