@@ -76,12 +76,26 @@ export class RequestState {
   /** The next generated token; `finishReason` as the scheduler decided it (EOS, max_tokens). */
   push(token: number, finishReason: FinishReason | null): TokenOutcome {
     this.completionTokens++
-    if (this.stopTokenIds?.has(token)) return { text: this.stop.flush(), finishReason: 'stop', stoppedHere: finishReason === null }
+    // A stop token's own text is not returned; what came before it is, held-back bytes included.
+    if (this.stopTokenIds?.has(token)) return { text: this.tail().text, finishReason: 'stop', stoppedHere: finishReason === null }
     // vLLM looks for stop strings only once more than min_tokens tokens came; one that began in the
     // earlier text and ends in this token's still counts.
     const { text, stopped } = this.stop.push(this.detok.push(token), this.completionTokens > this.minTokens)
     if (stopped) return { text, finishReason: 'stop', stoppedHere: true }
-    return { text: finishReason !== null ? text + this.stop.flush() : text, finishReason, stoppedHere: false }
+    if (finishReason === null) return { text, finishReason, stoppedHere: false }
+    const end = this.tail()
+    return { text: text + end.text, finishReason: end.stopped ? 'stop' : finishReason, stoppedHere: false }
+  }
+
+  /**
+   * The generation ended: the detokenizer's held-back bytes (an incomplete character, U+FFFD as
+   * decode renders it) and the stop matcher's held-back text, so the text is the decode of the ids
+   * and logprobs' tokens add up to it. The flushed text is still matched against the stop strings:
+   * text after a stop string is never returned.
+   */
+  private tail(): { text: string; stopped: boolean } {
+    const r = this.stop.push(this.detok.flush(), this.completionTokens > this.minTokens)
+    return r.stopped ? r : { text: r.text + this.stop.flush(), stopped: false }
   }
 }
 
