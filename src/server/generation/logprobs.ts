@@ -54,6 +54,8 @@ export class LogprobsFormatter {
     readonly kind: LogprobsKind,
     /** Completions' echo: the prompt's tokens come first. */
     private readonly echo: boolean,
+    /** False for max_tokens 0 with echo: the one token generated to score the prompt is not shown. */
+    private readonly generated = true,
   ) {}
 
   /** The `logprobs` of one choice (whole) or one chunk (streamed) holding these tokens. */
@@ -84,7 +86,7 @@ export class LogprobsFormatter {
       if (this.echo && e.prompt) {
         for (const p of e.prompt) add(p.token, p.logprob, p.logprob === null ? null : topMap(p.top, p.topLogprobs, p.token, p.logprob))
       }
-      add(e.token, e.logprob, topMap(e.top, e.topLogprobs, e.token, e.logprob))
+      if (this.generated) add(e.token, e.logprob, topMap(e.top, e.topLogprobs, e.token, e.logprob))
     }
     return { tokens, token_logprobs: tokenLogprobs, top_logprobs: top, text_offset: textOffset }
   }

@@ -6,7 +6,8 @@ import { SpanserveError } from '../../errors.ts'
 import * as tracing from '../../tracing/index.ts'
 import type { ServingInfo } from '../serving-info.ts'
 import { LogprobsFormatter, type LogprobsKind } from './logprobs.ts'
-import type { BuiltRequest } from './request.ts'
+import { checkKvShare } from './kv-share.ts'
+import type { BuiltRequest, GenerateInput } from './request.ts'
 import type { GenerationRun } from './run.ts'
 
 export interface GenerationOptions {
@@ -18,6 +19,11 @@ export interface GenerationOptions {
   logprobs?: { kind: LogprobsKind; top: number } | null
   /** Completions' echo: the prompt comes back before the completion (with its tokens' logprobs when asked). */
   echo?: boolean
+  /**
+   * max_tokens 0 with echo: the prompt (and its logprobs) alone. The request runs as 1 token, whose
+   * text, logprobs and count are dropped, and finishes with "length".
+   */
+  echoOnly?: boolean
 }
 
 /** Sequences generated per prompt. */
@@ -25,17 +31,15 @@ export function sequencesPerPrompt(o: GenerationOptions): number {
   return Math.max(o.n ?? 1, o.bestOf ?? 1)
 }
 
-/** Refuses what cannot be served: best_of below n, best_of streamed, more KV than the budget holds. */
-export function checkOptions(o: GenerationOptions, prompts: number, maxTokens: number, stream: boolean, info: ServingInfo): void {
+/** Refuses what cannot be served: best_of below n, best_of streamed, more KV than one request may hold. */
+export function checkOptions(o: GenerationOptions, inputs: readonly GenerateInput[], stream: boolean, info: ServingInfo): void {
+  const prompts = inputs.length
   const n = o.n ?? 1
   if (o.bestOf !== undefined && o.bestOf < n) throw new SpanserveError('SPANSERVE_ERR_VALIDATION', `best_of (${o.bestOf}) must be greater than or equal to n (${n})`, 'best_of')
   if (o.bestOf !== undefined && o.bestOf > n && stream) throw new SpanserveError('SPANSERVE_ERR_VALIDATION', 'best_of greater than n cannot be streamed', 'best_of')
   const per = sequencesPerPrompt(o)
-  const budget = info.kvBudgetTokens
-  if (budget !== undefined && per > 1 && maxTokens > 0 && per * maxTokens > budget) {
-    throw new SpanserveError('SPANSERVE_ERR_VALIDATION', `n (${per}) × max_tokens (${maxTokens}) = ${per * maxTokens} tokens exceeds the KV cache budget of ${budget} tokens`, o.bestOf !== undefined && o.bestOf > (o.n ?? 1) ? 'best_of' : 'n')
-  }
   if (prompts > 1 && per * prompts > 1024) throw new SpanserveError('SPANSERVE_ERR_VALIDATION', `${prompts} prompts × ${per} choices is more than 1024 sequences`, 'prompt')
+  checkKvShare(inputs, per, o.bestOf !== undefined && o.bestOf > n ? 'best_of' : 'n', info)
 }
 
 /**
@@ -49,7 +53,8 @@ export function prepareSequence(run: GenerationRun, built: BuiltRequest, o: Gene
   if (o.logprobs || ranked || o.echo) sampling.logprobs = o.logprobs?.top ?? 0
   // Echo needs the prompt's tokens back (for a token-id prompt, its text); logprobs their scores too.
   if (o.echo) sampling.promptLogprobs = o.logprobs?.top ?? 0
-  if (o.logprobs) run.formatter = new LogprobsFormatter(o.logprobs.kind, o.echo === true)
+  if (o.logprobs) run.formatter = new LogprobsFormatter(o.logprobs.kind, o.echo === true, o.echoOnly !== true)
+  if (o.echoOnly) run.echoOnly = true
   if (o.echo) {
     if (built.req.text !== null) run.echoText = built.req.text
     else run.echoFromTokens = true

@@ -13,6 +13,14 @@ import { abortRequestTrace, dispatched, failRequestTrace, finishRequestTrace, fi
 import type { BuiltRequest } from './request.ts'
 import type { LogprobsFormatter } from './logprobs.ts'
 
+/**
+ * max_tokens 0 with echo, run as 1 token: the output as if nothing was generated (no text, no
+ * completion token, finish "length" as vLLM's), its logprobs kept for the prompt's part.
+ */
+function promptOnly(item: StrOutput): StrOutput {
+  return { ...item, text: '', completionTokens: 0, finishReason: item.finishReason === null ? null : 'length' }
+}
+
 export class GenerationRun {
   /** Answered, failed or aborted: nothing more is sent. */
   done = false
@@ -26,6 +34,8 @@ export class GenerationRun {
   echoFromTokens = false
   /** Shapes the logprobs when the request asked for them. */
   formatter: LogprobsFormatter | null = null
+  /** max_tokens 0 with echo: the one token generated is dropped from what the sink sees (options.ts). */
+  echoOnly = false
   readonly rid: string
   private readonly timing: Timing
   private lastOutputMs = 0
@@ -58,7 +68,8 @@ export class GenerationRun {
 
   submit(sink: RequestSink): void {
     try {
-      this.engine.submit(this.built.req, { ...sink, onResumed: () => void this.resumes++ })
+      const onOutput = this.echoOnly ? (item: StrOutput) => sink.onOutput(promptOnly(item)) : sink.onOutput
+      this.engine.submit(this.built.req, { ...sink, onOutput, onResumed: () => void this.resumes++ })
     } catch (err) {
       this.done = true
       // Thrown on: the error handler answers, logs and counts it.
@@ -123,9 +134,10 @@ export class GenerationRun {
       e2eSeconds: e2eMs / 1000,
       queueSeconds: item.stats ? item.stats.queueMs / 1000 : null,
       trace: this.built.traceIds,
+      client: this.built.req.client,
     })
     this.request.log.info(
-      { rid, ...this.logIds(), finish_reason: item.finishReason, prompt_tokens: item.promptTokens, completion_tokens: item.completionTokens, e2e_ms: Math.round(e2eMs * 10) / 10, ttft_ms: ttftMs === null ? null : Math.round(ttftMs * 10) / 10, resumed: this.resumes },
+      { rid, ...this.logIds(), client: this.built.req.client, finish_reason: item.finishReason, prompt_tokens: item.promptTokens, completion_tokens: item.completionTokens, e2e_ms: Math.round(e2eMs * 10) / 10, ttft_ms: ttftMs === null ? null : Math.round(ttftMs * 10) / 10, resumed: this.resumes },
       'request finished',
     )
   }
@@ -144,7 +156,7 @@ export class GenerationRun {
     this.done = true
     failRequestTrace(this.rid, err)
     this.info.metrics.failed(err.code)
-    this.request.log.warn({ rid: this.rid, ...this.logIds(), code: err.code, reason: err.message }, 'request failed')
+    this.request.log.warn({ rid: this.rid, ...this.logIds(), client: this.built.req.client, code: err.code, reason: err.message }, 'request failed')
   }
 
   private logIds(): { trace_id: string | undefined; span_id: string | undefined } {
