@@ -68,6 +68,34 @@ t.test("tools with toolChoice 'required': a call whose input matches the schema,
   t.match(res.toolResults[0]!.output, /^sunny in /)
 })
 
+t.test("streamText with toolChoice 'required': the call's input streams in deltas, then the call", async (t) => {
+  const res = streamText({
+    model,
+    prompt: 'What is the weather in Paris?',
+    maxOutputTokens: 256,
+    maxRetries: 0,
+    toolChoice: 'required',
+    tools: { get_weather: tool({ description: 'The current weather in a city', inputSchema: z.object({ city: z.enum(['Paris', 'Rome', 'Tokyo']) }) }) },
+  })
+  let deltas = 0
+  let input = ''
+  let started = 0
+  for await (const part of res.fullStream) {
+    if (part.type === 'tool-input-start') started++
+    if (part.type === 'tool-input-delta') {
+      deltas++
+      input += part.delta
+    }
+  }
+  t.equal(started, 1)
+  t.ok(deltas > 1, `${deltas} input deltas`)
+  const calls = await res.toolCalls
+  t.equal(calls.length, 1)
+  t.equal(calls[0]!.toolName, 'get_weather')
+  t.same(calls[0]!.input, JSON.parse(input))
+  t.equal(await res.finishReason, 'tool-calls')
+})
+
 // As a vLLM user configures the provider: with supportsStructuredOutputs the SDK sends
 // response_format json_schema (strict) instead of a bare json_object, so the server constrains the
 // output to the schema itself.

@@ -66,6 +66,24 @@ t.test("bindTools with tool_choice 'any': a call to the tool, with arguments tha
 })
 
 
+t.test("bindTools, streamed: the call forms over several chunks and assembles", async (t) => {
+  const weather = tool(async ({ city }: { city: string }) => `sunny in ${city}`, {
+    name: 'get_weather',
+    description: 'The current weather in a city',
+    schema: z.object({ city: z.enum(['Paris', 'Rome', 'Tokyo']) }),
+  })
+  let whole: AIMessageChunk | undefined
+  let argChunks = 0
+  for await (const chunk of await llm({ maxTokens: 256 }).bindTools([weather], { tool_choice: 'any' }).stream('What is the weather in Paris?')) {
+    if ((chunk.tool_call_chunks ?? []).some((c) => (c.args ?? '') !== '')) argChunks++
+    whole = whole ? whole.concat(chunk) : chunk
+  }
+  t.ok(argChunks > 1, `the arguments came in ${argChunks} chunks`)
+  t.equal(whole!.tool_calls?.length, 1)
+  t.equal(whole!.tool_calls![0]!.name, 'get_weather')
+  t.type(whole!.tool_calls![0]!.args.city, 'string')
+})
+
 t.test('withStructuredOutput(zodSchema), default method (jsonSchema: response_format json_schema)', async (t) => {
   const structured = llm({ maxTokens: 256 }).withStructuredOutput(person, { includeRaw: true })
   const { raw, parsed } = await structured.invoke('Describe a person as JSON.')

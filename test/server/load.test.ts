@@ -40,8 +40,8 @@ async function one(i: number): Promise<Outcome> {
   const words = Array.from({ length: 1 + Math.floor(rand() * 120) }, () => WORDS[Math.floor(rand() * WORDS.length)]).join(' ')
   const maxTokens = 1 + Math.floor(rand() * 40)
   const body = chat
-    ? { model: 'default', messages: [{ role: 'user', content: words }], max_tokens: maxTokens, stream }
-    : { model: 'default', prompt: words, max_tokens: maxTokens, stream }
+    ? { model: 'default', messages: [{ role: 'user', content: words }], max_tokens: maxTokens, stream, ...(stream ? { stream_options: { include_usage: true } } : {}) }
+    : { model: 'default', prompt: words, max_tokens: maxTokens, stream, ...(stream ? { stream_options: { include_usage: true } } : {}) }
   const res = await fetch(server.url + (chat ? '/v1/chat/completions' : '/v1/completions'), {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'x-request-id': `load-${i}` },
@@ -55,14 +55,16 @@ async function one(i: number): Promise<Outcome> {
     return { status: 200, id: j.id, traceId, promptTokens: j.usage.prompt_tokens, completionTokens: j.usage.completion_tokens, finish: j.choices[0]!.finish_reason, complete: true }
   }
   const events = text.split('\n\n').filter((e) => e.startsWith('data: '))
-  const last = JSON.parse(events.at(-2)!.slice(6)) as { id: string; choices: { finish_reason: string | null }[]; usage?: { prompt_tokens: number; completion_tokens: number } }
+  // The include_usage chunk (empty choices), after the one with the finish reason.
+  const last = JSON.parse(events.at(-2)!.slice(6)) as { id: string; usage?: { prompt_tokens: number; completion_tokens: number } }
+  const finished = JSON.parse(events.at(-3)!.slice(6)) as { choices: { finish_reason: string | null }[] }
   return {
     status: 200,
     id: last.id,
     traceId,
     promptTokens: last.usage?.prompt_tokens ?? -1,
     completionTokens: last.usage?.completion_tokens ?? -1,
-    finish: last.choices[0]?.finish_reason ?? null,
+    finish: finished.choices[0]?.finish_reason ?? null,
     complete: events.at(-1) === 'data: [DONE]' && new Set(events.slice(0, -1).map((e) => (JSON.parse(e.slice(6)) as { id: string }).id)).size === 1,
   }
 }

@@ -19,10 +19,12 @@ import { setChoiceLogprobs } from './logprobs.ts'
 import { prepareSequence, sequencesPerPrompt, type GenerationOptions } from './options.ts'
 import { buildRequest, type GenerateInput } from './request.ts'
 import { GenerationRun } from './run.ts'
-import type { ResponseShape, Usage } from './shape.ts'
+import { chunkList, type ResponseShape, type Usage } from './shape.ts'
 
 interface Sequence {
   run: GenerationRun
+  /** Its own shape: a parser's state is per sequence. */
+  shape: ResponseShape
   prompt: number
   /** Its place among its prompt's sequences. */
   seq: number
@@ -73,7 +75,7 @@ export async function serveChoices(
       const built = buildRequest(request, info, body, inputs[p]!, shape, constraint)
       const run = new GenerationRun(request, reply, engine, info, built, startMs)
       prepareSequence(run, built, o, j, p * per + j, inputs.length * per)
-      seqs.push({ run, prompt: p, seq: j, last: null })
+      seqs.push({ run, shape: shape.fork?.() ?? shape, prompt: p, seq: j, last: null })
     }
   }
   // One 'close' listener per run.
@@ -114,7 +116,7 @@ export async function serveChoices(
         if (per > n) group = [...group].sort((a, b) => score(b.run) - score(a.run)).slice(0, n)
         group.forEach((s, j) => {
           const item = s.last!
-          const whole = shape.whole(base, s.run.echoText + s.run.completion, item.finishReason ?? 'stop', usageOf([s]))
+          const whole = s.shape.whole(base, s.run.echoText + s.run.completion, item.finishReason ?? 'stop', usageOf([s]))
           first ??= whole
           if (s.run.formatter) setChoiceLogprobs(whole, s.run.formatter.format(s.run.logprobs))
           choices.push(choiceOf(whole, p * n + j))
@@ -131,12 +133,13 @@ export async function serveChoices(
         startSse(res, headers, info.streamStallTimeoutMs)
       }
       if (item.text === '' && item.finishReason === null && !firstOfRun && !item.logprobs) return
-      const chunk = shape.chunk(base, firstOfRun ? s.run.echoText + item.text : item.text, item.finishReason, firstOfRun)
-      if (chunk === null) return
-      const choices = chunk.choices as Record<string, unknown>[]
-      if (choices[0]) choices[0].index = index
-      if (item.logprobs && s.run.formatter) setChoiceLogprobs(chunk, s.run.formatter.format([item.logprobs]))
-      sendEvent(res, chunk)
+      const chunks = chunkList(s.shape.chunk(base, firstOfRun ? s.run.echoText + item.text : item.text, item.finishReason, firstOfRun))
+      if (chunks.length > 0 && item.logprobs && s.run.formatter) setChoiceLogprobs(chunks[0]!, s.run.formatter.format([item.logprobs]))
+      for (const chunk of chunks) {
+        const choices = chunk.choices as Record<string, unknown>[]
+        if (choices[0]) choices[0].index = index
+        sendEvent(res, chunk)
+      }
     }
     const submitted: Sequence[] = []
     const submit = (s: Sequence) => {

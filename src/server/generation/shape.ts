@@ -19,12 +19,22 @@ export interface ResponseShape {
   idPrefix: string
   /** gen_ai.operation.name */
   operation: 'text_completion' | 'chat'
-  /** A streamed chunk carrying `text` (and the finish reason on the last one); null: nothing to send yet. */
-  chunk(base: ChunkBase, text: string, finishReason: FinishReason | null, first: boolean): Record<string, unknown> | null
+  /**
+   * The streamed chunk carrying `text` (and the finish reason on the last one), or several (a tool
+   * call's opening and its arguments go in chunks of their own); null: nothing to send yet.
+   */
+  chunk(base: ChunkBase, text: string, finishReason: FinishReason | null, first: boolean): Record<string, unknown> | Record<string, unknown>[] | null
   /** The non-streamed response. */
   whole(base: ChunkBase, text: string, finishReason: FinishReason, usage: Usage): Record<string, unknown>
   /** The stream_options.include_usage chunk. */
   usageChunk(base: ChunkBase, usage: Usage): Record<string, unknown>
+  /** A shape with its own parse state, for another sequence of the same request (n > 1). */
+  fork?(): ResponseShape
+}
+
+/** A shape's chunk result as a list. */
+export function chunkList(chunk: Record<string, unknown> | Record<string, unknown>[] | null): Record<string, unknown>[] {
+  return chunk === null ? [] : Array.isArray(chunk) ? chunk : [chunk]
 }
 
 export function usageOf(item: StrOutput): Usage {

@@ -1,7 +1,8 @@
 /**
- * The streamed answer (server-sent events): one chunk per output, the usage on the last (and on
- * every chunk with vLLM's continuous_usage_stats), the include_usage chunk, and an error as a last
- * event once the stream has started (a plain HTTP error before).
+ * The streamed answer (server-sent events): a chunk per output (or several, or none while a parser
+ * holds text back), the include_usage chunk with empty choices after the last (OpenAI's and vLLM's
+ * only usage in a stream; vLLM's continuous_usage_stats adds it to every chunk), and an error as a
+ * last event once the stream has started (a plain HTTP error before).
  */
 import type { StrOutput } from '../../ipc/messages.ts'
 import { errorBody } from '../../errors.ts'
@@ -9,7 +10,7 @@ import type { RequestSink } from '../engine.ts'
 import type { SamplingBody } from '../schemas.ts'
 import { endSse, sendEvent, startSse } from '../sse.ts'
 import type { GenerationRun } from './run.ts'
-import { usageOf, type ResponseShape } from './shape.ts'
+import { chunkList, usageOf, type ResponseShape } from './shape.ts'
 import { setChoiceLogprobs } from './logprobs.ts'
 
 export function respondStreamed(run: GenerationRun, shape: ResponseShape, options: SamplingBody['stream_options']): Promise<void> {
@@ -32,11 +33,11 @@ export function respondStreamed(run: GenerationRun, shape: ResponseShape, option
         run.output(item)
         if (run.stopIfSlowReader(sink, item)) return
         if (item.text !== '' || item.finishReason !== null || first || item.logprobs) {
-          const chunk = shape.chunk(built.base, first ? run.echoText + item.text : item.text, item.finishReason, first)
+          const chunks = chunkList(shape.chunk(built.base, first ? run.echoText + item.text : item.text, item.finishReason, first))
           first = false
-          if (chunk !== null) {
-            if (item.logprobs && run.formatter) setChoiceLogprobs(chunk, run.formatter.format([item.logprobs]))
-            if (item.finishReason !== null || continuousUsage) chunk.usage = usageOf(item)
+          if (chunks.length > 0 && item.logprobs && run.formatter) setChoiceLogprobs(chunks[0]!, run.formatter.format([item.logprobs]))
+          for (const chunk of chunks) {
+            if (continuousUsage) chunk.usage = usageOf(item)
             sendEvent(res, chunk)
           }
         }

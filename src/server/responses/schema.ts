@@ -81,12 +81,15 @@ export const responsesBody = {
     },
     parallel_tool_calls: { type: ['boolean', 'null'] },
     text: { type: ['object', 'null'], properties: { format, verbosity: { enum: ['low', 'medium', 'high', null] } } },
-    // Accepted and ignored, as in chat: bookkeeping, reasoning settings, include lists.
+    // Alternatives per token when include asks for message.output_text.logprobs (vLLM's rule).
+    top_logprobs: { type: ['integer', 'null'], minimum: 0, maximum: 20 },
+    // message.output_text.logprobs is served; OpenAI's other include values name hosted-tool output: ignored.
+    include: { type: ['array', 'null'], maxItems: 16, items: { type: 'string', maxLength: 256 } },
+    // Accepted and ignored, as in chat: bookkeeping, reasoning settings.
     metadata: { type: ['object', 'null'], maxProperties: 16, additionalProperties: { type: 'string', maxLength: 512 } },
     user: { type: ['string', 'null'], maxLength: 256 },
     service_tier: { type: ['string', 'null'], maxLength: 64 },
     reasoning: { type: ['object', 'null'] },
-    include: { type: ['array', 'null'], items: { type: 'string' } },
     truncation: { enum: ['auto', 'disabled', null] },
     prompt_cache_key: { type: ['string', 'null'], maxLength: 1024 },
     safety_identifier: { type: ['string', 'null'], maxLength: 256 },
@@ -108,6 +111,7 @@ export interface ResponsesItem {
   name?: string
   arguments?: string
   output?: string | ResponsesTextPart[]
+  id?: string | null
 }
 
 export interface ResponsesTool {
@@ -141,4 +145,6 @@ export interface ResponsesBody {
   parallel_tool_calls?: boolean | null
   text?: { format?: ResponsesFormat; verbosity?: string | null } | null
   metadata?: Record<string, string> | null
+  top_logprobs?: number | null
+  include?: string[] | null
 }

@@ -1,45 +1,28 @@
 /**
  * The Hermes format, which Qwen2.5, Qwen3 and the embedded model's template use:
  * `<tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>`, any number of them, after optional
- * text. Like vLLM's hermes parser: text before the first call is content; a block whose JSON does
- * not parse stays content; an unterminated last block is read at the end of the completion.
+ * text. Like vLLM's hermes parser: text before the first call is content; the arguments stream as
+ * they are generated; a block whose JSON does not parse (and has not begun streaming) stays
+ * content; an unterminated last block is read at the end of the completion.
  */
-import { toolCallId, type ParsedDelta, type ParsedToolCall, type ToolCallParser, type ToolCallStream } from './parser.ts'
+import { JsonCallReader } from './json-call.ts'
+import { addDelta, CallNumbering, partialTagAt, type ParsedDelta, type ToolCallParser, type ToolCallStream } from './parser.ts'
 
 const OPEN = '<tool_call>'
 const CLOSE = '</tool_call>'
 
-/** The block's JSON as a call, or null when it is not one. */
-function toCall(json: string): ParsedToolCall | null {
-  let value: unknown
-  try {
-    value = JSON.parse(json)
-  } catch {
-    return null
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null
-  const { name, arguments: args, parameters } = value as { name?: unknown; arguments?: unknown; parameters?: unknown }
-  if (typeof name !== 'string' || name === '') return null
-  const a = args ?? parameters ?? {}
-  return { id: toolCallId(), name, arguments: typeof a === 'string' ? a : JSON.stringify(a) }
-}
-
-/** Length of the longest end of `text` that could begin `tag` (held back until the next delta). */
-function partialTagAt(text: string, tag: string): number {
-  for (let n = Math.min(tag.length - 1, text.length); n > 0; n--) if (tag.startsWith(text.slice(text.length - n))) return n
-  return 0
-}
-
 class HermesStream implements ToolCallStream {
   private pending = ''
-  private inCall = false
+  /** The open block's reader and its text (shown as content when it is not a call). */
+  private call: { reader: JsonCallReader; text: string } | null = null
   private madeCall = false
+  private readonly numbering = new CallNumbering()
 
   push(text: string): ParsedDelta {
     this.pending += text
     const out: ParsedDelta = { content: '', calls: [] }
     for (;;) {
-      if (!this.inCall) {
+      if (!this.call) {
         const at = this.pending.indexOf(OPEN)
         if (at < 0) {
           const keep = partialTagAt(this.pending, OPEN)
@@ -49,34 +32,52 @@ class HermesStream implements ToolCallStream {
         }
         out.content += this.visible(this.pending.slice(0, at))
         this.pending = this.pending.slice(at + OPEN.length)
-        this.inCall = true
+        this.call = { reader: new JsonCallReader({ kind: 'object' }, this.numbering), text: '' }
       }
       const end = this.pending.indexOf(CLOSE)
-      if (end < 0) return out
-      const block = this.pending.slice(0, end)
-      this.pending = this.pending.slice(end + CLOSE.length)
-      this.inCall = false
-      const call = toCall(block.trim())
-      if (call) {
-        out.calls.push(call)
-        this.madeCall = true
-      } else {
-        out.content += OPEN + block + CLOSE
+      if (end < 0) {
+        // A partial closing tag is not fed to the reader: it could land inside a string.
+        const keep = partialTagAt(this.pending, CLOSE)
+        this.feed(out, this.pending.slice(0, this.pending.length - keep))
+        this.pending = this.pending.slice(this.pending.length - keep)
+        return out
       }
+      // The whole block is here: checked before any of it goes out.
+      this.feed(out, this.pending.slice(0, end), false)
+      this.pending = this.pending.slice(end + CLOSE.length)
+      this.close(out, CLOSE)
     }
   }
 
   finish(): ParsedDelta {
+    const out: ParsedDelta = { content: '', calls: [] }
     const rest = this.pending
     this.pending = ''
-    if (!this.inCall) return { content: this.visible(rest), calls: [] }
-    this.inCall = false
-    const call = toCall(rest.trim())
-    if (call) {
-      this.madeCall = true
-      return { content: '', calls: [call] }
+    if (!this.call) {
+      out.content = this.visible(rest)
+      return out
     }
-    return { content: OPEN + rest, calls: [] }
+    this.feed(out, rest, false)
+    this.close(out, '')
+    return out
+  }
+
+  private feed(out: ParsedDelta, text: string, stream = true): void {
+    if (text === '') return
+    this.call!.text += text
+    addDelta(out, this.call!.reader.push(text, stream))
+  }
+
+  private close(out: ParsedDelta, tag: string): void {
+    const { reader, text } = this.call!
+    this.call = null
+    const ended = reader.end()
+    if (ended === null) {
+      out.content += OPEN + text + tag
+      return
+    }
+    addDelta(out, ended)
+    this.madeCall = true
   }
 
   /** Between and after calls, the template's newlines are not content. */
