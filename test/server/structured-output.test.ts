@@ -100,7 +100,7 @@ t.test('a schema, regex or grammar that does not compile: 400 naming the field a
     return { status: res.status, body: (await res.json()) as { error: { message: string; type: string; param: string | null; code: string } } }
   }
   const cases: [string, object, string, RegExp][] = [
-    ['chat/completions', { messages, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'objec' } } } }, 'response_format.json_schema.schema', /Unsupported type "objec"/],
+    ['chat/completions', { messages, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'objec' } } } }, 'response_format.json_schema.schema', /`type` at \/type "objec" is not a JSON Schema type/],
     ['chat/completions', { messages, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#/$defs/gone' } } } }, 'response_format.json_schema.schema', /gone/],
     ['completions', { prompt: 'a', guided_regex: '(?<=x)y' }, 'guided_regex', /Lookbehind/],
     ['completions', { prompt: 'a', guided_grammar: 'root ::= nowhere' }, 'guided_grammar', /nowhere/],
