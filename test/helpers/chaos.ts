@@ -2,7 +2,7 @@
  * Chaos against a running server: requests at a fixed concurrency (streamed and not; greedy, seeded
  * and unseeded), while a random tokenizer, scheduler or worker is SIGKILLed every few seconds. Each
  * answer is checked against the same request's answer in a fault-free pass before the kills. Used by
- * test/faults/chaos.test.ts and `npm run chaos` (bench/chaos.ts).
+ * test/soak/chaos.test.ts and `npm run chaos` (bench/chaos.ts).
  */
 import { readFileSync } from 'node:fs'
 import type { RunningServer } from './server.ts'
@@ -131,8 +131,9 @@ export async function totalRss(server: RunningServer): Promise<number> {
 
 /**
  * Resident memory once it has settled after the load: V8's memory reducer gives heap back to the
- * system some seconds after allocation stops (Node 24 later than Node 20), so readings are taken
- * each second for up to `ms`, the lowest kept, stopping once one is within `target`.
+ * system some seconds after allocation stops (Node 24 later than Node 20), and workers give back KV
+ * slabs 2 s after they run dry, so readings are taken each second for up to `ms`, the lowest kept,
+ * stopping once one is within `target`.
  */
 export async function settledRss(server: RunningServer, target: number, ms = 20_000): Promise<number> {
   let low = await totalRss(server)
@@ -261,7 +262,9 @@ export async function runChaos(server: RunningServer, opts: ChaosOptions, log: (
   // The baseline at the steady state of a fault-free server: a second pass first, since a young
   // process's heap still grows with its first hundreds of requests, faults or not.
   await referencePass(server, all, opts)
-  const rssBefore = await totalRss(server)
+  // Settled too (the lowest of several readings once idle), as the reading after is: a single
+  // reading caught a collection or an idle trim half done on one side only.
+  const rssBefore = await settledRss(server, 0, 8000)
   log(`resident memory before, MiB: ${JSON.stringify(await rssByProcess(server))}`)
   const rand = rng(opts.seed ^ 0x5eed)
   const kills: Kill[] = []
@@ -317,8 +320,8 @@ export async function runChaos(server: RunningServer, opts: ChaosOptions, log: (
   const settled = await referencePass(server, all, opts)
   let settledMismatches = 0
   for (const [key, text] of settled.reference) if (reference.get(key) !== text) settledMismatches++
-  // Within 10% of the baseline is the bar (test/faults/chaos.test.ts); readings stop once it is met.
-  const rssAfter = await settledRss(server, rssBefore * 1.1)
+  // Within 10% of the baseline is the bar (test/soak/chaos.test.ts); readings stop once it is met.
+  const rssAfter = await settledRss(server, rssBefore * 1.1, 30_000)
   log(`resident memory after, MiB: ${JSON.stringify(await rssByProcess(server))}`)
   const resumedByReason: Record<string, number> = {}
   for (const l of server.logs) if (l.msg === 'request resumed') resumedByReason[l.reason as string] = (resumedByReason[l.reason as string] ?? 0) + 1

@@ -15,7 +15,7 @@ const REQUESTS = 500
 for (const dp of [1, 2]) {
   t.test(`chaos with --dp-size ${dp}`, async (t) => {
     // Kills every few seconds would be a crash loop by the default bound: this run is not one.
-    const server = await startServer({ args: ['--dp-size', String(dp), '--crash-loop-deaths', '1000', '--stats-interval', '0.25'] })
+    const server = await startServer({ args: ['--dp-size', String(dp), '--stats-interval', '0.25'] })
     t.teardown(() => server.stop())
     const r = await runChaos(server, { requests: REQUESTS, concurrency: 16, maxTokens: 8, killEveryMs: [1500, 3000], prompts: 12, hangMs: 90_000, seed: 20 + dp, minKills: 3 }, (line) => t.comment(line))
     const o = r.outcomes

@@ -83,7 +83,7 @@ t.test('streams in flight through two SIGKILLs from outside resume both times an
 })
 
 // After the kills from outside: poison deaths come soon after a restart and are futile ones, which
-// the kills of a serving worker are not (test/faults/crash-loop.test.ts).
+// the kills of a serving worker are not (test/soak/crash-loop.test.ts).
 for (const [seed, cause] of [[THROW_SEED, 'exception'], [ABORT_SEED, 'crash'], [HANG_SEED, 'hung']] as const) {
   t.test(`a request that makes its worker ${{ exception: 'throw', crash: 'abort', hung: 'hang' }[cause]} twice is failed as poison, not resumed a third time`, async (t) => {
     const from = server.logs.length
