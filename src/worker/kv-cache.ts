@@ -21,7 +21,8 @@ export interface KvShape {
  * (negative ids, no table from the scheduler) are allocated one by one.
  */
 export class KvBlockStore {
-  private readonly slabs: Float32Array[] = []
+  /** null: a slab given back by trim() (allocated again when one of its blocks is written). */
+  private readonly slabs: (Float32Array | null)[] = []
   /** 1 where a block of the scheduler's holds data. */
   private present = new Uint8Array(0)
   private held = 0
@@ -51,7 +52,8 @@ export class KvBlockStore {
       return b
     }
     const slab = Math.floor(id / SLAB_BLOCKS)
-    while (this.slabs.length <= slab) this.slabs.push(new Float32Array(SLAB_BLOCKS * this.blockFloats))
+    while (this.slabs.length <= slab) this.slabs.push(null)
+    this.slabs[slab] ??= new Float32Array(SLAB_BLOCKS * this.blockFloats)
     if (id >= this.present.length) {
       const grown = new Uint8Array(Math.max(SLAB_BLOCKS, (slab + 1) * SLAB_BLOCKS, this.present.length * 2))
       grown.set(this.present)
@@ -78,6 +80,25 @@ export class KvBlockStore {
         this.held--
       }
     }
+  }
+
+  /**
+   * Slabs none of whose blocks hold data are let go: after a burst the worker's memory comes back to
+   * what the prefix cache and the live sequences hold. Returns the slabs given back.
+   */
+  trim(): number {
+    let freed = 0
+    for (let s = 0; s < this.slabs.length; s++) {
+      if (this.slabs[s] === null) continue
+      const end = Math.min((s + 1) * SLAB_BLOCKS, this.present.length)
+      let used = false
+      for (let id = s * SLAB_BLOCKS; id < end && !used; id++) used = this.present[id] === 1
+      if (used) continue
+      this.slabs[s] = null
+      freed++
+    }
+    while (this.slabs.length > 0 && this.slabs[this.slabs.length - 1] === null) this.slabs.pop()
+    return freed
   }
 
   /** Every block goes, and the memory with them (the worker lost its KV). */

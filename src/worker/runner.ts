@@ -199,6 +199,11 @@ export class ModelRunner implements StepRunner {
     this.blocks.store.free(ids)
   }
 
+  trim(): void {
+    if (this.resident && this.resident.rows.every((r) => r === null)) this.resident = null
+    this.blocks.store.trim()
+  }
+
   /** KV blocks held: the live sequences' and the prefix cache's. */
   heldBlocks(): number {
     return this.blocks.store.size

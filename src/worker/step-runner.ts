@@ -23,6 +23,8 @@ export interface StepRunner {
   canPrefill(entry: PrefillEntry): boolean
   /** Drop the data of KV blocks the scheduler freed. */
   freeBlocks(ids: Iterable<number>): void
+  /** Give back memory only load needed (KV slabs with no block held, a batch no sequence is in); called when idle. */
+  trim(): void
   /** KV blocks held (sequences and prefix cache). */
   heldBlocks(): number
   rids(): IterableIterator<string>

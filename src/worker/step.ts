@@ -35,11 +35,16 @@ interface DecodeSlice {
   reduced: number | undefined
 }
 
+/** How long the worker has no sequence before it gives memory back (a pause between requests is shorter). */
+const IDLE_TRIM_MS = 2000
+
 export class StepLoop {
   // Steps arrive in lockstep, but a chain keeps them ordered even if two are ever in flight.
   private chain = Promise.resolve()
   /** Traced sequences still prefilling: where their first chunk started (their cached prefix), for the slices. */
   private readonly cachedPrefix = new Map<string, number>()
+  /** Armed when the worker runs dry: memory the burst needed is given back if no step comes first. */
+  private idleTrim: NodeJS.Timeout | null = null
 
   constructor(
     private readonly runner: StepRunner,
@@ -49,7 +54,18 @@ export class StepLoop {
   ) {}
 
   forward(batch: ForwardBatch): void {
-    this.chain = this.chain.then(() => this.run(batch))
+    if (this.idleTrim) clearTimeout(this.idleTrim)
+    this.idleTrim = null
+    this.chain = this.chain.then(() => this.run(batch)).then(() => this.armTrim())
+  }
+
+  private armTrim(): void {
+    if (this.runner.size > 0 || this.idleTrim) return
+    this.idleTrim = setTimeout(() => {
+      this.idleTrim = null
+      this.chain = this.chain.then(() => this.runner.trim())
+    }, IDLE_TRIM_MS)
+    this.idleTrim.unref()
   }
 
   /** A server process failed: drop what was queued for the scheduler and every sequence. */

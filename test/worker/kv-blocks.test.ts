@@ -17,9 +17,10 @@ import { KV_BLOCK_TOKENS as BT } from '../../src/model/kv-blocks.ts'
 import type { PrefillEntry, SamplingParams } from '../../src/ipc/messages.ts'
 import { ModelRunner } from '../../src/worker/runner.ts'
 import { ZmqAllReduce } from '../../src/worker/tp/collective.ts'
+import { KvBlockStore } from '../../src/worker/kv-cache.ts'
 import { TpModelRunner } from '../../src/worker/tp/runner.ts'
 import { openRankSegments, segmentSessionOptions } from '../../src/worker/tp/segments.ts'
-import { TEST_CACHE_DIR } from '../helpers/server.ts'
+import { TEST_CACHE_DIR } from '../../harness/server.ts'
 
 const TOLERANCE = 1e-3
 const STEPS = 12
@@ -90,7 +91,7 @@ t.test('a sequence started on cached blocks equals a full prefill', async (t) =>
   t.notOk(r.canPrefill(first('c', B, BT / 2, [0, 1, 5, 6])), 'nor one off a block boundary')
 })
 
-t.test('blocks of any id, in slabs or freed and given out again, hold only their sequence\'s KV', async (t) => {
+t.test('blocks of any id, in slabs or freed, trimmed and given out again, hold only their sequence\'s KV', async (t) => {
   const r = new ModelRunner(whole, info)
   const want = await fresh(r, 'fresh', B)
   // x writes blocks on both sides of a slab boundary (64 blocks a slab), then they are freed.
@@ -99,10 +100,25 @@ t.test('blocks of any id, in slabs or freed and given out again, hold only their
   r.release('x')
   r.freeBlocks([63, 64, 129])
   t.equal(r.heldBlocks(), 0)
+  // Idle now: the worker gives the slabs back (step.ts); y's blocks are in fresh ones.
+  r.trim()
   // y gets the same ids again, in another order: what x left in them is never read.
   await matchesFresh(t, r, 'y', await r.prefill(first('y', B, 0, [64, 63, 129, 300])), want)
   r.freeBlocks([64, 63, 129, 300])
   t.equal(r.heldBlocks(), 0)
+})
+
+t.test('trimmed when idle: slabs with no block held are given back, the cached prefix stays, and freed slabs fill again', async (t) => {
+  const store = new KvBlockStore({ numLayers: info.numLayers, numKvHeads: info.numKvHeads, headDim: info.headDim })
+  // Slabs 0, 1 and 3 written; slab 1's block stays held (a cached prefix, say).
+  for (const id of [0, 5, 70, 200]) store.data(id).fill(1, store.offset(id), store.offset(id) + 8)
+  store.free([0, 5, 200])
+  t.equal(store.trim(), 2, 'slabs 0 and 3 held nothing')
+  t.ok(store.has(70) && store.data(70)[store.offset(70)] === 1, 'the held block keeps its data')
+  t.equal(store.trim(), 0, 'nothing more to give back')
+  store.data(5)
+  t.ok(store.has(5), 'a block of a trimmed slab is written again')
+
 })
 
 t.test('tensor parallel 2: each rank holds its shard of the blocks, and the ranks agree', async (t) => {
