@@ -23,7 +23,7 @@ export type Source = 'flag' | 'env' | 'default'
 const RANK: Record<Source, number> = { default: 0, env: 1, flag: 2 }
 
 /** The key in the file at `path`; a ConfigError naming `flag` when there is none to be had. */
-export function readKeyFile(path: string, flag: string): string {
+function readKeyFile(path: string, flag: string): string {
   let text: string
   try {
     text = readFileSync(path, 'utf8')

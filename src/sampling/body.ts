@@ -42,7 +42,7 @@ export interface SamplingFields {
 }
 
 /** Seeds wider than 32 bits are folded: the sampler's generator has 32 bits of state. */
-export function foldSeed(seed: number): number {
+function foldSeed(seed: number): number {
   return Number(BigInt.asUintN(32, BigInt(seed)))
 }
 

@@ -11,6 +11,6 @@ export {
 } from './propagation.ts'
 export { droppedSpans, flushTracing, initTracing, isTracingEnabled, shutdownTracing } from './setup.ts'
 export type { WarnLogger } from './export-accounting.ts'
-export { reportSliceMarks, type SliceMarkSink } from './slice-marks.ts'
+export { reportSliceMarks } from './slice-marks.ts'
 export { nowNs } from './time.ts'
 export * from './trace.ts'

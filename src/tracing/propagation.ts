@@ -3,7 +3,7 @@
  * traceparent/tracestate codec behind it. Parsing never throws: a malformed value reads as
  * absent, so a bad message can cost a request its trace but never its answer.
  */
-import { TraceFlags, type SpanContext, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api'
+import { TraceFlags, type SpanContext } from '@opentelemetry/api'
 import type { CarrierLink, TraceCarrier } from './types.ts'
 
 export type { CarrierLink, TraceCarrier } from './types.ts'
@@ -114,21 +114,4 @@ export function makeCarrier(root: SpanContext, prev?: SpanContext, tracestate?: 
   if (prev !== undefined) carrier.prev = formatTraceparent(prev)
   if (links !== undefined) carrier.links = links
   return carrier
-}
-
-/** For propagation.inject/extract over plain header objects (HTTP headers, message fields). */
-export const recordGetter: TextMapGetter<Record<string, unknown>> = {
-  keys: (c) => Object.keys(c),
-  get: (c, key) => {
-    const v = c[key] ?? c[key.toLowerCase()]
-    if (typeof v === 'string') return v
-    if (Array.isArray(v) && typeof v[0] === 'string') return v[0]
-    return undefined
-  },
-}
-
-export const recordSetter: TextMapSetter<Record<string, unknown>> = {
-  set: (c, key, value) => {
-    c[key] = value
-  },
 }

@@ -25,7 +25,7 @@ import { SpanserveSampler } from './sampler.ts'
 import { reportingSliceMarks } from './slice-marks.ts'
 import { defaultThreadLabel, setThreadInfo } from './trace.ts'
 
-export const TRACER_NAME = 'spanserve'
+const TRACER_NAME = 'spanserve'
 
 export interface TracingHooks {
   /** Where the single "spans are being dropped" warning goes; default console.warn. */
