@@ -5,6 +5,17 @@
  * and adds the group's all-reduced partials to the residual stream between them. Every rank of a
  * group must make the same calls in the same order (lockstep): each call's all-reduces are tagged
  * with a per-runner call counter.
+ *
+ * What keeps a group in lockstep: every rank receives the same ForwardBatch and runs it the same way
+ * (../step.ts: releases, then the prefill chunks in order, then the decodes), and skips the same
+ * unknown rids because every rank holds the same sequences. Only rank 0 samples: the other ranks
+ * return -1s and no logits, and the scheduler takes rank 0's forward_out once every rank has
+ * answered (one step in flight under TP). A restarted rank would count its calls from 0 again, so
+ * the launcher restarts the whole group when one rank dies.
+ *
+ * The shards come from src/model/tp (shard-plan.ts: which heads, KV heads and MLP units a rank owns;
+ * shard-cache.ts: each rank's segment files, cut once at start-up); ./open.ts wires this runner to its
+ * segment sessions (./segments.ts) and all-reduce sockets (./collective.ts).
  */
 import * as ort from 'onnxruntime-node'
 import type { PrefillEntry, TokenLogprobs } from '../../ipc/messages.ts'
@@ -98,6 +109,10 @@ export class TpModelRunner implements StepRunner {
   /** The scheduler freed these KV blocks (after releasing the sequences that held them). */
   freeBlocks(ids: Iterable<number>): void {
     this.blocks.store.free(ids)
+  }
+
+  trim(): void {
+    this.blocks.store.trim()
   }
 
   /** KV blocks held: the live sequences' and the prefix cache's. */
