@@ -7,8 +7,8 @@
  * --kill-every MS[,MS] (each a run with one kill every MS; default: a random 2-5 s apart).
  */
 import { parseArgs } from 'node:util'
-import { startServer } from '../test/helpers/server.ts'
-import { killLatencies, runChaos } from '../test/helpers/chaos.ts'
+import { startServer } from '../harness/server.ts'
+import { killLatencies, runChaos } from '../harness/chaos.ts'
 
 const { values } = parseArgs({
   options: {

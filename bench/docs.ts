@@ -1,11 +1,15 @@
 /**
- * Regenerates docs/benchmarks.md and docs/benchmarks-throughput.svg from one run's results. Every
- * figure in the page comes from that run; the prose around them is fixed here.
+ * Regenerates the measured parts of docs/benchmarks.md, and docs/benchmarks-throughput.svg, from one
+ * run's results. The page's prose is written in the page; only its
+ * `<!-- bench:begin NAME -->` … `<!-- bench:end NAME -->` blocks come from here (bench/doc-blocks.ts),
+ * so every figure in them is that run's. A section the run did not measure says so in its block.
  */
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { ROOT } from '../test/helpers/server.ts'
+import { ROOT } from '../harness/server.ts'
+import { fillBlocks } from './doc-blocks.ts'
 import { CONFIG_LABELS, type ConfigName } from './options.ts'
+import type { ProcessProfile } from './profile.ts'
 import { COLUMNS, cpuRows, markdownTable, tableRows } from './report.ts'
 import type { BenchResult } from './results.ts'
 import { samplerMicroTable } from './sampler-micro.ts'
@@ -14,6 +18,98 @@ import { levelRatio, verdictWord } from './targets.ts'
 import type { LevelResult } from './stats.ts'
 
 const MiB = 2 ** 20
+const NOT_MEASURED = 'Not measured in this run.'
+
+export function writeDocs(result: BenchResult, resultsFile: string): string[] {
+  const svgPath = join(ROOT, 'docs/benchmarks-throughput.svg')
+  const mdPath = join(ROOT, 'docs/benchmarks.md')
+  const page = fillBlocks(readFileSync(mdPath, 'utf8'), blocks(result, resultsFile))
+  writeFileSync(svgPath, throughputSvg(result.configs, result.models.map((m) => m.preset)))
+  writeFileSync(mdPath, page)
+  return [relative(ROOT, mdPath), relative(ROOT, svgPath)]
+}
+
+/** Each generated block of the page, by the name its markers carry. */
+function blocks(result: BenchResult, resultsFile: string): Record<string, string> {
+  const profile = (prof: readonly ProcessProfile[] | null | undefined): string => (prof ? profileTables(prof) : NOT_MEASURED)
+  return {
+    run: runLine(result, resultsFile),
+    measured: measured(result),
+    throughput: throughput(result),
+    targets: ['| target | verdict | measured |', '| --- | --- | --- |', ...result.verdicts.map((v) => `| ${v.target} | ${verdictWord(v)} | ${v.measured} |`)].join('\n'),
+    'before-after': beforeAfter(result),
+    'tracing-overhead': tracingOverhead(result),
+    'continuous-decode-steps': continuousDecodeSteps(result),
+    'data-parallel': dataParallel(result),
+    'tensor-parallel': tensorParallel(result),
+    'sampler-micro': result.samplerMicro?.length ? samplerMicroTable(result.samplerMicro) : NOT_MEASURED,
+    'tracing-micro': result.tracingMicro ? ['| case | µs |', '| --- | ---: |', ...result.tracingMicro.rows.map((r) => `| ${r.case} | ${r.us.toFixed(3)} |`)].join('\n') : NOT_MEASURED,
+    'profile-off': profile(result.profile),
+    'profile-on': profile(result.profileOn),
+    kv: kvSection(result),
+  }
+}
+
+function runLine(result: BenchResult, resultsFile: string): string {
+  const m = result.machine
+  return (
+    `One run of \`npm run bench${result.args?.length ? ` -- ${result.args.join(' ')}` : ''}\` on ${result.date.slice(0, 10)}, ${Math.round(result.durationS)} s in all: ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB, ` +
+    `Node ${m.node}, onnxruntime-node ${m.onnxruntime}${m.transformersJs ? `, @huggingface/transformers ${m.transformersJs}` : ''}, CPU execution provider. ` +
+    `The machine is shared and noisy: compare the ratios within this run, not figures across runs. Raw figures: \`${relative(ROOT, resultsFile)}\`.`
+  )
+}
+
+/** What each configuration is, for the configurations this run has. */
+const CONFIG_DESCRIPTIONS: Record<ConfigName, string> = {
+  limit: 'the worker\'s own `ModelRunner` (src/worker/runner.ts) on an ONNX Runtime session (src/worker/session.ts) in the bench process: N prompts prefilled one after another, then decoded together, one session run per step. No HTTP, ZeroMQ or scheduler: what the hardware and the runner give.',
+  limitspin: 'the limit with ONNX Runtime\'s intra-op threads spinning while they wait for work (ONNX Runtime\'s own default; spanserve and the limit turn it off).',
+  off: 'the real server (`src/server/main.ts` and its tokenizer, scheduler and worker processes), streaming SSE from `/v1/completions`, with its defaults: the overlap schedule, ONNX Runtime\'s threads not spinning.',
+  lockstep: 'spanserve, tracing off, `--disable-overlap-schedule`: the scheduler sends a step only once the last one\'s tokens are back (what it always did before 2026-11-22).',
+  steps4: 'spanserve, tracing off, `--num-continuous-decode-steps 4`: the worker runs up to 4 decode steps per message from the scheduler, and their tokens travel back together (see "Continuous decode steps").',
+  spin: 'spanserve, tracing off, `--intra-op-spinning`: ONNX Runtime\'s threads spin while they wait (ONNX Runtime\'s default, and spanserve\'s before 2026-11-22).',
+  baselimit: 'the limit driven by the `ModelRunner` of another checkout (`--base DIR`, here the revision named under "Before and after"): the before of a before/after, in the same run.',
+  base: 'spanserve, tracing off, served from that other checkout (`--base DIR`).',
+  baseon: 'that other checkout\'s spanserve with tracing on at level 3, as `on` below.',
+  on: 'the same with `--trace-enable --trace-level 3 --trace-sample-rate 1` (level 3: a span per request per decode step), every span exported over OTLP gRPC to a live receiver in another process (bench/otlp-sink.ts). The receiver takes each export\'s bytes and counts its spans only after the server has stopped: in a deployment the collector decodes on other cores or another host, so its decoding is not charged to the server here (see "Tracing overhead").',
+  onlive: 'tracing on at level 3 as above, but the receiver decodes every export in full as it arrives, on the same two cores: how the bench measured tracing before 2026-11-22.',
+  on2: 'tracing on at `--trace-level 2`, the default level (decode steps folded into one `decode_loop` slice per request), deferred receiver.',
+  dp2: 'spanserve, tracing off, `--dp-size 2`: two scheduler + worker pairs, requests dispatched between them.',
+  tjs: '`@huggingface/transformers` loading the same directory from disk (no remote models) behind a minimal node:http SSE handler (bench/transformers-js-server.ts), one `model.generate()` per request: it has no batching across requests.',
+}
+
+function measured(result: BenchResult): string {
+  const s = result.settings
+  const lines = [
+    `Every configuration serves the same model directory with the same prompts: ${s.promptTokens}-token prompts cut from the model's corpus, sent as token ids, ` +
+      `${s.maxTokens} generated tokens each (\`ignore_eos\`, so every request has the same length), greedy (temperature 0). ` +
+      `Concurrency N means N requests in flight at once, closed loop: a client sends its next request when its last one ends; ` +
+      `each level sends max(${s.rounds} × N, ${s.minRequests}) requests after ${s.warmup} warm-up requests (16 tokens each, ${s.warmupConcurrency ?? 4} at a time${s.warmupConcurrency === undefined ? '' : '; see Warm-up below'}). ` +
+      'All configurations are started and warmed up first, then each level runs on every configuration back to back (in an order rotated from level to level), so that load from elsewhere on a shared machine falls on the configurations alike.' +
+      ((s.repeats ?? 1) > 1
+        ? ` Each level ran ${s.repeats} times on every configuration (the rotation shifted each time): the tables show the median repeat, a ratio is the median of the ${s.repeats} ratios of repeats that ran side by side with its range in brackets (the range is this run's noise), and CPU time is summed over all repeats.`
+        : ''),
+    '',
+  ]
+  for (const [name, what] of Object.entries(CONFIG_DESCRIPTIONS) as [ConfigName, string][]) {
+    if (result.configs.some((c) => c.config === name)) lines.push(`- **${CONFIG_LABELS[name]}**: ${what}`)
+  }
+  return lines.join('\n')
+}
+
+function throughput(result: BenchResult): string {
+  const lines = [markdownTable(COLUMNS, tableRows(result)), '']
+  for (const c of result.configs.filter((x) => x.skipped)) lines.push(`Left out: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.skipped}`)
+  for (const c of result.configs.filter((x) => x.failed)) lines.push(`Stopped: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.failed} (the levels before are kept).`)
+  for (const c of result.configs.filter((x) => x.spans !== undefined)) lines.push(`${CONFIG_LABELS[c.config]} [${c.model}]: the receiver counted ${c.spans} spans in ${c.exportRequests} OTLP export requests.`)
+  lines.push('')
+  for (const x of result.matches) {
+    lines.push(
+      `Same greedy tokens [${x.model}]: on ${x.prompts} prompts, the limit's output against ${x.compared.map((c) => CONFIG_LABELS[c]).join(', ')}: ` +
+        `${x.mismatched.length === 0 ? '**identical**' : `**different** for ${x.mismatched.join(', ')} (${x.details.join('; ')})`}.`,
+    )
+  }
+  return lines.join('\n')
+}
 
 function kvSection(result: BenchResult): string {
   const s = result.settings
@@ -24,135 +120,23 @@ function kvSection(result: BenchResult): string {
     return `| ${m.preset} | ${m.params === null ? '?' : `${(m.params / 1e6).toFixed(1)}M`} | ${m.layers} × ${m.kvHeads} × ${m.headDim} | ${(perToken / 1024).toFixed(0)} KiB | ${at(1)} | ${at(16)} | ${at(64)} |`
   })
   return [
+    `For this run's prompt + output (${tokens} tokens per request):`,
+    '',
     `| model | params | layers × KV heads × head dim | KV per token (fp32, K+V) | KV at c=1 | c=16 | c=64 |`,
     `| --- | ---: | --- | ---: | ---: | ---: | ---: |`,
     ...rows,
   ].join('\n')
 }
 
-export function writeDocs(result: BenchResult, resultsFile: string): string[] {
-  const svgPath = join(ROOT, 'docs/benchmarks-throughput.svg')
-  const mdPath = join(ROOT, 'docs/benchmarks.md')
-  writeFileSync(svgPath, throughputSvg(result.configs, result.models.map((m) => m.preset)))
-  const s = result.settings
-  const m = result.machine
-  const skipped = result.configs.filter((c) => c.skipped)
+function profileTables(prof: readonly ProcessProfile[]): string {
   const lines: string[] = []
-  lines.push('# Benchmarks')
-  lines.push('')
-  lines.push('<!-- Generated by `npm run bench` (bench/docs.ts) from one run; edit bench/docs.ts, not this file. -->')
-  lines.push('')
-  lines.push(
-    `One run of \`npm run bench${result.args?.length ? ` -- ${result.args.join(' ')}` : ''}\` on ${result.date.slice(0, 10)}, ${Math.round(result.durationS)} s in all: ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB, ` +
-      `Node ${m.node}, onnxruntime-node ${m.onnxruntime}${m.transformersJs ? `, @huggingface/transformers ${m.transformersJs}` : ''}, CPU execution provider. ` +
-      `The machine is shared and noisy: compare the ratios within this run, not figures across runs. Raw figures: \`${relative(ROOT, resultsFile)}\`.`,
-  )
-  lines.push('')
-  lines.push('## What is measured')
-  lines.push('')
-  lines.push(
-    `Every configuration serves the same model directory with the same prompts: ${s.promptTokens}-token prompts cut from the model's corpus, sent as token ids, ` +
-      `${s.maxTokens} generated tokens each (\`ignore_eos\`, so every request has the same length), greedy (temperature 0). ` +
-      `Concurrency N means N requests in flight at once, closed loop: a client sends its next request when its last one ends; ` +
-      `each level sends max(${s.rounds} × N, ${s.minRequests}) requests after ${s.warmup} warm-up requests (16 tokens each, ${s.warmupConcurrency ?? 4} at a time${s.warmupConcurrency === undefined ? '' : '; see Warm-up below'}). ` +
-      'All configurations are started and warmed up first, then each level runs on every configuration back to back (in an order rotated from level to level), so that load from elsewhere on a shared machine falls on the configurations alike.' +
-      ((s.repeats ?? 1) > 1
-        ? ` Each level ran ${s.repeats} times on every configuration (the rotation shifted each time): the tables show the median repeat, a ratio is the median of the ${s.repeats} ratios of repeats that ran side by side with its range in brackets (the range is this run's noise), and CPU time is summed over all repeats.`
-        : ''),
-  )
-  lines.push('')
-  for (const [name, what] of [
-    ['limit', 'the worker\'s own `ModelRunner` (src/worker/runner.ts) on an ONNX Runtime session (src/worker/session.ts) in the bench process: N prompts prefilled one after another, then decoded together, one session run per step. No HTTP, ZeroMQ or scheduler: what the hardware and the runner give.'],
-    ['limitspin', 'the limit with ONNX Runtime\'s intra-op threads spinning while they wait for work (ONNX Runtime\'s own default; spanserve and the limit turn it off).'],
-    ['off', 'the real server (`src/server/main.ts` and its tokenizer, scheduler and worker processes), streaming SSE from `/v1/completions`, with its defaults: the overlap schedule, ONNX Runtime\'s threads not spinning.'],
-    ['lockstep', 'spanserve, tracing off, `--disable-overlap-schedule`: the scheduler sends a step only once the last one\'s tokens are back (what it always did before 2026-11-22).'],
-    ['steps4', 'spanserve, tracing off, `--num-continuous-decode-steps 4`: the worker runs up to 4 decode steps per message from the scheduler, and their tokens travel back together (see "Continuous decode steps").'],
-    ['spin', 'spanserve, tracing off, `--intra-op-spinning`: ONNX Runtime\'s threads spin while they wait (ONNX Runtime\'s default, and spanserve\'s before 2026-11-22).'],
-    ['baselimit', 'the limit driven by the `ModelRunner` of another checkout (`--base DIR`, here the revision named under "Before and after"): the before of a before/after, in the same run.'],
-    ['base', 'spanserve, tracing off, served from that other checkout (`--base DIR`).'],
-    ['baseon', 'that other checkout\'s spanserve with tracing on at level 3, as `on` below.'],
-    ['on', 'the same with `--trace-enable --trace-level 3 --trace-sample-rate 1` (level 3: a span per request per decode step), every span exported over OTLP gRPC to a live receiver in another process (bench/otlp-sink.ts). The receiver takes each export\'s bytes and counts its spans only after the server has stopped: in a deployment the collector decodes on other cores or another host, so its decoding is not charged to the server here (see "Tracing overhead").'],
-    ['onlive', 'tracing on at level 3 as above, but the receiver decodes every export in full as it arrives, on the same two cores: how the bench measured tracing before 2026-11-22.'],
-    ['on2', 'tracing on at `--trace-level 2`, the default level (decode steps folded into one `decode_loop` slice per request), deferred receiver.'],
-    ['dp2', 'spanserve, tracing off, `--dp-size 2`: two scheduler + worker pairs, requests dispatched between them.'],
-    ['tjs', '`@huggingface/transformers` loading the same directory from disk (no remote models) behind a minimal node:http SSE handler (bench/transformers-js-server.ts), one `model.generate()` per request: it has no batching across requests.'],
-  ] as const) {
-    if (result.configs.some((c) => c.config === name)) lines.push(`- **${CONFIG_LABELS[name]}**: ${what}`)
-  }
-  lines.push('')
-  lines.push('The HTTP configurations are measured by one load client (bench/load-client.ts): time to first token (TTFT) is the arrival of the first SSE chunk with text, inter-token latency (ITL) the gaps between chunks, E2E the arrival of `[DONE]`; tok/s is all generated tokens over the level\'s wall time. For the limit, TTFT is the time from the start of its round to the end of that sequence\'s prefill and ITL one decode step.')
-  lines.push('')
-  lines.push('## Throughput')
-  lines.push('')
-  lines.push('![tokens/s against concurrency](benchmarks-throughput.svg)')
-  lines.push('')
-  lines.push('Latencies in ms. `vs limit`: tok/s over the limit\'s at the same concurrency.')
-  lines.push('')
-  lines.push(markdownTable(COLUMNS, tableRows(result)))
-  lines.push('')
-  for (const c of skipped) lines.push(`Left out: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.skipped}`)
-  for (const c of result.configs.filter((x) => x.failed)) lines.push(`Stopped: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.failed} (the levels before are kept).`)
-  for (const c of result.configs.filter((x) => x.spans !== undefined)) lines.push(`${CONFIG_LABELS[c.config]} [${c.model}]: the receiver counted ${c.spans} spans in ${c.exportRequests} OTLP export requests.`)
-  lines.push('')
-  for (const x of result.matches) {
-    lines.push(
-      `Same greedy tokens [${x.model}]: on ${x.prompts} prompts, the limit's output against ${x.compared.map((c) => CONFIG_LABELS[c]).join(', ')}: ` +
-        `${x.mismatched.length === 0 ? '**identical**' : `**different** for ${x.mismatched.join(', ')} (${x.details.join('; ')})`}.`,
-    )
-  }
-  lines.push('')
-  lines.push('## Targets')
-  lines.push('')
-  lines.push('| target | verdict | measured |')
-  lines.push('| --- | --- | --- |')
-  for (const v of result.verdicts) lines.push(`| ${v.target} | ${verdictWord(v)} | ${v.measured} |`)
-  lines.push('')
-  lines.push(BOUNDS)
-  lines.push(GC_IN_WORKER)
-  lines.push(WARM_UP)
-  lines.push(...beforeAfter(result))
-  lines.push(...tracingOverhead(result))
-  lines.push(...continuousDecodeSteps(result))
-  lines.push(...dataParallel(result))
-  lines.push(...tensorParallel(result))
-  if (result.samplerMicro?.length) {
-    lines.push('## Sampler microbenchmark')
-    lines.push('')
-    lines.push('bench/sampler-micro.ts, in the bench process: one sampled token at real vocabulary sizes, on logits shaped like a model\'s (a few peaks over a wide noisy tail, a pessimistic case for top-p), the worker\'s sampler (partial selection) against the full sort of the vocabulary it replaced, same seeds. Greedy decoding (the rest of this page) is an argmax and does not sort. Without top-k the candidates still have to be ranked as far as the top-p cut and the draw reach, so a flat tail costs more there.')
-    lines.push('')
-    lines.push(samplerMicroTable(result.samplerMicro))
+  for (const p of prof) {
+    lines.push(`**${p.role}**: busy ${(p.busy * 100).toFixed(0)}% of ${(p.wallMs / 1000).toFixed(1)} s`, '')
+    lines.push('| share | self ms | function |', '| ---: | ---: | --- |')
+    for (const t of p.top) lines.push(`| ${(t.share * 100).toFixed(1)}% | ${t.selfMs.toFixed(0)} | \`${t.fn}\` |`)
     lines.push('')
   }
-  if (result.tracingMicro) {
-    lines.push('## Tracing module microbenchmark')
-    lines.push('')
-    lines.push('bench/tracing-slice.ts, run in its own process: cost per call, µs. "off" is the disabled module; "on" uses the real SDK with an exporter that discards spans, so export cost is not included (it runs off the hot path, in the batch processor).')
-    lines.push('')
-    lines.push('| case | µs |')
-    lines.push('| --- | ---: |')
-    for (const r of result.tracingMicro.rows) lines.push(`| ${r.case} | ${r.us.toFixed(3)} |`)
-    lines.push('')
-  }
-  for (const [title, prof] of [['tracing off', result.profile], ['tracing on (level 3)', result.profileOn]] as const) {
-    if (!prof) continue
-    lines.push(`## Where the time goes: ${title}`)
-    lines.push('')
-    lines.push(`spanserve, ${title}, concurrency 16, 64 requests, each process under the sampling profiler (bench/cpu-profile-hook.mjs); self time of the top functions, as a share of the process's busy time. The native frame at the top of the worker is ONNX Runtime's session run.`)
-    lines.push('')
-    for (const p of prof) {
-      lines.push(`**${p.role}**: busy ${(p.busy * 100).toFixed(0)}% of ${(p.wallMs / 1000).toFixed(1)} s`)
-      lines.push('')
-      lines.push('| share | self ms | function |')
-      lines.push('| ---: | ---: | --- |')
-      for (const t of p.top) lines.push(`| ${(t.share * 100).toFixed(1)}% | ${t.selfMs.toFixed(0)} | \`${t.fn}\` |`)
-      lines.push('')
-    }
-  }
-  lines.push(SCALE_STORY(kvSection(result), s.promptTokens + s.maxTokens))
-  lines.push(FEATURES)
-  lines.push(RERUN)
-  writeFileSync(mdPath, `${lines.join('\n').replace(/\n{3,}/g, '\n\n')}\n`)
-  return [relative(ROOT, mdPath), relative(ROOT, svgPath)]
+  return lines.join('\n')
 }
 
 function lvl(result: BenchResult, config: ConfigName, model: string, n: number): LevelResult | undefined {
@@ -173,35 +157,9 @@ function cratio(result: BenchResult, a: ConfigName, b: ConfigName, model: string
 }
 const num = (v: number | undefined): string => (v === undefined ? '–' : v.toFixed(0))
 
-/** What changed since the base revisions that published runs were measured against, for "Before and after". */
-const CHANGES_SINCE: Record<string, string> = {
-  '0b851f1':
-    "(1) ONNX Runtime's intra-op threads sleep instead of spinning when a run ends (`--intra-op-spinning` restores the spinning); " +
-    '(2) the overlap schedule: the scheduler sends step n+1 while the worker runs step n, and the worker feeds each sequence its own last sampled token (`--disable-overlap-schedule` for lockstep); ' +
-    '(3) the resident batch keeps each sequence in its row: a finished sequence frees its row and a joining one is written into a free row, instead of the whole batch KV being gathered anew whenever the batch changes (src/worker/runner.ts); ' +
-    '(4) in the worker, spans are built and exported by a thread of their own; the main thread only records the calls (src/tracing/offload.ts). ' +
-    'Continuous decode steps (`--num-continuous-decode-steps`, also new) are off by default and have a section of their own below.',
-  '5d58d1a':
-    "ONNX Runtime's CPU memory arena and memory patterns are off (`--cpu-mem-arena` turns them back on), and workers start with `MALLOC_ARENA_MAX=2`, so that a worker's memory settles after load (see \"How it scales\", Memory). " +
-    'The runner did not change, so the two limit columns ran the same code: their ratio shows this run\'s noise between identical configurations.',
-  efc0174:
-    "(1) workers start with V8's old-generation limit at 128 MB (`--initial-old-space-size=128`), so that ONNX Runtime's output buffers no longer set off a full garbage collection every few steps (see \"Garbage collection in the worker\"); " +
-    "(2) level-3 batch slices are built as finished spans and handed to the SDK's span processor, without `tracer.startSpan` per request per step (src/tracing/finished-slice.ts). " +
-    'The runner did not change, so the two limit columns ran the same code: their ratio shows this run\'s noise between identical configurations.',
-  cba4dcc:
-    'slices carry only what varies from slice to slice: batch slices and `decode_loop` no longer repeat the thread label and ranks (their parent thread span and their resource carry them), `decode_forward` no longer has a batch id (it was always the step), and `spanserve.tp.all_reduce_ms` is set only under tensor parallelism (src/tracing/thread-tracer.ts, src/worker/main.ts; see "Tracing overhead"). ' +
-    'Nothing else changed in the server, and the runner did not change: the two limit columns and the two tracing-off columns ran the same code, so their ratios show this run\'s noise between identical configurations.',
-}
-
-function beforeAfter(result: BenchResult): string[] {
-  if (!result.configs.some((c) => c.config === 'base' || c.config === 'baselimit')) return []
-  const out = ['## Before and after', '']
-  out.push(
-    `The same run measured this checkout against \`--base\`${result.baseRevision ? ` (revision ${result.baseRevision})` : ''}, interleaved level by level. ` +
-      "The limit columns differ only by the runner (src/worker/runner.ts and what it imports); both open their session with this checkout's session code (src/worker/session.ts), on the same model file, with ONNX Runtime's threads not spinning. The spanserve columns carry everything that changed between the two checkouts." +
-      (result.baseRevision && CHANGES_SINCE[result.baseRevision] ? ` What changed since that revision: ${CHANGES_SINCE[result.baseRevision]}` : ''),
-  )
-  out.push('')
+function beforeAfter(result: BenchResult): string {
+  if (!result.configs.some((c) => c.config === 'base' || c.config === 'baselimit')) return 'Not measured in this run (no `--base`).'
+  const out = [`This run's \`--base\`: ${result.baseRevision ? `revision ${result.baseRevision}` : 'a checkout without a revision'}.`, '']
   const withOn = result.configs.some((c) => c.config === 'baseon')
   out.push(`| model | conc | limit before | limit after | after/before | spanserve before | spanserve after | after/before |${withOn ? ' level 3 on/off before | level 3 on/off after |' : ''}`)
   out.push(`| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${withOn ? ' ---: | ---: |' : ''}`)
@@ -228,9 +186,8 @@ function beforeAfter(result: BenchResult): string[] {
     out.push('One change at a time, in the same run (spanserve with its defaults over the same server with one default turned back):')
     out.push('')
     for (const p of parts) out.push(`- ${p}`)
-    out.push('')
   }
-  return out
+  return out.join('\n')
 }
 
 function cpuOf(result: BenchResult, config: ConfigName, model: string, n: number): { perK: Map<string, number>; cores: number } | null {
@@ -247,17 +204,10 @@ function cpuOf(result: BenchResult, config: ConfigName, model: string, n: number
   return { perK, cores: all / (l.cpuWallMs ?? l.wallMs) }
 }
 
-function tracingOverhead(result: BenchResult): string[] {
+function tracingOverhead(result: BenchResult): string {
   const cpu = cpuRows(result)
-  if (cpu.rows.length === 0) return []
-  const out = ['## Tracing overhead, and CPU per process', '']
-  out.push(
-    'Every level also read each process\'s CPU time from /proc (bench/proc-cpu.ts: the server, tokenizer, scheduler(s), worker(s), the OTLP sink, and the bench process itself for the limits), ' +
-      'so that what tracing costs can be told apart by process. Figures are CPU ms per 1,000 generated tokens; `cores busy` is all of it over the level\'s wall time (2 cores here).',
-  )
-  out.push('')
-  out.push(markdownTable(cpu.header, cpu.rows))
-  out.push('')
+  if (cpu.rows.length === 0) return NOT_MEASURED
+  const out = [markdownTable(cpu.header, cpu.rows), '']
   for (const m of result.models) {
     const facts: string[] = []
     for (const n of [16, 64]) {
@@ -276,21 +226,17 @@ function tracingOverhead(result: BenchResult): string[] {
       }
     }
     if (facts.length) {
-      out.push(`[${m.preset}] From this run:`)
-      out.push('')
+      out.push(`[${m.preset}] From this run:`, '')
       for (const f of facts) out.push(`- ${f}`)
       out.push('')
     }
   }
-  out.push(TRACING_FINDINGS)
-  out.push('')
-  return out
+  return out.join('\n')
 }
 
-function continuousDecodeSteps(result: BenchResult): string[] {
-  if (!result.configs.some((c) => c.config === 'steps4' && !c.skipped)) return []
-  const out = ['## Continuous decode steps: --num-continuous-decode-steps 4 against 1', '']
-  out.push('| model | conc | 1 step tok/s | 4 steps tok/s | 4 / 1 | 4 steps / limit | TTFT p50 ms, 1 / 4 | ITL p50 ms, 1 / 4 | ITL p99 ms, 1 / 4 |')
+function continuousDecodeSteps(result: BenchResult): string {
+  if (!result.configs.some((c) => c.config === 'steps4' && !c.skipped)) return NOT_MEASURED
+  const out = ['| model | conc | 1 step tok/s | 4 steps tok/s | 4 / 1 | 4 steps / limit | TTFT p50 ms, 1 / 4 | ITL p50 ms, 1 / 4 | ITL p99 ms, 1 / 4 |']
   out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
   const ms = (l: LevelResult | undefined, k: 'ttftP50' | 'itlP50' | 'itlP99'): string => (l ? l[k].toFixed(2) : '–')
   for (const m of result.models) {
@@ -301,21 +247,12 @@ function continuousDecodeSteps(result: BenchResult): string[] {
       out.push(`| ${m.preset} | ${n} | ${num(a?.tokensPerSec)} | ${num(b.tokensPerSec)} | ${cratio(result, 'steps4', 'off', m.preset, n)} | ${cratio(result, 'steps4', 'limit', m.preset, n)} | ${ms(a, 'ttftP50')} / ${ms(b, 'ttftP50')} | ${ms(a, 'itlP50')} / ${ms(b, 'itlP50')} | ${ms(a, 'itlP99')} / ${ms(b, 'itlP99')} |`)
     }
   }
-  out.push('')
-  out.push(
-    'SGLang\'s `--num-continuous-decode-steps` (vLLM had `--num-scheduler-steps`): a batch with no prompt to prefill asks the worker for up to N decode steps in one message, never more than any of its sequences still needs (max_tokens and the context length are known ahead), and the worker feeds each sequence its own sampled tokens between them. ' +
-      'The tokens of the N steps travel back together, so the hops worker → scheduler → tokenizer → server and the wake-ups of those processes are paid once per N tokens instead of per token: that is the per-token cost the section above puts at concurrency 1\'s door. ' +
-      'What it costs: streams receive their tokens N at a time (still one SSE chunk per token, so the inter-token latency splits into near-zero gaps and one gap of N steps), a request that arrives while a batch runs waits up to N steps more to join (a batch that prefills runs one step, so a joining prompt\'s first token is not held back), and a sequence that stops on EOS or a stop string inside the N steps runs the rest of them for nothing. ' +
-      'The default stays 1, as in SGLang: the gain is large where the gateway\'s fixed per-token costs weigh against a short decode step (small models, low concurrency, CPUs) and small where the step dominates. Needs `--tp-size 1`, since only TP rank 0 samples.',
-  )
-  out.push('')
-  return out
+  return out.join('\n')
 }
 
-function dataParallel(result: BenchResult): string[] {
-  if (!result.configs.some((c) => c.config === 'dp2' && !c.skipped)) return []
-  const out = ['## Data parallelism: --dp-size 2 against 1', '']
-  out.push('| model | conc | dp 1 tok/s | dp 2 tok/s | dp 2 / dp 1 | dp 1 cores busy | dp 2 cores busy |')
+function dataParallel(result: BenchResult): string {
+  if (!result.configs.some((c) => c.config === 'dp2' && !c.skipped)) return NOT_MEASURED
+  const out = ['| model | conc | dp 1 tok/s | dp 2 tok/s | dp 2 / dp 1 | dp 1 cores busy | dp 2 cores busy |']
   out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |')
   for (const m of result.models) {
     for (const n of result.settings.concurrencies) {
@@ -326,22 +263,12 @@ function dataParallel(result: BenchResult): string[] {
       out.push(`| ${m.preset} | ${n} | ${num(a)} | ${num(b)} | ${cratio(result, 'dp2', 'off', m.preset, n)} | ${ca ? ca.cores.toFixed(2) : '–'} | ${cb ? cb.cores.toFixed(2) : '–'} |`)
     }
   }
-  out.push('')
-  out.push(
-    'Both on the same 2 cores. Each DP rank is its own scheduler and worker with its own ONNX Runtime session, whose thread pool (ONNX Runtime\'s choice: one thread per core) ' +
-      'then competes with the other rank\'s for the same two cores, and each rank\'s batch is half as large, so a step reads the weights for half as many tokens. On this machine data parallelism cannot add ' +
-      'compute; what the figures show is what splitting the batch and sharing the cores costs. Its use is one rank per GPU or per socket (`--intra-op-threads` to split the cores), where the ranks do not share compute.',
-  )
-  out.push('')
-  return out
+  return out.join('\n')
 }
 
-function tensorParallel(result: BenchResult): string[] {
-  if (!result.tpStep?.length) return []
-  const out = ['## Tensor parallelism: decode step at --tp-size 2 against 1', '']
-  out.push('`node --import tsx bench/tp-step.ts` (run by the bench): every configuration in its own processes, one per rank as the server runs them; median decode step over 40 steps after warm-up, rank 0\'s all-reduce time per step, RSS per rank.')
-  out.push('')
-  out.push('| configuration | batch | step ms | all-reduce ms | all-reduce share | step / tp1 whole (same threads per process) | step / tp1 whole (all cores) | RSS MB per rank |')
+function tensorParallel(result: BenchResult): string {
+  if (!result.tpStep?.length) return NOT_MEASURED
+  const out = ['| configuration | batch | step ms | all-reduce ms | all-reduce share | step / tp1 whole (same threads per process) | step / tp1 whole (all cores) | RSS MB per rank |']
   out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
   const cores = result.machine.cpus
   for (const r of result.tpStep) {
@@ -353,340 +280,5 @@ function tensorParallel(result: BenchResult): string[] {
         `${ref && ref !== r ? `${(r.stepMs / ref.stepMs).toFixed(2)}×` : '–'} | ${all && all !== r && !r.config.includes('all-reduces only') ? `${(r.stepMs / all.stepMs).toFixed(2)}×` : '–'} | ${r.rssMb.join(', ')} |`,
     )
   }
-  out.push('')
-  out.push(
-    'Caveat: on 2 cores tensor parallelism cannot gain. Two ranks of one thread each do the work that one process does with two threads, plus two all-reduces per layer over ZeroMQ ipc:// ' +
-      '(host memory, a syscall round trip each), plus the cost of splitting the graph into per-layer segment sessions (`tp1 segmented`). The all-reduce share above is mostly waiting: ' +
-      'rank 0 waits in the all-reduce for the slower rank, so it also absorbs the imbalance between ranks. `tp2 all-reduces only` is the collective alone on the same tensors. ' +
-      'What the figures are for: checking that TP is correct and what its fixed costs are; its gains need one device per rank (GPUs with NCCL-class links), which this machine does not have.',
-  )
-  out.push('')
-  return out
+  return out.join('\n')
 }
-
-const TRACING_FINDINGS = `What costs what with tracing on (the figures above are this run's; the reading is from the runs of 2026-11-22).
-
-- **Level 3 is the cost; level 2 is nearly free.** \`--trace-level 3\` adds two spans per generated token: a \`decode_forward\`
-  slice per request per step in the worker and a \`detokenize\` slice per request per batch in the tokenizer. Level 2, the
-  default, folds both into one slice per request.
-- **The worker no longer builds spans.** The worker is the bottleneck process: its main thread runs ONNX Runtime for every step,
-  and at level 3 it used to build and export a span per request per step between two steps (SDK objects, attributes, protobuf,
-  gRPC, and the garbage they leave), tens of µs per request per step. It now only records each tracing call with its timestamp
-  and hands the calls, once per step, to a thread of its own that runs the SDK (src/tracing/offload.ts). Measured against the
-  revision before this change (0b851f1) in one run (\`bench/results/2026-11-22T05-41-13Z.json\`), level 3 on/off went from
-  0.67–0.85× to 0.87–0.91× by concurrency on the default model.
-- **Batch slices are finished spans.** A level-3 slice is recorded after the fact, so it is built directly as the SDK's
-  \`ReadableSpan\` and handed to the span processor (src/tracing/finished-slice.ts), one attributes object shared by the
-  batch, instead of \`tracer.startSpan\` and \`end\` per request per step (context lookups, the sampler, attribute
-  sanitizing per span). In-process, 16 slices every millisecond exported over OTLP gRPC, total CPU per slice went from
-  12.2–14.6 µs to 9.7–10.2 µs; serializing to protobuf (about 2 µs) and the SDK's batching and gRPC are most of the rest.
-  Per thread at concurrency 16 (64 requests, level 3): the tokenizer 52 → 44 µs per token, the worker's tracing thread 22 → 19.
-- **Slices carry only what varies.** Until 2026-11-22 every batch slice repeated the thread label and the ranks (which its
-  parent thread span and its resource carry), a batch id equal to the step, and an all-reduce time of 0 without tensor
-  parallelism. Without them, the same in-process measurement gave 4.9–6.1 µs of CPU per slice against 7.4–9.6 µs (three
-  runs each). Of what is left, the SDK's protobuf serializer takes about 1.8 µs, a fifth of it turning the hex ids back into
-  bytes, and making the slice itself well under 0.1 µs. In a same-run A/B against the revision before (default model, 4
-  repeats, 1,024 warm-up requests), level 3 on/off measured 1.02× (0.96–1.05) and 0.90× (0.83–0.93) at concurrency 16
-  and 64, the revision before 0.95× (0.90–1.08) and 0.93× (0.89–0.94): no difference that shows above the noise. The
-  tokenizer's \`detokenize\` slices, which carried only the thread label, cost what they did (13 against 7 CPU ms per 1,000
-  tokens with tracing off, at concurrency 64).
-- **Tried and not kept: the tracing thread at a lower priority.** At nice 19 (setpriority on its thread id) its span work
-  would wait for idle moments instead of preempting ONNX Runtime's threads. Three same-run A/Bs at level 3 (default model, 5
-  repeats each, against the revision before) disagreed: 0.94×/0.92× against 0.86×/0.88× (concurrency 16/64), then 0.89×/0.91×
-  against 0.90×/0.94×, and nice 10 0.87×/0.91× against 0.96×/0.96×: no gain that reproduces on this machine, and with the cores
-  saturated a nice-19 thread was starved past the shutdown wait, so its spans were lost.
-- **What is left** is mostly the tokenizer's \`detokenize\` spans (the tokenizer's extra CPU in the list above), the sink
-  receiving exports on the same two cores, and the worker's tracing thread itself: they take a core from ONNX Runtime's two
-  threads now and then, and every operator of a step waits at a barrier for a preempted thread. The tokenizer cannot hand its
-  tracing to a thread the same way: it reads each request's trace context to pass on to the scheduler. Two same-run A/Bs with
-  the \`detokenize\` spans removed altogether were inconclusive (ranges of ±15% that day). With cores to spare for the
-  gateway's processes, or the model on a GPU, that contention goes.
-- **A faster worker makes the same tracing cost a larger share.** Since the worker stopped spending ~100 µs per token in
-  garbage collection, tracing off serves 1.17–1.32× the tokens/s at concurrency 16 and 64 on the default model (run of
-  2026-11-22T09-32-59Z, "Before and after"), while tracing costs about what it did in CPU per token. At 4,600 tok/s on two
-  cores a token has about 430 µs of core time, so the target's 3% is 13 µs per token for everything tracing adds in four
-  processes and the receiver. The run before this change met the level-2 targets on the default model (0.98–1.10×); the
-  run of 2026-11-22T09-32-59Z, after 8 warm-up requests, measured 0.93–0.95× at level 2 and 0.86–0.94× at level 3.
-- **Most of that was warm-up.** With 1,024 warm-up requests (see "Warm-up"), the run of 2026-11-22T11-45-32Z measured
-  1.04× and 0.97× at level 2 (concurrency 16 and 64) and 0.98× and 0.89× at level 3 on the default model. At level 3 and
-  concurrency 64 tracing added about 18 µs of CPU per token in that run (server +4, tokenizer +8, sink +5), 3.6% of the two
-  cores at 4,000 tok/s, and tokens/s fell by more than that share: the extra work preempts ONNX Runtime's two threads,
-  which meet at a barrier after every operator. On the large model, whose tokens cost ten times more, tracing on measured
-  0.93–1.07× at level 3 and 0.98–1.03× at level 2.
-- **The 3% margin is below this machine's noise; level 3 at concurrency 64 costs about 10%.** In the run of
-  2026-11-22T13-22-14Z, spanserve against the \`--base\` checkout with tracing off, the same server code, measured 0.93× to
-  1.04× by concurrency (repeats 0.85× to 1.10×), and level 2, unchanged since the run before, 0.91× at concurrency 64 where
-  that run measured 0.97×. One reading repeats from run to run: level 3 at concurrency 64 on the default model, 0.89× in the
-  run before, 0.90× in an A/B of the same day and 0.90× in this one. There it adds about 35 µs of CPU per token over tracing off (server +5, tokenizer +9,
-  worker +16, sink +5 in that run): two spans per token, each about 5 µs from creation to export, plus the receiver. Tracing
-  takes no core of its own here, so that work delays ONNX Runtime's threads. Level 3 is opt-in, as SGLang's most detailed
-  level is; the default, level 2, records per request what level 3 records per step.
-- **The receiver's decoding is not charged to tracing.** A deployment's collector decodes elsewhere, so the bench's OTLP receiver
-  keeps each export's bytes and counts the spans after the server stops (\`--sink-decode deferred\`, the default; \`onlive\`
-  decodes live for comparison).`
-
-const BOUNDS = `## Concurrency 1, time to first token and the batching ratio: what bounds them here
-
-These targets sit at the edge of what this machine allows (the verdicts above are this run's; they move between runs by
-more than their margins). What the time goes to, measured separately on 2026-11-22 with timestamps taken in every process
-(the same clock, \`performance.timeOrigin + performance.now()\`), default model, concurrency 1, tracing off:
-
-| span of time | ms |
-| --- | ---: |
-| the client's request to the server's first hook (node:http both ends) | 0.6–0.85 |
-| Fastify: hooks, JSON parse, schema validation, to the route | 0.7–0.8 |
-| route to worker: server → tokenizer → scheduler → worker, three ZeroMQ hops | 0.6–0.8 |
-| prefill of the 64-token prompt in the worker | 4.4–5.6 |
-| worker → scheduler → tokenizer → server, three hops back | 0.7–1.5 |
-| SSE write, and the client reading it | 0.3–0.45 |
-
-So time to first token carries about 2–4 ms over the prefill: half of it HTTP at both ends, half the six hops of the
-four-process design, each a wake-up of an idle process on a shared 2-vCPU VM (150–300 µs here, more than ZeroMQ's own cost).
-The target's 2 ms leaves no room for noise: runs of the same day measured +1.3 ms to +3.6 ms on the default model, and the
-large model, whose prefill is five to six times longer, from −1.2 ms to +5.3 ms.
-
-At concurrency 1 every token crosses the same hops (worker → scheduler → tokenizer → server), and the server, tokenizer and
-scheduler spend 90–200 µs of CPU each per token (the CPU table below) on the same two cores where ONNX Runtime runs each decode
-step on two threads. Measured per step in the worker: the session run took 1.13–1.18 ms in spanserve against 0.8–1.0 ms in
-the bare loop (the other processes preempt its threads), plus 0.1–0.2 ms between steps. The overlap schedule took the
-scheduler's turnaround out of that gap; the rest is the price of a gateway process per role on two cores. Tried and not kept:
-one intra-op thread (leaves a core to the gateway, but the step took 1.7 ms: worse), the worker at nice 10 (worse at every
-concurrency in a same-run comparison), preallocated \`present\` outputs (ONNX Runtime still copies: no change at batch 64).
-
-Per thread, from /proc/PID/task/TID/schedstat over 16 requests at concurrency 1 (measured separately, CPU µs per generated
-token; one step per message, then \`--num-continuous-decode-steps 4\`): server main thread 128 → 94, tokenizer 90 → 60,
-scheduler 102 → 67, each process's ZeroMQ I/O thread 19–31 → 8–20; in the worker, the main thread 1054 → 985, ONNX Runtime's
-second pool thread 436 (10.6 wake-ups per token: one per parallel section, since it does not spin) and V8's platform threads
-about 200 → 60. A later reading (one step, after the memory options below) put those platform threads at 70 µs per token,
-and \`--trace-gc\` counted 20 scavenges per 2,048 tokens in the worker, 6 µs per token of pauses: at concurrency 1 garbage
-collection is not where the time goes (at 16 and above it was: see "Garbage collection in the worker"). A Node process woken by
-ZeroMQ spends tens of µs of CPU per message however small, so the lever at concurrency 1 is fewer messages per token: continuous decode steps
-(below) send one per N tokens. The default stays one step per message, as SGLang's and vLLM's did; with 4 steps the
-concurrency-1 verdict is printed beside the default's.
-
-Continuous batching's gain is close to what the hardware gives: on two CPU cores a decode step at batch 16 costs about 4× one
-at batch 1 (2.4 ms against 0.6 ms in the bare loop, measured separately), so the bare loop's tokens/s at concurrency 16 are
-~4–5× its concurrency 1 (the verdict above prints the limit's own ratio from this run). Until 2026-11-22 spanserve reached
-only 3.4× where the bare loop reached 4.3×: its worker spent about 100 µs of CPU per token in V8's full garbage collections,
-which the bare loop did not (see "Garbage collection in the worker"). Making concurrency 1 faster (the first target) lowers
-this ratio; the two targets pull against each other here. On a GPU, where a decode step is memory-bound and batch 16 costs
-little more than batch 1, both move the right way.
-
-On the large preset the gateway's fixed per-token costs are a small share of a decode step, and spanserve at concurrency 1
-keeps up with the bare loop (its verdict above).
-`
-
-const GC_IN_WORKER = `## Garbage collection in the worker
-
-Measured separately on 2026-11-22: default model, concurrency 16, 64 requests of 128 tokens, tracing off, CPU per thread from
-/proc/PID/task/TID/schedstat. With V8's default heap settings the worker's four V8 helper threads took 60–112 µs of CPU per
-generated token, against about 10 in the bare loop doing the same steps. \`--trace-gc\` counted 49 full (mark-compact)
-collections and 74 scavenges per 8,192 tokens in the worker, 170–179 ms of pauses on its main thread, one full collection
-every ~35 ms. Every decode step allocates megabytes of ONNX Runtime outputs (the \`present\` KV tensors and the logits,
-copied into new ArrayBuffers), and V8 sizes the limit for its old generation from the live heap, a few MB in a worker:
-\`--trace-incremental-marking\` showed each collection starting on the allocation limit, 8 MB in use against a 23 MB limit.
-The runner alone, driven in one process with sequences joining at staggered times as continuous batching has them, also ran
-full collections (17–47 per 16,000 tokens); the bare loop, whose sequences start and end together, hardly any.
-
-Workers now start with \`--initial-old-space-size=128\` (src/server/spawn-child.ts; the server's own value of the flag wins).
-Same measurement, flag values against V8's default in the same session:
-
-| worker flag | full collections per 8,192 tokens | tok/s at concurrency 16 | V8 helper threads, µs per token |
-| --- | ---: | ---: | ---: |
-| (V8's default) | 49–50 | 2599–3031 | 60–112 |
-| \`--initial-old-space-size=32\` | 50 | 3082 | 86 |
-| \`--initial-old-space-size=64\` | 9 | 3222 | 29 |
-| \`--initial-old-space-size=128\` | 1–2 | 3307–3617 | 9–15 |
-
-Over 320 requests the 128 MB limit gave 4100 tok/s against 2971, the helper threads 8 µs per token against 106. A same-run
-bench against the revision before (2 repeats) measured 1.00× at concurrency 1, 1.22× at 16 and 1.19× at 64 on the default
-model, and 1.13×, 1.08× and 1.10× on the large one. The cost is memory: after the load test's 2,000 requests a worker held
-405–408 MB against 330 MB with V8's default, since garbage waits longer for a full collection (docs/operations.md). Tried
-and not kept: a smaller young generation (\`--max-semi-space-size=2\`: 2460–2719 tok/s against 2920–3031), a larger one (32
-or 64 MB: no change).
-`
-
-const WARM_UP = `## Warm-up
-
-Until 2026-11-22 each configuration got 8 warm-up requests, 4 at a time; it now gets 1,024, 16 at a time (\`--warmup\`), 16
-tokens each, before the first level. The short warm-up measured the JIT compiler as much as the server. Measured separately
-on 2026-11-22: a fresh server, default model, windows of 128 requests of 16 tokens at concurrency 16, CPU per request of
-each process from /proc/PID/task/*/schedstat (µs; one run each, one after the other):
-
-| requests served before the window | server, off | server, level 2 | tokenizer, off | tokenizer, level 2 | scheduler, off | scheduler, level 2 |
-| ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-| 0 | 1596 | 2476 | 669 | 850 | 453 | 569 |
-| 128 | 821 | 1979 | 443 | 1079 | 580 | 937 |
-| 256 | 910 | 1846 | 337 | 1006 | 363 | 918 |
-| 512 | 702 | 1316 | 293 | 668 | 358 | 899 |
-| 1,024 | 727 | 981 | 325 | 453 | 320 | 508 |
-| 1,408 | 695 | 1100 | 287 | 427 | 292 | 501 |
-
-With tracing off the three gateway processes settle within the first 128 requests; with tracing on they take about a
-thousand. Linux \`perf\` (with \`--perf-basic-prof\`) over requests 8–1,032 at level 2 found 31% of the scheduler's samples on
-V8's helper threads, 24 points of them in TurboFan (\`v8::internal::compiler::\`), and its main thread largely in baseline
-code (Sparkplug prologues, inline-cache loads); with tracing off, compilation was 10% of the scheduler's samples and 19% of
-the server's. The tracing paths (the SDK's spans, the OTLP protobuf serializer, gRPC) run a few times per request, so V8 needs
-many requests to see them as hot. What level 2 added per request (requests of 4 tokens, two runs each): over the 2,048
-requests after 8 warm-up requests, server +500 µs, tokenizer +250, scheduler +250; over the 2,048 after 2,048 warm-up
-requests, server +150–320, tokenizer +40–110, scheduler 0–100.
-
-Two runs of the bench, the warm-up the only difference (default model, concurrency 16 then 64, 2 repeats): with 8 warm-up
-requests level 3 on/off measured 0.82×/0.84× and level 2 0.84×/0.92×; with 512, 0.98×/0.93× and 1.01×/0.98×. Tracing off
-itself served 3166 tok/s at concurrency 16 after 8 warm-up requests and 3801 after 512. Level 3 at concurrency 16 stays the
-noisiest ratio here: a third run, with 1,024 warm-up requests, measured 0.79–0.89× for it. The bench measures a
-server in its steady state, as benchmarks of serving do (NVIDIA's AIPerf has a warm-up phase for the same cold-start
-effects, JIT compilation among them); the table above is what the first thousand requests after a start cost instead.
-`
-
-const SCALE_STORY = (kvTable: string, tokens: number): string => `## How it scales (on paper)
-
-**Concurrency.** A decode step runs every running sequence in one session run, so on a CPU its cost
-grows with the batch far more slowly than linearly while the matrix products are small: the weights are
-read once per step whatever the batch, and that is what continuous batching buys. It stops paying when
-a step becomes compute-bound (here: two cores) and when the attention over the cache dominates. In
-spanserve's runner the batch's KV stays resident between steps: the previous step's present tensors are
-fed back as the past, and a sequence keeps its row while it decodes. A finished sequence frees its row and
-a joining one is written into a free row (its own cache, right-aligned), so a join or a leave costs one
-row; the whole batch is gathered anew only when joiners do not fit, a quarter of the rows are free, or the
-left padding outgrows the longest row by an eighth (src/worker/runner.ts). ONNX Runtime still returns
-fresh present tensors each step (its attention concatenates past and new): that copy, O(batch × context ×
-layers) per step, is the remaining per-step cost beyond the matrix products, and most of the worker's GC.
-Attention over the padded context grows with
-the batch's longest sequence, which is why tokens/s flattens between 16 and 64.
-Time to first token grows with concurrency because prefills queue behind each other and behind the
-running batch's decode steps (the per-step prefill budget is \`--max-prefill-tokens\`).
-
-**Memory.** Weights are loaded once per worker. The KV cache grows linearly with concurrency and
-context: per token, 2 (K and V) × layers × KV heads × head dim × 4 bytes. For this run's prompt + output
-(${tokens} tokens per request):
-
-${kvTable}
-
-The runner holds roughly three times that at the peak of a step (the per-sequence caches, which keep the
-prompt's entries while a sequence decodes in the resident batch, the resident batch fed to ONNX Runtime,
-and the present tensors it returns), and the caches grow by doubling.
-The scheduler's \`--max-total-tokens\` budget (262,144 tokens by default) bounds the cached tokens per
-data-parallel rank.
-
-ONNX Runtime's own CPU arena is off, and workers start with \`MALLOC_ARENA_MAX=2\`. The arena grew by doubling regions it
-never returns, and glibc's per-thread heaps kept what ONNX Runtime's threads freed. Together they sometimes left a worker at
-1.2 GiB after a load that needed 0.4 GiB (docs/operations.md, "Memory and the KV budget"). The change costs some speed. In a
-same-run bench on 2026-11-22 against the revision before it (3 repeats; median of paired ratios, tracing off), spanserve ran at:
-
-| model | c1 | c4 | c16 | c64 |
-| --- | ---: | ---: | ---: | ---: |
-| default | 0.97× | 1.01× | 0.98× | 0.97× |
-| large | 0.96× | 1.00× | 0.98× | 0.96× |
-
-The limit runs the same session options (src/worker/session.ts), so it pays the same cost, and the ratios against it do not
-show it (\`--cpu-mem-arena\` turns the arena back on in spanserve; the bench's limit keeps spanserve's default). A separate
-microbenchmark timed decode steps of the default model with the arena on and off, in alternating runs in one process:
-batch 1 took 1–10% longer with it off, batch 16 −1% to +2%, batch 64 +4% to +8%, over three runs each.
-
-**Model size.** Per-token decode cost grows with the parameter count at batch 1 (every weight is read
-once per step) and the KV per token grows with layers × KV heads × head dim: the large preset's is 8×
-the default's. The fixed per-step costs of the gateway (HTTP, ZeroMQ hops, message encoding, scheduling)
-do not grow with the model, so the larger the model the smaller the gateway's share: compare the
-\`vs limit\` column across models when both are run.
-
-**On a GPU** (not measured here: these machines have none, so no GPU figure is claimed). ONNX
-Runtime's CUDA execution provider runs the same graph (\`--device cuda\`, README "GPU"). The matrix
-products get much cheaper and batch far better, so the per-step host work above becomes the bottleneck:
-copying every sequence's KV from host memory into a new batch tensor and back each step would cost a
-PCIe round trip of the whole cache per token. What a GPU build needs: a device-resident KV cache
-(preallocated blocks in GPU memory, paged per sequence as vLLM does, so a sequence joining or leaving the
-batch moves no cache), ONNX Runtime IO binding so that inputs and outputs stay on the device
-(\`present\` written into the cache's buffers rather than returned to the host), and only token ids and
-logits (or just the sampled ids, sampling on the device) crossing to the host each step. With those the
-gateway's fixed per-step costs (a ZeroMQ round trip and message encoding per step, well under a
-millisecond) matter more as steps get faster; the overlap schedule (step n+1 sent while step n runs)
-already keeps the scheduler's turnaround off the worker's critical path.
-`
-
-const FEATURES = `## Prefix cache and API features (\`--features\`)
-
-\`npm run bench -- --features --models default --base <checkout of the revision before>\` measures each
-target of the prefix cache and of the API features against its own control in one run: the cache on
-against \`--disable-radix-cache\` (two servers up at once, 4 balanced rounds), each API feature against
-plain requests on one server (6 balanced rounds), and plain requests against the other checkout's
-server (both up at once; 240 rounds of one request at c1, 40 rounds of one wave of 16 at c16). Each
-verdict is the median of the rounds' paired ratios (round r of one side ran next to round r of the
-other), with a 90% bootstrap interval of that median; the measured and control columns are each
-side's median round. One run, 2026-12-06 (bench/results/features-2026-12-06T17-17-01Z.json), default
-model, base d73748b:
-
-| target | measured | control | ratio | 90% interval | bound |
-| --- | ---: | ---: | ---: | ---: | --- |
-| system prompt, TTFT p50 at c1 | 15.7 ms | 177.9 ms | 0.089 | 0.085-0.106 | ≤ 0.25 |
-| system prompt, tok/s at c16 | 520 | 148 | 3.66 | 3.28-4.02 | ≥ 1.5 |
-| multi-turn, TTFT p50 at c1 | 17.4 ms | 75.0 ms | 0.235 | 0.228-0.238 | ≤ 0.25 |
-| multi-turn, tok/s at c16 | 849 | 350 | 2.45 | 2.36-2.52 | ≥ 1.5 |
-| no sharing, tok/s at c16 | 2075 | 2047 | 1.013 | 0.955-1.035 | ≥ 0.97 |
-| top_logprobs 20 / plain, tok/s at c16 | 1892 | 2011 | 0.929 | 0.891-0.975 | ≥ 0.9 |
-| json_schema / unconstrained chat, tok/s at c16 | 2331 | 2299 | 1.011 | 0.974-1.031 | ≥ 0.8 |
-| n=4 / n=1, TTFT p50 at c1 | 14.4 ms | 14.3 ms | 1.011 | 0.993-1.050 | ≤ 1.3 |
-| plain requests / d73748b, tok/s at c1 | 489 | 497 | 0.985 | 0.968-1.001 | ≥ 0.98 |
-| plain requests / d73748b, tok/s at c16 | 1961 | 1938 | 0.990 | 0.978-1.005 | ≥ 0.98 |
-
-Every target was met in this run, but four intervals reach past their bound (no sharing,
-top_logprobs, and plain requests at c1 and c16): on 2 cores those four sit within this machine's
-noise of the bound. The run 20 minutes before (features-2026-12-06T16-54-59Z.json, before the
-one-frame codec below) read 0.8995 for top_logprobs, 0.971 for plain requests at c16 and 0.2501
-for multi-turn TTFT, the rest met.
-
-**Plain requests against d73748b.** Rounds of 24 requests at c1 ranged over 270-570 tok/s for one
-server within a run: of the same two checkouts, minutes apart, medians of 12 such rounds read 0.940
-at c1 and 0.958 at c16, and 120 and 40 short paired rounds read 0.997 and 1.012. Short rounds, paired,
-make the measurement; the bound (0.98) is as wide as its interval. Paired runs at c16
-(64 distinct 64-token prompts a round) had found the cost in the prefix cache's memory, not in the
-API options: with \`--disable-radix-cache\` this checkout read 1.000 and 1.034 of d73748b. Three
-changes removed it:
-- The worker's KV blocks live in slabs of 64 blocks kept once allocated (src/worker/kv-cache.ts), not
-  one Float32Array per block: cache on vs base 0.95 -> 1.009.
-- Workers ask glibc for transparent huge pages (\`GLIBC_TUNABLES=glibc.malloc.hugetlb=1\`,
-  src/server/spawn-child.ts): until the cache is full every new prompt's blocks are fresh memory.
-  Page faults fell from 1,703 to 197 per 1,000 tokens.
-- The IPC codec (src/ipc/codec.ts) parses without a JSON reviver and encodes without a replacer (walks
-  instead), and a message is one ZeroMQ frame, its typed arrays after the JSON header: each further
-  frame cost about 9 µs of CPU to send and receive, and every step sends three messages with arrays.
-
-**top_logprobs 20.** The 21 numbers a token now travel as typed arrays from the worker to the server
-(TokenLogprobs and TextLogprobs in src/ipc/messages.ts), never as JSON numbers, which every process
-formatted or parsed in turn: a batch of 16 such tokens encodes and decodes in 22/22 µs instead of
-77/39 (forward_out) and 35/34 instead of 81/81 (batch_str). The worker finds the row's max with the
-top-k and sums exp with a polynomial instead of Math.exp (relative error under 1e-8): in-process, 12 µs
-a token instead of about 20. What is left is the size of the stream itself: each chunk carries a
-21-entry map (about 800 bytes against 170), and the server's serialisation, the socket and the
-client's parse grow with it.
-
-**json_schema.** The bench's schema is one string of minLength 2,000, and xgrammar (0.1.27) matches a
-repetition count above 128 on a slow path: accepting a token took 18 µs at the median instead of
-1.5. The EBNF that src/model/grammar/constraint.ts builds from a schema writes such lengths as nested
-repetitions of at most 128 (the same language; a test checks the lengths each bound allows): 1.3 µs.
-A paired run read 0.876 before and 0.964 after.
-`
-
-const RERUN = `## Rerun
-
-\`\`\`
-npm run bench                               # both presets: every default configuration on the default model,
-                                            # those the targets need on the large one; each level 3 times
-                                            # (ratios are medians of paired repeats; ~30 minutes on 2 cores)
-npm run bench -- --models default --repeats 1   # one pass on the default model (a few minutes; noisier)
-npm run bench -- --configs limit,off --concurrency 1,8,32 --max-tokens 256 --rounds 4
-npm run bench -- --configs off,dp2                                # data parallelism only
-git worktree add /tmp/base HEAD~1 && ln -s $PWD/node_modules /tmp/base/node_modules
-npm run bench -- --base /tmp/base --configs limit,baselimit,off,base,on,baseon   # before/after, interleaved
-npm run bench -- --configs limit,limitspin,off,lockstep,spin      # one default at a time
-npm run bench -- --configs limit,off,steps4                       # continuous decode steps against one step
-npm run bench -- --features --models default --base /tmp/base    # prefix cache and API feature targets, plain vs base
-node --import tsx bench/sampler-micro.ts                          # sampler: partial selection vs full sort
-npm run bench -- --docs-from bench/results/<date>.json            # this page again from a run, after editing bench/docs.ts
-npm run bench -- --help
-\`\`\`
-
-Each run writes \`bench/results/<date>.json\` and regenerates this page and its chart (\`--no-docs\` to
-keep them). The transformers.js configuration needs the \`@huggingface/transformers\` dev dependency;
-without it that configuration is left out with the reason printed.
-`

@@ -9,8 +9,8 @@
  *   node --import tsx bench/jsonschemabench.ts [--max-tokens 300] [--sample N]
  */
 import { parseArgs } from 'node:util'
-import { startServer } from '../test/helpers/server.ts'
-import { benchSchemas, runSchema } from '../test/helpers/jsonschemabench.ts'
+import { startServer } from '../harness/server.ts'
+import { benchSchemas, runSchema } from '../harness/jsonschemabench.ts'
 
 const { values } = parseArgs({ options: { 'max-tokens': { type: 'string', default: '300' }, sample: { type: 'string' } } })
 const maxTokens = Number(values['max-tokens'])

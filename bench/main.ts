@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { ensureModel } from '../src/model/build.ts'
 import { readModelInfo } from '../src/model/load.ts'
-import { ROOT } from '../test/helpers/server.ts'
+import { ROOT } from '../harness/server.ts'
 import { killTracked } from './child-lines.ts'
 import { LimitRunner, limitLevel } from './configs/limit.ts'
 import { startSpanserve } from './configs/spanserve.ts'
@@ -54,6 +54,11 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     killTracked()
     process.exit(130)
   })
+}
+
+if (opts.isolation) {
+  await import('./isolation.ts')
+  process.exit(0)
 }
 
 if (opts.features) {

@@ -10,14 +10,14 @@
  * that decodes spans runs on other cores or another host; on this 2-core machine decoding every span
  * as it arrives (protobufjs, the whole OTLP schema, ~50k spans per run) took CPU from the very server
  * being measured and was charged to tracing. --decode live does that (the bench before 2026-11-22):
- * test/helpers/otlp-receiver.ts, full decode per export.
+ * harness/otlp-receiver.ts, full decode per export.
  * Run: node --import tsx bench/otlp-sink.ts [--decode deferred|live]
  */
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import * as grpc from '@grpc/grpc-js'
 import protobuf from 'protobufjs'
-import { startOtlpReceiver } from '../test/helpers/otlp-receiver.ts'
+import { startOtlpReceiver } from '../harness/otlp-receiver.ts'
 
 const { values } = parseArgs({ options: { decode: { type: 'string', default: 'deferred' } } })
 const write = (obj: object): void => void process.stdout.write(`${JSON.stringify(obj)}\n`)

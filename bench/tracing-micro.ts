@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { ROOT } from '../test/helpers/server.ts'
+import { ROOT } from '../harness/server.ts'
 
 export interface TracingMicroRow {
   case: string

@@ -1,7 +1,7 @@
 /**
- * A real OTLP trace receiver for tests: gRPC (TraceService/Export) or HTTP (POST /v1/traces,
- * application/x-protobuf or application/json), decoding the wire format into plain spans.
- * Loopback only, ephemeral port. The protobuf schema below is OTLP's own (field numbers from
+ * A real OTLP trace receiver for tests and the bench's sink (bench/otlp-sink.ts): gRPC
+ * (TraceService/Export) or HTTP (POST /v1/traces, application/x-protobuf or application/json),
+ * decoding the wire format into plain spans. Loopback only, ephemeral port. The protobuf schema below is OTLP's own (field numbers from
  * opentelemetry-proto: collector/trace/v1, trace/v1, common/v1, resource/v1).
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http'

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+export const ROOT = fileURLToPath(new URL('..', import.meta.url))
 /** Shared by all test files: the embedded model is built once. */
 export const TEST_CACHE_DIR = join(tmpdir(), 'spanserve-test-models')
 

@@ -4,7 +4,7 @@
  * another process (bench/otlp-sink.ts); optionally --dp-size 2, or from another checkout (--base).
  */
 import { join } from 'node:path'
-import { ROOT, startServer } from '../../test/helpers/server.ts'
+import { ROOT, startServer } from '../../harness/server.ts'
 import { JsonLineChild, track } from '../child-lines.ts'
 
 export interface SpanserveOptions {

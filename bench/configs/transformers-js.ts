@@ -3,7 +3,7 @@
  * spanserve server is), measured by the same load client.
  */
 import { join } from 'node:path'
-import { ROOT } from '../../test/helpers/server.ts'
+import { ROOT } from '../../harness/server.ts'
 import { JsonLineChild } from '../child-lines.ts'
 
 /** Why transformers.js cannot run here, or null when it can be imported. */

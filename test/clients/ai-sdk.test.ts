@@ -8,7 +8,7 @@ import { generateObject, generateText, Output, streamObject, streamText, tool } 
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible'
 import { z } from 'zod'
 import { checkPerson, person } from '../helpers/person-schema.ts'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const server = await startServer()
 t.teardown(() => server.stop())

@@ -9,7 +9,7 @@ import { AIMessageChunk, type AIMessage } from '@langchain/core/messages'
 import { tool } from '@langchain/core/tools'
 import { z } from 'zod'
 import { checkPerson, person } from '../helpers/person-schema.ts'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const server = await startServer()
 t.teardown(() => server.stop())

@@ -6,7 +6,7 @@ import { ERRORS } from '../../src/errors.ts'
 import { OPTIONS } from '../../src/config/schema.ts'
 import * as attributes from '../../src/tracing/attributes.ts'
 import { EVENTS, SLICES } from '../../src/tracing/names.ts'
-import { ROOT } from '../helpers/server.ts'
+import { ROOT } from '../../harness/server.ts'
 
 for (const [path, render] of Object.entries(DOCS)) {
   t.test(`${path} is current (run \`npm run docs\` after changing the schema or the error table)`, async (t) => {

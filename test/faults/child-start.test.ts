@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { ensureModel } from '../../src/model/build.ts'
-import { ROOT, TEST_CACHE_DIR } from '../helpers/server.ts'
+import { ROOT, TEST_CACHE_DIR } from '../../harness/server.ts'
 import { alive } from '../helpers/processes.ts'
 
 const STARTUP_TIMEOUT_S = 40

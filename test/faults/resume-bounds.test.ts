@@ -10,8 +10,8 @@ import { copyFileSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ensureModel } from '../../src/model/build.ts'
-import { TEST_CACHE_DIR, startServer, type RunningServer } from '../helpers/server.ts'
-import { health, waitHealthy } from '../helpers/chaos.ts'
+import { TEST_CACHE_DIR, startServer, type RunningServer } from '../../harness/server.ts'
+import { health, waitHealthy } from '../../harness/chaos.ts'
 
 const source = await ensureModel({ preset: 'default', cacheDir: TEST_CACHE_DIR })
 const FILES = ['config.json', 'generation_config.json', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json', 'model.onnx']

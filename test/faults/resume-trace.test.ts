@@ -10,9 +10,9 @@
  * process exports its first slice of the request, and reports it to the server, before it is killed.
  */
 import t, { type Test } from 'tap'
-import { startOtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts'
+import { startOtlpReceiver, type ReceivedSpan } from '../../harness/otlp-receiver.ts'
 import { parseExposition } from '../helpers/prometheus.ts'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const receiver = await startOtlpReceiver({ protocol: 'grpc' })
 t.teardown(() => receiver.close())

@@ -11,7 +11,7 @@ import { GrammarEngine, Utf8Guard } from '../../src/model/grammar/engine.ts'
 import { readGrammarVocab } from '../../src/model/grammar/vocab.ts'
 import { requestedConstraint } from '../../src/model/grammar/request.ts'
 import type { OutputConstraint } from '../../src/model/grammar/constraint.ts'
-import { TEST_CACHE_DIR } from '../helpers/server.ts'
+import { TEST_CACHE_DIR } from '../../harness/server.ts'
 
 const info = readModelInfo(await ensureModel({ preset: 'default', cacheDir: TEST_CACHE_DIR }))
 const start = { tokenizerPath: join(info.dir, 'tokenizer.json'), vocabSize: info.vocabSize, stopTokenIds: [...info.eosTokenIds] }

@@ -10,7 +10,7 @@ import { XgrammarInstance, type Xgrammar } from '../../src/model/grammar/xgramma
 import { jsonSchemaEbnf } from '../../src/model/grammar/constraint.ts'
 import { rewriteJsonSchema, SchemaRefusal, enforceableSchemaText } from '../../src/model/grammar/schema-rewrite.ts'
 import { SpanserveError } from '../../src/errors.ts'
-import { benchAvailable, benchSchemas, validatorFor, rewrittenValidator } from '../helpers/jsonschemabench.ts'
+import { benchAvailable, benchSchemas, validatorFor, rewrittenValidator } from '../../harness/jsonschemabench.ts'
 
 let inst: XgrammarInstance | null = null
 async function withXg<T>(fn: (xg: Xgrammar) => Promise<T>): Promise<T> {

@@ -20,7 +20,7 @@ import { SEGMENT_IO as IO } from '../../src/model/tp/segment-graph.ts';
 import { ensureShards } from '../../src/model/tp/shard-cache.ts';
 import { shardModel } from '../../src/model/tp/shard.ts';
 import { openRankShard, type RankSegments } from '../../src/worker/tp/segments.ts';
-import { TEST_CACHE_DIR } from '../helpers/server.ts';
+import { TEST_CACHE_DIR } from '../../harness/server.ts';
 import { emptyPast, int64, maxAbsDiff, presentAsPast, sequenceFeeds } from './ort-helpers.ts';
 
 const TOLERANCE = 1e-4;

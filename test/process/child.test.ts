@@ -13,7 +13,7 @@ import type { Endpoints } from '../../src/ipc/endpoints.ts'
 import type { Message, ProcessFatal, ProcessReady, ProcessStats } from '../../src/ipc/messages.ts'
 import type { ModelInfo } from '../../src/model/load.ts'
 import { parseConfig } from '../../src/config/parse.ts'
-import { ROOT } from '../helpers/server.ts'
+import { ROOT } from '../../harness/server.ts'
 
 const FIXTURE = join(ROOT, 'test/process/fixtures/child.ts')
 const dir = mkdtempSync(join(tmpdir(), 'spanserve-process-'))

@@ -13,8 +13,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { connect, createServer } from 'node:net'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
-import { startServer, type RunningServer } from '../helpers/server.ts'
-import { startOtlpReceiver } from '../helpers/otlp-receiver.ts'
+import { startServer, type RunningServer } from '../../harness/server.ts'
+import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
 
 // Each case starts its own server(s); two at a time keeps the file short on a busy machine.
 t.jobs = 2

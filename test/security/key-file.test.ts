@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ROOT, TEST_CACHE_DIR, startServer } from '../helpers/server.ts'
+import { ROOT, TEST_CACHE_DIR, startServer } from '../../harness/server.ts'
 
 const API_KEY = `sk-file-${randomBytes(8).toString('hex')}`
 const ADMIN_KEY = `sk-admin-file-${randomBytes(8).toString('hex')}`

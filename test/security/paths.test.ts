@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { connect } from 'node:net'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const API_KEY = 'sk-api-' + 'a'.repeat(24)
 const ADMIN_KEY = 'sk-admin-' + 'b'.repeat(24)

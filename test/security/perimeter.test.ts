@@ -9,7 +9,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 import { metricsOnceKvFreed, parseExposition } from '../helpers/prometheus.ts'
 
 const server = await startServer({

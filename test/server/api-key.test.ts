@@ -1,7 +1,7 @@
 /** --api-key guards /v1/* (trace setting included) with a Bearer token; /health stays open. */
 import t from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const KEY = 'sk-test-' + 'x'.repeat(24)
 const server = await startServer({ env: { SPANSERVE_API_KEY: KEY } })

@@ -6,7 +6,7 @@
  */
 import t, { type Test } from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const server = await startServer()
 t.teardown(() => server.stop())

@@ -1,6 +1,6 @@
 /** Malformed requests get OpenAI-shaped 4xx errors from the real server, which keeps serving. */
 import t, { type Test } from 'tap'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const server = await startServer({ args: ['--body-limit', '65536'] })
 t.teardown(() => server.stop())

@@ -5,7 +5,7 @@
  * bounded per-client counters on /metrics, and an API key never appears in either.
  */
 import t from 'tap'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 import { parseExposition } from '../helpers/prometheus.ts'
 
 // --max-total-tokens 4096 at the default share (0.5): one request may reserve 2048 tokens.

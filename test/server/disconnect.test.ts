@@ -1,7 +1,7 @@
 /** A client that hangs up mid-stream aborts its request: the scheduler drops it and frees its KV. */
 import t from 'tap'
 import { request } from 'node:http'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 import { parseExposition, type Exposition } from '../helpers/prometheus.ts'
 
 // Reports every 50 ms, so that the gauges of /metrics follow the request closely.

@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const server = await startServer({ args: ['--grammar-compile-timeout', '3', '--hang-timeout', '2'] })
 t.teardown(() => server.stop())

@@ -3,7 +3,7 @@
  * /v1/chat/completions and /tokenize, with OpenAI's error body, while plain streams go on.
  */
 import t from 'tap'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 import { REFUSED_BEFORE_TOKENIZING } from '../../src/tokenizer/prompt-ids.ts'
 
 const server = await startServer()

@@ -5,7 +5,7 @@
  */
 import t, { type Test } from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 import { metricsOnceKvFreed } from '../helpers/prometheus.ts'
 
 const server = await startServer({ args: ['--stats-interval', '0.1'] })

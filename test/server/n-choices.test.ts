@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 import { metricsOnceKvFreed, parseExposition, type Exposition } from '../helpers/prometheus.ts'
 
 const server = await startServer({ args: ['--stats-interval', '0.1', '--max-total-tokens', '4096'] })

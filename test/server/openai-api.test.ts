@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import OpenAI from 'openai'
-import { startServer, TEST_CACHE_DIR } from '../helpers/server.ts'
+import { startServer, TEST_CACHE_DIR } from '../../harness/server.ts'
 import { ensureModel } from '../../src/model/build.ts'
 import { TextTokenizer } from '../../src/tokenizer/tokenize.ts'
 

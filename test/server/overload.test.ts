@@ -1,6 +1,6 @@
 /** A full queue answers 429 with Retry-After; --request-timeout ends a long request and frees its KV. */
 import t from 'tap'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const server = await startServer({ args: ['--max-batch-size', '1', '--max-queue', '1', '--request-timeout', '3', '--log-level', 'debug'] })
 t.teardown(() => server.stop())

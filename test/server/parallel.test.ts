@@ -6,8 +6,8 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
-import { startOtlpReceiver } from '../helpers/otlp-receiver.ts'
-import { startServer, ROOT, TEST_CACHE_DIR, type RunningServer } from '../helpers/server.ts'
+import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
+import { startServer, ROOT, TEST_CACHE_DIR, type RunningServer } from '../../harness/server.ts'
 
 const PROMPTS = ['Once upon a time', 'The little girl', 'In the morning', 'The old man said']
 

@@ -8,7 +8,7 @@
 import t from 'tap'
 import { KV_BLOCK_TOKENS as BT } from '../../src/model/kv-blocks.ts'
 import { parseExposition } from '../helpers/prometheus.ts'
-import { startServer, type RunningServer } from '../helpers/server.ts'
+import { startServer, type RunningServer } from '../../harness/server.ts'
 
 const ids = (n: number, seed: number) => Array.from({ length: n }, (_, i) => 20 + ((i * 131 + seed * 17) % 900))
 const SYS = ids(40, 1)

@@ -5,8 +5,8 @@
  */
 import t from 'tap'
 import OpenAI from 'openai'
-import { startServer, TEST_CACHE_DIR } from '../helpers/server.ts'
-import { startOtlpReceiver } from '../helpers/otlp-receiver.ts'
+import { startServer, TEST_CACHE_DIR } from '../../harness/server.ts'
+import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
 import { ensureModel } from '../../src/model/build.ts'
 import { TextTokenizer } from '../../src/tokenizer/tokenize.ts'
 

@@ -1,7 +1,7 @@
 /** Sampling through the real pipeline: seeds reproduce, and batching does not change greedy output. */
 import t from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 // Debug logging makes the scheduler report each step's batch size, so the test can see batching.
 const server = await startServer({ args: ['--log-level', 'debug'] })

@@ -3,7 +3,7 @@ import t from 'tap'
 import { createServer } from 'node:net'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
-import { startServer, ROOT, TEST_CACHE_DIR } from '../helpers/server.ts'
+import { startServer, ROOT, TEST_CACHE_DIR } from '../../harness/server.ts'
 import { alive } from '../helpers/processes.ts'
 
 

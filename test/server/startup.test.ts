@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ROOT } from '../helpers/server.ts'
+import { ROOT } from '../../harness/server.ts'
 
 const run = (args: string[]) =>
   spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/server/main.ts'), ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, SPANSERVE_LOG_FORMAT: 'json' } })

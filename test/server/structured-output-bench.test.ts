@@ -7,8 +7,8 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { startServer } from '../helpers/server.ts'
-import { BENCH_DIR, benchAvailable, runSchema, type Outcome } from '../helpers/jsonschemabench.ts'
+import { startServer } from '../../harness/server.ts'
+import { BENCH_DIR, benchAvailable, runSchema, type Outcome } from '../../harness/jsonschemabench.ts'
 
 const FILES = ['Github_easy/o90216.json', 'Github_easy/o10526.json', 'Github_easy/o79609.json', 'Github_hard/o55657.json', 'WashingtonPost/wp_11_Normalized.json', 'JsonSchemaStore/size-limit.json']
 const INLINE: Record<string, unknown> = {

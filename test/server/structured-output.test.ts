@@ -7,7 +7,7 @@
 import t from 'tap'
 import OpenAI from 'openai'
 import { Ajv } from 'ajv'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const server = await startServer()
 t.teardown(() => server.stop())

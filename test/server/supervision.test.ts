@@ -6,7 +6,7 @@
  * ends without a fault: same text, no error event, every token counted once.
  */
 import t from 'tap'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const server = await startServer({ args: ['--dp-size', '2'] })
 t.teardown(() => server.stop())

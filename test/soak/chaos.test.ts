@@ -7,8 +7,8 @@
  * Loopback only; the server, and through it every child, is ended by the test.
  */
 import t from 'tap'
-import { startServer } from '../helpers/server.ts'
-import { runChaos, killLatencies } from '../helpers/chaos.ts'
+import { startServer } from '../../harness/server.ts'
+import { runChaos, killLatencies } from '../../harness/chaos.ts'
 
 const REQUESTS = 500
 

@@ -11,8 +11,8 @@
 import t, { type Test } from 'tap'
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { createServer as createNetServer, type Socket } from 'node:net'
-import { startServer, type RunningServer } from '../helpers/server.ts'
-import { startOtlpReceiver } from '../helpers/otlp-receiver.ts'
+import { startServer, type RunningServer } from '../../harness/server.ts'
+import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
 import { parseExposition } from '../helpers/prometheus.ts'
 
 const REQUESTS = 20

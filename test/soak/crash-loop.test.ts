@@ -5,8 +5,8 @@
  * test/faults/resume-bounds.test.ts.)
  */
 import t from 'tap'
-import { startServer } from '../helpers/server.ts'
-import { runChaos } from '../helpers/chaos.ts'
+import { startServer } from '../../harness/server.ts'
+import { runChaos } from '../../harness/chaos.ts'
 
 t.test('a worker killed again and again after it served never opens its circuit', async (t) => {
   const server = await startServer({ args: ['--crash-loop-deaths', '2', '--crash-loop-window', '120'] })

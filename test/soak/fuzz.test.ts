@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { request } from 'node:http'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const server = await startServer()
 t.teardown(() => server.stop())

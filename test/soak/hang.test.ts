@@ -4,7 +4,7 @@
  * the replacement: the stream goes on to the text a fault-free run gives, with no error event.
  */
 import t from 'tap'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 
 const server = await startServer({ args: ['--hang-timeout', '3', '--stats-interval', '0.5'] })
 t.teardown(() => server.stop())

@@ -5,9 +5,9 @@
  * process lets go of every request, memory settles back, and every request's trace arrives whole.
  */
 import t from 'tap'
-import { startOtlpReceiver } from '../helpers/otlp-receiver.ts'
+import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
 import { parseExposition } from '../helpers/prometheus.ts'
-import { startServer } from '../helpers/server.ts'
+import { startServer } from '../../harness/server.ts'
 import { KV_BLOCK_TOKENS } from '../../src/model/kv-blocks.ts'
 import { PRESETS } from '../../src/model/presets.ts'
 

@@ -3,7 +3,7 @@
  * worker rank and connects it to node 0's server, scheduler and the other rank.
  */
 import t from 'tap'
-import { startServer, type RunningServer } from '../helpers/server.ts'
+import { startServer, type RunningServer } from '../../harness/server.ts'
 import { freePortRange } from '../helpers/ports.ts'
 
 const PROMPTS = ['Once upon a time', 'The little girl', 'In the morning']

@@ -10,8 +10,8 @@ import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startServer, type RunningServer } from '../helpers/server.ts'
-import { waitHealthy } from '../helpers/chaos.ts'
+import { startServer, type RunningServer } from '../../harness/server.ts'
+import { waitHealthy } from '../../harness/chaos.ts'
 
 const THROW_SEED = 101
 const HANG_SEED = 102

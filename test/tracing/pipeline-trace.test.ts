@@ -4,8 +4,8 @@
  */
 import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
-import { startOtlpReceiver, type ReceivedSpan, type OtlpReceiver } from '../helpers/otlp-receiver.ts'
-import { startServer, type RunningServer } from '../helpers/server.ts'
+import { startOtlpReceiver, type ReceivedSpan, type OtlpReceiver } from '../../harness/otlp-receiver.ts'
+import { startServer, type RunningServer } from '../../harness/server.ts'
 
 const hex = (n: number) => randomBytes(n).toString('hex')
 
@@ -117,8 +117,9 @@ for (const protocol of ['grpc', 'http'] as const) {
 
     t.test('a streamed completion too', async (t) => {
       const caller = callerTraceparent()
-      const { res, text } = await complete(server, { prompt: 'The little girl', max_tokens: 5, stream: true }, caller.header)
+      const { res, text } = await complete(server, { prompt: 'The little girl', max_tokens: 5, stream: true, stream_options: { include_usage: true } }, caller.header)
       t.match(res.headers.get('traceparent'), new RegExp(`^00-${caller.traceId}-`))
+      // The last event before [DONE]: OpenAI's usage chunk.
       const last = text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)) as Record<string, unknown>).at(-1)!
       checkTree(t, await traceOf(receiver, caller.traceId), caller, last)
     })

@@ -6,7 +6,7 @@
 import t from 'tap'
 import * as tracing from '../../src/tracing/index.ts'
 import { one, tracedSession } from './fixtures/harness.ts'
-import type { ReceivedSpan } from '../helpers/otlp-receiver.ts'
+import type { ReceivedSpan } from '../../harness/otlp-receiver.ts'
 
 t.test('server → tokenizer → scheduler → 2 TP workers: one trace, thread spans, linked slices', async (t) => {
   const s = await tracedSession(t, { level: 3 })

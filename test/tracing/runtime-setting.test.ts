@@ -3,8 +3,8 @@
  * sample rate for callers without a traceparent, and paths excluded from tracing.
  */
 import t from 'tap'
-import { startOtlpReceiver } from '../helpers/otlp-receiver.ts'
-import { startServer } from '../helpers/server.ts'
+import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
+import { startServer } from '../../harness/server.ts'
 
 const receiver = await startOtlpReceiver({ protocol: 'grpc' })
 t.teardown(() => receiver.close())

@@ -4,8 +4,8 @@
  */
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { startServer } from '../helpers/server.ts'
-import { startOtlpReceiver } from '../helpers/otlp-receiver.ts'
+import { startServer } from '../../harness/server.ts'
+import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
 
 const tools = [
   { type: 'function', function: { name: 'get_weather', description: 'Weather of a city (secret wording)', parameters: { type: 'object', properties: { city: { type: 'string' } } } } },

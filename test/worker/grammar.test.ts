@@ -19,7 +19,7 @@ import type { PrefillEntry } from '../../src/ipc/messages.ts'
 import type { SamplingParams } from '../../src/sampling/params.ts'
 import { forWorker } from '../../src/sampling/for-worker.ts'
 import type { OutputConstraint } from '../../src/model/grammar/constraint.ts'
-import { TEST_CACHE_DIR } from '../helpers/server.ts'
+import { TEST_CACHE_DIR } from '../../harness/server.ts'
 
 const info = readModelInfo(await ensureModel({ preset: 'default', cacheDir: TEST_CACHE_DIR }))
 const { session } = await openSession(info.onnxPath, 'cpu', { intraOp: 0, spinning: false, memArena: false }, pino({ level: 'silent' }))

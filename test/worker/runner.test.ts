@@ -11,7 +11,7 @@ import { readModelInfo } from '../../src/model/load.ts'
 import { openSession } from '../../src/worker/session.ts'
 import { ModelRunner, rowLogits } from '../../src/worker/runner.ts'
 import type { PrefillEntry, SamplingParams } from '../../src/ipc/messages.ts'
-import { TEST_CACHE_DIR } from '../helpers/server.ts'
+import { TEST_CACHE_DIR } from '../../harness/server.ts'
 
 const TOLERANCE = 1e-3
 const greedy: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: null }
@@ -231,7 +231,7 @@ t.test('a decoding sequence prefilled again continues from its resident tokens',
 })
 
 t.test('top-k / top-p sampling draws what a full sort of the vocabulary draws', async (t) => {
-  const { FullSortSampler, fakeLogits, CASES } = await import('../../bench/sampler-micro.ts')
+  const { FullSortSampler, fakeLogits, CASES } = await import('../../harness/sampling.ts')
   const { Sampler } = await import('../../src/worker/sampler.ts')
   for (const vocab of [1024, 32000]) {
     const logits = Array.from({ length: 4 }, (_, i) => fakeLogits(vocab, 1 + i))

@@ -6,7 +6,7 @@
 import t from 'tap'
 import { Sampler } from '../../src/worker/sampler.ts'
 import type { SamplingParams } from '../../src/sampling/params.ts'
-import { fakeLogits } from '../../bench/sampler-micro.ts'
+import { fakeLogits } from '../../harness/sampling.ts'
 
 const VOCAB = 1000
 const greedy: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: null }

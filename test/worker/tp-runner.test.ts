@@ -17,7 +17,7 @@ import { ModelRunner } from '../../src/worker/runner.ts'
 import { ZmqAllReduce } from '../../src/worker/tp/collective.ts'
 import { TpModelRunner } from '../../src/worker/tp/runner.ts'
 import { openRankSegments, segmentSessionOptions } from '../../src/worker/tp/segments.ts'
-import { TEST_CACHE_DIR } from '../helpers/server.ts'
+import { TEST_CACHE_DIR } from '../../harness/server.ts'
 
 const TOLERANCE = 1e-4
 const STEPS = 20
