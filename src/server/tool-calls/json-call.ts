@@ -6,7 +6,7 @@
  * name came before it (Mistral's `[TOOL_CALLS]f{...}`). Arguments that are not an object or array
  * (a string, as some models write them) are given whole at the end.
  */
-import type { CallNumbering, ParsedDelta } from './parser.ts'
+import { addDelta, type CallNumbering, type ParsedDelta } from './parser.ts'
 
 const ARGUMENT_KEYS = new Set(['arguments', 'parameters'])
 
@@ -180,4 +180,11 @@ export class JsonCallReader {
     if (this.keyPosition) this.key = value
     else if (this.key === 'name' && this.name === null && value !== '') this.name = value
   }
+}
+
+/** A call's text ended: its last delta goes into `out`, or, when it was no call after all, its raw text as content. */
+export function endCall(reader: JsonCallReader, out: ParsedDelta): void {
+  const ended = reader.end()
+  if (ended === null) out.content += reader.raw
+  else addDelta(out, ended)
 }

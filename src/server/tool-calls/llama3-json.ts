@@ -4,7 +4,7 @@
  * stream: a completion is calls only when it begins with one (the tag or `{`); otherwise it is all
  * text. The tag is a special token that the detokenizer usually drops, so `{` alone suffices.
  */
-import { JsonCallReader } from './json-call.ts'
+import { endCall, JsonCallReader } from './json-call.ts'
 import { addDelta, CallNumbering, type ParsedDelta, type ToolCallParser, type ToolCallStream } from './parser.ts'
 
 const PYTHON_TAG = '<|python_tag|>'
@@ -74,11 +74,8 @@ class Llama3JsonStream implements ToolCallStream {
   }
 
   private endCall(out: ParsedDelta): void {
-    const reader = this.reader!
+    endCall(this.reader!, out)
     this.reader = null
-    const ended = reader.end()
-    if (ended === null) out.content += reader.raw
-    else addDelta(out, ended)
   }
 }
 

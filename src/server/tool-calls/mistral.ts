@@ -6,7 +6,7 @@
  * begins with the array (`[{`) is read as calls too. Ids are 9 alphanumerics, the only ones Mistral's
  * templates accept back in the history.
  */
-import { JsonCallReader } from './json-call.ts'
+import { endCall, JsonCallReader } from './json-call.ts'
 import { addDelta, CallNumbering, mistralCallId, partialTagAt, type ParsedDelta, type ToolCallParser, type ToolCallStream } from './parser.ts'
 
 const TOOL_CALLS = '[TOOL_CALLS]'
@@ -106,11 +106,8 @@ class MistralStream implements ToolCallStream {
   }
 
   private endCall(out: ParsedDelta): void {
-    const reader = this.reader!
+    endCall(this.reader!, out)
     this.reader = null
-    const ended = reader.end()
-    if (ended === null) out.content += reader.raw
-    else addDelta(out, ended)
   }
 }
 
