@@ -25,7 +25,8 @@ export class LoadClient {
 
   /** One streamed completion, measured from the moment it is sent. */
   complete(prompt: readonly number[], maxTokens: number): Promise<CompletionResult> {
-    const body = JSON.stringify({ model: this.target.model, prompt, max_tokens: maxTokens, stream: true, temperature: 0, ignore_eos: true })
+    // include_usage: the usage chunk OpenAI sends last (the finish chunk carries none).
+    const body = JSON.stringify({ model: this.target.model, prompt, max_tokens: maxTokens, stream: true, stream_options: { include_usage: true }, temperature: 0, ignore_eos: true })
     const url = new URL('/v1/completions', this.target.url)
     return new Promise((resolve, reject) => {
       const t0 = performance.now()

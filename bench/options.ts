@@ -54,6 +54,8 @@ export interface BenchOptions {
   largeConfigs: ConfigName[]
   /** Run the prefix-cache and API-feature workloads (bench/features.ts) instead of the configurations. */
   features: boolean
+  /** Run the isolation workloads (bench/isolation.ts): what one client or input costs the others. */
+  isolation: boolean
   /** Which parts of --features run (default all): cache, api, base. */
   featureParts: FeaturePart[]
 }
@@ -67,6 +69,9 @@ const HELP = `usage: npm run bench -- [flags]
                          1,024-token system prompt, multi-turn chat, no sharing; cache on vs
                          --disable-radix-cache) and the API features (top_logprobs 20, json_schema,
                          n=4) against plain requests, plus plain requests against --base when given
+  --isolation            instead of the configurations: what one client or input costs the others
+                         (costly constraints, an n=128 hog, 4 MB prompts, memory after a burst);
+                         ratios from one run, written to bench/results/isolation-<date>.json
   --features-only LIST   of cache,api,base: only these parts of --features (default: all)
   --models LIST          model presets, comma-separated (default: default,large; on 2 cores the
                          default preset takes about 8 minutes and the large one 12 more)
@@ -142,6 +147,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       'no-tp-step': { type: 'boolean', default: false },
       'docs-from': { type: 'string' },
       features: { type: 'boolean', default: false },
+      isolation: { type: 'boolean', default: false },
       'features-only': { type: 'string', default: FEATURE_PARTS.join(',') },
       out: { type: 'string', default: 'bench/results' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -185,6 +191,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     docsFrom: values['docs-from'] ?? null,
     largeConfigs: CONFIG_NAMES.filter((c) => large.includes(c)),
     features: values.features,
+    isolation: values.isolation,
     featureParts: featureParts(values['features-only']),
   }
 }
