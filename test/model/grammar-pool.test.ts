@@ -144,3 +144,13 @@ t.test('a thread whose memory grew past its bound is ended once its requests are
   t.ok((await pool.prepare('b', { type: 'json_schema', schema: person })).ok, 'and a fresh one serves the next request')
   pool.release('b')
 })
+
+t.test('one constraint asked for by several requests at once is compiled once', async (t) => {
+  const pool = newPool()
+  t.teardown(() => pool.close())
+  const c: OutputConstraint = { type: 'json_schema', schema: person }
+  const verdicts = await Promise.all(['n0', 'n1', 'n2', 'n3'].map((rid) => pool.prepare(rid, c)))
+  t.same(verdicts.map((v) => v.ok && v.cacheHit), [false, true, true, true], 'the first compiles, the others wait for it and hit')
+  t.equal(pool.stats().threads, 1, 'in one thread')
+  for (const rid of ['n0', 'n1', 'n2', 'n3']) pool.release(rid)
+})

@@ -56,6 +56,8 @@ interface Waiting {
 
 class Lane {
   compiling = false
+  /** The key being compiled: a request for the same one waits for it rather than compiling it again elsewhere. */
+  compilingKey: string | null = null
   readonly leases = new Set<string>()
   /** Keys this thread has compiled (its cache may have evicted some: a hit is asked for, not assumed). */
   readonly keys = new Set<string>()
@@ -225,6 +227,11 @@ export class GrammarPool {
         w.resolve(this.refusal(w, refused.code, refused.reason))
         continue
       }
+      // The same constraint compiling already (n > 1, or clients sending one schema at once): it will be a hit.
+      if (this.lanes.some((l) => l.compilingKey === w.key)) {
+        i++
+        continue
+      }
       const free = (l: Lane) => !l.dead && !l.compiling
       const lane =
         this.lanes.find((l) => free(l) && l.keys.has(w.key)) ??
@@ -241,6 +248,7 @@ export class GrammarPool {
 
   private async run(lane: Lane, w: Waiting, hitOnly: boolean): Promise<void> {
     lane.compiling = true
+    lane.compilingKey = w.key
     lane.touch()
     // Work in flight keeps the process alive (an idle thread does not: see spawn).
     lane.worker.ref()
@@ -248,6 +256,7 @@ export class GrammarPool {
       await lane.ready
     } catch {
       lane.compiling = false
+      lane.compilingKey = null
       this.queue.unshift(w)
       return this.remove(lane)
     }
@@ -260,6 +269,7 @@ export class GrammarPool {
     const answer = await Promise.race([lane.compile(job, { type: 'compile', job, rid: w.rid, constraint: w.constraint, hitOnly }), timedOut])
     if (timer) clearTimeout(timer)
     lane.compiling = false
+    lane.compilingKey = null
     if (answer === null) {
       // The thread is inside the compile and cannot be interrupted: it is ended, its work abandoned.
       this.remove(lane)
