@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import { startServer, ROOT } from '../harness/server.ts'
 import { killTracked, track } from './child-lines.ts'
 import { percentile } from './stats.ts'
+import type { IsolationPart } from './options.ts'
 
 const say = (line: string): void => void process.stderr.write(`${line}\n`)
 
@@ -101,103 +102,126 @@ function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
 }
 
-const server = await startServer({ args: ['--grammar-compile-timeout', '5'], timeoutMs: 180_000 })
-track(server.proc)
-const url = server.url
-const result: Record<string, unknown> = { date: new Date().toISOString(), model: 'default' }
-try {
-  // Warm-up: the model, the tokenizer, a grammar thread, a few streams.
-  await Promise.all(Array.from({ length: 4 }, (_, i) => stream(url, { prompt: `warm ${i}`, max_tokens: 32 }, 'warm')))
-  await stream(url, { prompt: 'warm', max_tokens: 8, guided_regex: '[a-z]+' }, 'warm')
-  await sleep(3000)
-  const pids = server.childPids()
-  const warm = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, rssMb(pid)]))
+export async function runIsolation(parts: readonly IsolationPart[]): Promise<void> {
+  const server = await startServer({ args: ['--grammar-compile-timeout', '5'], timeoutMs: 180_000 })
+  track(server.proc)
+  const url = server.url
+  const result: Record<string, unknown> = { date: new Date().toISOString(), model: 'default' }
+  try {
+    // Warm-up: the model, the tokenizer, a grammar thread, a few streams.
+    await Promise.all(Array.from({ length: 4 }, (_, i) => stream(url, { prompt: `warm ${i}`, max_tokens: 32 }, 'warm')))
+    await stream(url, { prompt: 'warm', max_tokens: 8, guided_regex: '[a-z]+' }, 'warm')
+    await sleep(3000)
+    const pids = server.childPids()
+    const warm = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, rssMb(pid)]))
 
-  // 1. Costly constraints.
-  const WINDOW = 20_000
-  say('constraints: plain streams alone')
-  const alone1 = await plainStreams(url, 4, sleep(WINDOW))
-  say('constraints: plain streams beside a client sending distinct costly constraints')
-  let sent = 0
-  const refused: Record<string, number> = {}
-  const attacker = (async (until: number) => {
-    while (performance.now() < until) {
-      const r = await stream(url, { prompt: 'x', max_tokens: 4, ...costlyConstraint(sent++) }, 'attacker')
-      refused[r.status] = (refused[r.status] ?? 0) + 1
+    const WINDOW = 20_000
+    // 1. Costly constraints.
+    if (parts.includes('constraints')) {
+      say('constraints: plain streams alone')
+      const alone1 = await plainStreams(url, 4, sleep(WINDOW))
+      say('constraints: plain streams beside a client sending distinct costly constraints')
+      let sent = 0
+      const refused: Record<string, number> = {}
+      const attacker = (async (until: number) => {
+        while (performance.now() < until) {
+          const r = await stream(url, { prompt: 'x', max_tokens: 4, ...costlyConstraint(sent++) }, 'attacker')
+          refused[r.status] = (refused[r.status] ?? 0) + 1
+        }
+      })(performance.now() + WINDOW)
+      const beside1 = await plainStreams(url, 4, attacker)
+      result.constraints = { ...itlRatio(alone1.itl, beside1.itl), attackerRequests: sent, attackerStatuses: refused }
+      say(JSON.stringify(result.constraints))
     }
-  })(performance.now() + WINDOW)
-  const beside1 = await plainStreams(url, 4, attacker)
-  result.constraints = { ...itlRatio(alone1.itl, beside1.itl), attackerRequests: sent, attackerStatuses: refused }
-  say(JSON.stringify(result.constraints))
 
-  // 2. A hog client's n=128 against a well-behaved client's short requests.
-  const polite = async (n: number): Promise<number[]> => {
-    const ttft: number[] = []
-    for (let i = 0; i < n; i++) {
-      ttft.push((await stream(url, { prompt: `Polite question ${i}`, max_tokens: 4 }, 'polite')).ttftMs)
-      await sleep(250)
+    // 2. A hog client's n=128 against a well-behaved client's short requests.
+    if (parts.includes('hog')) {
+      const polite = async (n: number): Promise<number[]> => {
+        const ttft: number[] = []
+        for (let i = 0; i < n; i++) {
+          ttft.push((await stream(url, { prompt: `Polite question ${i}`, max_tokens: 4 }, 'polite')).ttftMs)
+          await sleep(250)
+        }
+        return ttft
+      }
+      say('hog: the polite client alone')
+      const politeAlone = await polite(20)
+      say('hog: the polite client beside n=128 requests')
+      let hogDone = false
+      let hogTokens = 0
+      const hogStart = performance.now()
+      const hog = (async () => {
+        while (!hogDone) {
+          const res = await fetch(`${url}/v1/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'x-spanserve-client': 'hog' },
+            body: JSON.stringify({ model: 'default', prompt: 'Once', max_tokens: 300, n: 128, ignore_eos: true }),
+          })
+          const body = (await res.json()) as { usage?: { completion_tokens: number } }
+          hogTokens += body.usage?.completion_tokens ?? 0
+        }
+      })()
+      await sleep(1500)
+      const politeBeside = await polite(20)
+      hogDone = true
+      await hog
+      const hogSeconds = (performance.now() - hogStart) / 1000
+      result.hog = {
+        aloneTtftP99: percentile(politeAlone, 99),
+        besideTtftP99: percentile(politeBeside, 99),
+        ratio: percentile(politeBeside, 99) / percentile(politeAlone, 99),
+        target: 2,
+        hogTokensPerSec: hogTokens / hogSeconds,
+      }
+      say(JSON.stringify(result.hog))
     }
-    return ttft
+
+    // 3. Huge prompts beside plain streams: one at a time, a second apart.
+    if (parts.includes('huge')) {
+      say('huge prompt: plain streams alone')
+      const alone3 = await plainStreams(url, 4, sleep(WINDOW))
+      say('huge prompt: plain streams beside 4 MB prompts')
+      const huge = 'lorem ipsum dolor sit amet '.repeat(Math.ceil((4 * 2 ** 20 - 64 * 1024) / 27)).slice(0, 4 * 2 ** 20 - 64 * 1024)
+      const hugeStatuses: Record<string, number> = {}
+      const sender = (async (until: number) => {
+        while (performance.now() < until) {
+          const res = await fetch(`${url}/v1/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'x-spanserve-client': 'huge' },
+            body: JSON.stringify({ model: 'default', prompt: huge, max_tokens: 4 }),
+          })
+          await res.text()
+          hugeStatuses[res.status] = (hugeStatuses[res.status] ?? 0) + 1
+          await sleep(1000)
+        }
+      })(performance.now() + WINDOW)
+      const beside3 = await plainStreams(url, 4, sender)
+      result.hugePrompt = { ...itlRatio(alone3.itl, beside3.itl), hugeStatuses }
+      say(JSON.stringify(result.hugePrompt))
+    }
+
+    // 4. Memory after an n=128 burst and 30 s idle.
+    if (parts.includes('memory')) {
+      say('memory: an n=128 burst, then 30 s idle')
+      await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'default', prompt: 'Once', max_tokens: 300, n: 128, ignore_eos: true }),
+      }).then((r) => r.json())
+      const burst = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, rssMb(pid)]))
+      await sleep(30_000)
+      const idle = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, rssMb(pid)]))
+      result.memory = Object.fromEntries(Object.keys(pids).map((k) => [k, { warmMb: warm[k], burstMb: burst[k], idleMb: idle[k], ratio: idle[k]! / warm[k]!, target: 1.2 }]))
+      say(JSON.stringify(result.memory))
+    }
+  } finally {
+    await server.stop()
+    killTracked()
   }
-  say('hog: the polite client alone')
-  const politeAlone = await polite(20)
-  say('hog: the polite client beside n=128 requests')
-  let hogDone = false
-  let hogTokens = 0
-  const hogStart = performance.now()
-  const hog = (async () => {
-    while (!hogDone) {
-      const res = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-spanserve-client': 'hog' }, body: JSON.stringify({ model: 'default', prompt: 'Once', max_tokens: 300, n: 128, ignore_eos: true }) })
-      const body = (await res.json()) as { usage?: { completion_tokens: number } }
-      hogTokens += body.usage?.completion_tokens ?? 0
-    }
-  })()
-  await sleep(1500)
-  const politeBeside = await polite(20)
-  hogDone = true
-  await hog
-  const hogSeconds = (performance.now() - hogStart) / 1000
-  result.hog = {
-    aloneTtftP99: percentile(politeAlone, 99),
-    besideTtftP99: percentile(politeBeside, 99),
-    ratio: percentile(politeBeside, 99) / percentile(politeAlone, 99),
-    target: 2,
-    hogTokensPerSec: hogTokens / hogSeconds,
-  }
-  say(JSON.stringify(result.hog))
-
-  // 3. Huge prompts beside plain streams.
-  say('huge prompt: plain streams alone')
-  const alone3 = await plainStreams(url, 4, sleep(WINDOW))
-  say('huge prompt: plain streams beside 4 MB prompts')
-  const huge = 'lorem ipsum dolor sit amet '.repeat(Math.ceil((4 * 2 ** 20 - 64 * 1024) / 27)).slice(0, 4 * 2 ** 20 - 64 * 1024)
-  const hugeStatuses: Record<string, number> = {}
-  const sender = (async (until: number) => {
-    while (performance.now() < until) {
-      const res = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-spanserve-client': 'huge' }, body: JSON.stringify({ model: 'default', prompt: huge, max_tokens: 4 }) })
-      await res.text()
-      hugeStatuses[res.status] = (hugeStatuses[res.status] ?? 0) + 1
-    }
-  })(performance.now() + WINDOW)
-  const beside3 = await plainStreams(url, 4, sender)
-  result.hugePrompt = { ...itlRatio(alone3.itl, beside3.itl), hugeStatuses }
-  say(JSON.stringify(result.hugePrompt))
-
-  // 4. Memory after an n=128 burst and 30 s idle.
-  say('memory: an n=128 burst, then 30 s idle')
-  await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt: 'Once', max_tokens: 300, n: 128, ignore_eos: true }) }).then((r) => r.json())
-  const burst = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, rssMb(pid)]))
-  await sleep(30_000)
-  const idle = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, rssMb(pid)]))
-  result.memory = Object.fromEntries(Object.keys(pids).map((k) => [k, { warmMb: warm[k], burstMb: burst[k], idleMb: idle[k], ratio: idle[k]! / warm[k]!, target: 1.2 }]))
-  say(JSON.stringify(result.memory))
-} finally {
-  await server.stop()
-  killTracked()
+  const dir = join(ROOT, 'bench/results')
+  mkdirSync(dir, { recursive: true })
+  const file = join(dir, `isolation-${String(result.date).replace(/[:.]/g, '-')}.json`)
+  writeFileSync(file, JSON.stringify(result, null, 2) + '\n')
+  process.stdout.write(JSON.stringify(result, null, 2) + '\n')
+  say(`written: ${file}`)
 }
-const dir = join(ROOT, 'bench/results')
-mkdirSync(dir, { recursive: true })
-const file = join(dir, `isolation-${String(result.date).replace(/[:.]/g, '-')}.json`)
-writeFileSync(file, JSON.stringify(result, null, 2) + '\n')
-process.stdout.write(JSON.stringify(result, null, 2) + '\n')
-say(`written: ${file}`)

@@ -57,7 +57,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 if (opts.isolation) {
-  await import('./isolation.ts')
+  await (await import('./isolation.ts')).runIsolation(opts.isolationParts)
   process.exit(0)
 }
 

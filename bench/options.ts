@@ -56,10 +56,14 @@ export interface BenchOptions {
   features: boolean
   /** Run the isolation workloads (bench/isolation.ts): what one client or input costs the others. */
   isolation: boolean
+  /** Which parts of --isolation run (default all): constraints, hog, huge, memory. */
+  isolationParts: IsolationPart[]
   /** Which parts of --features run (default all): cache, api, base. */
   featureParts: FeaturePart[]
 }
 
+export const ISOLATION_PARTS = ['constraints', 'hog', 'huge', 'memory'] as const
+export type IsolationPart = (typeof ISOLATION_PARTS)[number]
 export const FEATURE_PARTS = ['cache', 'api', 'base'] as const
 export type FeaturePart = (typeof FEATURE_PARTS)[number]
 
@@ -72,6 +76,7 @@ const HELP = `usage: npm run bench -- [flags]
   --isolation            instead of the configurations: what one client or input costs the others
                          (costly constraints, an n=128 hog, 4 MB prompts, memory after a burst);
                          ratios from one run, written to bench/results/isolation-<date>.json
+  --isolation-only LIST  of constraints,hog,huge,memory: only these parts of --isolation
   --features-only LIST   of cache,api,base: only these parts of --features (default: all)
   --models LIST          model presets, comma-separated (default: default,large; on 2 cores the
                          default preset takes about 8 minutes and the large one 12 more)
@@ -148,6 +153,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       'docs-from': { type: 'string' },
       features: { type: 'boolean', default: false },
       isolation: { type: 'boolean', default: false },
+      'isolation-only': { type: 'string', default: 'constraints,hog,huge,memory' },
       'features-only': { type: 'string', default: FEATURE_PARTS.join(',') },
       out: { type: 'string', default: 'bench/results' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -192,8 +198,15 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     largeConfigs: CONFIG_NAMES.filter((c) => large.includes(c)),
     features: values.features,
     isolation: values.isolation,
+    isolationParts: isolationParts(values['isolation-only']),
     featureParts: featureParts(values['features-only']),
   }
+}
+
+function isolationParts(value: string): IsolationPart[] {
+  const parts = list(value)
+  for (const p of parts) if (!(ISOLATION_PARTS as readonly string[]).includes(p)) throw new Error(`--isolation-only: unknown ${p} (${ISOLATION_PARTS.join(', ')})`)
+  return parts as IsolationPart[]
 }
 
 function featureParts(value: string): FeaturePart[] {

@@ -5,6 +5,7 @@
 import type { Outbox } from '../ipc/channel.ts'
 import type { ProcessStats, Role } from '../ipc/messages.ts'
 import { droppedSpans, liveRequestCount } from '../tracing/index.ts'
+import { idleCollector } from './idle-collect.ts'
 
 export type RoleStats = Pick<ProcessStats, 'liveRequests' | 'scheduler' | 'worker'>
 
@@ -14,7 +15,9 @@ export function startStatsReporter(
   intervalMs: number,
   collect: () => RoleStats,
 ): () => void {
-  const report = () =>
+  const collectWhenIdle = idleCollector()
+  const report = () => {
+    const own = collect()
     toServer.post({
       type: 'process_stats',
       ...who,
@@ -22,8 +25,10 @@ export function startStatsReporter(
       ...memoryStats(),
       tracedRequests: liveRequestCount(),
       droppedSpans: droppedSpans(),
-      ...collect(),
+      ...own,
     })
+    collectWhenIdle(own.liveRequests)
+  }
   const timer = setInterval(report, intervalMs)
   timer.unref()
   return () => clearInterval(timer)
