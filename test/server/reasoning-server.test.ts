@@ -2,7 +2,7 @@
  * --reasoning-parser through the real server and the openai client: the embedded model is held by a
  * regex to write `<think>…</think>` and then an answer, and the parser returns the thinking as
  * reasoning_content apart from the content, whole and streamed. (The Responses API takes no regex
- * constraint, so its reasoning item is tested on Qwen3's template in reasoning-parser.test.ts.)
+ * constraint, so its reasoning item cannot be forced from the embedded model this way.)
  */
 import t from 'tap'
 import OpenAI from 'openai'
