@@ -1,5 +1,5 @@
 /**
- * A 4 MB prompt is refused from its length, before it is tokenized, on /v1/completions,
+ * A 4 MB prompt is refused from its length, before it is tokenized, on /v1/completions, /v1/responses,
  * /v1/chat/completions and /tokenize, with OpenAI's error body, while plain streams go on.
  */
 import t from 'tap'
@@ -32,8 +32,9 @@ t.test('4 MB prompts are refused before tokenizing, and streams beside them comp
     post('/v1/chat/completions', { model: 'default', messages: [{ role: 'user', content: HUGE }] }),
     post('/tokenize', { model: 'default', prompt: HUGE }),
     post('/tokenize', { model: 'default', messages: [{ role: 'user', content: HUGE }] }),
+    post('/v1/responses', { model: 'default', input: HUGE }),
   ])
-  const params = ['prompt', 'messages', 'prompt', 'messages']
+  const params = ['prompt', 'messages', 'prompt', 'messages', 'input']
   refusals.forEach(({ status, json }, i) => {
     t.equal(status, 400)
     t.equal(json.error?.code, 'SPANSERVE_ERR_CONTEXT_LENGTH')

@@ -5,6 +5,7 @@
  * store (responses/store.ts) for previous_response_id and the GET / DELETE routes
  * (responses/stored-routes.ts).
  */
+import { SpanserveError } from '../../errors.ts'
 import type { FastifyPluginAsync } from 'fastify'
 import type { RoutesOptions } from './options.ts'
 import type { ChatMessage, StrOutput } from '../../ipc/messages.ts'
@@ -85,7 +86,8 @@ export const responsesRoute: FastifyPluginAsync<RoutesOptions> = async (app, { e
             void reply.headers(built.headers).send(response)
             resolve()
           },
-          onError: (err) => {
+          onError: (e) => {
+            const err = asResponsesError(e)
             run.answerError(err, false, () => undefined)
             resolve()
           },
@@ -126,7 +128,8 @@ export const responsesRoute: FastifyPluginAsync<RoutesOptions> = async (app, { e
           endSse(res, false)
           resolve()
         },
-        onError: (err) => {
+        onError: (e) => {
+          const err = asResponsesError(e)
           run.answerError(err, started, () => {
             events.event('error', { code: err.code, message: err.message, param: err.param })
             endSse(res, false)
@@ -137,4 +140,9 @@ export const responsesRoute: FastifyPluginAsync<RoutesOptions> = async (app, { e
       run.submit(sink)
     })
   })
+}
+
+/** The engine knows the input as chat messages: an error about them is about the Responses `input`. */
+function asResponsesError(err: SpanserveError): SpanserveError {
+  return err.param === 'messages' ? new SpanserveError(err.code, err.message, 'input') : err
 }
