@@ -11,6 +11,7 @@
  * a child that took work reports it before the window closes.
  */
 import type { ProcessStats } from '../ipc/messages.ts'
+import type { DeathCause } from './death-cause.ts'
 
 export const FUTILE_AFTER_READY_MS = 3000
 
@@ -19,8 +20,14 @@ export function reportShowsWork(s: Pick<ProcessStats, 'liveRequests' | 'schedule
   return s.liveRequests > 0 || (s.scheduler?.batchSizes.length ?? 0) > 0
 }
 
-/** `readyAt`: when the dead child became ready, 0 if it never did; `worked`: a report after ready showed work. */
-export function futileRestart(life: { readyAt: number; worked: boolean }, diedAt: number): boolean {
+/**
+ * `readyAt`: when the dead child became ready, 0 if it never did; `worked`: a report after ready
+ * showed work; `reported`: a report arrived after ready. A kill from outside (SIGKILL, SIGTERM) of a
+ * child that was ready and reporting is not futile even without work seen: under kills every 2 s a
+ * report showing work could lag the kill on a loaded machine, and a circuit opened on healthy children.
+ */
+export function futileRestart(life: { readyAt: number; worked: boolean; reported: boolean }, diedAt: number, cause: DeathCause): boolean {
   if (life.readyAt === 0) return true
+  if (cause === 'external' && life.reported) return false
   return !life.worked && diedAt - life.readyAt < FUTILE_AFTER_READY_MS
 }

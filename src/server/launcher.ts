@@ -47,6 +47,8 @@ interface Child extends ChildPlan {
   restartWithGroup: boolean
   /** A report since it was ready showed it at work: its restart was not futile. */
   worked: boolean
+  /** A periodic report arrived since it was ready: it was up and turning, whatever then killed it from outside. */
+  reported: boolean
   /** Killed by the hang watchdog: its SIGKILL is a hang, not an outside kill. */
   hungKill: boolean
   /** When it died futile deaths (futile-restart.ts), within the crash-loop window. */
@@ -104,7 +106,7 @@ export class Launcher {
     toTokenizer?: Outbox,
   ) {
     for (const plan of planChildren(config, endpoints, model, contextLength)) {
-      this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, lastSeen: 0, crashStreak: 0, readyAt: 0, restartWithGroup: false, worked: false, hungKill: false, deaths: [], circuitOpen: false })
+      this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, lastSeen: 0, crashStreak: 0, readyAt: 0, restartWithGroup: false, worked: false, reported: false, hungKill: false, deaths: [], circuitOpen: false })
     }
     if (toTokenizer) this.outboxes.set('tokenizer', toTokenizer)
     this.crashLoopDeaths = config.crashLoopDeaths
@@ -124,6 +126,7 @@ export class Launcher {
     const c = this.children.get(childKey(msg))
     if (!c || c.pid !== msg.pid) return
     c.lastSeen = Date.now()
+    if (c.ready) c.reported = true
     if (!reportShowsWork(msg)) return
     if (c.ready) c.worked = true
     // A scheduler's steps since its last report ran on its workers too: their instant counts may miss short work.
@@ -243,6 +246,7 @@ export class Launcher {
     c.ready = true
     c.readyAt = Date.now()
     c.worked = false
+    c.reported = false
     this.log.info({ child: c.key, child_pid: msg.pid, node: c.node, ...msg.detail }, 'process ready')
     if (this.startup) {
       if (this.allReady()) this.startup.resolve()
@@ -292,7 +296,7 @@ export class Launcher {
     }
     const cause = deathCause(code, signal, c.hungKill)
     c.hungKill = false
-    const futile = futileRestart(c, Date.now())
+    const futile = futileRestart(c, Date.now(), cause)
     // A remote child's agent restarts it (no respawn here): its next life starts not ready.
     if (c.node !== 0) c.readyAt = 0
     this.log.error({ child: c.key, child_pid: c.pid, node: c.node, code, signal, cause, futile }, 'process died; restarting it')
