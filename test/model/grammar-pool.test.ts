@@ -61,7 +61,8 @@ t.test('a constraint the engine refuses is a 400 naming the field and the reason
 })
 
 t.test('a compile past its budget is refused as too complex and abandoned, while other sequences get their masks', async (t) => {
-  const pool = newPool({ compileTimeoutMs: 3000 })
+  // Two compiles at once: the costly one and the small one beside it.
+  const pool = newPool({ compileTimeoutMs: 3000, compiles: 2 })
   t.teardown(() => pool.close())
   t.ok((await pool.prepare('running', { type: 'json_schema', schema: person })).ok)
   const running = pool.matcher('running')
@@ -153,4 +154,18 @@ t.test('one constraint asked for by several requests at once is compiled once', 
   t.same(verdicts.map((v) => v.ok && v.cacheHit), [false, true, true, true], 'the first compiles, the others wait for it and hit')
   t.equal(pool.stats().threads, 1, 'in one thread')
   for (const rid of ['n0', 'n1', 'n2', 'n3']) pool.release(rid)
+})
+
+t.test('compiles beyond the pool\'s bound wait for one to end; cache hits do not wait', async (t) => {
+  const pool = newPool({ compileTimeoutMs: 2000, compiles: 1 })
+  t.teardown(() => pool.close())
+  t.ok((await pool.prepare('cached', { type: 'json_schema', schema: person })).ok)
+  let costlyDone = false
+  const costly = pool.prepare('costly', { type: 'json_schema', schema: JSON.stringify({ type: 'string', maxLength: 90000 }) }).then((v) => ((costlyDone = true), v))
+  const hit = await pool.prepare('hit', { type: 'json_schema', schema: person })
+  t.ok(hit.ok && hit.cacheHit && !costlyDone, 'a cached constraint is served while the costly one compiles')
+  const small = await pool.prepare('small', { type: 'regex', pattern: '[a-z]{1,8}' })
+  t.ok(small.ok && costlyDone, 'a new one compiled only once the costly one ended')
+  t.equal((await costly).ok ? null : 'refused', 'refused')
+  for (const rid of ['cached', 'hit', 'small']) pool.release(rid)
 })
