@@ -40,7 +40,10 @@ await runChild('worker', async (ctx) => {
     (err) => log.error({ err }, 'bad message'),
   )
   await inbox.bind()
-  ctx.reportStats(() => ({ liveRequests: runner.size, scheduler: null, worker: { cachedTokens: runner.cachedTokens(), sequences: runner.size, cacheBlocks: runner.heldBlocks(), grammarThreads: grammarStats().threads, grammarMemoryBytes: grammarStats().memoryBytes } }))
+  ctx.reportStats(() => {
+    const grammar = grammarStats()
+    return { liveRequests: runner.size, scheduler: null, worker: { cachedTokens: runner.cachedTokens(), sequences: runner.size, cacheBlocks: runner.heldBlocks(), grammarThreads: grammar.threads, grammarMemoryBytes: grammar.memoryBytes } }
+  })
   ctx.onShutdown(() => {
     inbox.close()
     toScheduler.close()
