@@ -20,7 +20,7 @@ import { tracingOptions } from '../config/tracing.ts'
 export const CHILD_ENV = 'SPANSERVE_CHILD'
 
 /**
- * How a child ends itself, so the launcher can tell whose fault a death was (server/death-cause.ts):
+ * How a child ends itself, so the launcher can tell whose fault a death was (server/engine-client/death-cause.ts):
  * a failure of its own (an uncaught exception, a failed start) exits FATAL; a peer that stopped
  * reading its messages exits PEER_STALLED, the peer's fault (the peer is killed as hung), not the
  * requests this process was running.

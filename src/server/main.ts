@@ -7,12 +7,12 @@ import { planEndpoints } from '../ipc/endpoints.ts'
 import { createLogger } from '../logging.ts'
 import { initTracing } from '../tracing/index.ts'
 import { tracingOptions } from '../config/tracing.ts'
-import { buildApp } from './app.ts'
-import { appOptions } from './app-options.ts'
-import { runNodeAgent } from './node-agent.ts'
-import { startPipeline } from './pipeline.ts'
-import { drainOnSignals, stopOnSignals } from './shutdown.ts'
-import { configOrExit, listenOrExit, modelOrExit } from './startup.ts'
+import { buildApp } from './http/app.ts'
+import { appOptions } from './http/app-options.ts'
+import { runNodeAgent } from './supervisor/node-agent.ts'
+import { startPipeline } from './supervisor/pipeline.ts'
+import { drainOnSignals, stopOnSignals } from './supervisor/shutdown.ts'
+import { configOrExit, listenOrExit, modelOrExit } from './supervisor/startup.ts'
 
 const config = configOrExit(process.argv.slice(2))
 if (config !== null) {

@@ -53,7 +53,7 @@ export const EVENTS = {
   firstToken: { name: 'first_token', what: 'the first output token reached the server' },
   aborted: { name: 'aborted', what: 'the client went away or the request was cancelled, with the reason' },
   finished: { name: 'finished', what: 'the last output reached the server, with the finish reasons' },
-  requestResumed: { name: 'request_resumed', what: 'the request was lost with a dead process and resubmitted (src/server/engine.ts)' },
+  requestResumed: { name: 'request_resumed', what: 'the request was lost with a dead process and resubmitted (src/server/engine-client/engine-client.ts)' },
 } as const satisfies Record<string, EventSpec>
 
 /** The event names, by the same keys. */

@@ -3,7 +3,7 @@
  * slice (a child of its thread span) that this process has *exported*, reported to whoever asked
  * (a child process reports them to the server, src/process/child.ts). The server keeps the last mark
  * of each process per request, so that when a process dies, the resumed attempt's thread spans can
- * link to the dead process's last slice (src/server/resume.ts).
+ * link to the dead process's last slice (src/server/engine-client/resume.ts).
  *
  * Why exported, not merely ended: a process killed with SIGKILL loses every span still in its export
  * queue (up to OTEL_BSP_SCHEDULE_DELAY of them). A link to one of those would point at a span no

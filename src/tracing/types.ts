@@ -38,7 +38,7 @@ export interface TraceCarrier {
   prev?: string
   /**
    * Spans that every thread span of this request downstream links to, and why: a resumed attempt's
-   * carrier names the dead process's last exported slice (src/server/resume.ts). Absent on almost
+   * carrier names the dead process's last exported slice (src/server/engine-client/resume.ts). Absent on almost
    * every request; passed on by each process that traces the request.
    */
   links?: CarrierLink[]

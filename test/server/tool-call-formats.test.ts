@@ -13,11 +13,11 @@ import { dirname, join } from 'node:path'
 import { readFileSync } from 'node:fs'
 import { Template } from '@huggingface/jinja'
 import { TextTokenizer } from '../../src/tokenizer/tokenize.ts'
-import { llama3JsonParser } from '../../src/server/tool-calls/llama3-json.ts'
-import { mistralParser } from '../../src/server/tool-calls/mistral.ts'
-import { pythonicParser } from '../../src/server/tool-calls/pythonic.ts'
-import { hermesParser } from '../../src/server/tool-calls/hermes.ts'
-import { assembleCalls, parseCompletion, type ParsedDelta, type ToolCallParser } from '../../src/server/tool-calls/parser.ts'
+import { llama3JsonParser } from '../../src/server/http/tool-calls/llama3-json.ts'
+import { mistralParser } from '../../src/server/http/tool-calls/mistral.ts'
+import { pythonicParser } from '../../src/server/http/tool-calls/pythonic.ts'
+import { hermesParser } from '../../src/server/http/tool-calls/hermes.ts'
+import { assembleCalls, parseCompletion, type ParsedDelta, type ToolCallParser } from '../../src/server/http/tool-calls/parser.ts'
 
 const require = createRequire(import.meta.url)
 const modelDir = (pkg: string) => join(dirname(require.resolve(pkg)), '..', 'models')

@@ -1,0 +1,70 @@
+/**
+ * The server's side of the process pipeline: its outbox to the tokenizer, the engine that tracks
+ * every request, the metrics, the launcher that starts and supervises the children, and the inbox
+ * that routes what they send back. Started once every child is ready; a failed start ends the
+ * children and exits 1.
+ */
+import { rmSync } from 'node:fs'
+import type { Config } from '../../config/schema.ts'
+import type { Endpoints } from '../../ipc/endpoints.ts'
+import { Inbox, Outbox } from '../../ipc/channel.ts'
+import type { Logger } from '../../logging.ts'
+import type { ModelInfo } from '../../model/load.ts'
+import { PipelineEngineClient } from '../engine-client/engine-client.ts'
+import { Launcher } from './launcher.ts'
+import { ServerMetrics } from '../engine-client/metrics.ts'
+import { resumeReport } from '../engine-client/resume-report.ts'
+
+export interface Pipeline {
+  engine: PipelineEngineClient
+  metrics: ServerMetrics
+  launcher: Launcher
+  /** Closes the sockets and removes the ipc directory. */
+  cleanup(): void
+}
+
+export async function startPipeline(config: Config, endpoints: Endpoints, model: ModelInfo, contextLength: number, log: Logger): Promise<Pipeline> {
+  const toTokenizer = new Outbox(endpoints.tokenizer)
+  // The launcher and the engine refer to each other: deaths resume requests, requests ask who serves
+  // (only once requests arrive, after both exist).
+  const engine = new PipelineEngineClient(toTokenizer, {
+    serving: () => launcher.serving(),
+    brokenReason: () => launcher.brokenReason(),
+    restartWaitMs: config.restartWait * 1000,
+  })
+  const metrics = new ServerMetrics(() => engine.size)
+  engine.observer = resumeReport(metrics, log)
+  const launcher = new Launcher(config, endpoints, model, contextLength, log, { died: (key, pid, cause) => engine.processDied(key, pid, cause), changed: () => engine.servingChanged() }, toTokenizer)
+  const inbox = new Inbox(
+    endpoints.server,
+    {
+      ready: (msg) => launcher.onReady(msg),
+      fatal: (msg) => launcher.onFatal(msg),
+      batch_str: (msg) => engine.onBatch(msg),
+      req_error: (msg) => engine.onError(msg),
+      slice_marks: (msg) => engine.onSliceMarks(msg),
+      tokenize_out: (msg) => engine.tokenizeCalls.onOutput(msg),
+      process_stats: (msg) => {
+        launcher.onHeartbeat(msg)
+        metrics.onProcessStats(msg)
+      },
+      process_exited: (msg) => launcher.onRemoteExit(msg),
+    },
+    (err) => log.error({ err }, 'bad message'),
+  )
+  await inbox.bind()
+  const cleanup = () => {
+    inbox.close()
+    toTokenizer.close()
+    if (endpoints.runDir) rmSync(endpoints.runDir, { recursive: true, force: true })
+  }
+  try {
+    await launcher.start(config.startupTimeout * 1000)
+  } catch (err) {
+    log.fatal({ code: (err as { code?: string }).code }, `start-up failed: ${(err as Error).message}`)
+    await launcher.stop(2000)
+    cleanup()
+    process.exit(1)
+  }
+  return { engine, metrics, launcher, cleanup }
+}
