@@ -56,5 +56,5 @@ await runChild('tokenizer', async (ctx) => {
     inbox.close()
     for (const s of schedulers) s.close()
   })
-  toServer.post({ type: 'ready', role: 'tokenizer', dpRank: 0, tpRank: 0, pid: process.pid, detail: { vocab: model.vocabSize, chatTemplate: tok.hasChatTemplate, config: config.servedModelName } })
+  toServer.post({ type: 'ready', role: 'tokenizer', dpRank: 0, tpRank: 0, pid: process.pid, detail: { vocab: model.vocabSize, chatTemplate: tok.hasChatTemplate, config: config.servedModelName, charsPerToken: Number.isFinite(tok.charsPerToken) ? tok.charsPerToken : null } })
 })

@@ -8,7 +8,7 @@ import { Tokenizer } from '@huggingface/tokenizers'
 import { Template } from '@huggingface/jinja'
 import type { ChatMessage, ChatTool } from '../ipc/messages.ts'
 import { SpanserveError } from '../errors.ts'
-import { charsPerTokenBound } from './prompt-bound.ts'
+import { charsPerTokenBound } from '../model/prompt-bound.ts'
 import { encodeInPieces, pieceBoundaries, type PiecesResult } from './pieces.ts'
 
 type SpecialToken = string | { content: string } | null | undefined

@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { startServer } from '../../harness/server.ts'
-import { REFUSED_BEFORE_TOKENIZING } from '../../src/tokenizer/prompt-ids.ts'
+import { REFUSED_BEFORE_TOKENIZING } from '../../src/model/prompt-bound.ts'
 
 const server = await startServer()
 t.teardown(() => server.stop())

@@ -40,6 +40,7 @@ export function appOptions(config: Config, model: ModelInfo, contextLength: numb
       metrics,
     },
     contextLength,
+    charsPerToken: pipeline.charsPerToken,
     status: () => ({ ready: launcher.allReady(), processes: launcher.list(), reports: metrics.processStats() }),
   }
 }

@@ -15,6 +15,7 @@ import { traceSettingRoute } from './trace-setting/route.ts'
 import { metricsRoute } from './metrics/route.ts'
 import type { RoutesOptions } from './route-options.ts'
 import { routeAuth, type AuthKeys } from './auth.ts'
+import { promptPrecheck } from './prompt-precheck.ts'
 import { clientErrorHandler, httpServerOptions, limitConnections, limitHeaderCount, type PerimeterOptions } from './perimeter.ts'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import { trace, type Context } from '@opentelemetry/api'
@@ -32,6 +33,8 @@ export interface AppOptions extends RoutesOptions {
   /** True once SIGTERM arrived: new requests get 503 while those in flight finish. */
   isShuttingDown: () => boolean
   bodyLimit: number
+  /** The tokenizer's characters-per-token bound, for refusing huge prompts here (prompt-precheck.ts). */
+  charsPerToken: () => number | null
 }
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
@@ -110,6 +113,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       return
     }
     parseJson(request, text, done)
+  })
+  // After validation, before any route: a prompt too long for the whole context goes no further.
+  app.addHook('preHandler', async (request) => {
+    if (request.method !== 'POST') return
+    const refusal = promptPrecheck(request.routeOptions.url ?? '', request.body, opts.contextLength, opts.charsPerToken())
+    if (refusal) throw refusal
   })
   app.setErrorHandler(answerError)
   app.setNotFoundHandler((request, reply) => {

@@ -19,6 +19,8 @@ export interface Pipeline {
   engine: PipelineEngineClient
   metrics: ServerMetrics
   launcher: Launcher
+  /** The most characters one token stands for (the tokenizer's ready line), null before it is known or where unbounded. */
+  charsPerToken: () => number | null
   /** Closes the sockets and removes the ipc directory. */
   cleanup(): void
 }
@@ -35,10 +37,14 @@ export async function startPipeline(config: Config, endpoints: Endpoints, model:
   const metrics = new ServerMetrics(() => engine.size)
   engine.observer = resumeReport(metrics, log)
   const launcher = new Launcher(config, endpoints, model, contextLength, log, { died: (key, pid, cause) => engine.processDied(key, pid, cause), changed: () => engine.servingChanged() }, toTokenizer)
+  let charsPerToken: number | null = null
   const inbox = new Inbox(
     endpoints.server,
     {
-      ready: (msg) => launcher.onReady(msg),
+      ready: (msg) => {
+        if (msg.role === 'tokenizer' && typeof msg.detail.charsPerToken === 'number') charsPerToken = msg.detail.charsPerToken
+        launcher.onReady(msg)
+      },
       fatal: (msg) => launcher.onFatal(msg),
       batch_str: (msg) => engine.onBatch(msg),
       req_error: (msg) => engine.onError(msg),
@@ -66,5 +72,5 @@ export async function startPipeline(config: Config, endpoints: Endpoints, model:
     cleanup()
     process.exit(1)
   }
-  return { engine, metrics, launcher, cleanup }
+  return { engine, metrics, launcher, charsPerToken: () => charsPerToken, cleanup }
 }

@@ -2,8 +2,10 @@
  * How many characters a prompt of N tokens can have at most, read from tokenizer.json: when every
  * token stands for a piece of the text (a partition), no token covers more characters than the
  * longest token string, so a text longer than N × that cannot be N tokens or fewer. The check costs
- * nothing, so a huge prompt is refused before a second of tokenizing is spent on it.
+ * nothing, so a huge prompt is refused before a second of tokenizing is spent on it: by the server
+ * from the request's text fields (a lower bound of the prompt), and by the tokenizer from the whole.
  */
+import { SpanserveError } from '../errors.ts'
 
 /** Normalizers that never drop text, with how far they can shrink it (in UTF-16 units). */
 const NORMALIZER_SHRINK: Record<string, number> = {
@@ -58,4 +60,41 @@ export function charsPerTokenBound(tokenizerJson: Record<string, unknown>, token
 /** True when a text of `chars` UTF-16 units cannot be `tokenLimit` tokens or fewer. */
 export function exceedsCharBound(chars: number, tokenLimit: number, charsPerToken: number): boolean {
   return chars > tokenLimit * charsPerToken
+}
+
+export interface PromptLimit {
+  /** The context length in tokens. */
+  context: number
+  /** Tokens kept for the completion (at least 1 to generate; 0 for /tokenize and the server's check). */
+  completion: number
+  /** The request field the prompt came in: prompt, messages, input. */
+  param: string
+}
+
+/** Words in the message of a refusal made before tokenizing (tests look for them). */
+export const REFUSED_BEFORE_TOKENIZING = 'refused before tokenizing'
+
+/** Tokens of the context left for the prompt. */
+export function promptTokenLimit(limit: PromptLimit): number {
+  return Math.max(limit.context - limit.completion, 0)
+}
+
+/** What a refusal asks the caller to reduce. */
+export function reduceAdvice(limit: PromptLimit): string {
+  return limit.completion > 1 ? 'Please reduce the prompt or max_tokens.' : 'Please reduce the prompt.'
+}
+
+/** How a refusal names the prompt's share of the context. */
+export function shareText(limit: PromptLimit): string {
+  return limit.completion > 0 ? `the ${promptTokenLimit(limit)} tokens left of it after ${limit.completion} for the completion` : 'that many tokens'
+}
+
+/** The 400 for a prompt of `chars` UTF-16 units that cannot fit its share of the context, or null when it may. */
+export function charBoundRefusal(chars: number, limit: PromptLimit, charsPerToken: number): SpanserveError | null {
+  if (!exceedsCharBound(chars, promptTokenLimit(limit), charsPerToken)) return null
+  return new SpanserveError(
+    'SPANSERVE_ERR_CONTEXT_LENGTH',
+    `This model's maximum context length is ${limit.context} tokens. However, your prompt has ${chars} characters, more than ${shareText(limit)} can hold (no token of this model stands for more than ${charsPerToken} characters), so it was ${REFUSED_BEFORE_TOKENIZING}. ${reduceAdvice(limit)}`,
+    limit.param,
+  )
 }
