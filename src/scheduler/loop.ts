@@ -99,7 +99,9 @@ export class SchedulerLoop {
   private step = 0
   /** Steps in flight, oldest first: each completes once every TP rank has answered. */
   private pending: PendingStep[] = []
+  /** Set while the loop is parked with nothing to run; kick() clears it. */
   private wakeUp: (() => void) | null = null
+  private idleWaiters: (() => void)[] = []
   private closed = false
   private readonly eos: Set<number>
 
@@ -228,6 +230,22 @@ export class SchedulerLoop {
     this.closed = true
     this.reset()
     this.kick()
+  }
+
+  /**
+   * Resolves once the loop has nothing it can run: no step in flight and none to send (every request
+   * done, or the rest waiting for room that only new events can make). Something to await where a
+   * caller would otherwise guess how long the loop needs; at once when already so, or once closed.
+   */
+  idle(): Promise<void> {
+    if (this.closed || this.wakeUp !== null) return Promise.resolve()
+    return new Promise((resolve) => this.idleWaiters.push(resolve))
+  }
+
+  private notifyIdle(): void {
+    const waiters = this.idleWaiters
+    this.idleWaiters = []
+    for (const resolve of waiters) resolve()
   }
 
   private kick(): void {
@@ -421,7 +439,9 @@ export class SchedulerLoop {
       }
       const oldest = this.pending[0]
       if (oldest === undefined) {
-        await new Promise<void>((resolve) => (this.wakeUp = resolve))
+        const parked = new Promise<void>((resolve) => (this.wakeUp = resolve))
+        this.notifyIdle()
+        await parked
         continue
       }
       const out = await oldest.result
@@ -430,5 +450,6 @@ export class SchedulerLoop {
       this.pending.shift()
       this.apply(oldest.batch, out)
     }
+    this.notifyIdle()
   }
 }

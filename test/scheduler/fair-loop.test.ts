@@ -7,6 +7,7 @@
 import t from 'tap'
 import { SchedulerLoop, type LoopIo } from '../../src/scheduler/loop.ts'
 import type { ForwardBatch, TokenizedGenerateReqInput } from '../../src/ipc/messages.ts'
+import { conditionWaiters } from '../helpers/until.ts'
 
 type Limits = ConstructorParameters<typeof SchedulerLoop>[0]
 
@@ -14,12 +15,8 @@ function harness(limits: Partial<Limits>) {
   const steps: ForwardBatch[] = []
   /** rids in the order they finished. */
   const finished: string[] = []
-  const waiters: { pred: () => boolean; resolve: () => void }[] = []
-  const check = () => {
-    for (const w of [...waiters]) if (w.pred()) (waiters.splice(waiters.indexOf(w), 1), w.resolve())
-  }
-  /** Resolves once pred holds, checked after each step sent and each output. */
-  const until = (pred: () => boolean) => new Promise<void>((resolve) => (pred() ? resolve() : waiters.push({ pred, resolve })))
+  /** until(pred) resolves once pred holds, checked after each step sent and each output. */
+  const { until, check } = conditionWaiters()
   let loop: SchedulerLoop
   const io: LoopIo = {
     forward: (batch) => {

@@ -7,6 +7,7 @@
 import t from 'tap'
 import { SchedulerLoop, type LoopIo } from '../../src/scheduler/loop.ts'
 import type { BatchTokenIdOutput, ForwardBatch, ReqError, TokenizedGenerateReqInput } from '../../src/ipc/messages.ts'
+import { conditionWaiters } from '../helpers/until.ts'
 
 type Limits = ConstructorParameters<typeof SchedulerLoop>[0]
 
@@ -20,6 +21,7 @@ function makeHarness(limits: Partial<Limits> = {}, token: TokenOf = () => 5) {
   const events: string[] = []
   const outputs: BatchTokenIdOutput[] = []
   const errors: ReqError[] = []
+  const { until, check } = conditionWaiters()
   let loop: SchedulerLoop
   const io: LoopIo = {
     forward: (batch) => {
@@ -33,23 +35,25 @@ function makeHarness(limits: Partial<Limits> = {}, token: TokenOf = () => 5) {
         return token(rid, n)
       })
       setTimeout(() => loop.onForwardOutput({ type: 'forward_out', step: batch.step, tpRank: 0, allReduceMs: 0, rids, tokens, failed: [], prefillMs: 0, decodeMs: 0 }))
+      check()
     },
     output: (o) => {
       outputs.push(o)
       events.push('output')
+      check()
     },
     error: (e) => errors.push(e),
   }
   loop = new SchedulerLoop({ maxBatchSize: 4, maxQueue: 8, maxPrefillTokens: 8, maxTotalTokens: 1000, contextLength: 100, eosTokenIds: [0], tpSize: 1, depth: 1, decodeSteps: 1, ...limits }, io)
   void loop.run()
-  return { loop, steps, outputs, errors, events }
+  /** Resolves once rid has had a token: it is admitted and decoding. */
+  const decoding = (rid: string) => until(() => outputs.some((o) => o.rids.includes(rid)))
+  return { loop, steps, outputs, errors, events, until, decoding }
 }
 
 const req = (rid: string, promptLen: number, maxTokens: number): TokenizedGenerateReqInput => ({
   type: 'tokenized', rid, trace: null, inputIds: new Int32Array(promptLen).fill(7), sampling: { temperature: 0, topP: 1, topK: 0, seed: null }, maxTokens, ignoreEos: false, arrivalMs: 0,
 })
-
-const settle = () => new Promise((r) => setTimeout(r, 300))
 
 for (const depth of [1, 2] as const) {
   const harness = (limits: Partial<Limits> = {}) => makeHarness({ depth, ...limits })
@@ -57,7 +61,7 @@ for (const depth of [1, 2] as const) {
     t.test('long prompts prefill in chunks within the per-step token budget', async (t) => {
       const h = harness()
       h.loop.submit(req('a', 20, 2))
-      await settle()
+      await h.loop.idle()
       const chunks = h.steps.flatMap((s) => s.prefill.map((p) => [p.start, p.tokens.length, p.last]))
       t.same(chunks, [[0, 8, false], [8, 8, false], [16, 4, true]])
       const tokens = h.outputs.filter((o) => o.rids.includes('a'))
@@ -69,9 +73,9 @@ for (const depth of [1, 2] as const) {
     t.test('new requests join the running batch at a step boundary', async (t) => {
       const h = harness()
       h.loop.submit(req('a', 2, 90))
-      await new Promise((r) => setTimeout(r, 5))
+      await h.decoding('a')
       h.loop.submit(req('b', 2, 3))
-      await settle()
+      await h.loop.idle()
       const joint = h.steps.find((s) => s.decode.includes('a') && s.prefill.some((p) => p.rid === 'b'))
       t.ok(joint, 'one step decodes a while it prefills b')
       const both = h.steps.find((s) => s.decode.includes('a') && s.decode.includes('b'))
@@ -82,7 +86,7 @@ for (const depth of [1, 2] as const) {
     t.test('max batch size caps the running set; the rest waits', async (t) => {
       const h = harness({ maxBatchSize: 2 })
       for (const rid of ['a', 'b', 'c']) h.loop.submit(req(rid, 1, 4))
-      await settle()
+      await h.loop.idle()
       const widest = Math.max(...h.steps.map((s) => s.decode.length + s.prefill.length))
       t.equal(widest, 2)
       t.ok(h.outputs.some((o) => o.rids.includes('c')), 'c runs once a slot frees')
@@ -92,7 +96,8 @@ for (const depth of [1, 2] as const) {
     t.test('a full queue refuses with SPANSERVE_ERR_QUEUE_FULL', async (t) => {
       const h = harness({ maxBatchSize: 1, maxQueue: 1 })
       h.loop.submit(req('a', 1, 30))
-      await new Promise((r) => setTimeout(r, 5))
+      // a admitted: out of the queue, so b takes the one place in it.
+      await h.until(() => h.steps.length > 0)
       h.loop.submit(req('b', 1, 1))
       h.loop.submit(req('c', 1, 1))
       t.same(h.errors.map((e) => [e.rid, e.code]), [['c', 'SPANSERVE_ERR_QUEUE_FULL']])
@@ -102,10 +107,10 @@ for (const depth of [1, 2] as const) {
     t.test('an abort releases the sequence at the next step and returns its budget', async (t) => {
       const h = harness()
       h.loop.submit(req('a', 4, 80))
-      await new Promise((r) => setTimeout(r, 10))
+      await h.decoding('a')
       t.equal(h.loop.budget.usedTokens, 84)
       h.loop.abort('a')
-      await settle()
+      await h.loop.idle()
       t.ok(h.steps.some((s) => s.release.includes('a')), 'the worker is told to drop its KV')
       t.equal(h.loop.budget.usedTokens, 0)
       t.notOk(h.steps.at(-1)!.decode.includes('a'))
@@ -115,7 +120,7 @@ for (const depth of [1, 2] as const) {
     t.test('EOS finishes with stop', async (t) => {
       const h = harness({ eosTokenIds: [5] })
       h.loop.submit(req('a', 3, 10))
-      await settle()
+      await h.loop.idle()
       t.same(h.outputs.map((o) => o.finished[0]), ['stop'])
       h.loop.close()
     })
@@ -125,7 +130,7 @@ for (const depth of [1, 2] as const) {
 t.test('lockstep sends a step only after the last one is answered, with the tokens to feed', async (t) => {
   const h = makeHarness({ depth: 1 })
   h.loop.submit(req('a', 2, 4))
-  await settle()
+  await h.loop.idle()
   t.same(h.events, ['step 1', 'output', 'step 2', 'output', 'step 3', 'output', 'step 4', 'output', 'step 5'])
   for (const s of h.steps.slice(1, 4)) t.same([...s.decodeTokens], [5], `step ${s.step} feeds the last token`)
   t.same(h.steps[4]!.release, ['a'], 'the last step only releases')
@@ -135,7 +140,7 @@ t.test('lockstep sends a step only after the last one is answered, with the toke
 t.test('overlap schedule: the next step is sent while the current one runs', async (t) => {
   const h = makeHarness({ depth: 2 })
   h.loop.submit(req('a', 2, 4))
-  await settle()
+  await h.loop.idle()
   t.same(h.events.slice(0, 3), ['step 1', 'step 2', 'output'], 'step 2 leaves before step 1 is answered')
   for (const s of h.steps.slice(1)) t.equal(s.decodeTokens.length, 0, 'the worker feeds its own last tokens')
   const decodes = h.steps.filter((s) => s.decode.includes('a')).length
@@ -148,7 +153,7 @@ t.test('overlap schedule: a sequence that stops on EOS runs one step too many, a
   const h = makeHarness({ depth: 2, eosTokenIds: [5] })
   h.loop.submit(req('a', 3, 10))
   h.loop.submit(req('b', 3, 10))
-  await settle()
+  await h.loop.idle()
   t.same(h.outputs.flatMap((o) => o.rids.map((rid, i) => [rid, o.finished[i]])), [['a', 'stop'], ['b', 'stop']], 'one token each, then nothing')
   t.ok(h.steps.some((s) => s.decode.includes('a')), 'the step sent before EOS was known decoded a')
   t.ok(h.steps.some((s) => s.release.includes('a') && s.release.includes('b')), 'then both were released')
@@ -159,10 +164,11 @@ t.test('overlap schedule: a sequence that stops on EOS runs one step too many, a
 t.test('overlap schedule: an abort while two steps are in flight drops the late tokens', async (t) => {
   const h = makeHarness({ depth: 2 })
   h.loop.submit(req('a', 2, 50))
-  await new Promise((r) => setTimeout(r, 20))
+  // After an output the next step leaves at once, beside the one already in flight.
+  await h.until(() => h.outputs.length >= 2)
   h.loop.abort('a')
   const seen = h.outputs.length
-  await settle()
+  await h.loop.idle()
   t.equal(h.outputs.length, seen, 'no token after the abort')
   t.ok(h.steps.some((s) => s.release.includes('a')))
   t.equal(h.loop.running, 0)
@@ -174,14 +180,14 @@ for (const depth of [1, 2] as const) {
     t.test('a decode-only batch runs up to N steps, never past what a sequence still needs', async (t) => {
       const h = makeHarness({ depth, decodeSteps: 4, contextLength: 12 })
       h.loop.submit(req('a', 2, 10))
-      await settle()
+      await h.loop.idle()
       t.same(h.steps.filter((s) => s.decode.length > 0).map((s) => s.decodeSteps), [4, 4, 1], 'one token from the prefill, then 9 decode steps')
       t.same(h.outputs.flatMap((o) => o.rids), new Array(10).fill('a'), 'every token reaches the tokenizer, in order')
       t.same(h.outputs.flatMap((o) => o.finished).filter((f) => f !== null), ['length'])
       h.outputs.length = 0
       // Bounded by the context length: 4 prompt tokens + 8 generated = 12.
       h.loop.submit(req('b', 4, 50))
-      await settle()
+      await h.loop.idle()
       t.equal(h.outputs.flatMap((o) => o.rids).length, 8, 'stops at the context length')
       t.same(h.steps.filter((s) => s.decode.includes('b')).map((s) => s.decodeSteps), [4, 3])
       t.equal(h.loop.budget.usedTokens, 0)
@@ -191,9 +197,9 @@ for (const depth of [1, 2] as const) {
     t.test('a batch that prefills runs one step, so the new request is not held back', async (t) => {
       const h = makeHarness({ depth, decodeSteps: 8 })
       h.loop.submit(req('a', 2, 90))
-      await new Promise((r) => setTimeout(r, 5))
+      await h.decoding('a')
       h.loop.submit(req('b', 2, 3))
-      await settle()
+      await h.loop.idle()
       const joint = h.steps.find((s) => s.decode.includes('a') && s.prefill.some((p) => p.rid === 'b'))
       t.equal(joint?.decodeSteps, 1)
       t.ok(h.steps.some((s) => s.decode.includes('a') && s.decodeSteps === 8), 'decode-only batches run 8 steps')
@@ -205,7 +211,7 @@ for (const depth of [1, 2] as const) {
       const h = makeHarness({ depth, decodeSteps: 4, eosTokenIds: [0] }, (rid, n) => (rid === 'a' && n === 2 ? 0 : 5))
       h.loop.submit(req('a', 2, 20))
       h.loop.submit(req('b', 2, 20))
-      await settle()
+      await h.loop.idle()
       const a = h.outputs.flatMap((o) => o.rids.map((rid, i) => [rid, o.tokens[i], o.finished[i]])).filter(([rid]) => rid === 'a')
       t.same(a, [['a', 5, null], ['a', 5, null], ['a', 0, 'stop']])
       t.equal(h.outputs.flatMap((o) => o.rids).filter((r) => r === 'b').length, 20, 'b runs on to max_tokens')

@@ -15,7 +15,6 @@
  * Each death's cause (death-cause.ts) goes to the engine: deaths of the child's own fault count
  * against the requests lost with it (poison.ts).
  */
-import type { ChildProcess } from 'node:child_process'
 import type { Config } from '../../config/schema.ts'
 import type { Endpoints } from '../../ipc/endpoints.ts'
 import { Outbox } from '../../ipc/channel.ts'
@@ -24,7 +23,7 @@ import type { ModelInfo } from '../../model/load.ts'
 import type { Logger } from '../../logging.ts'
 import { SpanserveError, type ErrorCode } from '../../errors.ts'
 import { childKey, planChildren, type ChildPlan } from './children.ts'
-import { restartDelayMs, spawnChild } from './spawn-child.ts'
+import { restartDelayMs, spawnChild, type ChildHandle, type SpawnChild } from './spawn-child.ts'
 import type { ServingState } from '../engine-client/engine-client.ts'
 import { deathCause, type DeathCause } from '../engine-client/death-cause.ts'
 import { futileRestart, reportShowsWork } from './futile-restart.ts'
@@ -34,7 +33,7 @@ const RESTART_BACKOFF_OPEN_MS = 30_000
 
 interface Child extends ChildPlan {
   /** Null while down, or always for a child on another node. */
-  proc: ChildProcess | null
+  proc: ChildHandle | null
   pid: number | null
   ready: boolean
   restarts: number
@@ -76,6 +75,18 @@ export interface ChildInfo {
   circuitOpen: boolean
 }
 
+/** Where the launcher's messages to a child (or a node agent) go: an Outbox. */
+export type MessageSink = Pick<Outbox, 'post' | 'discard' | 'close'>
+
+/** How the launcher reaches the world: real processes and sockets unless a test scripts them. */
+export interface LauncherIo {
+  spawn: SpawnChild
+  /** Opens the channel to a child's inbox or a node agent's. */
+  connect(address: string): MessageSink
+}
+
+const REAL_IO: LauncherIo = { spawn: spawnChild, connect: (address) => new Outbox(address) }
+
 /** The processes could not be started; `code` is the failing child's, or internal for a timeout or an early exit. */
 export class LaunchError extends SpanserveError {
   constructor(message: string, code: ErrorCode = 'SPANSERVE_ERR_INTERNAL') {
@@ -86,7 +97,7 @@ export class LaunchError extends SpanserveError {
 
 export class Launcher {
   private readonly children = new Map<string, Child>()
-  private readonly outboxes = new Map<string, Outbox>()
+  private readonly outboxes = new Map<string, MessageSink>()
   private readonly groups: number
   private readonly tpSize: number
   private stopping = false
@@ -103,7 +114,8 @@ export class Launcher {
      * The server's own outbox to the tokenizer: group states and requests then reach it in the order
      * sent, so a request resubmitted once its group is back never finds the group still marked down.
      */
-    toTokenizer?: Outbox,
+    toTokenizer?: MessageSink,
+    private readonly io: LauncherIo = REAL_IO,
   ) {
     for (const plan of planChildren(config, endpoints, model, contextLength)) {
       this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, lastSeen: 0, crashStreak: 0, readyAt: 0, restartWithGroup: false, worked: false, reported: false, hungKill: false, deaths: [], circuitOpen: false })
@@ -225,7 +237,7 @@ export class Launcher {
   }
 
   private spawn(c: Child): void {
-    const proc = spawnChild(c.spec)
+    const proc = this.io.spawn(c.spec)
     c.proc = proc
     c.pid = proc.pid ?? null
     c.ready = false
@@ -372,18 +384,18 @@ export class Launcher {
     for (const c of this.children.values()) if (c.proc || (c.node > 0 && c.ready)) this.outbox(c).post(msg)
   }
 
-  private outbox(c: Child): Outbox {
+  private outbox(c: Child): MessageSink {
     return this.outboxTo(c.key, c.inbox)
   }
 
-  private agent(node: number): Outbox {
+  private agent(node: number): MessageSink {
     return this.outboxTo(`agent-${node}`, this.endpoints.agents[node]!)
   }
 
-  private outboxTo(key: string, address: string): Outbox {
+  private outboxTo(key: string, address: string): MessageSink {
     let o = this.outboxes.get(key)
     if (!o) {
-      o = new Outbox(address)
+      o = this.io.connect(address)
       this.outboxes.set(key, o)
     }
     return o
@@ -393,14 +405,14 @@ export class Launcher {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true
     if (this.watchdog) clearInterval(this.watchdog)
-    const running = [...this.children.values()].map((c) => c.proc).filter((p): p is ChildProcess => p !== null && p.exitCode === null)
+    const running = [...this.children.values()].map((c) => c.proc).filter((p): p is ChildHandle => p !== null && p.exitCode === null)
     await stopProcesses(running, graceMs)
     for (const o of this.outboxes.values()) o.close()
   }
 }
 
 /** SIGTERM, then SIGKILL for whatever has not exited after `graceMs`. */
-export async function stopProcesses(running: readonly ChildProcess[], graceMs: number): Promise<void> {
+export async function stopProcesses(running: readonly ChildHandle[], graceMs: number): Promise<void> {
   const exited = running.map((p) => new Promise<void>((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve()))))
   for (const p of running) p.kill('SIGTERM')
   const timer = setTimeout(() => {

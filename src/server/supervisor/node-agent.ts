@@ -4,19 +4,18 @@
  * dies is reported to node 0 (which fails its group's requests and restarts the rest of its TP
  * group) and started again here; node 0 can ask for a worker to be restarted.
  */
-import type { ChildProcess } from 'node:child_process'
 import type { Config } from '../../config/schema.ts'
 import type { Endpoints } from '../../ipc/endpoints.ts'
 import { Inbox, Outbox } from '../../ipc/channel.ts'
 import type { ModelInfo } from '../../model/load.ts'
 import type { Logger } from '../../logging.ts'
 import { planChildren, type ChildPlan } from './children.ts'
-import { restartDelayMs, spawnChild } from './spawn-child.ts'
+import { restartDelayMs, spawnChild, type ChildHandle } from './spawn-child.ts'
 import { stopProcesses } from './launcher.ts'
 
 interface Local {
   plan: ChildPlan
-  proc: ChildProcess | null
+  proc: ChildHandle | null
   restarts: number
   /** Node 0 asked for this restart: it already knows. */
   quiet: boolean
@@ -65,7 +64,7 @@ export async function runNodeAgent(config: Config, endpoints: Endpoints, model: 
   log.info({ node_rank: config.nodeRank, workers: mine.map((p) => p.key), server: endpoints.server }, 'node agent running; workers report to node 0')
   return async () => {
     stopping = true
-    await stopProcesses([...locals.values()].map((l) => l.proc).filter((p): p is ChildProcess => p !== null), config.shutdownTimeout * 1000)
+    await stopProcesses([...locals.values()].map((l) => l.proc).filter((p): p is ChildHandle => p !== null), config.shutdownTimeout * 1000)
     inbox.close()
     toServer.close()
   }

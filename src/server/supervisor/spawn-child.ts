@@ -1,5 +1,5 @@
 /** Starting one child process: the same Node, its loader flags, and its launch spec in the environment. */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { CHILD_ENV, type LaunchSpec } from '../../process/child.ts'
 
@@ -40,7 +40,23 @@ function nodeArgs(role: LaunchSpec['role']): string[] {
   return [...inherited, ...WORKER_NODE_ARGS.filter((a) => !own(a))]
 }
 
-export function spawnChild(spec: LaunchSpec): ChildProcess {
+/**
+ * What supervision needs of a child process (a ChildProcess is one): tests script children through
+ * it with no process behind them.
+ */
+export interface ChildHandle {
+  readonly pid?: number | undefined
+  readonly exitCode: number | null
+  readonly signalCode: NodeJS.Signals | null
+  kill(signal: NodeJS.Signals): boolean
+  on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown
+}
+
+/** Starts a child from its launch spec. */
+export type SpawnChild = (spec: LaunchSpec) => ChildHandle
+
+export function spawnChild(spec: LaunchSpec): ChildHandle {
   const env: NodeJS.ProcessEnv = { ...(spec.role === 'worker' ? WORKER_MALLOC_ENV : {}), ...process.env, [CHILD_ENV]: JSON.stringify(spec) }
   for (const name of WITHHELD) delete env[name]
   return spawn(process.execPath, [...nodeArgs(spec.role), ENTRIES[spec.role]], {
