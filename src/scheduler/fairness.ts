@@ -50,10 +50,39 @@ export class VirtualTokenCounter {
   private readonly idle = new Set<string>()
   private active = 0
   private lastIdle = 0
+  /** Clients gone idle lately, with when (performance.now()), oldest first: for recentClients(). */
+  private readonly recentIdle = new Map<string, number>()
+  /** Clients with a sequence waiting or admitted. */
+  private readonly activeSet = new Set<string>()
 
   /** Clients with a sequence waiting or admitted. */
   get activeClients(): number {
     return this.active
+  }
+
+  /**
+   * Short steps for light clients beside heavy ones: when a client holding more than `share`
+   * admitted sequences shares the server with a light one (active with at most `share`, or gone
+   * idle less than `windowMs` ago: between a chat's turns, a poller's requests), a step runs at most
+   * `share` of each client's sequences, and this returns that step's size. null: no client is
+   * heavy, or none is light, and the whole batch runs as before. The heavy client pays in
+   * throughput, only while a light one is around.
+   */
+  stepLimit(now: number, windowMs: number, share: number): number | null {
+    for (const [client, since] of this.recentIdle) {
+      if (now - since < windowMs) break
+      this.recentIdle.delete(client)
+    }
+    let heavy = false
+    let light = this.recentIdle.size > 0
+    let slots = 0
+    for (const client of this.activeSet) {
+      const held = this.held(client)
+      if (held > share) heavy = true
+      else light = true
+      slots += Math.min(held, share)
+    }
+    return heavy && light ? slots : null
   }
 
   counter(client: string): number {
@@ -77,9 +106,11 @@ export class VirtualTokenCounter {
       return
     }
     this.idle.delete(client)
+    this.recentIdle.delete(client)
     s.counter = Math.max(s.counter, this.active > 0 ? this.minActive() : this.lastIdle)
     s.live = 1
     this.active++
+    this.activeSet.add(client)
   }
 
   /** A sequence of `client` left (finished, aborted, failed) from the queue or the batch. */
@@ -89,7 +120,9 @@ export class VirtualTokenCounter {
     if (wasAdmitted && s.held > 0) s.held--
     if (--s.live > 0) return
     this.active--
+    this.activeSet.delete(client)
     this.lastIdle = s.counter
+    this.recentIdle.set(client, performance.now())
     this.idle.add(client)
     if (this.idle.size > MAX_IDLE_CLIENTS) this.forgetIdle()
   }
@@ -161,6 +194,7 @@ export class VirtualTokenCounter {
       s.held = 0
     }
     this.active = 0
+    this.activeSet.clear()
   }
 
   private minActive(): number {

@@ -33,6 +33,9 @@ import type { SchedRequest } from './request.ts'
 import type { ErrorCode } from '../errors.ts'
 import type { OutputConstraint } from '../model/grammar/constraint.ts'
 
+/** How long a client gone idle still counts as a light client sharing the server (a chat's turns, a poller's requests). */
+const LIGHT_CLIENT_WINDOW_MS = 2000
+
 export interface LoopLimits {
   maxBatchSize: number
   maxQueue: number
@@ -46,6 +49,8 @@ export interface LoopLimits {
   depth: 1 | 2
   /** Most decode steps per forward batch (1 with TP: only rank 0 samples). */
   decodeSteps: number
+  /** Most of a heavy client's sequences a step runs while a light client is around (0 or absent: no limit; fairness.ts stepLimit). */
+  heavyClientStepSize?: number
   /** Keep finished prompts' KV and start new requests from the longest cached prefix (default off). */
   prefixCache?: boolean
 }
@@ -272,6 +277,14 @@ export class SchedulerLoop {
     return Math.min(req.maxTokens - req.scheduled, this.limits.contextLength - req.inputIds.length - req.scheduled)
   }
 
+  /** Sequences one step may run: the whole batch, or less for light clients beside heavy ones (fairness.ts stepLimit). */
+  private stepSlots(): number {
+    const share = this.limits.heavyClientStepSize ?? 0
+    if (share <= 0) return this.limits.maxBatchSize
+    const limit = this.fairness.stepLimit(performance.now(), LIGHT_CLIENT_WINDOW_MS, share)
+    return limit === null ? this.limits.maxBatchSize : Math.max(1, Math.min(limit, this.limits.maxBatchSize))
+  }
+
   /** Decide the next step, or null when there is nothing to do. */
   private buildBatch(): ForwardBatch | null {
     // Decoders first: a sequence whose prompt completes in this step decodes from the next one on.
@@ -304,8 +317,9 @@ export class SchedulerLoop {
       this.io.observer?.admitted(next)
       this.prefilling.push(next)
     }
-    // More admitted than the batch holds (several clients): this step's slots, split fairly.
-    const runs = this.running > slots ? this.fairness.allot([...this.decoding.values(), ...this.prefilling], slots) : null
+    // More admitted than the step holds (several clients): this step's slots, split fairly.
+    const stepSlots = this.stepSlots()
+    const runs = this.running > stepSlots ? this.fairness.allot([...this.decoding.values(), ...this.prefilling], stepSlots) : null
     if (runs !== null) {
       decoders = decoders.filter((r) => runs.has(r))
       steps = Math.min(this.limits.decodeSteps, ...decoders.map((r) => this.remaining(r)))

@@ -14,6 +14,7 @@ await runChild('scheduler', async (ctx) => {
   const loop = new SchedulerLoop(
     {
       maxBatchSize: config.maxBatchSize,
+      heavyClientStepSize: config.heavyClientStepSize,
       maxQueue: config.maxQueue,
       maxPrefillTokens: config.maxPrefillTokens,
       maxTotalTokens: config.maxTotalTokens,
