@@ -231,6 +231,7 @@ export const MESSAGE_SCHEMAS = {
       arrivalMs: num,
       resumeIds: opt(ints),
       client: opt(str),
+      skipSpecialTokens: opt(bool),
     },
   },
   tokenized: {

@@ -99,6 +99,11 @@ export interface GenerateReqInput {
   resumeIds?: number[]
   /** Who sent it, for fair scheduling (src/server/http/client-id.ts; never an API key itself). Absent: one anonymous client. */
   client?: string
+  /**
+   * vLLM's skip_special_tokens: false keeps special tokens in the text (a tool-call parser that reads
+   * them asks for it, as vLLM's mistral parser does for `[TOOL_CALLS]`). Absent: true.
+   */
+  skipSpecialTokens?: boolean
 }
 
 /** tokenizer → scheduler: a request ready to run. */

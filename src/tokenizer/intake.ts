@@ -77,7 +77,20 @@ export class Intake {
       tracing.sliceAttrs(req.rid, { [tracing.SPANSERVE_DP_RANK]: dp, [tracing.SPANSERVE_DP_PREFIX_MATCH_TOKENS]: match })
       // A resumed request goes on from its prompt plus the tokens it had generated before a crash.
       const resumed = req.resumeIds ?? []
-      this.d.states.add(new RequestState(tok, { rid: req.rid, dp, load, promptTokens: ids.length, stop: req.stop, stopTokenIds: req.sampling.stopTokenIds, minTokens: req.sampling.minTokens, resumed, promptIds: req.sampling.promptLogprobs !== undefined ? ids : undefined }))
+      this.d.states.add(
+        new RequestState(tok, {
+          rid: req.rid,
+          dp,
+          load,
+          promptTokens: ids.length,
+          stop: req.stop,
+          stopTokenIds: req.sampling.stopTokenIds,
+          minTokens: req.sampling.minTokens,
+          resumed,
+          promptIds: req.sampling.promptLogprobs !== undefined ? ids : undefined,
+          skipSpecialTokens: req.skipSpecialTokens,
+        }),
+      )
       this.d.schedulers[dp]!.post({
         type: 'tokenized',
         rid: req.rid,

@@ -5,7 +5,7 @@
  */
 import type { FinishReason, TextLogprobs, TokenLogprobs } from '../ipc/messages.ts'
 import { textLogprobs } from './logprobs-text.ts'
-import { IncrementalDetokenizer } from './detokenizer.ts'
+import { IncrementalDetokenizer, type Decoder } from './detokenizer.ts'
 import type { DpDispatcher } from './dispatch.ts'
 import { StopMatcher } from './stop.ts'
 import type { TextTokenizer } from './tokenize.ts'
@@ -28,6 +28,8 @@ export interface NewRequestState {
   resumed: readonly number[]
   /** The prompt's ids, kept only when its logprobs come back (echo). */
   promptIds?: readonly number[]
+  /** GenerateReqInput.skipSpecialTokens: false keeps special tokens in the text and in logprobs' tokens. */
+  skipSpecialTokens?: boolean
 }
 
 /** One generated token's outcome. */
@@ -48,11 +50,14 @@ export class RequestState {
   private readonly stop: StopMatcher
   private readonly stopTokenIds: ReadonlySet<number> | null
   private readonly minTokens: number
+  /** The tokenizer's decode, skipping special tokens or keeping them as the request asked. */
+  private decoder: Decoder
   private readonly tok: TextTokenizer
   private readonly promptIds: readonly number[] | null
 
   constructor(tok: TextTokenizer, s: NewRequestState) {
     this.tok = tok
+    this.decoder = s.skipSpecialTokens === false ? tok.keepingSpecialTokens : tok
     this.promptIds = s.promptIds ?? null
     this.rid = s.rid
     this.dp = s.dp
@@ -60,7 +65,7 @@ export class RequestState {
     this.promptTokens = s.promptTokens
     this.completionTokens = 0
     this.minTokens = s.minTokens ?? 0
-    this.detok = new IncrementalDetokenizer(tok)
+    this.detok = new IncrementalDetokenizer(this.decoder)
     this.stop = new StopMatcher(s.stop)
     this.stopTokenIds = s.stopTokenIds && s.stopTokenIds.length > 0 ? new Set(s.stopTokenIds) : null
     // Replaying puts the detokenizer's offsets and the held-back text where they were, and discards
@@ -70,7 +75,7 @@ export class RequestState {
 
   /** A token's logprobs from the worker, decoded for the client. */
   logprobsText(token: number, lp: TokenLogprobs): TextLogprobs {
-    return textLogprobs(this.tok, token, lp, this.promptIds)
+    return textLogprobs(this.decoder, token, lp, this.promptIds)
   }
 
   /** The next generated token; `finishReason` as the scheduler decided it (EOS, max_tokens). */
@@ -78,6 +83,14 @@ export class RequestState {
     this.completionTokens++
     // A stop token's own text is not returned; what came before it is, held-back bytes included.
     if (this.stopTokenIds?.has(token)) return { text: this.tail().text, finishReason: 'stop', stoppedHere: finishReason === null }
+    // Nor is the EOS token's that ended it (the scheduler's only 'stop'), as in vLLM: it decodes to
+    // nothing when special tokens are skipped, and must not show when they are kept.
+    if (finishReason === 'stop') {
+      const text = this.tail().text
+      // Its logprobs entry reads as the text does (no EOS), so that logprobs' tokens still add up to it.
+      this.decoder = this.tok
+      return { text, finishReason, stoppedHere: false }
+    }
     // vLLM looks for stop strings only once more than min_tokens tokens came; one that began in the
     // earlier text and ends in this token's still counts.
     const { text, stopped } = this.stop.push(this.detok.push(token), this.completionTokens > this.minTokens)

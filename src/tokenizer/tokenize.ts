@@ -10,6 +10,7 @@ import type { ChatMessage, ChatTool } from '../ipc/messages.ts'
 import { SpanserveError } from '../errors.ts'
 import { charsPerTokenBound } from '../model/prompt-bound.ts'
 import { encodeInPieces, pieceBoundaries, type PiecesResult } from './pieces.ts'
+import type { Decoder } from './detokenizer.ts'
 
 type SpecialToken = string | { content: string } | null | undefined
 
@@ -73,11 +74,17 @@ export class TextTokenizer {
     return this.tokenizer.id_to_token(id) ?? ''
   }
 
-  /** Decode, skipping special tokens (EOS is counted in usage but never shown). */
-  decode(ids: readonly number[]): string {
+  /** Decode, skipping special tokens unless asked (EOS is counted in usage but never shown). */
+  decode(ids: readonly number[], skipSpecialTokens = true): string {
     if (ids.length === 0) return '' // the library throws on an empty list
-    return this.tokenizer.decode(ids as number[], { skip_special_tokens: true })
+    return this.tokenizer.decode(ids as number[], { skip_special_tokens: skipSpecialTokens })
   }
+
+  /**
+   * A decoder that keeps special tokens (vLLM's skip_special_tokens false, for a tool-call parser
+   * that reads `[TOOL_CALLS]`); one per tokenizer, so that its token texts are cached once.
+   */
+  readonly keepingSpecialTokens: Decoder = { decode: (ids) => this.decode(ids, false) }
 
   /** `tools` go to the template as transformers passes them (absent when there are none). */
   applyChatTemplate(messages: readonly ChatMessage[], tools: readonly ChatTool[] | null = null, addGenerationPrompt = true): string {

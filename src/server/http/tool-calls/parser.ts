@@ -36,6 +36,11 @@ export interface ToolCallStream {
 
 export interface ToolCallParser {
   readonly name: string
+  /**
+   * It reads special tokens (Mistral's `[TOOL_CALLS]`): the tokenizer keeps them in the text of the
+   * requests it reads (vLLM's adjust_request sets skip_special_tokens false for the same reason).
+   */
+  readonly keepsSpecialTokens?: boolean
   start(): ToolCallStream
 }
 
