@@ -76,6 +76,7 @@ const RESPONSES: Record<string, string> = {
   tool_choice: 'As in chat: none, auto, required, or `{type: "function", name}`. Calls come back as `function_call` output items.',
   parallel_tool_calls: 'As in chat.',
   text: '`format`: `text`, `json_object` or `json_schema` (name, schema, strict), constrained at sampling time as chat\'s response_format. `verbosity` ignored.',
+  structured_outputs: 'vLLM\'s extension, as in chat: one of `json`, `regex`, `choice`, `grammar`, `json_object`, `structural_tag`. Set beside a `text.format` other than `text`, a 400 naming structured_outputs.',
   metadata: 'Echoed in the response object; not otherwise used.',
   reasoning: 'Accepted and ignored (no reasoning mode).',
   include: '`"message.output_text.logprobs"`: each generated token\'s logprob on the output_text part (`logprobs: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]`) and on each `output_text.delta` / `.done` event, as chat\'s; the tokens add up to the text (with tool calls, the calls\' tokens are on the message too). Other values (hosted tools\' output) are ignored.',

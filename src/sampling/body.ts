@@ -1,10 +1,11 @@
 /**
  * The request body's sampling fields (OpenAI's, with vLLM's extensions): their JSON schemas, which
- * the route schemas spread in, and their mapping onto SamplingParams. A bad value is refused with a
- * 400 naming the field (`param`), by the schema or, for what a schema cannot say, here.
+ * the route schemas spread in, and the check of the token ids they name, which the tokenizer makes
+ * (it knows the vocabulary). A bad value is refused with a 400 naming the field (`param`). The
+ * fields are mapped onto SamplingParams, and checked against each other, by the server's params
+ * build (src/server/http/generation/params.ts).
  */
 import { SpanserveError } from '../errors.ts'
-import type { SamplingDefaults } from './defaults.ts'
 import type { SamplingParams } from './params.ts'
 
 export const samplingFieldSchemas = {
@@ -39,44 +40,6 @@ export interface SamplingFields {
   min_tokens?: number | null
   stop_token_ids?: number[] | null
   logit_bias?: Record<string, number> | null
-}
-
-/** Seeds wider than 32 bits are folded: the sampler's generator has 32 bits of state. */
-function foldSeed(seed: number): number {
-  return Number(BigInt.asUintN(32, BigInt(seed)))
-}
-
-/**
- * The request's SamplingParams: its fields, else the model's defaults. `maxTokens` < 0: the rest of
- * the context (not known yet). Neutral values of the optional fields are left out.
- */
-export function samplingFrom(body: SamplingFields, defaults: SamplingDefaults, maxTokens: number): SamplingParams {
-  const topK = body.top_k ?? defaults.topK
-  const p: SamplingParams = {
-    temperature: body.temperature ?? defaults.temperature,
-    topP: body.top_p ?? defaults.topP,
-    topK: topK < 0 ? 0 : topK,
-    seed: body.seed == null ? null : foldSeed(body.seed),
-  }
-  if (body.presence_penalty) p.presencePenalty = body.presence_penalty
-  if (body.frequency_penalty) p.frequencyPenalty = body.frequency_penalty
-  const repetition = body.repetition_penalty ?? defaults.repetitionPenalty
-  if (repetition !== 1) p.repetitionPenalty = repetition
-  const minP = body.min_p ?? defaults.minP
-  if (minP > 0) p.minP = minP
-  if (body.min_tokens) {
-    if (maxTokens >= 0 && body.min_tokens > maxTokens) {
-      throw new SpanserveError('SPANSERVE_ERR_VALIDATION', `min_tokens (${body.min_tokens}) must be less than or equal to max_tokens (${maxTokens})`, 'min_tokens')
-    }
-    p.minTokens = body.min_tokens
-  }
-  if (body.stop_token_ids && body.stop_token_ids.length > 0) p.stopTokenIds = [...new Set(body.stop_token_ids)]
-  if (body.logit_bias) {
-    const pairs: [number, number][] = []
-    for (const [id, bias] of Object.entries(body.logit_bias)) if (bias !== 0) pairs.push([Number(id), bias])
-    if (pairs.length > 0) p.logitBias = pairs
-  }
-  return p
 }
 
 /** Token ids the request names must be in the vocabulary: refused with the field at fault. */

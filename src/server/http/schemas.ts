@@ -43,7 +43,7 @@ export const completionBody = {
   required: ['model', 'prompt'],
   properties: {
     ...samplingProperties,
-    // 0 only with echo (the prompt's logprobs alone, as lm-evaluation-harness asks): routes/completions.ts.
+    // 0 only with echo (the prompt's logprobs alone, as lm-evaluation-harness asks): generation/checks.ts.
     max_tokens: { type: ['integer', 'null'], minimum: 0, maximum: 1_000_000 },
     prompt: {
       anyOf: [

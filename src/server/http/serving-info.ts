@@ -23,7 +23,7 @@ export interface ServingInfo {
   contextLength?: number
   /** --api-key is set: every client sends that key, so it cannot tell clients apart (client-id.ts). */
   apiKeyConfigured?: boolean
-  /** The prefix cache is on: the n sequences of a request share their prompt's prefill (choices.ts). */
+  /** The prefix cache is on: the n sequences of a request share their prompt's prefill (generation/responder.ts). */
   prefixCache: boolean
   /** --tool-call-parser (absent: hermes). */
   toolCallParser?: ToolCallParserName

@@ -2,10 +2,11 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { RoutesOptions } from '../route-options.ts'
 import { chatBody, type ChatBody } from '../schemas.ts'
-import { serveGeneration } from '../generation/serve.ts'
-import { SpanserveError } from '../../../errors.ts'
+import { respond } from '../generation/responder.ts'
+import type { GenerateInput } from '../generation/ask.ts'
 import type { ResponseShape } from '../generation/shape.ts'
 import { warnUnknownFields } from '../unknown-fields.ts'
+import { chatParams } from './params.ts'
 import { chatMessages, chatTools } from './request.ts'
 import { assistantShape } from './tool-shape.ts'
 import { constrainedCallParser, toolCallParser } from '../tool-calls/parsers.ts'
@@ -35,16 +36,15 @@ export const chatRoute: FastifyPluginAsync<RoutesOptions> = async (app, { engine
     const body = request.body
     const messages = chatMessages(body.messages)
     const { tools: listed, mode } = chatTools(body, parser !== null)
-    // Without max_tokens, chat may use the rest of the context (-1 tells the tokenizer so).
-    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? -1
     // A forced call (required, named) is written by the grammar in Hermes blocks from the first token:
     // no room for thinking, and the blocks are read as Hermes whatever the model's own format.
     const constrained = mode.kind === 'required' || mode.kind === 'named'
     const tools = mode.kind === 'none' || parser === null ? null : constrained ? constrainedCallParser() : parser
     const readers = { reasoning: constrained ? null : reasoning, tools, parallel: body.parallel_tool_calls !== false }
     const requestShape = readers.reasoning === null && readers.tools === null ? shape : assistantShape(shape, readers)
-    if (body.top_logprobs != null && body.logprobs !== true) throw new SpanserveError('SPANSERVE_ERR_VALIDATION', 'top_logprobs needs logprobs set to true', 'top_logprobs')
-    const logprobs = body.logprobs === true ? { kind: 'chat' as const, top: body.top_logprobs ?? 0 } : null
-    await serveGeneration(request, reply, engine, info, body, { text: null, inputIds: null, messages, tools: listed, maxTokens }, requestShape, { n: body.n ?? 1, logprobs })
+    const input: GenerateInput = { text: null, inputIds: null, messages, tools: listed }
+    // A parser that reads special tokens has the tokenizer keep them.
+    const params = await chatParams(body, input, info, tools?.keepsSpecialTokens === true)
+    await respond(request, reply, engine, info, params, [input], requestShape)
   })
 }

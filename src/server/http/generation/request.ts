@@ -1,29 +1,18 @@
 /**
- * A validated body into a GenerateReqInput: the model checked, sampling mapped (src/sampling/), its
- * client identified (../client-id.ts), the request's trace started, and the response headers
- * (x-request-id, the trace's traceparent) set.
+ * One sequence of a generation request as the engine takes it (a GenerateReqInput): its prompt and
+ * its sampling from the request's params (params.ts), its client identified (../client-id.ts), its
+ * trace started, and the response headers (x-request-id, the trace's traceparent) set.
  */
 import { randomBytes } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import type { Context } from '@opentelemetry/api'
-import type { ChatMessage, ChatTool, GenerateReqInput } from '../../../ipc/messages.ts'
-import { SpanserveError } from '../../../errors.ts'
-import { samplingFrom } from '../../../sampling/body.ts'
-import type { OutputConstraint } from '../../../model/grammar/constraint.ts'
-import type { SamplingBody } from '../schemas.ts'
+import type { GenerateReqInput } from '../../../ipc/messages.ts'
 import type { ServingInfo } from '../serving-info.ts'
 import { clientId } from '../client-id.ts'
 import { startRequestTrace } from '../../engine-client/request-trace.ts'
+import type { GenerateInput } from './ask.ts'
+import type { GenerationParams } from './params.ts'
 import type { ChunkBase, ResponseShape } from './shape.ts'
-
-export interface GenerateInput {
-  text: string | null
-  inputIds: number[] | null
-  messages: ChatMessage[] | null
-  /** Tools for the chat template (chat only). */
-  tools?: ChatTool[] | null
-  maxTokens: number
-}
 
 export interface BuiltRequest {
   req: GenerateReqInput
@@ -38,24 +27,17 @@ export function newRid(): string {
   return randomBytes(12).toString('hex')
 }
 
-export function stopsFrom(body: SamplingBody): string[] {
-  if (body.stop == null) return []
-  return typeof body.stop === 'string' ? [body.stop] : body.stop
-}
-
-export function checkModel(body: SamplingBody, info: ServingInfo): void {
-  if (body.model !== info.modelName) {
-    throw new SpanserveError('SPANSERVE_ERR_MODEL_NOT_FOUND', `The model \`${body.model}\` does not exist; this server serves \`${info.modelName}\``, 'model')
-  }
-}
-
-/** Throws (a 4xx for the error handler) on a body the model or the sampling fields refuse. */
-export function buildRequest(request: FastifyRequest, info: ServingInfo, body: SamplingBody, input: GenerateInput, shape: Pick<ResponseShape, 'idPrefix' | 'operation'>, constraint: OutputConstraint | null = null): BuiltRequest {
-  checkModel(body, info)
+/** Sequence `seq` of its prompt (its sampling: params.sampling[seq]). */
+export function buildRequest(
+  request: FastifyRequest,
+  info: ServingInfo,
+  params: GenerationParams,
+  input: GenerateInput,
+  seq: number,
+  shape: Pick<ResponseShape, 'idPrefix' | 'operation'>,
+): BuiltRequest {
   const rid = newRid()
   const client = clientId(request, info.apiKeyConfigured === true)
-  const sampling = samplingFrom(body, info.defaults, input.maxTokens)
-  if (constraint) sampling.constraint = constraint
   const base: ChunkBase = { id: `${shape.idPrefix}-${rid}`, created: Math.floor(Date.now() / 1000), model: info.modelName }
   const otel = (request as unknown as { opentelemetry?: () => { context: Context | null; instrumented?: boolean } }).opentelemetry?.()
   const { carrier, traceparent } = startRequestTrace({
@@ -63,8 +45,9 @@ export function buildRequest(request: FastifyRequest, info: ServingInfo, body: S
     httpContext: otel && otel.instrumented !== false ? (otel.context ?? undefined) : undefined,
     operation: shape.operation,
     model: info.modelName,
-    maxTokens: input.maxTokens,
-    sampling,
+    maxTokens: params.maxTokens,
+    // The request's sampling as asked (its seed as sent, not a later sequence's seed + j).
+    sampling: params.sampling[0]!,
     prompt: input.text ?? (input.messages ? JSON.stringify(input.messages) : JSON.stringify(input.inputIds)),
     toolNames: input.tools?.map((t) => t.function.name),
     client,
@@ -74,9 +57,11 @@ export function buildRequest(request: FastifyRequest, info: ServingInfo, body: S
     rid,
     trace: carrier,
     ...input,
-    sampling,
-    stop: stopsFrom(body),
-    ignoreEos: body.ignore_eos === true,
+    maxTokens: params.maxTokens,
+    sampling: params.sampling[seq]!,
+    stop: [...params.stop],
+    ignoreEos: params.ignoreEos,
+    ...(params.skipSpecialTokens ? {} : { skipSpecialTokens: false }),
     arrivalMs: Date.now(),
     client,
   }

@@ -11,7 +11,8 @@ import { sendError } from '../http-errors.ts'
 import type { ServingInfo } from '../serving-info.ts'
 import { abortRequestTrace, dispatched, failRequestTrace, finishRequestTrace, firstToken, type Timing } from '../../engine-client/request-trace.ts'
 import type { BuiltRequest } from './request.ts'
-import type { LogprobsFormatter } from './logprobs.ts'
+import type { GenerationParams } from './params.ts'
+import { LogprobsFormatter } from './logprobs.ts'
 
 /**
  * max_tokens 0 with echo, run as 1 token: the output as if nothing was generated (no text, no
@@ -31,11 +32,9 @@ export class GenerationRun {
   /** Sent before the first text (completions' echo: the prompt). */
   echoText = ''
   /** Echo of a token-id prompt: its text comes from its tokens, with the first output. */
-  echoFromTokens = false
+  private echoFromTokens = false
   /** Shapes the logprobs when the request asked for them. */
-  formatter: LogprobsFormatter | null = null
-  /** max_tokens 0 with echo: the one token generated is dropped from what the sink sees (options.ts). */
-  echoOnly = false
+  readonly formatter: LogprobsFormatter | null
   readonly rid: string
   private readonly timing: Timing
   private lastOutputMs = 0
@@ -49,9 +48,16 @@ export class GenerationRun {
     private readonly engine: EngineClient,
     readonly info: ServingInfo,
     readonly built: BuiltRequest,
+    private readonly params: GenerationParams,
     startMs: number,
   ) {
     this.rid = built.req.rid
+    // A formatter per sequence: the legacy shape's text offsets run on through its chunks.
+    this.formatter = params.logprobs ? new LogprobsFormatter(params.logprobs.kind, params.echo, !params.echoOnly) : null
+    if (params.echo) {
+      if (built.req.text !== null) this.echoText = built.req.text
+      else this.echoFromTokens = true
+    }
     this.timing = { startMs, firstTokenMs: null }
     const res = reply.raw
     // A client that hangs up aborts its request and frees its KV at once.
@@ -68,7 +74,7 @@ export class GenerationRun {
 
   submit(sink: RequestSink): void {
     try {
-      const onOutput = this.echoOnly ? (item: StrOutput) => sink.onOutput(promptOnly(item)) : sink.onOutput
+      const onOutput = this.params.echoOnly ? (item: StrOutput) => sink.onOutput(promptOnly(item)) : sink.onOutput
       this.engine.submit(this.built.req, { ...sink, onOutput, onResumed: () => void this.resumes++ })
     } catch (err) {
       this.done = true

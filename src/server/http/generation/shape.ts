@@ -1,4 +1,4 @@
-/** How an endpoint (completions, chat) shapes the responses of a generation request. */
+/** How an endpoint (completions, chat) shapes the responses of a generation request: its adapter to the one responder (responder.ts). */
 import type { FinishReason, StrOutput } from '../../../ipc/messages.ts'
 
 export interface Usage {

@@ -5,8 +5,10 @@
  * tool-call parser and the output constraint read.
  */
 import type { ChatMessage } from '../../../ipc/messages.ts'
+import { SpanserveError } from '../../../errors.ts'
 import type { ChatBody } from '../schemas.ts'
 import { templateArguments } from '../chat/request.ts'
+import { wantsLogprobs } from './output.ts'
 import type { ResponsesBody, ResponsesItem, ResponsesTextPart } from './schema.ts'
 
 function text(content: string | ResponsesTextPart[] | undefined): string {
@@ -35,9 +37,14 @@ export function inputMessages(input: string | ResponsesItem[]): ChatMessage[] {
   return out
 }
 
-/** The chat body the rest of the pipeline reads: sampling, tools, tool_choice and the output format. */
+/** The chat body the rest of the pipeline reads: sampling, logprobs, tools, tool_choice and the output format. */
 export function chatEquivalent(body: ResponsesBody, messages: ChatMessage[]): ChatBody {
   const fmt = body.text?.format
+  const structured = body.structured_outputs ?? null
+  // One constraint per request, named as the Responses body names it (vLLM refuses both at once too).
+  if (structured !== null && fmt !== undefined && fmt.type !== 'text') {
+    throw new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', 'structured_outputs and text.format cannot both constrain the output; set one', 'structured_outputs')
+  }
   const responseFormat =
     fmt === undefined || fmt.type === 'text'
       ? null
@@ -55,7 +62,10 @@ export function chatEquivalent(body: ResponsesBody, messages: ChatMessage[]): Ch
     tools: body.tools ? body.tools.map((t) => ({ type: 'function', function: { name: t.name, description: t.description ?? null, parameters: t.parameters ?? null, strict: t.strict ?? null } })) : null,
     tool_choice: typeof choice === 'object' && choice !== null ? { type: 'function', function: { name: choice.name } } : (choice ?? null),
     parallel_tool_calls: body.parallel_tool_calls ?? null,
+    // Output logprobs only when include asks (vLLM's rule); top_logprobs alone is ignored.
+    ...(wantsLogprobs(body) ? { logprobs: true, top_logprobs: body.top_logprobs ?? null } : {}),
     // Read by the output constraint (src/model/grammar/request.ts).
     ...(responseFormat ? { response_format: responseFormat } : {}),
+    ...(structured !== null ? { structured_outputs: structured } : {}),
   } as ChatBody
 }

@@ -9,8 +9,8 @@ import { SpanserveError } from '../../../errors.ts'
 import type { FastifyPluginAsync } from 'fastify'
 import type { RoutesOptions } from '../route-options.ts'
 import type { ChatMessage, StrOutput } from '../../../ipc/messages.ts'
-import { outputConstraint, type ConstraintRequest } from '../../../model/grammar/request.ts'
 import { chatTools, templateArguments } from '../chat/request.ts'
+import { chatParams } from '../chat/params.ts'
 import { buildRequest } from '../generation/request.ts'
 import { GenerationRun } from '../generation/run.ts'
 import type { RequestSink } from '../../engine-client/engine-client.ts'
@@ -21,12 +21,11 @@ import { reasoningParser } from '../reasoning/parsers.ts'
 import { AssistantStream, readAssistant, type AssistantReaders } from '../tool-calls/assistant-output.ts'
 import { warnUnknownFields } from '../unknown-fields.ts'
 import { chatEquivalent, inputMessages } from './input.ts'
-import { finalStatus, outputItems, responseObject, responsesUsage, ResponsesEventStream, wantsLogprobs, withoutLogprobs, type TokenLogprob } from './output.ts'
+import { finalStatus, outputItems, responseObject, responsesUsage, ResponsesEventStream, withoutLogprobs, type TokenLogprob } from './output.ts'
 import { responsesBody, type ResponsesBody } from './schema.ts'
 import { ResponseStore } from './store.ts'
 import { listedInputItems } from './input-items.ts'
 import { storedResponseRoutes } from './stored-routes.ts'
-import { LogprobsFormatter } from '../generation/logprobs.ts'
 
 /** The assistant's turn as the next request's history reads it. */
 function assistantTurn(content: string, calls: ParsedToolCall[]): ChatMessage {
@@ -57,12 +56,13 @@ export const responsesRoute: FastifyPluginAsync<RoutesOptions> = async (app, { e
       parallel: body.parallel_tool_calls !== false,
     }
     const reads = readers.reasoning !== null || readers.tools !== null
-    const constraint = await outputConstraint(chat as ConstraintRequest)
-    const built = buildRequest(request, info, chat, { text: null, inputIds: null, messages, tools, maxTokens: body.max_output_tokens ?? -1 }, { idPrefix: 'resp', operation: 'chat' }, constraint)
-    const run = new GenerationRun(request, reply, engine, info, built, startMs)
-    // Output logprobs in chat's per-token shape, which is the Responses API's too.
-    const formatter = wantsLogprobs(body) ? new LogprobsFormatter('chat', false) : null
-    if (formatter) built.req.sampling.logprobs = body.top_logprobs ?? 0
+    const input = { text: null, inputIds: null, messages, tools }
+    // A parser that reads special tokens ([TOOL_CALLS]) has the tokenizer keep them.
+    const params = await chatParams(chat, input, info, readers.tools?.keepsSpecialTokens === true)
+    const built = buildRequest(request, info, params, input, 0, { idPrefix: 'resp', operation: 'chat' })
+    const run = new GenerationRun(request, reply, engine, info, built, params, startMs)
+    // Output logprobs (asked through include: chatEquivalent) in chat's per-token shape, which is the Responses API's too.
+    const formatter = run.formatter
     const logprobsOf = (item: StrOutput): TokenLogprob[] => (formatter && item.logprobs ? (formatter.format([item.logprobs]).content as TokenLogprob[]) : [])
     const id = built.base.id.replace('resp-', 'resp_')
     const createdAt = built.base.created

@@ -4,6 +4,7 @@
  * previous_response_id. OpenAI's hosted tools (web_search, file_search, ...) are refused by name.
  */
 import { samplingFieldSchemas } from '../../../sampling/body.ts'
+import { constraintFieldSchemas } from '../../../model/grammar/request.ts'
 
 const functionName = { type: 'string', pattern: '^[a-zA-Z0-9_.:-]{1,64}$' } as const
 
@@ -81,6 +82,8 @@ export const responsesBody = {
     },
     parallel_tool_calls: { type: ['boolean', 'null'] },
     text: { type: ['object', 'null'], properties: { format, verbosity: { enum: ['low', 'medium', 'high', null] } } },
+    // vLLM's extension (its Responses requests take it as chat's): a regex, choice, grammar, … constraint.
+    structured_outputs: constraintFieldSchemas.structured_outputs,
     // Alternatives per token when include asks for message.output_text.logprobs (vLLM's rule).
     top_logprobs: { type: ['integer', 'null'], minimum: 0, maximum: 20 },
     // message.output_text.logprobs is served; OpenAI's other include values name hosted-tool output: ignored.
@@ -144,6 +147,7 @@ export interface ResponsesBody {
   tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; name: string } | null
   parallel_tool_calls?: boolean | null
   text?: { format?: ResponsesFormat; verbosity?: string | null } | null
+  structured_outputs?: Record<string, unknown> | null
   metadata?: Record<string, string> | null
   top_logprobs?: number | null
   include?: string[] | null

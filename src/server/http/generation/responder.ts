@@ -1,25 +1,28 @@
 /**
- * A request of several sequences (n > 1, best_of, several prompts): one engine request per sequence,
- * each its own run (trace span, metrics, abort on hang-up), answered together. Choices are indexed
- * prompt-major, n per prompt; with best_of > n, the n of highest total logprob are kept. A stream
- * interleaves the choices' chunks as they come; the usage sums the prompts (each once) and every
- * generated token. One sequence failing fails the request and stops the others; so does a client that
- * stops reading a stream (the slow-reader cutoff, as for one sequence).
+ * The answer to a generation request (completions, chat), for one sequence or several (n > 1,
+ * best_of, several prompts), whole or streamed, in the endpoint's shape (shape.ts). Each sequence is
+ * one engine request and its own run (run.ts: trace span, metrics, abort on hang-up). Choices are
+ * indexed prompt-major, n per prompt; with best_of > n, the n of highest total logprob are kept.
+ * Streamed (server-sent events), each choice's chunks go out as they come (several per output, or
+ * none while a parser holds text back), then the include_usage chunk with empty choices after the
+ * last (OpenAI's and vLLM's only usage in a stream); an error is a last event once the stream has
+ * started, a plain HTTP error before. One sequence failing fails the request and stops the others;
+ * so does a client that stops reading a stream (the slow-reader cutoff).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { StrOutput } from '../../../ipc/messages.ts'
-import type { OutputConstraint } from '../../../model/grammar/constraint.ts'
 import { SpanserveError, errorBody } from '../../../errors.ts'
+import * as tracing from '../../../tracing/index.ts'
 import type { EngineClient, RequestSink } from '../../engine-client/engine-client.ts'
 import { sendError } from '../http-errors.ts'
-import type { SamplingBody } from '../schemas.ts'
 import type { ServingInfo } from '../serving-info.ts'
 import { endSse, sendEvent, startSse } from '../sse.ts'
+import type { GenerateInput } from './ask.ts'
 import { setChoiceLogprobs } from './logprobs.ts'
-import { prepareSequence, sequencesPerPrompt, type GenerationOptions } from './options.ts'
-import { buildRequest, type GenerateInput } from './request.ts'
+import type { GenerationParams } from './params.ts'
+import { buildRequest } from './request.ts'
 import { GenerationRun } from './run.ts'
-import { chunkList, type ResponseShape, type Usage } from './shape.ts'
+import { chunkList, usageOf, type ResponseShape, type Usage } from './shape.ts'
 
 interface Sequence {
   run: GenerationRun
@@ -31,7 +34,10 @@ interface Sequence {
   last: StrOutput | null
 }
 
-function usageOf(seqs: readonly Sequence[]): Usage {
+/** The request's usage: each prompt once, every generated token. */
+function requestUsage(seqs: readonly Sequence[]): Usage {
+  // One sequence: its own, with the prefix cache's hits (prompt_tokens_details).
+  if (seqs.length === 1) return usageOf(seqs[0]!.last!)
   let prompt = 0
   let completion = 0
   for (const s of seqs) {
@@ -42,12 +48,6 @@ function usageOf(seqs: readonly Sequence[]): Usage {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
 }
 
-function choiceOf(body: Record<string, unknown>, index: number): Record<string, unknown> {
-  const choice = { ...(body.choices as Record<string, unknown>[])[0]! }
-  choice.index = index
-  return choice
-}
-
 /** Sum of a sequence's token logprobs: best_of's ranking. */
 function score(run: GenerationRun): number {
   let sum = 0
@@ -55,31 +55,46 @@ function score(run: GenerationRun): number {
   return sum
 }
 
-export async function serveChoices(
+/** The sequences of a request: `perPrompt` for each prompt, each with its own request and run. */
+function sequencesOf(
   request: FastifyRequest,
   reply: FastifyReply,
   engine: EngineClient,
   info: ServingInfo,
-  body: SamplingBody,
+  params: GenerationParams,
   inputs: readonly GenerateInput[],
   shape: ResponseShape,
-  o: GenerationOptions,
-  constraint: OutputConstraint | null,
-): Promise<void> {
+): Sequence[] {
   const startMs = performance.now()
-  const per = sequencesPerPrompt(o)
-  const n = o.n ?? 1
+  const per = params.perPrompt
+  const total = inputs.length * per
   const seqs: Sequence[] = []
   for (let p = 0; p < inputs.length; p++) {
     for (let j = 0; j < per; j++) {
-      const built = buildRequest(request, info, body, inputs[p]!, shape, constraint)
-      const run = new GenerationRun(request, reply, engine, info, built, startMs)
-      prepareSequence(run, built, o, j, p * per + j, inputs.length * per)
-      seqs.push({ run, shape: shape.fork?.() ?? shape, prompt: p, seq: j, last: null })
+      const built = buildRequest(request, info, params, inputs[p]!, j, shape)
+      const run = new GenerationRun(request, reply, engine, info, built, params, startMs)
+      // Each sequence's span says which choice it is.
+      if (total > 1) tracing.reqAttrs(built.req.rid, { [tracing.GEN_AI_REQUEST_CHOICE_COUNT]: per, [tracing.SPANSERVE_CHOICE_INDEX]: p * per + j })
+      seqs.push({ run, shape: seqs.length === 0 ? shape : (shape.fork?.() ?? shape), prompt: p, seq: j, last: null })
     }
   }
   // One 'close' listener per run.
   reply.raw.setMaxListeners(seqs.length + 10)
+  return seqs
+}
+
+/** Runs every sequence of the request through the engine and answers it; resolves once answered. */
+export function respond(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  engine: EngineClient,
+  info: ServingInfo,
+  params: GenerationParams,
+  inputs: readonly GenerateInput[],
+  shape: ResponseShape,
+): Promise<void> {
+  const seqs = sequencesOf(request, reply, engine, info, params, inputs, shape)
+  const { n, perPrompt: per, stream } = params
   const { base, headers } = seqs[0]!.run.built
   const res = reply.raw
   let started = false
@@ -100,7 +115,7 @@ export async function serveChoices(
       if (ended) return
       ended = true
       stopOthers(err)
-      if (!body.stream || !started) sendError(reply, headers, err)
+      if (!stream || !started) sendError(reply, headers, err)
       else {
         sendEvent(res, errorBody(err))
         endSse(res)
@@ -115,18 +130,17 @@ export async function serveChoices(
         // best_of: the n most likely sequences of the prompt, most likely first.
         if (per > n) group = [...group].sort((a, b) => score(b.run) - score(a.run)).slice(0, n)
         group.forEach((s, j) => {
-          const item = s.last!
-          const whole = s.shape.whole(base, s.run.echoText + s.run.completion, item.finishReason ?? 'stop', usageOf([s]))
+          const whole = s.shape.whole(base, s.run.echoText + s.run.completion, s.last!.finishReason ?? 'stop', usageOf(s.last!))
           first ??= whole
           if (s.run.formatter) setChoiceLogprobs(whole, s.run.formatter.format(s.run.logprobs))
-          choices.push(choiceOf(whole, p * n + j))
+          choices.push({ ...(whole.choices as Record<string, unknown>[])[0]!, index: p * n + j })
         })
       }
-      void reply.headers(headers).send({ ...first!, choices, usage: usageOf(seqs) })
+      void reply.headers(headers).send({ ...first!, choices, usage: requestUsage(seqs) })
     }
-    const includeUsage = body.stream_options?.include_usage === true
-    const onOutput = (s: Sequence, index: number, item: StrOutput, firstOfRun: boolean) => {
-      if (!body.stream) return
+    // continuous_usage_stats (vLLM's): each chunk of a one-sequence stream carries the usage so far.
+    const continuousUsage = stream?.continuousUsage === true && seqs.length === 1
+    const sendChunks = (s: Sequence, item: StrOutput, firstOfRun: boolean) => {
       if (!started) {
         started = true
         reply.hijack()
@@ -137,7 +151,8 @@ export async function serveChoices(
       if (chunks.length > 0 && item.logprobs && s.run.formatter) setChoiceLogprobs(chunks[0]!, s.run.formatter.format([item.logprobs]))
       for (const chunk of chunks) {
         const choices = chunk.choices as Record<string, unknown>[]
-        if (choices[0]) choices[0].index = index
+        if (choices[0]) choices[0].index = s.prompt * n + s.seq
+        if (continuousUsage) chunk.usage = usageOf(item)
         sendEvent(res, chunk)
       }
     }
@@ -145,27 +160,25 @@ export async function serveChoices(
     const submit = (s: Sequence) => {
       // Hung up while its prompt's first sequence prefilled: its close handler ended every run already.
       if (s.run.done || ended) return
-      const index = s.prompt * n + s.seq
       let firstOfRun = true
       const sink: RequestSink = {
         onOutput: (item) => {
           if (firstOfRun) startFollowers(s)
           if (ended || s.run.done) return
           s.run.output(item)
-          // A client that does not read (stream-responder.ts's rule, for the whole request): more than
-          // the limit waits for it while a sequence still runs. This sequence stops early; its onError
-          // fails the request, which aborts every other sequence (their KV freed) and sends the
-          // slow-reader error event once.
-          if (body.stream && s.run.stopIfSlowReader(sink, item)) return
-          onOutput(s, index, item, firstOfRun)
+          // A client that does not read: more than the limit waits for it while a sequence still runs.
+          // This sequence stops early; its onError fails the request, which aborts every other
+          // sequence (their KV freed) and sends the slow-reader error event once.
+          if (stream && s.run.stopIfSlowReader(sink, item)) return
+          if (stream) sendChunks(s, item, firstOfRun)
           firstOfRun = false
           if (item.finishReason === null) return
           s.last = item
           s.run.finish(item)
           if (--left > 0) return
           ended = true
-          if (body.stream) {
-            if (includeUsage) sendEvent(res, shape.usageChunk(base, usageOf(seqs)))
+          if (stream) {
+            if (stream.includeUsage) sendEvent(res, shape.usageChunk(base, requestUsage(seqs)))
             endSse(res)
           } else answerWhole()
           resolve()
@@ -183,7 +196,7 @@ export async function serveChoices(
     // follow once it has its first token, when the scheduler has cached the prompt's whole blocks:
     // they share them and each prefills only the prompt's last partial block. The first token of the
     // response is not held back. Prompt logprobs (echo) are computed per sequence, cache or not.
-    const followLeader = per > 1 && info.prefixCache && !seqs[0]!.run.built.req.sampling.promptLogprobs
+    const followLeader = per > 1 && info.prefixCache && !params.echo
     const followers = new Map<number, Sequence[]>()
     const startFollowers = (leader: Sequence) => {
       const waiting = leader.seq === 0 ? followers.get(leader.prompt) : undefined
