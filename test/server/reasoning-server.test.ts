@@ -1,8 +1,8 @@
 /**
  * --reasoning-parser through the real server and the openai client: the embedded model is held by a
  * regex to write `<think>…</think>` and then an answer, and the parser returns the thinking as
- * reasoning_content apart from the content, whole and streamed. (The Responses API takes no regex
- * constraint, so its reasoning item cannot be forced from the embedded model this way.)
+ * reasoning_content apart from the content, whole and streamed. The Responses API's reasoning item:
+ * responses-reasoning.test.ts.
  */
 import t from 'tap'
 import OpenAI from 'openai'
