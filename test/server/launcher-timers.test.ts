@@ -3,7 +3,7 @@
  * a dead child is restarted after 100 ms; only futile deaths (futile-restart.ts) count toward a crash
  * loop, whose circuit makes serving 'broken' and backs restarts off to 30 s until the child is ready
  * again; the hang watchdog, TP groups restarting whole, start-up failures, and stop. The same
- * policies against real processes: supervision.test.ts, test/faults/*, test/soak/crash-loop.test.ts.
+ * policies against real processes: test/soak/ (supervision, resume-bounds, resume-trace, child-start, crash-loop).
  */
 import t from 'tap'
 import FakeTimers from '@sinonjs/fake-timers'

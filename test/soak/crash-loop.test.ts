@@ -2,7 +2,7 @@
  * Only futile restarts make a crash loop. A worker SIGKILLed from outside every 2-4 s while it serves
  * is restarted at once each time and never opens its circuit, even with --crash-loop-deaths 2: every
  * request is answered in full. (A worker that dies before it is ready does open it:
- * test/faults/resume-bounds.test.ts.)
+ * test/soak/resume-bounds.test.ts.)
  */
 import t from 'tap'
 import { startServer } from '../../harness/server.ts'
