@@ -11,9 +11,9 @@ import { createRequire } from 'node:module'
 import { parseArgs } from 'node:util'
 import { trainBpe, tokenizerJson, EOS_TOKEN } from '../src/model/bpe.ts'
 import { corpusDocuments, CORPUS_PATH } from '../src/model/build.ts'
-import type { OutputConstraint } from '../src/model/grammar/constraint.ts'
-import { GrammarEngine } from '../src/model/grammar/engine.ts'
-import { grammarVocab, type GrammarVocab } from '../src/model/grammar/vocab.ts'
+import type { OutputConstraint } from '../src/structured-output/constraint.ts'
+import { GrammarEngine } from '../src/structured-output/engine.ts'
+import { grammarVocab, type GrammarVocab } from '../src/structured-output/vocab.ts'
 
 const { values } = parseArgs({ options: { steps: { type: 'string', default: '200' } } })
 const maxSteps = Number(values.steps)

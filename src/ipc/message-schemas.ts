@@ -9,7 +9,7 @@ import { ERRORS, type ErrorCode } from '../errors.ts'
 import type { ChatMessage, ChatTool, FinishReason, MessageOf, MessageType, ProcessStats, RequestStats, Role, SamplingParams, PromptTextLogprobs, TextLogprobs, TokenLogprobs } from './messages.ts'
 import type { CarrierLink, TraceCarrier } from '../tracing/propagation.ts'
 import { TRACE_LEVELS } from '../tracing/types.ts'
-import type { OutputConstraint } from '../model/grammar/constraint.ts'
+import type { OutputConstraint } from '../structured-output/constraint.ts'
 
 /** The typed arrays the codec sends as binary frames, by the kind named in their frame reference. */
 export const BINARY_KINDS = { i32: Int32Array, f32: Float32Array, u8: Uint8Array } as const
@@ -104,7 +104,7 @@ const trace: Schema<TraceCarrier> = {
   properties: { traceparent: str, tracestate: opt(str), prev: opt(str), links: opt({ type: 'array', items: carrierLink }) },
 }
 
-/** A union by `type`, which Schema cannot spell: the kind is checked here, its fields by src/model/grammar/. */
+/** A union by `type`, which Schema cannot spell: the kind is checked here, its fields by src/structured-output/ and src/server/http/structured-output/. */
 const outputConstraint = {
   type: 'object',
   properties: { type: { type: 'string', enum: ['json_schema', 'json_object', 'regex', 'choice', 'grammar', 'structural_tag', 'tool_calls'] } },

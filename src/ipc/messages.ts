@@ -9,7 +9,7 @@
 import type { ErrorCode } from '../errors.ts'
 import type { Role, TraceCarrier, TraceLevel } from '../tracing/types.ts'
 import type { SamplingParams } from '../sampling/params.ts'
-import type { OutputConstraint } from '../model/grammar/constraint.ts'
+import type { OutputConstraint } from '../structured-output/constraint.ts'
 
 export type { Role } from '../tracing/types.ts'
 export type FinishReason = 'stop' | 'length' | 'abort' | 'error'
@@ -140,7 +140,7 @@ export interface PrefillEntry {
   /** Sent with the first chunk only. */
   sampling: SamplingParams | null
   /**
-   * With the first chunk: the sequence's KV block table (src/model/kv-blocks.ts), enough blocks for
+   * With the first chunk: the sequence's KV block table (src/ipc/kv-blocks.ts), enough blocks for
    * every position it will write. The first `start` positions are already in its first blocks (a
    * cached prefix). Absent: the worker gives the sequence blocks of its own.
    */

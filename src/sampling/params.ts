@@ -1,4 +1,4 @@
-import type { OutputConstraint } from '../model/grammar/constraint.ts'
+import type { OutputConstraint } from '../structured-output/constraint.ts'
 
 /**
  * SamplingParams: how one request's tokens are drawn, as it crosses server → tokenizer → scheduler →
@@ -41,7 +41,7 @@ export interface SamplingParams {
   generatedIds?: number[]
   minTokensStopIds?: number[]
   /**
-   * Constrained decoding (src/model/grammar/): the output is held to this JSON schema, regex, choice,
+   * Constrained decoding (src/structured-output/ and src/server/http/structured-output/): the output is held to this JSON schema, regex, choice,
    * grammar or tool-call format; the worker masks what it does not allow.
    */
   constraint?: OutputConstraint

@@ -1,6 +1,6 @@
 /**
  * The scheduler's KV cache: the token budget (--max-total-tokens), the KV blocks it allocates
- * (src/model/kv-blocks.ts) and, when on, the prefix cache over them.
+ * (src/ipc/kv-blocks.ts) and, when on, the prefix cache over them.
  *
  * A request admitted reserves prompt + max_tokens, less the prefix it found cached: those tokens are
  * counted once, by the cache, and locked there while it runs, so admitted requests never run out of
@@ -11,7 +11,8 @@
  * use are at most what the same requests would reserve without the cache, so the cache never makes a
  * request wait that would have run without it.
  */
-import { alignDown, blocksFor, KvBlockPool } from '../model/kv-blocks.ts'
+import { alignDown, blocksFor } from '../ipc/kv-blocks.ts'
+import { KvBlockPool } from './kv-block-pool.ts'
 import { RadixCache, type RadixNode } from './radix-cache.ts'
 
 /** What an admitted request holds. */

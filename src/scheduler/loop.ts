@@ -31,7 +31,7 @@ import { KvSpace } from './kv-space.ts'
 import { WaitingQueue } from './queue.ts'
 import type { SchedRequest } from './request.ts'
 import type { ErrorCode } from '../errors.ts'
-import type { OutputConstraint } from '../model/grammar/constraint.ts'
+import type { OutputConstraint } from '../structured-output/constraint.ts'
 
 /** How long a client gone idle still counts as a light client sharing the server (a chat's turns, a poller's requests). */
 const LIGHT_CLIENT_WINDOW_MS = 2000

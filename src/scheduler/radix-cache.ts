@@ -5,7 +5,8 @@
  * A running request locks the path it matched, so it is never evicted under it; unlocked leaves go
  * least recently used first.
  */
-import { KV_BLOCK_TOKENS as BT, type KvBlockPool } from '../model/kv-blocks.ts'
+import { KV_BLOCK_TOKENS as BT } from '../ipc/kv-blocks.ts'
+import type { KvBlockPool } from './kv-block-pool.ts'
 
 export class RadixNode {
   readonly children = new Map<string, RadixNode>()

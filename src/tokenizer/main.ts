@@ -13,7 +13,7 @@ import { Intake } from './intake.ts'
 import { detokenizeBatch } from './outputs.ts'
 import { onGroupState, onReset } from './group-events.ts'
 import { answerTokenize } from './tokenize-api.ts'
-import { KV_BLOCK_TOKENS } from '../model/kv-blocks.ts'
+import { KV_BLOCK_TOKENS } from '../ipc/kv-blocks.ts'
 import * as tracing from '../tracing/index.ts'
 
 await runChild('tokenizer', async (ctx) => {

@@ -4,7 +4,7 @@
  * chained hashes, least recently used dropped beyond a cap near the group's KV budget. Only routing
  * reads it, so a stale entry or a hash collision costs a cache miss, never a wrong output.
  */
-import { KV_BLOCK_TOKENS as BT } from '../model/kv-blocks.ts'
+import { KV_BLOCK_TOKENS as BT } from '../ipc/kv-blocks.ts'
 
 /** Chained 53-bit hashes of each whole-block prefix of `ids`. */
 function prefixHashes(ids: ArrayLike<number>): number[] {

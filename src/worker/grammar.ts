@@ -1,16 +1,16 @@
 /**
  * The worker's constrained decoding. The scheduler asks for a request's grammar when the request
- * arrives (grammar_prepare); it compiles in the pool's threads (src/model/grammar/pool.ts) while the
+ * arrives (grammar_prepare); it compiles in the pool's threads (src/structured-output/pool.ts) while the
  * request waits out of the batch and the step loop goes on; the answer (ready, or a 400 refusal)
  * goes back to the scheduler. When the request's first chunk runs, its sequences' samplers get
  * matchers in the thread that compiled the grammar; the request lets its grammar go when released.
  */
 import { join } from 'node:path'
 import type { ModelInfo } from '../model/load.ts'
-import { Utf8Guard } from '../model/grammar/engine.ts'
-import { readGrammarVocab } from '../model/grammar/vocab.ts'
-import { GrammarPool, type Verdict } from '../model/grammar/pool.ts'
-import type { OutputConstraint } from '../model/grammar/constraint.ts'
+import { Utf8Guard } from '../structured-output/engine.ts'
+import { readGrammarVocab } from '../structured-output/vocab.ts'
+import { GrammarPool, type Verdict } from '../structured-output/pool.ts'
+import type { OutputConstraint } from '../structured-output/constraint.ts'
 import type { SamplingParams } from '../sampling/params.ts'
 import type { PrefillEntry } from '../ipc/messages.ts'
 import type { LogitsProcessor } from './logits-processor.ts'

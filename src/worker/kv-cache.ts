@@ -1,10 +1,10 @@
 /**
- * The worker's KV cache in host memory, in blocks (src/model/kv-blocks.ts): a KvBlockStore holds each
+ * The worker's KV cache in host memory, in blocks (src/ipc/kv-blocks.ts): a KvBlockStore holds each
  * block's keys and values under the id the scheduler gave it, and a SequenceKv is one sequence's view
  * through its block table. A sequence may start on blocks another one filled (a cached prefix): they
  * are read, never written, since a sequence only writes at and after its own start.
  */
-import { KV_BLOCK_TOKENS as BT } from '../model/kv-blocks.ts'
+import { KV_BLOCK_TOKENS as BT } from '../ipc/kv-blocks.ts'
 
 export interface KvShape {
   numLayers: number

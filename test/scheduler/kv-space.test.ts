@@ -4,7 +4,8 @@
  * keep out a request that would fit without the cache.
  */
 import t from 'tap'
-import { KV_BLOCK_TOKENS as BT, KvBlockPool } from '../../src/model/kv-blocks.ts'
+import { KV_BLOCK_TOKENS as BT } from '../../src/ipc/kv-blocks.ts'
+import { KvBlockPool } from '../../src/scheduler/kv-block-pool.ts'
 import { RadixCache } from '../../src/scheduler/radix-cache.ts'
 import { KvSpace } from '../../src/scheduler/kv-space.ts'
 

@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { SchedulerLoop, type LoopIo } from '../../src/scheduler/loop.ts'
-import { KV_BLOCK_TOKENS as BT } from '../../src/model/kv-blocks.ts'
+import { KV_BLOCK_TOKENS as BT } from '../../src/ipc/kv-blocks.ts'
 import type { BatchTokenIdOutput, ForwardBatch, TokenizedGenerateReqInput } from '../../src/ipc/messages.ts'
 import { conditionWaiters } from '../helpers/until.ts'
 

@@ -6,7 +6,7 @@
  * after its worker is killed the cache is empty and the outputs are still right.
  */
 import t from 'tap'
-import { KV_BLOCK_TOKENS as BT } from '../../src/model/kv-blocks.ts'
+import { KV_BLOCK_TOKENS as BT } from '../../src/ipc/kv-blocks.ts'
 import { parseExposition } from '../helpers/prometheus.ts'
 import { startServer, type RunningServer } from '../../harness/server.ts'
 

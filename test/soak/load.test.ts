@@ -8,7 +8,7 @@ import t from 'tap'
 import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
 import { parseExposition } from '../helpers/prometheus.ts'
 import { startServer } from '../../harness/server.ts'
-import { KV_BLOCK_TOKENS } from '../../src/model/kv-blocks.ts'
+import { KV_BLOCK_TOKENS } from '../../src/ipc/kv-blocks.ts'
 import { PRESETS } from '../../src/model/presets.ts'
 
 const TOTAL = 2000

@@ -5,7 +5,7 @@
  * own tree, the tokenizer sends a prompt to the group holding its prefix, and the outputs do not change.
  */
 import t from 'tap'
-import { KV_BLOCK_TOKENS as BT } from '../../src/model/kv-blocks.ts'
+import { KV_BLOCK_TOKENS as BT } from '../../src/ipc/kv-blocks.ts'
 import { startServer, type RunningServer } from '../../harness/server.ts'
 
 const ids = (n: number, seed: number) => Array.from({ length: n }, (_, i) => 20 + ((i * 131 + seed * 17) % 900))

@@ -18,7 +18,7 @@ import { closeGrammars, prepareGrammar } from '../../src/worker/grammar.ts'
 import type { PrefillEntry } from '../../src/ipc/messages.ts'
 import type { SamplingParams } from '../../src/sampling/params.ts'
 import { forWorker } from '../../src/sampling/for-worker.ts'
-import type { OutputConstraint } from '../../src/model/grammar/constraint.ts'
+import type { OutputConstraint } from '../../src/structured-output/constraint.ts'
 import { TEST_CACHE_DIR } from '../../harness/server.ts'
 
 const info = readModelInfo(await ensureModel({ preset: 'default', cacheDir: TEST_CACHE_DIR }))

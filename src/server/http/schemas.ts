@@ -7,7 +7,7 @@
  * docs/api.md says what happens to each field.
  */
 import { samplingFieldSchemas, type SamplingFields } from '../../sampling/body.ts'
-import { constraintFieldSchemas } from '../../model/grammar/request.ts'
+import { constraintFieldSchemas } from './structured-output/request.ts'
 
 const samplingProperties = {
   model: { type: 'string', maxLength: 256 },
@@ -34,7 +34,7 @@ const samplingProperties = {
   ignore_eos: { type: ['boolean', 'null'] },
   // temperature, top_p, top_k, seed, the penalties, min_p, min_tokens, stop_token_ids, logit_bias.
   ...samplingFieldSchemas,
-  // Structured output: response_format, guided_json/_regex/_choice/_grammar, structured_outputs (src/model/grammar/).
+  // Structured output: response_format, guided_json/_regex/_choice/_grammar, structured_outputs (src/structured-output/ and src/server/http/structured-output/).
   ...constraintFieldSchemas,
 } as const
 

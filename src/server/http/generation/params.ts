@@ -5,8 +5,8 @@
  * request (request.ts) and run (run.ts) read them, and the tokenizer projects their sampling for the
  * worker (src/sampling/for-worker.ts).
  */
-import { outputConstraint, type ConstraintRequest } from '../../../model/grammar/request.ts'
-import type { OutputConstraint } from '../../../model/grammar/constraint.ts'
+import { outputConstraint, type ConstraintRequest } from '../structured-output/request.ts'
+import type { OutputConstraint } from '../../../structured-output/constraint.ts'
 import type { SamplingFields } from '../../../sampling/body.ts'
 import type { SamplingDefaults } from '../../../sampling/defaults.ts'
 import type { SamplingParams } from '../../../sampling/params.ts'

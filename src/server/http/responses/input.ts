@@ -64,7 +64,7 @@ export function chatEquivalent(body: ResponsesBody, messages: ChatMessage[]): Ch
     parallel_tool_calls: body.parallel_tool_calls ?? null,
     // Output logprobs only when include asks (vLLM's rule); top_logprobs alone is ignored.
     ...(wantsLogprobs(body) ? { logprobs: true, top_logprobs: body.top_logprobs ?? null } : {}),
-    // Read by the output constraint (src/model/grammar/request.ts).
+    // Read by the output constraint (src/server/http/structured-output/request.ts).
     ...(responseFormat ? { response_format: responseFormat } : {}),
     ...(structured !== null ? { structured_outputs: structured } : {}),
   } as ChatBody

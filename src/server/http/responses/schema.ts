@@ -4,7 +4,7 @@
  * previous_response_id. OpenAI's hosted tools (web_search, file_search, ...) are refused by name.
  */
 import { samplingFieldSchemas } from '../../../sampling/body.ts'
-import { constraintFieldSchemas } from '../../../model/grammar/request.ts'
+import { constraintFieldSchemas } from '../structured-output/request.ts'
 
 const functionName = { type: 'string', pattern: '^[a-zA-Z0-9_.:-]{1,64}$' } as const
 

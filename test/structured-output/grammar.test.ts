@@ -9,11 +9,11 @@ import { Ajv } from 'ajv'
 import { Tokenizer } from '@huggingface/tokenizers'
 import { trainBpe, tokenizerConfigJson, tokenizerJson, EOS_TOKEN, IM_START } from '../../src/model/bpe.ts'
 import { corpusDocuments, CORPUS_PATH } from '../../src/model/build.ts'
-import { GrammarEngine, type ConstrainedOutput } from '../../src/model/grammar/engine.ts'
-import { grammarVocab, utf8Possible } from '../../src/model/grammar/vocab.ts'
-import { boundedRepeat, jsonSchemaEbnf, type OutputConstraint } from '../../src/model/grammar/constraint.ts'
-import { XgrammarInstance } from '../../src/model/grammar/xgrammar.ts'
-import { requestedConstraint } from '../../src/model/grammar/request.ts'
+import { GrammarEngine, type ConstrainedOutput } from '../../src/structured-output/engine.ts'
+import { grammarVocab, utf8Possible } from '../../src/structured-output/vocab.ts'
+import { boundedRepeat, jsonSchemaEbnf, type OutputConstraint } from '../../src/structured-output/constraint.ts'
+import { XgrammarInstance } from '../../src/structured-output/xgrammar.ts'
+import { requestedConstraint } from '../../src/server/http/structured-output/request.ts'
 import { SpanserveError } from '../../src/errors.ts'
 
 const bpe = trainBpe(corpusDocuments(readFileSync(CORPUS_PATH, 'utf8')), 1024)
@@ -165,7 +165,7 @@ for (const model of [embedded, qwen]) {
 }
 
 // The refusals as the server's client sees them (a 400 naming the field) come from the worker's
-// grammar threads: test/model/grammar-pool.test.ts.
+// grammar threads: test/structured-output/grammar-pool.test.ts.
 t.test('the engine names the reason of a refusal and compiles the next constraint on a fresh instance', async (t) => {
   const engine = new GrammarEngine(embedded.vocab)
   const bad = await engine.prepare({ type: 'json_schema', schema: '{"type":"objec"}' }).then(() => null, (e: Error) => e)

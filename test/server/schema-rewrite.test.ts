@@ -1,14 +1,14 @@
 /**
- * The JSON Schema rewrite (src/model/grammar/schema-rewrite.ts) over every schema of JSONSchemaBench's
+ * The JSON Schema rewrite (src/server/http/structured-output/schema-rewrite.ts) over every schema of JSONSchemaBench's
  * sample in shared/: each is either rewritten, and then compiles in xgrammar and generates only what
  * the client's schema accepts (random walks through the compiled grammar, each complete output
  * validated by ajv under the schema's own draft, with ajv-formats), or refused naming a keyword and
  * its JSON pointer. The failing kinds of issue 28 are checked one by one.
  */
 import t from 'tap'
-import { XgrammarInstance, type Xgrammar } from '../../src/model/grammar/xgrammar.ts'
-import { jsonSchemaEbnf } from '../../src/model/grammar/constraint.ts'
-import { rewriteJsonSchema, SchemaRefusal, enforceableSchemaText } from '../../src/model/grammar/schema-rewrite.ts'
+import { XgrammarInstance, type Xgrammar } from '../../src/structured-output/xgrammar.ts'
+import { jsonSchemaEbnf } from '../../src/structured-output/constraint.ts'
+import { rewriteJsonSchema, SchemaRefusal, enforceableSchemaText } from '../../src/server/http/structured-output/schema-rewrite.ts'
 import { SpanserveError } from '../../src/errors.ts'
 import { benchAvailable, benchSchemas, validatorFor, rewrittenValidator } from '../../harness/jsonschemabench.ts'
 

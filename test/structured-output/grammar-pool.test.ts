@@ -1,4 +1,4 @@
-// The worker's grammar threads (src/model/grammar/pool.ts) over the embedded model's real vocabulary
+// The worker's grammar threads (src/structured-output/pool.ts) over the embedded model's real vocabulary
 // and real xgrammar threads: refusals name the field and the reason, a compile past its budget is a
 // CONSTRAINT_TOO_COMPLEX refusal while other requests' masks keep coming, masks from a thread equal
 // the in-thread engine's, and a thread whose memory grew past its bound is ended once idle.
@@ -6,11 +6,11 @@ import t from 'tap'
 import { join } from 'node:path'
 import { ensureModel } from '../../src/model/build.ts'
 import { readModelInfo } from '../../src/model/load.ts'
-import { GrammarPool } from '../../src/model/grammar/pool.ts'
-import { GrammarEngine, Utf8Guard } from '../../src/model/grammar/engine.ts'
-import { readGrammarVocab } from '../../src/model/grammar/vocab.ts'
-import { requestedConstraint } from '../../src/model/grammar/request.ts'
-import type { OutputConstraint } from '../../src/model/grammar/constraint.ts'
+import { GrammarPool } from '../../src/structured-output/pool.ts'
+import { GrammarEngine, Utf8Guard } from '../../src/structured-output/engine.ts'
+import { readGrammarVocab } from '../../src/structured-output/vocab.ts'
+import { requestedConstraint } from '../../src/server/http/structured-output/request.ts'
+import type { OutputConstraint } from '../../src/structured-output/constraint.ts'
 import { TEST_CACHE_DIR } from '../../harness/server.ts'
 
 const info = readModelInfo(await ensureModel({ preset: 'default', cacheDir: TEST_CACHE_DIR }))

@@ -12,8 +12,8 @@
  * Either may come as an object or as JSON text; the result is the first form, as JSON text.
  */
 import { Ajv, type ErrorObject } from 'ajv'
-import { SpanserveError } from '../../errors.ts'
-import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../json-depth.ts'
+import { SpanserveError } from '../../../errors.ts'
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../../json-depth.ts'
 
 const str = { type: 'string' } as const
 const nonEmpty = { type: 'string', minLength: 1 } as const

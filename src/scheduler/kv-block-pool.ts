@@ -1,25 +1,4 @@
-/**
- * KV blocks: the one unit of KV cache that the scheduler allocates and the worker holds (vLLM's
- * block manager, SGLang's token-to-KV pool with a page size). A sequence's KV is a table of block
- * ids, each holding KV_BLOCK_TOKENS consecutive positions. The scheduler owns the ids and their
- * reference counts: a block is shared by every sequence whose table names it and by the prefix cache,
- * and is free once none does. The worker keeps each block's data under its id until the scheduler
- * frees it, so a sequence can start from blocks already filled (a cached prefix) at any position
- * that is a block boundary.
- */
-
-/** Positions per block. Prefixes are shared in whole blocks (a partly filled block is never shared). */
-export const KV_BLOCK_TOKENS = 16
-
-/** Blocks that hold `tokens` positions. */
-export function blocksFor(tokens: number): number {
-  return Math.ceil(tokens / KV_BLOCK_TOKENS)
-}
-
-/** The block boundary at or below `tokens`. */
-export function alignDown(tokens: number): number {
-  return tokens - (tokens % KV_BLOCK_TOKENS)
-}
+/** The scheduler's KV block allocator (the blocks themselves: src/ipc/kv-blocks.ts). */
 
 /**
  * Block ids with reference counts. Ids are small integers, reused once freed; the pool has no size

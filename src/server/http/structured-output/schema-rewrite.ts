@@ -14,7 +14,7 @@
  * The keyword list, with what happens to each: docs/structured-output.md.
  */
 import mergeAllOf from 'json-schema-merge-allof'
-import { SpanserveError } from '../../errors.ts'
+import { SpanserveError } from '../../../errors.ts'
 import { INTEGER_FORMATS, isKnownNoConstraint, isStringFormat, stringFormat } from './schema-formats.ts'
 import { xgrammarPattern } from './schema-pattern.ts'
 

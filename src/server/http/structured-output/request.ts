@@ -4,13 +4,13 @@
  * `guided_grammar` and their successor `structured_outputs`, and `tool_choice` "required" or a
  * named function. At most one may be set; the field that set it is `param` in any error about it.
  */
-import { SpanserveError } from '../../errors.ts'
+import { SpanserveError } from '../../../errors.ts'
 import { structuralTagText } from './structural-tag-schema.ts'
 import { enforceableSchemaText } from './schema-rewrite.ts'
-import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../json-depth.ts'
-import type { OutputConstraint, RequestedConstraint } from './constraint.ts'
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../../json-depth.ts'
+import type { OutputConstraint, RequestedConstraint } from '../../../structured-output/constraint.ts'
 
-export type { RequestedConstraint } from './constraint.ts'
+export type { RequestedConstraint } from '../../../structured-output/constraint.ts'
 
 /**
  * The body schemas of the constraint fields, for the route schemas to spread in (chat and
@@ -203,7 +203,7 @@ export function requestedConstraint(body: ConstraintRequest): RequestedConstrain
  * The request's output constraint, with the field it came from: null when it asks for none; a 400
  * naming the field when a field is malformed or two are set. Nothing is compiled here, on the
  * server's event loop: the worker compiles it in a grammar thread under a time budget
- * (src/model/grammar/pool.ts), and a constraint the engine refuses comes back as a 400 naming the field.
+ * (src/structured-output/pool.ts), and a constraint the engine refuses comes back as a 400 naming the field.
  */
 export async function outputConstraint(body: ConstraintRequest): Promise<OutputConstraint | null> {
   const requested = requestedConstraint(body)

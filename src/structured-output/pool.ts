@@ -14,7 +14,7 @@
  */
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
-import type { ErrorCode } from '../../errors.ts'
+import type { ErrorCode } from '../errors.ts'
 import { constraintKey, type OutputConstraint } from './constraint.ts'
 import { maskRow, type Utf8Guard } from './engine.ts'
 import { slotWords, SLOT_DONE, SLOT_MASK, SLOT_STATE, STATE_FAILED, STATE_TERMINATED, type FromThread, type ThreadStart, type ToThread } from './thread-protocol.ts'
