@@ -327,8 +327,3 @@ function anyValue(v: Rec | undefined): unknown {
   if ('bytesValue' in v) return v.bytesValue
   return undefined
 }
-
-/** Parent/child and link helpers for assertions. */
-export function byName(spans: readonly ReceivedSpan[], name: string): ReceivedSpan[] {
-  return spans.filter((s) => s.name === name)
-}

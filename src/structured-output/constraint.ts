@@ -3,7 +3,7 @@
  * handed to xgrammar. The server builds one from the request (request.ts), checks that it compiles
  * (check.ts), and the worker compiles it against the model's vocabulary (engine.ts).
  */
-import type { CompiledGrammar, Grammar, GrammarCompiler } from '@mlc-ai/web-xgrammar'
+import type { CompiledGrammar, GrammarCompiler } from '@mlc-ai/web-xgrammar'
 import type { Xgrammar } from './xgrammar.ts'
 
 export type OutputConstraint = ConstraintKind & {
@@ -35,8 +35,6 @@ export interface ToolCallsConstraint {
   /** The model's tool-call format; Hermes/Qwen's `<tool_call>` blocks is the one there is. */
   format: 'hermes'
 }
-
-export type ConstraintType = OutputConstraint['type']
 
 /** A request's one constraint and the request field it came from (check.ts, request.ts). */
 export interface RequestedConstraint {
@@ -184,12 +182,6 @@ async function source(xg: Xgrammar, c: OutputConstraint): Promise<{ ebnf: string
     case 'tool_calls':
       return { tag: await toolCallsTag(xg, c.calls) }
   }
-}
-
-/** The constraint as an xgrammar Grammar: no vocabulary needed; used to check a request. */
-export async function toGrammar(xg: Xgrammar, c: OutputConstraint): Promise<Grammar> {
-  const src = await source(xg, c)
-  return 'ebnf' in src ? xg.Grammar.fromEBNF(src.ebnf) : xg.Grammar.fromStructuralTag(src.tag)
 }
 
 /** The constraint compiled against a vocabulary: what matchers are made from. */
