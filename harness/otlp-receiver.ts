@@ -4,6 +4,7 @@
  * decoding the wire format into plain spans. Loopback only, ephemeral port. The protobuf schema below is OTLP's own (field numbers from
  * opentelemetry-proto: collector/trace/v1, trace/v1, common/v1, resource/v1).
  */
+import { randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { gunzipSync, inflateSync } from 'node:zlib'
@@ -106,6 +107,24 @@ export interface OtlpReceiver {
   requests: number
   waitForSpans(pred: (spans: ReceivedSpan[]) => boolean, timeoutMs?: number): Promise<ReceivedSpan[]>
   close(): Promise<void>
+}
+
+/** The processes of one request's trace, by the prefix of their thread spans' names. */
+const PROCESS_SPANS = ['Server', 'Tokenizer', 'Scheduler', 'Worker']
+
+/**
+ * Waits until every span the server's processes ended before now has arrived, instead of sleeping:
+ * a marker request, sampled by its caller, is sent through `send` (given its traceparent), and each
+ * process exports its spans in the order they ended, so once the marker's thread span has come from
+ * all four, everything before it has too.
+ */
+export async function exportsFlushed(receiver: OtlpReceiver, send: (traceparent: string) => Promise<void>, timeoutMs = 20_000): Promise<void> {
+  const traceId = randomBytes(16).toString('hex')
+  await send(`00-${traceId}-${randomBytes(8).toString('hex')}-01`)
+  await receiver.waitForSpans((spans) => {
+    const mine = spans.filter((s) => s.traceId === traceId)
+    return PROCESS_SPANS.every((p) => mine.some((s) => s.name.startsWith(p + ' ')))
+  }, timeoutMs)
 }
 
 export async function startOtlpReceiver(opts: { protocol: 'grpc' | 'http' }): Promise<OtlpReceiver> {

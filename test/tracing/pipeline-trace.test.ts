@@ -4,7 +4,7 @@
  */
 import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
-import { startOtlpReceiver, type ReceivedSpan, type OtlpReceiver } from '../../harness/otlp-receiver.ts'
+import { exportsFlushed, startOtlpReceiver, type ReceivedSpan, type OtlpReceiver } from '../../harness/otlp-receiver.ts'
 import { startServer, type RunningServer } from '../../harness/server.ts'
 
 const hex = (n: number) => randomBytes(n).toString('hex')
@@ -24,15 +24,18 @@ async function complete(server: RunningServer, body: object, traceparent: string
   return { res, text: await res.text() }
 }
 
+/** Every span the server's processes ended so far has arrived at the receiver. */
+const flushed = (receiver: OtlpReceiver, server: RunningServer) => exportsFlushed(receiver, async (traceparent) => void (await complete(server, { prompt: 'x', max_tokens: 1 }, traceparent)))
+
 /** Every span of the trace, once the request's root and all four thread spans have arrived. */
-async function traceOf(receiver: OtlpReceiver, traceId: string): Promise<ReceivedSpan[]> {
+async function traceOf(receiver: OtlpReceiver, server: RunningServer, traceId: string): Promise<ReceivedSpan[]> {
   const roles = ['Server', 'Tokenizer', 'Scheduler', 'Worker']
   await receiver.waitForSpans((spans) => {
     const mine = spans.filter((s) => s.traceId === traceId)
     return mine.some((s) => s.name === 'llm_request') && roles.every((r) => mine.some((s) => s.name.startsWith(r + ' ')))
   }, 20_000)
-  // Let the last batch of slices land.
-  await new Promise((r) => setTimeout(r, 1500))
+  // The last batch of slices: everything before a marker request's spans.
+  await flushed(receiver, server)
   return receiver.spans.filter((s) => s.traceId === traceId)
 }
 
@@ -108,7 +111,7 @@ for (const protocol of ['grpc', 'http'] as const) {
       const { res, text } = await complete(server, { prompt: 'Once upon a time', max_tokens: 6 }, caller.header)
       t.equal(res.status, 200)
       const body = JSON.parse(text) as Record<string, unknown>
-      const spans = await traceOf(receiver, caller.traceId)
+      const spans = await traceOf(receiver, server, caller.traceId)
       const root = checkTree(t, spans, caller, body)
       const header = res.headers.get('traceparent')!
       t.match(header, new RegExp(`^00-${caller.traceId}-[0-9a-f]{16}-01$`), 'the traceparent response header continues the trace')
@@ -121,14 +124,14 @@ for (const protocol of ['grpc', 'http'] as const) {
       t.match(res.headers.get('traceparent'), new RegExp(`^00-${caller.traceId}-`))
       // The last event before [DONE]: OpenAI's usage chunk.
       const last = text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)) as Record<string, unknown>).at(-1)!
-      checkTree(t, await traceOf(receiver, caller.traceId), caller, last)
+      checkTree(t, await traceOf(receiver, server, caller.traceId), caller, last)
     })
 
     t.test("nothing is sent when the caller's flag says unsampled", async (t) => {
       const caller = callerTraceparent(false)
       const { res } = await complete(server, { prompt: 'Hello', max_tokens: 3 }, caller.header)
       t.equal(res.status, 200)
-      await new Promise((r) => setTimeout(r, 2500))
+      await flushed(receiver, server)
       t.equal(receiver.spans.filter((s) => s.traceId === caller.traceId).length, 0)
       t.match(res.headers.get('traceparent'), new RegExp(`^00-${caller.traceId}-[0-9a-f]{16}-00$`), 'the caller still learns its trace id')
     })
@@ -144,7 +147,7 @@ t.test('continuous decode steps: still one decode_forward per step at level 3, i
   // One token from the prefill, then 8 decode steps: batches of 3, 3 and 2.
   const { res, text } = await complete(server, { prompt: 'Once upon a time', max_tokens: 9, ignore_eos: true }, caller.header)
   t.equal(res.status, 200)
-  const spans = await traceOf(receiver, caller.traceId)
+  const spans = await traceOf(receiver, server, caller.traceId)
   checkTree(t, spans, caller, JSON.parse(text) as Record<string, unknown>)
   const decodes = spans.filter((s) => s.name === 'decode_forward')
   t.equal(decodes.length, 8, 'one slice per decode step')

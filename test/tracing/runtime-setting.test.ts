@@ -3,7 +3,7 @@
  * sample rate for callers without a traceparent, and paths excluded from tracing.
  */
 import t from 'tap'
-import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
+import { exportsFlushed, startOtlpReceiver } from '../../harness/otlp-receiver.ts'
 import { startServer } from '../../harness/server.ts'
 
 const receiver = await startOtlpReceiver({ protocol: 'grpc' })
@@ -11,10 +11,10 @@ t.teardown(() => receiver.close())
 const server = await startServer({ args: ['--trace-enable', '--trace-level', '3', '--otlp-traces-endpoint', receiver.endpoint] })
 t.teardown(() => server.stop())
 
-async function complete(maxTokens: number) {
+async function complete(maxTokens: number, traceparent?: string) {
   const res = await fetch(server.url + '/v1/completions', {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(traceparent ? { traceparent } : {}) },
     body: JSON.stringify({ model: 'default', prompt: 'Once upon a time', max_tokens: maxTokens, temperature: 0 }),
   })
   await res.text()
@@ -26,7 +26,8 @@ async function setting(body?: object) {
   return { status: res.status, json: (await res.json()) as Record<string, unknown> }
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 2000))
+/** Every span ended so far has arrived (a marker request's, from all four processes). */
+const settle = () => exportsFlushed(receiver, async (traceparent) => void (await complete(1, traceparent)))
 
 t.test('GET reads the setting', async (t) => {
   t.same((await setting()).json, { enabled: true, level: 3, sample_rate: 1 })
