@@ -202,7 +202,7 @@ const chatTool: Schema<ChatTool> = {
 type SchedulerStats = NonNullable<ProcessStats['scheduler']>
 const schedulerStats: Schema<SchedulerStats> = {
   type: 'object',
-  properties: { running: int, waiting: int, kvUsedTokens: int, kvTotalTokens: int, batchSizes: i32, cacheTokens: opt(int), cacheQueryTokens: opt(int), cacheHitTokens: opt(int) },
+  properties: { running: int, waiting: int, kvUsedTokens: int, kvTotalTokens: int, batchSizes: i32, cacheTokens: opt(int), cacheQueryTokens: opt(int), cacheHitTokens: opt(int), limitedSteps: opt(int) },
 }
 const workerStats: Schema<NonNullable<ProcessStats['worker']>> = {
   type: 'object',

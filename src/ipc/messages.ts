@@ -332,6 +332,8 @@ export interface ProcessStats {
     /** Since the last report: prompt tokens looked up in the prefix cache, and those found (vLLM's prefix_cache_queries / _hits). */
     cacheQueryTokens?: number
     cacheHitTokens?: number
+    /** Steps since the last report that ran a heavy client's sequences short beside a light client (loop.ts stepSlots). */
+    limitedSteps?: number
   } | null
   /** cacheBlocks: KV blocks this rank holds, its sequences' and the prefix cache's (absent: not reported). */
   /** grammarThreads / grammarMemoryBytes: the rank's grammar threads and their WebAssembly memory (absent: none). */

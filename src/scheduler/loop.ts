@@ -124,12 +124,16 @@ export class SchedulerLoop {
   }
 
   private batchSizes: number[] = []
+  /** Steps limited for a light client since the last stats (stepSlots). */
+  private limitedSteps = 0
 
   /** Gauges now, and the decode batch sizes seen since the last call. */
   takeStats(): NonNullable<ProcessStats['scheduler']> {
     const sizes = Int32Array.from(this.batchSizes)
     this.batchSizes = []
-    const stats: NonNullable<ProcessStats['scheduler']> = { running: this.running, waiting: this.waiting.length, kvUsedTokens: this.budget.usedTokens, kvTotalTokens: this.budget.total, batchSizes: sizes }
+    const limitedSteps = this.limitedSteps
+    this.limitedSteps = 0
+    const stats: NonNullable<ProcessStats['scheduler']> = { running: this.running, waiting: this.waiting.length, kvUsedTokens: this.budget.usedTokens, kvTotalTokens: this.budget.total, batchSizes: sizes, limitedSteps }
     if (this.budget.cacheEnabled) {
       const { queried, hit } = this.budget.takeCounts()
       stats.cacheTokens = this.budget.cacheTokens
@@ -282,7 +286,9 @@ export class SchedulerLoop {
     const share = this.limits.heavyClientStepSize ?? 0
     if (share <= 0) return this.limits.maxBatchSize
     const limit = this.fairness.stepLimit(performance.now(), LIGHT_CLIENT_WINDOW_MS, share)
-    return limit === null ? this.limits.maxBatchSize : Math.max(1, Math.min(limit, this.limits.maxBatchSize))
+    if (limit === null || limit >= this.limits.maxBatchSize) return this.limits.maxBatchSize
+    this.limitedSteps++
+    return Math.max(1, limit)
   }
 
   /** Decide the next step, or null when there is nothing to do. */

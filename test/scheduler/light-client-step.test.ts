@@ -52,6 +52,9 @@ for (const share of [2, 0]) {
       else t.equal(heavyRun, 12, `step ${s.step}: all of the heavy client's sequences`)
     }
     await h.until(() => h.finished.length === 13)
+    const limited = h.loop.takeStats().limitedSteps ?? 0
+    if (share > 0) t.ok(limited >= during.length, `the limited steps are counted (${limited}), for /metrics`)
+    else t.equal(limited, 0, 'no step counted as limited')
     t.equal(h.loop.running + h.loop.waiting.length, 0, 'everything done')
     h.loop.close()
   })

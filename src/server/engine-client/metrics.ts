@@ -60,6 +60,7 @@ export class ServerMetrics {
   private readonly batchSize: client.Histogram
   private readonly prefixCacheQueries: client.Counter
   private readonly prefixCacheHits: client.Counter
+  private readonly limitedSteps: client.Counter
   private readonly resumedTotal: client.Counter
   private readonly restartWait: client.Histogram
   private readonly clientLabels = new ClientLabels()
@@ -99,6 +100,7 @@ export class ServerMetrics {
     this.clientRequests = new client.Counter({ name: 'spanserve:client_requests_total', help: `Requests (sequences) that finished${byClient}.`, labelNames: ['client'], registers })
     this.clientPromptTokens = new client.Counter({ name: 'spanserve:client_prompt_tokens_total', help: `Prompt tokens of finished requests${byClient}.`, labelNames: ['client'], registers })
     this.clientGenerationTokens = new client.Counter({ name: 'spanserve:client_generation_tokens_total', help: `Generated tokens of finished requests${byClient}.`, labelNames: ['client'], registers })
+    this.limitedSteps = new client.Counter({ name: 'spanserve:light_client_steps_total', help: "Steps that ran at most --heavy-client-step-size of each client's sequences, a heavy client beside a light one.", labelNames: ['dp_rank'], registers })
     this.batchSize = new client.Histogram({ name: 'spanserve:batch_size', help: 'Sequences decoded together in one step.', buckets: BATCH_BUCKETS, registers })
     const perGroup = (name: string, help: string, pick: (s: NonNullable<ProcessStats['scheduler']>) => number) =>
       new client.Gauge({
@@ -140,6 +142,7 @@ export class ServerMetrics {
   onProcessStats(s: ProcessStats): void {
     this.stats.set(`${s.role}-${s.dpRank}-${s.tpRank}`, s)
     for (const size of s.scheduler?.batchSizes ?? []) this.batchSize.observe(size)
+    if (s.scheduler?.limitedSteps) this.limitedSteps.inc({ dp_rank: String(s.dpRank) }, s.scheduler.limitedSteps)
     if (s.scheduler?.cacheQueryTokens !== undefined) {
       const group = { dp_rank: String(s.dpRank) }
       this.prefixCacheQueries.inc(group, s.scheduler.cacheQueryTokens)
