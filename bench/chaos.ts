@@ -20,33 +20,36 @@ const { values } = parseArgs({
 })
 
 const intervals: [number, number][] = values['kill-every'] ? values['kill-every'].split(',').map((ms) => [Number(ms), Number(ms)]) : [[2000, 5000]]
-for (const dp of values.dp.split(',').map(Number)) for (const killEveryMs of intervals) {
-  const server = await startServer({ args: ['--dp-size', String(dp)] })
-  try {
-    const started = Date.now()
-    const r = await runChaos(server, {
-      requests: Number(values.requests),
-      concurrency: 16,
-      maxTokens: Number(values['max-tokens']),
-      killEveryMs,
-      prompts: 16,
-      hangMs: 120_000,
-      seed: 7 + dp,
-      minKills: 9,
-    })
-    const o = r.outcomes
-    const full = o.filter((x) => x.full).length
-    const pct = (n: number) => `${((100 * n) / o.length).toFixed(2)}%`
-    console.log(`\n--dp-size ${dp}, a kill every ${killEveryMs.join('-')} ms: ${o.length} requests, ${r.kills.length} kills in ${Math.round((Date.now() - started) / 1000)} s`)
-    console.log(`  availability (answered in full, no retry): ${full}/${o.length} = ${pct(full)}`)
-    console.log(`  hung ${o.filter((x) => x.hung).length}, cut streams ${o.filter((x) => x.cut).length}, greedy/seeded answers unlike the fault-free run ${o.filter((x) => x.mismatch).length}`)
-    console.log(`  fault-free median latency ${Math.round(r.baselineP50Ms)} ms; resident memory ${Math.round(r.rssBefore / 2 ** 20)} -> ${Math.round(r.rssAfter / 2 ** 20)} MiB`)
-    console.log('  kill        kills  requests touched  added p50   added p99   restart p50')
-    for (const k of killLatencies(r)) {
-      console.log(`  ${k.kind.padEnd(10)}  ${String(k.kills).padStart(5)}  ${String(k.affected).padStart(16)}  ${String(Math.round(k.p50AddedMs)).padStart(6)} ms  ${String(Math.round(k.p99AddedMs)).padStart(6)} ms  ${String(Math.round(k.restartP50Ms)).padStart(8)} ms`)
+for (const dp of values.dp.split(',').map(Number))
+  for (const killEveryMs of intervals) {
+    const server = await startServer({ args: ['--dp-size', String(dp)] })
+    try {
+      const started = Date.now()
+      const r = await runChaos(server, {
+        requests: Number(values.requests),
+        concurrency: 16,
+        maxTokens: Number(values['max-tokens']),
+        killEveryMs,
+        prompts: 16,
+        hangMs: 120_000,
+        seed: 7 + dp,
+        minKills: 9,
+      })
+      const o = r.outcomes
+      const full = o.filter((x) => x.full).length
+      const pct = (n: number) => `${((100 * n) / o.length).toFixed(2)}%`
+      console.log(`\n--dp-size ${dp}, a kill every ${killEveryMs.join('-')} ms: ${o.length} requests, ${r.kills.length} kills in ${Math.round((Date.now() - started) / 1000)} s`)
+      console.log(`  availability (answered in full, no retry): ${full}/${o.length} = ${pct(full)}`)
+      console.log(`  hung ${o.filter((x) => x.hung).length}, cut streams ${o.filter((x) => x.cut).length}, greedy/seeded answers unlike the fault-free run ${o.filter((x) => x.mismatch).length}`)
+      console.log(`  fault-free median latency ${Math.round(r.baselineP50Ms)} ms; resident memory ${Math.round(r.rssBefore / 2 ** 20)} -> ${Math.round(r.rssAfter / 2 ** 20)} MiB`)
+      console.log('  kill        kills  requests touched  added p50   added p99   restart p50')
+      for (const k of killLatencies(r)) {
+        console.log(
+          `  ${k.kind.padEnd(10)}  ${String(k.kills).padStart(5)}  ${String(k.affected).padStart(16)}  ${String(Math.round(k.p50AddedMs)).padStart(6)} ms  ${String(Math.round(k.p99AddedMs)).padStart(6)} ms  ${String(Math.round(k.restartP50Ms)).padStart(8)} ms`,
+        )
+      }
+      console.log(`  resumed by reason: ${JSON.stringify(r.resumedByReason)}`)
+    } finally {
+      await server.stop()
     }
-    console.log(`  resumed by reason: ${JSON.stringify(r.resumedByReason)}`)
-  } finally {
-    await server.stop()
   }
-}

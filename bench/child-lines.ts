@@ -29,7 +29,10 @@ export class JsonLineChild {
   private stderr = ''
   readonly exited: Promise<number | null>
 
-  private constructor(readonly proc: ChildProcess, readonly name: string) {
+  private constructor(
+    readonly proc: ChildProcess,
+    readonly name: string,
+  ) {
     proc.stdout!.setEncoding('utf8')
     proc.stdout!.on('data', (chunk: string) => {
       this.buf += chunk

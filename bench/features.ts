@@ -70,7 +70,11 @@ async function stream(url: string, path: string, body: Record<string, unknown>):
       const data = buf.slice(6, sep)
       buf = buf.slice(sep + 2)
       if (data === '[DONE]') continue
-      const obj = JSON.parse(data) as { error?: { message: string }; choices?: { index: number; text?: string; delta?: { content?: string } }[]; usage?: { completion_tokens: number; prompt_tokens_details?: { cached_tokens?: number } } }
+      const obj = JSON.parse(data) as {
+        error?: { message: string }
+        choices?: { index: number; text?: string; delta?: { content?: string } }[]
+        usage?: { completion_tokens: number; prompt_tokens_details?: { cached_tokens?: number } }
+      }
       if (obj.error) throw new Error(`stream error: ${obj.error.message}`)
       for (const c of obj.choices ?? []) if (c.text || c.delta?.content) seen.add(c.index)
       const now = performance.now() - t0
@@ -87,7 +91,14 @@ async function stream(url: string, path: string, body: Record<string, unknown>):
 
 /** `bodies` sent `concurrency` at a time, each slot sending its next as its last ends. */
 function level(label: string, url: string, path: string, bodies: Record<string, unknown>[], concurrency: number, log = true): Promise<Level> {
-  return sessions(label, url, path, bodies.map((b) => [b]), concurrency, log)
+  return sessions(
+    label,
+    url,
+    path,
+    bodies.map((b) => [b]),
+    concurrency,
+    log,
+  )
 }
 
 /**
@@ -98,9 +109,11 @@ async function sessions(label: string, url: string, path: string, jobs: Record<s
   const samples: Sample[] = []
   let next = 0
   const t0 = performance.now()
-  await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, async () => {
-    while (next < jobs.length) for (const body of jobs[next++]!) samples.push(await stream(url, path, body))
-  }))
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, jobs.length) }, async () => {
+      while (next < jobs.length) for (const body of jobs[next++]!) samples.push(await stream(url, path, body))
+    }),
+  )
   const wallMs = performance.now() - t0
   const tokens = samples.reduce((s, r) => s + r.tokens, 0)
   const result = {
@@ -108,11 +121,20 @@ async function sessions(label: string, url: string, path: string, jobs: Record<s
     concurrency,
     requests: samples.length,
     tokensPerSec: (tokens * 1000) / wallMs,
-    ttftP50: percentile(samples.map((s) => s.ttftMs), 50),
-    allFirstP50: percentile(samples.map((s) => s.allFirstMs), 50),
+    ttftP50: percentile(
+      samples.map((s) => s.ttftMs),
+      50,
+    ),
+    allFirstP50: percentile(
+      samples.map((s) => s.allFirstMs),
+      50,
+    ),
     cachedTokens: samples.reduce((s, r) => s + r.cachedTokens, 0),
   }
-  if (log) process.stderr.write(`  ${label} c${concurrency}: ${result.tokensPerSec.toFixed(1)} tok/s, TTFT p50 ${result.ttftP50.toFixed(1)} ms${result.allFirstP50 !== result.ttftP50 ? ` (every choice's first token: ${result.allFirstP50.toFixed(1)} ms)` : ''}, ${result.cachedTokens} cached prompt tokens\n`)
+  if (log)
+    process.stderr.write(
+      `  ${label} c${concurrency}: ${result.tokensPerSec.toFixed(1)} tok/s, TTFT p50 ${result.ttftP50.toFixed(1)} ms${result.allFirstP50 !== result.ttftP50 ? ` (every choice's first token: ${result.allFirstP50.toFixed(1)} ms)` : ''}, ${result.cachedTokens} cached prompt tokens\n`,
+    )
   return result
 }
 
@@ -156,20 +178,25 @@ function workloads(modelDir: string) {
  */
 async function cacheRun(modelDir: string): Promise<Level[]> {
   const w = workloads(modelDir)
-  return withServer(modelDir, [], undefined, (cacheUrl) => withServer(modelDir, ['--disable-radix-cache'], undefined, async (plainUrl) => {
-    const sides = [{ url: cacheUrl, label: 'cache' }, { url: plainUrl, label: 'no cache' }] as const
-    for (const { url, label } of sides) {
-      await level(`${label} warm-up`, url, '/v1/completions', w.warmup, 16)
-      // The first request with the system prompt fills the cache; its TTFT is not the steady state.
-      await level(`${label} system-prompt fill`, url, '/v1/completions', w.fill, 1)
-    }
-    const out: Level[] = []
-    for (const l of w.levels) {
-      const [cache, plain] = await paired(ROUNDS, (side, round) => l.run(sides[side].url, `${sides[side].label} ${l.label}`, round))
-      out.push(cache, plain)
-    }
-    return out
-  }))
+  return withServer(modelDir, [], undefined, (cacheUrl) =>
+    withServer(modelDir, ['--disable-radix-cache'], undefined, async (plainUrl) => {
+      const sides = [
+        { url: cacheUrl, label: 'cache' },
+        { url: plainUrl, label: 'no cache' },
+      ] as const
+      for (const { url, label } of sides) {
+        await level(`${label} warm-up`, url, '/v1/completions', w.warmup, 16)
+        // The first request with the system prompt fills the cache; its TTFT is not the steady state.
+        await level(`${label} system-prompt fill`, url, '/v1/completions', w.fill, 1)
+      }
+      const out: Level[] = []
+      for (const l of w.levels) {
+        const [cache, plain] = await paired(ROUNDS, (side, round) => l.run(sides[side].url, `${sides[side].label} ${l.label}`, round))
+        out.push(cache, plain)
+      }
+      return out
+    }),
+  )
 }
 
 /**
@@ -187,7 +214,15 @@ async function paired(rounds: number, run: (side: 0 | 1, round: number) => Promi
   }
   const medianLevel = (levels: Level[]): Level => {
     const pick = (f: (l: Level) => number) => median(levels.map(f))
-    return { ...levels[0]!, requests: levels.reduce((s, l) => s + l.requests, 0), tokensPerSec: pick((l) => l.tokensPerSec), ttftP50: pick((l) => l.ttftP50), allFirstP50: pick((l) => l.allFirstP50), cachedTokens: levels.reduce((s, l) => s + l.cachedTokens, 0), rounds: levels }
+    return {
+      ...levels[0]!,
+      requests: levels.reduce((s, l) => s + l.requests, 0),
+      tokensPerSec: pick((l) => l.tokensPerSec),
+      ttftP50: pick((l) => l.ttftP50),
+      allFirstP50: pick((l) => l.allFirstP50),
+      cachedTokens: levels.reduce((s, l) => s + l.cachedTokens, 0),
+      rounds: levels,
+    }
   }
   return [medianLevel(sides[0]), medianLevel(sides[1])]
 }
@@ -230,13 +265,25 @@ async function featureRun(modelDir: string, url: string): Promise<Level[]> {
   // long), so the ratio measures the masking, not a difference in output length.
   const schema = { type: 'object', properties: { story: { type: 'string', minLength: 2000 } }, required: ['story'] }
   const jsonSchema = { response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } } }
-  const chat = (count: number, extra: Record<string, unknown> = {}) => fresh(count).map((p) => ({ model: 'default', messages: [{ role: 'user', content: `Tell a story as JSON: ${p.slice(0, 8).join(' ')}` }], max_tokens: 64, temperature: 0, ignore_eos: true, ...extra }))
+  const chat = (count: number, extra: Record<string, unknown> = {}) =>
+    fresh(count).map((p) => ({
+      model: 'default',
+      messages: [{ role: 'user', content: `Tell a story as JSON: ${p.slice(0, 8).join(' ')}` }],
+      max_tokens: 64,
+      temperature: 0,
+      ignore_eos: true,
+      ...extra,
+    }))
   // The warm-up compiles the schema once: grammars are cached per schema, the steady state is measured.
   await level('warm-up', url, '/v1/completions', bodies({}, 32), 16)
   await level('warm-up json_schema', url, '/v1/chat/completions', chat(32, jsonSchema), 16)
-  const [plain, logprobs] = await paired(API_ROUNDS, (side) => side === 0 ? level('plain', url, '/v1/completions', bodies({}, 48), 16) : level('top_logprobs 20', url, '/v1/completions', bodies({ logprobs: 20 }, 48), 16))
-  const [chatPlain, chatJson] = await paired(API_ROUNDS, (side) => side === 0 ? level('chat plain', url, '/v1/chat/completions', chat(48), 16) : level('chat json_schema', url, '/v1/chat/completions', chat(48, jsonSchema), 16))
-  const [n1, n4] = await paired(API_ROUNDS, (side) => side === 0 ? level('n=1', url, '/v1/completions', bodies({}, 12), 1) : level('n=4', url, '/v1/completions', bodies({ n: 4 }, 12), 1))
+  const [plain, logprobs] = await paired(API_ROUNDS, (side) =>
+    side === 0 ? level('plain', url, '/v1/completions', bodies({}, 48), 16) : level('top_logprobs 20', url, '/v1/completions', bodies({ logprobs: 20 }, 48), 16),
+  )
+  const [chatPlain, chatJson] = await paired(API_ROUNDS, (side) =>
+    side === 0 ? level('chat plain', url, '/v1/chat/completions', chat(48), 16) : level('chat json_schema', url, '/v1/chat/completions', chat(48, jsonSchema), 16),
+  )
+  const [n1, n4] = await paired(API_ROUNDS, (side) => (side === 0 ? level('n=1', url, '/v1/completions', bodies({}, 12), 1) : level('n=4', url, '/v1/completions', bodies({ n: 4 }, 12), 1)))
   return [plain, logprobs, chatPlain, chatJson, n1, n4]
 }
 
@@ -249,19 +296,31 @@ async function plainRun(modelDir: string, base: string): Promise<Level[]> {
   const prompts = makePrompts(modelDir, 64, 16 + BASE_LEVELS.reduce((n, l) => n + l.rounds * l.requests, 0)).prompts
   let taken = 16
   const fresh = (count: number) => prompts.slice(taken, (taken += count)).map((p) => completion(p, 64))
-  return withServer(modelDir, [], undefined, (nowUrl) => withServer(modelDir, [], base, async (baseUrl) => {
-    const sides = [{ url: nowUrl, label: 'this checkout' }, { url: baseUrl, label: 'base' }] as const
-    for (const { url, label } of sides) await level(`${label} warm-up`, url, '/v1/completions', prompts.slice(0, 16).map((p) => completion(p, 16)), 16)
-    const out: Level[] = []
-    for (const { concurrency, requests, rounds: count } of BASE_LEVELS) {
-      // Both sides of a round get the same prompts.
-      const rounds = Array.from({ length: count }, () => fresh(requests))
-      const [now, before] = await paired(count, (side, round) => level(sides[side].label, sides[side].url, '/v1/completions', rounds[round]!, concurrency, false))
-      for (const l of [now, before]) process.stderr.write(`  ${l.label} c${concurrency}: median of ${count} rounds ${l.tokensPerSec.toFixed(1)} tok/s\n`)
-      out.push(now, before)
-    }
-    return out
-  }))
+  return withServer(modelDir, [], undefined, (nowUrl) =>
+    withServer(modelDir, [], base, async (baseUrl) => {
+      const sides = [
+        { url: nowUrl, label: 'this checkout' },
+        { url: baseUrl, label: 'base' },
+      ] as const
+      for (const { url, label } of sides)
+        await level(
+          `${label} warm-up`,
+          url,
+          '/v1/completions',
+          prompts.slice(0, 16).map((p) => completion(p, 16)),
+          16,
+        )
+      const out: Level[] = []
+      for (const { concurrency, requests, rounds: count } of BASE_LEVELS) {
+        // Both sides of a round get the same prompts.
+        const rounds = Array.from({ length: count }, () => fresh(requests))
+        const [now, before] = await paired(count, (side, round) => level(sides[side].label, sides[side].url, '/v1/completions', rounds[round]!, concurrency, false))
+        for (const l of [now, before]) process.stderr.write(`  ${l.label} c${concurrency}: median of ${count} rounds ${l.tokensPerSec.toFixed(1)} tok/s\n`)
+        out.push(now, before)
+      }
+      return out
+    }),
+  )
 }
 
 async function withServer<T>(modelDir: string, extraArgs: string[], root: string | undefined, run: (url: string) => Promise<T>): Promise<T> {
@@ -304,15 +363,16 @@ export async function runFeatures(opts: FeaturesOptions): Promise<void> {
     ratio('multi-turn: TTFT p50 at c1, cache / no cache (<= 0.25)', find(cache, 'cache multi-turn', 1), find(nocache, 'no cache multi-turn', 1), (l) => l.ttftP50, 0.25, true)
     ratio('multi-turn: tok/s at c16, cache / no cache (>= 1.5)', find(cache, 'cache multi-turn', 16), find(nocache, 'no cache multi-turn', 16), (l) => l.tokensPerSec, 1.5, false)
     ratio('no sharing: tok/s at c16, cache / no cache (>= 0.97)', find(cache, 'cache no sharing', 16), find(nocache, 'no cache no sharing', 16), (l) => l.tokensPerSec, 0.97, false)
-    if (opts.parts.includes('api')) try {
-      const features = await withServer(modelDir, [], undefined, (url) => featureRun(modelDir, url))
-      levels.push(...features)
-      ratio('top_logprobs 20 / plain, tok/s at c16 (>= 0.9)', find(features, 'top_logprobs 20', 16), find(features, 'plain', 16), (l) => l.tokensPerSec, 0.9, false)
-      ratio('json_schema / unconstrained chat, tok/s at c16 (>= 0.8)', find(features, 'chat json_schema', 16), find(features, 'chat plain', 16), (l) => l.tokensPerSec, 0.8, false)
-      ratio('n=4 / n=1, TTFT p50 at c1 (<= 1.3)', find(features, 'n=4', 1), find(features, 'n=1', 1), (l) => l.ttftP50, 1.3, true)
-    } catch (err) {
-      process.stderr.write(`  API features: ${(err as Error).message}\n`)
-    }
+    if (opts.parts.includes('api'))
+      try {
+        const features = await withServer(modelDir, [], undefined, (url) => featureRun(modelDir, url))
+        levels.push(...features)
+        ratio('top_logprobs 20 / plain, tok/s at c16 (>= 0.9)', find(features, 'top_logprobs 20', 16), find(features, 'plain', 16), (l) => l.tokensPerSec, 0.9, false)
+        ratio('json_schema / unconstrained chat, tok/s at c16 (>= 0.8)', find(features, 'chat json_schema', 16), find(features, 'chat plain', 16), (l) => l.tokensPerSec, 0.8, false)
+        ratio('n=4 / n=1, TTFT p50 at c1 (<= 1.3)', find(features, 'n=4', 1), find(features, 'n=1', 1), (l) => l.ttftP50, 1.3, true)
+      } catch (err) {
+        process.stderr.write(`  API features: ${(err as Error).message}\n`)
+      }
     if (opts.base && opts.parts.includes('base')) {
       const plain = await plainRun(modelDir, opts.base)
       const now = plain.filter((l) => l.label === 'this checkout')
@@ -320,7 +380,8 @@ export async function runFeatures(opts: FeaturesOptions): Promise<void> {
       levels.push(...plain)
       for (const c of [1, 16]) ratio(`plain requests, tok/s at c${c}, this checkout / base (>= 0.98)`, find(now, 'this checkout', c), find(before, 'base', c), (l) => l.tokensPerSec, 0.98, false)
     }
-    for (const v of verdicts) process.stderr.write(`  ${v.met ? 'met' : 'NOT met'}: ${v.target}: ${v.value.toFixed(3)}${v.interval ? ` (90% interval ${v.interval[0].toFixed(3)}-${v.interval[1].toFixed(3)})` : ''}\n`)
+    for (const v of verdicts)
+      process.stderr.write(`  ${v.met ? 'met' : 'NOT met'}: ${v.target}: ${v.value.toFixed(3)}${v.interval ? ` (90% interval ${v.interval[0].toFixed(3)}-${v.interval[1].toFixed(3)})` : ''}\n`)
     results[preset] = { levels, verdicts }
   }
   const dir = opts.out || join(ROOT, 'bench/results')

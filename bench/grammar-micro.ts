@@ -41,7 +41,13 @@ const constraints: [string, OutputConstraint][] = [
   ['json_object', { type: 'json_object' }],
   ['regex', { type: 'regex', pattern: '[a-z]{3,12}@[a-z]{2,8}\\.(com|org|net)' }],
   ['choice', { type: 'choice', choices: ['positive', 'negative', 'neutral'] }],
-  ['tool_calls', { type: 'tool_calls', calls: { functions: [{ name: 'get_weather', parameters: JSON.stringify({ type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }) }], single: true, format: 'hermes' } }],
+  [
+    'tool_calls',
+    {
+      type: 'tool_calls',
+      calls: { functions: [{ name: 'get_weather', parameters: JSON.stringify({ type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }) }], single: true, format: 'hermes' },
+    },
+  ],
 ]
 
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!
@@ -76,6 +82,8 @@ for (const [vname, vocab] of vocabs) {
       m.dispose()
     }
     const mean = times.reduce((a, b) => a + b, 0) / times.length
-    console.log(`${vname} | ${cname} | ${cold.info.ms.toFixed(1)} | ${hitMs.toFixed(3)} | ${times.length} | ${mean.toFixed(1)} | ${pct(times, 0.5).toFixed(1)} | ${pct(times, 0.9).toFixed(1)} | ${Math.max(...times).toFixed(1)}`)
+    console.log(
+      `${vname} | ${cname} | ${cold.info.ms.toFixed(1)} | ${hitMs.toFixed(3)} | ${times.length} | ${mean.toFixed(1)} | ${pct(times, 0.5).toFixed(1)} | ${pct(times, 0.9).toFixed(1)} | ${Math.max(...times).toFixed(1)}`,
+    )
   }
 }

@@ -66,6 +66,8 @@ for (const [d, r] of [...rows].sort()) {
   for (const k of ['n', 'accepted', 'valid', 'invalid', 'refused', 'length', 'error'] as const) total[k] += r[k]
   total.compileMs.push(...r.compileMs)
 }
-console.log(`| all | ${total.n} | ${total.accepted} | ${total.valid} | ${total.invalid} | ${total.length} | ${total.refused} | ${total.error} | ${pct(total.compileMs, 50)} / ${pct(total.compileMs, 90)} / ${pct(total.compileMs, 100)} |`)
+console.log(
+  `| all | ${total.n} | ${total.accepted} | ${total.valid} | ${total.invalid} | ${total.length} | ${total.refused} | ${total.error} | ${pct(total.compileMs, 50)} / ${pct(total.compileMs, 90)} / ${pct(total.compileMs, 100)} |`,
+)
 for (const p of problems) console.log(`- ${p.slice(0, 400)}`)
 process.exit(total.invalid > 0 ? 1 : 0)

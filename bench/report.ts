@@ -32,7 +32,14 @@ export function tableRows(result: BenchResult): string[][] {
   for (const c of result.configs) {
     if (c.skipped) continue
     const limit = result.configs.find((x) => x.config === 'limit' && x.model === c.model && !x.skipped)
-    for (const l of c.levels) rows.push(row(c, l, limit?.levels.find((x) => x.concurrency === l.concurrency)))
+    for (const l of c.levels)
+      rows.push(
+        row(
+          c,
+          l,
+          limit?.levels.find((x) => x.concurrency === l.concurrency),
+        ),
+      )
   }
   return rows
 }
@@ -76,7 +83,10 @@ export function consoleReport(result: BenchResult): string {
     out.push(cpu.header.join('\t'))
     for (const r of cpu.rows) out.push(r.join('\t'))
   }
-  for (const [title, prof] of [['tracing off', result.profile], ['tracing on, level 3', result.profileOn]] as const) {
+  for (const [title, prof] of [
+    ['tracing off', result.profile],
+    ['tracing on, level 3', result.profileOn],
+  ] as const) {
     if (!prof) continue
     out.push('')
     out.push(`CPU profile of spanserve (${title}, concurrency 16), self time:`)

@@ -39,7 +39,17 @@ export interface BenchResult {
   date: string
   durationS: number
   machine: { cpus: number; cpuModel: string; memGiB: number; node: string; onnxruntime: string; transformersJs: string | null }
-  settings: { promptTokens: number; maxTokens: number; concurrencies: number[]; rounds: number; minRequests: number; warmup: number; warmupConcurrency?: number; repeats?: number; intraOpThreads: number }
+  settings: {
+    promptTokens: number
+    maxTokens: number
+    concurrencies: number[]
+    rounds: number
+    minRequests: number
+    warmup: number
+    warmupConcurrency?: number
+    repeats?: number
+    intraOpThreads: number
+  }
   models: { preset: string; params: number | null; layers: number; hidden: number; kvHeads: number; headDim: number }[]
   configs: ConfigResult[]
   matches: MatchResult[]

@@ -70,13 +70,28 @@ export function summarise(concurrency: number, samples: readonly RequestSample[]
     requests: samples.length,
     tokensPerSec: (tokens * 1000) / wallMs,
     wallMs,
-    ttftP50: percentile(samples.map((r) => r.ttftMs), 50),
-    ttftP99: percentile(samples.map((r) => r.ttftMs), 99),
+    ttftP50: percentile(
+      samples.map((r) => r.ttftMs),
+      50,
+    ),
+    ttftP99: percentile(
+      samples.map((r) => r.ttftMs),
+      99,
+    ),
     itlP50: percentile(itl, 50),
     itlP99: percentile(itl, 99),
-    e2eP50: percentile(samples.map((r) => r.e2eMs), 50),
-    e2eP99: percentile(samples.map((r) => r.e2eMs), 99),
-    perRequestTokS: percentile(samples.map((r) => (r.tokens * 1000) / r.e2eMs), 50),
+    e2eP50: percentile(
+      samples.map((r) => r.e2eMs),
+      50,
+    ),
+    e2eP99: percentile(
+      samples.map((r) => r.e2eMs),
+      99,
+    ),
+    perRequestTokS: percentile(
+      samples.map((r) => (r.tokens * 1000) / r.e2eMs),
+      50,
+    ),
     ...extra,
   }
 }

@@ -91,7 +91,11 @@ function ttftVerdict(target: string, off: LevelResult, limit: LevelResult): Verd
   const fmt = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(2)} ms`
   if (t && p && t.length === p.length && t.length > 1) {
     const d = spread(t.map((x, i) => x - p[i]!))
-    return { target, met: d.r <= 2, measured: `${fmt(d.r)} (${fmt(d.lo)} to ${fmt(d.hi)} over ${d.n} repeats; median repeat: TTFT ${off.ttftP50.toFixed(2)} ms, prefill ${limit.prefillP50!.toFixed(2)} ms)` }
+    return {
+      target,
+      met: d.r <= 2,
+      measured: `${fmt(d.r)} (${fmt(d.lo)} to ${fmt(d.hi)} over ${d.n} repeats; median repeat: TTFT ${off.ttftP50.toFixed(2)} ms, prefill ${limit.prefillP50!.toFixed(2)} ms)`,
+    }
   }
   const over = off.ttftP50 - limit.prefillP50!
   return { target, met: over <= 2, measured: `${fmt(over)} (TTFT ${off.ttftP50.toFixed(2)} ms, prefill ${limit.prefillP50!.toFixed(2)} ms)` }

@@ -132,7 +132,24 @@ async function run(config: string, ranks: { role: string; dir: string; rank: num
     ranks.map(
       (r, i) =>
         new Promise<void>((resolve, reject) => {
-          const argv = ['--role', r.role, '--dir', r.dir, '--rank', String(r.rank), '--addresses', r.addresses, '--threads', String(r.threads), '--batches', args.batches!, '--steps', args.steps!, '--spin', args.spin!]
+          const argv = [
+            '--role',
+            r.role,
+            '--dir',
+            r.dir,
+            '--rank',
+            String(r.rank),
+            '--addresses',
+            r.addresses,
+            '--threads',
+            String(r.threads),
+            '--batches',
+            args.batches!,
+            '--steps',
+            args.steps!,
+            '--spin',
+            args.spin!,
+          ]
           const proc = fork(new URL(import.meta.url).pathname, argv, { execArgv: ['--import', 'tsx'] })
           proc.on('message', (m) => results[i]!.push(m as (typeof results)[number][number]))
           proc.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${config} rank ${r.rank} exited with ${code}`))))
@@ -159,8 +176,14 @@ async function main(): Promise<void> {
       ...(await run(`tp1 whole (${perRank} threads)`, [{ role: 'whole', dir: modelDir, rank: 0, addresses: '', threads: perRank }])),
       ...(await run(`tp1 segmented (${cores} threads)`, [{ role: 'rank', dir: one.rankDir(0), rank: 0, addresses: 'ipc://unused', threads: cores }])),
       ...(await run(`tp1 segmented (${perRank} threads)`, [{ role: 'rank', dir: one.rankDir(0), rank: 0, addresses: 'ipc://unused', threads: perRank }])),
-      ...(await run(`tp${tp} (${perRank} threads per rank)`, Array.from({ length: tp }, (_, r) => ({ role: 'rank', dir: group.rankDir(r), rank: r, addresses, threads: perRank })))),
-      ...(await run(`tp${tp} all-reduces only`, Array.from({ length: tp }, (_, r) => ({ role: 'reduce', dir: group.rankDir(r), rank: r, addresses, threads: perRank })))),
+      ...(await run(
+        `tp${tp} (${perRank} threads per rank)`,
+        Array.from({ length: tp }, (_, r) => ({ role: 'rank', dir: group.rankDir(r), rank: r, addresses, threads: perRank })),
+      )),
+      ...(await run(
+        `tp${tp} all-reduces only`,
+        Array.from({ length: tp }, (_, r) => ({ role: 'reduce', dir: group.rankDir(r), rank: r, addresses, threads: perRank })),
+      )),
     ]
     for (const row of rows) console.log(JSON.stringify({ preset, ...row, stepMs: +row.stepMs.toFixed(3), allReduceMs: +row.allReduceMs.toFixed(3) }))
   } finally {

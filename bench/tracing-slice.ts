@@ -8,9 +8,24 @@ import type { TracingOptions } from '../src/tracing/options.ts'
 
 const N = 200_000
 const opts: TracingOptions = {
-  enabled: true, serviceName: 'bench', hostName: 'bench', exporter: 'console', otlpEndpoint: '', otlpProtocol: 'grpc',
-  otlpHeaders: {}, otlpInsecure: true, filePath: '', resourceAttributes: {}, level: 3, sampleRate: 1, parentBased: true,
-  recordContent: false, attributeValueLengthLimit: 4096, excludeUrls: [], maxQueueSize: 65_536, exportTimeoutMs: 1000,
+  enabled: true,
+  serviceName: 'bench',
+  hostName: 'bench',
+  exporter: 'console',
+  otlpEndpoint: '',
+  otlpProtocol: 'grpc',
+  otlpHeaders: {},
+  otlpInsecure: true,
+  filePath: '',
+  resourceAttributes: {},
+  level: 3,
+  sampleRate: 1,
+  parentBased: true,
+  recordContent: false,
+  attributeValueLengthLimit: 4096,
+  excludeUrls: [],
+  maxQueueSize: 65_536,
+  exportTimeoutMs: 1000,
 }
 
 /** Lets the batch processor run between chunks, as the event loop would while serving. */

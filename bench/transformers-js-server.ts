@@ -65,7 +65,7 @@ async function readJson(req: IncomingMessage): Promise<Body> {
 async function completions(req: IncomingMessage, res: ServerResponse): Promise<void> {
   const body = await readJson(req)
   if (body.temperature !== 0) throw new Error('only greedy (temperature 0) is served here')
-  const ids = typeof body.prompt === 'string' ? (tokenizer.encode(body.prompt, { add_special_tokens: false }) as number[]) : body.prompt ?? []
+  const ids = typeof body.prompt === 'string' ? (tokenizer.encode(body.prompt, { add_special_tokens: false }) as number[]) : (body.prompt ?? [])
   const maxTokens = body.max_tokens ?? 16
   const base = { id: `cmpl-tjs-${Date.now()}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: body.model ?? 'default' }
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' })

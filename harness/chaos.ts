@@ -80,7 +80,7 @@ const WORDS = 'the little girl walked to the old house near the forest and the k
 
 function rng(seed: number): () => number {
   let s = seed >>> 0
-  return () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32)
+  return () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32
 }
 
 interface Health {
@@ -175,7 +175,14 @@ async function send(server: RunningServer, spec: Spec, maxTokens: number, hangMs
     const raw = await res.text()
     if (!spec.stream || res.status !== 200) {
       const j = JSON.parse(raw) as { choices?: { text: string; finish_reason: string }[]; usage?: { completion_tokens: number }; error?: { code: string } }
-      return { status: res.status, text: j.choices?.[0]?.text ?? '', completionTokens: j.usage?.completion_tokens ?? 0, finishReason: j.choices?.[0]?.finish_reason ?? null, done: true, errorEvent: j.error?.code ?? null }
+      return {
+        status: res.status,
+        text: j.choices?.[0]?.text ?? '',
+        completionTokens: j.usage?.completion_tokens ?? 0,
+        finishReason: j.choices?.[0]?.finish_reason ?? null,
+        done: true,
+        errorEvent: j.error?.code ?? null,
+      }
     }
     const a: Answer = { status: res.status, text: '', completionTokens: 0, finishReason: null, done: false, errorEvent: null }
     for (const line of raw.split('\n')) {
@@ -301,18 +308,23 @@ export async function runChaos(server: RunningServer, opts: ChaosOptions, log: (
     }
   })()
 
-  const outcomes = await runPool(opts.requests, opts.concurrency, async (i) => {
-    const spec = all[i % all.length]!
-    const start = performance.now()
-    const a = await send(server, spec, opts.maxTokens, opts.hangMs)
-    const end = performance.now()
-    if (a === null) return { kind: spec.kind, stream: spec.stream, start, end, status: 0, full: false, hung: true, cut: false, mismatch: false, error: 'hung' }
-    const full = a.status === 200 && a.done && a.errorEvent === null && a.finishReason === 'length' && a.completionTokens === opts.maxTokens
-    const cut = spec.stream && a.status === 200 && (!a.done || a.errorEvent !== null || a.finishReason === null)
-    const ref = reference.get(spec.key)
-    const mismatch = a.status === 200 && ref !== undefined && a.text !== ref
-    return { kind: spec.kind, stream: spec.stream, start, end, status: a.status, full, hung: false, cut, mismatch, error: a.errorEvent }
-  }, () => kills.length < (opts.minKills ?? 0))
+  const outcomes = await runPool(
+    opts.requests,
+    opts.concurrency,
+    async (i) => {
+      const spec = all[i % all.length]!
+      const start = performance.now()
+      const a = await send(server, spec, opts.maxTokens, opts.hangMs)
+      const end = performance.now()
+      if (a === null) return { kind: spec.kind, stream: spec.stream, start, end, status: 0, full: false, hung: true, cut: false, mismatch: false, error: 'hung' }
+      const full = a.status === 200 && a.done && a.errorEvent === null && a.finishReason === 'length' && a.completionTokens === opts.maxTokens
+      const cut = spec.stream && a.status === 200 && (!a.done || a.errorEvent !== null || a.finishReason === null)
+      const ref = reference.get(spec.key)
+      const mismatch = a.status === 200 && ref !== undefined && a.text !== ref
+      return { kind: spec.kind, stream: spec.stream, start, end, status: a.status, full, hung: false, cut, mismatch, error: a.errorEvent }
+    },
+    () => kills.length < (opts.minKills ?? 0),
+  )
   running = false
   await killer
   await waitHealthy(server, 120_000)
@@ -357,7 +369,7 @@ export function killLatencies(r: ChaosResult): KillLatency[] {
     const seen = new Set<RequestOutcome>()
     for (const k of kills) {
       const until = k.readyAt ?? k.at
-      for (const o of r.outcomes) if (!seen.has(o) && o.start <= until && o.end >= k.at) (seen.add(o), added.push(o.end - o.start - r.baselineP50Ms))
+      for (const o of r.outcomes) if (!seen.has(o) && o.start <= until && o.end >= k.at) seen.add(o), added.push(o.end - o.start - r.baselineP50Ms)
     }
     out.push({
       kind,
@@ -365,7 +377,10 @@ export function killLatencies(r: ChaosResult): KillLatency[] {
       affected: added.length,
       p50AddedMs: quantile(added, 0.5),
       p99AddedMs: quantile(added, 0.99),
-      restartP50Ms: quantile(kills.filter((k) => k.readyAt !== null).map((k) => k.readyAt! - k.at), 0.5),
+      restartP50Ms: quantile(
+        kills.filter((k) => k.readyAt !== null).map((k) => k.readyAt! - k.at),
+        0.5,
+      ),
     })
   }
   return out

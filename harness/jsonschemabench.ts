@@ -47,7 +47,7 @@ export function validatorFor(schema: unknown): ValidateFunction {
   const declared = typeof schema === 'object' && schema !== null ? String((schema as { $schema?: unknown }).$schema ?? '') : ''
   const draft = declared.includes('draft-04') ? '04' : declared.includes('2019-09') ? '2019' : declared.includes('2020-12') ? '2020' : '07'
   // The same schema object compiled twice would clash on its $id: a copy without ids each time.
-  const copy = JSON.parse(JSON.stringify(schema, (k, v) => (k === '$id' || k === 'id') && typeof v === 'string' ? undefined : v)) as object
+  const copy = JSON.parse(JSON.stringify(schema, (k, v) => ((k === '$id' || k === 'id') && typeof v === 'string' ? undefined : v))) as object
   return ajvs[draft]!.compile(copy)
 }
 

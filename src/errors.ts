@@ -4,7 +4,7 @@
  */
 export const ERRORS = {
   SPANSERVE_ERR_INVALID_REQUEST: { status: 400, type: 'invalid_request_error', message: 'Invalid request' },
-  SPANSERVE_ERR_CONTEXT_LENGTH: { status: 400, type: 'invalid_request_error', message: 'Prompt and max_tokens exceed the model\'s context length' },
+  SPANSERVE_ERR_CONTEXT_LENGTH: { status: 400, type: 'invalid_request_error', message: "Prompt and max_tokens exceed the model's context length" },
   SPANSERVE_ERR_CONSTRAINT_TOO_COMPLEX: { status: 400, type: 'invalid_request_error', message: 'The output constraint takes longer than --grammar-compile-timeout to compile' },
   SPANSERVE_ERR_TOKEN_ID: { status: 400, type: 'invalid_request_error', message: 'Token id outside the vocabulary' },
   SPANSERVE_ERR_UNAUTHORIZED: { status: 401, type: 'authentication_error', message: 'Incorrect API key provided' },

@@ -33,7 +33,7 @@ export function configurationMarkdown(): string {
     'Every option is a flag of `npm start -- …` and most have environment variables. Precedence, the same for every option:',
     '',
     '1. the flag;',
-    '2. the environment variables, in the order listed (OpenTelemetry\'s `OTEL_*` before FastDeploy\'s aliases such as `TRACES_ENABLE`, `EXPORTER_OTLP_ENDPOINT`);',
+    "2. the environment variables, in the order listed (OpenTelemetry's `OTEL_*` before FastDeploy's aliases such as `TRACES_ENABLE`, `EXPORTER_OTLP_ENDPOINT`);",
     '3. the default.',
     '',
     '`OTEL_TRACES_SAMPLER` sets the sampler kind (`always_on`, `always_off`, `traceidratio`, `parentbased_*`): its ratio comes from `OTEL_TRACES_SAMPLER_ARG`, and a non-parent-based kind means `--trace-ignore-parent-sampling`. A boolean flag may be given alone (`--trace-enable`), with a value (`--trace-enable false`) or negated (`--no-trace-enable`). Unknown flags and bad values stop the start with a message.',
@@ -57,9 +57,9 @@ export function configurationMarkdown(): string {
 const PROCESS_ERRORS: readonly [new (message: string) => SpanserveError, string][] = [
   [ConfigError, 'a flag, environment variable or value is invalid'],
   [ModelLoadError, 'the model directory cannot be served (the message names the file or field)'],
-  [TpConfigError, '`--tp-size` does not divide the model\'s heads, KV heads or MLP width'],
+  [TpConfigError, "`--tp-size` does not divide the model's heads, KV heads or MLP width"],
   [TpModelFormatError, '`--tp-size` above 1 on a graph spanserve did not build'],
-  [LaunchError, 'the processes did not all start: a child\'s failure (its code), or a time-out or an early exit (internal)'],
+  [LaunchError, "the processes did not all start: a child's failure (its code), or a time-out or an early exit (internal)"],
   [RunnerError, 'a worker was sent a step it cannot run (a broken invariant): the worker fails and is restarted'],
 ]
 
@@ -102,8 +102,8 @@ export async function metricsMarkdown(): Promise<string> {
     '',
     '`GET /metrics` on the HTTP port. Prometheus text by default; a scraper that sends',
     '`Accept: application/openmetrics-text` gets OpenMetrics, where the latency histograms carry the',
-    'request\'s `trace_id` and `span_id` as exemplars (with tracing on), so a slow bucket opens a real',
-    'trace. Names follow vLLM\'s under a `spanserve:` prefix. Request figures are observed by the server',
+    "request's `trace_id` and `span_id` as exemplars (with tracing on), so a slow bucket opens a real",
+    "trace. Names follow vLLM's under a `spanserve:` prefix. Request figures are observed by the server",
     'as each request ends; the gauges of the other processes come from the report each sends every',
     '`--stats-interval` seconds. Labels: `dp_rank`, `tp_rank` and `role` (server, tokenizer, scheduler,',
     'worker) where a figure belongs to one process; `finished_reason` and `code` (an error code from',

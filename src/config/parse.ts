@@ -50,7 +50,10 @@ function parseValue(spec: OptionSpec, raw: string, where: string): unknown {
       if (!spec.choices!.includes(raw)) throw new ConfigError(`${where}: expected one of ${spec.choices!.join(', ')}, got "${raw}"`)
       return raw
     case 'list':
-      return raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+      return raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')
     case 'kv':
       return parseKv(raw, where)
     case 'string':
@@ -135,7 +138,8 @@ function checkLayout(c: Config): void {
   const ports = 2 + c.dpSize + c.dpSize * c.tpSize * (c.tpSize > 1 ? 2 : 1) + c.nnodes - 1
   if (c.ipc !== 'ipc' && (port < 1 || port + ports - 1 > 65535)) throw new ConfigError(`--ipc: ports ${port}..${port + ports - 1} do not fit below 65536`)
   // Only TP rank 0 samples: the other ranks learn each step's tokens from the scheduler, one step at a time.
-  if (c.numContinuousDecodeSteps > 1 && c.tpSize > 1) throw new ConfigError(`--num-continuous-decode-steps ${c.numContinuousDecodeSteps} needs --tp-size 1 (got ${c.tpSize}): only rank 0 samples, so every step's tokens must go through the scheduler`)
+  if (c.numContinuousDecodeSteps > 1 && c.tpSize > 1)
+    throw new ConfigError(`--num-continuous-decode-steps ${c.numContinuousDecodeSteps} needs --tp-size 1 (got ${c.tpSize}): only rank 0 samples, so every step's tokens must go through the scheduler`)
   if (c.nodeRank >= c.nnodes) throw new ConfigError(`--node-rank ${c.nodeRank} is not below --nnodes ${c.nnodes}`)
   if (c.nnodes > 1) {
     if (!c.ipc.startsWith('tcp://')) throw new ConfigError('--nnodes > 1 needs --ipc tcp://HOST:PORT (ipc sockets do not cross hosts)')

@@ -130,7 +130,15 @@ function validatorOf(type: string): ValidateFunction | undefined {
 function arrayOf(ref: { $b: unknown; n?: unknown; t: unknown }, binary: ArrayBuffer): ArrayBufferView {
   const Ctor = typeof ref.t === 'string' && Object.hasOwn(BINARY_KINDS, ref.t) ? BINARY_KINDS[ref.t as BinaryKind] : undefined
   const { $b: offset, n } = ref
-  if (!Ctor || !Number.isSafeInteger(offset) || !Number.isSafeInteger(n) || (offset as number) < 0 || (n as number) < 0 || (offset as number) % Ctor.BYTES_PER_ELEMENT !== 0 || (offset as number) + (n as number) * Ctor.BYTES_PER_ELEMENT > binary.byteLength) {
+  if (
+    !Ctor ||
+    !Number.isSafeInteger(offset) ||
+    !Number.isSafeInteger(n) ||
+    (offset as number) < 0 ||
+    (n as number) < 0 ||
+    (offset as number) % Ctor.BYTES_PER_ELEMENT !== 0 ||
+    (offset as number) + (n as number) * Ctor.BYTES_PER_ELEMENT > binary.byteLength
+  ) {
     throw new DecodeError(`codec: bad binary reference ${JSON.stringify(ref)}`)
   }
   return new Ctor(binary, offset as number, n as number)

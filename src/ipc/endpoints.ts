@@ -40,7 +40,10 @@ export function planEndpoints(transport: string, layout: Layout): Endpoints {
   const { dpSize, tpSize } = layout
   const nodes = Math.max(1, layout.nodeHosts.length)
   // name → node rank
-  const names: [string, number][] = [['server', 0], ['tokenizer', 0]]
+  const names: [string, number][] = [
+    ['server', 0],
+    ['tokenizer', 0],
+  ]
   for (let d = 0; d < dpSize; d++) names.push([`scheduler-${d}`, 0])
   for (let d = 0; d < dpSize; d++) for (let t = 0; t < tpSize; t++) names.push([`worker-${d}-${t}`, workerNode(layout, d, t)])
   if (tpSize > 1) for (let d = 0; d < dpSize; d++) for (let t = 0; t < tpSize; t++) names.push([`allreduce-${d}-${t}`, workerNode(layout, d, t)])

@@ -24,22 +24,22 @@ interface BinarySchema<K extends BinaryKind> {
 export type Schema<T> = unknown extends T
   ? Record<string, never>
   : [T] extends [Int32Array]
-  ? BinarySchema<'i32'>
-  : [T] extends [Float32Array]
-    ? BinarySchema<'f32'>
-    : [T] extends [Uint8Array]
-      ? BinarySchema<'u8'>
-      : [T] extends [string]
-        ? { type: 'string'; enum?: readonly T[]; const?: T }
-        : [T] extends [number]
-          ? { type: 'number' | 'integer'; enum?: readonly T[]; const?: T }
-          : [T] extends [boolean]
-            ? { type: 'boolean' }
-            : [T] extends [readonly (infer U)[]]
-              ? { type: 'array'; items: Field<U> }
-              : [T] extends [object]
-                ? ObjectSchema<T>
-                : never
+    ? BinarySchema<'i32'>
+    : [T] extends [Float32Array]
+      ? BinarySchema<'f32'>
+      : [T] extends [Uint8Array]
+        ? BinarySchema<'u8'>
+        : [T] extends [string]
+          ? { type: 'string'; enum?: readonly T[]; const?: T }
+          : [T] extends [number]
+            ? { type: 'number' | 'integer'; enum?: readonly T[]; const?: T }
+            : [T] extends [boolean]
+              ? { type: 'boolean' }
+              : [T] extends [readonly (infer U)[]]
+                ? { type: 'array'; items: Field<U> }
+                : [T] extends [object]
+                  ? ObjectSchema<T>
+                  : never
 
 /** An array item or a property's value: a `T | null` is marked by `orNull`. */
 type Field<T> = unknown extends T ? Record<string, never> : null extends T ? Schema<NonNullable<T>> & { nullable: true } : Schema<T> & { nullable?: never }
@@ -202,7 +202,17 @@ const chatTool: Schema<ChatTool> = {
 type SchedulerStats = NonNullable<ProcessStats['scheduler']>
 const schedulerStats: Schema<SchedulerStats> = {
   type: 'object',
-  properties: { running: int, waiting: int, kvUsedTokens: int, kvTotalTokens: int, batchSizes: i32, cacheTokens: opt(int), cacheQueryTokens: opt(int), cacheHitTokens: opt(int), limitedSteps: opt(int) },
+  properties: {
+    running: int,
+    waiting: int,
+    kvUsedTokens: int,
+    kvTotalTokens: int,
+    batchSizes: i32,
+    cacheTokens: opt(int),
+    cacheQueryTokens: opt(int),
+    cacheHitTokens: opt(int),
+    limitedSteps: opt(int),
+  },
 }
 const workerStats: Schema<NonNullable<ProcessStats['worker']>> = {
   type: 'object',

@@ -1,23 +1,23 @@
 // Model presets are data: the builder reads nothing else to decide the architecture.
 
-export type PresetName = 'default' | 'large';
+export type PresetName = 'default' | 'large'
 
 export interface Preset {
-  readonly name: PresetName;
-  readonly hiddenSize: number;
-  readonly numLayers: number;
-  readonly numHeads: number;
-  readonly numKvHeads: number;
-  readonly headDim: number;
+  readonly name: PresetName
+  readonly hiddenSize: number
+  readonly numLayers: number
+  readonly numHeads: number
+  readonly numKvHeads: number
+  readonly headDim: number
   /** 'auto': one MLP neuron per n-gram context, rounded up to a multiple of 64. */
-  readonly intermediateSize: number | 'auto';
+  readonly intermediateSize: number | 'auto'
   /** Target vocabulary size, byte tokens and special tokens included. */
-  readonly vocabSize: number;
-  readonly maxPositions: number;
-  readonly ropeTheta: number;
-  readonly rmsNormEps: number;
+  readonly vocabSize: number
+  readonly maxPositions: number
+  readonly ropeTheta: number
+  readonly rmsNormEps: number
   /** Seed of every random choice in the build. */
-  readonly seed: number;
+  readonly seed: number
 }
 
 export const PRESETS: Readonly<Record<PresetName, Preset>> = {
@@ -52,8 +52,8 @@ export const PRESETS: Readonly<Record<PresetName, Preset>> = {
     rmsNormEps: 1e-6,
     seed: 20240602,
   },
-};
+}
 
 export function isPresetName(name: string): name is PresetName {
-  return Object.hasOwn(PRESETS, name);
+  return Object.hasOwn(PRESETS, name)
 }

@@ -80,7 +80,9 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
   }
   // A peer that stopped reading has cost this process requests or steps already: fail loudly, so that
   // supervision fails (or resumes) its requests and restarts it, instead of leaving them hanging.
-  onSendQueueFull((e) => fatal('SPANSERVE_ERR_INTERNAL', new Error(`IPC send queue to ${e.address} is full (${e.capacity} messages, the last a ${e.type}): the peer stopped reading`), CHILD_EXIT.peerStalled))
+  onSendQueueFull((e) =>
+    fatal('SPANSERVE_ERR_INTERNAL', new Error(`IPC send queue to ${e.address} is full (${e.capacity} messages, the last a ${e.type}): the peer stopped reading`), CHILD_EXIT.peerStalled),
+  )
   process.on('uncaughtException', (err) => fatal('SPANSERVE_ERR_INTERNAL', err))
   process.on('unhandledRejection', (err) => fatal('SPANSERVE_ERR_INTERNAL', err))
 

@@ -9,12 +9,7 @@ import { idleCollector } from './idle-collect.ts'
 
 export type RoleStats = Pick<ProcessStats, 'liveRequests' | 'scheduler' | 'worker'>
 
-export function startStatsReporter(
-  toServer: Outbox,
-  who: { role: Role; dpRank: number; tpRank: number },
-  intervalMs: number,
-  collect: () => RoleStats,
-): () => void {
+export function startStatsReporter(toServer: Outbox, who: { role: Role; dpRank: number; tpRank: number }, intervalMs: number, collect: () => RoleStats): () => void {
   const collectWhenIdle = idleCollector()
   const report = () => {
     const own = collect()

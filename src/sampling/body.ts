@@ -50,5 +50,9 @@ export function checkTokenIds(p: SamplingParams, vocabSize: number): void {
     }
   }
   if (p.stopTokenIds) check(p.stopTokenIds, 'stop_token_ids')
-  if (p.logitBias) check(p.logitBias.map(([id]) => id), 'logit_bias')
+  if (p.logitBias)
+    check(
+      p.logitBias.map(([id]) => id),
+      'logit_bias',
+    )
 }

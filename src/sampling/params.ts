@@ -56,11 +56,5 @@ export interface SamplingParams {
 
 /** Whether the worker's sampler has more to do than temperature, top-k and top-p. */
 export function adjustsLogits(p: SamplingParams): boolean {
-  return (
-    (p.presencePenalty ?? 0) !== 0 ||
-    (p.frequencyPenalty ?? 0) !== 0 ||
-    (p.repetitionPenalty ?? 1) !== 1 ||
-    (p.minTokens ?? 0) > 0 ||
-    (p.logitBias?.length ?? 0) > 0
-  )
+  return (p.presencePenalty ?? 0) !== 0 || (p.frequencyPenalty ?? 0) !== 0 || (p.repetitionPenalty ?? 1) !== 1 || (p.minTokens ?? 0) > 0 || (p.logitBias?.length ?? 0) > 0
 }

@@ -25,7 +25,18 @@
  * counter, and when more sequences are admitted than the batch holds, each step's slots are split
  * fairly between clients. With one client, first come, first served.
  */
-import type { BatchTokenIdOutput, FinishReason, ProcessStats, RequestStats, ForwardBatch, ForwardBatchOutput, GrammarReady, PrefillEntry, ReqError, TokenizedGenerateReqInput } from '../ipc/messages.ts'
+import type {
+  BatchTokenIdOutput,
+  FinishReason,
+  ProcessStats,
+  RequestStats,
+  ForwardBatch,
+  ForwardBatchOutput,
+  GrammarReady,
+  PrefillEntry,
+  ReqError,
+  TokenizedGenerateReqInput,
+} from '../ipc/messages.ts'
 import { clientOf, VirtualTokenCounter } from './fairness.ts'
 import { KvSpace } from './kv-space.ts'
 import { WaitingQueue } from './queue.ts'
@@ -133,7 +144,14 @@ export class SchedulerLoop {
     this.batchSizes = []
     const limitedSteps = this.limitedSteps
     this.limitedSteps = 0
-    const stats: NonNullable<ProcessStats['scheduler']> = { running: this.running, waiting: this.waiting.length, kvUsedTokens: this.budget.usedTokens, kvTotalTokens: this.budget.total, batchSizes: sizes, limitedSteps }
+    const stats: NonNullable<ProcessStats['scheduler']> = {
+      running: this.running,
+      waiting: this.waiting.length,
+      kvUsedTokens: this.budget.usedTokens,
+      kvTotalTokens: this.budget.total,
+      batchSizes: sizes,
+      limitedSteps,
+    }
     if (this.budget.cacheEnabled) {
       const { queried, hit } = this.budget.takeCounts()
       stats.cacheTokens = this.budget.cacheTokens
@@ -395,7 +413,7 @@ export class SchedulerLoop {
       const req = this.decoding.get(rid) ?? this.prefilling.find((r) => r.rid === rid)
       const fresh = req !== undefined && req.cachedTokens === 0 && batch.prefill.some((e) => e.rid === rid && e.sampling !== null)
       if (!fresh) kvLost = true
-      const lost = 'the worker lost this request\'s KV cache'
+      const lost = "the worker lost this request's KV cache"
       if (this.take(rid, 'error', lost)) this.fail(rid, 'SPANSERVE_ERR_UNAVAILABLE', lost)
     }
     if (kvLost) this.budget.dropCache()

@@ -39,7 +39,8 @@ await runChild('scheduler', async (ctx) => {
       error: (err) => toTokenizer.post(err),
       observer: requestObserver(log),
       onStep: log.isLevelEnabled('debug')
-        ? (batch, waiting) => log.debug({ step: batch.step, prefill: batch.prefill.length, decode: batch.decode.length, decode_steps: batch.decodeSteps, release: batch.release.length, waiting }, 'step')
+        ? (batch, waiting) =>
+            log.debug({ step: batch.step, prefill: batch.prefill.length, decode: batch.decode.length, decode_steps: batch.decodeSteps, release: batch.release.length, waiting }, 'step')
         : undefined,
     },
   )

@@ -25,7 +25,15 @@ export function requestObserver(log: Logger): LoopObserver | undefined {
       else tracing.reqFinish(req.rid, { attributes: { [tracing.GEN_AI_USAGE_OUTPUT_TOKENS]: req.generated } })
       if (debug) {
         log.debug(
-          { rid: req.rid, ...traceLogFields(req.trace), reason, error, prompt_tokens: req.inputIds.length, generated: req.generated, queue_ms: req.admittedAt > 0 ? req.admittedAt - req.enqueuedAt : null },
+          {
+            rid: req.rid,
+            ...traceLogFields(req.trace),
+            reason,
+            error,
+            prompt_tokens: req.inputIds.length,
+            generated: req.generated,
+            queue_ms: req.admittedAt > 0 ? req.admittedAt - req.enqueuedAt : null,
+          },
           'request ended',
         )
       }

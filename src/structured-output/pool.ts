@@ -203,7 +203,10 @@ export class GrammarPool {
   private settle(lane: Lane): void {
     if (lane.compiling || lane.leases.size > 0 || lane.dead) return
     lane.worker.unref()
-    if (lane.memoryBytes > this.opts.threadMemoryBytes) return this.remove(lane)
+    if (lane.memoryBytes > this.opts.threadMemoryBytes) {
+      this.remove(lane)
+      return
+    }
     lane.whenIdle(this.opts.idleMs ?? 60_000, () => {
       if (this.lanes.length > 1 && !lane.compiling && lane.leases.size === 0) this.remove(lane)
     })
@@ -291,7 +294,11 @@ export class GrammarPool {
       // The thread is inside the compile and cannot be interrupted: it is ended, its work abandoned.
       this.remove(lane)
       const seconds = this.opts.compileTimeoutMs / 1000
-      this.remember(w.key, 'SPANSERVE_ERR_CONSTRAINT_TOO_COMPLEX', `takes longer than ${seconds} s to compile (--grammar-compile-timeout); make it smaller (shorter maxLength, fewer or smaller repetitions, fewer alternatives)`)
+      this.remember(
+        w.key,
+        'SPANSERVE_ERR_CONSTRAINT_TOO_COMPLEX',
+        `takes longer than ${seconds} s to compile (--grammar-compile-timeout); make it smaller (shorter maxLength, fewer or smaller repetitions, fewer alternatives)`,
+      )
       w.resolve(this.refusal(w, 'SPANSERVE_ERR_CONSTRAINT_TOO_COMPLEX', this.refusals.get(w.key)!.reason))
     } else if (answer.ok) {
       lane.keys.add(w.key)

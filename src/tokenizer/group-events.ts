@@ -28,7 +28,14 @@ export function onGroupState(d: GroupEventDeps, msg: GroupState): void {
   const failed = d.states.forgetGroup(msg.dpRank)
   for (const rid of failed) {
     tracing.reqFinish(rid, { error: msg.reason })
-    d.toServer.post({ type: 'req_error', rid, code: 'SPANSERVE_ERR_UNAVAILABLE', message: `data-parallel group ${msg.dpRank} failed (${msg.reason}); the request can be retried`, param: null, lost: msg.process ?? `scheduler-${msg.dpRank}` })
+    d.toServer.post({
+      type: 'req_error',
+      rid,
+      code: 'SPANSERVE_ERR_UNAVAILABLE',
+      message: `data-parallel group ${msg.dpRank} failed (${msg.reason}); the request can be retried`,
+      param: null,
+      lost: msg.process ?? `scheduler-${msg.dpRank}`,
+    })
   }
   d.log.warn({ dp_rank: msg.dpRank, reason: msg.reason, failed: failed.length }, 'data-parallel group out of dispatch')
 }

@@ -22,7 +22,10 @@ await runChild('tokenizer', async (ctx) => {
   const schedulers = endpoints.schedulers.map((addr) => new Outbox(addr))
   // With one group there is nothing to choose: no prefix index is kept.
   const cacheAware = schedulers.length > 1 && config.enablePrefixCaching && !config.disableRadixCache
-  const dispatcher = new DpDispatcher(schedulers.length, cacheAware ? { capBlocks: Math.ceil(config.maxTotalTokens / KV_BLOCK_TOKENS), absThreshold: config.dpBalanceAbsThreshold, relThreshold: config.dpBalanceRelThreshold } : undefined)
+  const dispatcher = new DpDispatcher(
+    schedulers.length,
+    cacheAware ? { capBlocks: Math.ceil(config.maxTotalTokens / KV_BLOCK_TOKENS), absThreshold: config.dpBalanceAbsThreshold, relThreshold: config.dpBalanceRelThreshold } : undefined,
+  )
   const states = new RequestStates(dispatcher)
   const intake = new Intake({ tok, model, contextLength, dispatcher, states, schedulers, toServer, log })
   const outputs = { states, schedulers, toServer, repeatsRids: config.numContinuousDecodeSteps > 1 }
@@ -56,5 +59,12 @@ await runChild('tokenizer', async (ctx) => {
     inbox.close()
     for (const s of schedulers) s.close()
   })
-  toServer.post({ type: 'ready', role: 'tokenizer', dpRank: 0, tpRank: 0, pid: process.pid, detail: { vocab: model.vocabSize, chatTemplate: tok.hasChatTemplate, config: config.servedModelName, charsPerToken: Number.isFinite(tok.charsPerToken) ? tok.charsPerToken : null } })
+  toServer.post({
+    type: 'ready',
+    role: 'tokenizer',
+    dpRank: 0,
+    tpRank: 0,
+    pid: process.pid,
+    detail: { vocab: model.vocabSize, chatTemplate: tok.hasChatTemplate, config: config.servedModelName, charsPerToken: Number.isFinite(tok.charsPerToken) ? tok.charsPerToken : null },
+  })
 })

@@ -33,7 +33,15 @@ function splitsAtWordSpaces(p: Json): boolean {
   if (p?.type !== 'Sequence') return false
   const [split, byteLevel, ...rest] = (p.pretokenizers as Json[]) ?? []
   const pattern = (split?.pattern as Json)?.Regex
-  return rest.length === 0 && split?.type === 'Split' && typeof pattern === 'string' && KNOWN_SPLIT_REGEXES.has(pattern) && split.behavior === 'Isolated' && split.invert !== true && isPlainByteLevel(byteLevel, false)
+  return (
+    rest.length === 0 &&
+    split?.type === 'Split' &&
+    typeof pattern === 'string' &&
+    KNOWN_SPLIT_REGEXES.has(pattern) &&
+    split.behavior === 'Isolated' &&
+    split.invert !== true &&
+    isPlainByteLevel(byteLevel, false)
+  )
 }
 
 /**
@@ -72,7 +80,12 @@ export interface PiecesResult {
  * `encode(piece, first)` tokenizes one piece (special tokens only on the first). Stops once the ids
  * pass `tokenLimit`; yields to the event loop between pieces.
  */
-export async function encodeInPieces(text: string, tokenLimit: number, encode: (piece: string, first: boolean) => number[], nextBoundary: ((text: string, from: number) => number) | null): Promise<PiecesResult> {
+export async function encodeInPieces(
+  text: string,
+  tokenLimit: number,
+  encode: (piece: string, first: boolean) => number[],
+  nextBoundary: ((text: string, from: number) => number) | null,
+): Promise<PiecesResult> {
   const ids: number[] = []
   let start = 0
   // One pass at least: an empty text may still get its special tokens.

@@ -17,11 +17,7 @@ export async function boundedPromptIds(tok: TextTokenizer, text: string, addSpec
   const { ids, stoppedEarly } = await tok.encodeBounded(text, addSpecialTokens, tokenLimit)
   if (ids.length > tokenLimit) {
     const count = stoppedEarly ? `more than ${share} (tokenizing stopped at ${ids.length})` : `${ids.length} tokens, more than ${share}`
-    throw new SpanserveError(
-      'SPANSERVE_ERR_CONTEXT_LENGTH',
-      `This model's maximum context length is ${limit.context} tokens. However, your prompt has ${count}. ${reduce}`,
-      limit.param,
-    )
+    throw new SpanserveError('SPANSERVE_ERR_CONTEXT_LENGTH', `This model's maximum context length is ${limit.context} tokens. However, your prompt has ${count}. ${reduce}`, limit.param)
   }
   return ids
 }

@@ -96,7 +96,7 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
   if (command === undefined) throw new UsageError('missing subcommand: show or perfetto')
   if (!isCommand(command)) throw new UsageError(`unknown subcommand 'trace ${command}'`)
 
-  let parsed
+  let parsed: { values: unknown; positionals: string[] }
   try {
     parsed = parseArgs({ args: [...rest], options: COMMAND_OPTIONS[command], allowPositionals: true, strict: true })
   } catch (err) {

@@ -54,9 +54,7 @@ export function toChromeTrace(spans: readonly SpanRecord[]): ChromeTrace {
   const context = new Map<string, Record<string, unknown>>()
   for (const traceId of index.traceIds()) context.set(traceId, requestContext(index, traceId))
 
-  const placed = [...spans]
-    .map((span) => ({ span, at: layout.placements.get(spanKey(span.traceId, span.spanId))! }))
-    .sort((a, b) => comparePlaced(a.span, a.at, b.span, b.at))
+  const placed = [...spans].map((span) => ({ span, at: layout.placements.get(spanKey(span.traceId, span.spanId))! })).sort((a, b) => comparePlaced(a.span, a.at, b.span, b.at))
 
   const slices: ChromeTraceEvent[] = []
   const instants: ChromeTraceEvent[] = []

@@ -6,7 +6,6 @@ import { SPANSERVE_REQUEST_ID as REQUEST_ID } from '../tracing/attributes.ts'
 import { REQUEST_ROOT_SPAN as REQUEST_ROOT } from '../tracing/names.ts'
 import type { SpanRecord } from './span-record.ts'
 
-
 export function spanKey(traceId: string, spanId: string): string {
   return `${traceId}/${spanId}`
 }

@@ -225,11 +225,7 @@ interface Child extends Range {
  * a whole millisecond, it overlaps by less than one, and it ends after the earlier one ends.
  */
 function overlapIsArtefact(earlier: Child, later: Child): boolean {
-  return (
-    later.span.startNs % START_RESOLUTION_NS === 0n &&
-    earlier.end - later.start < START_RESOLUTION_NS &&
-    later.end >= earlier.end
-  )
+  return later.span.startNs % START_RESOLUTION_NS === 0n && earlier.end - later.start < START_RESOLUTION_NS && later.end >= earlier.end
 }
 
 function compareRanged(a: SpanRecord, ar: Range, b: SpanRecord, br: Range): number {

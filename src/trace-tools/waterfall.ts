@@ -3,15 +3,7 @@
  * with its duration and a bar placed on the request's timeline; span events as `·` lines.
  * Also the one-line-per-trace listing of a file.
  */
-import {
-  GEN_AI_REQUEST_MODEL,
-  GEN_AI_RESPONSE_FINISH_REASONS,
-  GEN_AI_USAGE_INPUT_TOKENS,
-  GEN_AI_USAGE_OUTPUT_TOKENS,
-  HTTP_REQUEST_METHOD,
-  HTTP_ROUTE,
-  URL_PATH,
-} from '../tracing/attributes.ts'
+import { GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_FINISH_REASONS, GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS, HTTP_REQUEST_METHOD, HTTP_ROUTE, URL_PATH } from '../tracing/attributes.ts'
 import type { SpanIndex, TraceSummary } from './span-index.ts'
 import type { SpanRecord } from './span-record.ts'
 

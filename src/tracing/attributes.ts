@@ -5,13 +5,7 @@
  * means, and docs/tracing.md's attribute table is generated from these (tools/docs.ts).
  */
 import type { Attributes } from '@opentelemetry/api'
-import {
-  ATTR_ERROR_TYPE,
-  ATTR_HTTP_REQUEST_METHOD,
-  ATTR_HTTP_ROUTE,
-  ATTR_SERVICE_NAME,
-  ATTR_URL_PATH,
-} from '@opentelemetry/semantic-conventions'
+import { ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_ROUTE, ATTR_SERVICE_NAME, ATTR_URL_PATH } from '@opentelemetry/semantic-conventions'
 
 export interface AttributeDoc {
   readonly key: string
@@ -34,38 +28,54 @@ function attribute<K extends string>(key: K, on: string, meaning: string): K {
 // gen_ai semantic conventions
 export const GEN_AI_OPERATION_NAME = attribute('gen_ai.operation.name', '`llm_request`', '`text_completion` or `chat`')
 export const GEN_AI_REQUEST_MODEL = attribute('gen_ai.request.model', '`llm_request`', 'the model the request named')
-export const GEN_AI_REQUEST_MAX_TOKENS = attribute('gen_ai.request.max_tokens', '`llm_request`', 'the request\'s token limit, when it gave one')
+export const GEN_AI_REQUEST_MAX_TOKENS = attribute('gen_ai.request.max_tokens', '`llm_request`', "the request's token limit, when it gave one")
 export const GEN_AI_REQUEST_TEMPERATURE = attribute('gen_ai.request.temperature', '`llm_request`', 'sampling temperature (0: greedy)')
 export const GEN_AI_REQUEST_TOP_P = attribute('gen_ai.request.top_p', '`llm_request`', 'nucleus sampling cut')
 export const GEN_AI_REQUEST_TOP_K = attribute('gen_ai.request.top_k', '`llm_request`', 'top-k cut (0: none)')
 export const GEN_AI_REQUEST_SEED = attribute('gen_ai.request.seed', '`llm_request`', 'the seed, when the request gave one')
 export const GEN_AI_REQUEST_PRESENCE_PENALTY = attribute('gen_ai.request.presence_penalty', '`llm_request`', 'when the request uses it')
 export const GEN_AI_REQUEST_FREQUENCY_PENALTY = attribute('gen_ai.request.frequency_penalty', '`llm_request`', 'when the request uses it')
-export const GEN_AI_OUTPUT_TYPE = attribute('gen_ai.output.type', '`llm_request`', 'the requested output format, when the request constrains it: `json` (json_schema, json_object, tool calls) or `text` (regex, choice, grammar)')
-export const GEN_AI_REQUEST_CHOICE_COUNT = attribute('gen_ai.request.choice.count', '`llm_request`', 'choices asked for (n, or best_of when larger), when more than 1: each is a sequence with its own `llm_request` span in the same trace')
+export const GEN_AI_OUTPUT_TYPE = attribute(
+  'gen_ai.output.type',
+  '`llm_request`',
+  'the requested output format, when the request constrains it: `json` (json_schema, json_object, tool calls) or `text` (regex, choice, grammar)',
+)
+export const GEN_AI_REQUEST_CHOICE_COUNT = attribute(
+  'gen_ai.request.choice.count',
+  '`llm_request`',
+  'choices asked for (n, or best_of when larger), when more than 1: each is a sequence with its own `llm_request` span in the same trace',
+)
 export const SPANSERVE_CHOICE_INDEX = attribute('spanserve.choice.index', '`llm_request`', 'which sequence of an n > 1 (or several-prompt) request this span is: its choice index, prompt-major')
-export const GEN_AI_RESPONSE_ID = attribute('gen_ai.response.id', '`llm_request`', 'the response\'s `id`')
+export const GEN_AI_RESPONSE_ID = attribute('gen_ai.response.id', '`llm_request`', "the response's `id`")
 export const GEN_AI_RESPONSE_MODEL = attribute('gen_ai.response.model', '`llm_request`', 'the model that answered')
 export const GEN_AI_RESPONSE_FINISH_REASONS = attribute('gen_ai.response.finish_reasons', '`llm_request`, `finished` event', '`stop`, `length`, …')
 export const GEN_AI_USAGE_INPUT_TOKENS = attribute('gen_ai.usage.input_tokens', '`llm_request`, `tokenize`', 'prompt tokens')
-export const GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = attribute('gen_ai.usage.cache_read.input_tokens', '`llm_request`', 'prompt tokens served from the prefix cache (included in gen_ai.usage.input_tokens), while the cache is on')
+export const GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = attribute(
+  'gen_ai.usage.cache_read.input_tokens',
+  '`llm_request`',
+  'prompt tokens served from the prefix cache (included in gen_ai.usage.input_tokens), while the cache is on',
+)
 export const GEN_AI_USAGE_OUTPUT_TOKENS = attribute('gen_ai.usage.output_tokens', '`llm_request`, scheduler thread span', 'completion tokens')
 /** Content keys as vLLM records them; only set with --trace-record-content. */
 export const GEN_AI_PROMPT = attribute('gen_ai.prompt', '`llm_request`', 'the prompt, only with `--trace-record-content`')
 export const GEN_AI_COMPLETION = attribute('gen_ai.completion', '`llm_request`', 'the completion, only with `--trace-record-content`')
-export const GEN_AI_TOOL_DEFINITIONS = attribute('gen_ai.tool.definitions', '`llm_request`', 'the tools a chat or responses request offered, as JSON with their required properties only (`type`, `name`), only with `--trace-record-content`')
+export const GEN_AI_TOOL_DEFINITIONS = attribute(
+  'gen_ai.tool.definitions',
+  '`llm_request`',
+  'the tools a chat or responses request offered, as JSON with their required properties only (`type`, `name`), only with `--trace-record-content`',
+)
 
 // vLLM's latency attributes (seconds, as doubles)
 export const GEN_AI_LATENCY_TIME_IN_QUEUE = attribute('gen_ai.latency.time_in_queue', '`llm_request`', 'seconds waiting for admission')
 export const GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN = attribute('gen_ai.latency.time_to_first_token', '`llm_request`', 'seconds to the first output token')
 export const GEN_AI_LATENCY_E2E = attribute('gen_ai.latency.e2e', '`llm_request`', 'seconds from arrival to the last output')
-export const GEN_AI_LATENCY_TIME_IN_MODEL_PREFILL = attribute('gen_ai.latency.time_in_model_prefill', '`llm_request`', 'seconds in the model\'s prefill runs')
-export const GEN_AI_LATENCY_TIME_IN_MODEL_DECODE = attribute('gen_ai.latency.time_in_model_decode', '`llm_request`', 'seconds in the model\'s decode runs')
+export const GEN_AI_LATENCY_TIME_IN_MODEL_PREFILL = attribute('gen_ai.latency.time_in_model_prefill', '`llm_request`', "seconds in the model's prefill runs")
+export const GEN_AI_LATENCY_TIME_IN_MODEL_DECODE = attribute('gen_ai.latency.time_in_model_decode', '`llm_request`', "seconds in the model's decode runs")
 
 // other semantic conventions
 export const ERROR_TYPE = attribute(ATTR_ERROR_TYPE, '`llm_request` on failure', 'the error code ([errors.md](errors.md))')
 export const SERVICE_NAME = attribute(ATTR_SERVICE_NAME, 'resource', '`--service-name`')
-export const HOST_NAME = attribute('host.name', 'resource', '`--host-name`, else the machine\'s hostname')
+export const HOST_NAME = attribute('host.name', 'resource', "`--host-name`, else the machine's hostname")
 export const PROCESS_PID = attribute('process.pid', 'resource', 'the process id')
 /** Set by @fastify/otel on the HTTP server span; the trace tools read them. */
 export const HTTP_REQUEST_METHOD = attribute(ATTR_HTTP_REQUEST_METHOD, 'HTTP server span (@fastify/otel)', 'GET, POST, …')
@@ -73,27 +83,47 @@ export const HTTP_ROUTE = attribute(ATTR_HTTP_ROUTE, 'HTTP server span (@fastify
 export const URL_PATH = attribute(ATTR_URL_PATH, 'HTTP server span (@fastify/otel)', 'the request path')
 
 // spanserve
-export const USER_ID = attribute('user.id', '`llm_request`', 'the client the request counts for in fair scheduling: its `X-Spanserve-Client` header, `key:` and a hash of its bearer token, or `ip:` and its address (never a key itself; docs/operations.md, "Fair sharing between clients")')
+export const USER_ID = attribute(
+  'user.id',
+  '`llm_request`',
+  'the client the request counts for in fair scheduling: its `X-Spanserve-Client` header, `key:` and a hash of its bearer token, or `ip:` and its address (never a key itself; docs/operations.md, "Fair sharing between clients")',
+)
 export const SPANSERVE_REQUEST_ID = attribute('spanserve.request.id', '`llm_request`, thread spans', 'the request id (`x-request-id`)')
 export const SPANSERVE_THREAD_LABEL = attribute('spanserve.thread.label', 'thread spans', '`Server`, `Tokenizer`, `Scheduler`, `Worker`, or a label set with `setThreadInfo`')
 export const SPANSERVE_PROCESS_ROLE = attribute('spanserve.process.role', 'resource', 'server, tokenizer, scheduler or worker')
 export const SPANSERVE_TP_RANK = attribute('spanserve.tp_rank', 'thread spans, resource', 'tensor-parallel rank, where there is one')
-export const SPANSERVE_DP_PREFIX_MATCH_TOKENS = attribute('spanserve.dp.prefix_match_tokens', '`dpc_dispatch`', 'with the prefix cache on: prompt tokens the chosen group is believed to hold cached (cache-aware dispatch)')
+export const SPANSERVE_DP_PREFIX_MATCH_TOKENS = attribute(
+  'spanserve.dp.prefix_match_tokens',
+  '`dpc_dispatch`',
+  'with the prefix cache on: prompt tokens the chosen group is believed to hold cached (cache-aware dispatch)',
+)
 export const SPANSERVE_DP_RANK = attribute('spanserve.dp_rank', 'thread spans, resource', 'data-parallel rank, where there is one')
-export const SPANSERVE_BATCH_SIZE = attribute('spanserve.batch.size', '`decode_forward`', 'requests in the step\'s batch')
-export const SPANSERVE_STEP = attribute('spanserve.step', '`decode_forward`, `prefill_forward`, `chunked_prefill`', 'the scheduler\'s batch number (with `--num-continuous-decode-steps N`, the up to N slices of one batch share it)')
+export const SPANSERVE_BATCH_SIZE = attribute('spanserve.batch.size', '`decode_forward`', "requests in the step's batch")
+export const SPANSERVE_STEP = attribute(
+  'spanserve.step',
+  '`decode_forward`, `prefill_forward`, `chunked_prefill`',
+  "the scheduler's batch number (with `--num-continuous-decode-steps N`, the up to N slices of one batch share it)",
+)
 /** A tensor-parallel rank's time in all-reduce during the slice, ms. */
 export const SPANSERVE_TP_ALL_REDUCE_MS = attribute('spanserve.tp.all_reduce_ms', 'worker slices at `--tp-size` 2 or more', 'ms the rank spent in all-reduce during the slice')
 /** A prefill chunk's first position and its token count. */
-export const SPANSERVE_PREFILL_START = attribute('spanserve.prefill.start', '`prefill_forward`, `chunked_prefill`', 'the chunk\'s first position')
-export const SPANSERVE_PREFILL_TOKENS = attribute('spanserve.prefill.tokens', '`prefill_forward`, `chunked_prefill`', 'the chunk\'s token count')
+export const SPANSERVE_PREFILL_START = attribute('spanserve.prefill.start', '`prefill_forward`, `chunked_prefill`', "the chunk's first position")
+export const SPANSERVE_PREFILL_TOKENS = attribute('spanserve.prefill.tokens', '`prefill_forward`, `chunked_prefill`', "the chunk's token count")
 /** The prefix cache's share of a prompt, on each of its prefill slices. */
-export const SPANSERVE_PREFILL_CACHED_TOKENS = attribute('spanserve.prefill.cached_tokens', '`prefill_forward`, `chunked_prefill`', 'prompt tokens the sequence started from in the prefix cache (not prefilled)')
-export const SPANSERVE_PREFILL_PREFILL_TOKENS = attribute('spanserve.prefill.prefill_tokens', '`prefill_forward`, `chunked_prefill`', 'prompt tokens prefilled so far, this chunk included (on `prefill_forward`: all the prompt less its cached tokens)')
+export const SPANSERVE_PREFILL_CACHED_TOKENS = attribute(
+  'spanserve.prefill.cached_tokens',
+  '`prefill_forward`, `chunked_prefill`',
+  'prompt tokens the sequence started from in the prefix cache (not prefilled)',
+)
+export const SPANSERVE_PREFILL_PREFILL_TOKENS = attribute(
+  'spanserve.prefill.prefill_tokens',
+  '`prefill_forward`, `chunked_prefill`',
+  'prompt tokens prefilled so far, this chunk included (on `prefill_forward`: all the prompt less its cached tokens)',
+)
 export const SPANSERVE_QUEUE_MS = attribute('spanserve.queue.ms', '`prefill_waiting`', 'ms from arrival to admission')
 export const SPANSERVE_DECODE_STEPS = attribute('spanserve.decode.steps', '`decode_loop`', 'decode steps folded into it')
 export const SPANSERVE_GRAMMAR_TYPE = attribute('spanserve.grammar.type', '`grammar_compile`', '`json_schema`, `json_object`, `regex`, `choice`, `grammar`, `structural_tag` or `tool_calls`')
-export const SPANSERVE_GRAMMAR_CACHE_HIT = attribute('spanserve.grammar.cache_hit', '`grammar_compile`', 'whether the compiled grammar came from the worker\'s cache')
+export const SPANSERVE_GRAMMAR_CACHE_HIT = attribute('spanserve.grammar.cache_hit', '`grammar_compile`', "whether the compiled grammar came from the worker's cache")
 export const SPANSERVE_ABORT_REASON = attribute('spanserve.abort.reason', '`aborted` event', 'why the request stopped early')
 /** request_resumed: why (tokenizer_died, scheduler_died, worker_died, unavailable), which process died, its pid. */
 export const SPANSERVE_RESUME_REASON = attribute('spanserve.resume.reason', '`request_resumed` event', '`tokenizer_died`, `scheduler_died`, `worker_died` or `unavailable`')
@@ -103,7 +133,11 @@ export const SPANSERVE_RESUME_PROCESS_PID = attribute('spanserve.resume.process_
 export const SPANSERVE_RESUME_TOKENS_CARRIED = attribute('spanserve.resume.tokens_carried', '`request_resumed` event', 'tokens already sent that the new attempt continues from')
 export const SPANSERVE_RESUME_WAIT_MS = attribute('spanserve.resume.wait_ms', '`request_resumed` event', 'ms it waited for a restart')
 /** On a thread span's link (from carrier links): why it links, and the process that recorded the linked span. */
-export const SPANSERVE_LINK_REASON = attribute('spanserve.link.reason', 'thread span links', '`resumed_from`: a resumed attempt\'s thread span links to the last slice the dead process exported for the lost attempt')
+export const SPANSERVE_LINK_REASON = attribute(
+  'spanserve.link.reason',
+  'thread span links',
+  "`resumed_from`: a resumed attempt's thread span links to the last slice the dead process exported for the lost attempt",
+)
 export const SPANSERVE_LINK_PROCESS = attribute('spanserve.link.process', 'thread span links', 'the process that recorded the linked span (for `resumed_from`, the one that died)')
 export const SPANSERVE_LINK_PROCESS_PID = attribute('spanserve.link.process_pid', 'thread span links', 'its pid')
 

@@ -14,15 +14,20 @@ export interface SliceDoc extends SliceSpec {
 }
 
 export const SLICES = {
-  apiServerDispatch: { name: 'api_server_dispatch', level: 1, process: 'server', what: 'from the request root\'s start until the request is handed to the tokenizer' },
+  apiServerDispatch: { name: 'api_server_dispatch', level: 1, process: 'server', what: "from the request root's start until the request is handed to the tokenizer" },
   tokenize: { name: 'tokenize', level: 1, process: 'tokenizer', what: 'the prompt (or chat, through its template) to token ids' },
-  dpcDispatch: { name: 'dpc_dispatch', level: 2, process: 'tokenizer', what: 'handing the tokenized request to a data-parallel group\'s scheduler' },
+  dpcDispatch: { name: 'dpc_dispatch', level: 2, process: 'tokenizer', what: "handing the tokenized request to a data-parallel group's scheduler" },
   prefillWaiting: { name: 'prefill_waiting', level: 1, process: 'scheduler', what: 'queue time: from arrival until the request is admitted to a batch' },
   chunkedPrefill: { name: 'chunked_prefill', level: 2, process: 'worker', what: 'one prefill chunk of a prompt longer than --max-prefill-tokens, but its last' },
-  prefillForward: { name: 'prefill_forward', level: 1, process: 'worker', what: 'the model run that ends the prompt\'s prefill and samples the first token' },
+  prefillForward: { name: 'prefill_forward', level: 1, process: 'worker', what: "the model run that ends the prompt's prefill and samples the first token" },
   decodeForward: { name: 'decode_forward', level: 3, process: 'worker', what: 'one decode step of a batch, one slice per request in it' },
-  decodeLoop: { name: 'decode_loop', level: 1, process: 'worker', what: 'below level 3: a request\'s decode steps folded into one slice, ended by its next slice or its finish' },
-  grammarCompile: { name: 'grammar_compile', level: 1, process: 'worker', what: 'a constrained request\'s grammar (JSON schema, regex, choice, EBNF or tool calls) compiled against the vocabulary, or found in the cache, before its prefill' },
+  decodeLoop: { name: 'decode_loop', level: 1, process: 'worker', what: "below level 3: a request's decode steps folded into one slice, ended by its next slice or its finish" },
+  grammarCompile: {
+    name: 'grammar_compile',
+    level: 1,
+    process: 'worker',
+    what: "a constrained request's grammar (JSON schema, regex, choice, EBNF or tool calls) compiled against the vocabulary, or found in the cache, before its prefill",
+  },
   detokenize: { name: 'detokenize', level: 3, process: 'tokenizer', what: 'one batch of new token ids to text, one slice per request in it' },
 } as const satisfies Record<string, SliceDoc>
 

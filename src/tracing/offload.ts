@@ -15,18 +15,7 @@ import type { WarnLogger } from './export-accounting.ts'
 import { sliceLevel, sliceName } from './names.ts'
 import { deliverSliceMarks } from './slice-marks.ts'
 import { nowNs } from './time.ts'
-import type {
-  CarrierInput,
-  ReqFinishOptions,
-  ReqStartOptions,
-  SliceEndOptions,
-  SliceRef,
-  SliceStartOptions,
-  TraceCalls,
-  TraceLevel,
-  TraceOffload,
-  TraceSettingChange,
-} from './types.ts'
+import type { CarrierInput, ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceRef, SliceStartOptions, TraceCalls, TraceLevel, TraceOffload, TraceSettingChange } from './types.ts'
 
 /** One recorded call of TraceCalls: the name of the trace.ts function that replays it, then its arguments. */
 export type OffloadCall = { [K in keyof TraceCalls]: [K, ...Parameters<TraceCalls[K]>] }[keyof TraceCalls]

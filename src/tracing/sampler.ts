@@ -3,12 +3,7 @@
  * the rest, with the ratio changeable at run time (the control endpoint calls setRatio).
  */
 import { createContextKey, trace, type Attributes, type Context, type Link, type SpanKind } from '@opentelemetry/api'
-import {
-  SamplingDecision,
-  TraceIdRatioBasedSampler,
-  type Sampler,
-  type SamplingResult,
-} from '@opentelemetry/sdk-trace-base'
+import { SamplingDecision, TraceIdRatioBasedSampler, type Sampler, type SamplingResult } from '@opentelemetry/sdk-trace-base'
 
 /**
  * Set on the parent context of spans continued from spanserve's own carrier (a ZeroMQ hop): the
@@ -42,14 +37,7 @@ export class SpanserveSampler implements Sampler {
     return this.rate
   }
 
-  shouldSample(
-    ctx: Context,
-    traceId: string,
-    name: string,
-    kind: SpanKind,
-    attributes: Attributes,
-    links: Link[],
-  ): SamplingResult {
+  shouldSample(ctx: Context, traceId: string, name: string, kind: SpanKind, attributes: Attributes, links: Link[]): SamplingResult {
     const parent = trace.getSpanContext(ctx)
     if (parent !== undefined && trace.isSpanContextValid(parent)) {
       const follow = !parent.isRemote || this.parentBased || ctx.getValue(INTERNAL_HOP_KEY) === true

@@ -10,13 +10,7 @@ import { defaultResource, resourceFromAttributes } from '@opentelemetry/resource
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { HOST_NAME, PROCESS_PID, SERVICE_NAME, SPANSERVE_DP_RANK, SPANSERVE_PROCESS_ROLE, SPANSERVE_TP_RANK } from './attributes.ts'
 import type { LineWriter } from './console-exporter.ts'
-import {
-  consoleWarnLogger,
-  CountingExporter,
-  CountingSpanProcessor,
-  DropCounter,
-  type WarnLogger,
-} from './export-accounting.ts'
+import { consoleWarnLogger, CountingExporter, CountingSpanProcessor, DropCounter, type WarnLogger } from './export-accounting.ts'
 import { createSpanExporter, describeDestination } from './exporters.ts'
 import type { ProcessIdentity, TracingOptions } from './options.ts'
 import { TracingOffload } from './offload.ts'
@@ -91,9 +85,7 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   // active-context propagation through async/await, and W3C headers on the HTTP edge.
   const contextManager = new AsyncLocalStorageContextManager().enable()
   context.setGlobalContextManager(contextManager)
-  propagation.setGlobalPropagator(
-    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
-  )
+  propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }))
   trace.setGlobalTracerProvider(provider)
 
   installed = { provider, contextManager, drops }
@@ -159,10 +151,7 @@ function resourceAttributes(opts: TracingOptions, who: ProcessIdentity): Record<
   const attrs: Record<string, string | number> = {
     ...opts.resourceAttributes,
     // OTEL_RESOURCE_ATTRIBUTES=service.name=… counts unless a service name was set explicitly.
-    [SERVICE_NAME]:
-      opts.serviceName && (opts.serviceName !== 'spanserve' || !opts.resourceAttributes[SERVICE_NAME])
-        ? opts.serviceName
-        : (opts.resourceAttributes[SERVICE_NAME] ?? 'spanserve'),
+    [SERVICE_NAME]: opts.serviceName && (opts.serviceName !== 'spanserve' || !opts.resourceAttributes[SERVICE_NAME]) ? opts.serviceName : (opts.resourceAttributes[SERVICE_NAME] ?? 'spanserve'),
     [HOST_NAME]: opts.hostName || hostname(),
     [PROCESS_PID]: process.pid,
     [SPANSERVE_PROCESS_ROLE]: who.role,

@@ -3,18 +3,7 @@
  * contexts of the requests it is working on: request → thread span → slices.
  * Every method is a no-op for a rid it does not trace (unsampled, never started, finished).
  */
-import {
-  ROOT_CONTEXT,
-  SpanStatusCode,
-  context as apiContext,
-  trace as apiTrace,
-  type Attributes,
-  type Context,
-  type HrTime,
-  type Link,
-  type Span,
-  type SpanContext,
-} from '@opentelemetry/api'
+import { ROOT_CONTEXT, SpanStatusCode, context as apiContext, trace as apiTrace, type Attributes, type Context, type HrTime, type Link, type Span, type SpanContext } from '@opentelemetry/api'
 import {
   SPANSERVE_ABORT_REASON,
   SPANSERVE_DECODE_STEPS,
@@ -34,18 +23,7 @@ import { RequestContext } from './request-context.ts'
 import { SliceBatch } from './finished-slice.ts'
 import { threadSpanEnded, threadSpanStarted } from './slice-marks.ts'
 import { errorMessage, linkTo, recordError, remoteContext } from './span-helpers.ts'
-import type {
-  CarrierInput,
-  CarrierLink,
-  ReqFinishOptions,
-  ReqStartOptions,
-  SliceEndOptions,
-  SliceRef,
-  SliceStartOptions,
-  TraceCalls,
-  TraceCarrier,
-  TraceLevel,
-} from './types.ts'
+import type { CarrierInput, CarrierLink, ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceRef, SliceStartOptions, TraceCalls, TraceCarrier, TraceLevel } from './types.ts'
 
 const tracers = new Set<ThreadTracer>()
 let live = 0
@@ -297,14 +275,7 @@ export class ThreadTracer implements TraceCalls {
    * its export cost grows with every attribute; the thread label and ranks are on its parent and
    * its resource already.
    */
-  batchSlice(
-    rids: readonly string[],
-    slice: SliceRef,
-    startNs: number,
-    endNs: number,
-    attributes?: Attributes,
-    level?: TraceLevel,
-  ): void {
+  batchSlice(rids: readonly string[], slice: SliceRef, startNs: number, endNs: number, attributes?: Attributes, level?: TraceLevel): void {
     const tracer = runtime.tracer
     const sink = runtime.slices
     if (!runtime.enabled || tracer === undefined || sink === undefined) return
@@ -319,11 +290,7 @@ export class ThreadTracer implements TraceCalls {
       if (!record) {
         if (rc.loop === undefined) {
           startTime ??= nsToHrTime(startNs)
-          rc.loop = tracer.startSpan(
-            SLICE.decodeLoop,
-            { startTime, links: linkTo(rc.prev) },
-            rc.threadCtx,
-          )
+          rc.loop = tracer.startSpan(SLICE.decodeLoop, { startTime, links: linkTo(rc.prev) }, rc.threadCtx)
           rc.prev = rc.loop.spanContext()
           rc.loopSteps = 0
         }
@@ -348,30 +315,14 @@ export class ThreadTracer implements TraceCalls {
 
   // ----- internals -----
 
-  private startThreadSpan(
-    rid: string,
-    parentCtx: Context,
-    startTime: HrTime | undefined,
-    attributes: Attributes | undefined,
-    links: CarrierLink[] | undefined,
-  ): Span {
-    const span = runtime.tracer!.startSpan(
-      this.threadSpanName(),
-      { startTime, attributes: this.rankAttrs, links: links === undefined ? undefined : spanLinks(links) },
-      parentCtx,
-    )
+  private startThreadSpan(rid: string, parentCtx: Context, startTime: HrTime | undefined, attributes: Attributes | undefined, links: CarrierLink[] | undefined): Span {
+    const span = runtime.tracer!.startSpan(this.threadSpanName(), { startTime, attributes: this.rankAttrs, links: links === undefined ? undefined : spanLinks(links) }, parentCtx)
     span.setAttribute(SPANSERVE_REQUEST_ID, rid)
     if (attributes !== undefined) span.setAttributes(attributes)
     return span
   }
 
-  private openSlice(
-    rc: RequestContext,
-    name: string | null,
-    level: TraceLevel,
-    startTime: HrTime | undefined,
-    attributes: Attributes | undefined,
-  ): void {
+  private openSlice(rc: RequestContext, name: string | null, level: TraceLevel, startTime: HrTime | undefined, attributes: Attributes | undefined): void {
     const stack = rc.slices
     if (level > runtime.level) {
       stack.push({ name, level, topLevel: false, span: undefined })
@@ -381,11 +332,7 @@ export class ThreadTracer implements TraceCalls {
     let span: Span
     if (parent === undefined) {
       if (rc.loop !== undefined) this.endLoop(rc)
-      span = runtime.tracer!.startSpan(
-        name ?? ANONYMOUS_SLICE,
-        { startTime, attributes, links: linkTo(rc.prev) },
-        rc.threadCtx,
-      )
+      span = runtime.tracer!.startSpan(name ?? ANONYMOUS_SLICE, { startTime, attributes, links: linkTo(rc.prev) }, rc.threadCtx)
     } else {
       span = runtime.tracer!.startSpan(name ?? ANONYMOUS_SLICE, { startTime, attributes }, apiTrace.setSpan(ROOT_CONTEXT, parent))
     }

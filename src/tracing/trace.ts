@@ -10,18 +10,7 @@ import type { Attributes } from '@opentelemetry/api'
 import { promptCompletionAttributes } from './attributes.ts'
 import { resetHooks, runtime } from './runtime.ts'
 import { releaseAll, ThreadTracer } from './thread-tracer.ts'
-import type {
-  CarrierInput,
-  ReqFinishOptions,
-  ReqStartOptions,
-  Role,
-  SliceEndOptions,
-  SliceRef,
-  SliceStartOptions,
-  TraceCalls,
-  TraceCarrier,
-  TraceLevel,
-} from './types.ts'
+import type { CarrierInput, ReqFinishOptions, ReqStartOptions, Role, SliceEndOptions, SliceRef, SliceStartOptions, TraceCalls, TraceCarrier, TraceLevel } from './types.ts'
 
 export { liveRequestCount, ThreadTracer } from './thread-tracer.ts'
 export type {
@@ -110,14 +99,7 @@ export function setPropagateContext(rid: string, carrier: CarrierInput): void {
   if (runtime.enabled) sink().setPropagateContext(rid, carrier)
 }
 
-export function batchSlice(
-  rids: readonly string[],
-  slice: SliceRef,
-  startNs: number,
-  endNs: number,
-  attributes?: Attributes,
-  level?: TraceLevel,
-): void {
+export function batchSlice(rids: readonly string[], slice: SliceRef, startNs: number, endNs: number, attributes?: Attributes, level?: TraceLevel): void {
   if (runtime.enabled) sink().batchSlice(rids, slice, startNs, endNs, attributes, level)
 }
 

@@ -160,7 +160,7 @@ export class SequenceKv {
       const base = this.store.offset(id)
       const n = Math.min(BT, this.length - p)
       for (let h = 0; h < H; h++) {
-        const from = base + ((index * H + h) * BT) * D
+        const from = base + (index * H + h) * BT * D
         target.set(src.subarray(from, from + n * D), ((row * H + h) * slots + pad + p) * D)
       }
     }

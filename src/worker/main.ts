@@ -42,7 +42,11 @@ await runChild('worker', async (ctx) => {
   await inbox.bind()
   ctx.reportStats(() => {
     const grammar = grammarStats()
-    return { liveRequests: runner.size, scheduler: null, worker: { cachedTokens: runner.cachedTokens(), sequences: runner.size, cacheBlocks: runner.heldBlocks(), grammarThreads: grammar.threads, grammarMemoryBytes: grammar.memoryBytes } }
+    return {
+      liveRequests: runner.size,
+      scheduler: null,
+      worker: { cachedTokens: runner.cachedTokens(), sequences: runner.size, cacheBlocks: runner.heldBlocks(), grammarThreads: grammar.threads, grammarMemoryBytes: grammar.memoryBytes },
+    }
   })
   ctx.onShutdown(() => {
     inbox.close()

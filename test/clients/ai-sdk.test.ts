@@ -20,7 +20,10 @@ t.test('generateText: text, finish reason and usage', async (t) => {
   t.ok(res.text.length > 0)
   t.notMatch(res.text, /[\uFFFD\u0000-\u0008\u000b-\u001f]/, 'text only')
   // The embedded model may end its answer before maxOutputTokens: each finish reason with its own count.
-  t.ok(res.finishReason === 'length' ? res.usage.outputTokens === 12 : res.finishReason === 'stop' && res.usage.outputTokens! < 12, `finishReason ${res.finishReason} with ${res.usage.outputTokens} tokens`)
+  t.ok(
+    res.finishReason === 'length' ? res.usage.outputTokens === 12 : res.finishReason === 'stop' && res.usage.outputTokens! < 12,
+    `finishReason ${res.finishReason} with ${res.usage.outputTokens} tokens`,
+  )
   t.ok(res.usage.inputTokens! > 0)
   t.equal(res.usage.totalTokens, res.usage.inputTokens! + res.usage.outputTokens!)
 })
@@ -100,7 +103,6 @@ t.test("streamText with toolChoice 'required': the call's input streams in delta
 // response_format json_schema (strict) instead of a bare json_object, so the server constrains the
 // output to the schema itself.
 const structured = createOpenAICompatible({ name: 'spanserve', baseURL: server.url + '/v1', apiKey: 'unused', includeUsage: true, supportsStructuredOutputs: true })('default')
-
 
 t.test('generateObject with a zod schema: response_format json_schema, an object that matches it', async (t) => {
   const res = await generateObject({ model: structured, schema: person, schemaName: 'person', prompt: 'Describe a person.', maxOutputTokens: 256, temperature: 0, maxRetries: 0 })

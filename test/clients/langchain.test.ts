@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { ChatOpenAI } from '@langchain/openai'
-import { AIMessageChunk, type AIMessage } from '@langchain/core/messages'
+import type { AIMessageChunk, AIMessage } from '@langchain/core/messages'
 import { tool } from '@langchain/core/tools'
 import { z } from 'zod'
 import { checkPerson, person } from '../helpers/person-schema.ts'
@@ -18,7 +18,10 @@ const llm = (fields: Record<string, unknown> = {}) =>
   new ChatOpenAI({ model: 'default', apiKey: 'unused', configuration: { baseURL: server.url + '/v1' }, maxRetries: 0, maxTokens: 16, temperature: 0, ...fields })
 
 t.test('invoke: an AIMessage with text and token usage', async (t) => {
-  const msg = await llm().invoke([['system', 'You tell stories.'], ['human', 'Once upon a time']])
+  const msg = await llm().invoke([
+    ['system', 'You tell stories.'],
+    ['human', 'Once upon a time'],
+  ])
   t.type(msg.content, 'string')
   t.ok((msg.content as string).length > 0, 'some text')
   t.notMatch(msg.content as string, /[\uFFFD\u0000-\u0008\u000b-\u001f]/, 'text only')
@@ -27,7 +30,10 @@ t.test('invoke: an AIMessage with text and token usage', async (t) => {
   t.equal(msg.usage_metadata!.total_tokens, msg.usage_metadata!.input_tokens + msg.usage_metadata!.output_tokens)
   // The embedded model may end its answer before max_tokens: each finish reason with its own count.
   const finish = msg.response_metadata.finish_reason as string
-  t.ok(finish === 'length' ? msg.usage_metadata!.output_tokens === 16 : finish === 'stop' && msg.usage_metadata!.output_tokens < 16, `finish_reason ${finish} with ${msg.usage_metadata!.output_tokens} tokens`)
+  t.ok(
+    finish === 'length' ? msg.usage_metadata!.output_tokens === 16 : finish === 'stop' && msg.usage_metadata!.output_tokens < 16,
+    `finish_reason ${finish} with ${msg.usage_metadata!.output_tokens} tokens`,
+  )
 })
 
 t.test('stream: chunks that concatenate to the text, with usage', async (t) => {
@@ -65,8 +71,7 @@ t.test("bindTools with tool_choice 'any': a call to the tool, with arguments tha
   t.match(answer.content, /^sunny in /)
 })
 
-
-t.test("bindTools, streamed: the call forms over several chunks and assembles", async (t) => {
+t.test('bindTools, streamed: the call forms over several chunks and assembles', async (t) => {
   const weather = tool(async ({ city }: { city: string }) => `sunny in ${city}`, {
     name: 'get_weather',
     description: 'The current weather in a city',
@@ -98,9 +103,7 @@ t.test("withStructuredOutput(zodSchema, { method: 'jsonSchema', strict: true })"
 })
 
 t.test("withStructuredOutput(zodSchema, { method: 'functionCalling' }): a named tool_choice, parsed from the call's arguments", async (t) => {
-  const { raw, parsed } = await llm({ maxTokens: 256 })
-    .withStructuredOutput(person, { method: 'functionCalling', name: 'person', includeRaw: true })
-    .invoke('Describe a person.')
+  const { raw, parsed } = await llm({ maxTokens: 256 }).withStructuredOutput(person, { method: 'functionCalling', name: 'person', includeRaw: true }).invoke('Describe a person.')
   checkPerson(t, parsed)
   const msg = raw as AIMessage
   t.equal(msg.tool_calls?.length, 1)

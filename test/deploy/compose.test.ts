@@ -16,9 +16,16 @@ const compose = loadYaml('docker-compose.yaml')
 // The schema names its draft (2019-09) by an http:// URI that ajv does not know, and labels its
 // parts with the pre-2019 keyword `id` (strings such as "#/properties/services", referenced by no
 // $ref): both are dropped; every validation keyword stays.
-const dropIds = (s: unknown): unknown => Array.isArray(s) ? s.map(dropIds)
-  : s && typeof s === 'object' ? Object.fromEntries(Object.entries(s).filter(([k, v]) => !(k === 'id' && typeof v === 'string') && k !== '$schema').map(([k, v]) => [k, dropIds(v)]))
-  : s
+const dropIds = (s: unknown): unknown =>
+  Array.isArray(s)
+    ? s.map(dropIds)
+    : s && typeof s === 'object'
+      ? Object.fromEntries(
+          Object.entries(s)
+            .filter(([k, v]) => !(k === 'id' && typeof v === 'string') && k !== '$schema')
+            .map(([k, v]) => [k, dropIds(v)]),
+        )
+      : s
 // Compose's own formats (checked by Compose itself, not by the schema) are declared, not checked.
 const composeFormats = { ports: true, expose: true, duration: true, subnet_ip_address: true } as const
 const validateCompose = new Ajv2019({ strict: false, allErrors: true, formats: composeFormats }).compile(dropIds(composeSchema) as object)
@@ -41,7 +48,10 @@ t.test('services: collector, Jaeger v2 on a volume, spanserve', async (t) => {
   t.ok(col.command.includes(`--config=${colMount.split(':')[1]}`), 'the Collector reads the mounted config')
 
   t.match(jaeger.image, /^jaegertracing\/jaeger:2\./, 'Jaeger v2')
-  t.ok(jaeger.ports.some((p: string) => p.startsWith('16686:16686')), 'Jaeger UI published')
+  t.ok(
+    jaeger.ports.some((p: string) => p.startsWith('16686:16686')),
+    'Jaeger UI published',
+  )
   const [src, target] = jaeger.volumes.find((v: string) => v.startsWith('./')).split(':')
   t.ok(existsSync(deployPath(src)), `Jaeger's config ${src} exists`)
   t.ok(jaeger.command.includes(`--config=${target}`), 'Jaeger reads the mounted config')
@@ -51,7 +61,7 @@ t.test('services: collector, Jaeger v2 on a volume, spanserve', async (t) => {
   const dirs = jcfg.extensions.jaeger_storage.backends[store].badger.directories
   const dataVolume = jaeger.volumes.find((v: string) => !v.startsWith('./'))
   const [volumeName, volumePath] = dataVolume.split(':')
-  t.ok(volumeName in compose.volumes, 'Badger\'s data is on a named volume')
+  t.ok(volumeName in compose.volumes, "Badger's data is on a named volume")
   t.ok(dirs.keys.startsWith(volumePath + '/') && dirs.values.startsWith(volumePath + '/'), 'Badger writes into it')
 
   t.equal(spanserve.build.dockerfile, 'deploy/Dockerfile')
@@ -82,9 +92,12 @@ t.test('otel-collector-config.yaml: tail sampling as on Kubernetes, every span t
 t.test('Dockerfile: Node 24, non-root, HEALTHCHECK, node as PID 1', async (t) => {
   const df = readDeploy('Dockerfile')
   // Stages by name, with their instructions (line continuations joined).
-  const lines = df.replace(/\\\n\s*/g, ' ').split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'))
+  const lines = df
+    .replace(/\\\n\s*/g, ' ')
+    .split('\n')
+    .filter((l) => l.trim() && !l.trim().startsWith('#'))
   t.match(df, /^ARG NODE_IMAGE=node:24-slim$/m, 'Node 24 LTS')
-  const stages: { from: string, lines: string[] }[] = []
+  const stages: { from: string; lines: string[] }[] = []
   for (const l of lines) {
     if (/^FROM /.test(l)) stages.push({ from: l, lines: [] })
     else stages.at(-1)?.lines.push(l)
@@ -94,10 +107,16 @@ t.test('Dockerfile: Node 24, non-root, HEALTHCHECK, node as PID 1', async (t) =>
   for (const s of stages.filter((s) => s.lines.some((l) => l.startsWith('ENTRYPOINT')))) {
     const user = s.lines.filter((l) => l.startsWith('USER ')).at(-1)
     t.ok(user && !/^USER (root|0)\b/.test(user), `${s.from}: runs as a non-root user (${user})`)
-    t.ok(s.lines.some((l) => /^HEALTHCHECK .*\/health/.test(l)), `${s.from}: HEALTHCHECK on /health`)
-    t.ok(s.lines.some((l) => l === 'ENTRYPOINT ["node", "--import", "tsx", "src/server/main.ts"]'), `${s.from}: node is PID 1`)
+    t.ok(
+      s.lines.some((l) => /^HEALTHCHECK .*\/health/.test(l)),
+      `${s.from}: HEALTHCHECK on /health`,
+    )
+    t.ok(
+      s.lines.some((l) => l === 'ENTRYPOINT ["node", "--import", "tsx", "src/server/main.ts"]'),
+      `${s.from}: node is PID 1`,
+    )
   }
   t.match(df, /^RUN npm ci --omit=dev\b/m)
   const ignore = readFileSync(deployPath('Dockerfile.dockerignore'), 'utf8')
-  t.match(ignore, /^node_modules$/m, 'the host\'s node_modules stays out of the image')
+  t.match(ignore, /^node_modules$/m, "the host's node_modules stays out of the image")
 })

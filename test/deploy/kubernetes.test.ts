@@ -11,11 +11,13 @@ import { parseConfig } from '../../src/config/parse.ts'
 import { OPTIONS } from '../../src/config/schema.ts'
 import { deployPath, kustomizeBuild, loadAllYaml, loadYaml, tailSamplingPolicies, undefinedComponents, validateK8s } from './manifests.ts'
 
-t.comment('not run here (no cluster, no Docker engine, no Collector or Jaeger binary): kubectl apply -k, otelcol validate, jaeger --config; the manifests are validated against the Kubernetes API schemas and the configurations structurally instead')
+t.comment(
+  'not run here (no cluster, no Docker engine, no Collector or Jaeger binary): kubectl apply -k, otelcol validate, jaeger --config; the manifests are validated against the Kubernetes API schemas and the configurations structurally instead',
+)
 
 const base = kustomizeBuild('kubernetes/base')
 const gpu = kustomizeBuild('kubernetes/overlays/gpu')
-if (base === null) t.comment('kubectl not found: kustomize build not run; validating the base resources as written (the GPU overlay\'s patch is not applied)')
+if (base === null) t.comment("kubectl not found: kustomize build not run; validating the base resources as written (the GPU overlay's patch is not applied)")
 
 /** The base's objects: as kustomize builds them, or the listed resource files as written. */
 function baseObjects(): any[] {
@@ -41,7 +43,10 @@ const configOf = (objs: any[], deployment: any): any => {
 }
 
 t.test('every object validates against the Kubernetes API schema', async (t) => {
-  for (const [label, objs] of [['base', baseObjects()], ['overlays/gpu', gpu ?? []]] as const) {
+  for (const [label, objs] of [
+    ['base', baseObjects()],
+    ['overlays/gpu', gpu ?? []],
+  ] as const) {
     for (const o of objs) {
       await t.resolves(validateK8s(o), `${label}: ${o.kind} ${o.metadata?.name}`)
     }
@@ -76,7 +81,7 @@ t.test('spanserve Deployment: replicas, probes, drain, resources, model volume',
   // The arguments and environment as spanserve itself parses them.
   const { config } = parseConfig(c.args, envOf(c))
   t.equal(config.host, '0.0.0.0')
-  t.equal(c.ports.find((p: any) => p.name === 'http').containerPort, config.port, 'the container port is the server\'s')
+  t.equal(c.ports.find((p: any) => p.name === 'http').containerPort, config.port, "the container port is the server's")
   t.equal(config.traceEnable, true)
 
   // preStop + drain + children + span flush fit in the grace period.
@@ -86,7 +91,10 @@ t.test('spanserve Deployment: replicas, probes, drain, resources, model volume',
   const shutdownEnv = OPTIONS.find((o) => o.key === 'shutdownTimeout')!.env![0]
   t.ok(shutdownEnv in envOf(c), `the drain is set explicitly (${shutdownEnv})`)
   const needed = preStopS + config.shutdownTimeout + 1 + config.traceExportTimeout / 1000
-  t.ok(pod.terminationGracePeriodSeconds >= needed, `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} >= preStop ${preStopS} + drain ${config.shutdownTimeout} + 1 + flush ${config.traceExportTimeout / 1000}`)
+  t.ok(
+    pod.terminationGracePeriodSeconds >= needed,
+    `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} >= preStop ${preStopS} + drain ${config.shutdownTimeout} + 1 + flush ${config.traceExportTimeout / 1000}`,
+  )
 
   // The model comes from a volume backed by a claim that the kustomization defines.
   const mount = c.volumeMounts.find((m: any) => config.model.startsWith(m.mountPath + '/'))
@@ -100,7 +108,10 @@ t.test('spanserve Deployment: replicas, probes, drain, resources, model volume',
   // Spans go to the Collector's Service.
   const [host, port] = config.otlpTracesEndpoint.replace(/^https?:\/\//, '').split(':')
   const svc = find(objs, 'Service', host)
-  t.ok(svc.spec.ports.some((p: any) => p.port === Number(port)), `${config.otlpTracesEndpoint} is a Service port`)
+  t.ok(
+    svc.spec.ports.some((p: any) => p.port === Number(port)),
+    `${config.otlpTracesEndpoint} is a Service port`,
+  )
 })
 
 t.test('spanserve Service: selects the pods, Prometheus scrape annotations on /metrics', async (t) => {
@@ -108,7 +119,10 @@ t.test('spanserve Service: selects the pods, Prometheus scrape annotations on /m
   const d = find(objs, 'Deployment', 'spanserve')
   const svc = find(objs, 'Service', 'spanserve')
   t.match(d.spec.template.metadata.labels, svc.spec.selector, 'the selector matches the pod labels')
-  for (const [what, annotations] of [['Service', svc.metadata.annotations], ['pod', d.spec.template.metadata.annotations]]) {
+  for (const [what, annotations] of [
+    ['Service', svc.metadata.annotations],
+    ['pod', d.spec.template.metadata.annotations],
+  ]) {
     t.equal(annotations['prometheus.io/scrape'], 'true', `${what}: scrape`)
     t.equal(annotations['prometheus.io/path'], '/metrics', `${what}: path`)
     t.equal(Number(annotations['prometheus.io/port']), d.spec.template.spec.containers[0].ports[0].containerPort, `${what}: port`)
@@ -117,7 +131,7 @@ t.test('spanserve Service: selects the pods, Prometheus scrape annotations on /m
 
 t.test('GPU overlay: nvidia.com/gpu and --device cuda', async (t) => {
   if (!gpu) {
-    t.comment('kubectl not found: the overlay\'s patch was not applied; checking the patch itself')
+    t.comment("kubectl not found: the overlay's patch was not applied; checking the patch itself")
     const ops = loadYaml('kubernetes/overlays/gpu/gpu.yaml')
     t.ok(ops.some((o: any) => o.path.endsWith('nvidia.com~1gpu')))
     t.ok(ops.some((o: any) => o.value === 'cuda'))
@@ -140,11 +154,14 @@ t.test('Collector tier 1: OTLP in, load balancing by trace id to the headless sa
   t.equal(lb.routing_key, 'traceID')
   t.same(cfg.service.pipelines.traces.exporters, ['loadbalancing'])
   const sampler = find(objs, 'Service', lb.resolver.dns.hostname)
-  t.equal(sampler.spec.clusterIP, 'None', 'the sampling tier\'s Service is headless: DNS lists every pod')
+  t.equal(sampler.spec.clusterIP, 'None', "the sampling tier's Service is headless: DNS lists every pod")
   t.ok(sampler.spec.ports.some((p: any) => p.port === lb.resolver.dns.port))
   const samplerPods = find(objs, 'Deployment', 'otel-sampler').spec.template.metadata.labels
   t.match(samplerPods, sampler.spec.selector)
-  t.notOk(Object.keys(cfg.processors ?? {}).some((p) => p.startsWith('tail_sampling')), 'no sampling before the traces are gathered')
+  t.notOk(
+    Object.keys(cfg.processors ?? {}).some((p) => p.startsWith('tail_sampling')),
+    'no sampling before the traces are gathered',
+  )
   const svc = find(objs, 'Service', 'otel-collector')
   t.ok(svc.spec.ports.some((p: any) => p.port === 4317) && svc.spec.ports.some((p: any) => p.port === 4318), 'OTLP gRPC and HTTP')
 })
@@ -162,7 +179,10 @@ t.test('Collector tier 2: tail sampling keeps errors, slow traces and a ratio of
   t.ok(cfg.service.pipelines.traces.processors.includes('tail_sampling'))
   const exporter = Object.entries<any>(cfg.exporters).find(([k]) => k.startsWith('otlp'))![1]
   const [host, port] = exporter.endpoint.split(':')
-  t.ok(find(objs, 'Service', host).spec.ports.some((p: any) => p.port === Number(port)), `sampled traces go to ${exporter.endpoint}`)
+  t.ok(
+    find(objs, 'Service', host).spec.ports.some((p: any) => p.port === Number(port)),
+    `sampled traces go to ${exporter.endpoint}`,
+  )
 })
 
 t.test('Jaeger v2: OTLP in, Badger on a persistent volume', async (t) => {

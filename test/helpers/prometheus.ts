@@ -50,8 +50,7 @@ export function parseExposition(text: string): Exposition {
   return {
     samples,
     types,
-    sum: (name, match = {}) =>
-      samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0),
+    sum: (name, match = {}) => samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0),
   }
 }
 

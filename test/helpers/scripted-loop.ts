@@ -20,7 +20,9 @@ export function harness(limits: Partial<Limits>) {
       steps.push(batch)
       const rids = batch.prefill.filter((p) => p.last).map((p) => p.rid)
       for (let n = 0; batch.decode.length > 0 && n < batch.decodeSteps; n++) rids.push(...batch.decode)
-      setImmediate(() => loop.onForwardOutput({ type: 'forward_out', step: batch.step, tpRank: 0, allReduceMs: 0, rids, tokens: new Int32Array(rids.length).fill(5), failed: [], prefillMs: 0, decodeMs: 0 }))
+      setImmediate(() =>
+        loop.onForwardOutput({ type: 'forward_out', step: batch.step, tpRank: 0, allReduceMs: 0, rids, tokens: new Int32Array(rids.length).fill(5), failed: [], prefillMs: 0, decodeMs: 0 }),
+      )
       check()
     },
     output: (o) => {
@@ -35,7 +37,15 @@ export function harness(limits: Partial<Limits>) {
 }
 
 export const req = (rid: string, client: string, promptLen: number, maxTokens: number): TokenizedGenerateReqInput => ({
-  type: 'tokenized', rid, trace: null, inputIds: new Int32Array(promptLen).fill(7), sampling: { temperature: 0, topP: 1, topK: 0, seed: null }, maxTokens, ignoreEos: false, arrivalMs: 0, client,
+  type: 'tokenized',
+  rid,
+  trace: null,
+  inputIds: new Int32Array(promptLen).fill(7),
+  sampling: { temperature: 0, topP: 1, topK: 0, seed: null },
+  maxTokens,
+  ignoreEos: false,
+  arrivalMs: 0,
+  client,
 })
 
 /** The step index at which each rid's first prefill chunk was sent (its admission). */
@@ -44,4 +54,3 @@ export function admittedAt(steps: readonly ForwardBatch[]): Map<string, number> 
   steps.forEach((s, i) => s.prefill.forEach((p) => at.has(p.rid) || at.set(p.rid, i)))
   return at
 }
-

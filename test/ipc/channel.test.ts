@@ -46,7 +46,10 @@ t.test('messages arrive in the order posted', async (t) => {
   t.teardown(() => out.close())
   for (let i = 0; i < 500; i++) t.equal(out.post(abort(i)), true)
   await inbox.waitFor(500)
-  t.same(inbox.got.map((m) => (m as AbortReq).rid), Array.from({ length: 500 }, (_, i) => `r${i}`))
+  t.same(
+    inbox.got.map((m) => (m as AbortReq).rid),
+    Array.from({ length: 500 }, (_, i) => `r${i}`),
+  )
   t.same(inbox.bad, [])
 })
 
@@ -66,14 +69,18 @@ t.test('a full send queue refuses, counts and reports once; it takes messages ag
 
   const inbox = await collector(t, addr)
   await inbox.waitFor(9)
-  t.same(inbox.got.map((m) => (m as AbortReq).rid), ['r0', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8'], 'what was taken arrives, in order')
+  t.same(
+    inbox.got.map((m) => (m as AbortReq).rid),
+    ['r0', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8'],
+    'what was taken arrives, in order',
+  )
   t.equal(out.post(abort(11)), true, 'drained: it takes messages again')
   await inbox.waitFor(10)
   t.equal((inbox.got[9] as AbortReq).rid, 'r11')
   t.equal(reports.length, 1, 'nothing more to report')
 })
 
-t.test('request messages leave with the sender\'s trace context, filled in by the channel', async (t) => {
+t.test("request messages leave with the sender's trace context, filled in by the channel", async (t) => {
   await tracedSession(t)
   const addr = address()
   const inbox = await collector(t, addr)
@@ -86,10 +93,25 @@ t.test('request messages leave with the sender\'s trace context, filled in by th
   t.ok(sent, 'the sender has a context for the request')
   const sampling = { temperature: 0, topP: 1, topK: 0, seed: null }
   const generate = (rid: string): GenerateReqInput => ({
-    type: 'generate', rid, trace: null, text: 'hi', inputIds: null, messages: null, sampling, maxTokens: 1, ignoreEos: false, stop: [], arrivalMs: 0,
+    type: 'generate',
+    rid,
+    trace: null,
+    text: 'hi',
+    inputIds: null,
+    messages: null,
+    sampling,
+    maxTokens: 1,
+    ignoreEos: false,
+    stop: [],
+    arrivalMs: 0,
   })
   const forward: ForwardBatch = {
-    type: 'forward', step: 1, decode: [], decodeTokens: new Int32Array(0), decodeSteps: 1, release: [],
+    type: 'forward',
+    step: 1,
+    decode: [],
+    decodeTokens: new Int32Array(0),
+    decodeSteps: 1,
+    release: [],
     prefill: [
       { rid: 'traced', trace: null, tokens: Int32Array.of(1), start: 0, last: false, sampling },
       { rid: 'traced', trace: null, tokens: Int32Array.of(2), start: 1, last: true, sampling: null },
@@ -101,7 +123,7 @@ t.test('request messages leave with the sender\'s trace context, filled in by th
   out.post(forward)
   await inbox.waitFor(3)
   const [a, b, c] = inbox.got as [GenerateReqInput, GenerateReqInput, ForwardBatch]
-  t.same(a.trace, sent, 'a request traced here carries this process\'s context')
+  t.same(a.trace, sent, "a request traced here carries this process's context")
   t.same(b.trace, upstream, 'one not traced here passes its carrier on as it came')
   t.same(c.prefill[0]!.trace, sent, 'a first chunk (with its sampling) carries the context')
   t.equal(c.prefill[1]!.trace, null, 'a later chunk carries none')

@@ -2,11 +2,20 @@ import t from 'tap'
 import { decode, encode } from '../../src/ipc/codec.ts'
 import type { BatchStrOutput, BatchTokenIdOutput, ForwardBatch } from '../../src/ipc/messages.ts'
 
-t.test('typed arrays travel as binary, in the message\'s one frame, and come back equal', async (t) => {
+t.test("typed arrays travel as binary, in the message's one frame, and come back equal", async (t) => {
   const msg: ForwardBatch = {
     type: 'forward',
     step: 7,
-    prefill: [{ rid: 'a', trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }, tokens: Int32Array.of(1, 2, 3, -4), start: 0, last: true, sampling: { temperature: 0, topP: 1, topK: 0, seed: 5 } }],
+    prefill: [
+      {
+        rid: 'a',
+        trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+        tokens: Int32Array.of(1, 2, 3, -4),
+        start: 0,
+        last: true,
+        sampling: { temperature: 0, topP: 1, topK: 0, seed: 5 },
+      },
+    ],
     decode: ['b', 'c'],
     decodeTokens: Int32Array.of(11, 12),
     decodeSteps: 1,
@@ -26,7 +35,14 @@ t.test('typed arrays travel as binary, in the message\'s one frame, and come bac
 
 t.test('subarrays at an offset encode only their own elements', async (t) => {
   const all = Int32Array.of(9, 8, 7, 6, 5)
-  const out: BatchTokenIdOutput = { type: 'batch_token_ids', rids: ['x', 'y'], tokens: all.subarray(1, 3), finished: [null, 'stop'], promptTokens: Int32Array.of(3, 4), stats: [null, { queueMs: 1, prefillMs: 2, decodeMs: 3 }] }
+  const out: BatchTokenIdOutput = {
+    type: 'batch_token_ids',
+    rids: ['x', 'y'],
+    tokens: all.subarray(1, 3),
+    finished: [null, 'stop'],
+    promptTokens: Int32Array.of(3, 4),
+    stats: [null, { queueMs: 1, prefillMs: 2, decodeMs: 3 }],
+  }
   const frames = encode(out).map((f) => {
     // ZeroMQ may hand frames back at odd byte offsets: decode must not depend on alignment.
     const shifted = Buffer.alloc(f.length + 1)
@@ -48,13 +64,21 @@ t.test('garbage is refused with a DecodeError, not a crash', async (t) => {
 
 t.test('the message given to encode is left as it was', async (t) => {
   const tokens = Int32Array.of(1, 2)
-  const msg: ForwardBatch = { type: 'forward', step: 1, prefill: [{ rid: 'a', trace: null, tokens, start: 0, last: true, sampling: null }], decode: [], decodeTokens: new Int32Array(0), decodeSteps: 1, release: [] }
+  const msg: ForwardBatch = {
+    type: 'forward',
+    step: 1,
+    prefill: [{ rid: 'a', trace: null, tokens, start: 0, last: true, sampling: null }],
+    decode: [],
+    decodeTokens: new Int32Array(0),
+    decodeSteps: 1,
+    release: [],
+  }
   const frames = encode(msg)
-  t.equal(msg.prefill[0]!.tokens, tokens, 'the caller\'s message still holds its typed array')
+  t.equal(msg.prefill[0]!.tokens, tokens, "the caller's message still holds its typed array")
   t.same([...(decode(frames) as ForwardBatch).prefill[0]!.tokens], [1, 2])
 })
 
-t.test('logprobs\' top lists travel in the binary frame, not as JSON numbers', async (t) => {
+t.test("logprobs' top lists travel in the binary frame, not as JSON numbers", async (t) => {
   const logprobs = { token: ' hi', logprob: Math.fround(-0.5), top: [' hi', '__proto__', 'constructor'], topLogprobs: Float32Array.of(-0.5, -2.25, -3) }
   const msg: BatchStrOutput = {
     type: 'batch_str',
@@ -66,7 +90,7 @@ t.test('logprobs\' top lists travel in the binary frame, not as JSON numbers', a
   const frames = encode(msg)
   t.equal(frames.length, 1)
   t.notMatch(frames[0]!.toString(), /-2\.25/, 'no logprob among the JSON')
-  t.ok(msg.items[0]!.logprobs!.topLogprobs instanceof Float32Array, 'the caller\'s message still holds its typed array')
+  t.ok(msg.items[0]!.logprobs!.topLogprobs instanceof Float32Array, "the caller's message still holds its typed array")
   const back = decode(frames) as BatchStrOutput
   t.same(back.items[1], msg.items[1])
   const lp = back.items[0]!.logprobs!
@@ -86,7 +110,8 @@ t.test('a message with no typed array is JSON alone; a reference with no binary 
   t.same(decode(frames), msg, 'comes back equal')
   t.equal(encode({ type: 'abort', rid: 'a', reason: 'client gone' }).length, 1, 'a kind that never holds one')
   // A forward whose token ids are a binary reference: as JSON alone, then in the binary layout.
-  const forward = '{"type":"forward","step":1,"prefill":[{"rid":"a","trace":null,"tokens":{"$b":0,"n":2,"t":"i32"},"start":0,"last":true,"sampling":null}],"decode":[],"decodeTokens":{"$b":8,"n":0,"t":"i32"},"decodeSteps":1,"release":[]}'
+  const forward =
+    '{"type":"forward","step":1,"prefill":[{"rid":"a","trace":null,"tokens":{"$b":0,"n":2,"t":"i32"},"start":0,"last":true,"sampling":null}],"decode":[],"decodeTokens":{"$b":8,"n":0,"t":"i32"},"decodeSteps":1,"release":[]}'
   const binary = Buffer.from(Int32Array.of(4, 5).buffer)
   /** The binary layout by hand: 0, the header's length, the header, padding to 4 bytes, the arrays. */
   const layout = (header: string, bytes: Buffer, length = Buffer.byteLength(header)) => {

@@ -10,19 +10,37 @@ const sampling = { temperature: 0.7, topP: 0.9, topK: 40, seed: 3 }
 /** A well-formed sample of each kind: a new kind without one fails the type check here too. */
 const SAMPLES: { [T in MessageType]: MessageOf<T> } = {
   generate: {
-    type: 'generate', rid: 'r1', trace, text: null, inputIds: null,
-    messages: [{ role: 'user', content: 'hi' }], sampling, maxTokens: 8, ignoreEos: false, stop: ['\n'], arrivalMs: 12.5,
+    type: 'generate',
+    rid: 'r1',
+    trace,
+    text: null,
+    inputIds: null,
+    messages: [{ role: 'user', content: 'hi' }],
+    sampling,
+    maxTokens: 8,
+    ignoreEos: false,
+    stop: ['\n'],
+    arrivalMs: 12.5,
   },
   tokenized: { type: 'tokenized', rid: 'r1', trace, inputIds: Int32Array.of(1, 2), sampling, maxTokens: 8, ignoreEos: false, arrivalMs: 12.5 },
   abort: { type: 'abort', rid: 'r1', reason: 'client gone' },
   forward: {
-    type: 'forward', step: 4, prefill: [{ rid: 'r1', trace, tokens: Int32Array.of(5), start: 0, last: true, sampling }],
-    decode: ['r0'], decodeTokens: Int32Array.of(9), decodeSteps: 1, release: ['r9'],
+    type: 'forward',
+    step: 4,
+    prefill: [{ rid: 'r1', trace, tokens: Int32Array.of(5), start: 0, last: true, sampling }],
+    decode: ['r0'],
+    decodeTokens: Int32Array.of(9),
+    decodeSteps: 1,
+    release: ['r9'],
   },
   forward_out: { type: 'forward_out', step: 4, tpRank: 0, allReduceMs: 0, rids: ['r1'], tokens: Int32Array.of(7), failed: [], prefillMs: 1.5, decodeMs: 2 },
   batch_token_ids: {
-    type: 'batch_token_ids', rids: ['r1', 'r2'], tokens: Int32Array.of(7, 8), finished: [null, 'length'],
-    promptTokens: Int32Array.of(2, 3), stats: [null, { queueMs: 1, prefillMs: 2, decodeMs: 3 }],
+    type: 'batch_token_ids',
+    rids: ['r1', 'r2'],
+    tokens: Int32Array.of(7, 8),
+    finished: [null, 'length'],
+    promptTokens: Int32Array.of(2, 3),
+    stats: [null, { queueMs: 1, prefillMs: 2, decodeMs: 3 }],
   },
   batch_str: { type: 'batch_str', items: [{ rid: 'r1', text: 'a', tokenId: 7, finishReason: 'stop', promptTokens: 2, completionTokens: 1, stats: null }] },
   req_error: { type: 'req_error', rid: 'r1', code: 'SPANSERVE_ERR_QUEUE_FULL', message: 'full', param: null },
@@ -32,16 +50,33 @@ const SAMPLES: { [T in MessageType]: MessageOf<T> } = {
   ready: { type: 'ready', role: 'worker', dpRank: 0, tpRank: 1, pid: 42, detail: { provider: 'cpu' } },
   fatal: { type: 'fatal', role: 'scheduler', dpRank: 0, tpRank: 0, pid: 42, code: 'SPANSERVE_ERR_MODEL_INVALID', message: 'no model' },
   process_stats: {
-    type: 'process_stats', role: 'scheduler', dpRank: 0, tpRank: 0, pid: 42, rssBytes: 1, heapUsedBytes: 2, externalBytes: 3,
-    liveRequests: 1, tracedRequests: 0, droppedSpans: 0,
-    scheduler: { running: 1, waiting: 0, kvUsedTokens: 10, kvTotalTokens: 100, batchSizes: Int32Array.of(1, 1) }, worker: null,
+    type: 'process_stats',
+    role: 'scheduler',
+    dpRank: 0,
+    tpRank: 0,
+    pid: 42,
+    rssBytes: 1,
+    heapUsedBytes: 2,
+    externalBytes: 3,
+    liveRequests: 1,
+    tracedRequests: 0,
+    droppedSpans: 0,
+    scheduler: { running: 1, waiting: 0, kvUsedTokens: 10, kvTotalTokens: 100, batchSizes: Int32Array.of(1, 1) },
+    worker: null,
   },
   slice_marks: { type: 'slice_marks', role: 'worker', dpRank: 0, tpRank: 1, pid: 42, rids: ['r1'], slices: ['00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01'] },
   process_exited: { type: 'process_exited', key: 'worker-0-0', code: null, signal: 'SIGKILL' },
   restart_process: { type: 'restart_process', key: 'worker-0-0' },
   tokenize: {
-    type: 'tokenize', rid: 't1', text: null, messages: [{ role: 'assistant', content: '', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: { a: 1 } } }] }],
-    tools: [{ type: 'function', function: { name: 'f', description: null, parameters: { type: 'object' } } }], tokens: null, addSpecialTokens: false, addGenerationPrompt: true, tokenStrs: true,
+    type: 'tokenize',
+    rid: 't1',
+    text: null,
+    messages: [{ role: 'assistant', content: '', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: { a: 1 } } }] }],
+    tools: [{ type: 'function', function: { name: 'f', description: null, parameters: { type: 'object' } } }],
+    tokens: null,
+    addSpecialTokens: false,
+    addGenerationPrompt: true,
+    tokenStrs: true,
   },
   tokenize_out: { type: 'tokenize_out', rid: 't1', tokens: [1, 2], tokenStrs: ['a', 'b'], text: null },
   trace_setting: { type: 'trace_setting', level: 2, sampleRate: 0.5 },
@@ -67,15 +102,23 @@ for (const kind of kinds) {
     t.ok(required.length > 1, 'fields besides type are required')
     for (const field of required) {
       const { [field]: _dropped, ...missing } = sample
-      t.throws(() => decode(encode(missing as never)), {
-        name: 'DecodeError',
-        message: field === 'type' ? 'codec: message without a type' : `codec: malformed ${kind} message: ${kind} must have required property '${field}'`,
-      }, `without ${field}`)
+      t.throws(
+        () => decode(encode(missing as never)),
+        {
+          name: 'DecodeError',
+          message: field === 'type' ? 'codec: message without a type' : `codec: malformed ${kind} message: ${kind} must have required property '${field}'`,
+        },
+        `without ${field}`,
+      )
       if (field === 'type') continue
-      t.throws(() => decode(encode({ ...sample, [field]: wrongType(sample[field]) } as never)), {
-        name: 'DecodeError',
-        message: new RegExp(`^codec: malformed ${kind} message: ${kind}/${field} must `),
-      }, `${field} of the wrong type`)
+      t.throws(
+        () => decode(encode({ ...sample, [field]: wrongType(sample[field]) } as never)),
+        {
+          name: 'DecodeError',
+          message: new RegExp(`^codec: malformed ${kind} message: ${kind}/${field} must `),
+        },
+        `${field} of the wrong type`,
+      )
     }
   })
 }

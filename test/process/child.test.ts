@@ -98,7 +98,7 @@ t.test('a child reports ready under its title, then its stats; SIGTERM runs its 
   t.match(child.out(), /closer ran/)
 })
 
-t.test('a start that fails reports fatal with the error\'s code from the table, and exits 1', async (t) => {
+t.test("a start that fails reports fatal with the error's code from the table, and exits 1", async (t) => {
   for (const [behaviour, code, message] of [
     ['model-load-error', 'SPANSERVE_ERR_MODEL_INVALID', 'config.json: missing field "vocab_size"'],
     ['plain-error', 'SPANSERVE_ERR_INTERNAL', 'something broke'],

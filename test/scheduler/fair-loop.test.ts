@@ -33,7 +33,11 @@ t.test('one client: first come, first served within the batch size, as without f
   await h.until(() => h.finished.length === 8)
   const at = admittedAt(h.steps)
   t.same([...at.keys()], rids, 'admitted in arrival order')
-  t.same(at.get('a4'), h.steps.findIndex((s) => s.release.length > 0), 'the fifth only when the first four are released')
+  t.same(
+    at.get('a4'),
+    h.steps.findIndex((s) => s.release.length > 0),
+    'the fifth only when the first four are released',
+  )
   for (const s of h.steps) t.ok(s.prefill.length + s.decode.length <= 4, `step ${s.step}: within the batch`)
   h.loop.close()
 })

@@ -85,7 +85,7 @@ t.test('KvSpace: a cached prefix is reserved once, and evicted before a request 
   t.equal(a.cached, 0)
   t.equal(a.blocks.length, Math.ceil((p.length + BT) / BT), 'a table for prompt + max_tokens')
   kv.finish(p, a, true)
-  t.equal(kv.cacheTokens, 4 * BT, 'the prompt\'s whole blocks stay cached')
+  t.equal(kv.cacheTokens, 4 * BT, "the prompt's whole blocks stay cached")
   t.equal(kv.usedTokens, 0)
   t.same([...kv.takeFreed()].sort(), [...a.blocks.slice(4)].sort(), 'the rest is freed for the worker')
 

@@ -52,7 +52,14 @@ function makeHarness(limits: Partial<Limits> = {}, token: TokenOf = () => 5) {
 }
 
 const req = (rid: string, promptLen: number, maxTokens: number): TokenizedGenerateReqInput => ({
-  type: 'tokenized', rid, trace: null, inputIds: new Int32Array(promptLen).fill(7), sampling: { temperature: 0, topP: 1, topK: 0, seed: null }, maxTokens, ignoreEos: false, arrivalMs: 0,
+  type: 'tokenized',
+  rid,
+  trace: null,
+  inputIds: new Int32Array(promptLen).fill(7),
+  sampling: { temperature: 0, topP: 1, topK: 0, seed: null },
+  maxTokens,
+  ignoreEos: false,
+  arrivalMs: 0,
 })
 
 for (const depth of [1, 2] as const) {
@@ -63,7 +70,11 @@ for (const depth of [1, 2] as const) {
       h.loop.submit(req('a', 20, 2))
       await h.loop.idle()
       const chunks = h.steps.flatMap((s) => s.prefill.map((p) => [p.start, p.tokens.length, p.last]))
-      t.same(chunks, [[0, 8, false], [8, 8, false], [16, 4, true]])
+      t.same(chunks, [
+        [0, 8, false],
+        [8, 8, false],
+        [16, 4, true],
+      ])
       const tokens = h.outputs.filter((o) => o.rids.includes('a'))
       t.equal(tokens.length, 2, 'max_tokens tokens')
       t.equal(tokens.at(-1)!.finished[0], 'length')
@@ -89,7 +100,10 @@ for (const depth of [1, 2] as const) {
       await h.loop.idle()
       const widest = Math.max(...h.steps.map((s) => s.decode.length + s.prefill.length))
       t.equal(widest, 2)
-      t.ok(h.outputs.some((o) => o.rids.includes('c')), 'c runs once a slot frees')
+      t.ok(
+        h.outputs.some((o) => o.rids.includes('c')),
+        'c runs once a slot frees',
+      )
       h.loop.close()
     })
 
@@ -100,7 +114,10 @@ for (const depth of [1, 2] as const) {
       await h.until(() => h.steps.length > 0)
       h.loop.submit(req('b', 1, 1))
       h.loop.submit(req('c', 1, 1))
-      t.same(h.errors.map((e) => [e.rid, e.code]), [['c', 'SPANSERVE_ERR_QUEUE_FULL']])
+      t.same(
+        h.errors.map((e) => [e.rid, e.code]),
+        [['c', 'SPANSERVE_ERR_QUEUE_FULL']],
+      )
       h.loop.close()
     })
 
@@ -111,7 +128,10 @@ for (const depth of [1, 2] as const) {
       t.equal(h.loop.budget.usedTokens, 84)
       h.loop.abort('a')
       await h.loop.idle()
-      t.ok(h.steps.some((s) => s.release.includes('a')), 'the worker is told to drop its KV')
+      t.ok(
+        h.steps.some((s) => s.release.includes('a')),
+        'the worker is told to drop its KV',
+      )
       t.equal(h.loop.budget.usedTokens, 0)
       t.notOk(h.steps.at(-1)!.decode.includes('a'))
       h.loop.close()
@@ -121,7 +141,10 @@ for (const depth of [1, 2] as const) {
       const h = harness({ eosTokenIds: [5] })
       h.loop.submit(req('a', 3, 10))
       await h.loop.idle()
-      t.same(h.outputs.map((o) => o.finished[0]), ['stop'])
+      t.same(
+        h.outputs.map((o) => o.finished[0]),
+        ['stop'],
+      )
       h.loop.close()
     })
   })
@@ -145,7 +168,10 @@ t.test('overlap schedule: the next step is sent while the current one runs', asy
   for (const s of h.steps.slice(1)) t.equal(s.decodeTokens.length, 0, 'the worker feeds its own last tokens')
   const decodes = h.steps.filter((s) => s.decode.includes('a')).length
   t.equal(decodes, 3, 'max_tokens is known ahead: one prefill and three decodes, no step too many')
-  t.same(h.outputs.flatMap((o) => o.finished), [null, null, null, 'length'])
+  t.same(
+    h.outputs.flatMap((o) => o.finished),
+    [null, null, null, 'length'],
+  )
   h.loop.close()
 })
 
@@ -154,9 +180,22 @@ t.test('overlap schedule: a sequence that stops on EOS runs one step too many, a
   h.loop.submit(req('a', 3, 10))
   h.loop.submit(req('b', 3, 10))
   await h.loop.idle()
-  t.same(h.outputs.flatMap((o) => o.rids.map((rid, i) => [rid, o.finished[i]])), [['a', 'stop'], ['b', 'stop']], 'one token each, then nothing')
-  t.ok(h.steps.some((s) => s.decode.includes('a')), 'the step sent before EOS was known decoded a')
-  t.ok(h.steps.some((s) => s.release.includes('a') && s.release.includes('b')), 'then both were released')
+  t.same(
+    h.outputs.flatMap((o) => o.rids.map((rid, i) => [rid, o.finished[i]])),
+    [
+      ['a', 'stop'],
+      ['b', 'stop'],
+    ],
+    'one token each, then nothing',
+  )
+  t.ok(
+    h.steps.some((s) => s.decode.includes('a')),
+    'the step sent before EOS was known decoded a',
+  )
+  t.ok(
+    h.steps.some((s) => s.release.includes('a') && s.release.includes('b')),
+    'then both were released',
+  )
   t.equal(h.loop.budget.usedTokens, 0)
   h.loop.close()
 })
@@ -181,15 +220,29 @@ for (const depth of [1, 2] as const) {
       const h = makeHarness({ depth, decodeSteps: 4, contextLength: 12 })
       h.loop.submit(req('a', 2, 10))
       await h.loop.idle()
-      t.same(h.steps.filter((s) => s.decode.length > 0).map((s) => s.decodeSteps), [4, 4, 1], 'one token from the prefill, then 9 decode steps')
-      t.same(h.outputs.flatMap((o) => o.rids), new Array(10).fill('a'), 'every token reaches the tokenizer, in order')
-      t.same(h.outputs.flatMap((o) => o.finished).filter((f) => f !== null), ['length'])
+      t.same(
+        h.steps.filter((s) => s.decode.length > 0).map((s) => s.decodeSteps),
+        [4, 4, 1],
+        'one token from the prefill, then 9 decode steps',
+      )
+      t.same(
+        h.outputs.flatMap((o) => o.rids),
+        new Array(10).fill('a'),
+        'every token reaches the tokenizer, in order',
+      )
+      t.same(
+        h.outputs.flatMap((o) => o.finished).filter((f) => f !== null),
+        ['length'],
+      )
       h.outputs.length = 0
       // Bounded by the context length: 4 prompt tokens + 8 generated = 12.
       h.loop.submit(req('b', 4, 50))
       await h.loop.idle()
       t.equal(h.outputs.flatMap((o) => o.rids).length, 8, 'stops at the context length')
-      t.same(h.steps.filter((s) => s.decode.includes('b')).map((s) => s.decodeSteps), [4, 3])
+      t.same(
+        h.steps.filter((s) => s.decode.includes('b')).map((s) => s.decodeSteps),
+        [4, 3],
+      )
       t.equal(h.loop.budget.usedTokens, 0)
       h.loop.close()
     })
@@ -202,7 +255,10 @@ for (const depth of [1, 2] as const) {
       await h.loop.idle()
       const joint = h.steps.find((s) => s.decode.includes('a') && s.prefill.some((p) => p.rid === 'b'))
       t.equal(joint?.decodeSteps, 1)
-      t.ok(h.steps.some((s) => s.decode.includes('a') && s.decodeSteps === 8), 'decode-only batches run 8 steps')
+      t.ok(
+        h.steps.some((s) => s.decode.includes('a') && s.decodeSteps === 8),
+        'decode-only batches run 8 steps',
+      )
       t.equal(h.outputs.flatMap((o) => o.rids).filter((r) => r === 'b').length, 3)
       h.loop.close()
     })
@@ -213,7 +269,11 @@ for (const depth of [1, 2] as const) {
       h.loop.submit(req('b', 2, 20))
       await h.loop.idle()
       const a = h.outputs.flatMap((o) => o.rids.map((rid, i) => [rid, o.tokens[i], o.finished[i]])).filter(([rid]) => rid === 'a')
-      t.same(a, [['a', 5, null], ['a', 5, null], ['a', 0, 'stop']])
+      t.same(a, [
+        ['a', 5, null],
+        ['a', 5, null],
+        ['a', 0, 'stop'],
+      ])
       t.equal(h.outputs.flatMap((o) => o.rids).filter((r) => r === 'b').length, 20, 'b runs on to max_tokens')
       t.equal(h.loop.budget.usedTokens, 0)
       h.loop.close()

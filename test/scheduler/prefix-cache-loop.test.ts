@@ -29,13 +29,23 @@ function harness(limits: Partial<Limits> = {}, failing: (batch: ForwardBatch) =>
     output: (o) => outputs.push(o),
     error: () => {},
   }
-  loop = new SchedulerLoop({ maxBatchSize: 4, maxQueue: 8, maxPrefillTokens: 24, maxTotalTokens: 1000, contextLength: 200, eosTokenIds: [0], tpSize: 1, depth: 2, decodeSteps: 1, prefixCache: true, ...limits }, io)
+  loop = new SchedulerLoop(
+    { maxBatchSize: 4, maxQueue: 8, maxPrefillTokens: 24, maxTotalTokens: 1000, contextLength: 200, eosTokenIds: [0], tpSize: 1, depth: 2, decodeSteps: 1, prefixCache: true, ...limits },
+    io,
+  )
   void loop.run()
   return { loop, steps, outputs, until }
 }
 
 const req = (rid: string, ids: number[], maxTokens: number): TokenizedGenerateReqInput => ({
-  type: 'tokenized', rid, trace: null, inputIds: Int32Array.from(ids), sampling: { temperature: 0, topP: 1, topK: 0, seed: null }, maxTokens, ignoreEos: false, arrivalMs: 0,
+  type: 'tokenized',
+  rid,
+  trace: null,
+  inputIds: Int32Array.from(ids),
+  sampling: { temperature: 0, topP: 1, topK: 0, seed: null },
+  maxTokens,
+  ignoreEos: false,
+  arrivalMs: 0,
 })
 const ids = (n: number, from = 100) => Array.from({ length: n }, (_, i) => from + i)
 const firstChunk = (steps: ForwardBatch[], rid: string) => steps.flatMap((s) => s.prefill).find((p) => p.rid === rid && p.sampling !== null)!
@@ -54,14 +64,14 @@ t.test('a shared prefix is prefilled once; the rest starts on its blocks', async
   const a = firstChunk(h.steps, 'a')
   t.equal(a.start, 0)
   t.equal(cachedOf(h.outputs, 'a'), 0)
-  t.equal(h.loop.takeStats().cacheTokens, 2 * BT, 'a\'s two whole prompt blocks are cached')
+  t.equal(h.loop.takeStats().cacheTokens, 2 * BT, "a's two whole prompt blocks are cached")
 
   h.loop.submit(req('b', [...ids(40), 7, 8, 9], 3))
   await h.loop.idle()
   const b = firstChunk(h.steps, 'b')
-  t.equal(b.start, 2 * BT, 'b\'s first chunk starts after the cached blocks')
+  t.equal(b.start, 2 * BT, "b's first chunk starts after the cached blocks")
   t.same([...b.tokens], [...ids(40), 7, 8, 9].slice(2 * BT, 2 * BT + 24), 'and carries only new tokens (up to the chunk budget)')
-  t.same([...b.blocks!.subarray(0, 2)], [...a.blocks!.subarray(0, 2)], 'its table starts on a\'s blocks')
+  t.same([...b.blocks!.subarray(0, 2)], [...a.blocks!.subarray(0, 2)], "its table starts on a's blocks")
   t.equal(cachedOf(h.outputs, 'b'), 2 * BT, 'usage reports the cached tokens')
   t.equal(h.outputs.flatMap((o) => o.rids.filter((r) => r === 'b')).length, 3, 'b still generates max_tokens tokens')
 

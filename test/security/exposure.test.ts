@@ -68,7 +68,10 @@ t.test('ipc sockets live in a private directory that is removed at exit; default
   t.match(basename(dir), /^spanserve-[A-Za-z0-9]{6}$/, 'made by mkdtemp spanserve-XXXXXX')
   for (const name of ['server', 'tokenizer', 'scheduler-0', 'worker-0-0']) t.ok(existsSync(join(dir, `${name}.sock`)), `${name}.sock exists while it runs`)
   for (const [role, pid] of Object.entries(server.childPids())) {
-    t.ok(unixSocketPaths(pid).some((p) => dirname(p) === dir), `${role} (pid ${pid}) uses sockets in the same directory`)
+    t.ok(
+      unixSocketPaths(pid).some((p) => dirname(p) === dir),
+      `${role} (pid ${pid}) uses sockets in the same directory`,
+    )
   }
   const st = statSync(dir)
   t.equal((st.mode & 0o777).toString(8), '700', 'mode 0700: no other user can reach the sockets')
@@ -197,11 +200,20 @@ function spansIn(file: string): { name: string; attributes: Record<string, unkno
 t.test('prompts, completions, the API key and collector headers never appear in logs or spans by default', async (t) => {
   const run = await runContentRequests(t, [])
   const pieces = run.completions.map(distinctivePiece)
-  t.ok(pieces.every((p) => p.length >= 20), `distinctive pieces of every completion: ${JSON.stringify(pieces)}`)
+  t.ok(
+    pieces.every((p) => p.length >= 20),
+    `distinctive pieces of every completion: ${JSON.stringify(pieces)}`,
+  )
   const logs = run.server.logs.map((l) => JSON.stringify(l)).join('\n')
   const spans = readFileSync(run.traceFile, 'utf8')
-  t.ok(run.server.logs.some((l) => l.msg === 'request finished'), 'the per-request log lines were written')
-  t.ok(spansIn(run.traceFile).some((s) => s.name === 'llm_request'), 'the trace file holds the requests')
+  t.ok(
+    run.server.logs.some((l) => l.msg === 'request finished'),
+    'the per-request log lines were written',
+  )
+  t.ok(
+    spansIn(run.traceFile).some((s) => s.name === 'llm_request'),
+    'the trace file holds the requests',
+  )
   const secrets: [string, string][] = [
     ['the prompt marker', MARKER],
     ['the API key', API_KEY],
@@ -221,8 +233,14 @@ t.test('with --trace-record-content the prompt and completion do appear in spans
   const run = await runContentRequests(t, ['--trace-record-content'])
   const roots = spansIn(run.traceFile).filter((s) => s.name === 'llm_request')
   const prompts = roots.map((s) => s.attributes['gen_ai.prompt']).filter((v): v is string => typeof v === 'string')
-  t.ok(prompts.some((p) => p === PROMPT), 'gen_ai.prompt holds the prompt as sent')
-  t.ok(prompts.some((p) => p.includes(MARKER) && p.includes('"role":"user"')), 'a chat request records its messages')
+  t.ok(
+    prompts.some((p) => p === PROMPT),
+    'gen_ai.prompt holds the prompt as sent',
+  )
+  t.ok(
+    prompts.some((p) => p.includes(MARKER) && p.includes('"role":"user"')),
+    'a chat request records its messages',
+  )
   const completions = roots.map((s) => s.attributes['gen_ai.completion'])
   t.ok(completions.includes(run.completions[0]), 'gen_ai.completion holds the completion as answered')
   const raw = readFileSync(run.traceFile, 'utf8')
@@ -236,19 +254,16 @@ t.test('with --trace-record-content the prompt and completion do appear in spans
   }
 })
 
-t.test(
-  'an API key given as SPANSERVE_API_KEY stays out of the children too',
-  async (t) => {
-    const key = `sk-env-${randomBytes(8).toString('hex')}`
-    const server = await startServer({ env: { SPANSERVE_API_KEY: key } })
-    t.teardown(() => server.stop())
-    const res = await fetch(server.url + '/v1/models', { headers: { authorization: `Bearer ${key}` } })
-    t.equal(res.status, 200, 'the key from the environment is in force')
-    for (const [role, pid] of Object.entries(server.childPids())) {
-      t.notOk(readFileSync(`/proc/${pid}/environ`, 'utf8').includes(key), `the key is not in ${role}'s environment`)
-    }
-  },
-)
+t.test('an API key given as SPANSERVE_API_KEY stays out of the children too', async (t) => {
+  const key = `sk-env-${randomBytes(8).toString('hex')}`
+  const server = await startServer({ env: { SPANSERVE_API_KEY: key } })
+  t.teardown(() => server.stop())
+  const res = await fetch(server.url + '/v1/models', { headers: { authorization: `Bearer ${key}` } })
+  t.equal(res.status, 200, 'the key from the environment is in force')
+  for (const [role, pid] of Object.entries(server.childPids())) {
+    t.notOk(readFileSync(`/proc/${pid}/environ`, 'utf8').includes(key), `the key is not in ${role}'s environment`)
+  }
+})
 
 // ---------------------------------------------------------------------------------------------
 // Sampling
@@ -257,10 +272,7 @@ t.test("--trace-ignore-parent-sampling --trace-sample-rate 0: a caller's sampled
   const receiver = await startOtlpReceiver({ protocol: 'grpc' })
   t.teardown(() => receiver.close())
   const common = ['--trace-enable', '--otlp-traces-endpoint', receiver.endpoint, '--trace-sample-rate', '0']
-  const [ignoring, following] = await Promise.all([
-    startServer({ args: [...common, '--trace-ignore-parent-sampling'] }),
-    startServer({ args: common }),
-  ])
+  const [ignoring, following] = await Promise.all([startServer({ args: [...common, '--trace-ignore-parent-sampling'] }), startServer({ args: common })])
   t.teardown(() => ignoring.stop())
   t.teardown(() => following.stop())
   const pidsOf = (s: RunningServer) => new Set([s.proc.pid!, ...Object.values(s.childPids())])
@@ -285,13 +297,23 @@ t.test("--trace-ignore-parent-sampling --trace-sample-rate 0: a caller's sampled
   t.equal(await following.stop(), 0)
 
   const fromIgnoring = receiver.spans.filter((s) => ignoringPids.has(s.resource['process.pid'] as number) || ignoredTraces.includes(s.traceId))
-  t.same(fromIgnoring.map((s) => s.name), [], 'with the flag: no span from any process (server, tokenizer, scheduler, worker)')
+  t.same(
+    fromIgnoring.map((s) => s.name),
+    [],
+    'with the flag: no span from any process (server, tokenizer, scheduler, worker)',
+  )
 
   for (const traceId of followedTraces) {
     const mine = receiver.spans.filter((s) => s.traceId === traceId)
     const roles = new Set(mine.map((s) => s.resource['spanserve.process.role']))
     t.same([...roles].sort(), ['scheduler', 'server', 'tokenizer', 'worker'], "without the flag: the caller's sampled trace is recorded by every process")
-    t.ok(mine.some((s) => s.name === 'llm_request'), 'with its request root')
-    t.ok(mine.every((s) => followingPids.has(s.resource['process.pid'] as number)), 'by the server that follows the caller')
+    t.ok(
+      mine.some((s) => s.name === 'llm_request'),
+      'with its request root',
+    )
+    t.ok(
+      mine.every((s) => followingPids.has(s.resource['process.pid'] as number)),
+      'by the server that follows the caller',
+    )
   }
 })

@@ -36,19 +36,20 @@ t.test('keys from files: auth works, and no command line, log line or /health ho
 
   t.equal((await get('/v1/models')).status, 401, 'no key: 401')
   t.equal((await get('/v1/models', `${API_KEY}x`)).status, 401, 'a wrong key: 401')
-  t.equal((await get('/v1/models', API_KEY)).status, 200, 'the file\'s key: 200')
+  t.equal((await get('/v1/models', API_KEY)).status, 200, "the file's key: 200")
   const completion = await fetch(server.url + '/v1/completions', {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
     body: JSON.stringify({ model: 'default', prompt: 'Once upon a time', max_tokens: 4 }),
   })
-  t.equal(completion.status, 200, 'a completion with the file\'s key')
+  t.equal(completion.status, 200, "a completion with the file's key")
 
   // The admin key, from its own file, is the one that changes the server.
   const setting = (await (await get('/v1/trace/setting', API_KEY)).json()) as Record<string, unknown>
-  const post = (key: string) => fetch(server.url + '/v1/trace/setting', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify({ level: setting.level }) })
+  const post = (key: string) =>
+    fetch(server.url + '/v1/trace/setting', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify({ level: setting.level }) })
   t.equal((await post(API_KEY)).status, 401, 'the API key cannot change the server')
-  t.equal((await post(ADMIN_KEY)).status, 200, 'the admin file\'s key can')
+  t.equal((await post(ADMIN_KEY)).status, 200, "the admin file's key can")
 
   const health = await (await get('/health')).text()
   t.notOk(health.includes(API_KEY) || health.includes(ADMIN_KEY), '/health holds neither key')

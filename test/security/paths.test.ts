@@ -46,7 +46,9 @@ function spellings(path: string): string[] {
     `/%76${first!.slice(1)}/${tail}`, // /%761/models: the reported bypass
     `/%76%31/${tail}`,
     encodeAll(path),
-    encodeAll(path).toUpperCase().replace(/%([0-9A-F]{2})/g, '%$1'),
+    encodeAll(path)
+      .toUpperCase()
+      .replace(/%([0-9A-F]{2})/g, '%$1'),
     `${path.slice(0, lastChar)}%${path.charCodeAt(lastChar).toString(16)}`,
     '/' + path.slice(1).replace(/\//g, '%2F'),
     `/${first}%2F${tail}`,

@@ -53,7 +53,10 @@ t.test('a request without unknown fields logs no warning', async (t) => {
 t.test("the OpenAI SDK's own fields are accepted", async (t) => {
   const res = await client.chat.completions.create({
     model: 'default',
-    messages: [{ role: 'developer', content: 'Be brief.' }, { role: 'user', content: 'Hello' }],
+    messages: [
+      { role: 'developer', content: 'Be brief.' },
+      { role: 'user', content: 'Hello' },
+    ],
     max_completion_tokens: 4,
     metadata: { team: 'search', run: '7' },
     store: false,
@@ -74,7 +77,11 @@ t.test("the OpenAI SDK's own fields are accepted", async (t) => {
 t.test('an assistant message with content null is accepted', async (t) => {
   const res = await client.chat.completions.create({
     model: 'default',
-    messages: [{ role: 'user', content: 'Hello' }, { role: 'assistant', content: null }, { role: 'user', content: 'Again' }],
+    messages: [
+      { role: 'user', content: 'Hello' },
+      { role: 'assistant', content: null },
+      { role: 'user', content: 'Again' },
+    ],
     max_tokens: 4,
   })
   t.type(res.choices[0]!.message.content, 'string')
@@ -87,13 +94,33 @@ const refusals: [string, Record<string, unknown>, string][] = [
   ['store not a boolean', { ...chat, store: 'yes' }, 'store'],
   ['audio output asked for', { ...chat, modalities: ['text', 'audio'] }, 'modalities'],
   ['unknown reasoning effort', { ...chat, reasoning_effort: 'extreme' }, 'reasoning_effort'],
-  ['a tool message without tool_call_id', { ...chat, messages: [{ role: 'user', content: 'x' }, { role: 'tool', content: 'y' }] }, 'messages.1'],
+  [
+    'a tool message without tool_call_id',
+    {
+      ...chat,
+      messages: [
+        { role: 'user', content: 'x' },
+        { role: 'tool', content: 'y' },
+      ],
+    },
+    'messages.1',
+  ],
   ['a user message without content', { ...chat, messages: [{ role: 'user' }] }, 'messages.0'],
   ['a user message with content null', { ...chat, messages: [{ role: 'user', content: null }] }, 'messages.0.content'],
   ['tool_choice without tools', { ...chat, tool_choice: 'required' }, 'tool_choice'],
   ['tool_choice naming a tool not given', { ...chat, tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }, 'tool_choice'],
   ['a tool with a bad name', { ...chat, tools: [{ type: 'function', function: { name: 'has space' } }] }, 'tools.0.function.name'],
-  ['two tools of one name', { ...chat, tools: [{ type: 'function', function: { name: 'f' } }, { type: 'function', function: { name: 'f' } }] }, 'tools.1.function.name'],
+  [
+    'two tools of one name',
+    {
+      ...chat,
+      tools: [
+        { type: 'function', function: { name: 'f' } },
+        { type: 'function', function: { name: 'f' } },
+      ],
+    },
+    'tools.1.function.name',
+  ],
   ['continuous_usage_stats not a boolean', { ...chat, stream: true, stream_options: { include_usage: true, continuous_usage_stats: 'yes' } }, 'stream_options.continuous_usage_stats'],
 ]
 for (const [name, body, param] of refusals) {
@@ -113,7 +140,10 @@ t.test('models.retrieve returns the served model; another id is a 404 naming mod
   t.type(model.created, 'number')
   const list = await client.models.list()
   t.equal(list.data[0]!.id, model.id)
-  const err = await client.models.retrieve('gpt-9').then(() => null, (e: unknown) => e as { status?: number; param?: string; code?: string })
+  const err = await client.models.retrieve('gpt-9').then(
+    () => null,
+    (e: unknown) => e as { status?: number; param?: string; code?: string },
+  )
   t.equal(err?.status, 404)
   t.equal(err?.code, 'SPANSERVE_ERR_MODEL_NOT_FOUND')
   t.equal(err?.param, 'model')
@@ -139,6 +169,10 @@ t.test('continuous_usage_stats: every chunk carries the usage so far', async (t)
     t.equal(chunk.usage!.total_tokens, chunk.usage!.prompt_tokens + chunk.usage!.completion_tokens)
     seen.push(chunk.usage!.completion_tokens)
   }
-  t.same([...seen].sort((a, b) => a - b), seen, 'completion_tokens never go down')
+  t.same(
+    [...seen].sort((a, b) => a - b),
+    seen,
+    'completion_tokens never go down',
+  )
   t.equal(seen.at(-1), 8)
 })

@@ -24,7 +24,10 @@ t.test('the right key works with the official client', async (t) => {
   const res = await client.completions.create({ model: 'default', prompt: 'Hello', max_tokens: 3 })
   t.equal(res.usage?.completion_tokens, 3)
   const wrong = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'nope', maxRetries: 0 })
-  const err = await wrong.models.list().then(() => null, (e: unknown) => e as { status?: number })
+  const err = await wrong.models.list().then(
+    () => null,
+    (e: unknown) => e as { status?: number },
+  )
   t.equal(err?.status, 401, 'the client reports 401 for a wrong key')
 })
 

@@ -114,7 +114,10 @@ t.test('the whole conversation as items, stateless with store: false', async (t)
       { type: 'function_call_output', call_id: 'call_1', output: 'sunny' },
     ],
   })
-  const err = await client.responses.create({ model: 'default', previous_response_id: res.id, input: 'and tomorrow?' }).then(() => null, (e: unknown) => e as { status: number; param: string })
+  const err = await client.responses.create({ model: 'default', previous_response_id: res.id, input: 'and tomorrow?' }).then(
+    () => null,
+    (e: unknown) => e as { status: number; param: string },
+  )
   t.equal(err?.status, 400, 'a response made with store: false is not kept')
   t.equal(err?.param, 'previous_response_id')
 })
@@ -125,7 +128,14 @@ t.test('text.format json_schema: the output parses and matches', async (t) => {
     input: 'A city and its country',
     max_output_tokens: 100,
     // Bounded strings: the embedded model would otherwise write a string until max_output_tokens.
-    text: { format: { type: 'json_schema', name: 'place', strict: true, schema: { type: 'object', properties: { city: { type: 'string', maxLength: 16 }, country: { type: 'string', maxLength: 16 } }, required: ['city', 'country'], additionalProperties: false } } },
+    text: {
+      format: {
+        type: 'json_schema',
+        name: 'place',
+        strict: true,
+        schema: { type: 'object', properties: { city: { type: 'string', maxLength: 16 }, country: { type: 'string', maxLength: 16 } }, required: ['city', 'country'], additionalProperties: false },
+      },
+    },
   })
   const value = JSON.parse(res.output_text) as { city: unknown; country: unknown }
   t.type(value.city, 'string')
@@ -133,7 +143,10 @@ t.test('text.format json_schema: the output parses and matches', async (t) => {
 })
 
 t.test('hosted tools are refused by name', async (t) => {
-  const err = await client.responses.create({ model: 'default', input: 'x', tools: [{ type: 'web_search' }] }).then(() => null, (e: unknown) => e as { status: number; param: string })
+  const err = await client.responses.create({ model: 'default', input: 'x', tools: [{ type: 'web_search' }] }).then(
+    () => null,
+    (e: unknown) => e as { status: number; param: string },
+  )
   t.equal(err?.status, 400)
   t.match(err?.param, /^tools\.0(\.type)?$/, 'param names the hosted tool')
 })

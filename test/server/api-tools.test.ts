@@ -21,7 +21,10 @@ const tools: OpenAI.ChatCompletionTool[] = [
       parameters: { type: 'object', properties: { city: { type: 'string', enum: ['Paris', 'Rome', 'Tokyo'] } }, required: ['city'], additionalProperties: false },
     },
   },
-  { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string', enum: ['Europe/Paris', 'Asia/Tokyo'] } }, required: ['zone'], additionalProperties: false } } },
+  {
+    type: 'function',
+    function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string', enum: ['Europe/Paris', 'Asia/Tokyo'] } }, required: ['zone'], additionalProperties: false } },
+  },
 ]
 const question: OpenAI.ChatCompletionMessageParam[] = [{ role: 'user', content: 'What is the weather in Paris?' }]
 

@@ -78,7 +78,7 @@ t.test('the server is healthy afterwards and the next valid request is correct',
   t.equal((res.json as unknown as { usage: { completion_tokens: number } }).usage.completion_tokens, 4)
 })
 
-t.test('an unknown field does not hide a known field\'s bad value, which is named', async (t) => {
+t.test("an unknown field does not hide a known field's bad value, which is named", async (t) => {
   const res = await post('/v1/completions', { ...ok, temprature: 0.5, max_tokens: '10' })
   t.equal(res.status, 400)
   t.equal(res.json.error?.param, 'max_tokens')

@@ -13,7 +13,11 @@ const server = await startServer({ args: ['--max-total-tokens', '4096'] })
 t.teardown(() => server.stop())
 
 const post = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
-  fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ model: 'default', prompt: 'Once', max_tokens: 2, temperature: 0, ...body }) })
+  fetch(`${server.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ model: 'default', prompt: 'Once', max_tokens: 2, temperature: 0, ...body }),
+  })
 
 t.test('n × (prompt + max_tokens) beyond the share of the KV budget is a 400 naming the field', async (t) => {
   const refused = async (body: Record<string, unknown>, param: string) => {
@@ -45,7 +49,10 @@ t.test('the client is in the request-finished log and in bounded /metrics labels
   t.ok(clients.includes('team-a'), 'the header names the client')
   const keyed = clients.find((c) => typeof c === 'string' && c.startsWith('key:'))
   t.match(keyed, /^key:[0-9a-f]{16}$/, 'a bearer token counts as a hash of it')
-  t.ok(clients.some((c) => typeof c === 'string' && c.startsWith('ip:')), 'else the remote address')
+  t.ok(
+    clients.some((c) => typeof c === 'string' && c.startsWith('ip:')),
+    'else the remote address',
+  )
   t.notOk(JSON.stringify(server.logs).includes(secret), 'the key is in no log line')
 
   const text = await (await fetch(`${server.url}/metrics`)).text()

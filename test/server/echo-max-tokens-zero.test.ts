@@ -56,12 +56,18 @@ t.test('echo with max_tokens 0, streamed and from token ids: the prompt, finish 
 
 t.test('max_tokens 0 without echo is a 400 naming max_tokens', async (t) => {
   for (const echo of [undefined, false]) {
-    const err = await client.completions.create({ model: 'default', prompt, max_tokens: 0, echo }).then(() => null, (e: unknown) => e)
+    const err = await client.completions.create({ model: 'default', prompt, max_tokens: 0, echo }).then(
+      () => null,
+      (e: unknown) => e,
+    )
     t.ok(err instanceof OpenAI.BadRequestError, `echo ${echo}`)
     const e = err as InstanceType<typeof OpenAI.BadRequestError>
     t.equal(e.param, 'max_tokens')
     t.equal(e.code, 'SPANSERVE_ERR_VALIDATION')
   }
-  const chat = await client.chat.completions.create({ model: 'default', messages: [{ role: 'user', content: 'hi' }], max_tokens: 0 }).then(() => null, (e: unknown) => e)
+  const chat = await client.chat.completions.create({ model: 'default', messages: [{ role: 'user', content: 'hi' }], max_tokens: 0 }).then(
+    () => null,
+    (e: unknown) => e,
+  )
   t.ok(chat instanceof OpenAI.BadRequestError, 'chat keeps max_tokens ≥ 1')
 })

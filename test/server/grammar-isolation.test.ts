@@ -47,11 +47,19 @@ t.test('a schema too costly to compile is a 400 within the budget while plain st
   t.ok(chunksWhileCompiling > 10, `the plain stream went on (${chunksWhileCompiling} chunks)`)
   t.ok(healthWhileCompiling > 3, `/health answered meanwhile (${healthWhileCompiling} times)`)
   t.equal(server.childPids()['worker-0-0'], workerPid, 'the worker was not taken for hung (a 2 s watchdog)')
-  t.notOk(server.logs.some((l) => String(l.msg).includes('hung')), 'no hang reported')
+  t.notOk(
+    server.logs.some((l) => String(l.msg).includes('hung')),
+    'no hang reported',
+  )
 
   const again = await post(costly)
   t.equal(again.body.error?.code, 'SPANSERVE_ERR_CONSTRAINT_TOO_COMPLEX', 'the repeat is refused')
-  const compiledOk = await post({ model: 'default', prompt: 'Once', max_tokens: 8, response_format: { type: 'json_schema', json_schema: { name: 'b', schema: { type: 'object', properties: { a: { type: 'integer' } }, required: ['a'] } } } })
+  const compiledOk = await post({
+    model: 'default',
+    prompt: 'Once',
+    max_tokens: 8,
+    response_format: { type: 'json_schema', json_schema: { name: 'b', schema: { type: 'object', properties: { a: { type: 'integer' } }, required: ['a'] } } },
+  })
   t.equal(compiledOk.status, 200, 'and a good schema is served next')
 })
 
@@ -61,7 +69,11 @@ t.test('a schema the engine refuses is a 400 naming the field, from the worker',
   t.equal(res.body.error?.code, 'SPANSERVE_ERR_INVALID_REQUEST')
   t.equal(res.body.error?.param, 'guided_regex')
   t.match(res.body.error?.message, /^guided_regex: the regular expression cannot be compiled: .*Lookbehind/)
-  const stream = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt: 'Once', max_tokens: 8, stream: true, guided_grammar: 'root ::= nope' }) })
+  const stream = await fetch(`${server.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt: 'Once', max_tokens: 8, stream: true, guided_grammar: 'root ::= nope' }),
+  })
   t.equal(stream.status, 400, 'streamed too, before any event')
   t.match(((await stream.json()) as { error: { param: string } }).error.param, 'guided_grammar')
 })

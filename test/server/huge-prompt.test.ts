@@ -18,9 +18,16 @@ async function post(path: string, body: unknown) {
 }
 
 async function stream(prompt: string): Promise<{ chunks: number; finish: string | null; done: boolean }> {
-  const res = await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt, max_tokens: 48, ignore_eos: true, stream: true }) })
+  const res = await fetch(server.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt, max_tokens: 48, ignore_eos: true, stream: true }),
+  })
   const text = await res.text()
-  const events = text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6))
+  const events = text
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: '))
+    .map((e) => e.slice(6))
   const chunks = events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e) as { choices: { finish_reason: string | null }[] })
   return { chunks: chunks.length, finish: chunks.filter((c) => c.choices[0]?.finish_reason).at(-1)?.choices[0]?.finish_reason ?? null, done: events.at(-1) === '[DONE]' }
 }
@@ -62,7 +69,11 @@ t.test('a prompt under the character bound but over the context is counted and r
 })
 
 t.test('/tokenize still answers a text that fits', async (t) => {
-  const res = await fetch(server.url + '/tokenize', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt: 'the cat sat on the mat. '.repeat(40) }) })
+  const res = await fetch(server.url + '/tokenize', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt: 'the cat sat on the mat. '.repeat(40) }),
+  })
   const body = (await res.json()) as { count: number; max_model_len: number; tokens: number[] }
   t.equal(res.status, 200)
   t.ok(body.count > 100 && body.count <= body.max_model_len)

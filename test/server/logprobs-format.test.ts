@@ -20,8 +20,14 @@ t.test('legacy shape: every top token is an own key, the sampled one added', asy
 t.test('chat shape: bytes of each token, top list in order', async (t) => {
   const lp = new LogprobsFormatter('chat', false).format([entry]) as { content: { token: string; bytes: number[]; top_logprobs: { token: string; logprob: number; bytes: number[] }[] }[] }
   const top = lp.content[0]!.top_logprobs
-  t.same(top.map((x) => x.token), ['constructor', '__proto__', ' é'])
-  t.same(top.map((x) => x.logprob), [-0.5, -1, -2])
+  t.same(
+    top.map((x) => x.token),
+    ['constructor', '__proto__', ' é'],
+  )
+  t.same(
+    top.map((x) => x.logprob),
+    [-0.5, -1, -2],
+  )
   t.same(top[2]!.bytes, [0x20, 0xc3, 0xa9])
   t.same(lp.content[0]!.bytes, [...Buffer.from('toString')])
 })

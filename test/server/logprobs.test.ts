@@ -31,7 +31,10 @@ function checkEntry(t: Test, e: ChatLogprob, top: number, greedy: boolean): void
   for (let i = 1; i < e.top_logprobs.length; i++) t.ok(e.top_logprobs[i - 1]!.logprob >= e.top_logprobs[i]!.logprob, 'sorted descending')
   if (greedy && top > 0) {
     t.equal(e.top_logprobs[0]!.logprob, e.logprob, 'greedy: the sampled token is the most likely one')
-    t.ok(e.top_logprobs.some((x) => x.token === e.token && x.logprob === e.logprob), 'and is among the top')
+    t.ok(
+      e.top_logprobs.some((x) => x.token === e.token && x.logprob === e.logprob),
+      'and is among the top',
+    )
   }
 }
 
@@ -46,9 +49,23 @@ t.test('chat: one entry per completion token, top_logprobs of the asked length, 
   const stream = await client.chat.completions.create({ model: 'default', messages: MESSAGES, max_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 5, stream: true })
   const streamed: ChatLogprob[] = []
   for await (const chunk of stream) streamed.push(...((chunk.choices[0]?.logprobs?.content ?? []) as unknown as ChatLogprob[]))
-  t.same(streamed.map((e) => e.token), content.map((e) => e.token), 'streamed: the whole answer\'s tokens, chunk by chunk')
-  t.ok(close(streamed.map((e) => e.logprob), content.map((e) => e.logprob)), 'and their logprobs')
-  t.same(streamed.map((e) => e.top_logprobs.map((x) => x.token)), content.map((e) => e.top_logprobs.map((x) => x.token)), 'and their top tokens')
+  t.same(
+    streamed.map((e) => e.token),
+    content.map((e) => e.token),
+    "streamed: the whole answer's tokens, chunk by chunk",
+  )
+  t.ok(
+    close(
+      streamed.map((e) => e.logprob),
+      content.map((e) => e.logprob),
+    ),
+    'and their logprobs',
+  )
+  t.same(
+    streamed.map((e) => e.top_logprobs.map((x) => x.token)),
+    content.map((e) => e.top_logprobs.map((x) => x.token)),
+    'and their top tokens',
+  )
 
   const noTop = await client.chat.completions.create({ model: 'default', messages: MESSAGES, max_tokens: 4, temperature: 0, logprobs: true })
   for (const e of noTop.choices[0]!.logprobs!.content! as unknown as ChatLogprob[]) checkEntry(t, e, 0, true)

@@ -15,7 +15,11 @@ const metrics = async (): Promise<Exposition> => parseExposition(await (await fe
 
 t.test('n: distinct indexes; greedy choices identical; seeded choices reproducible and varied', async (t) => {
   const greedy = await client.completions.create({ model: 'default', prompt: 'Once upon a time', max_tokens: 8, temperature: 0, n: 4 })
-  t.same(greedy.choices.map((c) => c.index), [0, 1, 2, 3], 'indexes 0..3')
+  t.same(
+    greedy.choices.map((c) => c.index),
+    [0, 1, 2, 3],
+    'indexes 0..3',
+  )
   t.equal(new Set(greedy.choices.map((c) => c.text)).size, 1, 'greedy: every choice the same')
   t.equal(greedy.usage!.completion_tokens, 32, 'completion tokens summed over the choices')
   const one = await client.completions.create({ model: 'default', prompt: 'Once upon a time', max_tokens: 8, temperature: 0 })
@@ -25,11 +29,19 @@ t.test('n: distinct indexes; greedy choices identical; seeded choices reproducib
   const a = await seeded()
   const b = await seeded()
   t.equal(a.choices.length, 16)
-  t.same(a.choices.map((c) => c.text), b.choices.map((c) => c.text), 'the same seed: the same 16 choices')
+  t.same(
+    a.choices.map((c) => c.text),
+    b.choices.map((c) => c.text),
+    'the same seed: the same 16 choices',
+  )
   t.ok(new Set(a.choices.map((c) => c.text)).size > 1, 'each choice its own draw')
 
   const chat = await client.chat.completions.create({ model: 'default', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, temperature: 0, n: 3 })
-  t.same(chat.choices.map((c) => c.index), [0, 1, 2], 'chat: n choices too')
+  t.same(
+    chat.choices.map((c) => c.index),
+    [0, 1, 2],
+    'chat: n choices too',
+  )
 
   const stream = await client.completions.create({ model: 'default', prompt: 'Once upon a time', max_tokens: 6, temperature: 0, n: 3, stream: true, stream_options: { include_usage: true } })
   const texts = ['', '', '']
@@ -49,23 +61,49 @@ t.test('n: distinct indexes; greedy choices identical; seeded choices reproducib
 
 t.test('best_of ≥ n: n choices back, the most likely first', async (t) => {
   const r = await client.completions.create({ model: 'default', prompt: 'The cat', max_tokens: 6, temperature: 1, seed: 5, n: 2, best_of: 4 })
-  t.same(r.choices.map((c) => c.index), [0, 1])
+  t.same(
+    r.choices.map((c) => c.index),
+    [0, 1],
+  )
 })
 
 t.test('several prompts: choices prompt-major, n per prompt, usage summed', async (t) => {
   const prompts = ['Once upon a time', 'The cat sat']
   const r = await client.completions.create({ model: 'default', prompt: prompts, max_tokens: 5, temperature: 0, n: 2 })
-  t.same(r.choices.map((c) => c.index), [0, 1, 2, 3])
+  t.same(
+    r.choices.map((c) => c.index),
+    [0, 1, 2, 3],
+  )
   const each = await Promise.all(prompts.map((p) => client.completions.create({ model: 'default', prompt: p, max_tokens: 5, temperature: 0 })))
-  t.same(r.choices.map((c) => c.text), [each[0]!.choices[0]!.text, each[0]!.choices[0]!.text, each[1]!.choices[0]!.text, each[1]!.choices[0]!.text], 'prompt 0 twice, then prompt 1 twice')
+  t.same(
+    r.choices.map((c) => c.text),
+    [each[0]!.choices[0]!.text, each[0]!.choices[0]!.text, each[1]!.choices[0]!.text, each[1]!.choices[0]!.text],
+    'prompt 0 twice, then prompt 1 twice',
+  )
   t.equal(r.usage!.prompt_tokens, each[0]!.usage!.prompt_tokens + each[1]!.usage!.prompt_tokens, 'prompt tokens summed, each prompt once')
-  const ids = await client.completions.create({ model: 'default', prompt: [[1, 2, 3], [4, 5]], max_tokens: 3, temperature: 0 })
-  t.same(ids.choices.map((c) => c.index), [0, 1], 'token-array prompts too')
+  const ids = await client.completions.create({
+    model: 'default',
+    prompt: [
+      [1, 2, 3],
+      [4, 5],
+    ],
+    max_tokens: 3,
+    temperature: 0,
+  })
+  t.same(
+    ids.choices.map((c) => c.index),
+    [0, 1],
+    'token-array prompts too',
+  )
 })
 
 t.test('bounds: OpenAI-shaped 400 naming the field', async (t) => {
   const bad = async (body: Record<string, unknown>, param: string) => {
-    const res = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt: 'Hi', max_tokens: 4, ...body }) })
+    const res = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'default', prompt: 'Hi', max_tokens: 4, ...body }),
+    })
     t.equal(res.status, 400, `${JSON.stringify(body)}: 400`)
     const err = ((await res.json()) as { error: { type: string; param: string | null } }).error
     t.equal(err.type, 'invalid_request_error')
@@ -78,12 +116,15 @@ t.test('bounds: OpenAI-shaped 400 naming the field', async (t) => {
   await bad({ n: 16, max_tokens: 1000 }, 'n')
 })
 
-t.test("the n sequences share one prefill of their prompt: the first prefills it, the others start from its cached whole blocks", async (t) => {
+t.test('the n sequences share one prefill of their prompt: the first prefills it, the others start from its cached whole blocks', async (t) => {
   const prompt = Array.from({ length: 40 }, (_, i) => 100 + i) // 40 tokens: two whole blocks of 16 are shared
   const hits = async () => (await metrics()).sum('spanserve:prefix_cache_hits_total')
   const before = await hits()
   const res = await client.completions.create({ model: 'default', prompt, max_tokens: 4, n: 4, temperature: 0 })
-  t.same(res.choices.map((c) => c.index), [0, 1, 2, 3])
+  t.same(
+    res.choices.map((c) => c.index),
+    [0, 1, 2, 3],
+  )
   t.equal(new Set(res.choices.map((c) => c.text)).size, 1, 'greedy: the same text four times')
   const until = Date.now() + 5000
   while (Date.now() < until && (await hits()) - before < 3 * 32) await new Promise((r) => setTimeout(r, 100))

@@ -17,12 +17,18 @@ t.test('GET /health is 200 once every process is ready', async (t) => {
   t.equal(res.status, 200)
   const body = (await res.json()) as { processes: { role: string; ready: boolean; pid: number }[] }
   t.same(body.processes.map((p) => p.role).sort(), ['scheduler', 'tokenizer', 'worker'])
-  t.ok(body.processes.every((p) => p.ready && p.pid > 0 && p.pid !== server.proc.pid), 'each is its own ready OS process')
+  t.ok(
+    body.processes.every((p) => p.ready && p.pid > 0 && p.pid !== server.proc.pid),
+    'each is its own ready OS process',
+  )
 })
 
 t.test('GET /v1/models lists the served model', async (t) => {
   const models = await client.models.list()
-  t.same(models.data.map((m) => m.id), ['default'])
+  t.same(
+    models.data.map((m) => m.id),
+    ['default'],
+  )
 })
 
 t.test('a plain completion, greedy, with usage', async (t) => {
@@ -83,7 +89,10 @@ t.test('prompt as token ids', async (t) => {
 })
 
 t.test('chat completion, plain and streamed', async (t) => {
-  const messages = [{ role: 'system' as const, content: 'You tell stories.' }, { role: 'user' as const, content: 'Tell me about the forest.' }]
+  const messages = [
+    { role: 'system' as const, content: 'You tell stories.' },
+    { role: 'user' as const, content: 'Tell me about the forest.' },
+  ]
   const res = await client.chat.completions.create({ model: 'default', messages, max_tokens: 16, temperature: 0 })
   t.equal(res.object, 'chat.completion')
   t.equal(res.choices[0]!.message.role, 'assistant')

@@ -68,7 +68,7 @@ await plain.stop()
 const server = await startServer({ args: [...COMMON, '--max-total-tokens', '200'] })
 t.teardown(() => server.stop())
 
-t.test('full and partial matches, one inside chunked prefill: the same greedy output, the tree\'s hits', async (t) => {
+t.test("full and partial matches, one inside chunked prefill: the same greedy output, the tree's hits", async (t) => {
   for (let i = 0; i < SEQUENCE.length; i++) {
     t.same(await complete(server, SEQUENCE[i]!.prompt), expected[i], `prompt ${i}`)
     t.equal(lastCached, SEQUENCE[i]!.cached, `usage.prompt_tokens_details.cached_tokens of prompt ${i} is what the tree holds`)
@@ -79,7 +79,10 @@ t.test('full and partial matches, one inside chunked prefill: the same greedy ou
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'default', prompt: SEQUENCE[4]!.prompt, max_tokens: 4, temperature: 0, stream: true, stream_options: { include_usage: true } }),
   })
-  const events = (await res.text()).split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)) as { usage?: { prompt_tokens_details?: { cached_tokens: number } } | null })
+  const events = (await res.text())
+    .split('\n')
+    .filter((l) => l.startsWith('data: {'))
+    .map((l) => JSON.parse(l.slice(6)) as { usage?: { prompt_tokens_details?: { cached_tokens: number } } | null })
   t.equal(events.find((e) => e.usage)?.usage?.prompt_tokens_details?.cached_tokens, 4 * BT, 'in the streamed usage chunk')
   const m = await metrics(server)
   t.equal(m.sum('spanserve:prefix_cache_hits_total'), SEQUENCE.reduce((n, s) => n + s.cached, 0) + 4 * BT, 'tokens found in the cache are what the tree holds')
@@ -120,7 +123,7 @@ t.test('after the worker is killed the cache is empty and outputs are right', as
   const health = (await (await fetch(server.url + '/health')).json()) as { reports: { role: string; prefix_cache_tokens?: number; kv_blocks?: number }[] }
   await new Promise((r) => setTimeout(r, 300))
   const reports = ((await (await fetch(server.url + '/health')).json()) as typeof health).reports
-  t.equal(reports.find((r) => r.role === 'scheduler')?.prefix_cache_tokens, 0, 'the scheduler\'s tree is empty')
+  t.equal(reports.find((r) => r.role === 'scheduler')?.prefix_cache_tokens, 0, "the scheduler's tree is empty")
   t.equal(reports.find((r) => r.role === 'worker')?.kv_blocks, 0, 'the new worker holds no block')
   for (let i = 0; i < 3; i++) t.same(await complete(server, SEQUENCE[i]!.prompt), expected[i], `prompt ${i} after the restart`)
 })

@@ -23,10 +23,34 @@ t.test('completions: the longest prompt of a batch, strings only', async (t) => 
 })
 
 t.test('chat: words of system, user and tool messages, in strings and text parts; not the assistant', async (t) => {
-  t.equal(check('/v1/chat/completions', { messages: [{ role: 'system', content: text(200) }, { role: 'user', content: [{ type: 'text', text: text(201) }] }] })?.param, 'messages')
-  t.equal(check('/v1/chat/completions', { messages: [{ role: 'user', content: text(200) }, { role: 'tool', content: text(200) }] }), null)
+  t.equal(
+    check('/v1/chat/completions', {
+      messages: [
+        { role: 'system', content: text(200) },
+        { role: 'user', content: [{ type: 'text', text: text(201) }] },
+      ],
+    })?.param,
+    'messages',
+  )
+  t.equal(
+    check('/v1/chat/completions', {
+      messages: [
+        { role: 'user', content: text(200) },
+        { role: 'tool', content: text(200) },
+      ],
+    }),
+    null,
+  )
   // A template may drop an earlier turn's reasoning: the assistant's words are not a lower bound.
-  t.equal(check('/v1/chat/completions', { messages: [{ role: 'assistant', content: text(1000) }, { role: 'user', content: 'hi' }] }), null)
+  t.equal(
+    check('/v1/chat/completions', {
+      messages: [
+        { role: 'assistant', content: text(1000) },
+        { role: 'user', content: 'hi' },
+      ],
+    }),
+    null,
+  )
 })
 
 t.test('responses: instructions plus the input, a string or message items', async (t) => {

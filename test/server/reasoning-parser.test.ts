@@ -49,7 +49,10 @@ const answer = 'It is sunny in Paris.'
 
 /** Qwen3's template: the assistant turn it writes for reasoning_content and content. */
 function qwenTurn(extra: Record<string, unknown> = {}): string {
-  const messages = [{ role: 'user', content: 'Weather in Paris?' }, { role: 'assistant', content: answer, reasoning_content: thinking, ...extra }]
+  const messages = [
+    { role: 'user', content: 'Weather in Paris?' },
+    { role: 'assistant', content: answer, reasoning_content: thinking, ...extra },
+  ]
   const tools = extra.tool_calls ? [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }] : undefined
   const prompt = new Template(template).render({ messages: messages.slice(0, 1), add_generation_prompt: true, tools })
   const full = new Template(template).render({ messages, add_generation_prompt: false, tools })
@@ -89,10 +92,16 @@ t.test('with tools: the thinking first, then the calls in the answer', async (t)
   const whole = readAssistant(readers, turn)
   t.equal(whole.reasoning?.trim(), thinking)
   t.equal(whole.content, null)
-  t.same(whole.calls.map((c) => [c.name, JSON.parse(c.arguments)]), [['get_weather', { city: 'Paris' }]])
+  t.same(
+    whole.calls.map((c) => [c.name, JSON.parse(c.arguments)]),
+    [['get_weather', { city: 'Paris' }]],
+  )
   const s = new AssistantStream(readers)
   const deltas = [...tokenDeltas(turn).map((d) => s.push(d)), s.finish()]
   t.equal(deltas.map((d) => d.reasoning).join(''), whole.reasoning)
-  t.same(assembleCalls(deltas.flatMap((d) => d.calls)).map((c) => [c.name, c.arguments]), whole.calls.map((c) => [c.name, c.arguments]))
+  t.same(
+    assembleCalls(deltas.flatMap((d) => d.calls)).map((c) => [c.name, c.arguments]),
+    whole.calls.map((c) => [c.name, c.arguments]),
+  )
   t.equal(s.calls, 1)
 })

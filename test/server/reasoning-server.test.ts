@@ -36,4 +36,3 @@ t.test('streamed: reasoning_content deltas, then content deltas, equal to the wh
   t.equal(reasoning, m.reasoning_content)
   t.equal(content, m.content)
 })
-

@@ -12,7 +12,10 @@ t.teardown(() => server.stop())
 const client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'unused', maxRetries: 0 })
 
 async function notFound(t: Test, p: Promise<unknown>, what: string): Promise<void> {
-  const err = await p.then(() => null, (e: unknown) => e)
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  )
   t.ok(err instanceof OpenAI.NotFoundError, `${what}: 404`)
   const e = err as InstanceType<typeof OpenAI.NotFoundError>
   t.equal(e.code, 'SPANSERVE_ERR_RESPONSE_NOT_FOUND')
@@ -39,7 +42,7 @@ t.test('a streamed response is stored too', async (t) => {
   t.same(got.output, final!.output)
 })
 
-t.test('input items: the request\'s input with ids, in OpenAI\'s list shape and order', async (t) => {
+t.test("input items: the request's input with ids, in OpenAI's list shape and order", async (t) => {
   const input: OpenAI.Responses.ResponseInput = [
     { role: 'system', content: 'You tell stories.' },
     { role: 'user', content: 'Once upon a time' },
@@ -53,15 +56,27 @@ t.test('input items: the request\'s input with ids, in OpenAI\'s list shape and 
   const texts = page.data.map((it) => (it.type === 'message' ? (it.content[0] as { text: string }).text : ''))
   t.same(texts, ['Go on.', 'there was a fox.', 'Once upon a time', 'You tell stories.'])
   for (const it of page.data) t.match(it.id, /^msg_/)
-  t.same(page.data.map((it) => (it.type === 'message' ? it.role : null)), ['user', 'assistant', 'user', 'system'])
-  const raw = (await (await fetch(`${server.url}/v1/responses/${created.id}/input_items?order=asc&limit=2`)).json()) as { object: string; data: { id: string }[]; first_id: string; last_id: string; has_more: boolean }
+  t.same(
+    page.data.map((it) => (it.type === 'message' ? it.role : null)),
+    ['user', 'assistant', 'user', 'system'],
+  )
+  const raw = (await (await fetch(`${server.url}/v1/responses/${created.id}/input_items?order=asc&limit=2`)).json()) as {
+    object: string
+    data: { id: string }[]
+    first_id: string
+    last_id: string
+    has_more: boolean
+  }
   t.equal(raw.object, 'list')
   t.equal(raw.data.length, 2)
   t.equal(raw.has_more, true)
   t.equal(raw.first_id, page.data[3]!.id, 'asc starts with the oldest')
   t.equal(raw.last_id, raw.data[1]!.id)
   const next = (await (await fetch(`${server.url}/v1/responses/${created.id}/input_items?order=asc&limit=2&after=${raw.last_id}`)).json()) as { data: { id: string }[]; has_more: boolean }
-  t.same(next.data.map((d) => d.id), [page.data[1]!.id, page.data[0]!.id])
+  t.same(
+    next.data.map((d) => d.id),
+    [page.data[1]!.id, page.data[0]!.id],
+  )
   t.equal(next.has_more, false)
   const bad = await fetch(`${server.url}/v1/responses/${created.id}/input_items?limit=0`)
   t.equal(bad.status, 400)
@@ -80,11 +95,14 @@ t.test('delete: deleted, then retrieve and input items are 404s; unknown ids are
   await notFound(t, client.responses.delete(created.id), 'delete twice')
   await notFound(t, client.responses.retrieve('resp_unknown'), 'unknown id')
   // previous_response_id of a deleted response: the 400 it always was.
-  const prev = await client.responses.create({ model: 'default', input: 'more', previous_response_id: created.id }).then(() => null, (e: unknown) => e)
+  const prev = await client.responses.create({ model: 'default', input: 'more', previous_response_id: created.id }).then(
+    () => null,
+    (e: unknown) => e,
+  )
   t.ok(prev instanceof OpenAI.BadRequestError)
 })
 
-t.test('delete with an empty JSON body, with {}, and with none: OpenAI\'s deleted object', async (t) => {
+t.test("delete with an empty JSON body, with {}, and with none: OpenAI's deleted object", async (t) => {
   for (const [what, init] of [
     ['an empty JSON body', { headers: { 'content-type': 'application/json' }, body: '' }],
     ['{}', { headers: { 'content-type': 'application/json' }, body: '{}' }],
@@ -131,15 +149,23 @@ t.test('include message.output_text.logprobs with top_logprobs 2: logprobs whose
   t.same(plainPart?.type === 'message' && plainPart.content[0]!.type === 'output_text' ? plainPart.content[0]!.logprobs : null, [])
 })
 
-t.test('streamed logprobs: each delta carries its tokens\', the done event all of them', async (t) => {
-  const stream = await client.responses.create({ model: 'default', input: 'Once upon a time', max_output_tokens: 10, temperature: 0, top_logprobs: 1, include: ['message.output_text.logprobs'], stream: true })
+t.test("streamed logprobs: each delta carries its tokens', the done event all of them", async (t) => {
+  const stream = await client.responses.create({
+    model: 'default',
+    input: 'Once upon a time',
+    max_output_tokens: 10,
+    temperature: 0,
+    top_logprobs: 1,
+    include: ['message.output_text.logprobs'],
+    stream: true,
+  })
   let text = ''
   const tokens: string[] = []
   let done: OpenAI.Responses.ResponseTextDoneEvent | null = null
   for await (const e of stream) {
     if (e.type === 'response.output_text.delta') {
       text += e.delta
-      t.equal(e.logprobs.map((l) => l.token).join(''), e.delta, 'a delta\'s tokens make its text')
+      t.equal(e.logprobs.map((l) => l.token).join(''), e.delta, "a delta's tokens make its text")
       for (const l of e.logprobs) tokens.push(l.token)
     }
     if (e.type === 'response.output_text.done') done = e
@@ -150,7 +176,10 @@ t.test('streamed logprobs: each delta carries its tokens\', the done event all o
 })
 
 t.test('bad top_logprobs is a 400 naming it', async (t) => {
-  const err = await client.responses.create({ model: 'default', input: 'x', top_logprobs: 21, include: ['message.output_text.logprobs'] }).then(() => null, (e: unknown) => e)
+  const err = await client.responses.create({ model: 'default', input: 'x', top_logprobs: 21, include: ['message.output_text.logprobs'] }).then(
+    () => null,
+    (e: unknown) => e,
+  )
   t.ok(err instanceof OpenAI.BadRequestError)
   t.equal((err as InstanceType<typeof OpenAI.BadRequestError>).param, 'top_logprobs')
 })

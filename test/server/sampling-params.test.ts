@@ -54,7 +54,15 @@ t.test('stop_token_ids: the token ends the request with finish reason stop; its 
   t.equal(s.choices[0]!.finish_reason, 'stop')
   t.equal(s.choices[0]!.text, '', "the stop token's text is left out")
   t.equal(s.usage?.completion_tokens, 1)
-  const streamed = await client.completions.create({ model: 'default', prompt: PROMPT, max_tokens: 10, temperature: 0, logit_bias: { [X]: 100 }, stop_token_ids: [X], stream: true } as unknown as OpenAI.CompletionCreateParamsStreaming)
+  const streamed = await client.completions.create({
+    model: 'default',
+    prompt: PROMPT,
+    max_tokens: 10,
+    temperature: 0,
+    logit_bias: { [X]: 100 },
+    stop_token_ids: [X],
+    stream: true,
+  } as unknown as OpenAI.CompletionCreateParamsStreaming)
   let finish: string | null = null
   for await (const chunk of streamed) finish = chunk.choices[0]?.finish_reason ?? finish
   t.equal(finish, 'stop', 'streamed too')
@@ -98,7 +106,10 @@ t.test('min_p 1 keeps only the best token: sampling at any temperature and seed 
     t.equal(r.choices[0]!.text, greedy.choices[0]!.text, `seed ${seed}`)
   }
   const loose = await Promise.all([1, 2, 3, 4].map((seed) => complete({ temperature: 1.5, seed })))
-  t.ok(loose.some((r) => r.choices[0]!.text !== greedy.choices[0]!.text), 'without min_p the same seeds leave the greedy path')
+  t.ok(
+    loose.some((r) => r.choices[0]!.text !== greedy.choices[0]!.text),
+    'without min_p the same seeds leave the greedy path',
+  )
 })
 
 t.test('presence, frequency and repetition penalties change greedy text; their neutral values do not; seeds still reproduce', async (t) => {

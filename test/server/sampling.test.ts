@@ -9,9 +9,22 @@ t.teardown(() => server.stop())
 const client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'unused', maxRetries: 0 })
 
 const PROMPTS = [
-  'Once upon a time', 'The little girl', 'In the morning', 'The old man said', 'She opened the door',
-  'The king', 'It was a cold night', 'A small bird', 'The river', 'When the sun rose',
-  'He walked to the', 'The children', 'There was a', 'The forest was', 'They ate', 'At the end of the day',
+  'Once upon a time',
+  'The little girl',
+  'In the morning',
+  'The old man said',
+  'She opened the door',
+  'The king',
+  'It was a cold night',
+  'A small bird',
+  'The river',
+  'When the sun rose',
+  'He walked to the',
+  'The children',
+  'There was a',
+  'The forest was',
+  'They ate',
+  'At the end of the day',
 ]
 
 t.test('the same seed gives the same sampled text; another seed usually differs', async (t) => {
@@ -20,7 +33,10 @@ t.test('the same seed gives the same sampled text; another seed usually differs'
   const b = await ask(1234)
   t.equal(a.choices[0]!.text, b.choices[0]!.text)
   const others = await Promise.all([1, 2, 3, 4].map(ask))
-  t.ok(others.some((o) => o.choices[0]!.text !== a.choices[0]!.text), 'different seeds explore different continuations')
+  t.ok(
+    others.some((o) => o.choices[0]!.text !== a.choices[0]!.text),
+    'different seeds explore different continuations',
+  )
 })
 
 t.test('greedy: 16 prompts decoded together give token for token what each gives alone', async (t) => {
@@ -49,7 +65,10 @@ t.test('the overlap schedule (default) and continuous decode steps give what loc
   // step has already been sent for it, and with continuous decode steps several; their tokens must not show.
   const asks = PROMPTS.slice(0, 8).map((prompt, i) => ({ model: 'default', prompt, max_tokens: 10 + 3 * i, temperature: 0, ...(i % 2 ? { stop: [' the', '.'] } : {}) }))
   const [base, ...others] = await Promise.all([client, clientOf(lockstep), clientOf(multi)].map((c) => Promise.all(asks.map((q) => c.completions.create(q)))))
-  for (const [name, b] of [['lockstep', others[0]!], ['continuous decode steps', others[1]!]] as const) {
+  for (const [name, b] of [
+    ['lockstep', others[0]!],
+    ['continuous decode steps', others[1]!],
+  ] as const) {
     let stopped = 0
     for (let i = 0; i < asks.length; i++) {
       t.equal(base![i]!.choices[0]!.text, b[i]!.choices[0]!.text, `${name}, prompt ${i}: the same text`)
@@ -72,5 +91,8 @@ t.test('the overlap schedule (default) and continuous decode steps give what loc
   }
   t.equal(text, base![6]!.choices[0]!.text, 'the streamed text is the whole text')
   t.equal(chunks, usage?.completion_tokens, 'one chunk per generated token')
-  t.ok(multi.logs.some((l) => l.msg === 'step' && (l.decode_steps as number) === 4), 'decode-only steps ran 4 decode steps each')
+  t.ok(
+    multi.logs.some((l) => l.msg === 'step' && (l.decode_steps as number) === 4),
+    'decode-only steps ran 4 decode steps each',
+  )
 })

@@ -21,7 +21,10 @@ async function withXg<T>(fn: (xg: Xgrammar) => Promise<T>): Promise<T> {
 /** Python json.dumps's layout, which the grammar generates. */
 function dumps(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(dumps).join(', ')}]`
-  if (v && typeof v === 'object') return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${dumps(x)}`).join(', ')}}`
+  if (v && typeof v === 'object')
+    return `{${Object.entries(v)
+      .map(([k, x]) => `${JSON.stringify(k)}: ${dumps(x)}`)
+      .join(', ')}}`
   return JSON.stringify(v)
 }
 
@@ -48,10 +51,24 @@ function refusal(schema: unknown): string {
 
 t.test('the failing kinds of issue 28 are enforced', async (t) => {
   const defs = { a: { type: 'object', properties: { x: { type: 'integer' } }, required: ['x'] }, b: { type: 'object', properties: { y: { type: 'string' } }, required: ['y'] } }
-  t.same(await accepts({ definitions: defs, allOf: [{ $ref: '#/definitions/a' }, { $ref: '#/definitions/b' }] }, [{ x: 1, y: 's' }, { x: 1 }, false]), [true, false, false], 'root allOf of $refs: merged')
-  const oneOf = { type: 'object', oneOf: [{ properties: { k: { const: 'a' }, x: { type: 'integer' } }, required: ['k', 'x'] }, { properties: { k: { const: 'b' } }, required: ['k'] }] }
+  t.same(
+    await accepts({ definitions: defs, allOf: [{ $ref: '#/definitions/a' }, { $ref: '#/definitions/b' }] }, [{ x: 1, y: 's' }, { x: 1 }, false]),
+    [true, false, false],
+    'root allOf of $refs: merged',
+  )
+  const oneOf = {
+    type: 'object',
+    oneOf: [
+      { properties: { k: { const: 'a' }, x: { type: 'integer' } }, required: ['k', 'x'] },
+      { properties: { k: { const: 'b' } }, required: ['k'] },
+    ],
+  }
   t.same(await accepts(oneOf, [{ k: 'a', x: 1 }, { k: 'b' }, false, { k: 'a' }]), [true, true, false, false], 'oneOf beside type: object: type in each branch')
-  t.same(await accepts({ type: 'string', format: 'date-time' }, ['2024-01-01T07:60:44Z', '2024-02-30T07:00:00Z', '2024-02-29T07:59:44.5+01:00', '2023-02-29T07:00:00Z']), [false, false, true, false], 'date-time: a correct rule')
+  t.same(
+    await accepts({ type: 'string', format: 'date-time' }, ['2024-01-01T07:60:44Z', '2024-02-30T07:00:00Z', '2024-02-29T07:59:44.5+01:00', '2023-02-29T07:00:00Z']),
+    [false, false, true, false],
+    'date-time: a correct rule',
+  )
   t.same(await accepts({ format: 'date' }, ['2024-02-29', 5]), [true, false], 'format without type: a string')
   t.same(await accepts({ type: 'string', format: 'email' }, ['a@b.co', '"a b"@c.com', 'a@b']), [true, false, false], 'email')
   const deps = { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'integer' } }, dependencies: { a: ['b'] } }
@@ -60,14 +77,29 @@ t.test('the failing kinds of issue 28 are enforced', async (t) => {
   t.same(await accepts({ type: 'number', maximum: 3 }, [3, 4]), [true, false], 'number bounds')
   t.same(await accepts({ const: { a: [1, 'x'] } }, [{ a: [1, 'x'] }, { a: [1] }]), [true, false], 'an object const')
   t.same(await accepts({ type: 'object', properties: { a: { type: 'integer' } }, required: ['a', 'b'] }, [{ a: 1 }, { a: 1, b: 'x' }]), [false, true], 'a required property not listed')
-  t.same(await accepts({ type: 'array', items: [{ type: 'integer' }, { type: 'string' }], additionalItems: false }, [[1, 'a'], [1, 'a', 2]]), [true, false], 'draft-04 tuple')
+  t.same(
+    await accepts({ type: 'array', items: [{ type: 'integer' }, { type: 'string' }], additionalItems: false }, [
+      [1, 'a'],
+      [1, 'a', 2],
+    ]),
+    [true, false],
+    'draft-04 tuple',
+  )
 })
 
 t.test('refusals name the keyword and its pointer', async (t) => {
   t.match(refusal({ type: 'object', properties: { a: { not: { type: 'string' } } } }), /^`not` at \/properties\/a\/not /)
   t.match(refusal({ type: 'object', properties: { a: { type: 'integer' } }, if: { properties: { a: { const: 1 } } }, then: { required: ['a'] } }), /^`if` at \/if /)
   t.match(refusal({ type: 'array', uniqueItems: true }), /^`uniqueItems` at \/uniqueItems /)
-  t.match(refusal({ oneOf: [{ type: 'object', required: ['a'] }, { type: 'object', required: ['b'] }] }), /^`oneOf` at \/oneOf /)
+  t.match(
+    refusal({
+      oneOf: [
+        { type: 'object', required: ['a'] },
+        { type: 'object', required: ['b'] },
+      ],
+    }),
+    /^`oneOf` at \/oneOf /,
+  )
   t.match(refusal({ $ref: 'http://example.com/s.json' }), /^`\$ref` at \/ /)
   t.match(refusal({ type: 'string', pattern: '^(?=a)' }), /^`pattern` at \/pattern /)
   t.match(refusal({ type: 'string', format: 'duration' }), /^`format` at \/format /)
@@ -94,7 +126,7 @@ async function walks(xg: Xgrammar, ebnf: string, n: number): Promise<(string | n
   const compiled = await compiler.compileGrammar(ebnf)
   const outs: (string | null)[] = []
   let seed = 7
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
   for (let w = 0; w < n; w++) {
     const m = await xg.GrammarMatcher.createGrammarMatcher(compiled)
     let text = ''
@@ -107,7 +139,11 @@ async function walks(xg: Xgrammar, ebnf: string, n: number): Promise<(string | n
       const weight = (id: number) => (id === eos ? 1000 : '"}]'.includes(vocab[id]!) ? 30 : 1)
       let r = rand() * allowed.reduce((s, id) => s + weight(id), 0)
       let pick = allowed[0]!
-      for (const id of allowed) if ((r -= weight(id)) <= 0) { pick = id; break }
+      for (const id of allowed)
+        if ((r -= weight(id)) <= 0) {
+          pick = id
+          break
+        }
       m.acceptToken(pick)
       if (pick === eos) done = true
       else text += vocab[pick]
@@ -141,7 +177,7 @@ t.test('every JSONSchemaBench schema: rewritten, compiled and sound, or refused 
     const validate = validatorFor(schema)
     const after = rewrittenValidator(out)
     // The schema's own examples: valid before the rewrite means valid after (a narrowing may reject some: counted).
-    for (const ex of ((schema as { examples?: unknown[] }).examples ?? [])) {
+    for (const ex of (schema as { examples?: unknown[] }).examples ?? []) {
       if (validate(ex)) t.ok(after(ex), `${name}: its example still validates after the rewrite`)
     }
     let texts: (string | null)[] = []

@@ -12,7 +12,13 @@ import { BENCH_DIR, benchAvailable, runSchema, type Outcome } from '../../harnes
 
 const FILES = ['Github_easy/o90216.json', 'Github_easy/o10526.json', 'Github_easy/o79609.json', 'Github_hard/o55657.json', 'WashingtonPost/wp_11_Normalized.json', 'JsonSchemaStore/size-limit.json']
 const INLINE: Record<string, unknown> = {
-  'oneOf beside type: object': { type: 'object', oneOf: [{ properties: { kind: { const: 'a' }, n: { type: 'integer' } }, required: ['kind', 'n'] }, { properties: { kind: { const: 'b' } }, required: ['kind'] }] },
+  'oneOf beside type: object': {
+    type: 'object',
+    oneOf: [
+      { properties: { kind: { const: 'a' }, n: { type: 'integer' } }, required: ['kind', 'n'] },
+      { properties: { kind: { const: 'b' } }, required: ['kind'] },
+    ],
+  },
   'format without type': { type: 'object', properties: { at: { format: 'date-time' } }, required: ['at'] },
   'draft-04 dependencies': { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'string', maxLength: 4 } }, dependencies: { a: ['b'] }, required: ['a'] },
   'not (refused)': { type: 'object', properties: { a: { not: { type: 'null' } } } },

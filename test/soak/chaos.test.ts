@@ -17,7 +17,9 @@ for (const dp of [1, 2]) {
     // Kills every few seconds would be a crash loop by the default bound: this run is not one.
     const server = await startServer({ args: ['--dp-size', String(dp), '--stats-interval', '0.25'] })
     t.teardown(() => server.stop())
-    const r = await runChaos(server, { requests: REQUESTS, concurrency: 16, maxTokens: 8, killEveryMs: [1500, 3000], prompts: 12, hangMs: 90_000, seed: 20 + dp, minKills: 3 }, (line) => t.comment(line))
+    const r = await runChaos(server, { requests: REQUESTS, concurrency: 16, maxTokens: 8, killEveryMs: [1500, 3000], prompts: 12, hangMs: 90_000, seed: 20 + dp, minKills: 3 }, (line) =>
+      t.comment(line),
+    )
     const o = r.outcomes
     const kinds = new Set(r.kills.map((k) => k.kind))
     t.same([...kinds].sort(), ['scheduler', 'tokenizer', 'worker'], 'a tokenizer, a scheduler and a worker were each killed at least once')
@@ -32,7 +34,10 @@ for (const dp of [1, 2]) {
     t.ok(Object.values(r.resumedByReason).reduce((a, b) => a + b, 0) > 0, `requests were resumed: ${JSON.stringify(r.resumedByReason)}`)
     t.equal(r.liveAfter, 0, 'the server holds no request afterwards')
     t.ok(r.rssAfter <= r.rssBefore * 1.1, `resident memory ${Math.round(r.rssBefore / 2 ** 20)} -> ${Math.round(r.rssAfter / 2 ** 20)} MiB`)
-    for (const k of killLatencies(r)) t.comment(`${k.kind}: ${k.kills} kills, ${k.affected} requests touched, added p50 ${Math.round(k.p50AddedMs)} ms, p99 ${Math.round(k.p99AddedMs)} ms, restart p50 ${Math.round(k.restartP50Ms)} ms`)
+    for (const k of killLatencies(r))
+      t.comment(
+        `${k.kind}: ${k.kills} kills, ${k.affected} requests touched, added p50 ${Math.round(k.p50AddedMs)} ms, p99 ${Math.round(k.p99AddedMs)} ms, restart p50 ${Math.round(k.restartP50Ms)} ms`,
+      )
     const failures = o.filter((x) => !x.full)
     if (failures.length > 0) t.comment(`not in full: ${JSON.stringify(failures.slice(0, 5))}`)
   })

@@ -75,7 +75,6 @@ function launch(t: Test, args: string[]): Promise<Launch> {
   })
 }
 
-
 async function checkFailedLaunch(t: Test, r: Launch, reason: RegExp): Promise<void> {
   t.equal(r.code, 1, 'exit code 1')
   t.ok(r.ms < STARTUP_TIMEOUT_S * 1000, `failed fast: ${r.ms} ms, within the ${STARTUP_TIMEOUT_S} s startup timeout`)
@@ -87,7 +86,10 @@ async function checkFailedLaunch(t: Test, r: Launch, reason: RegExp): Promise<vo
     r.logs.some((l) => l.msg === 'process failed' && l.role === 'worker'),
     "the worker itself logged 'process failed'",
   )
-  t.notOk(r.logs.some((l) => l.msg === 'spanserve listening'), 'no port was opened')
+  t.notOk(
+    r.logs.some((l) => l.msg === 'spanserve listening'),
+    'no port was opened',
+  )
   // Children that did get ready must not outlive the failed launch.
   const pids = r.logs.filter((l) => l.msg === 'process ready').map((l) => l.child_pid as number)
   await new Promise((res) => setTimeout(res, 1000))

@@ -121,7 +121,10 @@ async function dropsCountedAndWarnedOnce(t: Test, server: RunningServer, budgetM
   t.ok(warnings.size >= 1, `warned (${warnings.size} processes)`)
   for (const [pid, lines] of warnings) t.ok(lines.length <= 1, `process ${pid} warned ${lines.length} time(s)`)
   const all = [...warnings.values()].flat()
-  t.ok(all.every((l) => l.level === 40), 'the warnings are at warn level')
+  t.ok(
+    all.every((l) => l.level === 40),
+    'the warnings are at warn level',
+  )
   t.notMatch(JSON.stringify(server.logs), COLLECTOR_SECRET, 'the export headers are never logged')
 }
 

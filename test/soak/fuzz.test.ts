@@ -45,11 +45,25 @@ const INVALID: Record<string, unknown[]> = {
 }
 const INVALID_PROMPT = [null, 1, true, {}, [], [[]], [1.5], [-1], [2 ** 31], ['a', 1], [[1], 'a'], [1e6], 'word '.repeat(5000)]
 const INVALID_MESSAGES = [
-  null, [], 'hi', [{}], [{ role: 'user' }], [{ role: 'wizard', content: 'a' }], [{ role: 'user', content: 1 }],
-  [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }], [{ role: 'tool', content: 'x' }],
+  null,
+  [],
+  'hi',
+  [{}],
+  [{ role: 'user' }],
+  [{ role: 'wizard', content: 'a' }],
+  [{ role: 'user', content: 1 }],
+  [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }],
+  [{ role: 'tool', content: 'x' }],
   [{ role: 'user', content: 'word '.repeat(5000) }],
 ]
-const BAD_TRACEPARENTS = ['garbage', '00-xyz-abc-01', '00-00000000000000000000000000000000-0000000000000000-01', 'ff-' + 'a'.repeat(32) + '-' + 'b'.repeat(16) + '-01', '00-' + 'A'.repeat(32) + '-' + 'B'.repeat(16) + '-zz', '']
+const BAD_TRACEPARENTS = [
+  'garbage',
+  '00-xyz-abc-01',
+  '00-00000000000000000000000000000000-0000000000000000-01',
+  'ff-' + 'a'.repeat(32) + '-' + 'b'.repeat(16) + '-01',
+  '00-' + 'A'.repeat(32) + '-' + 'B'.repeat(16) + '-zz',
+  '',
+]
 
 interface Case {
   path: string
@@ -229,7 +243,12 @@ t.test('hostile shapes: width, depth, structural tags, undecodable paths', async
     ['130,000 unknown fields in a message and a bad role', '/v1/chat/completions', JSON.stringify({ ...chat(), messages: [{ role: 'wizard', content: 'x', ...manyFields() }] }), 'messages.0.role'],
     ['an unknown field 100,000 arrays deep', '/v1/completions', nested(completion(), 'extra', 100_000), null],
     ['an unknown field 100,000 objects deep', '/v1/completions', nested(completion(), 'extra', 100_000, '{"a":', '}', '{}'), null],
-    ['tool parameters 100,000 objects deep', '/v1/chat/completions', `${JSON.stringify(chat()).slice(0, -1)},"tools":[{"type":"function","function":{"name":"f","parameters":${'{"a":'.repeat(100_000)}{}${'}'.repeat(100_000)}}}]}`, null],
+    [
+      'tool parameters 100,000 objects deep',
+      '/v1/chat/completions',
+      `${JSON.stringify(chat()).slice(0, -1)},"tools":[{"type":"function","function":{"name":"f","parameters":${'{"a":'.repeat(100_000)}{}${'}'.repeat(100_000)}}}]}`,
+      null,
+    ],
     ['a prompt of 1,000 arrays deep', '/v1/completions', nested({ model: 'default', max_tokens: 2 }, 'prompt', 1000), null],
     ['structural_tag {"type":"bogus"}', '/v1/completions', tag({ type: 'bogus' }), TAG],
     ['structural_tag "{\\"type\\":\\"bogus\\"}" as text', '/v1/completions', tag('{"type":"bogus"}'), TAG],
@@ -238,7 +257,12 @@ t.test('hostile shapes: width, depth, structural tags, undecodable paths', async
     ['structural_tag tag without end', '/v1/completions', tag({ format: { type: 'tag', begin: '<a>', content: any } }), TAG],
     ['structural_tag sequence of nothing', '/v1/completions', tag({ format: { type: 'sequence', elements: [] } }), TAG],
     ['structural_tag with a number for a format', '/v1/completions', tag({ format: 7 }), TAG],
-    ['structural_tag triggers that begin no tag', '/v1/completions', tag({ format: { type: 'triggered_tags', triggers: ['<x'], tags: [{ type: 'tag', begin: '<y>', content: any, end: '</y>' }] } }), TAG],
+    [
+      'structural_tag triggers that begin no tag',
+      '/v1/completions',
+      tag({ format: { type: 'triggered_tags', triggers: ['<x'], tags: [{ type: 'tag', begin: '<y>', content: any, end: '</y>' }] } }),
+      TAG,
+    ],
     ['structural_tag legacy without triggers', '/v1/completions', tag({ type: 'structural_tag', structures: [{ begin: '<a>', schema: { type: 'object' }, end: '</a>' }] }), TAG],
     ['structural_tag legacy structure without a schema', '/v1/completions', tag({ type: 'structural_tag', structures: [{ begin: '<a>', end: '</a>' }], triggers: ['<a'] }), TAG],
     ['structural_tag as text that is not JSON', '/v1/completions', tag('{"type":'), TAG],
@@ -276,10 +300,18 @@ t.test('hostile shapes: width, depth, structural tags, undecodable paths', async
   })
 
   await t.test('well-formed structural tags, both forms, are served', async (t) => {
-    const triggered = { type: 'structural_tag', format: { type: 'triggered_tags', triggers: ['<a'], tags: [{ type: 'tag', begin: '<a>', content: { type: 'json_schema', json_schema: { type: 'object' } }, end: '</a>' }] } }
+    const triggered = {
+      type: 'structural_tag',
+      format: { type: 'triggered_tags', triggers: ['<a'], tags: [{ type: 'tag', begin: '<a>', content: { type: 'json_schema', json_schema: { type: 'object' } }, end: '</a>' }] },
+    }
     const legacy = { type: 'structural_tag', structures: [{ begin: '<a>', schema: { type: 'object' }, end: '</a>' }], triggers: ['<a'] }
     const constant = { type: 'structural_tag', format: { type: 'const_string', value: 'Hello there' } }
-    for (const [what, st] of [['triggered tags', triggered], ['legacy structures', legacy], ['legacy as text', JSON.stringify(legacy)], ['a constant', constant]] as const) {
+    for (const [what, st] of [
+      ['triggered tags', triggered],
+      ['legacy structures', legacy],
+      ['legacy as text', JSON.stringify(legacy)],
+      ['a constant', constant],
+    ] as const) {
       const res = await raw('POST', '/v1/completions', tag(st))
       t.equal(res.status, 200, `${what}: ${res.text.slice(0, 200)}`)
     }
@@ -287,7 +319,11 @@ t.test('hostile shapes: width, depth, structural tags, undecodable paths', async
 
   t.equal((await fetch(server.url + '/health')).status, 200, 'still healthy')
   t.same(server.childPids(), pidsBefore, 'no process crashed or was replaced')
-  t.same(server.logs.filter((l) => (l.level as number) >= 50).map((l) => JSON.stringify(l).slice(0, 300)), [], 'no error line (a 500, a crash) in any log')
+  t.same(
+    server.logs.filter((l) => (l.level as number) >= 50).map((l) => JSON.stringify(l).slice(0, 300)),
+    [],
+    'no error line (a 500, a crash) in any log',
+  )
 })
 
 t.test('healthy afterwards, and the next valid request is correct', async (t) => {

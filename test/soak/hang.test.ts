@@ -12,9 +12,15 @@ t.teardown(() => server.stop())
 const body = { model: 'default', prompt: 'Once upon a time', max_tokens: 1500, temperature: 0, ignore_eos: true }
 
 t.test('a stopped worker is killed and replaced; its stream resumes and ends as a fault-free one', async (t) => {
-  const expected = ((await (await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()) as { choices: { text: string }[] }).choices[0]!.text
+  const expected = (
+    (await (await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()) as { choices: { text: string }[] }
+  ).choices[0]!.text
   const pid = server.childPids()['worker-0-0']!
-  const res = await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }) })
+  const res = await fetch(server.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
+  })
   const reader = res.body!.getReader()
   let raw = Buffer.from((await reader.read()).value!).toString()
   const stoppedAt = Date.now()
@@ -24,8 +30,14 @@ t.test('a stopped worker is killed and replaced; its stream resumes and ends as 
     if (done) break
     raw += Buffer.from(value).toString()
   }
-  const events = raw.split('\n\n').filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]').map((e) => JSON.parse(e.slice(6)) as { error?: unknown; choices: { text: string; finish_reason: string | null }[]; usage?: { completion_tokens: number } })
-  t.notOk(events.some((e) => e.error), 'no error event')
+  const events = raw
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]')
+    .map((e) => JSON.parse(e.slice(6)) as { error?: unknown; choices: { text: string; finish_reason: string | null }[]; usage?: { completion_tokens: number } })
+  t.notOk(
+    events.some((e) => e.error),
+    'no error event',
+  )
   t.equal(events.map((e) => e.choices[0]?.text ?? '').join(''), expected, 'the text of a fault-free run: nothing repeated, nothing missing')
   t.equal(events.at(-2)!.choices[0]!.finish_reason, 'length')
   t.equal(events.at(-1)!.usage?.completion_tokens, 1500, 'usage counts each token once (the include_usage chunk)')
@@ -40,6 +52,10 @@ t.test('a stopped worker is killed and replaced; its stream resumes and ends as 
   const until = Date.now() + 30_000
   while (Date.now() < until && ((await fetch(server.url + '/health')).status !== 200 || server.childPids()['worker-0-0'] === pid)) await new Promise((r) => setTimeout(r, 200))
   t.not(server.childPids()['worker-0-0'], pid, 'a new worker took its place')
-  const next = await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt: 'Hello', max_tokens: 4 }) })
+  const next = await fetch(server.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt: 'Hello', max_tokens: 4 }),
+  })
   t.equal(next.status, 200, 'serving goes on')
 })

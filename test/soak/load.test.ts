@@ -21,7 +21,7 @@ const server = await startServer({ args: ['--trace-enable', '--otlp-traces-endpo
 t.teardown(() => server.stop())
 
 let seed = 7
-const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32)
+const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32
 const WORDS = 'the little girl walked to the old house near the forest and the king said that it was a cold morning'.split(' ')
 
 interface Outcome {
@@ -136,19 +136,36 @@ t.test(`${TOTAL} requests at concurrency ${CONCURRENCY}`, async (t) => {
   const statuses = new Map<number, number>()
   for (const o of outcomes) statuses.set(o.status, (statuses.get(o.status) ?? 0) + 1)
   t.same([...statuses], [[200, TOTAL]], 'all 200: no 5xx, no error')
-  t.ok(outcomes.every((o) => o.complete && o.finish !== null), 'every response is whole (streams end with a finish reason and [DONE])')
+  t.ok(
+    outcomes.every((o) => o.complete && o.finish !== null),
+    'every response is whole (streams end with a finish reason and [DONE])',
+  )
   t.equal(new Set(outcomes.map((o) => o.id)).size, TOTAL, 'no response id is lost or duplicated')
 
   t.ok(scrapes.length >= 3, `/metrics scraped during the run (${scrapes.length} times)`)
-  t.ok(scrapes.every((v, i) => i === 0 || v >= scrapes[i - 1]!), 'counters only grow')
+  t.ok(
+    scrapes.every((v, i) => i === 0 || v >= scrapes[i - 1]!),
+    'counters only grow',
+  )
   const all = [...warm, ...outcomes]
   const metrics = parseExposition(await (await fetch(server.url + '/metrics')).text())
-  t.equal(metrics.sum('spanserve:prompt_tokens_total'), all.reduce((a, o) => a + o.promptTokens, 0), 'prompt token total is exact')
-  t.equal(metrics.sum('spanserve:generation_tokens_total'), all.reduce((a, o) => a + o.completionTokens, 0), 'generation token total is exact')
+  t.equal(
+    metrics.sum('spanserve:prompt_tokens_total'),
+    all.reduce((a, o) => a + o.promptTokens, 0),
+    'prompt token total is exact',
+  )
+  t.equal(
+    metrics.sum('spanserve:generation_tokens_total'),
+    all.reduce((a, o) => a + o.completionTokens, 0),
+    'generation token total is exact',
+  )
   t.equal(metrics.sum('spanserve:request_success_total'), WARMUP + TOTAL)
   t.equal(metrics.sum('spanserve:e2e_request_latency_seconds_count'), WARMUP + TOTAL)
   t.ok(metrics.sum('spanserve:batch_size_count') > 0, 'batch sizes observed from the scheduler')
-  t.ok(metrics.samples.some((s) => s.name === 'spanserve:batch_size_bucket' && s.labels.le === '16' && s.value < metrics.sum('spanserve:batch_size_count')), 'batches wider than 16 ran')
+  t.ok(
+    metrics.samples.some((s) => s.name === 'spanserve:batch_size_bucket' && s.labels.le === '16' && s.value < metrics.sum('spanserve:batch_size_count')),
+    'batches wider than 16 ran',
+  )
   t.equal(metrics.sum('spanserve:span_export_dropped_total'), 0, 'no span was dropped')
   const om = parseExposition(await (await fetch(server.url + '/metrics', { headers: { accept: 'application/openmetrics-text' } })).text())
   const exemplar = om.samples.find((s) => s.name === 'spanserve:e2e_request_latency_seconds_bucket' && s.exemplar)?.exemplar
@@ -200,5 +217,8 @@ t.test(`${TOTAL} requests at concurrency ${CONCURRENCY}`, async (t) => {
   // A log line leads to its trace.
   const line = server.logs.find((l) => l.msg === 'request finished' && typeof l.trace_id === 'string')!
   t.ok(line, 'request log lines carry trace_id')
-  t.ok(receiver.spans.some((s) => s.traceId === line.trace_id && s.name === 'llm_request'), 'and that trace exists')
+  t.ok(
+    receiver.spans.some((s) => s.traceId === line.trace_id && s.name === 'llm_request'),
+    'and that trace exists',
+  )
 })

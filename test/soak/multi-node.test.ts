@@ -10,7 +10,11 @@ const PROMPTS = ['Once upon a time', 'The little girl', 'In the morning']
 const greedy = async (server: RunningServer) =>
   Promise.all(
     PROMPTS.map(async (prompt) => {
-      const res = await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt, max_tokens: 20, temperature: 0 }) })
+      const res = await fetch(server.url + '/v1/completions', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'default', prompt, max_tokens: 20, temperature: 0 }),
+      })
       return ((await res.json()) as { choices: { text: string }[] }).choices[0]!.text
     }),
   )
@@ -30,8 +34,18 @@ t.teardown(() => node0.stop())
 
 t.test('a TP group over tcp across two nodes serves the same tokens', async (t) => {
   const health = (await (await fetch(node0.url + '/health')).json()) as { processes: { key: string; node: number; ready: boolean }[] }
-  t.same(health.processes.filter((p) => p.key.startsWith('worker')).map((p) => [p.key, p.node, p.ready]), [['worker-0-0', 0, true], ['worker-0-1', 1, true]], 'rank 1 runs on node 1')
-  t.ok(node0.logs.every((l) => l.msg !== 'worker started'), 'node 0 did not start the remote rank')
+  t.same(
+    health.processes.filter((p) => p.key.startsWith('worker')).map((p) => [p.key, p.node, p.ready]),
+    [
+      ['worker-0-0', 0, true],
+      ['worker-0-1', 1, true],
+    ],
+    'rank 1 runs on node 1',
+  )
+  t.ok(
+    node0.logs.every((l) => l.msg !== 'worker started'),
+    'node 0 did not start the remote rank',
+  )
   t.same(await greedy(node0), expected)
 })
 
@@ -48,7 +62,10 @@ t.test('the remote rank dies: node 1 restarts it, node 0 restarts the rest of th
   }
   if ((await fetch(node0.url + '/health')).status !== 200) {
     // Say why, for whoever reads a failed run.
-    for (const [n, logs] of [[0, node0.logs], [1, node1.logs]] as const) {
+    for (const [n, logs] of [
+      [0, node0.logs],
+      [1, node1.logs],
+    ] as const) {
       for (const l of logs.filter((l) => (l.level as number) >= 40).slice(-20)) t.comment(`node ${n}: ${JSON.stringify(l).slice(0, 300)}`)
     }
   }

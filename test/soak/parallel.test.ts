@@ -37,7 +37,9 @@ t.teardown(() => server.stop())
 
 t.test('tp 2 × dp 2: the same greedy and seeded output as one worker', async (t) => {
   t.same(await outputs(server), expected)
-  const workers = Object.keys(server.childPids()).filter((k) => k.startsWith('worker-')).sort()
+  const workers = Object.keys(server.childPids())
+    .filter((k) => k.startsWith('worker-'))
+    .sort()
   t.same(workers, ['worker-0-0', 'worker-0-1', 'worker-1-0', 'worker-1-1'], 'four worker processes')
 })
 
@@ -52,7 +54,11 @@ t.test('each worker process holds a shard, not the whole model', async (t) => {
 })
 
 t.test('every rank traces its own thread span and slices, with the all-reduce time', async (t) => {
-  const res = await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt: 'Hello there', max_tokens: 5, temperature: 0 }) })
+  const res = await fetch(server.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt: 'Hello there', max_tokens: 5, temperature: 0 }),
+  })
   const traceId = res.headers.get('traceparent')!.split('-')[1]!
   await receiver.waitForSpans((s) => s.filter((x) => x.traceId === traceId && x.name.startsWith('Worker ')).length === 2, 20_000)
   await new Promise((r) => setTimeout(r, 1500))
@@ -63,11 +69,20 @@ t.test('every rank traces its own thread span and slices, with the all-reduce ti
   for (const rank of [0, 1]) {
     const thread = threads.find((s) => s.attributes['spanserve.tp_rank'] === rank)!
     const slices = spans.filter((s) => s.parentSpanId === thread.spanId)
-    t.ok(slices.some((s) => s.name === 'prefill_forward'), `rank ${rank} prefill`)
+    t.ok(
+      slices.some((s) => s.name === 'prefill_forward'),
+      `rank ${rank} prefill`,
+    )
     const decodes = slices.filter((s) => s.name === 'decode_forward')
     t.equal(decodes.length, 4, `rank ${rank}: one decode slice per step`)
-    t.ok(decodes.every((s) => s.resource['spanserve.tp_rank'] === rank && s.resource['spanserve.dp_rank'] === dp), "slices come from their rank's process")
-    t.ok(decodes.every((s) => typeof s.attributes['spanserve.tp.all_reduce_ms'] === 'number'), 'and the all-reduce time')
+    t.ok(
+      decodes.every((s) => s.resource['spanserve.tp_rank'] === rank && s.resource['spanserve.dp_rank'] === dp),
+      "slices come from their rank's process",
+    )
+    t.ok(
+      decodes.every((s) => typeof s.attributes['spanserve.tp.all_reduce_ms'] === 'number'),
+      'and the all-reduce time',
+    )
   }
   const dispatch = spans.find((s) => s.name === 'dpc_dispatch')!
   t.equal(dispatch.attributes['spanserve.dp_rank'], dp, 'dpc_dispatch names the chosen group')
@@ -77,17 +92,31 @@ t.test('a TP rank killed mid-stream: its group comes back whole, its requests re
   const victim = server.childPids()['worker-1-1']!
   const sibling = server.childPids()['worker-1-0']!
   const prompts = ['Once upon a time', 'The little girl', 'In the morning', 'The old man']
-  const request = (prompt: string, stream: boolean) => fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt, max_tokens: 400, temperature: 0, ignore_eos: true, stream }) })
+  const request = (prompt: string, stream: boolean) =>
+    fetch(server.url + '/v1/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'default', prompt, max_tokens: 400, temperature: 0, ignore_eos: true, stream }),
+    })
   const faultFree = await Promise.all(prompts.map(async (p) => ((await (await request(p, false)).json()) as { choices: { text: string }[] }).choices[0]!.text))
   const streams = prompts.map(async (prompt) => (await request(prompt, true)).text())
   await new Promise((r) => setTimeout(r, 500))
   process.kill(victim, 'SIGKILL')
   const texts = await Promise.all(streams)
-  const streamed = texts.map((raw) => raw.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => (JSON.parse(e.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? '').join(''))
+  const streamed = texts.map((raw) =>
+    raw
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: {'))
+      .map((e) => (JSON.parse(e.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? '')
+      .join(''),
+  )
   t.equal(texts.filter((x) => /SPANSERVE_ERR_/.test(x)).length, 0, 'no stream ends with an error event')
   t.equal(texts.filter((x) => /"finish_reason":"length"/.test(x)).length, 4, 'every request finishes')
   t.same(streamed, faultFree, 'each with the text of a fault-free run')
-  t.ok(server.logs.some((l) => l.msg === 'request resumed'), "the dead group's requests were resumed")
+  t.ok(
+    server.logs.some((l) => l.msg === 'request resumed'),
+    "the dead group's requests were resumed",
+  )
   const until = Date.now() + 40_000
   while (Date.now() < until && (await fetch(server.url + '/health')).status !== 200) await new Promise((r) => setTimeout(r, 200))
   t.equal((await fetch(server.url + '/health')).status, 200, 'the group is back')
@@ -99,7 +128,10 @@ t.test('a TP rank killed mid-stream: its group comes back whole, its requests re
 
 t.test('a TP size that does not divide the heads is refused at start-up', async (t) => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/server/main.ts'), '--port', '0', '--tp-size', '4'], {
-    cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, SPANSERVE_CACHE_DIR: TEST_CACHE_DIR, SPANSERVE_LOG_FORMAT: 'json' },
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, SPANSERVE_CACHE_DIR: TEST_CACHE_DIR, SPANSERVE_LOG_FORMAT: 'json' },
   })
   t.equal(r.status, 1)
   t.match(r.stdout, /--tp-size 4 does not divide the model/)

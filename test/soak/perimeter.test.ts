@@ -91,9 +91,11 @@ t.test('one client holds at most --max-connections-per-client connections', asyn
   const held: Socket[] = []
   t.teardown(() => held.forEach((s) => s.destroy()))
   for (let i = 0; i < 6; i++) {
-    held.push(await new Promise<Socket>((resolve) => {
-      const s = connect({ host: '127.0.0.1', port: server.port }, () => resolve(s))
-    }))
+    held.push(
+      await new Promise<Socket>((resolve) => {
+        const s = connect({ host: '127.0.0.1', port: server.port }, () => resolve(s))
+      }),
+    )
   }
   const over = await raw(() => {})
   t.equal(over.status, 429, 'the seventh is answered 429 and closed')
@@ -117,7 +119,12 @@ t.test('a client that stops reading its streams: requests end, KV freed, connect
   const body = JSON.stringify({ model: 'default', prompt: 'Once upon a time', max_tokens: 2000, ignore_eos: true, stream: true })
   const request = `POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
   // Warm up, then take the baseline.
-  for (let i = 0; i < 3; i++) await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt: 'Hi', max_tokens: 200, stream: true }) }).then((r) => r.text())
+  for (let i = 0; i < 3; i++)
+    await fetch(server.url + '/v1/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'default', prompt: 'Hi', max_tokens: 200, stream: true }),
+    }).then((r) => r.text())
   const baseline = serverRssBytes()
   const endedEarly = async () => {
     const m = await metrics()
@@ -134,16 +141,18 @@ t.test('a client that stops reading its streams: requests end, KV freed, connect
   const ended = new Promise<void>((r) => (markEnded = r))
   const closed: Promise<void>[] = []
   for (let i = 0; i < rounds; i++) {
-    closed.push(new Promise((resolve) => {
-      const s = connect({ host: '127.0.0.1', port: server.port }, () => {
-        s.write(request.repeat(perConnection))
-        s.pause()
-      })
-      s.on('error', () => {})
-      s.on('close', () => resolve())
-      // Reading nothing until every request has ended; then draining shows whether the server closed it.
-      void ended.then(() => s.resume())
-    }))
+    closed.push(
+      new Promise((resolve) => {
+        const s = connect({ host: '127.0.0.1', port: server.port }, () => {
+          s.write(request.repeat(perConnection))
+          s.pause()
+        })
+        s.on('error', () => {})
+        s.on('close', () => resolve())
+        // Reading nothing until every request has ended; then draining shows whether the server closed it.
+        void ended.then(() => s.resume())
+      }),
+    )
   }
   const deadline = Date.now() + 60_000
   let left = -1
@@ -220,7 +229,11 @@ t.test('n > 1: a client that stops reading an n=16 stream: every sequence ends, 
 
   // The server stays healthy: an n > 1 stream read as it comes is served whole.
   t.equal((await fetch(own.url + '/health')).status, 200, '/health answers 200')
-  const res = await fetch(own.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt: 'Hi', max_tokens: 8, ignore_eos: true, n: 4, stream: true }) })
+  const res = await fetch(own.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt: 'Hi', max_tokens: 8, ignore_eos: true, n: 4, stream: true }),
+  })
   const sse = await res.text()
   t.equal(res.status, 200, 'a following n=4 stream is served')
   t.equal(sse.split('"finish_reason":"length"').length - 1, 4, 'a following n=4 stream: every choice finishes')

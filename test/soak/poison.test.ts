@@ -33,7 +33,10 @@ const deathsOf = (s: RunningServer, from: number, child: string) => s.logs.slice
 
 async function metric(name: string): Promise<string> {
   const text = await (await fetch(server.url + '/metrics')).text()
-  return text.split('\n').filter((l) => l.startsWith(name)).join('\n')
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(name))
+    .join('\n')
 }
 
 /** A stream read as it comes: its raw text so far, and a wait for more data events. */
@@ -76,15 +79,26 @@ t.test('streams in flight through two SIGKILLs from outside resume both times an
     t.match(s.raw, /data: \[DONE\]\n\n$/)
   }
   const deaths = server.logs.slice(from).filter((l) => l.msg === 'process died; restarting it')
-  t.same(deaths.map((d) => d.cause), ['external', 'external'], 'both deaths are from outside')
+  t.same(
+    deaths.map((d) => d.cause),
+    ['external', 'external'],
+    'both deaths are from outside',
+  )
   const resumed = server.logs.slice(from).filter((l) => l.msg === 'request resumed')
   t.equal(resumed.length, 4, 'each stream was resumed after each kill')
-  t.notOk(server.logs.slice(from).some((l) => l.msg === 'poison request: failed, not resumed again'), 'none failed as poison')
+  t.notOk(
+    server.logs.slice(from).some((l) => l.msg === 'poison request: failed, not resumed again'),
+    'none failed as poison',
+  )
 })
 
 // After the kills from outside: poison deaths come soon after a restart and are futile ones, which
 // the kills of a serving worker are not (test/soak/crash-loop.test.ts).
-for (const [seed, cause] of [[THROW_SEED, 'exception'], [ABORT_SEED, 'crash'], [HANG_SEED, 'hung']] as const) {
+for (const [seed, cause] of [
+  [THROW_SEED, 'exception'],
+  [ABORT_SEED, 'crash'],
+  [HANG_SEED, 'hung'],
+] as const) {
   t.test(`a request that makes its worker ${{ exception: 'throw', crash: 'abort', hung: 'hang' }[cause]} twice is failed as poison, not resumed a third time`, async (t) => {
     const from = server.logs.length
     const res = await complete({ max_tokens: 8, temperature: 0.5, seed })
@@ -102,7 +116,10 @@ for (const [seed, cause] of [[THROW_SEED, 'exception'], [ABORT_SEED, 'crash'], [
     t.ok(await waitHealthy(server, 60_000), 'the worker is back')
     const deaths = deathsOf(server, from, 'worker-0-0')
     t.equal(deaths.length, 2, 'the worker died twice, not a third time')
-    t.ok(deaths.every((d) => d.cause === cause), `each death is its own (${cause})`)
+    t.ok(
+      deaths.every((d) => d.cause === cause),
+      `each death is its own (${cause})`,
+    )
     t.match(await metric(`spanserve:poison_requests_total{cause="${cause}"}`), / 1$/, 'counted in /metrics')
     t.equal((await complete({ max_tokens: 4, temperature: 0 })).status, 200, 'serving goes on')
   })

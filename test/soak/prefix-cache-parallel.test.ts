@@ -10,7 +10,12 @@ import { startServer, type RunningServer } from '../../harness/server.ts'
 
 const ids = (n: number, seed: number) => Array.from({ length: n }, (_, i) => 20 + ((i * 131 + seed * 17) % 900))
 const SYS = ids(40, 1)
-const PROMPTS = [[...SYS, ...ids(10, 2)], [...SYS, ...ids(10, 3)], [...SYS, ...ids(10, 2)], [...SYS, ...ids(30, 4)]]
+const PROMPTS = [
+  [...SYS, ...ids(10, 2)],
+  [...SYS, ...ids(10, 3)],
+  [...SYS, ...ids(10, 2)],
+  [...SYS, ...ids(30, 4)],
+]
 /** What the tree holds for each prompt when they run one after another. */
 const CACHED = [0, 2 * BT, 3 * BT, 2 * BT]
 
@@ -38,19 +43,43 @@ t.test('--tp-size 2: the ranks agree on the cached blocks', async (t) => {
   const server = await startServer({ args: ['--tp-size', '2', '--max-prefill-tokens', '24'] })
   t.teardown(() => server.stop())
   const out = await sequential(server)
-  t.same(out.map((o) => o.text), expected, 'greedy outputs equal the unsharded server without the cache')
-  t.same(out.map((o) => o.cached), CACHED, 'cached_tokens is what the tree holds')
+  t.same(
+    out.map((o) => o.text),
+    expected,
+    'greedy outputs equal the unsharded server without the cache',
+  )
+  t.same(
+    out.map((o) => o.cached),
+    CACHED,
+    'cached_tokens is what the tree holds',
+  )
 })
 
-t.test('--dp-size 2: each group\'s tree, the same outputs', async (t) => {
+t.test("--dp-size 2: each group's tree, the same outputs", async (t) => {
   const server = await startServer({ args: ['--dp-size', '2', '--max-prefill-tokens', '24'] })
   t.teardown(() => server.stop())
   const first = await sequential(server)
-  t.same(first.map((o) => o.text), expected)
-  t.same(first.map((o) => o.cached), CACHED, 'cache-aware dispatch sends each prompt to the group holding its prefix')
+  t.same(
+    first.map((o) => o.text),
+    expected,
+  )
+  t.same(
+    first.map((o) => o.cached),
+    CACHED,
+    'cache-aware dispatch sends each prompt to the group holding its prefix',
+  )
   // Concurrently, twice over: whichever group a request lands on, its output is the same.
   const again = await Promise.all([...PROMPTS, ...PROMPTS].map((p) => complete(server, p)))
-  t.same(again.map((o) => o.text), [...expected, ...expected])
-  t.ok(again.every((o) => o.cached !== undefined && o.cached % BT === 0 && o.cached < PROMPTS[0]!.length + 30), 'cached_tokens are whole blocks of the prompt')
-  t.ok(again.some((o) => o.cached! > 0), 'the groups\' trees are used')
+  t.same(
+    again.map((o) => o.text),
+    [...expected, ...expected],
+  )
+  t.ok(
+    again.every((o) => o.cached !== undefined && o.cached % BT === 0 && o.cached < PROMPTS[0]!.length + 30),
+    'cached_tokens are whole blocks of the prompt',
+  )
+  t.ok(
+    again.some((o) => o.cached! > 0),
+    "the groups' trees are used",
+  )
 })

@@ -53,7 +53,10 @@ t.test('a worker that cannot start again opens its circuit: 503 at once, red /he
   t.equal(next.status, 503, 'a new request is not kept waiting either')
   const h = await health(server)
   t.equal(h.status, 503, '/health is red')
-  t.ok(h.processes.some((p) => p.key === 'worker-0-0' && (p as { circuitOpen?: boolean }).circuitOpen === true), '/health names the open circuit')
+  t.ok(
+    h.processes.some((p) => p.key === 'worker-0-0' && (p as { circuitOpen?: boolean }).circuitOpen === true),
+    '/health names the open circuit',
+  )
   await server.waitForLog((l) => l.msg === 'crash loop: restart backed off')
   model.restore()
   t.ok(await waitHealthy(server, 90_000), 'with its model back the worker starts and /health is green')
@@ -83,7 +86,10 @@ t.test('a request whose --request-timeout passes while it waits is not resumed',
   t.match(text, /data: \[DONE\]\n\n$/, 'and [DONE]')
   model.restore()
   t.ok(await waitHealthy(server, 90_000), 'the worker is back')
-  t.notOk(server.logs.some((l) => l.msg === 'request resumed' && l.rid === rid), 'it was not resumed')
+  t.notOk(
+    server.logs.some((l) => l.msg === 'request resumed' && l.rid === rid),
+    'it was not resumed',
+  )
   const failed = server.logs.find((l) => l.msg === 'request failed' && l.rid === rid)
   t.equal(failed?.code, 'SPANSERVE_ERR_TIMEOUT', 'it failed with its timeout')
   t.equal((await complete(server)).status, 200, 'the next request is served')

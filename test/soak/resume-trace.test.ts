@@ -68,18 +68,22 @@ async function resumedAfterKill(t: Test, key: string, reason: string): Promise<v
   // A dead tokenizer's thread span of the first attempt died with it, unexported; otherwise the
   // surviving tokenizer ended it when the attempt was lost.
   const tokenizerThreads = key === 'tokenizer' ? 1 : 2
-  await receiver.waitForSpans((all) => all.filter((s) => s.traceId === traceId && s.resource['spanserve.process.role'] === 'tokenizer' && s.parentSpanId === root.spanId).length >= tokenizerThreads, 30_000).then(
-    () => t.pass(`${tokenizerThreads === 2 ? 'both attempts have their' : 'the new attempt has its'} tokenizer thread span under the same llm_request`),
-    (err: Error) => t.fail(err.message),
-  )
+  await receiver
+    .waitForSpans((all) => all.filter((s) => s.traceId === traceId && s.resource['spanserve.process.role'] === 'tokenizer' && s.parentSpanId === root.spanId).length >= tokenizerThreads, 30_000)
+    .then(
+      () => t.pass(`${tokenizerThreads === 2 ? 'both attempts have their' : 'the new attempt has its'} tokenizer thread span under the same llm_request`),
+      (err: Error) => t.fail(err.message),
+    )
 
   // The new attempt's thread spans (rid.1) in each process link to a slice the dead process exported.
   const rid = String(root.attributes['spanserve.request.id'])
   const newThreads = (all: ReceivedSpan[]) => all.filter((s) => s.traceId === traceId && s.parentSpanId === root.spanId && s.attributes['spanserve.request.id'] === `${rid}.1`)
-  const threads = await receiver.waitForSpans((all) => newThreads(all).length >= 3, 30_000).then(newThreads, (err: Error) => {
-    t.fail(err.message)
-    return newThreads(receiver.spans)
-  })
+  const threads = await receiver
+    .waitForSpans((all) => newThreads(all).length >= 3, 30_000)
+    .then(newThreads, (err: Error) => {
+      t.fail(err.message)
+      return newThreads(receiver.spans)
+    })
   const deadSlices = new Map(receiver.spans.filter(fromDead).map((s) => [s.spanId, s]))
   t.ok(deadSlices.size > 0, `the dead ${key} (pid ${pid}) exported ${deadSlices.size} span(s) of the request: ${[...deadSlices.values()].map((s) => s.name).join(', ')}`)
   for (const role of ['tokenizer', 'scheduler', 'worker']) {

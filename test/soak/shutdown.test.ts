@@ -6,7 +6,6 @@ import { join } from 'node:path'
 import { startServer, ROOT, TEST_CACHE_DIR } from '../../harness/server.ts'
 import { alive } from '../helpers/processes.ts'
 
-
 t.test('SIGTERM finishes the stream in flight, ends every child and exits 0', async (t) => {
   const server = await startServer()
   t.teardown(() => server.stop())
@@ -31,7 +30,10 @@ t.test('SIGTERM finishes the stream in flight, ends every child and exits 0', as
   t.match(text, /"finish_reason":"length"/, 'the request in flight finished')
   t.match(text, /data: \[DONE\]\n\n$/)
   t.equal(await exited, 0, 'exit code 0')
-  t.ok(children.every((pid) => !alive(pid)), 'no child is left')
+  t.ok(
+    children.every((pid) => !alive(pid)),
+    'no child is left',
+  )
   await t.rejects(fetch(server.url + '/health'), 'the port is closed')
 })
 

@@ -48,7 +48,11 @@ async function waitHealthy(ms: number): Promise<boolean> {
   return false
 }
 
-for (const [role, scope] of [['worker-0-0', 'group'], ['scheduler-1', 'group'], ['tokenizer', 'all']] as const) {
+for (const [role, scope] of [
+  ['worker-0-0', 'group'],
+  ['scheduler-1', 'group'],
+  ['tokenizer', 'all'],
+] as const) {
   t.test(`kill -9 of ${role} mid-stream`, async (t) => {
     const pid = server.childPids()[role]!
     t.ok(pid > 0, `${role} has its own pid`)
@@ -69,13 +73,25 @@ for (const [role, scope] of [['worker-0-0', 'group'], ['scheduler-1', 'group'], 
       }
     })()
     const results = await Promise.all(pending)
-    t.ok(results.every((r) => r.status === 200), 'every stream had started')
+    t.ok(
+      results.every((r) => r.status === 200),
+      'every stream had started',
+    )
     t.ok(results.every(finished), 'every stream finished, with no error event, and [DONE]')
     t.same(results.map(textOf), reference.map(textOf), 'each stream is the text of the same request without a fault: nothing repeated, nothing missing')
-    const usage = (r: StreamResult) => /"usage":\{"prompt_tokens":\d+,"completion_tokens":(\d+)/.exec(r.text.split('\n').filter((l) => l.startsWith('data: {')).at(-1) ?? '')?.[1]
+    const usage = (r: StreamResult) =>
+      /"usage":\{"prompt_tokens":\d+,"completion_tokens":(\d+)/.exec(
+        r.text
+          .split('\n')
+          .filter((l) => l.startsWith('data: {'))
+          .at(-1) ?? '',
+      )?.[1]
     t.same(results.map(usage), ['600', '600', '600', '600'], 'usage counts each token once')
     const resumed = server.logs.slice(logsBefore).filter((l) => l.msg === 'request resumed')
-    t.ok(resumed.every((l) => l.process === role && l.process_pid === pid), 'the resumes name the dead process')
+    t.ok(
+      resumed.every((l) => l.process === role && l.process_pid === pid),
+      'the resumes name the dead process',
+    )
     if (scope === 'group') t.equal(resumed.length, 2, "the dead group's two requests were resumed")
     else t.equal(resumed.length, 4, 'every request in flight was resumed')
     const replaced = await waitHealthy(30_000)

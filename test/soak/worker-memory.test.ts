@@ -32,8 +32,16 @@ t.test('workers run with MALLOC_ARENA_MAX=2 and glibc.malloc.hugetlb=1, the othe
   const workers = workerPids(server)
   t.equal(workers.length, 2, 'two workers (one per TP rank)')
   const ready = server.logs.filter((l) => l.msg === 'process ready' && String(l.child).startsWith('worker-'))
-  t.same(ready.map((l) => l.cpu_mem_arena), [false, false], "each worker's ready line: ONNX Runtime's CPU arena off")
-  t.same(ready.map((l) => l.initial_old_space_mb), [128, 128], "and V8's old generation limit starting at 128 MB")
+  t.same(
+    ready.map((l) => l.cpu_mem_arena),
+    [false, false],
+    "each worker's ready line: ONNX Runtime's CPU arena off",
+  )
+  t.same(
+    ready.map((l) => l.initial_old_space_mb),
+    [128, 128],
+    "and V8's old generation limit starting at 128 MB",
+  )
   for (const pid of workers) {
     t.equal(environ(pid).get('MALLOC_ARENA_MAX'), DEFAULT, `worker ${pid}`)
     t.equal(environ(pid).get('GLIBC_TUNABLES'), TUNABLES, `worker ${pid}: huge pages for what glibc maps`)
@@ -63,6 +71,10 @@ t.test("an operator's MALLOC_ARENA_MAX, GLIBC_TUNABLES and heap limit are kept; 
   const ready = server.logs.find((l) => l.msg === 'process ready' && l.child === 'worker-0-0')
   t.equal(ready?.cpu_mem_arena, true, "the worker's ready line: the arena on")
   t.equal(ready?.initial_old_space_mb, 64, 'and the heap limit the server was started with')
-  const res = await fetch(server.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'default', prompt: 'Once upon a time', max_tokens: 4 }) })
+  const res = await fetch(server.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt: 'Once upon a time', max_tokens: 4 }),
+  })
   t.equal(res.status, 200, 'and it serves')
 })

@@ -19,7 +19,12 @@ const vocab = readGrammarVocab(start.tokenizerPath, start.vocabSize, start.stopT
 const guard = new Utf8Guard(vocab)
 const newPool = (over: Partial<ConstructorParameters<typeof GrammarPool>[0]> = {}) => new GrammarPool({ start, guard, threads: 3, compileTimeoutMs: 10_000, threadMemoryBytes: 512 * 2 ** 20, ...over })
 
-const person = JSON.stringify({ type: 'object', properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 120 } }, required: ['name', 'age'], additionalProperties: false })
+const person = JSON.stringify({
+  type: 'object',
+  properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 120 } },
+  required: ['name', 'age'],
+  additionalProperties: false,
+})
 /** The request body's constraint as the server sends it (with its field). */
 const fromBody = (body: object): OutputConstraint => {
   const r = requestedConstraint(body)!
@@ -151,12 +156,16 @@ t.test('one constraint asked for by several requests at once is compiled once', 
   t.teardown(() => pool.close())
   const c: OutputConstraint = { type: 'json_schema', schema: person }
   const verdicts = await Promise.all(['n0', 'n1', 'n2', 'n3'].map((rid) => pool.prepare(rid, c)))
-  t.same(verdicts.map((v) => v.ok && v.cacheHit), [false, true, true, true], 'the first compiles, the others wait for it and hit')
+  t.same(
+    verdicts.map((v) => v.ok && v.cacheHit),
+    [false, true, true, true],
+    'the first compiles, the others wait for it and hit',
+  )
   t.equal(pool.stats().threads, 1, 'in one thread')
   for (const rid of ['n0', 'n1', 'n2', 'n3']) pool.release(rid)
 })
 
-t.test('compiles beyond the pool\'s bound wait for one to end; cache hits do not wait', async (t) => {
+t.test("compiles beyond the pool's bound wait for one to end; cache hits do not wait", async (t) => {
   const pool = newPool({ compileTimeoutMs: 2000, compiles: 1 })
   t.teardown(() => pool.close())
   t.ok((await pool.prepare('cached', { type: 'json_schema', schema: person })).ok)

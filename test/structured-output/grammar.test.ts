@@ -14,7 +14,7 @@ import { grammarVocab, utf8Possible } from '../../src/structured-output/vocab.ts
 import { boundedRepeat, jsonSchemaEbnf, type OutputConstraint } from '../../src/structured-output/constraint.ts'
 import { XgrammarInstance } from '../../src/structured-output/xgrammar.ts'
 import { requestedConstraint } from '../../src/server/http/structured-output/request.ts'
-import { SpanserveError } from '../../src/errors.ts'
+import type { SpanserveError } from '../../src/errors.ts'
 
 const bpe = trainBpe(corpusDocuments(readFileSync(CORPUS_PATH, 'utf8')), 1024)
 const embeddedJson = tokenizerJson(bpe)
@@ -115,7 +115,10 @@ for (const model of [embedded, qwen]) {
   t.test(`${model.name}: tool calls in the Hermes format, arguments matching each function's schema`, async (t) => {
     const weather = { type: 'object', properties: { city: { type: 'string', maxLength: 10 }, unit: { enum: ['c', 'f'] } }, required: ['city', 'unit'], additionalProperties: false }
     const add = { type: 'object', properties: { a: { type: 'integer', minimum: 0, maximum: 99 }, b: { type: 'integer', minimum: 0, maximum: 99 } }, required: ['a', 'b'], additionalProperties: false }
-    const functions = [{ name: 'get_weather', parameters: JSON.stringify(weather) }, { name: 'add', parameters: JSON.stringify(add) }]
+    const functions = [
+      { name: 'get_weather', parameters: JSON.stringify(weather) },
+      { name: 'add', parameters: JSON.stringify(add) },
+    ]
     const schemas: Record<string, object> = { get_weather: weather, add }
     for (const single of [true, false]) {
       const text = await run(t, { type: 'tool_calls', calls: { functions, single, format: 'hermes' } }, 11)
@@ -148,7 +151,11 @@ for (const model of [embedded, qwen]) {
     const row = new Float32Array(model.vocab.vocabSize).fill(1)
     for (const stop of stops) row[stop] = -Infinity
     matcher.applyMask(row, 0, row.length)
-    t.same([...row.keys()].filter((id) => row[id] !== -Infinity), [...stops].sort((a, b) => a - b), 'a complete grammar leaves its stop tokens drawable')
+    t.same(
+      [...row.keys()].filter((id) => row[id] !== -Infinity),
+      [...stops].sort((a, b) => a - b),
+      'a complete grammar leaves its stop tokens drawable',
+    )
     t.ok(matcher.accept([...stops][0]!))
     t.ok(matcher.terminated)
     matcher.dispose()
@@ -168,7 +175,10 @@ for (const model of [embedded, qwen]) {
 // grammar threads: test/structured-output/grammar-pool.test.ts.
 t.test('the engine names the reason of a refusal and compiles the next constraint on a fresh instance', async (t) => {
   const engine = new GrammarEngine(embedded.vocab)
-  const bad = await engine.prepare({ type: 'json_schema', schema: '{"type":"objec"}' }).then(() => null, (e: Error) => e)
+  const bad = await engine.prepare({ type: 'json_schema', schema: '{"type":"objec"}' }).then(
+    () => null,
+    (e: Error) => e,
+  )
   t.match(bad?.message, /Unsupported type/, 'the worker-side engine names the reason too')
   const matcher = engine.matcher(await engine.prepare({ type: 'json_schema', schema: JSON.stringify(person) }))
   t.ok(matcher.accept(embedded.tokenizer.encode('{').ids[0]!), 'and compiles the next one on a fresh instance')
@@ -194,7 +204,13 @@ t.test('request fields map to one constraint', async (t) => {
   t.same(requestedConstraint({ guided_json: '{"type":"integer"}' })?.constraint, { type: 'json_schema', schema: '{"type":"integer"}' })
   t.same(requestedConstraint({ structured_outputs: { choice: ['a', 'b'] } })?.constraint, { type: 'choice', choices: ['a', 'b'] })
   t.same(requestedConstraint({ guided_choice: ['a'] })?.param, 'guided_choice')
-  const named = requestedConstraint({ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }, { type: 'function', function: { name: 'g' } }], tool_choice: { type: 'function', function: { name: 'g' } } })
+  const named = requestedConstraint({
+    tools: [
+      { type: 'function', function: { name: 'f', parameters: { type: 'object' } } },
+      { type: 'function', function: { name: 'g' } },
+    ],
+    tool_choice: { type: 'function', function: { name: 'g' } },
+  })
   t.same(named?.constraint, { type: 'tool_calls', calls: { functions: [{ name: 'g', parameters: '{"type":"object"}' }], single: true, format: 'hermes' } })
   const refused = (body: object): SpanserveError => {
     try {
@@ -214,11 +230,20 @@ t.test('request fields map to one constraint', async (t) => {
 
 t.test('string lengths past 128 (written as nested repetitions) allow exactly what the schema allows', async (t) => {
   const xg = await XgrammarInstance.create()
-  const bounds: [number | undefined, number | undefined][] = [[2000, undefined], [undefined, 2000], [300, 1000], [300, 300], [5, undefined]]
+  const bounds: [number | undefined, number | undefined][] = [
+    [2000, undefined],
+    [undefined, 2000],
+    [300, 1000],
+    [300, 300],
+    [5, undefined],
+  ]
   for (const [minLength, maxLength] of bounds) {
     const schema = { type: 'object', properties: { s: { type: 'string', minLength, maxLength } }, required: ['s'] }
     const ebnf = await xg.call((x) => jsonSchemaEbnf(x, JSON.stringify(schema)))
-    t.notOk([...ebnf.matchAll(/\{(\d+)(?:,(\d*))?\}/g)].some((m) => Number(m[1]) > 128 || Number(m[2] ?? 0) > 128), `${JSON.stringify(schema.properties.s)}: no count above 128`)
+    t.notOk(
+      [...ebnf.matchAll(/\{(\d+)(?:,(\d*))?\}/g)].some((m) => Number(m[1]) > 128 || Number(m[2] ?? 0) > 128),
+      `${JSON.stringify(schema.properties.s)}: no count above 128`,
+    )
     const grammar = await xg.call((x) => x.Grammar.fromEBNF(ebnf))
     const lo = minLength ?? 0
     const hi = maxLength ?? lo + 200

@@ -16,7 +16,7 @@ t.test('cache-aware: the group holding the longest prefix, unless the load is im
   const a = [...sys, 500, 501]
   t.same(d.pickFor(a, 10), { dp: 0, match: 0 }, 'no match: least loaded (round robin)')
   t.same(d.pickFor([900, 901], 10), { dp: 1, match: 0 })
-  t.same(d.pickFor([...sys, 7, 7, 7], 10), { dp: 0, match: 32 }, 'the shared prefix\'s two whole blocks are on group 0')
+  t.same(d.pickFor([...sys, 7, 7, 7], 10), { dp: 0, match: 32 }, "the shared prefix's two whole blocks are on group 0")
   d.done(0, 20)
   d.done(1, 10)
   t.same(d.pickFor([...sys.slice(0, 16), 3], 10), { dp: 0, match: 16 }, 'a shorter match still counts')

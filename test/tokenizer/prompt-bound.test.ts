@@ -77,10 +77,31 @@ function random(n: number, alphabet: string[], seed: number): string {
 
 const corpus = readFileSync(join(ROOT, 'src/model/corpus.txt'), 'utf8')
 const code = readFileSync(join(ROOT, 'src/tokenizer/intake.ts'), 'utf8')
-const mixed = [...'abcdefghijklmnopqrstuvwxyzÉéèàü日本語中文한국어ŉ.,;\'"!?0123456789-_()[]{}\t', ' ', ' ', ' ', '  ', '\n', '\n\n', '\r\n', "'s", "'LL", 'e\u0301', 'U\u0308\u0304', '\u1100\u1161', '<|im_start|>', '<|endoftext|>', '𝐀', '😀']
+const mixed = [
+  ...'abcdefghijklmnopqrstuvwxyzÉéèàü日本語中文한국어ŉ.,;\'"!?0123456789-_()[]{}\t',
+  ' ',
+  ' ',
+  ' ',
+  '  ',
+  '\n',
+  '\n\n',
+  '\r\n',
+  "'s",
+  "'LL",
+  'e\u0301',
+  'U\u0308\u0304',
+  '\u1100\u1161',
+  '<|im_start|>',
+  '<|endoftext|>',
+  '𝐀',
+  '😀',
+]
 const texts = { corpus: corpus.repeat(2), code: code.repeat(3), mixed: random(60_000, mixed, 7), letters: random(30_000, [...'ab  '], 3), 'one long word': 'x'.repeat(9000) + ' y'.repeat(5000) }
 
-for (const [name, tok] of [['embedded', embedded], ['qwen3', qwen]] as const) {
+for (const [name, tok] of [
+  ['embedded', embedded],
+  ['qwen3', qwen],
+] as const) {
   t.test(`${name}: tokenized in pieces, the ids are the one-shot ids`, async (t) => {
     for (const [what, text] of Object.entries(texts)) {
       for (const add of [true, false]) {

@@ -31,7 +31,7 @@ t.test('trace show FILE --rid ID draws the waterfall', async (t) => {
   const r = spanserve('trace', 'show', FIXTURE_PATH, '--rid', FIXTURE.rid, '--width', '20')
   t.equal(r.status, 0, r.stderr)
   t.match(r.stdout, new RegExp(`^trace ${FIXTURE.traceId}  rid ${FIXTURE.rid}`))
-  t.match(r.stdout, /\n {6}prefill_forward +\d+\.\d{3} ms  +█/)
+  t.match(r.stdout, /\n {6}prefill_forward +\d+\.\d{3} ms {2,}█/)
   const byTrace = spanserve('trace', 'show', FIXTURE_PATH, '--trace', FIXTURE.traceId.slice(0, 6))
   t.equal(byTrace.status, 0, byTrace.stderr)
   t.equal(byTrace.stdout.split('\n')[0], r.stdout.split('\n')[0], 'a unique trace id prefix selects the same trace')

@@ -56,7 +56,11 @@ t.test('the recorded trace converts to loadable Chrome trace JSON', async (t) =>
       pidOf.set(s.resource['process.pid'], pid)
     }
     t.same(new Set(names.map((e) => e.pid)), new Set(pidOf.values()))
-    for (const e of slices) t.ok(events.some((m) => m.ph === 'M' && m.name === 'thread_name' && m.pid === e.pid && m.tid === e.tid), 'lane named')
+    for (const e of slices)
+      t.ok(
+        events.some((m) => m.ph === 'M' && m.name === 'thread_name' && m.pid === e.pid && m.tid === e.tid),
+        'lane named',
+      )
   })
 
   t.test('every span appears exactly once, with its rid and attributes', async (t) => {
@@ -125,7 +129,10 @@ t.test('the recorded trace converts to loadable Chrome trace JSON', async (t) =>
 
   t.test('span events are thread-scoped instants on their span track', async (t) => {
     const instants = events.filter((e) => e.ph === 'i')
-    t.equal(instants.length, spans.reduce((n, s) => n + s.events.length, 0))
+    t.equal(
+      instants.length,
+      spans.reduce((n, s) => n + s.events.length, 0),
+    )
     t.same(new Set(instants.map((e) => e.name)), new Set(['first_token', 'finished']))
     for (const e of instants) {
       t.equal(e.s, 't')
@@ -184,7 +191,12 @@ t.test('layout fix-ups keep tracks nested', async (t) => {
 
   t.test('requests reuse lanes once done; overlapping ones get their own', async (t) => {
     const spans: SpanRecord[] = []
-    for (const [i, [start, end]] of [[0, 10], [5, 15], [11, 20], [16, 30]].entries()) {
+    for (const [i, [start, end]] of [
+      [0, 10],
+      [5, 15],
+      [11, 20],
+      [16, 30],
+    ].entries()) {
       const traceId = String(i + 1).repeat(32)
       const thread = span({ name: `req ${i}`, traceId, startMs: start!, endMs: end! })
       spans.push(thread, span({ name: 'slice', traceId, startMs: start!, endMs: end!, parentSpanId: thread.spanId }))

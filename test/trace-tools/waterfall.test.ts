@@ -27,11 +27,7 @@ t.test("a request's spans in tree order, indented by depth, with durations and b
   t.ok(at('llm_request') > 0 && depth(spanLines[at('llm_request')]!) === 1)
   const worker = names.findIndex((n) => n.startsWith('Worker [TP 0] [DP 0]'))
   t.equal(depth(spanLines[worker]!), 2)
-  t.same(
-    names.slice(worker + 1, worker + 9),
-    ['prefill_forward', ...Array(7).fill('decode_forward')],
-    'the worker slices, prefill then each decode step, under their thread span',
-  )
+  t.same(names.slice(worker + 1, worker + 9), ['prefill_forward', ...Array(7).fill('decode_forward')], 'the worker slices, prefill then each decode step, under their thread span')
   for (const l of spanLines.slice(worker + 1, worker + 9)) t.equal(depth(l), 3)
   const tokenizer = names.findIndex((n) => n.startsWith('Tokenizer ['))
   t.same(names.slice(tokenizer + 1, tokenizer + 3), ['tokenize', 'dpc_dispatch'])
@@ -49,7 +45,10 @@ t.test("a request's spans in tree order, indented by depth, with durations and b
   const barOf = (l: string): string => l.slice(l.indexOf(' ms ') + 5, l.indexOf(' ms ') + 5 + 40).padEnd(40)
   t.match(barOf(spanLines[0]!), /^█{39,40} ?$/)
   for (const l of spanLines) t.match(barOf(l), /^[ █▏]{40}$/)
-  t.ok(spanLines.some((l) => barOf(l).includes('▏')), 'sub-column spans drawn thin')
+  t.ok(
+    spanLines.some((l) => barOf(l).includes('▏')),
+    'sub-column spans drawn thin',
+  )
 
   // Events sit under their span, in time order among its children.
   const events = lines.filter((l) => l.trimStart().startsWith('·')).map((l) => l.trim().split(/ +/)[1])
@@ -59,7 +58,7 @@ t.test("a request's spans in tree order, indented by depth, with durations and b
 
 t.test('--width scales the bar', async (t) => {
   const lines = renderWaterfall(index, traceId, { width: 12 }).trimEnd().split('\n')
-  t.match(lines[1], /\d ms  █{11,12} {2,3}rid=/)
+  t.match(lines[1], /\d ms {2}█{11,12} {2,3}rid=/)
   for (const l of lines.slice(1)) {
     const bar = l.slice(l.indexOf(' ms ') + 5, l.indexOf(' ms ') + 5 + 12).padEnd(12)
     t.match(bar, /^[ █▏]{12}$/)
@@ -79,14 +78,6 @@ t.test('errors are shown; a trace without a rid still renders', async (t) => {
   const failed = span({ name: 'step', startMs: 1, endMs: 2, parentSpanId: root.spanId, status: { code: 2, message: 'boom' } })
   const idx = new SpanIndex([root, failed])
   const out = renderWaterfall(idx, root.traceId, { width: 4 })
-  t.equal(
-    out,
-    [
-      `trace ${root.traceId}  rid -  2023-11-14T22:13:20.000Z  4.000 ms  2 spans`,
-      'job     4.000 ms  ████',
-      '  step  1.000 ms   █    ERROR: boom',
-      '',
-    ].join('\n'),
-  )
-  t.match(renderTraceList(idx.summaries()), / -  +2023-11-14T22:13:20\.000Z +4\.000 ms +2  job\n$/)
+  t.equal(out, [`trace ${root.traceId}  rid -  2023-11-14T22:13:20.000Z  4.000 ms  2 spans`, 'job     4.000 ms  ████', '  step  1.000 ms   █    ERROR: boom', ''].join('\n'))
+  t.match(renderTraceList(idx.summaries()), / - {2,}2023-11-14T22:13:20\.000Z +4\.000 ms +2 {2}job\n$/)
 })

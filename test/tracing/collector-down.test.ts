@@ -25,11 +25,7 @@ for (const protocol of ['grpc', 'http/protobuf'] as const) {
     const { warnings, log } = capture()
     const before = tracing.droppedSpans()
     const endpoint = protocol === 'grpc' ? `http://127.0.0.1:${port}` : `http://127.0.0.1:${port}/v1/traces`
-    await tracing.initTracing(
-      tracingOptions({ otlpEndpoint: endpoint, otlpProtocol: protocol, exportTimeoutMs: 500, otlpHeaders: { authorization: 'Bearer SECRET' } }),
-      { role: 'server' },
-      { log },
-    )
+    await tracing.initTracing(tracingOptions({ otlpEndpoint: endpoint, otlpProtocol: protocol, exportTimeoutMs: 500, otlpHeaders: { authorization: 'Bearer SECRET' } }), { role: 'server' }, { log })
     t.teardown(() => tracing.shutdownTracing())
     const t0 = performance.now()
     for (let i = 0; i < 20; i++) {

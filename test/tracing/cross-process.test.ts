@@ -9,9 +9,7 @@ const child = fileURLToPath(new URL('./fixtures/child-worker.ts', import.meta.ur
 
 function runChild(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', child, ...args], { timeout: 30_000 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
-    )
+    execFile(process.execPath, ['--import', 'tsx', child, ...args], { timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)))
   })
 }
 
@@ -39,8 +37,18 @@ t.test('carrier across a real process boundary', async (t) => {
   t.equal(workerThread.parentSpanId, root.spanId)
   const prefill = one(spans, 'prefill_forward')
   const decode = one(spans, 'decode_forward')
-  t.same(prefill.links.map((l) => l.spanId), [one(spans, 'api_server_dispatch').spanId])
-  t.same(decode.links.map((l) => l.spanId), [prefill.spanId])
+  t.same(
+    prefill.links.map((l) => l.spanId),
+    [one(spans, 'api_server_dispatch').spanId],
+  )
+  t.same(
+    decode.links.map((l) => l.spanId),
+    [prefill.spanId],
+  )
   t.equal(decode.attributes['spanserve.batch.size'], 2)
-  t.same(one(spans, 'detokenize').links.map((l) => l.spanId), [decode.spanId], 'the way back links too')
+  t.same(
+    one(spans, 'detokenize').links.map((l) => l.spanId),
+    [decode.spanId],
+    'the way back links too',
+  )
 })

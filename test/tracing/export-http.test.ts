@@ -25,19 +25,30 @@ t.test('the receiver also accepts OTLP/JSON over HTTP', async (t) => {
   const r = await startOtlpReceiver({ protocol: 'http' })
   t.teardown(() => r.close())
   const body = {
-    resourceSpans: [{
-      resource: { attributes: [{ key: 'service.name', value: { stringValue: 'x' } }] },
-      scopeSpans: [{
-        scope: { name: 's' },
-        spans: [{
-          traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', parentSpanId: '',
-          name: 'json-span', kind: 2, startTimeUnixNano: '1', endTimeUnixNano: '2',
-          attributes: [{ key: 'n', value: { intValue: '7' } }],
-          links: [{ traceId: '0af7651916cd43dd8448eb211c80319c', spanId: '00f067aa0ba902b7' }],
-          status: { code: 1 },
-        }],
-      }],
-    }],
+    resourceSpans: [
+      {
+        resource: { attributes: [{ key: 'service.name', value: { stringValue: 'x' } }] },
+        scopeSpans: [
+          {
+            scope: { name: 's' },
+            spans: [
+              {
+                traceId: '0af7651916cd43dd8448eb211c80319c',
+                spanId: 'b7ad6b7169203331',
+                parentSpanId: '',
+                name: 'json-span',
+                kind: 2,
+                startTimeUnixNano: '1',
+                endTimeUnixNano: '2',
+                attributes: [{ key: 'n', value: { intValue: '7' } }],
+                links: [{ traceId: '0af7651916cd43dd8448eb211c80319c', spanId: '00f067aa0ba902b7' }],
+                status: { code: 1 },
+              },
+            ],
+          },
+        ],
+      },
+    ],
   }
   const res = await fetch(`${r.endpoint}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
   t.equal(res.status, 200)

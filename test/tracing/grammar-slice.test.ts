@@ -20,7 +20,13 @@ async function constrainedTrace(t: Test): Promise<ReceivedSpan[]> {
   const res = await fetch(server.url + '/v1/chat/completions', {
     method: 'POST',
     headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
-    body: JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'ok?' }], max_tokens: 16, temperature: 0, response_format: { type: 'json_schema', json_schema: { name: 'ok', strict: true, schema } } }),
+    body: JSON.stringify({
+      model: 'default',
+      messages: [{ role: 'user', content: 'ok?' }],
+      max_tokens: 16,
+      temperature: 0,
+      response_format: { type: 'json_schema', json_schema: { name: 'ok', strict: true, schema } },
+    }),
   })
   t.equal(res.status, 200)
   JSON.parse(((await res.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content)

@@ -31,13 +31,20 @@ t.test('level 3: one decode_forward per step per request; level 1: one decode_lo
   t.equal(a.filter((x) => x.name === 'decode_forward').length, 4)
   t.equal(a.filter((x) => x.name === 'decode_loop').length, 0)
   const bNames = b.map((x) => x.name).sort()
-  t.same(bNames.filter((n) => !n.startsWith('Worker')), ['decode_loop', 'prefill_forward'], 'level-2 slice skipped, decode aggregated')
+  t.same(
+    bNames.filter((n) => !n.startsWith('Worker')),
+    ['decode_loop', 'prefill_forward'],
+    'level-2 slice skipped, decode aggregated',
+  )
   const loop = b.find((x) => x.name === 'decode_loop')!
   t.equal(loop.attributes['spanserve.decode.steps'], 4)
   t.equal(loop.attributes['spanserve.tp_rank'], undefined, 'ranks are on the thread span, not repeated')
   t.equal(b.find((x) => x.spanId === loop.parentSpanId)!.attributes['spanserve.tp_rank'], 1)
   t.equal(BigInt(loop.endTimeUnixNano) - BigInt(loop.startTimeUnixNano) > 3_900_000n, true, 'spans all steps')
-  t.same(loop.links.map((l) => l.spanId), [b.find((x) => x.name === 'prefill_forward')!.spanId])
+  t.same(
+    loop.links.map((l) => l.spanId),
+    [b.find((x) => x.name === 'prefill_forward')!.spanId],
+  )
 })
 
 t.test('batchSlice with B = 1..64: exactly one slice per traced request per step, with batch attributes', async (t) => {
@@ -64,7 +71,10 @@ t.test('batchSlice with B = 1..64: exactly one slice per traced request per step
     t.equal(new Set(mine.map((x) => x.traceId)).size, B, 'each in its own request trace')
     t.ok(mine.every((x) => x.attributes['spanserve.batch.size'] === B && x.attributes['spanserve.step'] === 7))
     const threads = mine.map((x) => all.find((y) => y.spanId === x.parentSpanId)!)
-    t.ok(threads.every((y) => y.attributes['spanserve.tp_rank'] === 0 && y.attributes['spanserve.dp_rank'] === 2), "under the thread's span, which carries the ranks")
+    t.ok(
+      threads.every((y) => y.attributes['spanserve.tp_rank'] === 0 && y.attributes['spanserve.dp_rank'] === 2),
+      "under the thread's span, which carries the ranks",
+    )
   }
 })
 
@@ -105,14 +115,29 @@ t.test('anonymous slices, auto-next, nesting and threadFinish', async (t) => {
   t.equal(tk.size, 0)
   const spans = await s.finish()
   const byName = (n: string) => spans.find((x) => x.name === n)!
-  t.notOk(spans.some((x) => x.name === '(anonymous)'), 'anonymous slices are named by their end')
+  t.notOk(
+    spans.some((x) => x.name === '(anonymous)'),
+    'anonymous slices are named by their end',
+  )
   t.equal(byName('inner').parentSpanId, byName('api_server_dispatch').spanId, 'nested inside the open anonymous slice')
   t.equal(byName('inner').attributes.depth, 2)
   t.same(byName('inner').links, [], 'nested slices do not link')
-  t.same(byName('api_server_dispatch').links.map((l) => l.spanId), [byName('tokenize').spanId])
-  t.same(byName('tokenize').links.map((l) => l.spanId), [byName('recv').spanId])
-  t.notOk(spans.some((x) => x.name === 'nonexistent-is-ignored'), 'an end with no matching open slice does nothing')
-  t.ok(spans.some((x) => x.name.startsWith('Tokenizer [')), 'thread span ended by threadFinish')
+  t.same(
+    byName('api_server_dispatch').links.map((l) => l.spanId),
+    [byName('tokenize').spanId],
+  )
+  t.same(
+    byName('tokenize').links.map((l) => l.spanId),
+    [byName('recv').spanId],
+  )
+  t.notOk(
+    spans.some((x) => x.name === 'nonexistent-is-ignored'),
+    'an end with no matching open slice does nothing',
+  )
+  t.ok(
+    spans.some((x) => x.name.startsWith('Tokenizer [')),
+    'thread span ended by threadFinish',
+  )
 })
 
 t.test('a batch slice is exported like a span the SDK made: kind, status, resource, scope, parent, link, limits', async (t) => {
@@ -133,7 +158,11 @@ t.test('a batch slice is exported like a span the SDK made: kind, status, resour
   t.equal(slice.parentSpanId, thread.spanId, 'child of the thread span')
   t.match(slice.spanId, /^[0-9a-f]{16}$/)
   t.not(slice.spanId, sdk.spanId)
-  t.same(slice.links.map((l) => l.spanId), [sdk.spanId], 'links to the slice before it')
+  t.same(
+    slice.links.map((l) => l.spanId),
+    [sdk.spanId],
+    'links to the slice before it',
+  )
   // Epoch nanoseconds as numbers resolve to 256 ns.
   const near = (ns: string, want: number) => Math.abs(Number(BigInt(ns) - BigInt(Math.round(want)))) <= 512
   t.ok(near(slice.startTimeUnixNano, t0 + 1e6), 'start as given')

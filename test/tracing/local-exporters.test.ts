@@ -16,7 +16,9 @@ t.test('file exporter writes OTLP/JSON lines the Collector file exporter would',
   tracing.reqFinish('f1', { error: 'bad' })
   await tracing.shutdownTracing()
 
-  const lines = readFileSync(filePath, 'utf8').split('\n').filter((l) => l.length > 0)
+  const lines = readFileSync(filePath, 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0)
   t.ok(lines.length >= 1)
   const spans: any[] = []
   for (const line of lines) {

@@ -43,9 +43,12 @@ t.test('calls recorded on the main thread become spans in the tracing thread', a
   t.equal(spans.filter((s) => s.name.startsWith('Worker [TP 0] [DP 1] [')).length, 2, 'one thread span per request, labelled with the ranks')
   t.equal(named(tracing.SLICE.decodeForward).length, 6, 'a decode slice per request per step at level 3')
   const prefill = named(tracing.SLICE.prefillForward)[0]
-  t.equal(BigInt(prefill.startTimeUnixNano), BigInt(Math.round(t0 + 1_000)), 'the main thread\'s timestamps, not the thread\'s')
+  t.equal(BigInt(prefill.startTimeUnixNano), BigInt(Math.round(t0 + 1_000)), "the main thread's timestamps, not the thread's")
   t.equal(BigInt(prefill.endTimeUnixNano), BigInt(Math.round(t0 + 2_000)))
-  t.ok(spans.every((s) => s.traceId === traceId), 'every span in the caller\'s trace')
+  t.ok(
+    spans.every((s) => s.traceId === traceId),
+    "every span in the caller's trace",
+  )
   const w2thread = spans.find((s) => s.name.startsWith('Worker') && s.parentSpanId === 'c'.repeat(16))
   t.equal(w2thread.status.code, 2, 'an error finish marks the thread span')
 })

@@ -41,9 +41,16 @@ async function traceOf(receiver: OtlpReceiver, server: RunningServer, traceId: s
 
 function checkTree(t: Test, spans: ReceivedSpan[], caller: { traceId: string; spanId: string }, body: Record<string, unknown>) {
   const byId = new Map(spans.map((s) => [s.spanId, s]))
-  t.ok(spans.every((s) => s.traceId === caller.traceId), 'one trace id')
+  t.ok(
+    spans.every((s) => s.traceId === caller.traceId),
+    'one trace id',
+  )
   const orphans = spans.filter((s) => s.parentSpanId !== caller.spanId && !byId.has(s.parentSpanId))
-  t.same(orphans.map((s) => s.name), [], "every span's parent is present, up to the caller's span")
+  t.same(
+    orphans.map((s) => s.name),
+    [],
+    "every span's parent is present, up to the caller's span",
+  )
   const tops = spans.filter((s) => s.parentSpanId === caller.spanId)
   t.equal(tops.length, 1, "one span under the caller's")
   const http = tops[0]!
@@ -55,7 +62,10 @@ function checkTree(t: Test, spans: ReceivedSpan[], caller: { traceId: string; sp
   t.equal(up, http, 'llm_request sits under the HTTP span')
   const threads = spans.filter((s) => s.parentSpanId === root.spanId).map((s) => s.name)
   for (const label of [/^Server \[/, /^Tokenizer \[/, /^Scheduler \[DP 0\] \[/, /^Worker \[TP 0\] \[DP 0\] \[/]) {
-    t.ok(threads.some((n) => label.test(n)), `thread span ${label}`)
+    t.ok(
+      threads.some((n) => label.test(n)),
+      `thread span ${label}`,
+    )
   }
   const names = new Set(spans.map((s) => s.name))
   for (const slice of ['api_server_dispatch', 'tokenize', 'dpc_dispatch', 'prefill_waiting', 'prefill_forward', 'decode_forward', 'detokenize']) {
@@ -69,19 +79,42 @@ function checkTree(t: Test, spans: ReceivedSpan[], caller: { traceId: string; sp
     t.equal(s.attributes['spanserve.tp.all_reduce_ms'], undefined, 'no all-reduce time without tensor parallelism')
   }
   const decodes = spans.filter((s) => s.name === 'decode_forward')
-  t.ok(decodes.every((s) => typeof s.attributes['spanserve.batch.size'] === 'number' && typeof s.attributes['spanserve.step'] === 'number'), 'decode slices carry batch size and step')
+  t.ok(
+    decodes.every((s) => typeof s.attributes['spanserve.batch.size'] === 'number' && typeof s.attributes['spanserve.step'] === 'number'),
+    'decode slices carry batch size and step',
+  )
   // Links: each slice names the one before it, also across processes.
   const tokenize = spans.find((s) => s.name === 'tokenize')!
   const dispatch = spans.find((s) => s.name === 'api_server_dispatch')!
-  t.same(tokenize.links.map((l) => l.spanId), [dispatch.spanId], 'tokenize links to api_server_dispatch (server → tokenizer)')
+  t.same(
+    tokenize.links.map((l) => l.spanId),
+    [dispatch.spanId],
+    'tokenize links to api_server_dispatch (server → tokenizer)',
+  )
   const waiting = spans.find((s) => s.name === 'prefill_waiting')!
   const dpc = spans.find((s) => s.name === 'dpc_dispatch')!
-  t.same(waiting.links.map((l) => l.spanId), [dpc.spanId], 'prefill_waiting links to dpc_dispatch (tokenizer → scheduler)')
+  t.same(
+    waiting.links.map((l) => l.spanId),
+    [dpc.spanId],
+    'prefill_waiting links to dpc_dispatch (tokenizer → scheduler)',
+  )
   const prefill = spans.find((s) => s.name === 'prefill_forward')!
-  t.same(prefill.links.map((l) => l.spanId), [waiting.spanId], 'prefill_forward links to prefill_waiting (scheduler → worker)')
+  t.same(
+    prefill.links.map((l) => l.spanId),
+    [waiting.spanId],
+    'prefill_forward links to prefill_waiting (scheduler → worker)',
+  )
   const ordered = decodes.sort((a, b) => Number(BigInt(a.startTimeUnixNano) - BigInt(b.startTimeUnixNano)))
-  t.same(ordered[0]!.links.map((l) => l.spanId), [prefill.spanId], 'the first decode links to the prefill')
-  for (let i = 1; i < ordered.length; i++) t.same(ordered[i]!.links.map((l) => l.spanId), [ordered[i - 1]!.spanId])
+  t.same(
+    ordered[0]!.links.map((l) => l.spanId),
+    [prefill.spanId],
+    'the first decode links to the prefill',
+  )
+  for (let i = 1; i < ordered.length; i++)
+    t.same(
+      ordered[i]!.links.map((l) => l.spanId),
+      [ordered[i - 1]!.spanId],
+    )
   // gen_ai attributes and usage match the response.
   const usage = (body as { usage: { prompt_tokens: number; completion_tokens: number } }).usage
   t.equal(root.attributes['gen_ai.usage.input_tokens'], usage.prompt_tokens)
@@ -123,7 +156,11 @@ for (const protocol of ['grpc', 'http'] as const) {
       const { res, text } = await complete(server, { prompt: 'The little girl', max_tokens: 5, stream: true, stream_options: { include_usage: true } }, caller.header)
       t.match(res.headers.get('traceparent'), new RegExp(`^00-${caller.traceId}-`))
       // The last event before [DONE]: OpenAI's usage chunk.
-      const last = text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)) as Record<string, unknown>).at(-1)!
+      const last = text
+        .split('\n')
+        .filter((l) => l.startsWith('data: {'))
+        .map((l) => JSON.parse(l.slice(6)) as Record<string, unknown>)
+        .at(-1)!
       checkTree(t, await traceOf(receiver, server, caller.traceId), caller, last)
     })
 
@@ -153,8 +190,12 @@ t.test('continuous decode steps: still one decode_forward per step at level 3, i
   t.equal(decodes.length, 8, 'one slice per decode step')
   const perBatch = new Map<unknown, number>()
   for (const d of decodes) perBatch.set(d.attributes['spanserve.step'], (perBatch.get(d.attributes['spanserve.step']) ?? 0) + 1)
-  t.same([...perBatch.values()].sort((a, b) => b - a), [3, 3, 2], "a batch's steps share its step attribute")
-  t.equal(spans.filter((s) => s.name === 'detokenize').length, 4, 'one detokenize slice per batch of tokens (the prefill\'s and three), not per token')
+  t.same(
+    [...perBatch.values()].sort((a, b) => b - a),
+    [3, 3, 2],
+    "a batch's steps share its step attribute",
+  )
+  t.equal(spans.filter((s) => s.name === 'detokenize').length, 4, "one detokenize slice per batch of tokens (the prefill's and three), not per token")
 })
 
 t.test('serving is unharmed with the receiver stopped', async (t) => {

@@ -16,7 +16,12 @@ t.test('traceparent parses and formats', async (t) => {
 
 t.test('malformed values read as absent and never throw', async (t) => {
   for (const bad of [
-    undefined, null, 42, {}, '', 'garbage',
+    undefined,
+    null,
+    42,
+    {},
+    '',
+    'garbage',
     '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331', // missing flags
     '00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01', // upper case
     '00-00000000000000000000000000000000-b7ad6b7169203331-01', // zero trace id

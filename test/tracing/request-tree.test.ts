@@ -59,8 +59,7 @@ t.test('server → tokenizer → scheduler → 2 TP workers: one trace, thread s
   t.equal(new Set(spans.map((x) => x.traceId)).size, 1, 'one trace id')
   const root = one(spans, 'llm_request')
   const threads = spans.filter((x) => / \[testhost \d+\]$/.test(x.name))
-  t.same(threads.map((x) => x.name.replace(/ \[testhost \d+\]$/, '')).sort(),
-    ['Scheduler [DP 0]', 'Server', 'Tokenizer', 'Worker [TP 0] [DP 0]', 'Worker [TP 1] [DP 0]'])
+  t.same(threads.map((x) => x.name.replace(/ \[testhost \d+\]$/, '')).sort(), ['Scheduler [DP 0]', 'Server', 'Tokenizer', 'Worker [TP 0] [DP 0]', 'Worker [TP 1] [DP 0]'])
   for (const th of threads) t.equal(th.parentSpanId, root.spanId, `${th.name} is a child of the request root`)
 
   const threadOf = (x: ReceivedSpan): string => spans.find((p) => p.spanId === x.parentSpanId)!.name
@@ -69,18 +68,39 @@ t.test('server → tokenizer → scheduler → 2 TP workers: one trace, thread s
   const dpc = one(spans, 'dpc_dispatch')
   const waiting = one(spans, 'prefill_waiting')
   t.match(threadOf(tokenize), /^Tokenizer/)
-  t.same(tokenize.links.map((l) => l.spanId), [dispatch.spanId], 'tokenize links to the server slice across the hop')
-  t.same(dpc.links.map((l) => l.spanId), [tokenize.spanId], 'auto-next anonymous slice links to the one before')
-  t.same(waiting.links.map((l) => l.spanId), [dpc.spanId], 'scheduler slice links to the open tokenizer slice at send time')
+  t.same(
+    tokenize.links.map((l) => l.spanId),
+    [dispatch.spanId],
+    'tokenize links to the server slice across the hop',
+  )
+  t.same(
+    dpc.links.map((l) => l.spanId),
+    [tokenize.spanId],
+    'auto-next anonymous slice links to the one before',
+  )
+  t.same(
+    waiting.links.map((l) => l.spanId),
+    [dpc.spanId],
+    'scheduler slice links to the open tokenizer slice at send time',
+  )
   const prefills = spans.filter((x) => x.name === 'prefill_forward')
   t.equal(prefills.length, 2)
   for (const p of prefills) {
-    t.same(p.links.map((l) => l.spanId), [waiting.spanId])
+    t.same(
+      p.links.map((l) => l.spanId),
+      [waiting.spanId],
+    )
     const steps = spans.filter((x) => x.name === 'decode_forward' && x.parentSpanId === p.parentSpanId)
     t.equal(steps.length, 2)
     const [a, b] = steps.sort((x, y) => Number(x.attributes['spanserve.step']) - Number(y.attributes['spanserve.step']))
-    t.same(a!.links.map((l) => l.spanId), [p.spanId])
-    t.same(b!.links.map((l) => l.spanId), [a!.spanId])
+    t.same(
+      a!.links.map((l) => l.spanId),
+      [p.spanId],
+    )
+    t.same(
+      b!.links.map((l) => l.spanId),
+      [a!.spanId],
+    )
     t.equal(BigInt(b!.endTimeUnixNano) - BigInt(a!.startTimeUnixNano) > 1_900_000n, true, 'explicit timestamps kept')
   }
   t.equal(tracing.liveRequestCount(), 0)
@@ -100,5 +120,8 @@ t.test('setPropagateContext on a traced rid moves the link target (way back from
   tracing.sliceEnd('r', 'detokenize')
   tracing.reqFinish('r')
   const spans = await s.finish()
-  t.same(one(spans, 'detokenize').links.map((l) => l.spanId), [one(spans, 'prefill_forward').spanId])
+  t.same(
+    one(spans, 'detokenize').links.map((l) => l.spanId),
+    [one(spans, 'prefill_forward').spanId],
+  )
 })

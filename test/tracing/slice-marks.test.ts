@@ -57,10 +57,16 @@ t.test('each export reports the latest exported top-level slice of each request,
   t.same(marks[0]?.slices, [tp(tokenize.spanId)], 'the top-level slice, not the one nested in it')
   const [aThread, bThread] = ['a', 'b'].map((rid) => startsWith(spans, 'Tokenizer').find((x) => x.attributes['spanserve.request.id'] === rid)!)
   const detok = spans.filter((x) => x.name === 'detokenize')
-  const aLast = detok.filter((x) => x.parentSpanId === aThread!.spanId).sort((x, y) => Number(BigInt(x.startTimeUnixNano) - BigInt(y.startTimeUnixNano))).at(-1)!
+  const aLast = detok
+    .filter((x) => x.parentSpanId === aThread!.spanId)
+    .sort((x, y) => Number(BigInt(x.startTimeUnixNano) - BigInt(y.startTimeUnixNano)))
+    .at(-1)!
   const bLast = detok.find((x) => x.parentSpanId === bThread!.spanId)!
-  t.same(marks[1]?.slices, [tp(aLast.spanId), tp(bLast.spanId)], 'each request\'s latest slice of the export')
-  t.ok(marks.flatMap((m) => m.slices).every((x) => byId.has(x.split('-')[2]!)), 'every mark names a span the collector received')
+  t.same(marks[1]?.slices, [tp(aLast.spanId), tp(bLast.spanId)], "each request's latest slice of the export")
+  t.ok(
+    marks.flatMap((m) => m.slices).every((x) => byId.has(x.split('-')[2]!)),
+    'every mark names a span the collector received',
+  )
 })
 
 t.test('no sink (the server, or one that stopped asking): no marks', async (t) => {
@@ -76,7 +82,7 @@ t.test('no sink (the server, or one that stopped asking): no marks', async (t) =
   t.same(got, [])
 })
 
-t.test('a worker\'s tracing thread reports its marks to the main thread\'s sink', async (t) => {
+t.test("a worker's tracing thread reports its marks to the main thread's sink", async (t) => {
   const s = await tracedSession(t, { level: 2 }, { role: 'worker', tpRank: 0, dpRank: 0 }, { offload: true })
   const marks = collect(t)
   tracing.reqStart('w', carrier())
@@ -91,7 +97,7 @@ t.test('a worker\'s tracing thread reports its marks to the main thread\'s sink'
   t.same(marks[0]?.slices, [tp(one(spans, 'prefill_forward').spanId)], 'the prefill: the decode loop is still open, so not exported')
 })
 
-t.test('a carrier\'s links become thread span links with their reason, and travel on', async (t) => {
+t.test("a carrier's links become thread span links with their reason, and travel on", async (t) => {
   const s = await tracedSession(t, {}, { role: 'tokenizer' })
   const link = { traceparent: tp('1111111111111111'), reason: 'resumed_from', process: 'worker-0-1', pid: 4242 }
   const bad = { traceparent: 'not-a-traceparent', reason: 'resumed_from' }

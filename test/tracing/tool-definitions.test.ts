@@ -29,7 +29,10 @@ for (const record of [true, false]) {
     const root = receiver.spans.find((s) => s.traceId === traceId && s.name === 'llm_request')!
     const defs = root.attributes['gen_ai.tool.definitions']
     if (record) {
-      t.same(JSON.parse(defs as string), [{ type: 'function', name: 'get_weather' }, { type: 'function', name: 'get_time' }])
+      t.same(JSON.parse(defs as string), [
+        { type: 'function', name: 'get_weather' },
+        { type: 'function', name: 'get_time' },
+      ])
       t.notMatch(defs as string, /secret wording/, 'descriptions and schemas stay out')
     } else {
       t.equal(defs, undefined)

@@ -66,7 +66,11 @@ async function decodeTogether(temperature: number, seed: number): Promise<Map<st
   return out
 }
 
-for (const [temperature, seed] of [[0, 1], [1, 7], [1.5, 99]] as const) {
+for (const [temperature, seed] of [
+  [0, 1],
+  [1, 7],
+  [1.5, 99],
+] as const) {
   t.test(`one batch, temperature ${temperature}: each output is valid for its own constraint`, async (t) => {
     const out = await decodeTogether(temperature, seed)
     for (const c of cases) {

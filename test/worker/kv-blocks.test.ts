@@ -44,7 +44,13 @@ interface Runner {
 }
 
 const first = (rid: string, tokens: number[], start: number, blocks: number[]): PrefillEntry => ({
-  rid, trace: null, tokens: Int32Array.from(tokens.slice(start)), start, last: true, sampling: greedy, blocks: Int32Array.from(blocks),
+  rid,
+  trace: null,
+  tokens: Int32Array.from(tokens.slice(start)),
+  start,
+  last: true,
+  sampling: greedy,
+  blocks: Int32Array.from(blocks),
 })
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -65,7 +71,7 @@ async function fresh(r: Runner, rid: string, prompt: number[]): Promise<{ tokens
 
 /** `rid`'s prefill `p` and STEPS greedy decode steps give what a fresh sequence gave; then it leaves. */
 async function matchesFresh(t: Test, r: Runner, rid: string, p: { tokens: Int32Array; logits: Float32Array }, want: { tokens: number[]; logits: Float32Array }): Promise<void> {
-  t.ok(maxAbsDiff(p.logits, want.logits) < TOLERANCE, 'the last prompt position\'s logits match a full prefill')
+  t.ok(maxAbsDiff(p.logits, want.logits) < TOLERANCE, "the last prompt position's logits match a full prefill")
   const tokens = [p.tokens[0]!]
   for (let s = 0; s < STEPS; s++) tokens.push((await r.decode([rid])).tokens[0]!)
   t.same(tokens, want.tokens, 'greedy tokens token for token')
@@ -75,7 +81,7 @@ async function matchesFresh(t: Test, r: Runner, rid: string, p: { tokens: Int32A
 t.test('a sequence started on cached blocks equals a full prefill', async (t) => {
   const r = new ModelRunner(whole, info)
   const want = await fresh(r, 'fresh', B)
-  t.equal(r.heldBlocks(), 0, 'a sequence\'s own blocks go with it')
+  t.equal(r.heldBlocks(), 0, "a sequence's own blocks go with it")
   // a fills blocks 0-2 (its prompt) and decodes; its first two blocks then hold PREFIX.
   await r.prefill(first('a', A, 0, [0, 1, 2]))
   for (let s = 0; s < 3; s++) await r.decode(['a'])
@@ -91,7 +97,7 @@ t.test('a sequence started on cached blocks equals a full prefill', async (t) =>
   t.notOk(r.canPrefill(first('c', B, BT / 2, [0, 1, 5, 6])), 'nor one off a block boundary')
 })
 
-t.test('blocks of any id, in slabs or freed, trimmed and given out again, hold only their sequence\'s KV', async (t) => {
+t.test("blocks of any id, in slabs or freed, trimmed and given out again, hold only their sequence's KV", async (t) => {
   const r = new ModelRunner(whole, info)
   const want = await fresh(r, 'fresh', B)
   // x writes blocks on both sides of a slab boundary (64 blocks a slab), then they are freed.
@@ -118,7 +124,6 @@ t.test('trimmed when idle: slabs with no block held are given back, the cached p
   t.equal(store.trim(), 0, 'nothing more to give back')
   store.data(5)
   t.ok(store.has(5), 'a block of a trimmed slab is written again')
-
 })
 
 t.test('tensor parallel 2: each rank holds its shard of the blocks, and the ranks agree', async (t) => {
@@ -140,14 +145,18 @@ t.test('tensor parallel 2: each rank holds its shard of the blocks, and the rank
     r.release('a')
     r.freeBlocks([2])
   })
-  t.same(ranks.map((r) => r.heldBlocks()), [2, 2], 'both ranks keep the cached blocks')
+  t.same(
+    ranks.map((r) => r.heldBlocks()),
+    [2, 2],
+    'both ranks keep the cached blocks',
+  )
   const [p0] = await both((r) => r.prefill(first('b', B, 2 * BT, [0, 1, 5, 6])))
-  t.ok(maxAbsDiff(p0!.logits, want.logits) < TOLERANCE, 'rank 0\'s logits match the unsharded full prefill')
+  t.ok(maxAbsDiff(p0!.logits, want.logits) < TOLERANCE, "rank 0's logits match the unsharded full prefill")
   const tokens = [p0!.tokens[0]!]
   for (let s = 0; s < STEPS; s++) {
     const inputs = Int32Array.of(tokens.at(-1)!)
     const [d0] = await both((r) => r.decode(['b'], inputs))
     tokens.push(d0!.tokens[0]!)
   }
-  t.same(tokens, want.tokens, 'greedy tokens equal the unsharded runner\'s')
+  t.same(tokens, want.tokens, "greedy tokens equal the unsharded runner's")
 })

@@ -51,7 +51,10 @@ t.test('logprobs match a float64 log_softmax, and the top ids are the best, best
     const lp = rec.take()!
     const expected = [...ref.keys()].sort((a, b) => ref[b]! - ref[a]! || a - b).slice(0, 20)
     t.same([...lp.topIds], expected, `${name}: top ids`)
-    t.ok(expected.every((id, i) => near(lp.topLogprobs[i]!, ref[id]!)), `${name}: top logprobs as the reference's`)
+    t.ok(
+      expected.every((id, i) => near(lp.topLogprobs[i]!, ref[id]!)),
+      `${name}: top logprobs as the reference's`,
+    )
     t.ok(near(lp.logprob, ref[sampled]!), `${name}: the sampled token's (${lp.logprob} vs ${ref[sampled]})`)
     t.equal(lp.logprob, Math.fround(lp.logprob), `${name}: float32-exact, as the top list`)
     t.equal(rec.take(), null, 'each token is taken once')

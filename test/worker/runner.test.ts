@@ -20,7 +20,12 @@ const { session } = await openSession(info.onnxPath, 'cpu', { intraOp: 0, spinni
 t.teardown(() => session.release())
 
 const prefillEntry = (rid: string, tokens: number[], start = 0, last = true): PrefillEntry => ({
-  rid, trace: null, tokens: Int32Array.from(tokens), start, last, sampling: start === 0 ? greedy : null,
+  rid,
+  trace: null,
+  tokens: Int32Array.from(tokens),
+  start,
+  last,
+  sampling: start === 0 ? greedy : null,
 })
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -84,7 +89,11 @@ t.test('(b) sequences decoded together give what each gives alone', async (t) =>
       worst = Math.max(worst, maxAbsDiff(rowLogits(d, i), solo[i]!.logits[s]!))
     }
   }
-  t.same(together, solo.map((x) => x.tokens), 'greedy tokens identical, row by row')
+  t.same(
+    together,
+    solo.map((x) => x.tokens),
+    'greedy tokens identical, row by row',
+  )
   t.ok(worst < TOLERANCE, `max |Δlogit| batched vs alone = ${worst.toExponential(2)}`)
 })
 
@@ -152,7 +161,7 @@ t.test('the resident batch: joins, leaves and skipped rows give what each sequen
   for (let s = 0; s < 2; s++) await step([1, 2, 3]) // 1 comes back from its own cache
   r.release('s2')
   for (let s = 0; s < 2; s++) await step([3, 1])
-  t.equal(r.cachedTokens(), (PROMPTS[1]!.length + done.get(1)!) + (PROMPTS[3]!.length + done.get(3)!), 'cached tokens count resident ones')
+  t.equal(r.cachedTokens(), PROMPTS[1]!.length + done.get(1)! + (PROMPTS[3]!.length + done.get(3)!), 'cached tokens count resident ones')
   for (const [i, tokens] of got) t.same(tokens, solo[i]!.tokens.slice(0, tokens.length), `s${i}: greedy tokens as alone`)
   t.ok(worst < TOLERANCE, `max |Δlogit| vs alone = ${worst.toExponential(2)}`)
 })
@@ -166,7 +175,7 @@ t.test('continuous batching churn: joiners take freed rows in place, and every s
   const solo: Alone[] = []
   for (const [i, p] of prompts.entries()) solo.push(await alone(p, lengths[i]!))
   let seed = 7
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
   const r = new ModelRunner(session, info)
   const got = prompts.map(() => [] as number[])
   const active: number[] = []

@@ -37,7 +37,10 @@ t.test('top-k draws only among the k best; top-p only within the smallest prefix
   const ranked = [...logits.keys()].sort((a, b) => logits[b]! - logits[a]! || a - b)
   const top3 = new Set(ranked.slice(0, 3))
   const k3 = drawMany(new Sampler(random({ topK: 3, temperature: 2 })), logits, 300)
-  t.ok(k3.every((x) => top3.has(x)), 'top_k=3: only the 3 best')
+  t.ok(
+    k3.every((x) => top3.has(x)),
+    'top_k=3: only the 3 best',
+  )
   t.equal(new Set(k3).size, 3, 'top_k=3 at a high temperature: each of the 3 comes up')
   t.same(new Set(drawMany(new Sampler(random({ topK: 1 })), logits, 50)), new Set([ranked[0]]), 'top_k=1 is greedy')
 
@@ -64,11 +67,21 @@ t.test('the same seed gives the same tokens; another seed other tokens; draws al
   // A resumed request: after 10 tokens, a sampler told those 10 draws were made goes on identically.
   const whole = run(random({ seed: 5 }))
   const resumed = new Sampler(random({ seed: 5, draws: 10 }))
-  t.same(Array.from({ length: 30 }, (_, i) => resumed.sample(rows[(i + 10) % 4]!, 0, VOCAB)), whole.slice(10))
+  t.same(
+    Array.from({ length: 30 }, (_, i) => resumed.sample(rows[(i + 10) % 4]!, 0, VOCAB)),
+    whole.slice(10),
+  )
 })
 
 t.test('a batch of rows with different parameters: each row draws what it draws alone', async (t) => {
-  const params = [greedy, random({ seed: 1 }), random({ seed: 2, topK: 20 }), random({ seed: 3, topP: 0.8, presencePenalty: 1.5 }), random({ seed: 4, minP: 0.1, logitBias: [[17, 30]] }), { ...greedy, repetitionPenalty: 1.3, promptIds: [1, 2, 3] }]
+  const params = [
+    greedy,
+    random({ seed: 1 }),
+    random({ seed: 2, topK: 20 }),
+    random({ seed: 3, topP: 0.8, presencePenalty: 1.5 }),
+    random({ seed: 4, minP: 0.1, logitBias: [[17, 30]] }),
+    { ...greedy, repetitionPenalty: 1.3, promptIds: [1, 2, 3] },
+  ]
   const B = params.length
   const batches = Array.from({ length: 12 }, (_, step) => {
     const buf = new Float32Array(B * VOCAB)

@@ -64,7 +64,10 @@ t.test('ranks out of lockstep are told so', async (t) => {
   const ranks = await group(t)
   const calls = ranks.map((r) => r.allReduce(0, 0, new Float32Array(r.rank === 2 ? 8 : 4)))
   const settled = await Promise.allSettled(calls)
-  t.ok(settled.every((s) => s.status === 'rejected' && /out of lockstep/.test(String(s.reason))), 'every rank rejects')
+  t.ok(
+    settled.every((s) => s.status === 'rejected' && /out of lockstep/.test(String(s.reason))),
+    'every rank rejects',
+  )
 })
 
 t.test('a silent peer fails the call after the timeout, naming it', async (t) => {

@@ -40,7 +40,12 @@ t.teardown(async () => {
 })
 
 const entry = (rid: string, tokens: number[], start = 0, last = true): PrefillEntry => ({
-  rid, trace: null, tokens: Int32Array.from(tokens), start, last, sampling: start === 0 ? greedy : null,
+  rid,
+  trace: null,
+  tokens: Int32Array.from(tokens),
+  start,
+  last,
+  sampling: start === 0 ? greedy : null,
 })
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -54,7 +59,13 @@ t.test('tp 2 over ZeroMQ decodes 4 ragged sequences exactly as tp 1 does', async
   // Ragged prompts; "b" is prefilled in two chunks, as chunked prefill sends it.
   const prompts: [string, number[][]][] = [
     ['a', [[5, 80, 200, 31]]],
-    ['b', [[7, 7, 300, 41, 99], [150, 3, 600, 12]]],
+    [
+      'b',
+      [
+        [7, 7, 300, 41, 99],
+        [150, 3, 600, 12],
+      ],
+    ],
     ['c', [[600]]],
     ['d', [[250, 251, 252, 253, 254, 255, 256]]],
   ]
@@ -96,9 +107,16 @@ t.test('tp 2 over ZeroMQ decodes 4 ragged sequences exactly as tp 1 does', async
   t.same(tpTokens, refTokens, `${STEPS} greedy steps, token for token`)
   t.ok(worst < TOLERANCE, `max |Δlogit| over prefill and decode ${worst.toExponential(2)} < ${TOLERANCE}`)
   t.ok(allReduceMs > 0, `all-reduce time is measured (${allReduceMs.toFixed(1)} ms over ${STEPS} steps)`)
-  t.same(ranks.map((r) => r.cachedTokens()), [reference.cachedTokens(), reference.cachedTokens()], 'each rank caches every token (of its KV heads)')
+  t.same(
+    ranks.map((r) => r.cachedTokens()),
+    [reference.cachedTokens(), reference.cachedTokens()],
+    'each rank caches every token (of its KV heads)',
+  )
   for (const rid of rids) for (const r of [...ranks, reference]) r.release(rid)
-  t.same(ranks.map((r) => r.size), [0, 0])
+  t.same(
+    ranks.map((r) => r.size),
+    [0, 0],
+  )
 })
 
 t.test('a rank that does not sample needs the decode inputs', async (t) => {

@@ -232,7 +232,9 @@ export class PipelineEngineClient implements EngineClient {
     else if (state === 'restarting' && this.opts.restartWaitMs > 0) this.park(f)
     else {
       this.forget(f, 'crash_loop')
-      f.sink.onError(state === 'broken' ? this.brokenError() : new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', `a process died (${processKey ?? 'unknown'}) and --restart-wait is 0; the request can be retried`))
+      f.sink.onError(
+        state === 'broken' ? this.brokenError() : new SpanserveError('SPANSERVE_ERR_UNAVAILABLE', `a process died (${processKey ?? 'unknown'}) and --restart-wait is 0; the request can be retried`),
+      )
     }
   }
 

@@ -75,8 +75,17 @@ export class ServerMetrics {
     const registers = [this.prom, this.om]
     const stats = this.stats
     const serverStats = (): ProcessStats => ({
-      type: 'process_stats', role: 'server', dpRank: 0, tpRank: 0, pid: process.pid, ...memoryStats(),
-      liveRequests: serverLive(), tracedRequests: liveRequestCount(), droppedSpans: droppedSpans(), scheduler: null, worker: null,
+      type: 'process_stats',
+      role: 'server',
+      dpRank: 0,
+      tpRank: 0,
+      pid: process.pid,
+      ...memoryStats(),
+      liveRequests: serverLive(),
+      tracedRequests: liveRequestCount(),
+      droppedSpans: droppedSpans(),
+      scheduler: null,
+      worker: null,
     })
     this.serverStats = serverStats
     this.success = new client.Counter({ name: 'spanserve:request_success_total', help: 'Requests that finished, by finish reason.', labelNames: ['finished_reason'], registers })
@@ -87,7 +96,12 @@ export class ServerMetrics {
     this.itl = new LatencyHistogram(this.prom, this.om, 'spanserve:inter_token_latency_seconds', 'Time between consecutive tokens of a request.')
     this.e2e = new LatencyHistogram(this.prom, this.om, 'spanserve:e2e_request_latency_seconds', 'Time from arrival to the last token.')
     this.queue = new LatencyHistogram(this.prom, this.om, 'spanserve:request_queue_time_seconds', 'Time a request waited in the scheduler queue.')
-    this.resumedTotal = new client.Counter({ name: 'spanserve:requests_resumed_total', help: 'Requests lost with a dead process and resubmitted, by reason (the kind of process that died).', labelNames: ['reason'], registers })
+    this.resumedTotal = new client.Counter({
+      name: 'spanserve:requests_resumed_total',
+      help: 'Requests lost with a dead process and resubmitted, by reason (the kind of process that died).',
+      labelNames: ['reason'],
+      registers,
+    })
     this.restartWait = new client.Histogram({
       name: 'spanserve:restart_wait_seconds',
       help: 'Time a request waited for a restart (arriving while processes restarted, or resumed), by how the wait ended.',
@@ -95,16 +109,29 @@ export class ServerMetrics {
       buckets: LATENCY_BUCKETS,
       registers,
     })
-    this.poisonTotal = new client.Counter({ name: 'spanserve:poison_requests_total', help: 'Requests failed instead of resumed: lost twice with a process that hung or crashed of its own fault, by the cause of the last death.', labelNames: ['cause'], registers })
+    this.poisonTotal = new client.Counter({
+      name: 'spanserve:poison_requests_total',
+      help: 'Requests failed instead of resumed: lost twice with a process that hung or crashed of its own fault, by the cause of the last death.',
+      labelNames: ['cause'],
+      registers,
+    })
     const byClient = `, by client (the first ${CLIENT_LABELS} clients seen by name, the rest as "other")`
     this.clientRequests = new client.Counter({ name: 'spanserve:client_requests_total', help: `Requests (sequences) that finished${byClient}.`, labelNames: ['client'], registers })
     this.clientPromptTokens = new client.Counter({ name: 'spanserve:client_prompt_tokens_total', help: `Prompt tokens of finished requests${byClient}.`, labelNames: ['client'], registers })
     this.clientGenerationTokens = new client.Counter({ name: 'spanserve:client_generation_tokens_total', help: `Generated tokens of finished requests${byClient}.`, labelNames: ['client'], registers })
-    this.limitedSteps = new client.Counter({ name: 'spanserve:light_client_steps_total', help: "Steps that ran at most --heavy-client-step-size of each client's sequences, a heavy client beside a light one.", labelNames: ['dp_rank'], registers })
+    this.limitedSteps = new client.Counter({
+      name: 'spanserve:light_client_steps_total',
+      help: "Steps that ran at most --heavy-client-step-size of each client's sequences, a heavy client beside a light one.",
+      labelNames: ['dp_rank'],
+      registers,
+    })
     this.batchSize = new client.Histogram({ name: 'spanserve:batch_size', help: 'Sequences decoded together in one step.', buckets: BATCH_BUCKETS, registers })
     const perGroup = (name: string, help: string, pick: (s: NonNullable<ProcessStats['scheduler']>) => number) =>
       new client.Gauge({
-        name, help, labelNames: ['dp_rank'], registers,
+        name,
+        help,
+        labelNames: ['dp_rank'],
+        registers,
         collect() {
           this.reset()
           for (const s of stats.values()) if (s.scheduler) this.set({ dp_rank: String(s.dpRank) }, pick(s.scheduler))
@@ -114,12 +141,25 @@ export class ServerMetrics {
     perGroup('spanserve:num_requests_waiting', 'Requests in the waiting queue.', (s) => s.waiting)
     perGroup('spanserve:kv_cache_usage_perc', 'Fraction of the KV budget reserved by admitted requests.', (s) => (s.kvTotalTokens > 0 ? s.kvUsedTokens / s.kvTotalTokens : 0))
     // vLLM's prefix_cache_queries / prefix_cache_hits, in prompt tokens: hits / queries is the hit rate.
-    this.prefixCacheQueries = new client.Counter({ name: 'spanserve:prefix_cache_queries_total', help: 'Prompt tokens looked up in the prefix cache at admission.', labelNames: ['dp_rank'], registers })
-    this.prefixCacheHits = new client.Counter({ name: 'spanserve:prefix_cache_hits_total', help: 'Prompt tokens found in the prefix cache at admission (not prefilled again).', labelNames: ['dp_rank'], registers })
+    this.prefixCacheQueries = new client.Counter({
+      name: 'spanserve:prefix_cache_queries_total',
+      help: 'Prompt tokens looked up in the prefix cache at admission.',
+      labelNames: ['dp_rank'],
+      registers,
+    })
+    this.prefixCacheHits = new client.Counter({
+      name: 'spanserve:prefix_cache_hits_total',
+      help: 'Prompt tokens found in the prefix cache at admission (not prefilled again).',
+      labelNames: ['dp_rank'],
+      registers,
+    })
     perGroup('spanserve:prefix_cache_tokens', 'Tokens whose KV the prefix cache holds (within the KV budget; evicted when requests need the room).', (s) => s.cacheTokens ?? 0)
     const perProcess = (kind: 'gauge' | 'counter', name: string, help: string, pick: (s: ProcessStats) => number | null) => {
       const opts = {
-        name, help, labelNames: RANK_LABELS, registers,
+        name,
+        help,
+        labelNames: RANK_LABELS,
+        registers,
         collect(this: client.Gauge | client.Counter) {
           this.reset()
           for (const s of [...stats.values(), serverStats()]) {
@@ -130,7 +170,7 @@ export class ServerMetrics {
       }
       return kind === 'gauge' ? new client.Gauge(opts) : new client.Counter(opts)
     }
-    perProcess('gauge', 'spanserve:kv_cache_tokens', 'Tokens held in a worker rank\'s KV cache.', (s) => s.worker?.cachedTokens ?? null)
+    perProcess('gauge', 'spanserve:kv_cache_tokens', "Tokens held in a worker rank's KV cache.", (s) => s.worker?.cachedTokens ?? null)
     perProcess('gauge', 'spanserve:process_resident_memory_bytes', 'Resident memory of each process.', (s) => s.rssBytes)
     perProcess('gauge', 'spanserve:process_live_requests', 'Requests each process holds state for.', (s) => s.liveRequests)
     perProcess('gauge', 'spanserve:trace_contexts_open', 'Open per-request trace contexts in each process.', (s) => s.tracedRequests)

@@ -83,8 +83,7 @@ export class ResumableRequest {
     // The dead process's last slice that the server heard of: the last it exported, which may be a
     // step or more before it died (what it had not exported yet died with it; slice-marks.ts).
     const last = processKey === null ? undefined : this.slices?.get(processKey)
-    this.resumedFrom =
-      last === undefined ? null : { traceparent: last, reason: RESUMED_FROM, process: processKey!, ...(pid === null ? {} : { pid }) }
+    this.resumedFrom = last === undefined ? null : { traceparent: last, reason: RESUMED_FROM, process: processKey!, ...(pid === null ? {} : { pid }) }
     // The next attempt's processes report marks of their own, under its own rid.
     this.slices = null
     this.attempt++

@@ -124,12 +124,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0]!
     const allowed = ['GET', 'POST'].filter((method) => app.hasRoute({ method, url: path }))
-    const e = allowed.length > 0
-      ? new SpanserveError('SPANSERVE_ERR_METHOD', `${request.method} is not allowed on ${path}; use ${allowed.join(' or ')}`)
-      : new SpanserveError('SPANSERVE_ERR_NOT_FOUND', `no route for ${request.method} ${path}`)
+    const e =
+      allowed.length > 0
+        ? new SpanserveError('SPANSERVE_ERR_METHOD', `${request.method} is not allowed on ${path}; use ${allowed.join(' or ')}`)
+        : new SpanserveError('SPANSERVE_ERR_NOT_FOUND', `no route for ${request.method} ${path}`)
     opts.info.metrics.failed(e.code)
     request.log.info({ code: e.code, status: e.status, url: path }, 'request refused')
-    void reply.code(e.status).headers(allowed.length > 0 ? { allow: allowed.join(', ') } : {}).send(errorBody(e))
+    void reply
+      .code(e.status)
+      .headers(allowed.length > 0 ? { allow: allowed.join(', ') } : {})
+      .send(errorBody(e))
   })
   const routes: RoutesOptions = { engine: opts.engine, info: opts.info, contextLength: opts.contextLength, status: opts.status, broadcast: opts.broadcast }
   for (const route of ROUTES) await app.register(route, routes)

@@ -40,5 +40,8 @@ export function errorHeaders(err: SpanserveError): Record<string, string> {
 
 /** Answer with the error as a plain HTTP response: its status, OpenAI's body, `headers` and its own. */
 export function sendError(reply: FastifyReply, headers: Record<string, string>, err: SpanserveError): void {
-  void reply.code(err.status).headers({ ...headers, ...errorHeaders(err) }).send(errorBody(err))
+  void reply
+    .code(err.status)
+    .headers({ ...headers, ...errorHeaders(err) })
+    .send(errorBody(err))
 }

@@ -13,11 +13,7 @@ const samplingProperties = {
   model: { type: 'string', maxLength: 256 },
   max_tokens: { type: ['integer', 'null'], minimum: 1, maximum: 1_000_000 },
   stop: {
-    anyOf: [
-      { type: 'string', minLength: 1, maxLength: 256 },
-      { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 256 } },
-      { type: 'null' },
-    ],
+    anyOf: [{ type: 'string', minLength: 1, maxLength: 256 }, { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 256 } }, { type: 'null' }],
   },
   stream: { type: ['boolean', 'null'] },
   stream_options: {

@@ -118,7 +118,22 @@ export class Launcher {
     private readonly io: LauncherIo = REAL_IO,
   ) {
     for (const plan of planChildren(config, endpoints, model, contextLength)) {
-      this.children.set(plan.key, { ...plan, proc: null, pid: null, ready: false, restarts: 0, lastSeen: 0, crashStreak: 0, readyAt: 0, restartWithGroup: false, worked: false, reported: false, hungKill: false, deaths: [], circuitOpen: false })
+      this.children.set(plan.key, {
+        ...plan,
+        proc: null,
+        pid: null,
+        ready: false,
+        restarts: 0,
+        lastSeen: 0,
+        crashStreak: 0,
+        readyAt: 0,
+        restartWithGroup: false,
+        worked: false,
+        reported: false,
+        hungKill: false,
+        deaths: [],
+        circuitOpen: false,
+      })
     }
     if (toTokenizer) this.outboxes.set('tokenizer', toTokenizer)
     this.crashLoopDeaths = config.crashLoopDeaths

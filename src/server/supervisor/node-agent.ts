@@ -64,7 +64,10 @@ export async function runNodeAgent(config: Config, endpoints: Endpoints, model: 
   log.info({ node_rank: config.nodeRank, workers: mine.map((p) => p.key), server: endpoints.server }, 'node agent running; workers report to node 0')
   return async () => {
     stopping = true
-    await stopProcesses([...locals.values()].map((l) => l.proc).filter((p): p is ChildHandle => p !== null), config.shutdownTimeout * 1000)
+    await stopProcesses(
+      [...locals.values()].map((l) => l.proc).filter((p): p is ChildHandle => p !== null),
+      config.shutdownTimeout * 1000,
+    )
     inbox.close()
     toServer.close()
   }

@@ -21,7 +21,7 @@ import * as ort from 'onnxruntime-node'
 import type { PrefillEntry, TokenLogprobs } from '../../ipc/messages.ts'
 import { SEGMENT_IO as IO } from '../../model/tp/segment-graph.ts'
 import type { LlamaSpec } from '../../model/spec.ts'
-import { KvBlockStore, SequenceKv, type KvShape } from '../kv-cache.ts'
+import { KvBlockStore, type SequenceKv, type KvShape } from '../kv-cache.ts'
 import { RunnerError, SequenceBlocks, type StepResult } from '../runner.ts'
 import { Sampler } from '../sampler.ts'
 import { logprobsRecorder, type LogprobsRecorder } from '../logprobs.ts'
@@ -143,7 +143,14 @@ export class TpModelRunner implements StepRunner {
    * The residual stream [B,S,d] after every layer, for S new tokens per row after `slots` cached
    * (left-padded) slots; appends the rows' new keys and values to their caches.
    */
-  private async layers(rows: readonly Sequence[], ids: BigInt64Array, S: number, mask: BigInt64Array, pos: BigInt64Array, slots: number): Promise<{ hidden: Float32Array; reduceMs: number; reduces: number }> {
+  private async layers(
+    rows: readonly Sequence[],
+    ids: BigInt64Array,
+    S: number,
+    mask: BigInt64Array,
+    pos: BigInt64Array,
+    slots: number,
+  ): Promise<{ hidden: Float32Array; reduceMs: number; reduces: number }> {
     const B = rows.length
     const d = this.spec.hiddenSize
     const call = this.call++
@@ -198,7 +205,14 @@ export class TpModelRunner implements StepRunner {
     let seq = this.seqs.get(entry.rid)
     if (!seq) {
       const kv = this.blocks.open(entry)
-      seq = { kv, ownBlocks: !entry.blocks, sampler: this.rank === 0 ? new Sampler(entry.sampling!) : null, logprobs: this.rank === 0 ? logprobsRecorder(entry.sampling!) : null, lastToken: -1, prefilled: false }
+      seq = {
+        kv,
+        ownBlocks: !entry.blocks,
+        sampler: this.rank === 0 ? new Sampler(entry.sampling!) : null,
+        logprobs: this.rank === 0 ? logprobsRecorder(entry.sampling!) : null,
+        lastToken: -1,
+        prefilled: false,
+      }
       this.seqs.set(entry.rid, seq)
     }
     const past = seq.kv.length

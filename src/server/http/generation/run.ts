@@ -143,7 +143,17 @@ export class GenerationRun {
       client: this.built.req.client,
     })
     this.request.log.info(
-      { rid, ...this.logIds(), client: this.built.req.client, finish_reason: item.finishReason, prompt_tokens: item.promptTokens, completion_tokens: item.completionTokens, e2e_ms: Math.round(e2eMs * 10) / 10, ttft_ms: ttftMs === null ? null : Math.round(ttftMs * 10) / 10, resumed: this.resumes },
+      {
+        rid,
+        ...this.logIds(),
+        client: this.built.req.client,
+        finish_reason: item.finishReason,
+        prompt_tokens: item.promptTokens,
+        completion_tokens: item.completionTokens,
+        e2e_ms: Math.round(e2eMs * 10) / 10,
+        ttft_ms: ttftMs === null ? null : Math.round(ttftMs * 10) / 10,
+        resumed: this.resumes,
+      },
       'request finished',
     )
   }

@@ -25,7 +25,13 @@ export function listedInputItems(input: string | ResponsesItem[]): Item[] {
       case 'function_call':
         return { id: given ?? itemId('fc'), type: 'function_call', call_id: it.call_id, name: it.name, arguments: it.arguments, status: 'completed' }
       case 'function_call_output':
-        return { id: given ?? itemId('fco'), type: 'function_call_output', call_id: it.call_id, output: typeof it.output === 'string' ? it.output : parts(it.output, 'input_text'), status: 'completed' }
+        return {
+          id: given ?? itemId('fco'),
+          type: 'function_call_output',
+          call_id: it.call_id,
+          output: typeof it.output === 'string' ? it.output : parts(it.output, 'input_text'),
+          status: 'completed',
+        }
       case 'reasoning':
         return { id: given ?? itemId('rs'), type: 'reasoning', summary: [] }
       default:

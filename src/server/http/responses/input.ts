@@ -59,7 +59,9 @@ export function chatEquivalent(body: ResponsesBody, messages: ChatMessage[]): Ch
     temperature: body.temperature ?? null,
     top_p: body.top_p ?? null,
     stream: body.stream ?? null,
-    tools: body.tools ? body.tools.map((t) => ({ type: 'function', function: { name: t.name, description: t.description ?? null, parameters: t.parameters ?? null, strict: t.strict ?? null } })) : null,
+    tools: body.tools
+      ? body.tools.map((t) => ({ type: 'function', function: { name: t.name, description: t.description ?? null, parameters: t.parameters ?? null, strict: t.strict ?? null } }))
+      : null,
     tool_choice: typeof choice === 'object' && choice !== null ? { type: 'function', function: { name: choice.name } } : (choice ?? null),
     parallel_tool_calls: body.parallel_tool_calls ?? null,
     // Output logprobs only when include asks (vLLM's rule); top_logprobs alone is ignored.

@@ -96,9 +96,7 @@ export function wantsLogprobs(body: ResponsesBody): boolean {
 
 /** The response as stored: its output_text parts without logprobs, as OpenAI's retrieve gives them by default. */
 export function withoutLogprobs(response: Record<string, unknown>): Record<string, unknown> {
-  const output = (response.output as Item[]).map((o) =>
-    o.type === 'message' ? { ...o, content: (o.content as Record<string, unknown>[]).map((c) => ({ ...c, logprobs: [] })) } : o,
-  )
+  const output = (response.output as Item[]).map((o) => (o.type === 'message' ? { ...o, content: (o.content as Record<string, unknown>[]).map((c) => ({ ...c, logprobs: [] })) } : o))
   return { ...response, output }
 }
 
@@ -134,8 +132,8 @@ export class ResponsesEventStream {
   /** New text from the model, with its tokens' logprobs when the request asked. */
   push(text: string, logprobs: readonly TokenLogprob[] = []): void {
     for (const l of logprobs) this.pendingLogprobs.push(l)
-    if (!this.parser) return this.text(text)
-    this.apply(this.parser.push(text))
+    if (this.parser) this.apply(this.parser.push(text))
+    else this.text(text)
   }
 
   /** The end: what the parsers held back, and the open items closed. */

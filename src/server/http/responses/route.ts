@@ -120,7 +120,10 @@ export const responsesRoute: FastifyPluginAsync<RoutesOptions> = async (app, { e
           const status = finalStatus(item.finishReason)
           events.finish(status)
           const calls = events.output.filter((o) => o.type === 'function_call').map((o) => ({ id: o.call_id as string, name: o.name as string, arguments: o.arguments as string }))
-          const content = events.output.filter((o) => o.type === 'message').map((o) => (o.content as { text: string }[])[0]!.text).join('')
+          const content = events.output
+            .filter((o) => o.type === 'message')
+            .map((o) => (o.content as { text: string }[])[0]!.text)
+            .join('')
           const usage = responsesUsage(item.promptTokens, item.completionTokens)
           const response = responseObject(id, createdAt, body, info.modelName, { status, output: events.output, usage })
           remember(content, calls, response)

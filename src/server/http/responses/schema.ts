@@ -75,10 +75,7 @@ export const responsesBody = {
     previous_response_id: { type: ['string', 'null'], maxLength: 256 },
     tools: { type: ['array', 'null'], maxItems: 128, items: tool },
     tool_choice: {
-      anyOf: [
-        { enum: ['none', 'auto', 'required', null] },
-        { type: 'object', required: ['type', 'name'], properties: { type: { const: 'function' }, name: functionName } },
-      ],
+      anyOf: [{ enum: ['none', 'auto', 'required', null] }, { type: 'object', required: ['type', 'name'], properties: { type: { const: 'function' }, name: functionName } }],
     },
     parallel_tool_calls: { type: ['boolean', 'null'] },
     text: { type: ['object', 'null'], properties: { format, verbosity: { enum: ['low', 'medium', 'high', null] } } },

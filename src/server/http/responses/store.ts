@@ -68,5 +68,9 @@ export class ResponseStore {
 }
 
 function notFound(id: string, capacity: number): SpanserveError {
-  return new SpanserveError('SPANSERVE_ERR_RESPONSE_NOT_FOUND', `Response with id '${id}' not found: this server keeps the last ${capacity} stored responses in memory, not across restarts, and none made with store: false`, 'response_id')
+  return new SpanserveError(
+    'SPANSERVE_ERR_RESPONSE_NOT_FOUND',
+    `Response with id '${id}' not found: this server keeps the last ${capacity} stored responses in memory, not across restarts, and none made with store: false`,
+    'response_id',
+  )
 }

@@ -41,8 +41,24 @@ const MAX_DEPENDENCIES = 4
 
 /** Keywords that constrain nothing: dropped. */
 const ANNOTATIONS = new Set([
-  '$schema', '$id', 'id', '$comment', '$anchor', 'title', 'description', 'default', 'examples', 'readOnly', 'writeOnly',
-  'deprecated', 'contentMediaType', 'contentEncoding', 'contentSchema', '$vocabulary', 'definitions', '$defs',
+  '$schema',
+  '$id',
+  'id',
+  '$comment',
+  '$anchor',
+  'title',
+  'description',
+  'default',
+  'examples',
+  'readOnly',
+  'writeOnly',
+  'deprecated',
+  'contentMediaType',
+  'contentEncoding',
+  'contentSchema',
+  '$vocabulary',
+  'definitions',
+  '$defs',
 ])
 /** Keywords that cannot be enforced by a context-free grammar here, with why. */
 const REFUSED: Record<string, string> = {
@@ -189,7 +205,11 @@ class Rewriter {
       for (let i = 0; i < shapes.length; i++) {
         for (let j = i + 1; j < shapes.length; j++) {
           if (!disjoint(shapes[i]!, shapes[j]!)) {
-            throw new SchemaRefusal('oneOf', `${at}/oneOf`, `cannot be enforced: branches ${i} and ${j} are not provably exclusive (no distinct type, const/enum or required property that the other forbids), and the grammar engine cannot exclude a value matching both`)
+            throw new SchemaRefusal(
+              'oneOf',
+              `${at}/oneOf`,
+              `cannot be enforced: branches ${i} and ${j} are not provably exclusive (no distinct type, const/enum or required property that the other forbids), and the grammar engine cannot exclude a value matching both`,
+            )
           }
         }
       }
@@ -243,7 +263,11 @@ class Rewriter {
   private dependencies(s: Schema, at: string, depth: number): unknown {
     const { dependencies, dependentRequired, dependentSchemas, ...base } = s
     const deps: [string, string, unknown][] = []
-    for (const [kw, d] of [['dependencies', dependencies], ['dependentRequired', dependentRequired], ['dependentSchemas', dependentSchemas]] as const) {
+    for (const [kw, d] of [
+      ['dependencies', dependencies],
+      ['dependentRequired', dependentRequired],
+      ['dependentSchemas', dependentSchemas],
+    ] as const) {
       if (d === undefined) continue
       if (!isObj(d)) throw new SchemaRefusal(kw, `${at}/${kw}`, 'must be an object')
       for (const [k, v] of Object.entries(d)) deps.push([kw, k, v])
@@ -277,7 +301,7 @@ class Rewriter {
     if (constraining(others)) throw new SchemaRefusal(kw, `${at}/${kw}`, 'with objects or arrays beside other keywords is not supported')
     const types = typeof s.type === 'string' ? [s.type] : Array.isArray(s.type) ? s.type : null
     const kept = values.filter((v) => types === null || types.some((t) => typeOf(v, t)))
-    if (kept.length === 0) throw new SchemaRefusal(kw, `${at}/${kw}`, 'has no value of the schema\'s type')
+    if (kept.length === 0) throw new SchemaRefusal(kw, `${at}/${kw}`, "has no value of the schema's type")
     const branches = kept.map((v) => this.schema(constSchema(v), `${at}/${kw}`, depth + 1))
     return branches.length === 1 ? branches[0] : { anyOf: branches }
   }
@@ -336,7 +360,9 @@ class Rewriter {
       if (banned.includes(name)) throw new SchemaRefusal('required', `${at}/required`, `requires ${JSON.stringify(name)}, which its properties forbid`)
       if (name in props) continue
       // xgrammar generates only the properties it is given: a required one it is not given must be listed.
-      const matching = Object.entries(patternProps).filter(([re]) => safeTest(re, name)).map(([, v]) => v)
+      const matching = Object.entries(patternProps)
+        .filter(([re]) => safeTest(re, name))
+        .map(([, v]) => v)
       if (matching.length === 0 && additional === false) throw new SchemaRefusal('required', `${at}/required`, `requires ${JSON.stringify(name)}, which additionalProperties: false forbids`)
       const schema = matching.length > 0 ? { allOf: matching } : additional === undefined || additional === true ? {} : additional
       const r = this.schema(schema, `${at}/required`, depth + 1)
@@ -369,7 +395,8 @@ class Rewriter {
     if (Array.isArray(s.prefixItems) && Array.isArray(s.items)) throw new SchemaRefusal('items', `${at}/items`, 'as an array beside prefixItems is not supported')
     const prefixKw = Array.isArray(s.prefixItems) ? 'prefixItems' : 'items'
     const maxItems = typeof s.maxItems === 'number' ? s.maxItems : null
-    if (s.uniqueItems === true && (maxItems === null || maxItems > 1)) throw new SchemaRefusal('uniqueItems', `${at}/uniqueItems`, 'cannot be enforced by the grammar engine (unless maxItems is at most 1)')
+    if (s.uniqueItems === true && (maxItems === null || maxItems > 1))
+      throw new SchemaRefusal('uniqueItems', `${at}/uniqueItems`, 'cannot be enforced by the grammar engine (unless maxItems is at most 1)')
     if (prefix !== null && maxItems !== null && prefix.length > maxItems) prefix = prefix.slice(0, maxItems)
     if (prefix !== null) {
       const items = prefix.map((p, i) => this.schema(p, `${at}/${prefixKw}/${i}`, depth + 1))
@@ -415,7 +442,11 @@ class Rewriter {
       }
     }
     if (pattern !== undefined && (minLength !== undefined || maxLength !== undefined)) {
-      throw new SchemaRefusal(minLength !== undefined ? 'minLength' : 'maxLength', `${at}/${minLength !== undefined ? 'minLength' : 'maxLength'}`, 'beside a pattern cannot be enforced (the grammar engine ignores it)')
+      throw new SchemaRefusal(
+        minLength !== undefined ? 'minLength' : 'maxLength',
+        `${at}/${minLength !== undefined ? 'minLength' : 'maxLength'}`,
+        'beside a pattern cannot be enforced (the grammar engine ignores it)',
+      )
     }
     if (pattern !== undefined) out.pattern = pattern
     if (minLength !== undefined) out.minLength = minLength

@@ -54,7 +54,10 @@ export const tokenizeRoute: FastifyPluginAsync<RoutesOptions> = async (app, { en
       throw new SpanserveError('SPANSERVE_ERR_VALIDATION', 'give either prompt or messages', body.prompt === undefined ? 'prompt' : 'messages')
     }
     const isChat = body.messages !== undefined
-    const tools = body.tools && body.tools.length > 0 ? body.tools.map((t) => ({ type: 'function' as const, function: { name: t.function.name, description: t.function.description ?? null, parameters: t.function.parameters ?? null } })) : null
+    const tools =
+      body.tools && body.tools.length > 0
+        ? body.tools.map((t) => ({ type: 'function' as const, function: { name: t.function.name, description: t.function.description ?? null, parameters: t.function.parameters ?? null } }))
+        : null
     const out = await engine.tokenize({
       type: 'tokenize',
       rid: newRid(),
@@ -70,19 +73,23 @@ export const tokenizeRoute: FastifyPluginAsync<RoutesOptions> = async (app, { en
     return { count: out.tokens.length, max_model_len: contextLength, tokens: out.tokens, token_strs: out.tokenStrs }
   })
 
-  app.post<{ Body: { model?: string | null; tokens: number[] } }>('/detokenize', { schema: { body: detokenizeBody }, config: { auth: 'api' }, preHandler: warnUnknownFields(detokenizeBody) }, async (request) => {
-    checkModel(request.body.model, info.modelName)
-    const out = await engine.tokenize({
-      type: 'tokenize',
-      rid: newRid(),
-      text: null,
-      messages: null,
-      tools: null,
-      tokens: request.body.tokens,
-      addSpecialTokens: false,
-      addGenerationPrompt: false,
-      tokenStrs: false,
-    })
-    return { prompt: out.text ?? '' }
-  })
+  app.post<{ Body: { model?: string | null; tokens: number[] } }>(
+    '/detokenize',
+    { schema: { body: detokenizeBody }, config: { auth: 'api' }, preHandler: warnUnknownFields(detokenizeBody) },
+    async (request) => {
+      checkModel(request.body.model, info.modelName)
+      const out = await engine.tokenize({
+        type: 'tokenize',
+        rid: newRid(),
+        text: null,
+        messages: null,
+        tools: null,
+        tokens: request.body.tokens,
+        addSpecialTokens: false,
+        addGenerationPrompt: false,
+        tokenStrs: false,
+      })
+      return { prompt: out.text ?? '' }
+    },
+  )
 }

@@ -6,7 +6,7 @@
  * as each is complete.
  */
 import { CallNumbering, type ParsedDelta, type ToolCallParser, type ToolCallStream } from './parser.ts'
-import { pythonJson, readPythonCalls } from './python-calls.ts'
+import { pythonJson, readPythonCalls, type PythonCalls } from './python-calls.ts'
 
 const START = '<|python_start|>'
 const END = '<|python_end|>'
@@ -47,7 +47,7 @@ class PythonicStream implements ToolCallStream {
       this.text = ''
       return out
     }
-    let parsed
+    let parsed: PythonCalls
     try {
       parsed = readPythonCalls(this.text)
     } catch {
