@@ -11,6 +11,9 @@ import { Ajv2020 } from 'ajv/dist/2020.js'
 import AjvDraft04 from 'ajv-draft-04'
 import addFormats from 'ajv-formats'
 import { ROOT } from './server.ts'
+import type { Xgrammar } from '../src/structured-output/xgrammar.ts'
+import { jsonSchemaEbnf } from '../src/structured-output/constraint.ts'
+import { rewriteJsonSchema, SchemaRefusal } from '../src/server/http/structured-output/schema-rewrite.ts'
 
 export const BENCH_DIR = join(ROOT, '../shared/jsonschemabench')
 export const benchAvailable = existsSync(BENCH_DIR)
@@ -101,4 +104,108 @@ export async function runSchema(url: string, schema: unknown, maxTokens: number,
   }
   const validate = validatorFor(schema)
   return validate(value) ? { outcome: 'valid', detail: '', ms } : { outcome: 'invalid', detail: `${JSON.stringify(validate.errors?.[0])} in ${choice.message.content.slice(0, 300)}`, ms }
+}
+
+/** Random walks through the compiled grammar over a one-character vocabulary, biased to end. */
+export async function walks(xg: Xgrammar, ebnf: string, n: number): Promise<(string | null)[]> {
+  const vocab = Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i))
+  const eos = vocab.length
+  const info = await xg.TokenizerInfo.createTokenizerInfo([...vocab, '</s>'], 'RAW', false, vocab.length + 1, [eos])
+  const compiler = await xg.GrammarCompiler.createGrammarCompiler(info)
+  const compiled = await compiler.compileGrammar(ebnf)
+  const outs: (string | null)[] = []
+  let seed = 7
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
+  for (let w = 0; w < n; w++) {
+    const m = await xg.GrammarMatcher.createGrammarMatcher(compiled)
+    let text = ''
+    let done = false
+    for (let step = 0; step < 1500 && !done; step++) {
+      const mask = await m.getNextTokenBitmask()
+      const allowed: number[] = []
+      for (let id = 0; id <= eos; id++) if ((mask[id >> 5]! >>> (id & 31)) & 1) allowed.push(id)
+      if (allowed.length === 0) break
+      const weight = (id: number) => (id === eos ? 1000 : '"}]'.includes(vocab[id]!) ? 30 : 1)
+      let r = rand() * allowed.reduce((s, id) => s + weight(id), 0)
+      let pick = allowed[0]!
+      for (const id of allowed)
+        if ((r -= weight(id)) <= 0) {
+          pick = id
+          break
+        }
+      m.acceptToken(pick)
+      if (pick === eos) done = true
+      else text += vocab[pick]
+    }
+    m.dispose()
+    outs.push(done ? text : null)
+  }
+  compiled.dispose()
+  compiler.dispose()
+  info.dispose()
+  return outs
+}
+
+export interface RewriteSoundness {
+  rewritten: number
+  /** `dataset/file refused: message`, one per refused schema. */
+  refusals: string[]
+  /** Schemas whose own valid examples fail after the rewrite. */
+  brokenExamples: string[]
+  /** Rewritten schemas that do not compile. */
+  uncompiled: string[]
+  walked: number
+  outputs: number
+  unfinished: number
+  /** Complete walk outputs that fail the original schema. */
+  invalid: string[]
+}
+
+/**
+ * Every schema of the sample rewritten (or refused), and every `every`-th rewritten one compiled
+ * and walked 4 times at random through its grammar, each complete output validated by ajv under
+ * the original schema's own draft. `run` gives access to one xgrammar instance.
+ */
+export async function rewriteSoundness(run: <T>(fn: (xg: Xgrammar) => Promise<T>) => Promise<T>, every: number): Promise<RewriteSoundness> {
+  const r: RewriteSoundness = { rewritten: 0, refusals: [], brokenExamples: [], uncompiled: [], walked: 0, outputs: 0, unfinished: 0, invalid: [] }
+  for (const { dataset, file, schema } of benchSchemas()) {
+    const name = `${dataset}/${file}`
+    let out: unknown
+    try {
+      out = rewriteJsonSchema(schema)
+    } catch (err) {
+      r.refusals.push(`${name} refused: ${err instanceof SchemaRefusal ? err.message : `not a refusal: ${String(err)}`}`)
+      continue
+    }
+    r.rewritten++
+    const validate = validatorFor(schema)
+    const after = rewrittenValidator(out)
+    // The schema's own examples: valid before the rewrite means valid after.
+    for (const ex of (schema as { examples?: unknown[] }).examples ?? []) if (validate(ex) && !after(ex)) r.brokenExamples.push(name)
+    if ((r.rewritten - 1) % every !== 0) continue
+    r.walked++
+    let texts: (string | null)[] = []
+    try {
+      texts = await run(async (xg) => walks(xg, await jsonSchemaEbnf(xg, JSON.stringify(out)), 4))
+    } catch (err) {
+      r.uncompiled.push(`${name}: ${(err as Error).message}`)
+      continue
+    }
+    for (const text of texts) {
+      if (text === null) {
+        r.unfinished++
+        continue
+      }
+      r.outputs++
+      let value: unknown
+      try {
+        value = JSON.parse(text)
+      } catch {
+        r.invalid.push(`${name}: not JSON: ${text.slice(0, 200)}`)
+        continue
+      }
+      if (!validate(value)) r.invalid.push(`${name}: ${JSON.stringify(validate.errors?.[0])} in ${text.slice(0, 300)}`)
+    }
+  }
+  return r
 }
