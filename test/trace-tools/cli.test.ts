@@ -4,13 +4,24 @@ import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { FIXTURE, FIXTURE_PATH } from './fixture.ts'
+import { main } from '../../src/trace-tools/cli.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/spanserve.js', import.meta.url))
 
+type Run = { status: number | null; stdout: string; stderr: string }
+
 /** Runs the real bin, as `npx spanserve` would, without tap's loaders in the child. */
-function spanserve(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+function bin(...args: string[]): Run {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 20_000 })
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+/** The bin's main in this process (what bin/spanserve.js calls with its argv): the same output and status, without a process start each. */
+async function spanserve(...args: string[]): Promise<Run> {
+  let stdout = ''
+  let stderr = ''
+  const status = await main(args, { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s) })
+  return { status, stdout, stderr }
 }
 
 t.test('the bin is an executable node script', async (t) => {
@@ -18,8 +29,8 @@ t.test('the bin is an executable node script', async (t) => {
   t.match(readFileSync(BIN, 'utf8'), /^#!\/usr\/bin\/env node\n/)
 })
 
-t.test('trace show FILE lists the traces', async (t) => {
-  const r = spanserve('trace', 'show', FIXTURE_PATH)
+t.test('trace show FILE lists the traces (through the real bin)', async (t) => {
+  const r = bin('trace', 'show', FIXTURE_PATH)
   t.equal(r.status, 0, r.stderr)
   t.equal(r.stderr, '')
   const lines = r.stdout.trimEnd().split('\n')
@@ -28,37 +39,37 @@ t.test('trace show FILE lists the traces', async (t) => {
 })
 
 t.test('trace show FILE --rid ID draws the waterfall', async (t) => {
-  const r = spanserve('trace', 'show', FIXTURE_PATH, '--rid', FIXTURE.rid, '--width', '20')
+  const r = await spanserve('trace', 'show', FIXTURE_PATH, '--rid', FIXTURE.rid, '--width', '20')
   t.equal(r.status, 0, r.stderr)
   t.match(r.stdout, new RegExp(`^trace ${FIXTURE.traceId}  rid ${FIXTURE.rid}`))
   t.match(r.stdout, /\n {6}prefill_forward +\d+\.\d{3} ms {2,}█/)
-  const byTrace = spanserve('trace', 'show', FIXTURE_PATH, '--trace', FIXTURE.traceId.slice(0, 6))
+  const byTrace = await spanserve('trace', 'show', FIXTURE_PATH, '--trace', FIXTURE.traceId.slice(0, 6))
   t.equal(byTrace.status, 0, byTrace.stderr)
   t.equal(byTrace.stdout.split('\n')[0], r.stdout.split('\n')[0], 'a unique trace id prefix selects the same trace')
 })
 
 t.test('trace perfetto FILE writes Chrome trace JSON to stdout or -o', async (t) => {
-  const r = spanserve('trace', 'perfetto', FIXTURE_PATH)
+  const r = await spanserve('trace', 'perfetto', FIXTURE_PATH)
   t.equal(r.status, 0, r.stderr)
   const json = JSON.parse(r.stdout)
   t.equal(json.displayTimeUnit, 'ms')
   t.equal(json.traceEvents.filter((e: { ph: string }) => e.ph === 'X').length, FIXTURE.spans)
 
   const out = join(t.testdir({}), 'trace.json')
-  const written = spanserve('trace', 'perfetto', FIXTURE_PATH, '-o', out)
+  const written = await spanserve('trace', 'perfetto', FIXTURE_PATH, '-o', out)
   t.equal(written.status, 0, written.stderr)
   t.equal(written.stdout, '')
   t.match(written.stderr, /wrote .*trace\.json: 94 spans in 4 trace\(s\); open it at https:\/\/ui\.perfetto\.dev/)
   t.equal(readFileSync(out, 'utf8'), r.stdout, 'same output either way')
 
-  const one = JSON.parse(spanserve('trace', 'perfetto', FIXTURE_PATH, '--rid', FIXTURE.rid).stdout)
+  const one = JSON.parse((await spanserve('trace', 'perfetto', FIXTURE_PATH, '--rid', FIXTURE.rid)).stdout)
   const rids = new Set(one.traceEvents.filter((e: { ph: string }) => e.ph === 'X').map((e: { args: { rid: string } }) => e.args.rid))
   t.same([...rids], [FIXTURE.rid], '--rid narrows the conversion to one request')
 })
 
 t.test('help', async (t) => {
   for (const args of [['--help'], ['trace', '--help'], ['trace', 'show', '--help']]) {
-    const r = spanserve(...args)
+    const r = await spanserve(...args)
     t.equal(r.status, 0, args.join(' '))
     t.match(r.stdout, /^Usage:\n {2}spanserve trace show FILE/)
   }
@@ -80,7 +91,7 @@ t.test('bad arguments: usage on stderr, exit status 2', async (t) => {
     [['trace', 'perfetto', FIXTURE_PATH, '--width', '20'], /Unknown option '--width'/],
   ]
   for (const [args, message] of cases) {
-    const r = spanserve(...args)
+    const r = await spanserve(...args)
     t.equal(r.status, 2, `spanserve ${args.join(' ')}`)
     t.match(r.stderr, message)
     t.match(r.stderr, /Usage:/)
@@ -100,7 +111,7 @@ t.test('unreadable input: a clear message, exit status 1', async (t) => {
     [['trace', 'perfetto', FIXTURE_PATH, '-o', join(dir, 'no', 'such', 'dir.json')], /^spanserve: cannot write /],
   ]
   for (const [args, message] of cases) {
-    const r = spanserve(...args)
+    const r = await spanserve(...args)
     t.equal(r.status, 1, `spanserve ${args.join(' ')}`)
     t.match(r.stderr, message)
     t.notMatch(r.stderr, /Usage:|\n {4}at /, 'no usage text, no stack')
@@ -111,7 +122,7 @@ t.test('a file still being written: the incomplete last line is skipped with a w
   const file = join(t.testdir({}), 'live.jsonl')
   const text = readFileSync(FIXTURE_PATH, 'utf8')
   writeFileSync(file, text + '{"resourceSpans":[{"resource":{"attr')
-  const r = spanserve('trace', 'show', file)
+  const r = await spanserve('trace', 'show', file)
   t.equal(r.status, 0)
   t.match(r.stderr, /^spanserve: warning: .*live\.jsonl: skipped incomplete last line 7 \(a process may still be writing\)\n$/)
   t.equal(r.stdout.trimEnd().split('\n').length, 1 + FIXTURE.traces)
