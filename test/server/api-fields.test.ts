@@ -87,50 +87,7 @@ t.test('an assistant message with content null is accepted', async (t) => {
   t.type(res.choices[0]!.message.content, 'string')
 })
 
-const chat = { model: 'default', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 2 }
-const refusals: [string, Record<string, unknown>, string][] = [
-  ['metadata not an object', { ...chat, metadata: 5 }, 'metadata'],
-  ['metadata value not a string', { ...chat, metadata: { a: 1 } }, 'metadata.a'],
-  ['store not a boolean', { ...chat, store: 'yes' }, 'store'],
-  ['audio output asked for', { ...chat, modalities: ['text', 'audio'] }, 'modalities'],
-  ['unknown reasoning effort', { ...chat, reasoning_effort: 'extreme' }, 'reasoning_effort'],
-  [
-    'a tool message without tool_call_id',
-    {
-      ...chat,
-      messages: [
-        { role: 'user', content: 'x' },
-        { role: 'tool', content: 'y' },
-      ],
-    },
-    'messages.1',
-  ],
-  ['a user message without content', { ...chat, messages: [{ role: 'user' }] }, 'messages.0'],
-  ['a user message with content null', { ...chat, messages: [{ role: 'user', content: null }] }, 'messages.0.content'],
-  ['tool_choice without tools', { ...chat, tool_choice: 'required' }, 'tool_choice'],
-  ['tool_choice naming a tool not given', { ...chat, tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }, 'tool_choice'],
-  ['a tool with a bad name', { ...chat, tools: [{ type: 'function', function: { name: 'has space' } }] }, 'tools.0.function.name'],
-  [
-    'two tools of one name',
-    {
-      ...chat,
-      tools: [
-        { type: 'function', function: { name: 'f' } },
-        { type: 'function', function: { name: 'f' } },
-      ],
-    },
-    'tools.1.function.name',
-  ],
-  ['continuous_usage_stats not a boolean', { ...chat, stream: true, stream_options: { include_usage: true, continuous_usage_stats: 'yes' } }, 'stream_options.continuous_usage_stats'],
-]
-for (const [name, body, param] of refusals) {
-  t.test(`refused with param: ${name}`, async (t) => {
-    const res = await post('/v1/chat/completions', body)
-    t.equal(res.status, 400)
-    t.equal(res.json.error?.param, param)
-    t.match(res.json.error?.code, /SPANSERVE_ERR_(VALIDATION|INVALID_REQUEST)/)
-  })
-}
+// The field refusals (each a 400 naming its param) are checked through inject(): test/server/http/chat.test.ts.
 
 t.test('models.retrieve returns the served model; another id is a 404 naming model', async (t) => {
   const model = await client.models.retrieve('default')
