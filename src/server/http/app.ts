@@ -16,6 +16,8 @@ import { metricsRoute } from './metrics/route.ts'
 import type { RoutesOptions } from './route-options.ts'
 import { routeAuth, type AuthKeys } from './auth.ts'
 import { promptPrecheck } from './prompt-precheck.ts'
+import { BodyThread, OFF_LOOP_BYTES } from './json-body/thread.ts'
+import type { PromptCheck } from './json-body/parse.ts'
 import { clientErrorHandler, httpServerOptions, limitConnections, limitHeaderCount, type PerimeterOptions } from './perimeter.ts'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import { trace, type Context } from '@opentelemetry/api'
@@ -99,7 +101,19 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.removeContentTypeParser('application/json')
   // Fastify would parse text/plain itself; the API takes JSON only (415 otherwise).
   app.removeContentTypeParser('text/plain')
+  // Big bodies are parsed in a thread of their own (json-body/thread.ts), huge prompts refused there.
+  const bodyThread = new BodyThread()
+  app.addHook('onClose', () => bodyThread.close())
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    if ((body as Buffer).length >= OFF_LOOP_BYTES) {
+      const check: PromptCheck = { url: request.routeOptions.url ?? '', contextLength: opts.contextLength, charsPerToken: opts.charsPerToken() }
+      void bodyThread.parse(body as Buffer, request.method === 'POST' ? check : null).then((outcome) => {
+        if (outcome.kind === 'value') done(null, outcome.value)
+        else if (outcome.kind === 'syntax') done(new SyntaxError(outcome.message), undefined)
+        else done(new SpanserveError(outcome.code, outcome.message, outcome.param), undefined)
+      })
+      return
+    }
     let text: string
     try {
       text = utf8.decode(body as Buffer)
