@@ -145,7 +145,7 @@ export async function runIsolation(parts: readonly IsolationPart[]): Promise<voi
         return ttft
       }
       say('hog: the polite client alone')
-      const politeAlone = await polite(20)
+      const politeAlone = await polite(60)
       say('hog: the polite client beside n=128 requests')
       let hogDone = false
       let hogTokens = 0
@@ -162,7 +162,7 @@ export async function runIsolation(parts: readonly IsolationPart[]): Promise<voi
         }
       })()
       await sleep(1500)
-      const politeBeside = await polite(20)
+      const politeBeside = await polite(60)
       hogDone = true
       await hog
       const hogSeconds = (performance.now() - hogStart) / 1000
