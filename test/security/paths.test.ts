@@ -2,11 +2,14 @@
  * The key is decided on the matched route: every spelling of a protected path (percent-encoding,
  * doubled or trailing slashes, case, dot segments, `;` parameters, a query or a fragment), by
  * every method, gets 401 or 404 without the key, a path that reaches no route gets 404 with or
- * without it, and the server's state (the trace setting) is unchanged by any of it.
+ * without it, and the server's state (the trace setting) is unchanged by any of it. The boundary
+ * here is HTTP (bytes on a real socket, Fastify's router, the key check), so the app runs over a
+ * scripted engine (test/helpers/scripted-app.ts) that answers every generation with "ok".
  */
 import t from 'tap'
 import { connect } from 'node:net'
-import { startServer } from '../../harness/server.ts'
+import type { Test } from 'tap'
+import { scriptedApp } from '../helpers/scripted-app.ts'
 
 const API_KEY = 'sk-api-' + 'a'.repeat(24)
 const ADMIN_KEY = 'sk-admin-' + 'b'.repeat(24)
@@ -85,11 +88,20 @@ const ROUTES = [
   { method: 'POST', path: '/v1/trace/setting', body: JSON.stringify({ level: 3, sample_rate: 0.25 }) },
 ]
 
+/** The app with these flags, listening on a free port of 127.0.0.1; the trace level put back at the end. */
+async function listening(t: Test, argv: string[], controlKey: string): Promise<{ port: number }> {
+  const { app } = await scriptedApp(t, { argv })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  // The trace setting is this process's: the next case starts from the default again.
+  t.teardown(async () => void (await send(port, 'POST', '/v1/trace/setting', controlKey, '{"level":2,"sample_rate":1}')))
+  return { port }
+}
+
 for (const admin of [false, true]) {
   t.test(admin ? 'with --admin-api-key: control routes take only the admin key' : 'with --api-key alone: every /v1 route takes the API key', async (t) => {
-    const server = await startServer({ args: ['--api-key', API_KEY, ...(admin ? ['--admin-api-key', ADMIN_KEY] : [])] })
-    t.teardown(() => server.stop())
     const controlKey = admin ? ADMIN_KEY : API_KEY
+    const server = await listening(t, ['--api-key', API_KEY, ...(admin ? ['--admin-api-key', ADMIN_KEY] : [])], controlKey)
     const setting = async () => JSON.parse((await send(server.port, 'GET', '/v1/trace/setting', API_KEY)).body) as Record<string, unknown>
     const before = await setting()
     t.equal(before.level, 2, 'the trace level starts at its default')
@@ -144,8 +156,7 @@ for (const admin of [false, true]) {
 }
 
 t.test('--protect-metrics: /metrics needs the admin key', async (t) => {
-  const server = await startServer({ args: ['--api-key', API_KEY, '--admin-api-key', ADMIN_KEY, '--protect-metrics'] })
-  t.teardown(() => server.stop())
+  const server = await listening(t, ['--api-key', API_KEY, '--admin-api-key', ADMIN_KEY, '--protect-metrics'], ADMIN_KEY)
   for (const path of ['/metrics', '/%6detrics', '/metrics?x=1', '/metrics;a']) {
     const res = await send(server.port, 'GET', path, null)
     t.ok(res.status === 401 || res.status === 404, `GET ${path} without a key: ${res.status}`)
