@@ -24,7 +24,13 @@ export function writeDocs(result: BenchResult, resultsFile: string): string[] {
   const svgPath = join(ROOT, 'docs/benchmarks-throughput.svg')
   const mdPath = join(ROOT, 'docs/benchmarks.md')
   const page = fillBlocks(readFileSync(mdPath, 'utf8'), blocks(result, resultsFile))
-  writeFileSync(svgPath, throughputSvg(result.configs, result.models.map((m) => m.preset)))
+  writeFileSync(
+    svgPath,
+    throughputSvg(
+      result.configs,
+      result.models.map((m) => m.preset),
+    ),
+  )
   writeFileSync(mdPath, page)
   return [relative(ROOT, mdPath), relative(ROOT, svgPath)]
 }
@@ -61,20 +67,24 @@ function runLine(result: BenchResult, resultsFile: string): string {
 
 /** What each configuration is, for the configurations this run has. */
 const CONFIG_DESCRIPTIONS: Record<ConfigName, string> = {
-  limit: 'the worker\'s own `ModelRunner` (src/worker/runner.ts) on an ONNX Runtime session (src/worker/session.ts) in the bench process: N prompts prefilled one after another, then decoded together, one session run per step. No HTTP, ZeroMQ or scheduler: what the hardware and the runner give.',
-  limitspin: 'the limit with ONNX Runtime\'s intra-op threads spinning while they wait for work (ONNX Runtime\'s own default; spanserve and the limit turn it off).',
-  off: 'the real server (`src/server/main.ts` and its tokenizer, scheduler and worker processes), streaming SSE from `/v1/completions`, with its defaults: the overlap schedule, ONNX Runtime\'s threads not spinning.',
-  lockstep: 'spanserve, tracing off, `--disable-overlap-schedule`: the scheduler sends a step only once the last one\'s tokens are back (what it always did before 2026-11-22).',
-  steps4: 'spanserve, tracing off, `--num-continuous-decode-steps 4`: the worker runs up to 4 decode steps per message from the scheduler, and their tokens travel back together (see "Continuous decode steps").',
-  spin: 'spanserve, tracing off, `--intra-op-spinning`: ONNX Runtime\'s threads spin while they wait (ONNX Runtime\'s default, and spanserve\'s before 2026-11-22).',
+  limit:
+    "the worker's own `ModelRunner` (src/worker/runner.ts) on an ONNX Runtime session (src/worker/session.ts) in the bench process: N prompts prefilled one after another, then decoded together, one session run per step. No HTTP, ZeroMQ or scheduler: what the hardware and the runner give.",
+  limitspin: "the limit with ONNX Runtime's intra-op threads spinning while they wait for work (ONNX Runtime's own default; spanserve and the limit turn it off).",
+  off: "the real server (`src/server/main.ts` and its tokenizer, scheduler and worker processes), streaming SSE from `/v1/completions`, with its defaults: the overlap schedule, ONNX Runtime's threads not spinning.",
+  lockstep: "spanserve, tracing off, `--disable-overlap-schedule`: the scheduler sends a step only once the last one's tokens are back (what it always did before 2026-11-22).",
+  steps4:
+    'spanserve, tracing off, `--num-continuous-decode-steps 4`: the worker runs up to 4 decode steps per message from the scheduler, and their tokens travel back together (see "Continuous decode steps").',
+  spin: "spanserve, tracing off, `--intra-op-spinning`: ONNX Runtime's threads spin while they wait (ONNX Runtime's default, and spanserve's before 2026-11-22).",
   baselimit: 'the limit driven by the `ModelRunner` of another checkout (`--base DIR`, here the revision named under "Before and after"): the before of a before/after, in the same run.',
   base: 'spanserve, tracing off, served from that other checkout (`--base DIR`).',
-  baseon: 'that other checkout\'s spanserve with tracing on at level 3, as `on` below.',
+  baseon: "that other checkout's spanserve with tracing on at level 3, as `on` below.",
   on: 'the same with `--trace-enable --trace-level 3 --trace-sample-rate 1` (level 3: a span per request per decode step), every span exported over OTLP gRPC to a live receiver in another process (bench/otlp-sink.ts). The receiver takes each export\'s bytes and counts its spans only after the server has stopped: in a deployment the collector decodes on other cores or another host, so its decoding is not charged to the server here (see "Tracing overhead").',
   onlive: 'tracing on at level 3 as above, but the receiver decodes every export in full as it arrives, on the same two cores: how the bench measured tracing before 2026-11-22.',
   on2: 'tracing on at `--trace-level 2`, the default level (decode steps folded into one `decode_loop` slice per request), deferred receiver.',
   dp2: 'spanserve, tracing off, `--dp-size 2`: two scheduler + worker pairs, requests dispatched between them.',
   tjs: '`@huggingface/transformers` loading the same directory from disk (no remote models) behind a minimal node:http SSE handler (bench/transformers-js-server.ts), one `model.generate()` per request: it has no batching across requests.',
+  llamacpp:
+    "llama.cpp as node-llama-cpp ships it prebuilt, serving a GGUF F32 of the same weights (bench/gguf/) behind a minimal node:http SSE handler (bench/llama-cpp-server.ts): one context with a slot per request of the highest concurrency, every slot's pending tokens decoded together each step (llama-server's `-np N -cb`), threads the fastest of 1..cores for one-token steps and for larger batches (`-t`, `-tb`) measured at its start, flash attention off, F32 KV cache; its greedy outputs must equal the limit's or it is not measured (see \"llama.cpp\").",
 }
 
 function measured(result: BenchResult): string {
@@ -100,7 +110,8 @@ function throughput(result: BenchResult): string {
   const lines = [markdownTable(COLUMNS, tableRows(result)), '']
   for (const c of result.configs.filter((x) => x.skipped)) lines.push(`Left out: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.skipped}`)
   for (const c of result.configs.filter((x) => x.failed)) lines.push(`Stopped: ${CONFIG_LABELS[c.config]} [${c.model}]: ${c.failed} (the levels before are kept).`)
-  for (const c of result.configs.filter((x) => x.spans !== undefined)) lines.push(`${CONFIG_LABELS[c.config]} [${c.model}]: the receiver counted ${c.spans} spans in ${c.exportRequests} OTLP export requests.`)
+  for (const c of result.configs.filter((x) => x.spans !== undefined))
+    lines.push(`${CONFIG_LABELS[c.config]} [${c.model}]: the receiver counted ${c.spans} spans in ${c.exportRequests} OTLP export requests.`)
   lines.push('')
   for (const x of result.matches) {
     lines.push(
@@ -244,7 +255,9 @@ function continuousDecodeSteps(result: BenchResult): string {
       const a = lvl(result, 'off', m.preset, n)
       const b = lvl(result, 'steps4', m.preset, n)
       if (!b) continue
-      out.push(`| ${m.preset} | ${n} | ${num(a?.tokensPerSec)} | ${num(b.tokensPerSec)} | ${cratio(result, 'steps4', 'off', m.preset, n)} | ${cratio(result, 'steps4', 'limit', m.preset, n)} | ${ms(a, 'ttftP50')} / ${ms(b, 'ttftP50')} | ${ms(a, 'itlP50')} / ${ms(b, 'itlP50')} | ${ms(a, 'itlP99')} / ${ms(b, 'itlP99')} |`)
+      out.push(
+        `| ${m.preset} | ${n} | ${num(a?.tokensPerSec)} | ${num(b.tokensPerSec)} | ${cratio(result, 'steps4', 'off', m.preset, n)} | ${cratio(result, 'steps4', 'limit', m.preset, n)} | ${ms(a, 'ttftP50')} / ${ms(b, 'ttftP50')} | ${ms(a, 'itlP50')} / ${ms(b, 'itlP50')} | ${ms(a, 'itlP99')} / ${ms(b, 'itlP99')} |`,
+      )
     }
   }
   return out.join('\n')

@@ -17,6 +17,7 @@ import { killTracked } from './child-lines.ts'
 import { LimitRunner, limitLevel } from './configs/limit.ts'
 import { startSpanserve } from './configs/spanserve.ts'
 import { startTransformersJs, transformersJsUnavailable } from './configs/transformers-js.ts'
+import { llamaCppUnavailable, startLlamaCpp } from './configs/llama-cpp.ts'
 import { writeDocs } from './docs.ts'
 import { prepareHttp, WARMUP_CONCURRENCY, type HttpPlan } from './measure-http.ts'
 import { CONFIG_LABELS, parseOptions, type ConfigName } from './options.ts'
@@ -69,7 +70,9 @@ if (opts.features) {
 const started = performance.now()
 const say = (line: string): void => void process.stderr.write(`${line}\n`)
 const progress = (label: string) => (l: LevelResult) =>
-  say(`  ${label} c=${l.concurrency}: ${l.tokensPerSec.toFixed(0)} tok/s, TTFT p50 ${l.ttftP50.toFixed(1)} ms, ITL p50 ${l.itlP50.toFixed(2)} ms (${l.requests} requests, ${(l.wallMs / 1000).toFixed(1)} s)`)
+  say(
+    `  ${label} c=${l.concurrency}: ${l.tokensPerSec.toFixed(0)} tok/s, TTFT p50 ${l.ttftP50.toFixed(1)} ms, ITL p50 ${l.itlP50.toFixed(2)} ms (${l.requests} requests, ${(l.wallMs / 1000).toFixed(1)} s)`,
+  )
 const requests = (n: number): number => Math.max(opts.rounds * n, opts.minRequests)
 const pkgVersion = (name: string): string | null => {
   try {
@@ -84,10 +87,16 @@ const configs: ConfigResult[] = []
 const matches: MatchResult[] = []
 const models: BenchResult['models'] = []
 const tjsMissing = opts.configs.includes('tjs') ? await transformersJsUnavailable() : null
+const llamaCppMissing = opts.configs.includes('llamacpp') ? await llamaCppUnavailable() : null
 const maxBatchSize = Math.max(64, ...opts.concurrencies)
 const extraArgs = opts.intraOpThreads > 0 ? ['--intra-op-threads', String(opts.intraOpThreads)] : []
 /** Server flags that make a configuration. */
-const CONFIG_FLAGS: Partial<Record<ConfigName, string[]>> = { dp2: ['--dp-size', '2'], lockstep: ['--disable-overlap-schedule'], spin: ['--intra-op-spinning'], steps4: ['--num-continuous-decode-steps', '4'] }
+const CONFIG_FLAGS: Partial<Record<ConfigName, string[]>> = {
+  dp2: ['--dp-size', '2'],
+  lockstep: ['--disable-overlap-schedule'],
+  spin: ['--intra-op-spinning'],
+  steps4: ['--num-continuous-decode-steps', '4'],
+}
 
 say('tracing module microbenchmark (bench/tracing-slice.ts)')
 const tracingMicro = await runTracingMicro()
@@ -140,7 +149,10 @@ for (const preset of opts.models) {
       stop: async () => ({}),
     })
   }
-  for (const [config, other] of [['baselimit', baseLimit], ['limitspin', spinLimit]] as const) {
+  for (const [config, other] of [
+    ['baselimit', baseLimit],
+    ['limitspin', spinLimit],
+  ] as const) {
     if (!other) continue
     await other.round(prompts.slice(0, 4), Math.min(opts.maxTokens, 16))
     targets.push({
@@ -158,19 +170,37 @@ for (const preset of opts.models) {
         configs.push({ config, model: preset, levels: [], skipped: tjsMissing })
         continue
       }
+      if (config === 'llamacpp' && llamaCppMissing) {
+        say(`  left out: ${llamaCppMissing}`)
+        configs.push({ config, model: preset, levels: [], skipped: llamaCppMissing })
+        continue
+      }
       const server =
         config === 'tjs'
           ? await startTransformersJs(modelDir)
-          : await startSpanserve({
-              modelDir,
-              traceLevel: config === 'on' || config === 'onlive' || config === 'baseon' ? 3 : config === 'on2' ? 2 : null,
-              maxBatchSize,
-              extraArgs: [...extraArgs, ...(CONFIG_FLAGS[config] ?? [])],
-              root: config === 'base' || config === 'baseon' ? opts.base! : undefined,
-              sinkDecode: config === 'onlive' ? 'live' : opts.sinkDecode,
-            })
+          : config === 'llamacpp'
+            ? await startLlamaCpp({ preset, parallel: Math.max(...opts.concurrencies), ctxPerSlot: opts.promptTokens + opts.maxTokens, threads: opts.intraOpThreads, log: say })
+            : await startSpanserve({
+                modelDir,
+                traceLevel: config === 'on' || config === 'onlive' || config === 'baseon' ? 3 : config === 'on2' ? 2 : null,
+                maxBatchSize,
+                extraArgs: [...extraArgs, ...(CONFIG_FLAGS[config] ?? [])],
+                root: config === 'base' || config === 'baseon' ? opts.base! : undefined,
+                sinkDecode: config === 'onlive' ? 'live' : opts.sinkDecode,
+              })
       const { client, checkTexts } = await prepareHttp(server.url, plan)
       texts.set(config, checkTexts)
+      // Another model would make llama.cpp's figures meaningless: it is measured only on the limit's greedy tokens.
+      const differs = config === 'llamacpp' ? checkTexts.findIndex((t, k) => t !== reference[k]) : -1
+      if (differs >= 0) {
+        const why = `its greedy output differs from the limit's on check prompt ${differs}: not the same model, not measured`
+        say(`  ${CONFIG_LABELS[config]} [${preset}]: ${why.toUpperCase()}`)
+        configs.push({ config, model: preset, levels: [], failed: why })
+        process.exitCode = 1
+        client.close()
+        await server.stop()
+        continue
+      }
       targets.push({
         config,
         level: (n, total, from) => client.level(prompts, opts.maxTokens, n, total, from),
@@ -283,8 +313,16 @@ if (opts.profile && opts.configs.includes('off')) {
 let tpStep: BenchResult['tpStep'] = null
 if (opts.tpStep) {
   say('tensor-parallel decode step (bench/tp-step.ts)')
-  const out = execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/tp-step.ts'), '--preset', opts.models[0]!], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 600_000 })
-  tpStep = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as NonNullable<BenchResult['tpStep']>[number])
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/tp-step.ts'), '--preset', opts.models[0]!], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 600_000,
+  })
+  tpStep = out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as NonNullable<BenchResult['tpStep']>[number])
   for (const r of tpStep) say(`  ${r.config} B=${r.batch}: step ${r.stepMs} ms, all-reduce ${r.allReduceMs} ms`)
 }
 

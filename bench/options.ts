@@ -2,12 +2,12 @@
 import { parseArgs } from 'node:util'
 import type { PresetName } from '../src/model/presets.ts'
 
-export const CONFIG_NAMES = ['limit', 'limitspin', 'baselimit', 'off', 'lockstep', 'spin', 'steps4', 'base', 'baseon', 'on', 'onlive', 'on2', 'dp2', 'tjs'] as const
+export const CONFIG_NAMES = ['limit', 'limitspin', 'baselimit', 'off', 'lockstep', 'spin', 'steps4', 'base', 'baseon', 'on', 'onlive', 'on2', 'dp2', 'tjs', 'llamacpp'] as const
 /** Run unless --configs says otherwise; base and baselimit join them when --base is given. */
-export const DEFAULT_CONFIGS: readonly ConfigName[] = ['limit', 'off', 'on', 'onlive', 'on2', 'dp2', 'tjs']
+export const DEFAULT_CONFIGS: readonly ConfigName[] = ['limit', 'off', 'on', 'onlive', 'on2', 'dp2', 'tjs', 'llamacpp']
 export type ConfigName = (typeof CONFIG_NAMES)[number]
 /** What the targets need, run on the large preset unless --large-configs says otherwise. */
-const LARGE_CONFIGS = ['limit', 'off', 'on', 'on2', 'tjs'] as const
+const LARGE_CONFIGS = ['limit', 'off', 'on', 'on2', 'tjs', 'llamacpp'] as const
 
 export const CONFIG_LABELS: Record<ConfigName, string> = {
   limit: 'limit (bare ORT loop)',
@@ -24,6 +24,7 @@ export const CONFIG_LABELS: Record<ConfigName, string> = {
   on2: 'spanserve, tracing on, level 2',
   dp2: 'spanserve --dp-size 2, tracing off',
   tjs: 'transformers.js',
+  llamacpp: 'llama.cpp (node-llama-cpp), GGUF F32',
 }
 
 export interface BenchOptions {
@@ -81,15 +82,18 @@ const HELP = `usage: npm run bench -- [flags]
   --models LIST          model presets, comma-separated (default: default,large; on 2 cores the
                          default preset takes about 8 minutes and the large one 12 more)
   --configs LIST         of limit,limitspin,baselimit,off,lockstep,spin,steps4,base,baseon,on,onlive,
-                         on2,dp2,tjs (default: limit,off,on,onlive,on2,dp2,tjs; baselimit and base
-                         join with --base). on: tracing at level 3 (every decode step); onlive: the
-                         same with the OTLP sink decoding every export as it arrives (see
-                         --sink-decode); on2: level 2 (the default level); dp2: --dp-size 2;
-                         lockstep: --disable-overlap-schedule; spin: --intra-op-spinning; steps4:
-                         --num-continuous-decode-steps 4; limitspin: the limit with ONNX Runtime's
-                         threads spinning; baseon: the --base checkout at level 3
+                         on2,dp2,tjs,llamacpp (default: limit,off,on,onlive,on2,dp2,tjs,llamacpp;
+                         baselimit and base join with --base). llamacpp: llama.cpp (node-llama-cpp's
+                         prebuilt build) on a GGUF F32 of the same weights, its greedy tokens checked
+                         against the limit's before it is measured. on: tracing at level 3 (every
+                         decode step); onlive: the same with the OTLP sink decoding every export as
+                         it arrives (see --sink-decode); on2: level 2 (the default level); dp2:
+                         --dp-size 2; lockstep: --disable-overlap-schedule; spin:
+                         --intra-op-spinning; steps4: --num-continuous-decode-steps 4; limitspin:
+                         the limit with ONNX Runtime's threads spinning; baseon: the --base
+                         checkout at level 3
   --large-configs LIST   the configurations to run on the large preset (default: those of
-                         limit,off,on,on2,tjs that --configs names, which the targets need)
+                         limit,off,on,on2,tjs,llamacpp that --configs names, which the targets need)
   --base DIR             another checkout of spanserve (node_modules linked) to compare against:
                          adds baselimit (its ModelRunner in this process) and base (its server)
   --concurrency LIST     concurrency levels (default: 1,4,16,64)
@@ -104,7 +108,8 @@ const HELP = `usage: npm run bench -- [flags]
                          (default: 1024: a fresh server's per-request CPU with tracing on falls
                          for about that many requests while V8 compiles the hot paths; see
                          docs/benchmarks.md, "Warm-up")
-  --intra-op-threads N   ONNX Runtime threads for limit and spanserve (default: 0, ORT's choice)
+  --intra-op-threads N   ONNX Runtime threads for limit and spanserve, and llama.cpp's (default: 0:
+                         ORT's choice; llama.cpp's: the fastest of 1..cores, measured at its start)
   --no-profile           skip the last step: spanserve (tracing off, and on at level 3 when on is
                          run; concurrency 16, 64 requests) run again under the sampling profiler,
                          each process's top functions printed
@@ -121,7 +126,10 @@ const HELP = `usage: npm run bench -- [flags]
 `
 
 function list(v: string): string[] {
-  return v.split(',').map((s) => s.trim()).filter(Boolean)
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
 }
 
 function positiveInt(name: string, v: string): number {

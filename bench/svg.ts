@@ -5,8 +5,40 @@
 import { CONFIG_LABELS, type ConfigName } from './options.ts'
 import type { ConfigResult } from './results.ts'
 
-const COLOURS: Record<ConfigName, string> = { limit: '#444444', limitspin: '#bbbbbb', baselimit: '#999999', off: '#1f77b4', lockstep: '#ff7f0e', spin: '#8c564b', steps4: '#17becf', base: '#9ecae1', baseon: '#c5e8b7', on: '#2ca02c', onlive: '#bcbd22', on2: '#98df8a', dp2: '#9467bd', tjs: '#d62728' }
-const DASH: Record<ConfigName, string> = { limit: '6 4', limitspin: '6 4', baselimit: '6 4', off: '', lockstep: '4 2', spin: '4 2', steps4: '4 2', base: '', baseon: '2 3', on: '2 3', onlive: '1 2', on2: '2 3', dp2: '8 2 2 2', tjs: '' }
+const COLOURS: Record<ConfigName, string> = {
+  limit: '#444444',
+  limitspin: '#bbbbbb',
+  baselimit: '#999999',
+  off: '#1f77b4',
+  lockstep: '#ff7f0e',
+  spin: '#8c564b',
+  steps4: '#17becf',
+  base: '#9ecae1',
+  baseon: '#c5e8b7',
+  on: '#2ca02c',
+  onlive: '#bcbd22',
+  on2: '#98df8a',
+  dp2: '#9467bd',
+  tjs: '#d62728',
+  llamacpp: '#e377c2',
+}
+const DASH: Record<ConfigName, string> = {
+  limit: '6 4',
+  limitspin: '6 4',
+  baselimit: '6 4',
+  off: '',
+  lockstep: '4 2',
+  spin: '4 2',
+  steps4: '4 2',
+  base: '',
+  baseon: '2 3',
+  on: '2 3',
+  onlive: '1 2',
+  on2: '2 3',
+  dp2: '8 2 2 2',
+  tjs: '',
+  llamacpp: '',
+}
 const W = 420
 const H = 300
 const M = { left: 64, right: 16, top: 36, bottom: 48 }
@@ -73,8 +105,10 @@ export function throughputSvg(configs: readonly ConfigResult[], models: readonly
     .map((name, i) => {
       const lx = 20 + (i % perRow) * LEGEND_ITEM_W
       const ly = legendY + Math.floor(i / perRow) * LEGEND_ROW_H
-      return `<line x1="${lx}" x2="${lx + 28}" y1="${ly + 10}" y2="${ly + 10}" stroke="${COLOURS[name]}" stroke-width="2"${DASH[name] ? ` stroke-dasharray="${DASH[name]}"` : ''}/>` +
+      return (
+        `<line x1="${lx}" x2="${lx + 28}" y1="${ly + 10}" y2="${ly + 10}" stroke="${COLOURS[name]}" stroke-width="2"${DASH[name] ? ` stroke-dasharray="${DASH[name]}"` : ''}/>` +
         `<text x="${lx + 34}" y="${ly + 14}">${esc(CONFIG_LABELS[name])}</text>`
+      )
     })
     .join('\n')
   const rows = Math.ceil(names.length / perRow)
