@@ -8,9 +8,12 @@ import { randomBytes } from 'node:crypto'
 import { startOtlpReceiver, type ReceivedSpan } from '../../harness/otlp-receiver.ts'
 import { startServer } from '../../harness/server.ts'
 
+/** Spans exported every 100 ms, not the SDK's 5 s: the waits for them are waits for events, and short. */
+const FAST_EXPORT = { OTEL_BSP_SCHEDULE_DELAY: '100' }
+
 const receiver = await startOtlpReceiver({ protocol: 'grpc' })
 t.teardown(() => receiver.close())
-const server = await startServer({ args: ['--trace-enable', '--trace-level', '1', '--otlp-traces-endpoint', receiver.endpoint] })
+const server = await startServer({ env: FAST_EXPORT, args: ['--trace-enable', '--trace-level', '1', '--otlp-traces-endpoint', receiver.endpoint] })
 t.teardown(() => server.stop())
 
 const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false }
@@ -30,7 +33,12 @@ async function constrainedTrace(t: Test): Promise<ReceivedSpan[]> {
   })
   t.equal(res.status, 200)
   JSON.parse(((await res.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content)
-  await receiver.waitForSpans((spans) => spans.some((s) => s.traceId === traceId && s.name === 'prefill_forward') && spans.some((s) => s.traceId === traceId && s.name === 'grammar_compile'), 20_000)
+  // The slices, and the thread span they belong to (it ends after them, so it may come in a later export).
+  await receiver.waitForSpans((spans) => {
+    const mine = spans.filter((s) => s.traceId === traceId)
+    const slice = mine.find((s) => s.name === 'grammar_compile')
+    return mine.some((s) => s.name === 'prefill_forward') && slice !== undefined && mine.some((s) => s.spanId === slice.parentSpanId)
+  }, 20_000)
   return receiver.spans.filter((s) => s.traceId === traceId)
 }
 

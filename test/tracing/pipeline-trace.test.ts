@@ -7,6 +7,9 @@ import { randomBytes } from 'node:crypto'
 import { exportsFlushed, startOtlpReceiver, type ReceivedSpan, type OtlpReceiver } from '../../harness/otlp-receiver.ts'
 import { startServer, type RunningServer } from '../../harness/server.ts'
 
+/** Spans exported every 100 ms, not the SDK's 5 s: the waits for them are waits for events, and short. */
+const FAST_EXPORT = { OTEL_BSP_SCHEDULE_DELAY: '100' }
+
 const hex = (n: number) => randomBytes(n).toString('hex')
 
 function callerTraceparent(sampled = true) {
@@ -135,6 +138,7 @@ for (const protocol of ['grpc', 'http'] as const) {
     const receiver = await startOtlpReceiver({ protocol })
     t.teardown(() => receiver.close())
     const server = await startServer({
+      env: FAST_EXPORT,
       args: ['--trace-enable', '--trace-level', '3', '--otlp-traces-endpoint', receiver.endpoint, '--otlp-traces-protocol', protocol === 'grpc' ? 'grpc' : 'http/protobuf'],
     })
     t.teardown(() => server.stop())
@@ -178,7 +182,7 @@ for (const protocol of ['grpc', 'http'] as const) {
 t.test('continuous decode steps: still one decode_forward per step at level 3, in one chain', async (t) => {
   const receiver = await startOtlpReceiver({ protocol: 'grpc' })
   t.teardown(() => receiver.close())
-  const server = await startServer({ args: ['--trace-enable', '--trace-level', '3', '--otlp-traces-endpoint', receiver.endpoint, '--num-continuous-decode-steps', '3'] })
+  const server = await startServer({ env: FAST_EXPORT, args: ['--trace-enable', '--trace-level', '3', '--otlp-traces-endpoint', receiver.endpoint, '--num-continuous-decode-steps', '3'] })
   t.teardown(() => server.stop())
   const caller = callerTraceparent()
   // One token from the prefill, then 8 decode steps: batches of 3, 3 and 2.
@@ -202,7 +206,7 @@ t.test('serving is unharmed with the receiver stopped', async (t) => {
   const receiver = await startOtlpReceiver({ protocol: 'grpc' })
   const endpoint = receiver.endpoint
   await receiver.close()
-  const server = await startServer({ args: ['--trace-enable', '--otlp-traces-endpoint', endpoint] })
+  const server = await startServer({ env: FAST_EXPORT, args: ['--trace-enable', '--otlp-traces-endpoint', endpoint] })
   t.teardown(() => server.stop())
   for (let i = 0; i < 5; i++) {
     const { res } = await complete(server, { prompt: 'Once upon a time', max_tokens: 4 }, callerTraceparent().header)

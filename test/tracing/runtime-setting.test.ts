@@ -6,9 +6,12 @@ import t from 'tap'
 import { exportsFlushed, startOtlpReceiver } from '../../harness/otlp-receiver.ts'
 import { startServer } from '../../harness/server.ts'
 
+/** Spans exported every 100 ms, not the SDK's 5 s: the waits for them are waits for events, and short. */
+const FAST_EXPORT = { OTEL_BSP_SCHEDULE_DELAY: '100' }
+
 const receiver = await startOtlpReceiver({ protocol: 'grpc' })
 t.teardown(() => receiver.close())
-const server = await startServer({ args: ['--trace-enable', '--trace-level', '3', '--otlp-traces-endpoint', receiver.endpoint] })
+const server = await startServer({ env: FAST_EXPORT, args: ['--trace-enable', '--trace-level', '3', '--otlp-traces-endpoint', receiver.endpoint] })
 t.teardown(() => server.stop())
 
 async function complete(maxTokens: number, traceparent?: string) {

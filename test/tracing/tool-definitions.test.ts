@@ -7,6 +7,9 @@ import { randomBytes } from 'node:crypto'
 import { startServer } from '../../harness/server.ts'
 import { startOtlpReceiver } from '../../harness/otlp-receiver.ts'
 
+/** Spans exported every 100 ms, not the SDK's 5 s: the waits for them are waits for events, and short. */
+const FAST_EXPORT = { OTEL_BSP_SCHEDULE_DELAY: '100' }
+
 const tools = [
   { type: 'function', function: { name: 'get_weather', description: 'Weather of a city (secret wording)', parameters: { type: 'object', properties: { city: { type: 'string' } } } } },
   { type: 'function', function: { name: 'get_time' } },
@@ -16,7 +19,7 @@ for (const record of [true, false]) {
   t.test(record ? 'with --trace-record-content: the tool names' : 'without it: nothing about the tools', async (t) => {
     const receiver = await startOtlpReceiver({ protocol: 'grpc' })
     t.teardown(() => receiver.close())
-    const server = await startServer({ args: ['--trace-enable', '--otlp-traces-endpoint', receiver.endpoint, ...(record ? ['--trace-record-content'] : [])] })
+    const server = await startServer({ env: FAST_EXPORT, args: ['--trace-enable', '--otlp-traces-endpoint', receiver.endpoint, ...(record ? ['--trace-record-content'] : [])] })
     t.teardown(() => server.stop())
     const traceId = randomBytes(16).toString('hex')
     const res = await fetch(server.url + '/v1/chat/completions', {
