@@ -7,12 +7,12 @@
  * step, a request taking a free slot as soon as one ends. Prints {"port":N} once listening.
  * Run: node --import tsx bench/llama-cpp-server.ts GGUF --parallel N --threads T (0: measure 1..cores, keep the fastest) --ctx TOKENS
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { parseArgs } from 'node:util'
 import { availableParallelism } from 'node:os'
 import { getLlama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type Token } from 'node-llama-cpp'
 import { llamaServerBatching } from './llama-cpp-batch.ts'
+import { completionStream, readBody, servePeer } from './peer-server.ts'
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { parallel: { type: 'string' }, threads: { type: 'string' }, ctx: { type: 'string' } } })
 const parallel = Number(values.parallel ?? 16)
@@ -106,35 +106,19 @@ async function giveSlot(s: LlamaContextSequence): Promise<void> {
   free.sort((a, b) => slotId.get(b)! - slotId.get(a)!)
 }
 
-interface Body {
-  model?: string
-  prompt?: string | number[]
-  max_tokens?: number
-  temperature?: number
-  ignore_eos?: boolean
-}
-
-async function readJson(req: IncomingMessage): Promise<Body> {
-  const chunks: Buffer[] = []
-  for await (const c of req) chunks.push(c as Buffer)
-  return JSON.parse(Buffer.concat(chunks).toString('utf8')) as Body
-}
-
 async function completions(req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const body = await readJson(req)
+  const body = await readBody(req)
   if (body.temperature !== 0) throw new Error('only greedy (temperature 0) is served here')
   const prompt = (typeof body.prompt === 'string' ? model.tokenize(body.prompt) : (body.prompt ?? [])) as Token[]
   if (prompt.length === 0) throw new Error('empty prompt')
   const maxTokens = body.max_tokens ?? 16
   if (prompt.length + maxTokens > ctxPerSeq) throw new Error(`prompt ${prompt.length} + max_tokens ${maxTokens} is over the slot's ${ctxPerSeq} tokens`)
-  const base = { id: `cmpl-llamacpp-${Date.now()}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: body.model ?? 'default' }
-  const send = (text: string, finish: string | null, usage?: object): void =>
-    void res.write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, text, logprobs: null, finish_reason: finish }], ...(usage ? { usage } : {}) })}\n\n`)
+  const { head, send, end } = completionStream(res, 'cmpl-llamacpp', body)
   const slot = await takeSlot()
   let count = 0
   let released: Promise<void>
   try {
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' })
+    head()
     let held: Token[] = []
     // temperature 0 is llama.cpp's greedy sampler; yieldEogToken keeps going past EOS, as ignore_eos asks.
     for await (const token of slot.evaluate(prompt, { temperature: 0, yieldEogToken: body.ignore_eos === true })) {
@@ -153,27 +137,12 @@ async function completions(req: IncomingMessage, res: ServerResponse): Promise<v
     released = giveSlot(slot).catch((err: Error) => void process.stderr.write(`slot not freed: ${err.message}\n`))
   }
   send('', count >= maxTokens ? 'length' : 'stop', { prompt_tokens: prompt.length, completion_tokens: count, total_tokens: prompt.length + count })
-  res.end('data: [DONE]\n\n')
+  end()
   await released
 }
 
-const server = createServer((req, res) => {
-  if (req.method === 'POST' && req.url === '/v1/completions') {
-    completions(req, res).catch((err: Error) => {
-      if (!res.headersSent) res.writeHead(400, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ error: { message: err.message } }))
-    })
-    return
-  }
-  res.writeHead(404).end()
-})
-server.keepAliveTimeout = 60_000
-server.listen(0, '127.0.0.1', () => {
-  const ready = { port: (server.address() as AddressInfo).port, slots: parallel, threads, calibration: calibration?.ms ?? null, llamaServerLike }
-  process.stdout.write(`${JSON.stringify(ready)}\n`)
-})
-process.on('SIGTERM', () => {
-  server.close()
-  server.closeAllConnections()
-  void llama.dispose().finally(() => process.exit(0))
-})
+servePeer(
+  completions,
+  (port) => ({ port, slots: parallel, threads, calibration: calibration?.ms ?? null, llamaServerLike }),
+  () => llama.dispose(),
+)

@@ -5,9 +5,9 @@
  * transformers.js has no batching across requests, which is what a user of it would get.
  * Prints {"port":N} once listening. Run: node --import tsx bench/transformers-js-server.ts MODEL_DIR
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { basename, dirname, resolve } from 'node:path'
+import { completionStream, readBody, servePeer } from './peer-server.ts'
 import { AutoModelForCausalLM, AutoTokenizer, BaseStreamer, env, Tensor } from '@huggingface/transformers'
 
 const modelDir = resolve(process.argv[2] ?? '')
@@ -48,29 +48,13 @@ class SseStreamer extends BaseStreamer {
   }
 }
 
-interface Body {
-  model?: string
-  prompt?: string | number[]
-  max_tokens?: number
-  temperature?: number
-  ignore_eos?: boolean
-}
-
-async function readJson(req: IncomingMessage): Promise<Body> {
-  const chunks: Buffer[] = []
-  for await (const c of req) chunks.push(c as Buffer)
-  return JSON.parse(Buffer.concat(chunks).toString('utf8')) as Body
-}
-
 async function completions(req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const body = await readJson(req)
+  const body = await readBody(req)
   if (body.temperature !== 0) throw new Error('only greedy (temperature 0) is served here')
   const ids = typeof body.prompt === 'string' ? (tokenizer.encode(body.prompt, { add_special_tokens: false }) as number[]) : (body.prompt ?? [])
   const maxTokens = body.max_tokens ?? 16
-  const base = { id: `cmpl-tjs-${Date.now()}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: body.model ?? 'default' }
-  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' })
-  const send = (text: string, finish: string | null, usage?: object): void =>
-    void res.write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, text, logprobs: null, finish_reason: finish }], ...(usage ? { usage } : {}) })}\n\n`)
+  const { head, send, end } = completionStream(res, 'cmpl-tjs', body)
+  head()
   const streamer = new SseStreamer((text) => send(text, null))
   const inputIds = new Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length])
   const mask = new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length])
@@ -85,23 +69,7 @@ async function completions(req: IncomingMessage, res: ServerResponse): Promise<v
   } as unknown as Parameters<typeof model.generate>[0])
   const finish = streamer.count >= maxTokens ? 'length' : 'stop'
   send('', finish, { prompt_tokens: ids.length, completion_tokens: streamer.count, total_tokens: ids.length + streamer.count })
-  res.end('data: [DONE]\n\n')
+  end()
 }
 
-const server = createServer((req, res) => {
-  if (req.method === 'POST' && req.url === '/v1/completions') {
-    completions(req, res).catch((err: Error) => {
-      if (!res.headersSent) res.writeHead(400, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ error: { message: err.message } }))
-    })
-    return
-  }
-  res.writeHead(404).end()
-})
-server.keepAliveTimeout = 60_000
-server.listen(0, '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`))
-process.on('SIGTERM', () => {
-  server.close()
-  server.closeAllConnections()
-  process.exit(0)
-})
+servePeer(completions, (port) => ({ port }))
