@@ -1,10 +1,12 @@
 /**
- * `spanserve trace show|perfetto FILE …`: reads a trace file written by `--trace-exporter file`
- * (or the Collector's file exporter) and shows it in a terminal or converts it for Perfetto.
+ * `spanserve trace show|perfetto|explain FILE …`: reads a trace file written by `--trace-exporter file`
+ * (or the Collector's file exporter) and shows it in a terminal, converts it for Perfetto, or
+ * explains where one request's time went.
  * Exit status: 0 ok, 1 unreadable file or no such trace, 2 bad arguments.
  */
 import { writeFile } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { ExplainError, explainRequest, explanationJson, renderExplanation } from './explain.ts'
 import { readOtlpJsonFile, TraceFileError } from './otlp-json.ts'
 import { formatChromeTrace, toChromeTrace } from './perfetto.ts'
 import { SpanIndex } from './span-index.ts'
@@ -19,6 +21,7 @@ export interface CliIo {
 export const USAGE = `Usage:
   spanserve trace show FILE [--rid ID | --trace ID] [--width N]
   spanserve trace perfetto FILE [-o OUT] [--rid ID | --trace ID]
+  spanserve trace explain FILE [--rid ID | --trace ID] [--json]
 
 Reads an OTLP JSON-lines trace file (spanserve --trace-exporter file --trace-file FILE,
 or the OpenTelemetry Collector's file exporter).
@@ -27,12 +30,16 @@ or the OpenTelemetry Collector's file exporter).
             with one of them: that request's spans as a waterfall
   perfetto  convert to Chrome Trace Event JSON for https://ui.perfetto.dev or
             chrome://tracing (all traces unless --rid or --trace)
+  explain   where one request's time went (queue, prefill, decode, stalls behind
+            other requests' prefills, restarts) against the median of the others
+            in FILE; the slowest request unless --rid or --trace
 
 Options:
   --rid ID          the request whose spanserve.request.id is ID
   --trace ID        the trace with this id (a unique prefix will do)
   --width N         waterfall bar width in characters (default ${DEFAULT_BAR_WIDTH}, 10 to 400)
   -o, --output OUT  write the JSON to OUT instead of stdout
+  --json            explain: print JSON instead of a table
   -h, --help        show this text
 
 Exit status: 0 ok, 1 unreadable file or no such trace, 2 bad arguments.
@@ -47,6 +54,7 @@ const SELECT_OPTIONS = {
 const COMMAND_OPTIONS = {
   show: { ...SELECT_OPTIONS, width: { type: 'string' } },
   perfetto: { ...SELECT_OPTIONS, output: { type: 'string', short: 'o' } },
+  explain: { ...SELECT_OPTIONS, json: { type: 'boolean' } },
 } as const
 
 type Command = keyof typeof COMMAND_OPTIONS
@@ -64,7 +72,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       io.stderr(`spanserve: ${err.message}\n\n${USAGE}`)
       return 2
     }
-    if (err instanceof InputError || err instanceof TraceFileError) {
+    if (err instanceof InputError || err instanceof TraceFileError || err instanceof ExplainError) {
       io.stderr(`spanserve: ${err.message}\n`)
       return 1
     }
@@ -93,7 +101,7 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
   }
   if (group === undefined) throw new UsageError('missing command')
   if (group !== 'trace') throw new UsageError(`unknown command '${group}'`)
-  if (command === undefined) throw new UsageError('missing subcommand: show or perfetto')
+  if (command === undefined) throw new UsageError('missing subcommand: show, perfetto or explain')
   if (!isCommand(command)) throw new UsageError(`unknown subcommand 'trace ${command}'`)
 
   let parsed: { values: unknown; positionals: string[] }
@@ -102,7 +110,7 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message)
   }
-  const values = parsed.values as { rid?: string; trace?: string; help?: boolean; width?: string; output?: string }
+  const values = parsed.values as { rid?: string; trace?: string; help?: boolean; width?: string; output?: string; json?: boolean }
   if (values.help === true) {
     io.stdout(USAGE)
     return 0
@@ -117,6 +125,12 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const spans = await readSpans(file, io)
   const index = new SpanIndex(spans)
   const selected = values.rid !== undefined || values.trace !== undefined ? selectTraces(index, values, file) : undefined
+
+  if (command === 'explain') {
+    const explanation = explainRequest(index, selected === undefined ? {} : { traceIds: selected, ...(values.rid !== undefined ? { rid: values.rid } : {}) })
+    io.stdout(values.json === true ? explanationJson(explanation, file) : renderExplanation(explanation, file))
+    return 0
+  }
 
   if (command === 'show') {
     if (selected === undefined) io.stdout(renderTraceList(index.summaries()))
