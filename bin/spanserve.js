@@ -4,5 +4,11 @@
 import { register } from 'tsx/esm/api'
 
 register()
-const { runCli } = await import('../src/trace-tools/cli.ts')
-await runCli(process.argv.slice(2))
+if (process.argv[2] === 'router') {
+  // `spanserve router …`: the router reads its flags from process.argv, as `npm run router` gives them.
+  process.argv.splice(2, 1)
+  await import('../src/router/main.ts')
+} else {
+  const { runCli } = await import('../src/trace-tools/cli.ts')
+  await runCli(process.argv.slice(2))
+}
