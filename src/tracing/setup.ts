@@ -11,7 +11,6 @@ import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trac
 import { HOST_NAME, PROCESS_PID, SERVICE_NAME, SPANSERVE_DP_RANK, SPANSERVE_PROCESS_ROLE, SPANSERVE_TP_RANK } from './attributes.ts'
 import type { LineWriter } from './console-exporter.ts'
 import { consoleWarnLogger, CountingExporter, CountingSpanProcessor, DropCounter, type WarnLogger } from './export-accounting.ts'
-import { createSpanExporter, describeDestination } from './exporters.ts'
 import type { ProcessIdentity, TracingOptions } from './options.ts'
 import { TracingOffload } from './offload.ts'
 import { resetHooks, runtime } from './runtime.ts'
@@ -58,6 +57,8 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
     return
   }
 
+  // The exporters (gRPC, protobuf) are loaded only when tracing is on: every process starts faster without them.
+  const { createSpanExporter, describeDestination } = await import('./exporters.ts')
   const drops = new DropCounter(hooks.log ?? consoleWarnLogger, describeDestination(opts))
   const exporter = new CountingExporter(createSpanExporter(opts, hooks.consoleWrite), drops)
   const maxQueueSize = Math.max(1, Math.floor(opts.maxQueueSize))

@@ -1,6 +1,7 @@
 /**
- * The answer to a generation request (completions, chat), for one sequence or several (n > 1,
- * best_of, several prompts), whole or streamed, in the endpoint's shape (shape.ts). Each sequence is
+ * The answer to a generation request (completions, chat, Responses), for one sequence or several
+ * (n > 1, best_of, several prompts), whole or streamed, in the endpoint's shape (shape.ts; the
+ * Responses API's answer is its own protocol there: named events, no choices). Each sequence is
  * one engine request and its own run (run.ts: trace span, metrics, abort on hang-up). Choices are
  * indexed prompt-major, n per prompt; with best_of > n, the n of highest total logprob are kept.
  * Streamed (server-sent events), each choice's chunks go out as they come (several per output, or
@@ -64,8 +65,8 @@ function sequencesOf(
   params: GenerationParams,
   inputs: readonly GenerateInput[],
   shape: ResponseShape,
+  startMs: number,
 ): Sequence[] {
-  const startMs = performance.now()
   const per = params.perPrompt
   const total = inputs.length * per
   const seqs: Sequence[] = []
@@ -83,7 +84,10 @@ function sequencesOf(
   return seqs
 }
 
-/** Runs every sequence of the request through the engine and answers it; resolves once answered. */
+/**
+ * Runs every sequence of the request through the engine and answers it; resolves once answered.
+ * `startMs`: when the request began, for its latencies (default: now).
+ */
 export function respond(
   request: FastifyRequest,
   reply: FastifyReply,
@@ -92,11 +96,15 @@ export function respond(
   params: GenerationParams,
   inputs: readonly GenerateInput[],
   shape: ResponseShape,
+  startMs = performance.now(),
 ): Promise<void> {
-  const seqs = sequencesOf(request, reply, engine, info, params, inputs, shape)
+  const seqs = sequencesOf(request, reply, engine, info, params, inputs, shape, startMs)
   const { n, perPrompt: per, stream } = params
   const { base, headers } = seqs[0]!.run.built
   const res = reply.raw
+  const { protocol } = shape
+  // An API of its own names its events by their type.
+  const send = (event: Record<string, unknown>) => sendEvent(res, event, protocol ? (event.type as string) : undefined)
   let started = false
   let ended = false
   let left = seqs.length
@@ -116,13 +124,21 @@ export function respond(
       ended = true
       stopOthers(err)
       if (!stream || !started) sendError(reply, headers, err)
-      else {
+      else if (protocol) {
+        send(protocol.error(err))
+        endSse(res, false)
+      } else {
         sendEvent(res, errorBody(err))
         endSse(res)
       }
       resolve()
     }
     const answerWhole = () => {
+      if (protocol) {
+        const s = seqs[0]!
+        void reply.headers(headers).send(protocol.whole(base, s.run.echoText + s.run.completion, s.last!, s.run.formatter ? s.run.formatter.format(s.run.logprobs) : null))
+        return
+      }
       const choices: Record<string, unknown>[] = []
       let first: Record<string, unknown> | null = null
       for (let p = 0; p < inputs.length; p++) {
@@ -145,15 +161,17 @@ export function respond(
         started = true
         reply.hijack()
         startSse(res, headers, info.streamStallTimeoutMs)
+        if (protocol) for (const event of protocol.open(base)) send(event)
       }
       if (item.text === '' && item.finishReason === null && !firstOfRun && !item.logprobs) return
-      const chunks = chunkList(s.shape.chunk(base, firstOfRun ? s.run.echoText + item.text : item.text, item.finishReason, firstOfRun))
-      if (chunks.length > 0 && item.logprobs && s.run.formatter) setChoiceLogprobs(chunks[0]!, s.run.formatter.format([item.logprobs]))
+      const logprobs = item.logprobs && s.run.formatter ? s.run.formatter.format([item.logprobs]) : null
+      const chunks = chunkList(s.shape.chunk(base, firstOfRun ? s.run.echoText + item.text : item.text, item.finishReason, firstOfRun, logprobs))
+      if (chunks.length > 0 && logprobs) setChoiceLogprobs(chunks[0]!, logprobs)
       for (const chunk of chunks) {
-        const choices = chunk.choices as Record<string, unknown>[]
-        if (choices[0]) choices[0].index = s.prompt * n + s.seq
+        const choices = chunk.choices as Record<string, unknown>[] | undefined
+        if (choices?.[0]) choices[0].index = s.prompt * n + s.seq
         if (continuousUsage) chunk.usage = usageOf(item)
-        sendEvent(res, chunk)
+        send(chunk)
       }
     }
     const submitted: Sequence[] = []
@@ -177,14 +195,18 @@ export function respond(
           s.run.finish(item)
           if (--left > 0) return
           ended = true
-          if (stream) {
+          if (stream && protocol) {
+            for (const event of protocol.close(base, item)) send(event)
+            endSse(res, false)
+          } else if (stream) {
             if (stream.includeUsage) sendEvent(res, shape.usageChunk(base, requestUsage(seqs)))
             endSse(res)
           } else answerWhole()
           resolve()
         },
-        onError: (err) => {
+        onError: (engineErr) => {
           if (s.run.done && ended) return
+          const err = protocol ? protocol.clientError(engineErr) : engineErr
           s.run.fail(err)
           fail(err)
         },
