@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ROOT, TEST_CACHE_DIR, startServer } from '../../harness/server.ts'
+import { configOrExit } from '../../src/server/supervisor/startup.ts'
 
 const API_KEY = `sk-file-${randomBytes(8).toString('hex')}`
 const ADMIN_KEY = `sk-admin-file-${randomBytes(8).toString('hex')}`
@@ -92,8 +93,12 @@ t.test('a file that holds no key stops the start with exit code 2, naming the fl
     ['the file by variable, missing', [], { SPANSERVE_API_KEY_FILE: join(dir, 'absent') }, /--api-key-file: cannot read .*ENOENT/],
     ['a key and a file', ['--api-key', 'sk-both', '--api-key-file', keyFile], {}, /--api-key and --api-key-file are both set/],
   ]
-  for (const [what, args, env, message] of cases) {
-    // The configuration is read before anything starts: no child is spawned.
+  // The configuration is read before anything starts: no child is spawned. The first case goes
+  // through the real entry (src/server/main.ts, whose first step is configOrExit); the others through
+  // configOrExit itself, in this process, with process.exit and stderr caught.
+  const [first, ...rest] = cases
+  {
+    const [what, args, env, message] = first!
     const run = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/server/main.ts'), '--port', '0', ...args], {
       cwd: ROOT,
       env: { ...process.env, SPANSERVE_CACHE_DIR: TEST_CACHE_DIR, ...env },
@@ -104,4 +109,42 @@ t.test('a file that holds no key stops the start with exit code 2, naming the fl
     t.match(run.stderr, message, `${what}: ${run.stderr.trim()}`)
     t.notOk(run.stderr.includes(API_KEY), `${what}: the message holds no key`)
   }
+  for (const [what, args, env, message] of rest) {
+    const { status, stderr } = configExit(['--port', '0', ...args], env)
+    t.equal(status, 2, `${what}: exit code 2`)
+    t.match(stderr, message, `${what}: ${stderr.trim()}`)
+    t.notOk(stderr.includes(API_KEY), `${what}: the message holds no key`)
+  }
 })
+
+class Exited extends Error {
+  constructor(readonly code: number | undefined) {
+    super(`process.exit(${code})`)
+  }
+}
+
+/** configOrExit as the server's start runs it, with `env` set: the exit code it asked for and what it wrote to stderr. */
+function configExit(argv: string[], env: Record<string, string>): { status: number | null; stderr: string } {
+  const saved = { exit: process.exit, write: process.stderr.write, env: { ...process.env } }
+  let stderr = ''
+  process.exit = ((code?: number) => {
+    throw new Exited(code)
+  }) as typeof process.exit
+  process.stderr.write = ((chunk: string) => {
+    stderr += chunk
+    return true
+  }) as typeof process.stderr.write
+  Object.assign(process.env, env)
+  try {
+    configOrExit(argv)
+    return { status: null, stderr }
+  } catch (err) {
+    if (err instanceof Exited) return { status: err.code ?? 0, stderr }
+    throw err
+  } finally {
+    process.exit = saved.exit
+    process.stderr.write = saved.write
+    for (const key of Object.keys(env)) if (!(key in saved.env)) delete process.env[key]
+    Object.assign(process.env, saved.env)
+  }
+}

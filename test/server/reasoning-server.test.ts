@@ -2,14 +2,15 @@
  * --reasoning-parser through the real server and the openai client: the embedded model is held by a
  * regex to write `<think>…</think>` and then an answer, and the parser returns the thinking as
  * reasoning_content apart from the content, whole and streamed. The Responses API's reasoning item:
- * responses-reasoning.test.ts.
+ * responses-reasoning.suite.ts, run here against the same server.
  */
 import t from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../../harness/server.ts'
+import { sharedServer } from '../helpers/shared-server.ts'
+// The Responses API's reasoning item, on the same server (its tests run first).
+import './responses-reasoning.suite.ts'
 
-const server = await startServer({ args: ['--reasoning-parser', 'qwen3'] })
-t.teardown(() => server.stop())
+const server = await sharedServer({ args: ['--reasoning-parser', 'qwen3'] })
 const client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'unused', maxRetries: 0 })
 const THINKING = '<think>[a-z]{2,8}( [a-z]{2,8}){1,3}</think>[a-z]{2,8}( [a-z]{2,8}){1,3}'
 const base = { model: 'default', messages: [{ role: 'user' as const, content: 'Think, then answer.' }], max_tokens: 120, temperature: 0 }

@@ -5,11 +5,10 @@
  */
 import t from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../../harness/server.ts'
+import { OBSERVED, sharedServer } from '../helpers/shared-server.ts'
 import { metricsOnceKvFreed, parseExposition, type Exposition } from '../helpers/prometheus.ts'
 
-const server = await startServer({ args: ['--stats-interval', '0.1', '--max-total-tokens', '4096'] })
-t.teardown(() => server.stop())
+const server = await sharedServer(OBSERVED)
 const client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'unused', maxRetries: 0 })
 const metrics = async (): Promise<Exposition> => parseExposition(await (await fetch(server.url + '/metrics')).text())
 

@@ -1,12 +1,11 @@
 /** A client that hangs up mid-stream aborts its request: the scheduler drops it and frees its KV. */
 import t from 'tap'
 import { request } from 'node:http'
-import { startServer } from '../../harness/server.ts'
+import { OBSERVED, sharedServer } from '../helpers/shared-server.ts'
 import { parseExposition, type Exposition } from '../helpers/prometheus.ts'
 
-// Reports every 50 ms, so that the gauges of /metrics follow the request closely.
-const server = await startServer({ args: ['--log-level', 'debug', '--stats-interval', '0.05'] })
-t.teardown(() => server.stop())
+// OBSERVED reports every 50 ms, so that the gauges of /metrics follow the request closely.
+const server = await sharedServer(OBSERVED)
 
 const metrics = async (): Promise<Exposition> => parseExposition(await (await fetch(server.url + '/metrics')).text())
 

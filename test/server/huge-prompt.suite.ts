@@ -3,11 +3,10 @@
  * /v1/chat/completions and /tokenize, with OpenAI's error body, while plain streams go on.
  */
 import t from 'tap'
-import { startServer } from '../../harness/server.ts'
+import { sharedServer } from '../helpers/shared-server.ts'
 import { REFUSED_BEFORE_TOKENIZING } from '../../src/model/prompt-bound.ts'
 
-const server = await startServer()
-t.teardown(() => server.stop())
+const server = await sharedServer()
 
 // Just under the default 4 MiB body limit with the JSON around it.
 const HUGE = 'the cat sat on the mat. '.repeat(4_000_000 / 24)

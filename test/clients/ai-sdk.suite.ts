@@ -8,10 +8,9 @@ import { generateObject, generateText, Output, streamObject, streamText, tool } 
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible'
 import { z } from 'zod'
 import { checkPerson, person } from '../helpers/person-schema.ts'
-import { startServer } from '../../harness/server.ts'
+import { sharedServer } from '../helpers/shared-server.ts'
 
-const server = await startServer()
-t.teardown(() => server.stop())
+const server = await sharedServer()
 const provider = createOpenAICompatible({ name: 'spanserve', baseURL: server.url + '/v1', apiKey: 'unused', includeUsage: true })
 const model = provider('default')
 

@@ -4,12 +4,12 @@
  */
 import t from 'tap'
 import OpenAI from 'openai'
-import { startServer, TEST_CACHE_DIR } from '../../harness/server.ts'
+import { TEST_CACHE_DIR } from '../../harness/server.ts'
+import { sharedServer } from '../helpers/shared-server.ts'
 import { ensureModel } from '../../src/model/build.ts'
 import { TextTokenizer } from '../../src/tokenizer/tokenize.ts'
 
-const server = await startServer()
-t.teardown(() => server.stop())
+const server = await sharedServer()
 const client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'unused', maxRetries: 0 })
 
 t.test('GET /health is 200 once every process is ready', async (t) => {

@@ -5,10 +5,9 @@
  */
 import t, { type Test } from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../../harness/server.ts'
+import { sharedServer } from '../helpers/shared-server.ts'
 
-const server = await startServer()
-t.teardown(() => server.stop())
+const server = await sharedServer()
 const client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'unused', maxRetries: 0 })
 
 async function notFound(t: Test, p: Promise<unknown>, what: string): Promise<void> {

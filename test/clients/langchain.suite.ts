@@ -9,10 +9,9 @@ import type { AIMessageChunk, AIMessage } from '@langchain/core/messages'
 import { tool } from '@langchain/core/tools'
 import { z } from 'zod'
 import { checkPerson, person } from '../helpers/person-schema.ts'
-import { startServer } from '../../harness/server.ts'
+import { sharedServer } from '../helpers/shared-server.ts'
 
-const server = await startServer()
-t.teardown(() => server.stop())
+const server = await sharedServer()
 
 const llm = (fields: Record<string, unknown> = {}) =>
   new ChatOpenAI({ model: 'default', apiKey: 'unused', configuration: { baseURL: server.url + '/v1' }, maxRetries: 0, maxTokens: 16, temperature: 0, ...fields })

@@ -5,12 +5,11 @@
  * bounded per-client counters on /metrics, and an API key never appears in either.
  */
 import t from 'tap'
-import { startServer } from '../../harness/server.ts'
+import { OBSERVED, sharedServer } from '../helpers/shared-server.ts'
 import { parseExposition } from '../helpers/prometheus.ts'
 
-// --max-total-tokens 4096 at the default share (0.5): one request may reserve 2048 tokens.
-const server = await startServer({ args: ['--max-total-tokens', '4096'] })
-t.teardown(() => server.stop())
+// OBSERVED has --max-total-tokens 4096: at the default share (0.5), one request may reserve 2048 tokens.
+const server = await sharedServer(OBSERVED)
 
 const post = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
   fetch(`${server.url}/v1/completions`, {

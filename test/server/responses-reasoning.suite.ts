@@ -4,14 +4,14 @@
  * too) to write `<think>…</think>` and then an answer, and the response's output is a `reasoning`
  * item (its text a `reasoning_text` content part, summary empty) before the assistant message, whole
  * and streamed with the events OpenAI documents for it (output_item.added, content_part.added,
- * reasoning_text.delta …, reasoning_text.done, content_part.done, output_item.done).
+ * reasoning_text.delta …, reasoning_text.done, content_part.done, output_item.done). Run by
+ * reasoning-server.test.ts, on its server.
  */
 import t from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../../harness/server.ts'
+import { sharedServer } from '../helpers/shared-server.ts'
 
-const server = await startServer({ args: ['--reasoning-parser', 'qwen3'] })
-t.teardown(() => server.stop())
+const server = await sharedServer({ args: ['--reasoning-parser', 'qwen3'] })
 const client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'unused', maxRetries: 0 })
 const WORDS = '[a-z]{2,8}( [a-z]{2,8}){1,3}'
 const base = { model: 'default', input: 'Think, then answer.', max_output_tokens: 120, temperature: 0, structured_outputs: { regex: `<think>${WORDS}</think>${WORDS}` } }

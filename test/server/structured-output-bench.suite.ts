@@ -7,7 +7,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { startServer } from '../../harness/server.ts'
+import { sharedServer } from '../helpers/shared-server.ts'
 import { BENCH_DIR, benchAvailable, runSchema, type Outcome } from '../../harness/jsonschemabench.ts'
 
 const FILES = ['Github_easy/o90216.json', 'Github_easy/o10526.json', 'Github_easy/o79609.json', 'Github_hard/o55657.json', 'WashingtonPost/wp_11_Normalized.json', 'JsonSchemaStore/size-limit.json']
@@ -25,8 +25,7 @@ const INLINE: Record<string, unknown> = {
 }
 
 t.test('each output validates or the schema is refused naming a keyword', { skip: !benchAvailable && 'no ../shared/jsonschemabench' }, async (t) => {
-  const server = await startServer()
-  t.teardown(() => server.stop())
+  const server = await sharedServer()
   const schemas: [string, unknown][] = [...FILES.map((f): [string, unknown] => [f, JSON.parse(readFileSync(join(BENCH_DIR, f), 'utf8'))]), ...Object.entries(INLINE)]
   const counts: Record<Outcome, number> = { valid: 0, invalid: 0, refused: 0, length: 0, error: 0 }
   for (const [name, schema] of schemas) {

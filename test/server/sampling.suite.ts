@@ -2,10 +2,10 @@
 import t from 'tap'
 import OpenAI from 'openai'
 import { startServer } from '../../harness/server.ts'
+import { OBSERVED, sharedServer } from '../helpers/shared-server.ts'
 
-// Debug logging makes the scheduler report each step's batch size, so the test can see batching.
-const server = await startServer({ args: ['--log-level', 'debug'] })
-t.teardown(() => server.stop())
+// OBSERVED logs at debug, so the scheduler reports each step's batch size and the test can see batching.
+const server = await sharedServer(OBSERVED)
 const client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'unused', maxRetries: 0 })
 
 const PROMPTS = [

@@ -5,11 +5,10 @@
  */
 import t, { type Test } from 'tap'
 import OpenAI from 'openai'
-import { startServer } from '../../harness/server.ts'
+import { OBSERVED, sharedServer } from '../helpers/shared-server.ts'
 import { metricsOnceKvFreed } from '../helpers/prometheus.ts'
 
-const server = await startServer({ args: ['--stats-interval', '0.1'] })
-t.teardown(() => server.stop())
+const server = await sharedServer(OBSERVED)
 const client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'unused', maxRetries: 0 })
 const MESSAGES = [{ role: 'user' as const, content: 'Tell me a story about a cat.' }]
 const PROMPT = 'Once upon a time'
