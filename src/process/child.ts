@@ -28,7 +28,7 @@ export const CHILD_ENV = 'SPANSERVE_CHILD'
 export const CHILD_EXIT = { fatal: 1, peerStalled: 3 } as const
 
 export interface LaunchSpec {
-  role: Exclude<Role, 'server'>
+  role: Exclude<Role, 'server' | 'router'>
   dpRank: number
   tpRank: number
   config: Config

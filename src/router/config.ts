@@ -7,6 +7,7 @@
 import { parseConfig } from '../config/parse.ts'
 import { ConfigError } from '../config/config-error.ts'
 import { OPTIONS, type Config, type OptionSpec } from '../config/schema.ts'
+import { SERVICE_NAME } from '../tracing/attributes.ts'
 import { parseDnsTarget } from './instances.ts'
 
 interface RouterOption {
@@ -179,7 +180,7 @@ export function parseRouterConfig(argv: readonly string[], env: NodeJS.ProcessEn
     sharedArgv.some((a) => a.startsWith('--service-name=')) ||
     sharedEnv.OTEL_SERVICE_NAME ||
     sharedEnv.FD_SERVICE_NAME ||
-    sharedConfig.resourceAttributes['service.name']
+    sharedConfig.resourceAttributes[SERVICE_NAME]
   if (!named) sharedConfig.serviceName = 'spanserve-router'
   const ownConfig = values as unknown as RouterOwnConfig
   let dns: RouterConfig['dns'] = null

@@ -33,9 +33,8 @@ if (config !== null) {
   process.title = 'spanserve::router'
   const { shared } = config
   const log = createLogger(shared.logLevel, { role: 'router' })
-  // Before Fastify exists, so @fastify/otel finds the global tracer provider. The tracing module's
-  // process roles are the server's four; the router's spans say `service.name` spanserve-router.
-  await initTracing(tracingOptions(shared), { role: 'server' }, { log })
+  // Before Fastify exists, so @fastify/otel finds the global tracer provider.
+  await initTracing(tracingOptions(shared), { role: 'router' }, { log })
   const instances = new InstanceSet({
     urls: config.instances,
     dns: config.dns,

@@ -16,6 +16,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { SpanserveError } from '../errors.ts'
 import type { Logger } from '../logging.ts'
 import { isTracingEnabled } from '../tracing/index.ts'
+import { ERROR_TYPE, HTTP_REQUEST_METHOD, SPANSERVE_ROUTER_ATTEMPTS, SPANSERVE_ROUTER_DECISION, SPANSERVE_ROUTER_INSTANCE, SPANSERVE_ROUTER_MATCH_RATE, URL_PATH } from '../tracing/attributes.ts'
 import { CLIENT_HEADER, clientId } from '../server/http/client-id.ts'
 import type { Instance, InstanceSet } from './instances.ts'
 import type { RouterMetrics } from './metrics.ts'
@@ -47,7 +48,7 @@ export class RouterProxy {
   async handle(request: FastifyRequest, reply: FastifyReply, outgoing: Outgoing): Promise<FastifyReply> {
     const headers = this.headersFor(request)
     const span = isTracingEnabled()
-      ? trace.getTracer('spanserve-router').startSpan('router_request', { kind: SpanKind.CLIENT, attributes: { 'http.request.method': request.method, 'url.path': request.url.split('?')[0]! } })
+      ? trace.getTracer('spanserve-router').startSpan('router_request', { kind: SpanKind.CLIENT, attributes: { [HTTP_REQUEST_METHOD]: request.method, [URL_PATH]: request.url.split('?')[0]! } })
       : null
     const aborted = new AbortController()
     // 'close' before the answer was finished: the client went away; the instance is told by the abort.
@@ -116,7 +117,7 @@ export class RouterProxy {
         delete headers.traceparent
         delete headers.tracestate
         propagation.inject(trace.setSpan(context.active(), span), headers)
-        span.setAttribute('spanserve.router.attempts', attempt)
+        span.setAttribute(SPANSERVE_ROUTER_ATTEMPTS, attempt)
       }
       try {
         const response = await fetch(instance.url + request.url, { method: request.method, headers, body: outgoing.body as Uint8Array<ArrayBuffer> | undefined, signal, redirect: 'manual' })
@@ -131,7 +132,7 @@ export class RouterProxy {
         failure = (err as Error & { cause?: { code?: string } }).cause?.code ?? (err as Error).message
         metrics.failed(instance)
         instances.markDown(instance, failure)
-        span?.addEvent('attempt_failed', { 'spanserve.router.instance': instance.url, 'error.type': failure })
+        span?.addEvent('attempt_failed', { [SPANSERVE_ROUTER_INSTANCE]: instance.url, [ERROR_TYPE]: failure })
         log.warn({ instance: instance.url, attempt, reason: failure }, 'router: instance failed before responding')
       }
     }
@@ -149,7 +150,7 @@ export class RouterProxy {
       instance.tree.insert(text)
       this.opts.metrics.decided(decision)
     }
-    span?.setAttributes({ 'spanserve.router.instance': instance.url, 'spanserve.router.decision': decision, 'spanserve.router.match_rate': matchRate })
+    span?.setAttributes({ [SPANSERVE_ROUTER_INSTANCE]: instance.url, [SPANSERVE_ROUTER_DECISION]: decision, [SPANSERVE_ROUTER_MATCH_RATE]: matchRate })
     return instance
   }
 }

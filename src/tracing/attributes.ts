@@ -90,7 +90,15 @@ export const USER_ID = attribute(
 )
 export const SPANSERVE_REQUEST_ID = attribute('spanserve.request.id', '`llm_request`, thread spans', 'the request id (`x-request-id`)')
 export const SPANSERVE_THREAD_LABEL = attribute('spanserve.thread.label', 'thread spans', '`Server`, `Tokenizer`, `Scheduler`, `Worker`, or a label set with `setThreadInfo`')
-export const SPANSERVE_PROCESS_ROLE = attribute('spanserve.process.role', 'resource', 'server, tokenizer, scheduler or worker')
+export const SPANSERVE_PROCESS_ROLE = attribute('spanserve.process.role', 'resource', 'server, tokenizer, scheduler, worker or router')
+export const SPANSERVE_ROUTER_INSTANCE = attribute('spanserve.router.instance', '`router_request`, its `attempt_failed` events', 'the URL of the instance the request was sent to')
+export const SPANSERVE_ROUTER_DECISION = attribute(
+  'spanserve.router.decision',
+  '`router_request`',
+  'why that instance: `cache_hit` (longest prefix match past the threshold), `cache_miss` (the least loaded, no match good enough) or `load_balanced` (load out of balance)',
+)
+export const SPANSERVE_ROUTER_MATCH_RATE = attribute('spanserve.router.match_rate', '`router_request`', "the share of the prompt's text the chosen instance was sent before (0 to 1)")
+export const SPANSERVE_ROUTER_ATTEMPTS = attribute('spanserve.router.attempts', '`router_request`', 'attempts made, when more than one (a retry on another instance)')
 export const SPANSERVE_TP_RANK = attribute('spanserve.tp_rank', 'thread spans, resource', 'tensor-parallel rank, where there is one')
 export const SPANSERVE_DP_PREFIX_MATCH_TOKENS = attribute(
   'spanserve.dp.prefix_match_tokens',

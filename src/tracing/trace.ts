@@ -37,6 +37,7 @@ const LABELS: Record<Role, string> = {
   tokenizer: 'Tokenizer',
   scheduler: 'Scheduler',
   worker: 'Worker',
+  router: 'Router',
 }
 
 /** The thread label a role gets unless setThreadInfo says otherwise. */

@@ -25,8 +25,8 @@ export interface SliceSpec {
  */
 export type SliceRef = SliceSpec | string
 
-/** A spanserve process's role: the process folders, and the label of its thread spans. */
-export type Role = 'server' | 'tokenizer' | 'scheduler' | 'worker'
+/** A spanserve process's role: the process folders (and the router in front of instances), and the label of its thread spans. */
+export type Role = 'server' | 'tokenizer' | 'scheduler' | 'worker' | 'router'
 
 /** What crosses a process boundary with a request, as JSON (propagation.ts reads and writes it). */
 export interface TraceCarrier {
