@@ -97,7 +97,7 @@ export interface GenerateReqInput {
    * and count toward max_tokens and usage. Absent for a new request.
    */
   resumeIds?: number[]
-  /** Who sent it, for fair scheduling (src/server/http/client-id.ts; never an API key itself). Absent: one anonymous client. */
+  /** Who sent it, for fair scheduling (src/http/client-id.ts; never an API key itself). Absent: one anonymous client. */
   client?: string
   /**
    * vLLM's skip_special_tokens: false keeps special tokens in the text (a tool-call parser that reads

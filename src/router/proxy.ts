@@ -17,7 +17,7 @@ import { SpanserveError } from '../errors.ts'
 import type { Logger } from '../logging.ts'
 import { isTracingEnabled } from '../tracing/index.ts'
 import { ERROR_TYPE, HTTP_REQUEST_METHOD, SPANSERVE_ROUTER_ATTEMPTS, SPANSERVE_ROUTER_DECISION, SPANSERVE_ROUTER_INSTANCE, SPANSERVE_ROUTER_MATCH_RATE, URL_PATH } from '../tracing/attributes.ts'
-import { CLIENT_HEADER, clientId } from '../server/http/client-id.ts'
+import { CLIENT_HEADER, clientId } from '../http/client-id.ts'
 import type { Instance, InstanceSet } from './instances.ts'
 import type { RouterMetrics } from './metrics.ts'
 import { choose, type PolicyOptions } from './policy.ts'
@@ -95,7 +95,7 @@ export class RouterProxy {
       if (typeof value === 'string') headers[name] = value
     }
     // Behind the router every client has the router's address: name it, so the instance's fair
-    // scheduling still tells clients apart (src/server/http/client-id.ts).
+    // scheduling still tells clients apart (src/http/client-id.ts).
     headers[CLIENT_HEADER] = clientId(request, this.opts.apiKeyConfigured)
     return headers
   }

@@ -1,6 +1,6 @@
 /** The one place where any error becomes an HTTP status and OpenAI's error body. */
 import type { FastifyError, FastifyReply } from 'fastify'
-import { SpanserveError, errorBody } from '../../errors.ts'
+import { SpanserveError, errorBody } from '../errors.ts'
 
 const FASTIFY_CODES: Record<string, SpanserveError['code']> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'SPANSERVE_ERR_BODY_TOO_LARGE',

@@ -7,7 +7,7 @@
 import type { Server, ServerOptions } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import { SpanserveError, errorBody, type ErrorCode } from '../../errors.ts'
+import { SpanserveError, errorBody, type ErrorCode } from '../errors.ts'
 
 export interface PerimeterOptions {
   /** Milliseconds to receive the request headers. */

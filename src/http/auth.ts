@@ -6,7 +6,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify'
-import { SpanserveError } from '../../errors.ts'
+import { SpanserveError } from '../errors.ts'
 
 /**
  * - open: anyone (/health; /metrics unless --protect-metrics).
