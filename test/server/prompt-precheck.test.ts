@@ -3,7 +3,7 @@
  * fields count (a lower bound of the rendered prompt), and that it never refuses what may fit.
  */
 import t from 'tap'
-import { promptPrecheck } from '../../src/server/http/prompt-precheck.ts'
+import { bodyLengthRefusal, promptPrecheck } from '../../src/server/http/prompt-precheck.ts'
 import { REFUSED_BEFORE_TOKENIZING } from '../../src/model/prompt-bound.ts'
 
 // 100 tokens of at most 4 characters: 400 characters can fit, 401 cannot.
@@ -69,4 +69,23 @@ t.test('no claim without a bound, and none on other routes', async (t) => {
   t.equal(check('/v1/completions', { prompt: text(10_000) }, null), null, 'tokenizer not ready, or a tokenizer that may fuse text')
   t.equal(check('/detokenize', { prompt: text(10_000) }), null)
   t.equal(check('/v1/completions', null), null)
+})
+
+t.test('a body longer than any prompt that fits is refused from its length, naming the field', async (t) => {
+  // 100 tokens × 4 characters × 6 bytes (a \\uXXXX escape each) + 1 MiB for the other fields.
+  const bound = 100 * 4 * 6 + 2 ** 20
+  t.equal(bodyLengthRefusal('/v1/completions', bound, 100, 4), null, 'at the bound it may fit')
+  for (const [url, param] of [
+    ['/v1/completions', 'prompt'],
+    ['/v1/chat/completions', 'messages'],
+    ['/v1/responses', 'input'],
+  ] as const) {
+    const e = bodyLengthRefusal(url, bound + 1, 100, 4)
+    t.equal(e?.code, 'SPANSERVE_ERR_CONTEXT_LENGTH', url)
+    t.equal(e?.param, param)
+    t.match(e?.message, REFUSED_BEFORE_TOKENIZING)
+  }
+  t.equal(bodyLengthRefusal('/tokenize', 10 * bound, 100, 4), null, "/tokenize's field is known only from its body")
+  t.equal(bodyLengthRefusal('/v1/completions', 10 * bound, 100, null), null, 'no bound before the tokenizer is ready')
+  t.equal(bodyLengthRefusal('/v1/completions', 10 * bound, 100, Number.POSITIVE_INFINITY), null, 'a tokenizer that may fuse text claims none')
 })

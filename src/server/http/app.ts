@@ -15,7 +15,7 @@ import { traceSettingRoute } from './trace-setting/route.ts'
 import { metricsRoute } from './metrics/route.ts'
 import type { RoutesOptions } from './route-options.ts'
 import { routeAuth, type AuthKeys } from '../../http/auth.ts'
-import { promptPrecheck } from './prompt-precheck.ts'
+import { bodyLengthRefusal, promptPrecheck } from './prompt-precheck.ts'
 import { BodyThread, OFF_LOOP_BYTES } from './json-body/thread.ts'
 import type { PromptCheck } from './json-body/parse.ts'
 import { clientErrorHandler, httpServerOptions, limitConnections, limitHeaderCount, type PerimeterOptions } from '../../http/perimeter.ts'
@@ -84,13 +84,19 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       if (sc && trace.isSpanContextValid(sc)) void reply.header('traceparent', formatTraceparent(sc))
     })
   }
-  // An oversized body is refused from its Content-Length alone, and the rest of it is read and
-  // dropped so the client, still sending, receives the 413 instead of a broken pipe.
+  // An oversized body is refused from its Content-Length alone (413 over --body-limit; 400 when no
+  // prompt the context holds could be that long), and the rest of it is read and dropped so the
+  // client, still sending, receives the answer instead of a broken pipe.
   app.addHook('onRequest', async (request) => {
     const length = Number(request.headers['content-length'] ?? 0)
     if (length > opts.bodyLimit) {
       request.raw.resume()
       throw new SpanserveError('SPANSERVE_ERR_BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${opts.bodyLimit}`)
+    }
+    const tooLong = request.method === 'POST' ? bodyLengthRefusal(request.routeOptions.url ?? '', length, opts.contextLength, opts.charsPerToken()) : null
+    if (tooLong) {
+      request.raw.resume()
+      throw tooLong
     }
   })
   // Before any route is added: each declares who may call it, checked on the matched route.

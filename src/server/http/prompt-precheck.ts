@@ -6,8 +6,8 @@
  * ZeroMQ copy and the tokenizer's decode of megabytes that the tokenizer would refuse anyway; the
  * tokenizer still checks the rendered prompt exactly against its share of the context.
  */
-import { charBoundRefusal } from '../../model/prompt-bound.ts'
-import type { SpanserveError } from '../../errors.ts'
+import { charBoundRefusal, REFUSED_BEFORE_TOKENIZING } from '../../model/prompt-bound.ts'
+import { SpanserveError } from '../../errors.ts'
 
 type Body = Record<string, unknown>
 
@@ -59,4 +59,30 @@ export function promptPrecheck(url: string, body: unknown, contextLength: number
   if (!fields || charsPerToken === null || body === null || typeof body !== 'object') return null
   const { chars, param } = fields(body as Body)
   return charBoundRefusal(chars, { context: contextLength, completion: 0, param }, charsPerToken)
+}
+
+/** Bytes of JSON one UTF-16 unit of a prompt can take at most (its `\\uXXXX` escape). */
+const MAX_BYTES_PER_CHAR = 6
+/** What a body may carry beside its prompt (tools, a schema, options) before its size alone says too much. */
+const OTHER_FIELDS_BYTES = 2 ** 20
+
+/** The field each route's prompt comes in, for a refusal made before the body is read (/tokenize's depends on the body: it is parsed, off the loop). */
+const PROMPT_PARAM: Record<string, string> = { '/v1/completions': 'prompt', '/v1/chat/completions': 'messages', '/v1/responses': 'input' }
+
+/**
+ * The 400 for a body too long for any prompt the context could hold, from its Content-Length alone,
+ * or null: a prompt that fits is at most context × charsPerToken characters of at most 6 bytes each,
+ * beside a megabyte of everything else. Refused before it is read, a 4 MB prompt costs the
+ * server no parse (other streams do not wait on it); the precheck after parsing stays the exact one.
+ */
+export function bodyLengthRefusal(url: string, bytes: number, contextLength: number, charsPerToken: number | null): SpanserveError | null {
+  const param = PROMPT_PARAM[url]
+  if (param === undefined || charsPerToken === null || !Number.isFinite(charsPerToken)) return null
+  const bound = contextLength * charsPerToken * MAX_BYTES_PER_CHAR + OTHER_FIELDS_BYTES
+  if (bytes <= bound) return null
+  return new SpanserveError(
+    'SPANSERVE_ERR_CONTEXT_LENGTH',
+    `This model's maximum context length is ${contextLength} tokens. However, your request body is ${bytes} bytes, more than any prompt of that many tokens and the other fields can take (${bound} bytes: no token of this model stands for more than ${charsPerToken} characters), so it was ${REFUSED_BEFORE_TOKENIZING}. Please reduce the prompt.`,
+    param,
+  )
 }
