@@ -1,8 +1,8 @@
 // Reads a Hugging Face / Optimum model directory (llama, qwen2, mistral, gpt2 families) into the
 // few facts the server needs, failing with a message that names the file and field at fault.
 
-import { existsSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join, relative } from 'node:path'
 import { ModelLoadError } from './errors.ts'
 
 export interface ModelInfo {
@@ -71,7 +71,22 @@ function tokenIds(v: unknown, file: string, field: string): number[] {
 
 const FAMILIES = ['llama', 'qwen2', 'mistral', 'gpt2'] as const
 
-export function readModelInfo(dir: string): ModelInfo {
+/** The .onnx files of a model directory and its onnx/ folder, relative to it, for error messages. */
+function onnxFilesIn(dir: string): string[] {
+  const found: string[] = []
+  for (const sub of ['', 'onnx']) {
+    const at = join(dir, sub)
+    if (!existsSync(at)) continue
+    for (const f of readdirSync(at)) if (f.endsWith('.onnx')) found.push(relative(dir, join(at, f)))
+  }
+  return found.sort()
+}
+
+/**
+ * The facts of a model directory. `onnxFile` (relative to dir) picks one of several ONNX files, as
+ * published directories ship model.onnx beside model_q4.onnx; empty takes the first candidate.
+ */
+export function readModelInfo(dir: string, onnxFile = ''): ModelInfo {
   if (!existsSync(dir)) throw new ModelLoadError(`model directory ${dir} does not exist`)
   const configPath = join(dir, 'config.json')
   const cfg = readJson(configPath, true)!
@@ -116,16 +131,26 @@ export function readModelInfo(dir: string): ModelInfo {
     if (id >= vocabSize) throw new ModelLoadError(`${configPath}: eos_token_id ${id} is not below vocab_size ${vocabSize}`)
   }
 
-  const onnxFile = ONNX_CANDIDATES.find((f) => existsSync(join(dir, f)))
-  if (!onnxFile) {
-    throw new ModelLoadError(`${dir} holds no ONNX decoder (looked for ${ONNX_CANDIDATES.join(', ')})`)
+  let onnxPath: string
+  if (onnxFile) {
+    onnxPath = join(dir, onnxFile)
+    if (!existsSync(onnxPath)) {
+      const present = onnxFilesIn(dir)
+      throw new ModelLoadError(`${onnxPath} does not exist (--onnx-file is relative to the model directory, which holds ${present.length > 0 ? present.join(', ') : 'no .onnx file'})`)
+    }
+  } else {
+    const candidate = ONNX_CANDIDATES.find((f) => existsSync(join(dir, f)))
+    if (!candidate) {
+      throw new ModelLoadError(`${dir} holds no ONNX decoder (looked for ${ONNX_CANDIDATES.join(', ')})`)
+    }
+    onnxPath = join(dir, candidate)
   }
   const tokenizerPath = join(dir, 'tokenizer.json')
   if (!existsSync(tokenizerPath)) throw new ModelLoadError(`${tokenizerPath} does not exist`)
 
   return {
     dir,
-    onnxPath: join(dir, onnxFile),
+    onnxPath,
     modelType,
     numLayers,
     numHeads,
