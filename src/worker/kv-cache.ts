@@ -148,12 +148,12 @@ export class SequenceKv {
   }
 
   /**
-   * Copy this sequence's cache into row `row` of a batch tensor [B, heads, slots, headDim], right-aligned
-   * so that its last token sits in the last slot (shorter rows are left-padded).
+   * Copy this sequence's cache into row `row` of a batch tensor [B, heads, slots, headDim], from slot
+   * `pad` on: by default right-aligned, its last token in the last slot (left padding); 0 for a
+   * right-padded batch (fused-runner.ts).
    */
-  writeInto(target: Float32Array, index: number, row: number, slots: number): void {
+  writeInto(target: Float32Array, index: number, row: number, slots: number, pad = slots - this.length): void {
     const { numKvHeads: H, headDim: D } = this.store.shape
-    const pad = slots - this.length
     for (let p = 0, j = 0; p < this.length; p += BT, j++) {
       const id = this.blockId(j)
       const src = this.store.data(id)
@@ -204,5 +204,28 @@ export function copyBatchRow(shape: KvShape, from: Float32Array, fromRow: number
   for (let h = 0; h < H; h++) {
     const src = ((fromRow * H + h) * fromSlots + fromSlots - length) * D
     to.set(from.subarray(src, src + length * D), ((toRow * H + h) * toSlots + toSlots - length) * D)
+  }
+}
+
+/**
+ * Copy `count` slots of row `fromRow` of a batch tensor [B, heads, fromSlots, headDim], from slot
+ * `fromSlot`, into row `toRow` of another [B', heads, toSlots, headDim] from slot `toSlot`.
+ */
+export function copyRowSlots(
+  shape: KvShape,
+  from: Float32Array,
+  fromRow: number,
+  fromSlots: number,
+  fromSlot: number,
+  to: Float32Array,
+  toRow: number,
+  toSlots: number,
+  toSlot: number,
+  count: number,
+): void {
+  const { numKvHeads: H, headDim: D } = shape
+  for (let h = 0; h < H; h++) {
+    const src = ((fromRow * H + h) * fromSlots + fromSlot) * D
+    to.set(from.subarray(src, src + count * D), ((toRow * H + h) * toSlots + toSlot) * D)
   }
 }

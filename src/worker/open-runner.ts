@@ -5,13 +5,13 @@
 import { readdirSync, statSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
+import { quantizationBits, quantizeMatMuls } from '../model/quantize.ts'
 import { ensureShards } from '../model/tp/shard-cache.ts'
 import * as ort from 'onnxruntime-node'
-import { checkSignature } from '../model/load.ts'
 import type { ChildContext } from '../process/child.ts'
-import { ModelRunner } from './runner.ts'
+import { openModelRunner } from './model-graph.ts'
 import type { StepRunner } from './step-runner.ts'
-import { cpuOptions, openSession, type CpuOptions } from './session.ts'
+import { cpuOptions, type CpuOptions } from './session.ts'
 import { openTpRunner } from './tp/open.ts'
 import { segmentSessionOptions } from './tp/segments.ts'
 
@@ -25,9 +25,16 @@ export async function openRunner(ctx: ChildContext): Promise<OpenRunner> {
   const { config, model, dpRank, tpRank, log } = ctx
   const cpu = (intraOp: number): CpuOptions => ({ intraOp, spinning: config.intraOpSpinning, memArena: config.cpuMemArena })
   if (config.tpSize === 1) {
-    const { session, provider } = await openSession(model.onnxPath, config.device, cpu(config.intraOpThreads), log)
-    checkSignature(model, session.inputNames, session.outputNames)
-    return { runner: new ModelRunner(session, model), provider, close: () => session.release() }
+    const quantization = config.quantization
+    const transform =
+      quantization === 'none'
+        ? undefined
+        : (m: Parameters<typeof quantizeMatMuls>[0]): void => {
+            const count = quantizeMatMuls(m, quantizationBits(quantization))
+            log.info({ quantization, matmuls: count }, 'MatMul weights quantized at load')
+          }
+    const { runner, provider, close } = await openModelRunner(model, config.modelGraph, { device: config.device, cpu: cpu(config.intraOpThreads), log, transform })
+    return { runner, provider, close }
   }
   // One GPU per rank with --device cuda; on CPU the cores are shared out between the ranks.
   const provider = config.device === 'cuda' ? 'cuda' : 'cpu'

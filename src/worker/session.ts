@@ -50,13 +50,15 @@ export function cpuOptions(cpu: CpuOptions): ort.InferenceSession.SessionOptions
   }
 }
 
-export async function openSession(onnxPath: string, device: Device, cpu: CpuOptions, log: Logger): Promise<OpenSession> {
+/** `model`: the ONNX file's path, or a graph built in memory (model-graph.ts). */
+export async function openSession(model: string | Uint8Array, device: Device, cpu: CpuOptions, log: Logger): Promise<OpenSession> {
   const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', ...cpuOptions(cpu) }
+  const create = (options: ort.InferenceSession.SessionOptions) => (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options))
   if (device === 'auto' && !cudaProviderInstalled()) {
     log.info({ provider: 'cpu' }, 'CUDA execution provider not installed, ONNX Runtime session on CPU')
   } else if (device !== 'cpu') {
     try {
-      const session = await ort.InferenceSession.create(onnxPath, { ...base, executionProviders: ['cuda'] })
+      const session = await create({ ...base, executionProviders: ['cuda'] })
       log.info({ provider: 'cuda' }, 'ONNX Runtime session on CUDA')
       return { session, provider: 'cuda' }
     } catch (err) {
@@ -64,7 +66,7 @@ export async function openSession(onnxPath: string, device: Device, cpu: CpuOpti
       log.info({ provider: 'cpu', reason: (err as Error).message.split('\n')[0] }, 'CUDA not available, ONNX Runtime session on CPU')
     }
   }
-  const session = await ort.InferenceSession.create(onnxPath, { ...base, executionProviders: ['cpu'] })
+  const session = await create({ ...base, executionProviders: ['cpu'] })
   if (device === 'cpu') log.info({ provider: 'cpu' }, 'ONNX Runtime session on CPU')
   return { session, provider: 'cpu' }
 }

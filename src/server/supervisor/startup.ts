@@ -35,7 +35,7 @@ export function configOrExit(argv: string[]): Config | null {
 export async function modelOrExit(config: Config, log: Logger): Promise<{ model: ModelInfo; contextLength: number }> {
   try {
     const dir = config.model || (await ensureModel({ preset: config.modelPreset, cacheDir: config.cacheDir || undefined, log: (line) => log.info(line) }))
-    const model = readModelInfo(dir)
+    const model = readModelInfo(dir, config.onnxFile)
     // A model that cannot be sharded stops the start with the reason.
     if (config.tpSize > 1) await ensureShards(model.dir, config.tpSize, { log: (line) => log.info(line) })
     const contextLength = config.contextLength > 0 ? Math.min(config.contextLength, model.maxPositions) : model.maxPositions

@@ -1,0 +1,179 @@
+/**
+ * Which graph serves a model in one session, and the runner that drives it: the fused graph
+ * (src/model/fused-graph.ts, FusedRunner) rebuilt from the weights of a model spanserve wrote, or the
+ * ONNX file as it is (an Optimum export, ModelRunner). The fused graph is built at start-up from the
+ * file's initializers, so that a model built before it existed gets it too.
+ */
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs'
+import { join } from 'node:path'
+import onnxProto from 'onnx-proto'
+import type { Logger } from '../logging.ts'
+import { ModelLoadError } from '../model/errors.ts'
+import { buildFusedLlamaOnnx, serializeModel } from '../model/fused-graph.ts'
+import { checkSignature, type ModelInfo } from '../model/load.ts'
+import type { LayerWeights, LlamaSpec, LlamaWeights } from '../model/spec.ts'
+import { FusedRunner } from './fused-runner.ts'
+import { ModelRunner } from './runner.ts'
+import { openSession, type CpuOptions, type Device } from './session.ts'
+
+const { onnx } = onnxProto
+type ModelProto = InstanceType<typeof onnx.ModelProto>
+
+export type ModelGraph = 'auto' | 'fused' | 'file'
+
+export interface ModelGraphOptions {
+  device: Device
+  cpu: CpuOptions
+  log: Logger
+  /** Rewrites the graph before its session opens (the quantizer); applied to whichever graph runs. */
+  transform?: (model: ModelProto) => void
+}
+
+export interface OpenModelRunner {
+  runner: ModelRunner | FusedRunner
+  provider: 'cuda' | 'cpu'
+  /** The graph that runs: 'auto' resolved. */
+  graph: 'fused' | 'file'
+  close(): Promise<void>
+}
+
+export async function openModelRunner(model: ModelInfo, graph: ModelGraph, opts: ModelGraphOptions): Promise<OpenModelRunner> {
+  const fused = graph === 'fused' || (graph === 'auto' && model.modelType === 'llama' && producerName(model.onnxPath) === 'spanserve')
+  if (fused) {
+    const started = performance.now()
+    const file = onnx.ModelProto.decode(readFileSync(model.onnxPath))
+    const found = graph === 'fused' ? fusedInputs(model, file) : tryFusedInputs(model, file)
+    if (found) {
+      const proto = buildFusedLlamaOnnx(found.spec, found.weights)
+      opts.transform?.(proto)
+      const bytes = serializeModel(proto)
+      const { session, provider } = await openSession(bytes, opts.device, opts.cpu, opts.log)
+      opts.log.info({ graph: 'fused', build_ms: Math.round(performance.now() - started), bytes: bytes.byteLength }, 'fused model graph built from the weights')
+      return { runner: new FusedRunner(session, model), provider, graph: 'fused', close: () => session.release() }
+    }
+    opts.log.info({ graph: 'file', reason: "the file lacks spanserve's initializers or config" }, 'fused model graph not built')
+  }
+  let source: string | Uint8Array = model.onnxPath
+  if (opts.transform) {
+    const proto = onnx.ModelProto.decode(readFileSync(model.onnxPath))
+    opts.transform(proto)
+    source = serializeModel(proto)
+  }
+  const { session, provider } = await openSession(source, opts.device, opts.cpu, opts.log)
+  checkSignature(model, session.inputNames, session.outputNames)
+  opts.log.info({ graph: 'file', path: model.onnxPath }, 'model graph from the ONNX file')
+  return { runner: new ModelRunner(session, model), provider, graph: 'file', close: () => session.release() }
+}
+
+/**
+ * The ModelProto's producer_name, read from the file's first bytes (the builder writes it before the
+ * graph): whether to try the fused graph without parsing a large file that cannot have it.
+ */
+function producerName(path: string): string | null {
+  const head = Buffer.alloc(256)
+  const fd = openSync(path, 'r')
+  let n: number
+  try {
+    n = readSync(fd, head, 0, head.length, 0)
+  } finally {
+    closeSync(fd)
+  }
+  let at = 0
+  const varint = (): number => {
+    let v = 0
+    for (let shift = 0; at < n && shift < 35; shift += 7) {
+      const b = head[at++]!
+      v += (b & 0x7f) * 2 ** shift
+      if (b < 0x80) return v
+    }
+    return -1
+  }
+  while (at < n) {
+    const key = varint()
+    if (key < 0) return null
+    const field = Math.floor(key / 8)
+    const wire = key & 7
+    if (wire === 0) {
+      if (varint() < 0) return null
+    } else if (wire === 2) {
+      const len = varint()
+      if (len < 0 || at + len > n) return null
+      if (field === 2) return head.toString('utf8', at, at + len)
+      at += len
+    } else return null
+  }
+  return null
+}
+
+/** The fused graph's spec and weights, or null (auto) where the model is not one spanserve wrote. */
+function tryFusedInputs(model: ModelInfo, file: ModelProto): { spec: LlamaSpec; weights: LlamaWeights } | null {
+  try {
+    return fusedInputs(model, file)
+  } catch (err) {
+    if (err instanceof ModelLoadError) return null
+    throw err
+  }
+}
+
+function fusedInputs(model: ModelInfo, file: ModelProto): { spec: LlamaSpec; weights: LlamaWeights } {
+  const weights = spanserveWeights(model, file)
+  return { spec: fusedSpec(model, weights), weights }
+}
+
+/** The weights of a model spanserve's builder wrote (src/model/onnx-graph.ts names), checked against the config. */
+function spanserveWeights(model: ModelInfo, file: ModelProto): LlamaWeights {
+  const tensors = new Map(file.graph?.initializer?.map((t) => [t.name ?? '', t]) ?? [])
+  const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, vocabSize: V } = model
+  const floats = (name: string, dims: (number | null)[]): Float32Array => {
+    const t = tensors.get(name)
+    if (!t) throw new ModelLoadError(`${model.onnxPath}: --model-graph fused needs the initializer "${name}" (spanserve's builder names; use --model-graph file for other models)`)
+    const got = (t.dims ?? []).map(Number)
+    const raw = t.rawData
+    if (t.dataType !== onnx.TensorProto.DataType.FLOAT || !raw || got.length !== dims.length || dims.some((x, i) => x !== null && x !== got[i])) {
+      throw new ModelLoadError(`${model.onnxPath}: initializer "${name}" is not float32 [${dims.map((x) => x ?? '?').join(', ')}] in raw data (dims [${got.join(', ')}])`)
+    }
+    return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))
+  }
+  const gate0 = tensors.get('model.layers.0.mlp.gate_proj.weight_t')
+  const m = Number(gate0?.dims?.[1] ?? 0) || null
+  const layers: LayerWeights[] = []
+  for (let i = 0; i < model.numLayers; i++) {
+    const p = `model.layers.${i}`
+    layers.push({
+      inputNorm: floats(`${p}.input_layernorm.weight`, [d]),
+      q: floats(`${p}.self_attn.q_proj.weight_t`, [d, H * hd]),
+      k: floats(`${p}.self_attn.k_proj.weight_t`, [d, KV * hd]),
+      v: floats(`${p}.self_attn.v_proj.weight_t`, [d, KV * hd]),
+      o: floats(`${p}.self_attn.o_proj.weight_t`, [H * hd, d]),
+      postNorm: floats(`${p}.post_attention_layernorm.weight`, [d]),
+      gate: floats(`${p}.mlp.gate_proj.weight_t`, [d, m]),
+      up: floats(`${p}.mlp.up_proj.weight_t`, [d, m]),
+      down: floats(`${p}.mlp.down_proj.weight_t`, [m, d]),
+    })
+  }
+  return { embed: floats('model.embed_tokens.weight', [V, d]), layers, finalNorm: floats('model.norm.weight', [d]), lmHead: floats('lm_head.weight_t', [d, V]) }
+}
+
+/** The spec of the fused graph: ModelInfo, the MLP width from the weights, RoPE and RMSNorm constants from config.json. */
+function fusedSpec(model: ModelInfo, weights: LlamaWeights): LlamaSpec {
+  const configPath = join(model.dir, 'config.json')
+  const cfg = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>
+  if (cfg.rope_scaling !== undefined && cfg.rope_scaling !== null) throw new ModelLoadError(`${configPath}: --model-graph fused does not implement rope_scaling`)
+  const num = (name: string, fallback: number): number => {
+    const v = cfg[name] ?? fallback
+    if (typeof v !== 'number' || !(v > 0)) throw new ModelLoadError(`${configPath}: field "${name}" must be a positive number, got ${JSON.stringify(v)}`)
+    return v
+  }
+  return {
+    hiddenSize: model.hiddenSize,
+    numLayers: model.numLayers,
+    numHeads: model.numHeads,
+    numKvHeads: model.numKvHeads,
+    headDim: model.headDim,
+    intermediateSize: weights.layers[0]!.gate.length / model.hiddenSize,
+    vocabSize: model.vocabSize,
+    maxPositions: model.maxPositions,
+    ropeTheta: num('rope_theta', 10000),
+    rmsNormEps: num('rms_norm_eps', 1e-6),
+  }
+}
