@@ -85,6 +85,14 @@ const CONFIG_DESCRIPTIONS: Record<ConfigName, string> = {
   tjs: '`@huggingface/transformers` loading the same directory from disk (no remote models) behind a minimal node:http SSE handler (bench/transformers-js-server.ts), one `model.generate()` per request: it has no batching across requests.',
   llamacpp:
     "llama.cpp as node-llama-cpp ships it prebuilt, serving a GGUF F32 of the same weights (bench/gguf/) behind a minimal node:http SSE handler (bench/llama-cpp-server.ts): one context with a slot per request of the highest concurrency, every slot's pending tokens decoded together each step (llama-server's `-np N -cb`), threads the fastest of 1..cores for one-token steps and for larger batches (`-t`, `-tb`) measured at its start, flash attention off, F32 KV cache; its greedy outputs must equal the limit's or it is not measured (see \"llama.cpp\").",
+  'llamacpp-q8':
+    "the same llama.cpp on a GGUF Q8_0 of the same weights, as llama-quantize (or convert_hf_to_gguf.py --outtype q8_0) writes it: every matrix in blocks of 32 (an f16 scale, 32 int8), norms F32; its greedy outputs are not required to equal the fp32 limit's: how far they follow it is reported.",
+  'llamacpp-q4':
+    "the same on a GGUF Q4_0 (blocks of 32: an f16 scale, 32 four-bit values), output.weight Q8_0 (llama-quantize's choice where its rows are not whole Q6_K super-blocks; on the large preset it would pick Q6_K), norms F32; agreement with the fp32 limit reported.",
+  'limit-int8': 'the limit with its MatMuls quantized as `--quantization int8` quantizes them (ONNX Runtime MatMulNBits, blocks of 32): the reference for spanserve int8.',
+  'limit-int4': 'the same at `--quantization int4`.',
+  'off-int8': "spanserve, tracing off, `--quantization int8`: its greedy outputs must equal the int8 limit's.",
+  'off-int4': "spanserve, tracing off, `--quantization int4`: its greedy outputs must equal the int4 limit's.",
 }
 
 function measured(result: BenchResult): string {

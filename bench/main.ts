@@ -20,7 +20,8 @@ import { startTransformersJs, transformersJsUnavailable } from './configs/transf
 import { llamaCppUnavailable, startLlamaCpp } from './configs/llama-cpp.ts'
 import { writeDocs } from './docs.ts'
 import { prepareHttp, WARMUP_CONCURRENCY, type HttpPlan } from './measure-http.ts'
-import { CONFIG_LABELS, parseOptions, type ConfigName } from './options.ts'
+import { compareGreedy } from './greedy-check.ts'
+import { CONFIG_LABELS, CONFIG_QUANTIZATION, parseOptions, type ConfigName } from './options.ts'
 import { delta, snapshot } from './proc-cpu.ts'
 import { summariseProfiles } from './profile.ts'
 import { makePrompts } from './prompts.ts'
@@ -87,7 +88,8 @@ const configs: ConfigResult[] = []
 const matches: MatchResult[] = []
 const models: BenchResult['models'] = []
 const tjsMissing = opts.configs.includes('tjs') ? await transformersJsUnavailable() : null
-const llamaCppMissing = opts.configs.includes('llamacpp') ? await llamaCppUnavailable() : null
+const isLlamaCpp = (c: ConfigName): c is 'llamacpp' | 'llamacpp-q8' | 'llamacpp-q4' => c.startsWith('llamacpp')
+const llamaCppMissing = opts.configs.some(isLlamaCpp) ? await llamaCppUnavailable() : null
 const maxBatchSize = Math.max(64, ...opts.concurrencies)
 const extraArgs = opts.intraOpThreads > 0 ? ['--intra-op-threads', String(opts.intraOpThreads)] : []
 /** Server flags that make a configuration. */
@@ -96,7 +98,12 @@ const CONFIG_FLAGS: Partial<Record<ConfigName, string[]>> = {
   lockstep: ['--disable-overlap-schedule'],
   spin: ['--intra-op-spinning'],
   steps4: ['--num-continuous-decode-steps', '4'],
+  'off-int8': ['--quantization', 'int8'],
+  'off-int4': ['--quantization', 'int4'],
 }
+const GGUF_TYPE = { llamacpp: 'none', 'llamacpp-q8': 'q8_0', 'llamacpp-q4': 'q4_0' } as const
+/** Configurations driven in this process (LimitRunner), not over HTTP. */
+const IN_PROCESS: readonly ConfigName[] = ['limit', 'baselimit', 'limitspin', 'limit-int8', 'limit-int4']
 
 say('tracing module microbenchmark (bench/tracing-slice.ts)')
 const tracingMicro = await runTracingMicro()
@@ -136,8 +143,10 @@ for (const preset of opts.models) {
   const threads = { intraOp: opts.intraOpThreads, spinning: false, memArena: false }
   const limit = await LimitRunner.open(modelDir, threads)
   const runs = preset === 'large' ? opts.largeConfigs : opts.configs
-  const baseLimit = runs.includes('baselimit') ? await LimitRunner.open(modelDir, threads, opts.base!) : null
+  const baseLimit = runs.includes('baselimit') ? await LimitRunner.open(modelDir, threads, { root: opts.base! }) : null
   const spinLimit = runs.includes('limitspin') ? await LimitRunner.open(modelDir, { ...threads, spinning: true }) : null
+  const int8Limit = runs.includes('limit-int8') ? await LimitRunner.open(modelDir, threads, { quantization: 'int8' }) : null
+  const int4Limit = runs.includes('limit-int4') ? await LimitRunner.open(modelDir, threads, { quantization: 'int4' }) : null
   await limit.round(prompts.slice(0, 4), Math.min(opts.maxTokens, 16))
   const reference: string[] = []
   for (const p of checkPrompts) reference.push(tokenizer.decode((await limit.round([p], opts.maxTokens)).tokens[0]!, { skip_special_tokens: true }))
@@ -152,9 +161,17 @@ for (const preset of opts.models) {
   for (const [config, other] of [
     ['baselimit', baseLimit],
     ['limitspin', spinLimit],
+    ['limit-int8', int8Limit],
+    ['limit-int4', int4Limit],
   ] as const) {
     if (!other) continue
     await other.round(prompts.slice(0, 4), Math.min(opts.maxTokens, 16))
+    // A quantized limit's outputs are the reference for spanserve's configurations of its quantization.
+    if (CONFIG_QUANTIZATION[config]) {
+      const own: string[] = []
+      for (const p of checkPrompts) own.push(tokenizer.decode((await other.round([p], opts.maxTokens)).tokens[0]!, { skip_special_tokens: true }))
+      texts.set(config, own)
+    }
     targets.push({
       config,
       level: (n, total, from) => limitLevel(other, prompts, opts.maxTokens, n, Math.ceil(total / n), from),
@@ -163,14 +180,14 @@ for (const preset of opts.models) {
     })
   }
   try {
-    for (const config of runs.filter((c) => c !== 'limit' && c !== 'baselimit' && c !== 'limitspin')) {
+    for (const config of runs.filter((c) => !IN_PROCESS.includes(c))) {
       say(`starting ${CONFIG_LABELS[config]} [${preset}]`)
       if (config === 'tjs' && tjsMissing) {
         say(`  left out: ${tjsMissing}`)
         configs.push({ config, model: preset, levels: [], skipped: tjsMissing })
         continue
       }
-      if (config === 'llamacpp' && llamaCppMissing) {
+      if (isLlamaCpp(config) && llamaCppMissing) {
         say(`  left out: ${llamaCppMissing}`)
         configs.push({ config, model: preset, levels: [], skipped: llamaCppMissing })
         continue
@@ -178,8 +195,15 @@ for (const preset of opts.models) {
       const server =
         config === 'tjs'
           ? await startTransformersJs(modelDir)
-          : config === 'llamacpp'
-            ? await startLlamaCpp({ preset, parallel: Math.max(...opts.concurrencies), ctxPerSlot: opts.promptTokens + opts.maxTokens, threads: opts.intraOpThreads, log: say })
+          : isLlamaCpp(config)
+            ? await startLlamaCpp({
+                preset,
+                quantization: GGUF_TYPE[config],
+                parallel: Math.max(...opts.concurrencies),
+                ctxPerSlot: opts.promptTokens + opts.maxTokens,
+                threads: opts.intraOpThreads,
+                log: say,
+              })
             : await startSpanserve({
                 modelDir,
                 traceLevel: config === 'on' || config === 'onlive' || config === 'baseon' ? 3 : config === 'on2' ? 2 : null,
@@ -191,6 +215,7 @@ for (const preset of opts.models) {
       const { client, checkTexts } = await prepareHttp(server.url, plan)
       texts.set(config, checkTexts)
       // Another model would make llama.cpp's figures meaningless: it is measured only on the limit's greedy tokens.
+      // Its quantized files cannot match them token for token; greedy-check.ts reports how far they follow.
       const differs = config === 'llamacpp' ? checkTexts.findIndex((t, k) => t !== reference[k]) : -1
       if (differs >= 0) {
         const why = `its greedy output differs from the limit's on check prompt ${differs}: not the same model, not measured`
@@ -271,19 +296,12 @@ for (const preset of opts.models) {
         say(`  OTLP receiver counted ${extra.spans} spans`)
       }
     }
-    await limit.close()
-    await baseLimit?.close()
-    await spinLimit?.close()
+    for (const l of [limit, baseLimit, spinLimit, int8Limit, int4Limit]) await l?.close()
   }
-  const mismatched: ConfigName[] = []
-  const details: string[] = []
-  for (const [config, got] of texts) {
-    const i = got.findIndex((t, k) => t !== reference[k])
-    if (i < 0) continue
-    mismatched.push(config)
-    details.push(`${config}, prompt ${i}: limit ${JSON.stringify(reference[i]!.slice(0, 80))}… vs ${JSON.stringify(got[i]!.slice(0, 80))}…`)
-  }
-  matches.push({ model: preset, compared: [...texts.keys()], prompts: checkPrompts.length, mismatched, details })
+  const match = compareGreedy(preset, reference, texts)
+  matches.push(match)
+  for (const a of match.agreement ?? [])
+    say(`  ${a.config} against ${a.against} [${preset}]: identical on ${a.identical} of ${a.prompts} check prompts, common prefix ${(100 * a.prefixShare).toFixed(0)}% of ${a.against}'s text`)
 }
 
 let profile: BenchResult['profile'] = null

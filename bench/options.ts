@@ -2,18 +2,57 @@
 import { parseArgs } from 'node:util'
 import type { PresetName } from '../src/model/presets.ts'
 
-export const CONFIG_NAMES = ['limit', 'limitspin', 'baselimit', 'off', 'lockstep', 'spin', 'steps4', 'base', 'baseon', 'on', 'onlive', 'on2', 'dp2', 'tjs', 'llamacpp'] as const
+export const CONFIG_NAMES = [
+  'limit',
+  'limitspin',
+  'baselimit',
+  'limit-int8',
+  'limit-int4',
+  'off',
+  'off-int8',
+  'off-int4',
+  'lockstep',
+  'spin',
+  'steps4',
+  'base',
+  'baseon',
+  'on',
+  'onlive',
+  'on2',
+  'dp2',
+  'tjs',
+  'llamacpp',
+  'llamacpp-q8',
+  'llamacpp-q4',
+] as const
 /** Run unless --configs says otherwise; base and baselimit join them when --base is given. */
 export const DEFAULT_CONFIGS: readonly ConfigName[] = ['limit', 'off', 'on', 'onlive', 'on2', 'dp2', 'tjs', 'llamacpp']
 export type ConfigName = (typeof CONFIG_NAMES)[number]
 /** What the targets need, run on the large preset unless --large-configs says otherwise. */
-const LARGE_CONFIGS = ['limit', 'off', 'on', 'on2', 'tjs', 'llamacpp'] as const
+const LARGE_CONFIGS = ['limit', 'off', 'on', 'on2', 'tjs', 'llamacpp', 'limit-int8', 'limit-int4', 'off-int8', 'off-int4', 'llamacpp-q8', 'llamacpp-q4'] as const
+
+/**
+ * The weight-quantized configurations and their block quantization: spanserve's --quantization int8
+ * and int4 (ONNX Runtime's MatMulNBits, blocks of 32) beside llama.cpp's Q8_0 and Q4_0 (blocks of 32).
+ */
+export const CONFIG_QUANTIZATION: Partial<Record<ConfigName, 'int8' | 'int4'>> = {
+  'limit-int8': 'int8',
+  'limit-int4': 'int4',
+  'off-int8': 'int8',
+  'off-int4': 'int4',
+  'llamacpp-q8': 'int8',
+  'llamacpp-q4': 'int4',
+}
 
 export const CONFIG_LABELS: Record<ConfigName, string> = {
   limit: 'limit (bare ORT loop)',
   limitspin: 'limit, ORT threads spinning',
   baselimit: 'limit, --base runner',
+  'limit-int8': 'limit, int8 weights',
+  'limit-int4': 'limit, int4 weights',
   off: 'spanserve, tracing off',
+  'off-int8': 'spanserve, tracing off, --quantization int8',
+  'off-int4': 'spanserve, tracing off, --quantization int4',
   lockstep: 'spanserve, tracing off, --disable-overlap-schedule',
   spin: 'spanserve, tracing off, --intra-op-spinning',
   steps4: 'spanserve, tracing off, --num-continuous-decode-steps 4',
@@ -25,6 +64,8 @@ export const CONFIG_LABELS: Record<ConfigName, string> = {
   dp2: 'spanserve --dp-size 2, tracing off',
   tjs: 'transformers.js',
   llamacpp: 'llama.cpp (node-llama-cpp), GGUF F32',
+  'llamacpp-q8': 'llama.cpp (node-llama-cpp), GGUF Q8_0',
+  'llamacpp-q4': 'llama.cpp (node-llama-cpp), GGUF Q4_0',
 }
 
 export interface BenchOptions {
@@ -81,19 +122,25 @@ const HELP = `usage: npm run bench -- [flags]
   --features-only LIST   of cache,api,base: only these parts of --features (default: all)
   --models LIST          model presets, comma-separated (default: default,large; on 2 cores the
                          default preset takes about 8 minutes and the large one 12 more)
-  --configs LIST         of limit,limitspin,baselimit,off,lockstep,spin,steps4,base,baseon,on,onlive,
-                         on2,dp2,tjs,llamacpp (default: limit,off,on,onlive,on2,dp2,tjs,llamacpp;
-                         baselimit and base join with --base). llamacpp: llama.cpp (node-llama-cpp's
-                         prebuilt build) on a GGUF F32 of the same weights, its greedy tokens checked
-                         against the limit's before it is measured. on: tracing at level 3 (every
-                         decode step); onlive: the same with the OTLP sink decoding every export as
-                         it arrives (see --sink-decode); on2: level 2 (the default level); dp2:
-                         --dp-size 2; lockstep: --disable-overlap-schedule; spin:
-                         --intra-op-spinning; steps4: --num-continuous-decode-steps 4; limitspin:
-                         the limit with ONNX Runtime's threads spinning; baseon: the --base
-                         checkout at level 3
+  --configs LIST         of limit,limitspin,baselimit,limit-int8,limit-int4,off,off-int8,off-int4,
+                         lockstep,spin,steps4,base,baseon,on,onlive,on2,dp2,tjs,llamacpp,llamacpp-q8,
+                         llamacpp-q4 (default: limit,off,on,onlive,on2,dp2,tjs,llamacpp; baselimit
+                         and base join with --base). llamacpp: llama.cpp (node-llama-cpp's prebuilt
+                         build) on a GGUF F32 of the same weights, its greedy tokens checked against
+                         the limit's before it is measured. llamacpp-q8, llamacpp-q4: the same on
+                         GGUF Q8_0, Q4_0 (as llama-quantize writes them); off-int8, off-int4,
+                         limit-int8, limit-int4: spanserve's --quantization int8, int4. Quantized
+                         outputs are not the fp32 limit's: spanserve's of one type must equal each
+                         other, and each one's agreement with the limit's is reported. on: tracing
+                         at level 3 (every decode step); onlive: the same with the OTLP sink
+                         decoding every export as it arrives (see --sink-decode); on2: level 2
+                         (the default level); dp2: --dp-size 2; lockstep: --disable-overlap-schedule;
+                         spin: --intra-op-spinning; steps4: --num-continuous-decode-steps 4;
+                         limitspin: the limit with ONNX Runtime's threads spinning; baseon: the
+                         --base checkout at level 3
   --large-configs LIST   the configurations to run on the large preset (default: those of
-                         limit,off,on,on2,tjs,llamacpp that --configs names, which the targets need)
+                         limit,off,on,on2,tjs,llamacpp that --configs names, which the targets need,
+                         and the quantized ones it names)
   --base DIR             another checkout of spanserve (node_modules linked) to compare against:
                          adds baselimit (its ModelRunner in this process) and base (its server)
   --concurrency LIST     concurrency levels (default: 1,4,16,64)

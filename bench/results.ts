@@ -20,13 +20,26 @@ export interface ConfigResult {
 
 export interface MatchResult {
   model: string
-  /** Configurations whose greedy outputs were compared with the limit's. */
+  /** Configurations whose greedy outputs were compared with the limit's (a quantized one: with the limit of its quantization). */
   compared: ConfigName[]
   prompts: number
   /** Configurations whose outputs differ from the limit's on some prompt. */
   mismatched: ConfigName[]
   /** First differing output per mismatched configuration. */
   details: string[]
+  /** Quantized configurations: how far their outputs follow the fp32 limit's, and llama.cpp's spanserve's of the same type. */
+  agreement?: Agreement[]
+}
+
+/** Greedy outputs that need not be equal (other weights, other rounding), compared on the check prompts. */
+export interface Agreement {
+  config: ConfigName
+  against: ConfigName
+  /** Check prompts whose outputs are identical. */
+  identical: number
+  prompts: number
+  /** The outputs' common prefix, as a share of `against`'s output, averaged over the prompts. */
+  prefixShare: number
 }
 
 export interface Verdict {

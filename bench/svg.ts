@@ -21,6 +21,13 @@ const COLOURS: Record<ConfigName, string> = {
   dp2: '#9467bd',
   tjs: '#d62728',
   llamacpp: '#e377c2',
+  // Quantized: the fp32 configuration's hue, darker for int8, lighter for int4.
+  'limit-int8': '#222222',
+  'limit-int4': '#777777',
+  'off-int8': '#0d4a75',
+  'off-int4': '#6baed6',
+  'llamacpp-q8': '#a3186f',
+  'llamacpp-q4': '#f7b6d2',
 }
 const DASH: Record<ConfigName, string> = {
   limit: '6 4',
@@ -38,6 +45,12 @@ const DASH: Record<ConfigName, string> = {
   dp2: '8 2 2 2',
   tjs: '',
   llamacpp: '',
+  'limit-int8': '6 4',
+  'limit-int4': '6 4',
+  'off-int8': '',
+  'off-int4': '',
+  'llamacpp-q8': '',
+  'llamacpp-q4': '',
 }
 const W = 420
 const H = 300

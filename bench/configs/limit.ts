@@ -2,29 +2,53 @@
  * The limit: the worker's own ModelRunner driven in this process, with no HTTP, no ZeroMQ and no
  * scheduler. Concurrency N means N sequences prefilled one after another (as the worker does within
  * a step) and then decoded together, one session run per step, until each has max_tokens tokens.
- * What it measures is what ONNX Runtime and the runner's KV handling give on this machine.
+ * What it measures is what ONNX Runtime and the runner's KV handling give on this machine. The runner
+ * is opened as the worker opens it (src/worker/model-graph.ts, the server's default --model-graph
+ * auto), its MatMuls quantized as --quantization quantizes them where a quantization is given.
  */
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createLogger } from '../../src/logging.ts'
 import { checkSignature, readModelInfo } from '../../src/model/load.ts'
-import { ModelRunner } from '../../src/worker/runner.ts'
+import { quantizationBits, quantizeMatMuls, type Quantization } from '../../src/model/quantize.ts'
+import { openModelRunner } from '../../src/worker/model-graph.ts'
+import type { ModelRunner } from '../../src/worker/runner.ts'
 import { openSession, type CpuOptions } from '../../src/worker/session.ts'
 import { percentile, summarise, type LevelResult, type RequestSample } from '../stats.ts'
 
 const GREEDY = { temperature: 0, topP: 1, topK: 0, seed: null }
 
+/** The runner calls the limit makes, which every runner of the worker answers. */
+type Runner = Pick<ModelRunner, 'prefill' | 'decode' | 'release'>
+
+export interface LimitOpenOptions {
+  /** Another checkout whose src/worker/runner.ts to drive on the ONNX file (bench --base); default this one's worker. */
+  root?: string
+  /** Quantize the MatMuls as the server's --quantization does (int8, int4); default fp32. */
+  quantization?: Quantization
+}
+
 export class LimitRunner {
   private seq = 0
-  private constructor(readonly runner: ModelRunner) {}
+  private constructor(
+    readonly runner: Runner,
+    private readonly release: () => Promise<void>,
+  ) {}
 
-  /** `root`: another checkout whose src/worker/runner.ts to drive (bench --base); default this one's. */
-  static async open(modelDir: string, cpu: CpuOptions, root?: string): Promise<LimitRunner> {
+  static async open(modelDir: string, cpu: CpuOptions, opts: LimitOpenOptions = {}): Promise<LimitRunner> {
     const info = readModelInfo(modelDir)
-    const { session } = await openSession(info.onnxPath, 'cpu', cpu, createLogger('silent', {}))
-    checkSignature(info, session.inputNames, session.outputNames)
-    const Runner = root ? ((await import(pathToFileURL(join(root, 'src/worker/runner.ts')).href)) as { ModelRunner: typeof ModelRunner }).ModelRunner : ModelRunner
-    return new LimitRunner(new Runner(session, info))
+    const log = createLogger('silent', {})
+    if (opts.root) {
+      // An older checkout may predate model-graph.ts: its ModelRunner on the file, as its worker ran it.
+      if (opts.quantization) throw new Error('the --base limit runs fp32 only')
+      const { session } = await openSession(info.onnxPath, 'cpu', cpu, log)
+      checkSignature(info, session.inputNames, session.outputNames)
+      const { ModelRunner } = (await import(pathToFileURL(join(opts.root, 'src/worker/runner.ts')).href)) as { ModelRunner: typeof import('../../src/worker/runner.ts').ModelRunner }
+      return new LimitRunner(new ModelRunner(session, info), () => session.release())
+    }
+    const bits = opts.quantization ? quantizationBits(opts.quantization) : null
+    const { runner, close } = await openModelRunner(info, 'auto', { device: 'cpu', cpu, log, transform: bits ? (m) => void quantizeMatMuls(m, bits) : undefined })
+    return new LimitRunner(runner, close)
   }
 
   /** One round: N prompts prefilled, then decoded together to maxTokens; one sample per sequence. */
@@ -58,7 +82,7 @@ export class LimitRunner {
   }
 
   close(): Promise<void> {
-    return this.runner.session.release()
+    return this.release()
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * The llama.cpp configuration: the preset's weights written as GGUF F32 (bench/gguf/llama.ts) and
+ * The llama.cpp configurations: the preset's weights written as GGUF F32, Q8_0 or Q4_0 (bench/gguf/llama.ts) and
  * served by bench/llama-cpp-server.ts in its own process (as the spanserve server is), measured by
  * the same load client. Settings, and why they are llama.cpp's best here: docs/benchmarks.md, "llama.cpp".
  */
@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { ROOT } from '../../harness/server.ts'
 import type { PresetName } from '../../src/model/presets.ts'
 import { JsonLineChild } from '../child-lines.ts'
-import { ensureGguf } from '../gguf/llama.ts'
+import { ensureGguf, type GgufQuantization } from '../gguf/llama.ts'
 
 /** Why llama.cpp cannot run here, or null when node-llama-cpp and its prebuilt binary load. */
 export async function llamaCppUnavailable(): Promise<string | null> {
@@ -24,6 +24,8 @@ export async function llamaCppUnavailable(): Promise<string | null> {
 
 export interface LlamaCppOptions {
   preset: PresetName
+  /** The GGUF's weight type: F32 (none), or Q8_0 / Q4_0 as llama-quantize writes them. */
+  quantization: GgufQuantization
   /** Parallel slots (llama-server's -np): the highest concurrency of the run. */
   parallel: number
   /** Tokens per slot: prompt plus generated tokens must fit (llama-server's -c divided by -np). */
@@ -34,7 +36,7 @@ export interface LlamaCppOptions {
 }
 
 export async function startLlamaCpp(opts: LlamaCppOptions): Promise<{ url: string; pids(): Record<string, number>; stop(): Promise<void> }> {
-  const gguf = await ensureGguf(opts.preset, { log: opts.log })
+  const gguf = await ensureGguf(opts.preset, { quantization: opts.quantization, log: opts.log })
   const args = ['--import', 'tsx', join(ROOT, 'bench/llama-cpp-server.ts'), gguf, '--parallel', String(opts.parallel), '--threads', String(opts.threads), '--ctx', String(opts.ctxPerSlot)]
   const child = JsonLineChild.start('llama.cpp server', args)
   try {

@@ -2,7 +2,8 @@
  * The embedded model as a llama-architecture GGUF (F32), the way llama.cpp's convert_hf_to_gguf.py
  * writes a Hugging Face Llama: the same weights spanserve serves, in llama.cpp's tensor names and
  * layout, with the byte-level BPE tokenizer in GGUF's "gpt2" form, so that llama.cpp tokenizes,
- * detokenizes and (greedy) generates as spanserve does.
+ * detokenizes and (greedy) generates as spanserve does. Or quantized to Q8_0 or Q4_0, with the
+ * tensor types llama-quantize picks for those file types (see `tensorType`).
  */
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs'
@@ -11,8 +12,29 @@ import { fileURLToPath } from 'node:url'
 import { composeModel, defaultCacheDir, modelHash } from '../../src/model/build.ts'
 import type { PresetName } from '../../src/model/presets.ts'
 import type { LlamaSpec, LlamaWeights } from '../../src/model/spec.ts'
-import { bool, f32, str, TokenType, u32, type GgufMetadata, type GgufTensor, type GgufValue } from './format.ts'
+import { bool, f32, str, TokenType, u32, type GgufMetadata, type GgufTensor, type GgufValue, type TensorTypeName } from './format.ts'
+import { quantizeQ4_0, quantizeQ8_0 } from './quantize.ts'
 import { writeGguf } from './writer.ts'
+
+/** The file's weight type: F32 as converted, or what `llama-quantize F32.gguf OUT q8_0|q4_0` writes. */
+export type GgufQuantization = 'none' | 'q8_0' | 'q4_0'
+
+/** general.file_type: llama_ftype's LLAMA_FTYPE_ALL_F32, _MOSTLY_Q4_0, _MOSTLY_Q8_0. */
+const FILE_TYPE: Record<GgufQuantization, number> = { none: 0, q4_0: 2, q8_0: 7 }
+
+/**
+ * A 2-D weight's type in llama-quantize's choice (src/llama-quant.cpp, llama_tensor_get_type): norms
+ * (1-D) stay F32; every matrix, token_embd included, takes the file's type, except output.weight,
+ * which a Q4_0 file keeps at Q6_K where its rows are whole 256-value super-blocks, else at Q8_0
+ * (its Q6_K fallback). Here output is Q8_0 in both cases: the default preset's 384-wide rows get
+ * Q8_0 from llama.cpp too; the large preset's would be Q6_K (6.6 rather than 8.5 bits per weight,
+ * for 1M of its 70M weights), which this writer does not make.
+ */
+function tensorType(q: GgufQuantization, name: string): TensorTypeName {
+  if (q === 'none') return 'F32'
+  if (q === 'q8_0' || name === 'output.weight') return 'Q8_0'
+  return 'Q4_0'
+}
 
 /** What a GGUF is made from: the parts of src/model/build.ts's ComposedModel it reads. */
 export interface GgufSource {
@@ -86,7 +108,7 @@ function tokenizerMetadata(tok: TokenizerJson, eosId: number): [string, GgufValu
 }
 
 /** Metadata and tensors of the GGUF, in llama.cpp's llama-architecture keys and tensor names. */
-export function llamaGguf(src: GgufSource, name: string): { metadata: GgufMetadata; tensors: GgufTensor[] } {
+export function llamaGguf(src: GgufSource, name: string, quantization: GgufQuantization = 'none'): { metadata: GgufMetadata; tensors: GgufTensor[] } {
   const { spec, weights: w } = src
   const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: m, vocabSize: V } = spec
   const chatTemplate = (src.tokenizerConfig as { chat_template?: string }).chat_template
@@ -94,7 +116,9 @@ export function llamaGguf(src: GgufSource, name: string): { metadata: GgufMetada
     ['general.architecture', str('llama')],
     ['general.name', str(name)],
     ['general.alignment', u32(32)],
-    ['general.file_type', u32(0)], // LLAMA_FTYPE_ALL_F32
+    ['general.file_type', u32(FILE_TYPE[quantization])],
+    // ggml's block layout version (GGML_QNT_VERSION), which llama-quantize records.
+    ...(quantization === 'none' ? [] : [['general.quantization_version', u32(2)] as [string, GgufValue]]),
     ['llama.vocab_size', u32(V)],
     ['llama.context_length', u32(spec.maxPositions)],
     ['llama.embedding_length', u32(d)],
@@ -112,23 +136,28 @@ export function llamaGguf(src: GgufSource, name: string): { metadata: GgufMetada
   ]
   const qOrder = ropeRowOrder(H, hd)
   const kOrder = ropeRowOrder(KV, hd)
-  const tensors: GgufTensor[] = [{ name: 'token_embd.weight', dims: [d, V], data: w.embed }]
+  // ne = [in, out]: ggml quantizes each out row's `in` values, block by block, as it multiplies them.
+  const t = (tensorName: string, dims: number[], data: Float32Array): GgufTensor => {
+    const type = dims.length === 1 ? 'F32' : tensorType(quantization, tensorName)
+    return { name: tensorName, dims, type, data: type === 'Q8_0' ? quantizeQ8_0(data) : type === 'Q4_0' ? quantizeQ4_0(data) : data }
+  }
+  const tensors: GgufTensor[] = [t('token_embd.weight', [d, V], w.embed)]
   w.layers.forEach((l, i) => {
     const b = `blk.${i}`
     tensors.push(
-      { name: `${b}.attn_norm.weight`, dims: [d], data: l.inputNorm },
-      { name: `${b}.attn_q.weight`, dims: [d, H * hd], data: toGgufMatrix(l.q, d, H * hd, qOrder) },
-      { name: `${b}.attn_k.weight`, dims: [d, KV * hd], data: toGgufMatrix(l.k, d, KV * hd, kOrder) },
-      { name: `${b}.attn_v.weight`, dims: [d, KV * hd], data: toGgufMatrix(l.v, d, KV * hd) },
-      { name: `${b}.attn_output.weight`, dims: [H * hd, d], data: toGgufMatrix(l.o, H * hd, d) },
-      { name: `${b}.ffn_norm.weight`, dims: [d], data: l.postNorm },
-      { name: `${b}.ffn_gate.weight`, dims: [d, m], data: toGgufMatrix(l.gate, d, m) },
-      { name: `${b}.ffn_up.weight`, dims: [d, m], data: toGgufMatrix(l.up, d, m) },
-      { name: `${b}.ffn_down.weight`, dims: [m, d], data: toGgufMatrix(l.down, m, d) },
+      t(`${b}.attn_norm.weight`, [d], l.inputNorm),
+      t(`${b}.attn_q.weight`, [d, H * hd], toGgufMatrix(l.q, d, H * hd, qOrder)),
+      t(`${b}.attn_k.weight`, [d, KV * hd], toGgufMatrix(l.k, d, KV * hd, kOrder)),
+      t(`${b}.attn_v.weight`, [d, KV * hd], toGgufMatrix(l.v, d, KV * hd)),
+      t(`${b}.attn_output.weight`, [H * hd, d], toGgufMatrix(l.o, H * hd, d)),
+      t(`${b}.ffn_norm.weight`, [d], l.postNorm),
+      t(`${b}.ffn_gate.weight`, [d, m], toGgufMatrix(l.gate, d, m)),
+      t(`${b}.ffn_up.weight`, [d, m], toGgufMatrix(l.up, d, m)),
+      t(`${b}.ffn_down.weight`, [m, d], toGgufMatrix(l.down, m, d)),
     )
   })
   // The embedded model's lm_head is its own matrix (tie_word_embeddings false); a tied model would omit output.weight.
-  tensors.push({ name: 'output_norm.weight', dims: [d], data: w.finalNorm }, { name: 'output.weight', dims: [d, V], data: toGgufMatrix(w.lmHead, d, V) })
+  tensors.push(t('output_norm.weight', [d], w.finalNorm), t('output.weight', [d, V], toGgufMatrix(w.lmHead, d, V)))
   return { metadata, tensors }
 }
 
@@ -144,15 +173,16 @@ function converterHash(): string {
   return h.digest('hex').slice(0, 8)
 }
 
-/** The preset's GGUF, written beside the model directories from the same build inputs, once. */
-export async function ensureGguf(preset: PresetName, opts: { cacheDir?: string; log?: (line: string) => void } = {}): Promise<string> {
+/** The preset's GGUF of one weight type, written beside the model directories from the same build inputs, once. */
+export async function ensureGguf(preset: PresetName, opts: { quantization?: GgufQuantization; cacheDir?: string; log?: (line: string) => void } = {}): Promise<string> {
   const dir = opts.cacheDir ?? defaultCacheDir()
-  const path = join(dir, `${preset}-${modelHash(preset)}-${converterHash()}.gguf`)
+  const q = opts.quantization ?? 'none'
+  const path = join(dir, `${preset}-${modelHash(preset)}-${converterHash()}${q === 'none' ? '' : `-${q}`}.gguf`)
   if (existsSync(path)) return path
   const t0 = performance.now()
   const model = await composeModel(preset)
   mkdirSync(dir, { recursive: true })
-  const { metadata, tensors } = llamaGguf(model, `spanserve-${preset}`)
+  const { metadata, tensors } = llamaGguf(model, `spanserve-${preset}`, q)
   writeGguf(path, metadata, tensors)
   opts.log?.(`wrote ${path} in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
   return path

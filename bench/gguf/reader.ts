@@ -1,17 +1,18 @@
 /**
  * A GGUF v3 reader for what the writer makes: the header, every metadata value, the tensor infos
- * and, on request, one F32 tensor's data. It checks what llama.cpp's loader checks (magic, version,
+ * and, on request, one tensor's values (F32, or Q8_0 / Q4_0 dequantized as ggml does). It checks what llama.cpp's loader checks (magic, version,
  * offsets aligned and in order, data inside the file), so a file it accepts is laid out as llama.cpp expects.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
-import { alignUp, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, TensorType, ValueType, type ScalarType } from './format.ts'
+import { alignUp, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, TensorType, tensorBytes, ValueType, type ScalarType, type TensorTypeName } from './format.ts'
+import { dequantize } from './quantize.ts'
 
 export type ReadValue = string | number | bigint | boolean | ReadValue[]
 
 export interface ReadTensorInfo {
   name: string
   dims: number[]
-  type: number
+  type: TensorTypeName
   /** From the start of the data section. */
   offset: number
 }
@@ -27,6 +28,7 @@ export interface ReadGguf {
 }
 
 const TYPE_NAMES = Object.fromEntries(Object.entries(ValueType).map(([k, v]) => [v, k])) as Record<number, keyof typeof ValueType>
+const TENSOR_TYPES = Object.fromEntries(Object.entries(TensorType).map(([k, v]) => [v, k])) as Record<number, TensorTypeName>
 
 /** Reads forward through a buffer holding the file's head (the tensor data is not read). */
 class Cursor {
@@ -101,7 +103,9 @@ function parse(buf: Buffer, fileSize: number): ReadGguf {
     const name = c.scalar('string') as string
     const nDims = c.scalar('u32') as number
     const dims = Array.from({ length: nDims }, () => Number(c.scalar('u64')))
-    const type = c.scalar('u32') as number
+    const id = c.scalar('u32') as number
+    const type = TENSOR_TYPES[id]
+    if (!type || type === 'F16') throw new Error(`tensor ${name}: type ${id}, this reader knows F32, Q8_0 and Q4_0`)
     const offset = Number(c.scalar('u64'))
     tensors.push({ name, dims, type, offset })
   }
@@ -110,8 +114,12 @@ function parse(buf: Buffer, fileSize: number): ReadGguf {
   for (const t of tensors) {
     if (t.offset % alignment !== 0) throw new Error(`tensor ${t.name}: offset ${t.offset} is not a multiple of ${alignment}`)
     if (t.offset < end) throw new Error(`tensor ${t.name}: offset ${t.offset} overlaps the tensor before (ends at ${end})`)
-    if (t.type !== TensorType.F32) throw new Error(`tensor ${t.name}: type ${t.type}, this reader knows F32 only`)
-    end = t.offset + 4 * t.dims.reduce((a, b) => a * b, 1)
+    end =
+      t.offset +
+      tensorBytes(
+        t.type,
+        t.dims.reduce((a, b) => a * b, 1),
+      )
     if (dataStart + end > fileSize) throw new Error(`tensor ${t.name}: data ends at ${dataStart + end}, past the file's ${fileSize} bytes`)
   }
   return { version, metadata, tensors, alignment, dataStart, fileSize }
@@ -136,17 +144,34 @@ export function readGguf(path: string): ReadGguf {
   }
 }
 
-/** One F32 tensor's values, read from the file. */
-export function readTensor(path: string, gguf: ReadGguf, name: string): Float32Array {
+/** One tensor's bytes as stored: F32 values, or quantized blocks. */
+export function readTensorBytes(path: string, gguf: ReadGguf, name: string): Uint8Array {
   const t = gguf.tensors.find((x) => x.name === name)
   if (!t) throw new Error(`no tensor ${name}`)
-  const n = t.dims.reduce((a, b) => a * b, 1)
-  const out = new Float32Array(n)
+  const out = new Uint8Array(
+    tensorBytes(
+      t.type,
+      t.dims.reduce((a, b) => a * b, 1),
+    ),
+  )
   const fd = openSync(path, 'r')
   try {
-    readSync(fd, new Uint8Array(out.buffer), 0, 4 * n, gguf.dataStart + t.offset)
+    readSync(fd, out, 0, out.length, gguf.dataStart + t.offset)
   } finally {
     closeSync(fd)
   }
   return out
+}
+
+/** One tensor's values: F32 as stored, a quantized tensor dequantized. */
+export function readTensor(path: string, gguf: ReadGguf, name: string): Float32Array {
+  const bytes = readTensorBytes(path, gguf, name)
+  const t = gguf.tensors.find((x) => x.name === name)!
+  if (t.type === 'F32') return new Float32Array(bytes.buffer)
+  if (t.type === 'F16') throw new Error(`tensor ${name}: F16 is not read here`)
+  return dequantize(
+    t.type,
+    bytes,
+    t.dims.reduce((a, b) => a * b, 1),
+  )
 }

@@ -1,12 +1,12 @@
 /**
  * A GGUF v3 writer: header, metadata, tensor infos, then each tensor's data at an aligned offset.
- * Tensors are written one at a time (the large preset is ~300 MB in F32), into a temporary file
+ * Tensors (F32, or quantized blocks) are written one at a time (the large preset is ~300 MB in F32), into a temporary file
  * renamed into place, so a reader never sees a partial file.
  */
 import { randomUUID } from 'node:crypto'
 import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { endianness } from 'node:os'
-import { alignUp, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, TensorType, ValueType, type GgufMetadata, type GgufTensor, type GgufValue, type ScalarType } from './format.ts'
+import { alignUp, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, QK, TensorType, tensorBytes, ValueType, type GgufMetadata, type GgufTensor, type GgufValue, type ScalarType } from './format.ts'
 
 /** Little-endian bytes appended to a growing buffer. */
 class Bytes {
@@ -102,21 +102,30 @@ export function ggufHeader(metadata: GgufMetadata, tensors: readonly Omit<GgufTe
     out.string(t.name)
     out.scalar('u32', t.dims.length)
     for (const d of t.dims) out.scalar('u64', BigInt(d))
-    out.scalar('u32', TensorType.F32)
+    out.scalar('u32', TensorType[t.type])
     // Offsets count from the start of the data section; each tensor starts aligned.
     out.scalar('u64', BigInt(offset))
-    offset = alignUp(offset + 4 * t.dims.reduce((a, b) => a * b, 1), alignment)
+    offset = alignUp(
+      offset +
+        tensorBytes(
+          t.type,
+          t.dims.reduce((a, b) => a * b, 1),
+        ),
+      alignment,
+    )
   }
   out.pad(alignment)
   return out.bytes()
 }
 
-/** Writes a GGUF file of F32 tensors; each tensor's data length must match its dims. */
+/** Writes a GGUF file; each tensor's data length must match its dims and type (ggml quantizes along ne[0], the row). */
 export function writeGguf(path: string, metadata: GgufMetadata, tensors: readonly GgufTensor[]): void {
   if (endianness() !== 'LE') throw new Error('GGUF is written little-endian; this host is big-endian')
   for (const t of tensors) {
     const n = t.dims.reduce((a, b) => a * b, 1)
-    if (n !== t.data.length) throw new Error(`tensor ${t.name}: dims ${t.dims.join('×')} hold ${n} values, data has ${t.data.length}`)
+    if ((t.type === 'Q8_0' || t.type === 'Q4_0') && t.dims[0]! % QK !== 0) throw new Error(`tensor ${t.name}: ${t.type} rows of ${t.dims[0]} values are not whole blocks`)
+    if (tensorBytes(t.type, n) !== t.data.byteLength || (t.type === 'F32') !== t.data instanceof Float32Array)
+      throw new Error(`tensor ${t.name}: dims ${t.dims.join('×')} hold ${n} ${t.type} values (${tensorBytes(t.type, n)} bytes), data has ${t.data.byteLength} bytes`)
   }
   const alignment = alignmentOf(metadata)
   const tmp = `${path}.tmp-${process.pid}-${randomUUID()}`

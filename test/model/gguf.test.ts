@@ -1,5 +1,6 @@
 // The GGUF writer (bench/gguf/): the file parses back as llama.cpp's loader reads it, the weights sit
-// in llama.cpp's layout, and, where node-llama-cpp is installed, llama.cpp generates spanserve's greedy tokens.
+// in llama.cpp's layout, Q8_0 and Q4_0 blocks are ggml's, and, where node-llama-cpp is installed,
+// llama.cpp generates spanserve's greedy tokens from the F32 file and (near enough) from the quantized ones.
 
 import t from 'tap'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -10,12 +11,14 @@ import { Tokenizer } from '@huggingface/tokenizers'
 import type { Token } from 'node-llama-cpp'
 import { alignUp } from '../../bench/gguf/format.ts'
 import { llamaGguf, ropeRowOrder } from '../../bench/gguf/llama.ts'
-import { readGguf, readTensor } from '../../bench/gguf/reader.ts'
+import { dequantize, fromHalf, quantizeQ4_0, quantizeQ8_0, toHalf } from '../../bench/gguf/quantize.ts'
+import { readGguf, readTensor, readTensorBytes } from '../../bench/gguf/reader.ts'
 import { writeGguf } from '../../bench/gguf/writer.ts'
 import { EOS_TOKEN, tokenizerConfigJson, tokenizerJson, trainBpe } from '../../src/model/bpe.ts'
 import { composeModel, CORPUS_PATH } from '../../src/model/build.ts'
 import { buildLlamaOnnx } from '../../src/model/onnx-graph.ts'
 import { randomLlamaWeights } from '../../src/model/random-weights.ts'
+import { createRng } from '../../src/model/rng.ts'
 import type { LlamaSpec } from '../../src/model/spec.ts'
 import { greedy } from './ort-helpers.ts'
 
@@ -40,6 +43,76 @@ const tiny: LlamaSpec = { hiddenSize: 32, numLayers: 2, numHeads: 4, numKvHeads:
 t.test('rotary rows go from rotate_half pairs (j, j+half) to adjacent pairs (2j, 2j+1), per head', async (t) => {
   t.same([...ropeRowOrder(1, 4)], [0, 2, 1, 3])
   t.same([...ropeRowOrder(2, 6)], [0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11])
+})
+
+t.test('f16 scales round to nearest even, as F16C and ggml convert them', async (t) => {
+  t.equal(toHalf(1), 0x3c00)
+  t.equal(toHalf(-2), 0xc000)
+  t.equal(toHalf(65504), 0x7bff)
+  t.equal(toHalf(1e6), 0x7c00, 'overflow is infinity')
+  t.equal(toHalf(1 + 2 ** -11), 0x3c00, 'a tie goes to the even significand')
+  t.equal(toHalf(1 + 3 * 2 ** -11), 0x3c02)
+  t.equal(toHalf(2 ** -24), 0x0001, 'the smallest subnormal')
+  t.equal(toHalf(2 ** -25), 0x0000, 'half of it ties to zero')
+  for (const h of [0x3555, 0x0123, 0x8400, 0x7bff]) t.equal(toHalf(fromHalf(h)), h, `0x${h.toString(16)} round trips`)
+})
+
+// One block of -16 … 15: amax 16 at x[0] = -16.
+const ramp = Float32Array.from({ length: 32 }, (_, j) => j - 16)
+
+t.test("Q8_0: d = max|x| / 127, q = round(x / d), ggml's bytes", async (t) => {
+  const b = quantizeQ8_0(ramp)
+  t.equal(b.length, 34)
+  t.equal(b[0]! | (b[1]! << 8), toHalf(16 / 127), 'the f16 scale first')
+  const q = Array.from(new Int8Array(b.buffer, 2, 32))
+  t.same(
+    q,
+    Array.from(ramp, (x) => Math.sign(x) * Math.round(Math.abs(x) * (127 / 16))),
+  )
+  t.equal(q[0], -127)
+})
+
+t.test("Q4_0: d = max / -8 with max's sign, q = min(15, trunc(x / d + 8.5)), q[j] and q[j + 16] share byte j", async (t) => {
+  const b = quantizeQ4_0(ramp)
+  t.equal(b.length, 18)
+  t.equal(b[0]! | (b[1]! << 8), 0x4000, 'd = -16 / -8 = 2')
+  // x / d + 8.5 = j / 2 + 0.5: q = floor(j / 2 + 0.5), the last clamped from 16 to 15.
+  const q = Array.from({ length: 32 }, (_, j) => Math.min(15, Math.floor(j / 2 + 0.5)))
+  t.same(
+    Array.from(b.subarray(2)),
+    Array.from({ length: 16 }, (_, j) => q[j]! | (q[j + 16]! << 4)),
+  )
+})
+
+t.test('Q8_0 and Q4_0 round trip within half a step (Q4_0: a step at its clamped end)', async (t) => {
+  const rng = createRng(11)
+  const x = new Float32Array(32 * 64)
+  // Blocks of scales 0.01 to 100 (d a normal f16), one all zero.
+  for (let i = 32; i < x.length; i++) x[i] = rng.normal() * 10 ** ((Math.floor(i / 32) % 5) - 2)
+  for (const [type, quantize, levels] of [
+    ['Q8_0', quantizeQ8_0, 127],
+    ['Q4_0', quantizeQ4_0, 8],
+  ] as const) {
+    const bytes = quantize(x)
+    const y = dequantize(type, bytes, x.length)
+    const size = bytes.length / 64
+    let worst = 0
+    for (let b = 0; b < 64; b++) {
+      const d = Math.abs(fromHalf(bytes[b * size]! | (bytes[b * size + 1]! << 8)))
+      let amax = 0
+      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b * 32 + j]!))
+      for (let j = 0; j < 32; j++) {
+        const i = b * 32 + j
+        // d's f16 rounding (2^-11 relative) moves every q·d by up to q·d·2^-11.
+        const clamped = type === 'Q4_0' && Math.abs(x[i]!) > 7.5 * d
+        const bound = (clamped ? d : d / 2) + levels * d * 2 ** -11 + 1e-12
+        worst = Math.max(worst, Math.abs(x[i]! - y[i]!) / (bound || 1))
+      }
+      if (b === 0) t.equal(d, 0, 'an all-zero block has d = 0')
+      else worst = Math.max(worst, Math.abs(d - amax / levels) / ((amax / levels) * 2 ** -11))
+    }
+    t.ok(worst <= 1, `${type}: d = amax / ${levels} in f16, every error within its bound (worst ${worst.toFixed(3)} of it)`)
+  }
 })
 
 t.test('a tiny model parses back: header, metadata, tensor infos, aligned offsets, data in llama.cpp layout', async (t) => {
@@ -97,6 +170,50 @@ t.test('a tiny model parses back: header, metadata, tensor infos, aligned offset
   t.same(readTensor(path, g, 'blk.1.ffn_norm.weight'), weights.layers[1]!.postNorm)
 })
 
+t.test("a quantized tiny model: llama-quantize's tensor types, the file type, the F32 file's weights within the blocks' steps", async (t) => {
+  const bpe = trainBpe(['the cat sat on the mat', 'the dog sat on the log', 'a cat and a dog'], 280)
+  // Every row a whole number of 32-value blocks.
+  const spec = { ...tiny, intermediateSize: 64, vocabSize: bpe.tokens.length }
+  const weights = randomLlamaWeights(spec, 7)
+  const src = { spec, weights, tokenizerJson: tokenizerJson(bpe), tokenizerConfig: tokenizerConfigJson(bpe, 64), eosId: bpe.specialIds[EOS_TOKEN]! }
+  const f32Path = join(dir, 'tiny-f32.gguf')
+  const plain = llamaGguf(src, 'tiny')
+  writeGguf(f32Path, plain.metadata, plain.tensors)
+  const f32 = readGguf(f32Path)
+  for (const [q, type, fileType, levels] of [
+    ['q8_0', 'Q8_0', 7, 127],
+    ['q4_0', 'Q4_0', 2, 8],
+  ] as const) {
+    const path = join(dir, `tiny-${q}.gguf`)
+    const { metadata, tensors } = llamaGguf(src, 'tiny', q)
+    writeGguf(path, metadata, tensors)
+    const g = readGguf(path)
+    t.same(g.metadata.get('general.file_type'), { type: 'u32', value: fileType })
+    t.same(g.metadata.get('general.quantization_version'), { type: 'u32', value: 2 })
+    const typeOf = Object.fromEntries(g.tensors.map((x) => [x.name, x.type]))
+    t.equal(typeOf['blk.0.attn_norm.weight'], 'F32', 'norms stay F32')
+    t.equal(typeOf['output_norm.weight'], 'F32')
+    for (const n of ['token_embd', 'blk.1.attn_q', 'blk.1.attn_k', 'blk.1.attn_v', 'blk.1.attn_output', 'blk.1.ffn_gate', 'blk.1.ffn_up', 'blk.1.ffn_down'])
+      t.equal(typeOf[`${n}.weight`], type, `${n} is ${type}`)
+    t.equal(typeOf['output.weight'], 'Q8_0', 'output is Q8_0 (llama-quantize: Q8_0 for Q8_0 files, Q6_K or its Q8_0 fallback for Q4_0)')
+    for (const ti of g.tensors) t.equal(ti.offset % g.alignment, 0, `${ti.name} starts aligned`)
+    // Quantized along ne[0]: each block is 32 consecutive values of one row of the F32 file's tensor.
+    for (const name of ['blk.0.attn_q.weight', 'blk.1.ffn_down.weight', 'token_embd.weight']) {
+      const want = readTensor(f32Path, f32, name)
+      const got = readTensor(path, g, name)
+      const bytes = readTensorBytes(path, g, name)
+      const size = bytes.length / (want.length / 32)
+      let worst = 0
+      for (let i = 0; i < want.length; i++) {
+        const b = Math.floor(i / 32)
+        const d = Math.abs(fromHalf(bytes[b * size]! | (bytes[b * size + 1]! << 8)))
+        worst = Math.max(worst, Math.abs(want[i]! - got[i]!) / (d + levels * d * 2 ** -11 + 1e-12))
+      }
+      t.ok(worst <= 1, `${name}: within a step of the F32 weights (worst ${worst.toFixed(2)} of it)`)
+    }
+  }
+})
+
 t.test("llama.cpp loads the default model's GGUF, tokenizes as spanserve and generates its greedy tokens", { skip: missing ?? false }, async (t) => {
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp')
   const model = await composeModel('default')
@@ -118,16 +235,41 @@ t.test("llama.cpp loads the default model's GGUF, tokenizes as spanserve and gen
   t.equal(lm.detokenize(ids as Token[]), text, 'and detokenizes it back')
 
   const stream = tokenizer.encode(corpus, { add_special_tokens: false }).ids
-  const seq = context.getSequence()
-  for (const start of [0, Math.floor(stream.length / 2)]) {
-    const prompt = stream.slice(start, start + 24)
-    const want = await greedy(session, model.spec, prompt, 24)
+  const prompts = [0, Math.floor(stream.length / 2)].map((start) => stream.slice(start, start + 24))
+  const generate = async (ctx: typeof context, prompt: number[], n: number): Promise<number[]> => {
+    const seq = ctx.getSequence()
     const got: number[] = []
     for await (const token of seq.evaluate(prompt as Token[], { temperature: 0, yieldEogToken: true })) {
       got.push(token)
-      if (got.length === want.length) break
+      if (got.length === n) break
     }
-    await seq.clearHistory()
-    t.same(got, want, `greedy tokens after corpus token ${start}: ${JSON.stringify(tokenizer.decode(want))}`)
+    seq.dispose()
+    return got
+  }
+  const wants: number[][] = []
+  for (const [k, prompt] of prompts.entries()) {
+    const want = await greedy(session, model.spec, prompt, 24)
+    wants.push(want)
+    t.same(await generate(context, prompt, want.length), want, `greedy tokens after corpus prompt ${k}: ${JSON.stringify(tokenizer.decode(want))}`)
+  }
+
+  // Quantized weights change the logits a little: Q8_0 keeps the first tokens, Q4_0 may part sooner.
+  for (const q of ['q8_0', 'q4_0'] as const) {
+    const qPath = join(dir, `default-${q}.gguf`)
+    const g = llamaGguf(model, `spanserve-default-${q}`, q)
+    writeGguf(qPath, g.metadata, g.tensors)
+    const qlm = await llama.loadModel({ modelPath: qPath, gpuLayers: 0 })
+    const qctx = await qlm.createContext({ sequences: 1, contextSize: 128, threads: 1, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' })
+    for (const [k, prompt] of prompts.entries()) {
+      const want = wants[k]!
+      const got = await generate(qctx, prompt, want.length)
+      t.equal(got.length, want.length, `${q}: ${want.length} tokens after prompt ${k}`)
+      const same = got.findIndex((x, i) => x !== want[i])
+      const agree = same < 0 ? got.length : same
+      t.comment(`${q}, prompt ${k}: the first ${agree} of ${want.length} greedy tokens are the F32 file's; ${JSON.stringify(tokenizer.decode(got))}`)
+      if (q === 'q8_0') t.ok(agree >= 8, `${q}: the first 8 greedy tokens after prompt ${k} are the F32 file's (${agree} are)`)
+    }
+    await qctx.dispose()
+    await qlm.dispose()
   }
 })
