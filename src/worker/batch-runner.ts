@@ -121,29 +121,36 @@ export class SequenceBlocks {
   }
 }
 
-export abstract class BatchRunner<R extends ResidentRows> implements StepRunner {
-  protected readonly seqs = new Map<string, Sequence>()
-  protected readonly shape: KvShape
-  protected readonly blocks: SequenceBlocks
-  protected resident: R | null = null
-  protected readonly idsScratch = new Int64Scratch()
-  protected readonly posScratch = new Int64Scratch()
-  /** Session runs started and not yet finished: the scratch buffers are in use while one is. */
-  protected inFlight = 0
-
-  constructor(
-    readonly session: ort.InferenceSession,
-    readonly info: ModelInfo,
-  ) {
-    this.shape = { numLayers: info.numLayers, numKvHeads: info.numKvHeads, headDim: info.headDim }
-    this.blocks = new SequenceBlocks(new KvBlockStore(this.shape))
+/** Seats each joiner (no row yet) in the first free row of the resident batch, in order, and writes its KV there. */
+export function seatJoiners(rows: (Sequence | null)[], seqs: readonly Sequence[], write: (s: Sequence, row: number) => void): void {
+  let r = 0
+  for (const s of seqs) {
+    if (s.row >= 0) continue
+    while (rows[r] !== null) r++
+    rows[r] = s
+    s.row = r
+    write(s, r)
   }
+}
 
-  abstract prefill(entry: PrefillEntry): Promise<StepResult>
-  abstract decode(rids: readonly string[], inputs?: Int32Array): Promise<StepResult>
+/** What every runner keeps of a sequence it holds. */
+interface HeldSequence {
+  kv: SequenceKv
+  ownBlocks: boolean
+  logprobs: LogprobsRecorder | null
+}
 
-  /** Take a sequence out of the resident batch, its tokens beyond its own cache written back into it; its row becomes free. */
-  protected abstract evict(seq: Sequence): void
+/**
+ * The sequences a runner holds and their KV blocks: what the whole-model runners (BatchRunner) and
+ * a tensor-parallel rank's (tp/runner.ts) answer alike.
+ */
+export abstract class HeldSequences<S extends HeldSequence> {
+  protected readonly seqs = new Map<string, S>()
+  protected readonly blocks: SequenceBlocks
+
+  constructor(protected readonly shape: KvShape) {
+    this.blocks = new SequenceBlocks(new KvBlockStore(shape))
+  }
 
   get size(): number {
     return this.seqs.size
@@ -167,6 +174,37 @@ export abstract class BatchRunner<R extends ResidentRows> implements StepRunner 
     return this.seqs.has(entry.rid) || this.blocks.canStart(entry)
   }
 
+  /** The scheduler freed these KV blocks (after releasing the sequences that held them). */
+  freeBlocks(ids: Iterable<number>): void {
+    this.blocks.store.free(ids)
+  }
+
+  /** KV blocks held: the live sequences' and the prefix cache's. */
+  heldBlocks(): number {
+    return this.blocks.store.size
+  }
+}
+
+export abstract class BatchRunner<R extends ResidentRows> extends HeldSequences<Sequence> implements StepRunner {
+  protected resident: R | null = null
+  protected readonly idsScratch = new Int64Scratch()
+  protected readonly posScratch = new Int64Scratch()
+  /** Session runs started and not yet finished: the scratch buffers are in use while one is. */
+  protected inFlight = 0
+
+  constructor(
+    readonly session: ort.InferenceSession,
+    readonly info: ModelInfo,
+  ) {
+    super({ numLayers: info.numLayers, numKvHeads: info.numKvHeads, headDim: info.headDim })
+  }
+
+  abstract prefill(entry: PrefillEntry): Promise<StepResult>
+  abstract decode(rids: readonly string[], inputs?: Int32Array): Promise<StepResult>
+
+  /** Take a sequence out of the resident batch, its tokens beyond its own cache written back into it; its row becomes free. */
+  protected abstract evict(seq: Sequence): void
+
   release(rid: string): void {
     const seq = this.seqs.get(rid)
     if (!seq) return
@@ -177,19 +215,9 @@ export abstract class BatchRunner<R extends ResidentRows> implements StepRunner 
     this.blocks.close(seq.kv, seq.ownBlocks)
   }
 
-  /** The scheduler freed these KV blocks (after releasing the sequences that held them). */
-  freeBlocks(ids: Iterable<number>): void {
-    this.blocks.store.free(ids)
-  }
-
   trim(): void {
     if (this.resident?.rows.every((r) => r === null)) this.resident = null
     this.blocks.store.trim()
-  }
-
-  /** KV blocks held: the live sequences' and the prefix cache's. */
-  heldBlocks(): number {
-    return this.blocks.store.size
   }
 
   clear(): void {

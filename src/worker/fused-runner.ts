@@ -17,7 +17,7 @@ import * as ort from 'onnxruntime-node'
 import type { PrefillEntry } from '../ipc/messages.ts'
 import { FUSED_IO } from '../model/fused-graph.ts'
 import type { ModelInfo } from '../model/load.ts'
-import { BatchRunner, Int64Scratch, setInt64, type ResidentRows, type Sequence, type StepResult } from './batch-runner.ts'
+import { BatchRunner, Int64Scratch, seatJoiners, setInt64, type ResidentRows, type Sequence, type StepResult } from './batch-runner.ts'
 import { copyRowSlots } from './kv-cache.ts'
 
 /** The decode batch's KV, [B, KV, capacity, headDim] per layer and kind, rows right-padded. */
@@ -118,14 +118,9 @@ export class FusedRunner extends BatchRunner<Resident> {
       const oversized = res.capacity > 2 * decodeCapacity(longest)
       // A run still reading the buffers (a caller not awaiting its steps) must not see them change.
       if (fits && !sparse && !oversized && this.inFlight === 0) {
-        let r = 0
-        for (const s of seqs) {
-          if (s.row >= 0) continue
-          while (res.rows[r] !== null) r++
-          res.rows[r] = s
-          s.row = r
+        seatJoiners(res.rows, seqs, (s, r) => {
           for (let idx = 0; idx < res.kv.length; idx++) s.kv.writeInto(res.kv[idx]!, idx, r, res.capacity, 0)
-        }
+        })
         return res
       }
     }

@@ -17,10 +17,10 @@
 import * as ort from 'onnxruntime-node'
 import type { PrefillEntry } from '../ipc/messages.ts'
 import type { ModelInfo } from '../model/load.ts'
-import { BatchRunner, Int64Scratch, setInt64, type ResidentRows, type Sequence, type StepResult } from './batch-runner.ts'
+import { BatchRunner, Int64Scratch, seatJoiners, setInt64, type ResidentRows, type Sequence, type StepResult } from './batch-runner.ts'
 import { copyBatchRow } from './kv-cache.ts'
 
-export { RunnerError, rowLogits, SequenceBlocks, type StepResult } from './batch-runner.ts'
+export { RunnerError, rowLogits, type StepResult } from './batch-runner.ts'
 
 /** The decode batch's KV: `present.*` of the last step, [B, heads, slots, headDim] each. */
 interface Resident extends ResidentRows {
@@ -112,14 +112,10 @@ export class ModelRunner extends BatchRunner<Resident> {
       const padded = res.slots > longest + Math.max(16, longest >> 3)
       // A run still reading the tensors (a caller not awaiting its steps) must not see them change.
       if (fits && !sparse && !padded && this.inFlight === 0) {
-        let r = 0
-        for (const s of seqs) {
-          if (s.row >= 0) continue
-          while (res.rows[r] !== null) r++
-          res.rows[r] = s
-          s.row = r
-          for (let idx = 0; idx < res.kv.length; idx++) s.kv.writeInto(res.kv[idx]!, idx, r, res.slots)
-        }
+        const { kv, slots } = res
+        seatJoiners(res.rows, seqs, (s, r) => {
+          for (let idx = 0; idx < kv.length; idx++) s.kv.writeInto(kv[idx]!, idx, r, slots)
+        })
         return res
       }
     }

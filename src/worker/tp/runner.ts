@@ -18,11 +18,12 @@
  * segment sessions (./segments.ts) and all-reduce sockets (./collective.ts).
  */
 import * as ort from 'onnxruntime-node'
-import type { PrefillEntry, TokenLogprobs } from '../../ipc/messages.ts'
+import type { PrefillEntry } from '../../ipc/messages.ts'
 import { SEGMENT_IO as IO } from '../../model/tp/segment-graph.ts'
 import type { LlamaSpec } from '../../model/spec.ts'
-import { KvBlockStore, type SequenceKv, type KvShape } from '../kv-cache.ts'
-import { RunnerError, SequenceBlocks, type StepResult } from '../runner.ts'
+import type { SequenceKv } from '../kv-cache.ts'
+import { HeldSequences } from '../batch-runner.ts'
+import { RunnerError, type StepResult } from '../runner.ts'
 import { Sampler } from '../sampler.ts'
 import { logprobsRecorder, type LogprobsRecorder } from '../logprobs.ts'
 import type { StepRunner } from '../step-runner.ts'
@@ -51,10 +52,7 @@ export interface TpStepResult extends StepResult {
   allReduces: number
 }
 
-export class TpModelRunner implements StepRunner {
-  private readonly seqs = new Map<string, Sequence>()
-  private readonly shape: KvShape
-  private readonly blocks: SequenceBlocks
+export class TpModelRunner extends HeldSequences<Sequence> implements StepRunner {
   private readonly spec: LlamaSpec
   /** Tags this call's all-reduces; equal on every rank while they stay in lockstep. */
   private call = 0
@@ -67,36 +65,13 @@ export class TpModelRunner implements StepRunner {
     readonly collective: AllReduce,
   ) {
     const { spec, plan } = segments.manifest
+    super({ numLayers: spec.numLayers, numKvHeads: plan.kvHeads.count, headDim: spec.headDim })
     if (collective.rank !== plan.rank || collective.size !== plan.tpSize) {
       throw new RunnerError(`shard is rank ${plan.rank} of ${plan.tpSize}, the all-reduce is rank ${collective.rank} of ${collective.size}`)
     }
     this.spec = spec
     this.rank = plan.rank
     this.tpSize = plan.tpSize
-    this.shape = { numLayers: spec.numLayers, numKvHeads: plan.kvHeads.count, headDim: spec.headDim }
-    this.blocks = new SequenceBlocks(new KvBlockStore(this.shape))
-  }
-
-  get size(): number {
-    return this.seqs.size
-  }
-
-  rids(): IterableIterator<string> {
-    return this.seqs.keys()
-  }
-
-  has(rid: string): boolean {
-    return this.seqs.has(rid)
-  }
-
-  /** Rank 0: the logprobs of the oldest token sampled for `rid` and not yet taken (null: none asked). */
-  takeLogprobs(rid: string): TokenLogprobs | null {
-    return this.seqs.get(rid)?.logprobs?.take() ?? null
-  }
-
-  /** Whether `entry` can run: a chunk of a sequence held here, or a first chunk whose cached prefix is held. */
-  canPrefill(entry: PrefillEntry): boolean {
-    return this.seqs.has(entry.rid) || this.blocks.canStart(entry)
   }
 
   release(rid: string): void {
@@ -106,18 +81,8 @@ export class TpModelRunner implements StepRunner {
     this.blocks.close(seq.kv, seq.ownBlocks)
   }
 
-  /** The scheduler freed these KV blocks (after releasing the sequences that held them). */
-  freeBlocks(ids: Iterable<number>): void {
-    this.blocks.store.free(ids)
-  }
-
   trim(): void {
     this.blocks.store.trim()
-  }
-
-  /** KV blocks held: the live sequences' and the prefix cache's. */
-  heldBlocks(): number {
-    return this.blocks.store.size
   }
 
   clear(): void {
