@@ -7,6 +7,7 @@
 import t from 'tap'
 import OpenAI from 'openai'
 import { sharedServer } from '../helpers/shared-server.ts'
+import { SDK_FIELDS_CHAT } from '../helpers/sdk-fields.ts'
 
 const server = await sharedServer()
 const client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'unused', maxRetries: 0 })
@@ -50,25 +51,7 @@ t.test('a request without unknown fields logs no warning', async (t) => {
 })
 
 t.test("the OpenAI SDK's own fields are accepted", async (t) => {
-  const res = await client.chat.completions.create({
-    model: 'default',
-    messages: [
-      { role: 'developer', content: 'Be brief.' },
-      { role: 'user', content: 'Hello' },
-    ],
-    max_completion_tokens: 4,
-    metadata: { team: 'search', run: '7' },
-    store: false,
-    service_tier: 'auto',
-    parallel_tool_calls: true,
-    reasoning_effort: 'low',
-    verbosity: 'low',
-    modalities: ['text'],
-    prediction: { type: 'content', content: 'Hello there' },
-    user: 'user-1',
-    prompt_cache_key: 'k1',
-    safety_identifier: 'hash-1',
-  })
+  const res = await client.chat.completions.create(SDK_FIELDS_CHAT)
   t.equal(res.object, 'chat.completion')
   t.ok(res.usage!.completion_tokens > 0)
 })

@@ -7,6 +7,7 @@ import t from 'tap'
 import { errorOf, post, scriptedApp } from '../../helpers/scripted-app.ts'
 import { logprobs, tokens } from '../../helpers/scripted-engine.ts'
 import { parseSse } from '../../helpers/sse.ts'
+import { SDK_FIELDS_CHAT } from '../../helpers/sdk-fields.ts'
 
 const weather = {
   type: 'function',
@@ -252,25 +253,7 @@ t.test('--tool-call-parser none: a request that asks for tool calls is a 400 nam
 
 t.test("the OpenAI SDK's bookkeeping fields are accepted and change nothing that reaches the engine", async (t) => {
   const { app, engine } = await scriptedApp(t)
-  const res = await post(app, '/v1/chat/completions', {
-    model: 'default',
-    messages: [
-      { role: 'developer', content: 'Be brief.' },
-      { role: 'user', content: 'Hello' },
-    ],
-    max_completion_tokens: 4,
-    metadata: { team: 'search', run: '7' },
-    store: false,
-    service_tier: 'auto',
-    parallel_tool_calls: true,
-    reasoning_effort: 'low',
-    verbosity: 'low',
-    modalities: ['text'],
-    prediction: { type: 'content', content: 'Hello there' },
-    user: 'user-1',
-    prompt_cache_key: 'k1',
-    safety_identifier: 'hash-1',
-  })
+  const res = await post(app, '/v1/chat/completions', SDK_FIELDS_CHAT)
   t.equal(res.statusCode, 200)
   t.strictSame(engine.requests[0]!.sampling, { temperature: 1, topP: 1, topK: 0, seed: null })
   t.equal(engine.requests[0]!.maxTokens, 4)
