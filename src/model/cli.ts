@@ -51,6 +51,7 @@ const dir = values.model ?? (values.out ? await buildModel(preset, values.out, l
 if (quantization) {
   const q: Quantization = quantization
   const source = readModelInfo(dir).onnxPath
+  if (source === '') throw new Error(`--quantization writes a quantized ONNX file from the directory's ONNX file; ${dir} holds only a checkpoint (safetensors): serve it with --quantization instead`)
   const model = onnxProto.onnx.ModelProto.decode(readFileSync(source))
   const count = quantizeMatMuls(model, quantizationBits(q))
   const target = join(dir, quantizedFileName(q))

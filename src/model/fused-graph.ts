@@ -158,7 +158,12 @@ export function buildFusedLlamaOnnx(spec: LlamaSpec, weights: LlamaWeights): Mod
     outputs.push(valueInfo(FUSED_IO.newKey(i), FLOAT, ['batch_size', KV, 'sequence_length', hd]), valueInfo(FUSED_IO.newValue(i), FLOAT, ['batch_size', KV, 'sequence_length', hd]))
 
     const h = norm(g.floats(`${p}.input_layernorm.weight`, lw.inputNorm, [d]))
-    const qkv = g.op('MatMul', [h, g.floats(`${p}.self_attn.qkv_proj.weight_t`, concatColumns(d, [lw.q, lw.k, lw.v]), [d, (H + 2 * KV) * hd])])
+    let qkv = g.op('MatMul', [h, g.floats(`${p}.self_attn.qkv_proj.weight_t`, concatColumns(d, [lw.q, lw.k, lw.v]), [d, (H + 2 * KV) * hd])])
+    if (lw.qBias || lw.kBias || lw.vBias) {
+      // One Add for the three biases (a missing one is zeros), as the projections are one MatMul.
+      const bias = concatColumns(1, [lw.qBias ?? new Float32Array(H * hd), lw.kBias ?? new Float32Array(KV * hd), lw.vBias ?? new Float32Array(KV * hd)])
+      qkv = g.op('Add', [qkv, g.floats(`${p}.self_attn.qkv_proj.bias`, bias, [(H + 2 * KV) * hd])])
+    }
     const [qFlat, kFlat, vFlat] = g.node('Split', [qkv, qkvSplit], { axis: -1 }, 3)
     const qRot = g.ms('RotaryEmbedding', [qFlat!, FUSED_IO.positionIds, cosCache, sinCache], { interleaved: 0, num_heads: H })
     const kRot = g.ms('RotaryEmbedding', [kFlat!, FUSED_IO.positionIds, cosCache, sinCache], { interleaved: 0, num_heads: KV })

@@ -4,9 +4,11 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { ModelLoadError } from './errors.ts'
+import { hasSafetensors } from './safetensors.ts'
 
 export interface ModelInfo {
   dir: string
+  /** '' where the directory holds a safetensors checkpoint and no ONNX decoder: only the fused graph serves it. */
   onnxPath: string
   modelType: string
   numLayers: number
@@ -140,10 +142,9 @@ export function readModelInfo(dir: string, onnxFile = ''): ModelInfo {
     }
   } else {
     const candidate = ONNX_CANDIDATES.find((f) => existsSync(join(dir, f)))
-    if (!candidate) {
-      throw new ModelLoadError(`${dir} holds no ONNX decoder (looked for ${ONNX_CANDIDATES.join(', ')})`)
-    }
-    onnxPath = join(dir, candidate)
+    if (candidate) onnxPath = join(dir, candidate)
+    else if (modelType !== 'gpt2' && hasSafetensors(dir)) onnxPath = ''
+    else throw new ModelLoadError(`${dir} holds no ONNX decoder (looked for ${ONNX_CANDIDATES.join(', ')}) nor a safetensors checkpoint`)
   }
   const tokenizerPath = join(dir, 'tokenizer.json')
   if (!existsSync(tokenizerPath)) throw new ModelLoadError(`${tokenizerPath} does not exist`)

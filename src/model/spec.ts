@@ -24,6 +24,10 @@ export interface LayerWeights {
   readonly gate: Float32Array // [d, intermediate]
   readonly up: Float32Array // [d, intermediate]
   readonly down: Float32Array // [intermediate, d]
+  /** Projection biases (Qwen2; Llama with attention_bias), absent where the model has none. */
+  readonly qBias?: Float32Array // [heads*headDim]
+  readonly kBias?: Float32Array // [kvHeads*headDim]
+  readonly vBias?: Float32Array // [kvHeads*headDim]
 }
 
 export interface LlamaWeights {

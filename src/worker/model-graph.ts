@@ -1,17 +1,20 @@
 /**
  * Which graph serves a model in one session, and the runner that drives it: the fused graph
- * (src/model/fused-graph.ts, FusedRunner) rebuilt from the weights of a model spanserve wrote, or the
- * ONNX file as it is (an Optimum export, ModelRunner). The fused graph is built at start-up from the
- * file's initializers, so that a model built before it existed gets it too.
+ * (src/model/fused-graph.ts, FusedRunner) built from the weights, or the ONNX file as it is (an
+ * Optimum export, ModelRunner). The fused graph's weights come from a Hugging Face checkpoint
+ * (safetensors of llama, qwen2, mistral: src/model/hf-weights.ts) or from the initializers of a
+ * model.onnx spanserve wrote, so that a model built before the fused graph existed gets it too.
+ * 'auto' takes the fused graph where it can and otherwise the file, logging why; 'fused' fails instead.
  */
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs'
-import { join } from 'node:path'
 import onnxProto from 'onnx-proto'
 import type { Logger } from '../logging.ts'
 import { ModelLoadError } from '../model/errors.ts'
 import { buildFusedLlamaOnnx, serializeModel } from '../model/fused-graph.ts'
+import { CHECKPOINT_MODEL_TYPES, checkpointFusedInputs, fusedSpec, type FusedInputs } from '../model/hf-weights.ts'
 import { checkSignature, type ModelInfo } from '../model/load.ts'
-import type { LayerWeights, LlamaSpec, LlamaWeights } from '../model/spec.ts'
+import { hasSafetensors } from '../model/safetensors.ts'
+import type { LayerWeights, LlamaWeights } from '../model/spec.ts'
 import { FusedRunner } from './fused-runner.ts'
 import { ModelRunner } from './runner.ts'
 import { openSession, type CpuOptions, type Device } from './session.ts'
@@ -38,20 +41,23 @@ export interface OpenModelRunner {
 }
 
 export async function openModelRunner(model: ModelInfo, graph: ModelGraph, opts: ModelGraphOptions): Promise<OpenModelRunner> {
-  const fused = graph === 'fused' || (graph === 'auto' && model.modelType === 'llama' && producerName(model.onnxPath) === 'spanserve')
-  if (fused) {
+  let notFused = ''
+  if (graph !== 'file') {
     const started = performance.now()
-    const file = onnx.ModelProto.decode(readFileSync(model.onnxPath))
-    const found = graph === 'fused' ? fusedInputs(model, file) : tryFusedInputs(model, file)
-    if (found) {
+    const found = graph === 'fused' ? fusedInputs(model) : tryFusedInputs(model)
+    if ('spec' in found) {
       const proto = buildFusedLlamaOnnx(found.spec, found.weights)
       opts.transform?.(proto)
       const bytes = serializeModel(proto)
       const { session, provider } = await openSession(bytes, opts.device, opts.cpu, opts.log)
-      opts.log.info({ graph: 'fused', build_ms: Math.round(performance.now() - started), bytes: bytes.byteLength }, 'fused model graph built from the weights')
+      opts.log.info({ graph: 'fused', weights: found.source, build_ms: Math.round(performance.now() - started), bytes: bytes.byteLength }, 'fused model graph built from the weights')
       return { runner: new FusedRunner(session, model), provider, graph: 'fused', close: () => session.release() }
     }
-    opts.log.info({ graph: 'file', reason: "the file lacks spanserve's initializers or config" }, 'fused model graph not built')
+    notFused = found.reason
+    opts.log.info({ graph: 'file', reason: notFused }, 'fused model graph not built')
+  }
+  if (model.onnxPath === '') {
+    throw new ModelLoadError(`${model.dir} holds no ONNX decoder for --model-graph file${notFused ? `, and the fused graph cannot serve it: ${notFused}` : ''}`)
   }
   let source: string | Uint8Array = model.onnxPath
   if (opts.transform) {
@@ -63,6 +69,35 @@ export async function openModelRunner(model: ModelInfo, graph: ModelGraph, opts:
   checkSignature(model, session.inputNames, session.outputNames)
   opts.log.info({ graph: 'file', path: model.onnxPath }, 'model graph from the ONNX file')
   return { runner: new ModelRunner(session, model), provider, graph: 'file', close: () => session.release() }
+}
+
+type Found = (FusedInputs & { source: 'checkpoint' | 'onnx' }) | { reason: string }
+
+/**
+ * The fused graph's inputs: from the safetensors checkpoint where the directory has one of a model
+ * type it covers, else from spanserve's initializers in the ONNX file. Throws ModelLoadError saying
+ * why not.
+ */
+function fusedInputs(model: ModelInfo): FusedInputs & { source: 'checkpoint' | 'onnx' } {
+  if (CHECKPOINT_MODEL_TYPES.includes(model.modelType) && hasSafetensors(model.dir)) return { ...checkpointFusedInputs(model), source: 'checkpoint' }
+  if (model.onnxPath === '') throw new ModelLoadError(`${model.dir}: --model-graph fused needs a ${CHECKPOINT_MODEL_TYPES.join(', ')} safetensors checkpoint or a model.onnx spanserve wrote`)
+  const file = onnx.ModelProto.decode(readFileSync(model.onnxPath))
+  const weights = spanserveWeights(model, file)
+  return { spec: fusedSpec(model, weights.layers[0]!.gate.length / model.hiddenSize), weights, source: 'onnx' }
+}
+
+/** As fusedInputs, or why not (auto): a checkpoint the graph does not cover, or an ONNX file spanserve did not write. */
+function tryFusedInputs(model: ModelInfo): Found {
+  const checkpoint = CHECKPOINT_MODEL_TYPES.includes(model.modelType) && hasSafetensors(model.dir)
+  if (!checkpoint && !(model.modelType === 'llama' && model.onnxPath !== '' && producerName(model.onnxPath) === 'spanserve')) {
+    return { reason: `no ${CHECKPOINT_MODEL_TYPES.join(', ')} safetensors checkpoint, and the ONNX file is not one spanserve wrote` }
+  }
+  try {
+    return fusedInputs(model)
+  } catch (err) {
+    if (err instanceof ModelLoadError) return { reason: err.message }
+    throw err
+  }
 }
 
 /**
@@ -105,21 +140,6 @@ function producerName(path: string): string | null {
   return null
 }
 
-/** The fused graph's spec and weights, or null (auto) where the model is not one spanserve wrote. */
-function tryFusedInputs(model: ModelInfo, file: ModelProto): { spec: LlamaSpec; weights: LlamaWeights } | null {
-  try {
-    return fusedInputs(model, file)
-  } catch (err) {
-    if (err instanceof ModelLoadError) return null
-    throw err
-  }
-}
-
-function fusedInputs(model: ModelInfo, file: ModelProto): { spec: LlamaSpec; weights: LlamaWeights } {
-  const weights = spanserveWeights(model, file)
-  return { spec: fusedSpec(model, weights), weights }
-}
-
 /** The weights of a model spanserve's builder wrote (src/model/onnx-graph.ts names), checked against the config. */
 function spanserveWeights(model: ModelInfo, file: ModelProto): LlamaWeights {
   const tensors = new Map(file.graph?.initializer?.map((t) => [t.name ?? '', t]) ?? [])
@@ -152,28 +172,4 @@ function spanserveWeights(model: ModelInfo, file: ModelProto): LlamaWeights {
     })
   }
   return { embed: floats('model.embed_tokens.weight', [V, d]), layers, finalNorm: floats('model.norm.weight', [d]), lmHead: floats('lm_head.weight_t', [d, V]) }
-}
-
-/** The spec of the fused graph: ModelInfo, the MLP width from the weights, RoPE and RMSNorm constants from config.json. */
-function fusedSpec(model: ModelInfo, weights: LlamaWeights): LlamaSpec {
-  const configPath = join(model.dir, 'config.json')
-  const cfg = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>
-  if (cfg.rope_scaling !== undefined && cfg.rope_scaling !== null) throw new ModelLoadError(`${configPath}: --model-graph fused does not implement rope_scaling`)
-  const num = (name: string, fallback: number): number => {
-    const v = cfg[name] ?? fallback
-    if (typeof v !== 'number' || !(v > 0)) throw new ModelLoadError(`${configPath}: field "${name}" must be a positive number, got ${JSON.stringify(v)}`)
-    return v
-  }
-  return {
-    hiddenSize: model.hiddenSize,
-    numLayers: model.numLayers,
-    numHeads: model.numHeads,
-    numKvHeads: model.numKvHeads,
-    headDim: model.headDim,
-    intermediateSize: weights.layers[0]!.gate.length / model.hiddenSize,
-    vocabSize: model.vocabSize,
-    maxPositions: model.maxPositions,
-    ropeTheta: num('rope_theta', 10000),
-    rmsNormEps: num('rms_norm_eps', 1e-6),
-  }
 }

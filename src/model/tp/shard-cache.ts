@@ -13,6 +13,7 @@ import type { LlamaSpec } from '../spec.ts'
 import { loadLlamaWeights, readLlamaSpec } from './load-weights.ts'
 import { SHARD_FORMAT, shardModel, type ShardManifest } from './shard.ts'
 import { checkTpSize } from './shard-plan.ts'
+import { TpModelFormatError } from './errors.ts'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 export const MANIFEST_FILE = 'manifest.json'
@@ -75,6 +76,7 @@ export async function ensureShards(modelDir: string, tpSize: number, opts: Ensur
   const spec = readLlamaSpec(modelDir)
   checkTpSize(spec, tpSize) // before reading any weights: the common mistake fails fast
   const onnxPath = readModelInfo(modelDir).onnxPath
+  if (onnxPath === '') throw new TpModelFormatError(`tensor parallelism (--tp-size > 1) cuts its shards from a spanserve-format ONNX file; ${modelDir} holds only a checkpoint (safetensors)`)
   const key = await shardKey(onnxPath)
   const name = `tp${tpSize}-${key}`
   const parent = (await writable(modelDir)) ? modelDir : join(opts.cacheDir ?? defaultCacheDir(), 'shards')
