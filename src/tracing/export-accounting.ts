@@ -6,6 +6,7 @@ import type { Context } from '@opentelemetry/api'
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
 import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { spansExported } from './slice-marks.ts'
+import type { SpanJournal } from './span-journal.ts'
 
 /** The logger shape accepted (pino's warn fits). */
 export interface WarnLogger {
@@ -50,10 +51,12 @@ export class DropCounter {
  * Sits in front of the BatchSpanProcessor and mirrors its queue length, so overflow drops are
  * counted without reaching into its private fields: the BSP drops a sampled span exactly when
  * its buffer already holds maxQueueSize spans, and its buffer shrinks when a batch is handed
- * to the exporter (CountingExporter tells us).
+ * to the exporter (CountingExporter tells us). With a span journal (span-journal.ts), each span that
+ * enters the queue is journaled here, so the journal mirrors the queue exactly.
  */
 export class CountingSpanProcessor implements SpanProcessor {
   private queued = 0
+  journal: SpanJournal | undefined
 
   constructor(
     private readonly inner: SpanProcessor,
@@ -61,8 +64,15 @@ export class CountingSpanProcessor implements SpanProcessor {
     private readonly drops: DropCounter,
   ) {}
 
-  handedToExporter(n: number): void {
+  /** Returns the export's first journal sequence number (-1 without a journal). */
+  handedToExporter(n: number): number {
     this.queued = Math.max(0, this.queued - n)
+    return this.journal?.handed(n) ?? -1
+  }
+
+  /** The export that handedToExporter numbered `first` was answered. */
+  exportSettled(first: number): void {
+    if (first >= 0) this.journal?.settled(first)
   }
 
   onStart(span: Span, parentContext: Context): void {
@@ -72,7 +82,10 @@ export class CountingSpanProcessor implements SpanProcessor {
   onEnd(span: ReadableSpan): void {
     if (span.spanContext().traceFlags & 1) {
       if (this.queued >= this.maxQueueSize) this.drops.add(1, 'export queue full')
-      else this.queued++
+      else {
+        this.queued++
+        this.journal?.append(span)
+      }
     }
     this.inner.onEnd(span)
   }
@@ -99,11 +112,12 @@ export class CountingExporter implements SpanExporter {
   ) {}
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
-    this.processor?.handedToExporter(spans.length)
+    const first = this.processor?.handedToExporter(spans.length) ?? -1
     let done = false
     const finish = (result: ExportResult): void => {
       if (done) return
       done = true
+      this.processor?.exportSettled(first)
       if (result.code !== ExportResultCode.SUCCESS) {
         this.drops.add(spans.length, result.error?.message ?? 'export failed')
       } else {
@@ -120,6 +134,24 @@ export class CountingExporter implements SpanExporter {
     } catch (err) {
       finish({ code: ExportResultCode.FAILED, error: err as Error })
     }
+  }
+
+  /**
+   * Spans another process recorded and never exported (orphan-spans.ts): sent beside the batches, not
+   * through the queue, which they would only crowd; a failure is counted like any other.
+   */
+  exportRecovered(spans: ReadableSpan[]): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const finish = (result: ExportResult): void => {
+        if (result.code !== ExportResultCode.SUCCESS) this.drops.add(spans.length, result.error?.message ?? 'export failed')
+        resolve()
+      }
+      try {
+        this.inner.export(spans, finish)
+      } catch (err) {
+        finish({ code: ExportResultCode.FAILED, error: err as Error })
+      }
+    })
   }
 
   shutdown(): Promise<void> {

@@ -57,6 +57,7 @@ const MAX_BEHIND = 64
 export class TracingOffload implements TraceOffload {
   private calls: OffloadCall[] = []
   private scheduled = false
+  private urgent = false
   private nextId = 0
   private readonly waiting = new Map<number, () => void>()
   private stopping = false
@@ -182,13 +183,29 @@ export class TracingOffload implements TraceOffload {
       return
     }
     this.calls.push(c)
+    // A finished slice leaves at the end of this synchronous run, not of the turn: steps can follow one
+    // another before the loop turns, and until the thread has it, a slice dies with the process (the
+    // thread journals it: span-journal.ts). One post per step still, since a step records its slices together.
+    if (c[0] === 'batchSlice' && !this.urgent) {
+      this.urgent = true
+      queueMicrotask(this.sendUrgent)
+    }
     if (this.scheduled) return
     this.scheduled = true
-    setImmediate(this.send)
+    setImmediate(this.sendTurn)
   }
 
-  private readonly send = (): void => {
+  private readonly sendUrgent = (): void => {
+    this.urgent = false
+    this.send()
+  }
+
+  private readonly sendTurn = (): void => {
     this.scheduled = false
+    this.send()
+  }
+
+  private send(): void {
     if (this.calls.length === 0) return
     const calls = this.calls
     this.calls = []

@@ -7,7 +7,7 @@ import { context, propagation, trace } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator, type InstrumentationScope } from '@opentelemetry/core'
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources'
-import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base'
+import { BasicTracerProvider, BatchSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { HOST_NAME, PROCESS_PID, SERVICE_NAME, SPANSERVE_DP_RANK, SPANSERVE_PROCESS_ROLE, SPANSERVE_TP_RANK } from './attributes.ts'
 import type { LineWriter } from './console-exporter.ts'
 import { consoleWarnLogger, CountingExporter, CountingSpanProcessor, DropCounter, type WarnLogger } from './export-accounting.ts'
@@ -16,6 +16,7 @@ import { TracingOffload } from './offload.ts'
 import { resetHooks, runtime } from './runtime.ts'
 import { SpanserveSampler } from './sampler.ts'
 import { reportingSliceMarks } from './slice-marks.ts'
+import { journalKey, SPAN_JOURNAL_ENV, SpanJournal } from './span-journal.ts'
 import { defaultThreadLabel, setThreadInfo } from './trace.ts'
 
 const TRACER_NAME = 'spanserve'
@@ -33,7 +34,14 @@ interface Installed {
   provider: BasicTracerProvider
   contextManager: AsyncLocalStorageContextManager
   drops: DropCounter
+  exporter: CountingExporter
+  journal: SpanJournal | undefined
+  /** Exports of other processes' orphan spans still under way (exportOrphanSpans). */
+  recovering: Set<Promise<void>>
 }
+
+/** Spans per export of recovered spans: the batch processor's own batch size. */
+const RECOVERED_BATCH = 512
 
 let installed: Installed | undefined
 let droppedBefore = 0
@@ -89,7 +97,14 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }))
   trace.setGlobalTracerProvider(provider)
 
-  installed = { provider, contextManager, drops }
+  // A child of the server journals what it queues, so that its spans outlive a SIGKILL (span-journal.ts).
+  // In the worker this runs in the tracing thread, which dies with the process too.
+  const journalDir = process.env[SPAN_JOURNAL_ENV]
+  const key = journalKey(who)
+  const journal = journalDir && key !== undefined ? SpanJournal.open(journalDir, key, resource.attributes, hooks.log ?? consoleWarnLogger) : undefined
+  processor.journal = journal
+
+  installed = { provider, contextManager, drops, exporter, journal, recovering: new Set() }
   const tracer = provider.getTracer(TRACER_NAME)
   runtime.tracer = tracer
   // The SDK's Tracer exposes its scope; finished slices share that object, so that exporters, which
@@ -111,6 +126,23 @@ export async function flushTracing(): Promise<void> {
   if (runtime.offload) return runtime.offload.flush()
   if (installed === undefined) return
   await installed.provider.forceFlush().catch(() => undefined)
+  await Promise.all(installed.recovering)
+}
+
+/**
+ * Exports spans that another process recorded and never exported, with their own resource
+ * (orphan-spans.ts): straight to this process's exporter, beside its batches. A promise is taken so
+ * that the caller can hand the work over before reading them: shutdown waits for it.
+ */
+export function exportOrphanSpans(spans: ReadableSpan[] | Promise<ReadableSpan[]>): Promise<void> {
+  const inst = installed
+  if (inst === undefined) return Promise.resolve()
+  const sent = Promise.resolve(spans).then(async (all) => {
+    for (let i = 0; i < all.length; i += RECOVERED_BATCH) await inst.exporter.exportRecovered(all.slice(i, i + RECOVERED_BATCH))
+  })
+  const tracked = sent.catch(() => undefined).finally(() => inst.recovering.delete(tracked))
+  inst.recovering.add(tracked)
+  return tracked
 }
 
 /** Flushes, stops the SDK and unregisters the globals; the API becomes a no-op again. */
@@ -131,7 +163,10 @@ export async function shutdownTracing(): Promise<void> {
   runtime.tracer = undefined
   runtime.sampler = undefined
   runtime.slices = undefined
+  await Promise.all(inst.recovering)
   await inst.provider.shutdown().catch(() => undefined)
+  // Exported (or given up on) by this process itself: nothing for the server to recover.
+  inst.journal?.close()
   droppedBefore += inst.drops.count
   trace.disable()
   propagation.disable()

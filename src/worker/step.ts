@@ -157,8 +157,10 @@ export class StepLoop {
     const t2 = performance.now()
     const out: ForwardBatchOutput = { type: 'forward_out', step: batch.step, tpRank: this.tpRank, allReduceMs, rids, tokens: Int32Array.from(tokens), failed, prefillMs: t1 - t0, decodeMs: t2 - t1 }
     if (logprobs !== null) out.logprobs = Array.from(rids, (_, i) => logprobs![i] ?? null)
-    this.toScheduler.post(out)
+    // The slices go to the tracing thread (and its span journal) before the tokens leave: a kill
+    // right after a token was delivered then rarely loses the slice that made it.
     recordSlices(batch.step, prefillSlices, decodable, decodeSlices)
+    this.toScheduler.post(out)
   }
 }
 

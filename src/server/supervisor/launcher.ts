@@ -62,6 +62,8 @@ export interface SupervisionListener {
   died(key: string, pid: number | null, cause: DeathCause): void
   /** What can be served changed: a child became ready, or a circuit opened. */
   changed(): void
+  /** A local child exited, however (a death, a kill with its group, a stop): its unexported spans are to be recovered. */
+  exited?(key: string, pid: number): void
 }
 
 export interface ChildInfo {
@@ -258,6 +260,7 @@ export class Launcher {
     c.ready = false
     c.hungKill = false
     proc.on('exit', (code, signal) => {
+      if (proc.pid !== undefined) this.listener.exited?.(c.key, proc.pid)
       if (c.proc !== proc) return
       c.proc = null
       this.onExit(c, code, signal)

@@ -14,6 +14,8 @@ import { PipelineEngineClient } from '../engine-client/engine-client.ts'
 import { Launcher } from './launcher.ts'
 import { ServerMetrics } from '../engine-client/metrics.ts'
 import { resumeReport } from '../engine-client/resume-report.ts'
+import { isTracingEnabled } from '../../tracing/setup.ts'
+import { journalChildren, recoverOrphanSpans } from '../../tracing/orphan-spans.ts'
 
 export interface Pipeline {
   engine: PipelineEngineClient
@@ -36,7 +38,24 @@ export async function startPipeline(config: Config, endpoints: Endpoints, model:
   })
   const metrics = new ServerMetrics(() => engine.size)
   engine.observer = resumeReport(metrics, log)
-  const launcher = new Launcher(config, endpoints, model, contextLength, log, { died: (key, pid, cause) => engine.processDied(key, pid, cause), changed: () => engine.servingChanged() }, toTokenizer)
+  // With tracing on, each child journals the spans it queues; the server exports those a dead child
+  // had not (src/tracing/orphan-spans.ts).
+  const journals = isTracingEnabled() ? journalChildren(endpoints.runDir) : undefined
+  const exited = (key: string, pid: number) => {
+    if (journals === undefined) return
+    void recoverOrphanSpans(journals.dir, key, pid).then((n) => {
+      if (n > 0) log.info({ child: key, child_pid: pid, spans: n }, 'exported the spans a dead process had not')
+    })
+  }
+  const launcher = new Launcher(
+    config,
+    endpoints,
+    model,
+    contextLength,
+    log,
+    { died: (key, pid, cause) => engine.processDied(key, pid, cause), changed: () => engine.servingChanged(), exited },
+    toTokenizer,
+  )
   let charsPerToken: number | null = null
   const inbox = new Inbox(
     endpoints.server,
@@ -63,6 +82,7 @@ export async function startPipeline(config: Config, endpoints: Endpoints, model:
     inbox.close()
     toTokenizer.close()
     if (endpoints.runDir) rmSync(endpoints.runDir, { recursive: true, force: true })
+    journals?.remove()
   }
   try {
     await launcher.start(config.startupTimeout * 1000)
