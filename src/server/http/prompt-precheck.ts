@@ -63,8 +63,12 @@ export function promptPrecheck(url: string, body: unknown, contextLength: number
 
 /** Bytes of JSON one UTF-16 unit of a prompt can take at most (its `\\uXXXX` escape). */
 const MAX_BYTES_PER_CHAR = 6
-/** What a body may carry beside its prompt (tools, a schema, options) before its size alone says too much. */
-const OTHER_FIELDS_BYTES = 2 ** 20
+/**
+ * What a body may carry beside its prompt (tools, a schema, options, fields we ignore) before its
+ * size alone says too much: generous, since a body that is big for another reason must get the
+ * answer about that reason (a 2 MB message of unknown fields is served, test/soak/fuzz.test.ts).
+ */
+const OTHER_FIELDS_BYTES = 3 * 2 ** 20
 
 /** The field each route's prompt comes in, for a refusal made before the body is read (/tokenize's depends on the body: it is parsed, off the loop). */
 const PROMPT_PARAM: Record<string, string> = { '/v1/completions': 'prompt', '/v1/chat/completions': 'messages', '/v1/responses': 'input' }
@@ -72,7 +76,7 @@ const PROMPT_PARAM: Record<string, string> = { '/v1/completions': 'prompt', '/v1
 /**
  * The 400 for a body too long for any prompt the context could hold, from its Content-Length alone,
  * or null: a prompt that fits is at most context × charsPerToken characters of at most 6 bytes each,
- * beside a megabyte of everything else. Refused before it is read, a 4 MB prompt costs the
+ * beside 3 MiB of everything else. Refused before it is read, a 4 MB prompt costs the
  * server no parse (other streams do not wait on it); the precheck after parsing stays the exact one.
  */
 export function bodyLengthRefusal(url: string, bytes: number, contextLength: number, charsPerToken: number | null): SpanserveError | null {
