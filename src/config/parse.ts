@@ -1,6 +1,7 @@
 import { OPTIONS, type Config, type OptionSpec } from './schema.ts'
 import { ConfigError } from './config-error.ts'
 import { applyKeyFiles, type KeyFilePair } from './key-files.ts'
+import { checkTraceKeep } from './tracing.ts'
 
 export { ConfigError }
 
@@ -140,6 +141,7 @@ function checkLayout(c: Config): void {
   // Only TP rank 0 samples: the other ranks learn each step's tokens from the scheduler, one step at a time.
   if (c.numContinuousDecodeSteps > 1 && c.tpSize > 1)
     throw new ConfigError(`--num-continuous-decode-steps ${c.numContinuousDecodeSteps} needs --tp-size 1 (got ${c.tpSize}): only rank 0 samples, so every step's tokens must go through the scheduler`)
+  checkTraceKeep(c.traceKeep)
   if (c.nodeRank >= c.nnodes) throw new ConfigError(`--node-rank ${c.nodeRank} is not below --nnodes ${c.nnodes}`)
   if (c.nnodes > 1) {
     if (!c.ipc.startsWith('tcp://')) throw new ConfigError('--nnodes > 1 needs --ipc tcp://HOST:PORT (ipc sockets do not cross hosts)')

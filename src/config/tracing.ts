@@ -1,7 +1,32 @@
 import { hostname } from 'node:os'
 import type { Config } from './schema.ts'
 import type { TracingOptions } from '../tracing/options.ts'
-import type { TraceLevel } from '../tracing/types.ts'
+import { KEEP_POLICIES, type KeepPolicy, type TailKeepOptions, type TraceLevel } from '../tracing/types.ts'
+import { ConfigError } from './config-error.ts'
+
+/** How long a process holds a trace's spans for a verdict that does not come (a server that died, a lost message). */
+const VERDICT_TIMEOUT_MS = 60_000
+
+/** A --trace-keep that names an unknown policy stops the start (parse.ts). */
+export function checkTraceKeep(policies: readonly string[]): void {
+  for (const p of policies) {
+    if (!(KEEP_POLICIES as readonly string[]).includes(p)) throw new ConfigError(`--trace-keep: expected a list of ${KEEP_POLICIES.join(', ')}, got "${p}"`)
+  }
+}
+
+/** --trace-keep and its thresholds; null when the list is empty. */
+function keepOptions(config: Config): TailKeepOptions | null {
+  if (config.traceKeep.length === 0) return null
+  checkTraceKeep(config.traceKeep)
+  return {
+    policies: config.traceKeep as KeepPolicy[],
+    ttftMs: config.traceKeepTtftMs,
+    itlP99Ms: config.traceKeepItlP99Ms,
+    e2eMs: config.traceKeepE2eMs,
+    bufferSpans: config.traceKeepBufferSpans,
+    verdictTimeoutMs: VERDICT_TIMEOUT_MS,
+  }
+}
 
 /**
  * The collector address as the exporters want it. Accepts HOST:PORT, grpc://HOST:PORT and
@@ -43,5 +68,6 @@ export function tracingOptions(config: Config): TracingOptions {
     excludeUrls: config.traceExcludeUrls,
     maxQueueSize: config.traceQueueSize,
     exportTimeoutMs: config.traceExportTimeout,
+    keep: keepOptions(config),
   }
 }

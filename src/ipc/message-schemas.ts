@@ -412,6 +412,10 @@ export const MESSAGE_SCHEMAS = {
     type: 'object',
     properties: { type: { type: 'string', const: 'trace_setting' }, level: { type: 'integer', enum: TRACE_LEVELS }, sampleRate: num },
   },
+  trace_verdict: {
+    type: 'object',
+    properties: { type: { type: 'string', const: 'trace_verdict' }, keep: strings, drop: strings },
+  },
   group_state: {
     type: 'object',
     properties: { type: { type: 'string', const: 'group_state' }, dpRank: int, up: bool, reason: str, process: opt(str) },

@@ -407,6 +407,17 @@ export interface TraceSetting {
 }
 
 /**
+ * launcher → children: tail sampling's verdicts (--trace-keep): the traces whose held spans each
+ * child exports (`keep`) or discards (`drop`). Batched: one message per interval, never one per request.
+ */
+export interface TraceVerdict {
+  type: 'trace_verdict'
+  /** Trace ids (32 hex digits). */
+  keep: string[]
+  drop: string[]
+}
+
+/**
  * launcher → tokenizer: a data-parallel group went down (one of its processes died: its requests
  * fail, dispatch skips it) or came back.
  */
@@ -441,6 +452,7 @@ export type Message =
   | ProcessFatal
   | ResetState
   | TraceSetting
+  | TraceVerdict
   | GroupState
   | ProcessStats
   | SliceMarks

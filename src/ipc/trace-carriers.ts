@@ -36,6 +36,7 @@ const TRACE_CARRIERS = {
   process_exited: null,
   restart_process: null,
   trace_setting: null,
+  trace_verdict: null,
   group_state: null,
   reset: null,
   tokenize: null,

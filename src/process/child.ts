@@ -13,6 +13,7 @@ import { createLogger, type Logger } from '../logging.ts'
 import { SpanserveError, type ErrorCode } from '../errors.ts'
 import { initTracing, isTracingEnabled, shutdownTracing } from '../tracing/setup.ts'
 import { setLevel, setSampleRate } from '../tracing/trace.ts'
+import { applyTraceVerdicts } from '../tracing/tail.ts'
 import { reportSliceMarks } from '../tracing/slice-marks.ts'
 import { startStatsReporter, type RoleStats } from './stats.ts'
 import { tracingOptions } from '../config/tracing.ts'
@@ -121,6 +122,8 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
         setSampleRate(msg.sampleRate)
         log.info({ level: msg.level, sample_rate: msg.sampleRate }, 'trace setting changed')
       },
+      // Tail sampling: the held spans of these traces are exported or let go (src/tracing/tail-buffer.ts).
+      trace_verdict: (msg) => applyTraceVerdicts(msg.keep, msg.drop),
     }
     const reportStats = (collect: () => RoleStats) => {
       const stop = startStatsReporter(toServer, { role, dpRank, tpRank }, config.statsInterval * 1000, collect)

@@ -5,7 +5,7 @@
 import { useIpcSecret } from '../ipc/curve.ts'
 import { planEndpoints } from '../ipc/endpoints.ts'
 import { createLogger } from '../logging.ts'
-import { initTracing } from '../tracing/index.ts'
+import { initTracing, setTraceVerdictSink } from '../tracing/index.ts'
 import { tracingOptions } from '../config/tracing.ts'
 import { buildApp } from './http/app.ts'
 import { appOptions } from './http/app-options.ts'
@@ -28,6 +28,8 @@ if (config !== null) {
     stopOnSignals(await runNodeAgent(config, endpoints, model, contextLength, log))
   } else {
     const pipeline = await startPipeline(config, endpoints, model, contextLength, log)
+    // Tail sampling (--trace-keep): the server's verdicts reach every child, batched.
+    setTraceVerdictSink((keep, drop) => pipeline.launcher.broadcast({ type: 'trace_verdict', keep, drop }))
     const drain = drainOnSignals(pipeline, config.shutdownTimeout * 1000, log)
     const app = await buildApp(appOptions(config, model, contextLength, pipeline, drain.stopping, log))
     const port = await listenOrExit(app, config, pipeline, log)

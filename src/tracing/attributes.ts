@@ -148,6 +148,11 @@ export const SPANSERVE_LINK_REASON = attribute(
 )
 export const SPANSERVE_LINK_PROCESS = attribute('spanserve.link.process', 'thread span links', 'the process that recorded the linked span (for `resumed_from`, the one that died)')
 export const SPANSERVE_LINK_PROCESS_PID = attribute('spanserve.link.process_pid', 'thread span links', 'its pid')
+export const SPANSERVE_TRACE_KEPT_BY = attribute(
+  'spanserve.trace.kept_by',
+  '`llm_request`, with `--trace-keep`',
+  'why tail sampling kept the trace: `failed`, `resumed`, `slow_ttft`, `slow_itl`, `slow_e2e`, or `sampled` (the head rate); absent on traces it drops',
+)
 
 export interface GenAiRequestInfo {
   operation?: 'text_completion' | 'chat' | (string & {})

@@ -12,5 +12,7 @@ export {
 export { droppedSpans, flushTracing, initTracing, isTracingEnabled, shutdownTracing } from './setup.ts'
 export type { WarnLogger } from './export-accounting.ts'
 export { reportSliceMarks } from './slice-marks.ts'
+export { applyTraceVerdicts, isHeadSampled, setTraceVerdictSink, tailKeepOptions, tailRequestEnded, tailRequestStarted } from './tail.ts'
+export { keepReason } from './tail-decider.ts'
 export { nowNs } from './time.ts'
 export * from './trace.ts'

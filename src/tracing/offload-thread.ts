@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import type { FromThread, OffloadCall, OffloadStart, ToThread } from './offload.ts'
 import { droppedSpans, flushTracing, initTracing, shutdownTracing } from './setup.ts'
 import { reportSliceMarks } from './slice-marks.ts'
+import { applyTraceVerdicts } from './tail.ts'
 import { liveRequestCount } from './thread-tracer.ts'
 import * as api from './trace.ts'
 
@@ -27,6 +28,10 @@ port.on('message', (m: ToThread) => {
   if (m.type === 'setting') {
     if (m.change.level !== undefined) api.setLevel(m.change.level)
     if (m.change.sampleRate !== undefined) api.setSampleRate(m.change.sampleRate)
+    return
+  }
+  if (m.type === 'verdict') {
+    applyTraceVerdicts(m.keep, m.drop)
     return
   }
   if (m.type === 'marks') {

@@ -28,6 +28,8 @@ export type ToThread =
   | { type: 'shutdown'; id: number }
   /** Collect slice marks (slice-marks.ts) and post them back, or stop. */
   | { type: 'marks'; on: boolean }
+  /** Tail sampling's verdicts (tail-buffer.ts), after the calls recorded before them. */
+  | { type: 'verdict'; keep: readonly string[]; drop: readonly string[] }
 
 /** thread → main */
 export type FromThread =
@@ -168,6 +170,12 @@ export class TracingOffload implements TraceOffload {
   changeSetting(change: TraceSettingChange): void {
     this.send()
     this.post({ type: 'setting', change })
+  }
+
+  /** Tail sampling's verdicts reach the thread after the calls recorded so far, so they cover their spans. */
+  verdicts(keep: readonly string[], drop: readonly string[]): void {
+    this.send()
+    this.post({ type: 'verdict', keep, drop })
   }
 
   /** The thread reports slice marks (or stops), after the calls recorded so far. */

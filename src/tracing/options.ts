@@ -2,7 +2,7 @@
  * Tracing options, as resolved by src/config from flags, then OTEL_* variables, then
  * FastDeploy-style aliases, then defaults. Every process receives the same object.
  */
-import type { Role, TraceLevel } from './types.ts'
+import type { Role, TailKeepOptions, TraceLevel } from './types.ts'
 
 export type TraceExporterKind = 'otlp' | 'console' | 'file'
 export type OtlpProtocol = 'grpc' | 'http/protobuf'
@@ -44,6 +44,8 @@ export interface TracingOptions {
   maxQueueSize: number
   /** Export timeout in ms, so a slow collector never holds serving. */
   exportTimeoutMs: number
+  /** --trace-keep and its thresholds; null (the default): no tail sampling, spans export as they end. */
+  keep?: TailKeepOptions | null
 }
 
 /** Who is tracing: every process calls processInit with its own identity. */

@@ -6,6 +6,8 @@ import type { Tracer } from '@opentelemetry/api'
 import type { ProcessIdentity } from './options.ts'
 import type { SpanserveSampler } from './sampler.ts'
 import type { SliceSink, TraceLevel, TraceOffload } from './types.ts'
+import type { TailBuffer } from './tail-buffer.ts'
+import type { TailDecider } from './tail-decider.ts'
 
 export interface TracingRuntime {
   enabled: boolean
@@ -20,6 +22,10 @@ export interface TracingRuntime {
   hostName: string
   /** Set when a worker thread does this process's tracing (offload.ts): the API records calls for it. */
   offload: TraceOffload | undefined
+  /** With --trace-keep: where this process holds spans until their verdict (tail-buffer.ts). */
+  tail: TailBuffer | undefined
+  /** With --trace-keep, in the server: who gives the verdicts (tail-decider.ts). */
+  decider: TailDecider | undefined
 }
 
 export const runtime: TracingRuntime = {
@@ -33,6 +39,8 @@ export const runtime: TracingRuntime = {
   identity: { role: 'server' },
   hostName: '',
   offload: undefined,
+  tail: undefined,
+  decider: undefined,
 }
 
 /** Called by shutdown so that every live request context is released with the SDK. */

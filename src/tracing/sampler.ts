@@ -23,6 +23,11 @@ export class SpanserveSampler implements Sampler {
     rate: number,
     /** Honour a remote (caller's) parent's sampled flag. */
     private readonly parentBased: boolean,
+    /**
+     * Tail sampling (tail-decider.ts): every trace that starts here is recorded and held, and the head
+     * decision is only told, to be kept whatever the trace's end.
+     */
+    private readonly tail?: { headSampled(traceId: string): void },
   ) {
     this.rate = clampRate(rate)
     this.ratio = new TraceIdRatioBasedSampler(this.rate)
@@ -41,9 +46,16 @@ export class SpanserveSampler implements Sampler {
     const parent = trace.getSpanContext(ctx)
     if (parent !== undefined && trace.isSpanContextValid(parent)) {
       const follow = !parent.isRemote || this.parentBased || ctx.getValue(INTERNAL_HOP_KEY) === true
-      if (follow) return parent.traceFlags & 1 ? SAMPLED : DROPPED
+      if (follow) {
+        if (!(parent.traceFlags & 1)) return DROPPED
+        if (this.tail !== undefined && parent.isRemote && ctx.getValue(INTERNAL_HOP_KEY) !== true) this.tail.headSampled(traceId)
+        return SAMPLED
+      }
     }
-    return this.ratio.shouldSample(ctx, traceId)
+    const head = this.ratio.shouldSample(ctx, traceId)
+    if (this.tail === undefined) return head
+    if (head.decision === SamplingDecision.RECORD_AND_SAMPLED) this.tail.headSampled(traceId)
+    return SAMPLED
   }
 
   toString(): string {

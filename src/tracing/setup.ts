@@ -15,6 +15,8 @@ import type { ProcessIdentity, TracingOptions } from './options.ts'
 import { TracingOffload } from './offload.ts'
 import { resetHooks, runtime } from './runtime.ts'
 import { SpanserveSampler } from './sampler.ts'
+import { TailBuffer } from './tail-buffer.ts'
+import { TailDecider } from './tail-decider.ts'
 import { reportingSliceMarks } from './slice-marks.ts'
 import { journalKey, SPAN_JOURNAL_ENV, SpanJournal } from './span-journal.ts'
 import { defaultThreadLabel, setThreadInfo } from './trace.ts'
@@ -36,6 +38,7 @@ interface Installed {
   drops: DropCounter
   exporter: CountingExporter
   journal: SpanJournal | undefined
+  tail: TailBuffer | undefined
   /** Exports of other processes' orphan spans still under way (exportOrphanSpans). */
   recovering: Set<Promise<void>>
 }
@@ -81,13 +84,21 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   )
   exporter.processor = processor
 
-  const sampler = new SpanserveSampler(opts.sampleRate, opts.parentBased)
+  // Tail sampling: spans wait for their trace's verdict before the queue; the server gives the verdicts.
+  // The router in front of instances has no verdicts to wait for.
+  const keep = opts.keep && who.role !== 'router' ? opts.keep : undefined
+  const decider = keep && who.role === 'server' ? new TailDecider(keep) : undefined
+  const tail = keep ? new TailBuffer(processor, keep, hooks.log ?? consoleWarnLogger, decider) : undefined
+  const entry = tail ?? processor
+  if (decider) decider.local = tail
+
+  const sampler = new SpanserveSampler(opts.sampleRate, opts.parentBased, decider)
   const resource = defaultResource().merge(resourceFromAttributes(resourceAttributes(opts, who)))
   const provider = new BasicTracerProvider({
     resource,
     sampler,
     spanLimits: { attributeValueLengthLimit: opts.attributeValueLengthLimit },
-    spanProcessors: [processor],
+    spanProcessors: [entry],
   })
 
   // Global registration: @fastify/otel (and any other instrumentation) finds our provider,
@@ -104,14 +115,16 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   const journal = journalDir && key !== undefined ? SpanJournal.open(journalDir, key, resource.attributes, hooks.log ?? consoleWarnLogger) : undefined
   processor.journal = journal
 
-  installed = { provider, contextManager, drops, exporter, journal, recovering: new Set() }
+  installed = { provider, contextManager, drops, exporter, journal, tail, recovering: new Set() }
   const tracer = provider.getTracer(TRACER_NAME)
   runtime.tracer = tracer
   // The SDK's Tracer exposes its scope; finished slices share that object, so that exporters, which
   // group spans by scope identity, put them beside the tracer's own spans.
   const { instrumentationScope: scope } = tracer as typeof tracer & { readonly instrumentationScope: InstrumentationScope }
-  runtime.slices = { processor, resource, scope, valueLengthLimit: opts.attributeValueLengthLimit }
+  runtime.slices = { processor: entry, resource, scope, valueLengthLimit: opts.attributeValueLengthLimit }
   runtime.sampler = sampler
+  runtime.tail = tail
+  runtime.decider = decider
   runtime.level = opts.level
   runtime.recordContent = opts.recordContent
   runtime.valueLengthLimit = opts.attributeValueLengthLimit
@@ -125,6 +138,7 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
 export async function flushTracing(): Promise<void> {
   if (runtime.offload) return runtime.offload.flush()
   if (installed === undefined) return
+  runtime.decider?.flush()
   await installed.provider.forceFlush().catch(() => undefined)
   await Promise.all(installed.recovering)
 }
@@ -158,16 +172,19 @@ export async function shutdownTracing(): Promise<void> {
   const inst = installed
   if (inst === undefined) return
   runtime.enabled = false
+  runtime.decider?.flush()
   for (const reset of resetHooks) reset()
   installed = undefined
   runtime.tracer = undefined
   runtime.sampler = undefined
   runtime.slices = undefined
+  runtime.tail = undefined
+  runtime.decider = undefined
   await Promise.all(inst.recovering)
   await inst.provider.shutdown().catch(() => undefined)
   // Exported (or given up on) by this process itself: nothing for the server to recover.
   inst.journal?.close()
-  droppedBefore += inst.drops.count
+  droppedBefore += inst.drops.count + (inst.tail?.dropped ?? 0)
   trace.disable()
   propagation.disable()
   context.disable()
@@ -176,7 +193,7 @@ export async function shutdownTracing(): Promise<void> {
 
 /** Spans lost so far in this process: queue overflow plus failed exports. */
 export function droppedSpans(): number {
-  return droppedBefore + (installed?.drops.count ?? 0) + (runtime.offload?.dropped ?? 0)
+  return droppedBefore + (installed?.drops.count ?? 0) + (installed?.tail?.dropped ?? 0) + (runtime.offload?.dropped ?? 0)
 }
 
 export function isTracingEnabled(): boolean {

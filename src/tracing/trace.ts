@@ -15,6 +15,8 @@ import type { CarrierInput, ReqFinishOptions, ReqStartOptions, Role, SliceEndOpt
 export { liveRequestCount, ThreadTracer } from './thread-tracer.ts'
 export type {
   CarrierInput,
+  KeptBy,
+  TailKeepOptions,
   ReqFinishOptions,
   ReqStartOptions,
   Role,

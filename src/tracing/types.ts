@@ -119,6 +119,35 @@ export interface TraceSettingChange {
   sampleRate?: number
 }
 
+/** What --trace-keep keeps whole, whatever the head sampling said. */
+export type KeepPolicy = 'failed' | 'resumed' | 'slow'
+export const KEEP_POLICIES = ['failed', 'resumed', 'slow'] as const satisfies readonly KeepPolicy[]
+
+/**
+ * Why a trace was kept (spanserve.trace.kept_by): a policy (slow split by which threshold it
+ * passed), or `sampled` by the head rate.
+ */
+export type KeptBy = 'failed' | 'resumed' | 'slow_ttft' | 'slow_itl' | 'slow_e2e' | 'sampled'
+
+/**
+ * Tail sampling (tail-buffer.ts, tail-decider.ts): each process holds a trace's finished spans until
+ * the server's verdict at the request's end. Absent (null) with --trace-keep empty: today's head sampling.
+ */
+export interface TailKeepOptions {
+  /** --trace-keep. */
+  policies: readonly KeepPolicy[]
+  /** --trace-keep-ttft-ms: `slow` keeps a request whose first token took longer; 0 = not this measure. */
+  ttftMs: number
+  /** --trace-keep-itl-p99-ms: … whose 99th-percentile gap between output tokens was longer; 0 = not this measure. */
+  itlP99Ms: number
+  /** --trace-keep-e2e-ms: … that took longer from arrival to its last output; 0 = not this measure. */
+  e2eMs: number
+  /** --trace-keep-buffer-spans: spans each process holds awaiting verdicts; past it the oldest trace's are dropped and counted. */
+  bufferSpans: number
+  /** How long a held trace waits for its verdict before it is dropped (and counted). */
+  verdictTimeoutMs: number
+}
+
 /** A tracing thread that runs this process's tracing (offload.ts), as the API sees it. */
 export interface TraceOffload extends TraceCalls {
   /** Request contexts open in the thread, as it last reported. */
@@ -127,6 +156,8 @@ export interface TraceOffload extends TraceCalls {
   readonly dropped: number
   /** Changes the thread's settings, in order with the calls recorded before. */
   changeSetting(change: TraceSettingChange): void
+  /** Tail sampling's verdicts for the thread's held traces, after the calls recorded so far. */
+  verdicts(keep: readonly string[], drop: readonly string[]): void
   /** Whether the thread reports each request's last exported slice (slice-marks.ts). */
   reportMarks(on: boolean): void
   flush(): Promise<void>

@@ -105,6 +105,15 @@ export function resumedRequestTrace(rid: string, r: { reason: string; process: s
   tracing.reqEvent(rid, tracing.EVENT.requestResumed, attributes)
 }
 
+/**
+ * Tail sampling (--trace-keep): the request ended, kept for `reason` (on its root, before it ends)
+ * or not; the last request of its trace to end decides the trace (src/tracing/tail-decider.ts).
+ */
+export function keptRequestTrace(rid: string, traceId: string, reason: tracing.KeptBy | undefined): void {
+  if (reason !== undefined) tracing.reqAttrs(rid, { [tracing.SPANSERVE_TRACE_KEPT_BY]: reason })
+  tracing.tailRequestEnded(traceId, reason === 'sampled' ? undefined : reason)
+}
+
 export function abortRequestTrace(rid: string, reason: string): void {
   tracing.reqAbort(rid, reason)
 }

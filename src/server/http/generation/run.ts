@@ -9,7 +9,8 @@ import { SpanserveError } from '../../../errors.ts'
 import type { EngineClient, RequestSink } from '../../engine-client/engine-client.ts'
 import { sendError } from '../../../http/http-errors.ts'
 import type { ServingInfo } from '../serving-info.ts'
-import { abortRequestTrace, dispatched, failRequestTrace, finishRequestTrace, firstToken, type Timing } from '../../engine-client/request-trace.ts'
+import { abortRequestTrace, dispatched, failRequestTrace, finishRequestTrace, firstToken, keptRequestTrace, type Timing } from '../../engine-client/request-trace.ts'
+import { isHeadSampled, isTraced, keepReason, tailKeepOptions, tailRequestStarted, type TailKeepOptions } from '../../../tracing/index.ts'
 import type { BuiltRequest } from './request.ts'
 import type { GenerationParams } from './params.ts'
 import { LogprobsFormatter } from './logprobs.ts'
@@ -41,6 +42,10 @@ export class GenerationRun {
   /** Times the request was lost with a dead process and resumed (engine-client/engine-client.ts). */
   private resumes = 0
   private timer: NodeJS.Timeout | undefined
+  /** Tail sampling's policies (--trace-keep), null when off or untraced, and once this request's end was told. */
+  private keep: TailKeepOptions | null
+  /** Gaps between outputs in ms, kept only for the ITL p99 policy. */
+  private readonly gapsMs: number[] | null
 
   constructor(
     readonly request: FastifyRequest,
@@ -59,6 +64,9 @@ export class GenerationRun {
       else this.echoFromTokens = true
     }
     this.timing = { startMs, firstTokenMs: null }
+    this.keep = built.traceIds !== null && isTraced(this.rid) ? tailKeepOptions() : null
+    if (this.keep !== null) tailRequestStarted(built.traceIds!.traceId)
+    this.gapsMs = this.keep !== null && this.keep.itlP99Ms > 0 && this.keep.policies.includes('slow') ? [] : null
     const res = reply.raw
     // A client that hangs up aborts its request and frees its KV at once.
     res.on('close', () => {
@@ -66,6 +74,7 @@ export class GenerationRun {
       if (this.done) return
       this.done = true
       engine.abort(this.rid, 'client disconnected')
+      this.noteKeep(false)
       abortRequestTrace(this.rid, 'client disconnected')
       info.metrics.failed('client_disconnected')
       request.log.info({ rid: this.rid, ...this.logIds() }, 'request aborted: client disconnected')
@@ -78,6 +87,7 @@ export class GenerationRun {
       this.engine.submit(this.built.req, { ...sink, onOutput, onResumed: () => void this.resumes++ })
     } catch (err) {
       this.done = true
+      this.noteKeep(true)
       // Thrown on: the error handler answers, logs and counts it.
       failRequestTrace(this.rid, err as SpanserveError)
       throw err
@@ -115,7 +125,9 @@ export class GenerationRun {
       this.timing.firstTokenMs = now
       firstToken(this.rid)
     } else {
-      this.info.metrics.tokenGap((now - this.lastOutputMs) / 1000, this.built.traceIds)
+      const gapMs = now - this.lastOutputMs
+      this.info.metrics.tokenGap(gapMs / 1000, this.built.traceIds)
+      this.gapsMs?.push(gapMs)
     }
     this.lastOutputMs = now
     this.completion += item.text
@@ -129,6 +141,7 @@ export class GenerationRun {
   finish(item: StrOutput): void {
     this.done = true
     const { info, timing, rid } = this
+    this.noteKeep(false)
     finishRequestTrace(rid, this.built.base.id, info.modelName, item, this.completion, timing)
     const e2eMs = performance.now() - timing.startMs
     const ttftMs = timing.firstTokenMs === null ? null : timing.firstTokenMs - timing.startMs
@@ -170,9 +183,23 @@ export class GenerationRun {
 
   fail(err: SpanserveError): void {
     this.done = true
+    this.noteKeep(true)
     failRequestTrace(this.rid, err)
     this.info.metrics.failed(err.code)
     this.request.log.warn({ rid: this.rid, ...this.logIds(), client: this.built.req.client, code: err.code, reason: err.message }, 'request failed')
+  }
+
+  /** Tail sampling: the request ended; whether a keep policy (or the head rate) keeps its trace, recorded before its root ends. */
+  private noteKeep(failed: boolean): void {
+    const keep = this.keep
+    const traceId = this.built.traceIds?.traceId
+    if (keep === null || traceId === undefined) return
+    this.keep = null
+    const { startMs, firstTokenMs } = this.timing
+    const reason =
+      keepReason(keep, { failed, resumed: this.resumes > 0, ttftMs: firstTokenMs === null ? null : firstTokenMs - startMs, gapsMs: this.gapsMs, e2eMs: performance.now() - startMs }) ??
+      (isHeadSampled(traceId) ? 'sampled' : undefined)
+    keptRequestTrace(this.rid, traceId, reason)
   }
 
   private logIds(): { trace_id: string | undefined; span_id: string | undefined } {

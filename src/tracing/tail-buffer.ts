@@ -1,0 +1,155 @@
+/**
+ * Tail sampling's hold (--trace-keep): in front of the export queue of every process, a trace's
+ * finished spans wait here until the server's verdict for it (tail-decider.ts), then go on to the
+ * queue (kept) or are let go (dropped). Bounded: past --trace-keep-buffer-spans the oldest trace's
+ * spans are dropped and counted, and a trace whose verdict never comes is dropped after
+ * verdictTimeoutMs, so neither a burst nor a lost verdict can grow memory without bound.
+ */
+import type { Context } from '@opentelemetry/api'
+import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base'
+import type { WarnLogger } from './export-accounting.ts'
+import type { TailKeepOptions } from './types.ts'
+
+/** Recent verdicts remembered, so that a span ending after its trace's verdict follows it. */
+const REMEMBERED_VERDICTS = 16_384
+
+interface Held {
+  spans: ReadableSpan[]
+  /** When the trace's first span was held (performance.now() ms). */
+  since: number
+}
+
+/** Decides a trace when its local root span ends: the server's part (tail-decider.ts). */
+export interface RootDecider {
+  /** Called for each span this process ends that has no local parent; returns the verdict, or undefined to wait. */
+  rootEnded(span: ReadableSpan): boolean | undefined
+}
+
+export class TailBuffer implements SpanProcessor {
+  /** By trace id, in the order of their first span: the first entry is the oldest. */
+  private readonly held = new Map<string, Held>()
+  private heldSpans = 0
+  private readonly verdicts = new Map<string, boolean>()
+  private readonly sweep: NodeJS.Timeout
+  /** Spans dropped unexported for want of room or of a verdict. */
+  dropped = 0
+  private warned = false
+
+  constructor(
+    private readonly inner: SpanProcessor,
+    private readonly opts: Pick<TailKeepOptions, 'bufferSpans' | 'verdictTimeoutMs'>,
+    private readonly log: WarnLogger,
+    private readonly decider?: RootDecider,
+  ) {
+    this.sweep = setInterval(() => this.expire(performance.now()), Math.max(10, Math.min(5000, opts.verdictTimeoutMs / 4)))
+    this.sweep.unref()
+  }
+
+  /** Spans held now, awaiting verdicts. */
+  get size(): number {
+    return this.heldSpans
+  }
+
+  onStart(span: Span, parentContext: Context): void {
+    this.inner.onStart(span, parentContext)
+  }
+
+  onEnd(span: ReadableSpan): void {
+    const sc = span.spanContext()
+    // Not recorded for export (a caller's "not sampled"): the queue ignores it as it always did.
+    if (!(sc.traceFlags & 1)) {
+      this.inner.onEnd(span)
+      return
+    }
+    const verdict = this.verdicts.get(sc.traceId)
+    if (verdict === true) this.inner.onEnd(span)
+    else if (verdict === undefined) this.hold(sc.traceId, span)
+    if (this.decider !== undefined && verdict === undefined) {
+      const parent = span.parentSpanContext
+      if (parent === undefined || parent.isRemote === true) {
+        const keep = this.decider.rootEnded(span)
+        if (keep !== undefined) this.apply(keep ? [sc.traceId] : [], keep ? [] : [sc.traceId])
+      }
+    }
+  }
+
+  /** The verdicts: kept traces' held spans go on to the export queue, dropped ones are let go. */
+  apply(keep: readonly string[], drop: readonly string[]): void {
+    for (const id of keep) {
+      this.remember(id, true)
+      const h = this.take(id)
+      if (h !== undefined) for (const s of h.spans) this.inner.onEnd(s)
+    }
+    for (const id of drop) {
+      this.remember(id, false)
+      this.take(id)
+    }
+  }
+
+  /** Drops the traces that waited longer than the verdict timeout. Exposed for tests. */
+  expire(now: number): void {
+    const cutoff = now - this.opts.verdictTimeoutMs
+    for (const [id, h] of this.held) {
+      // Insertion order is first-span order: the rest are younger.
+      if (h.since > cutoff) break
+      this.take(id)
+      this.lost(h.spans.length, 'no verdict in time')
+    }
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush()
+  }
+
+  /** What is still held has no verdict and is let go: at the default rate almost all of it would be dropped. */
+  shutdown(): Promise<void> {
+    clearInterval(this.sweep)
+    this.held.clear()
+    this.heldSpans = 0
+    return this.inner.shutdown()
+  }
+
+  private hold(id: string, span: ReadableSpan): void {
+    let h = this.held.get(id)
+    if (h === undefined) {
+      h = { spans: [], since: performance.now() }
+      this.held.set(id, h)
+    }
+    h.spans.push(span)
+    this.heldSpans++
+    while (this.heldSpans > this.opts.bufferSpans) {
+      const oldest = this.held.keys().next().value
+      if (oldest === undefined) break
+      const gone = this.take(oldest)!
+      this.lost(gone.spans.length, 'tail-sampling buffer full')
+    }
+  }
+
+  private take(id: string): Held | undefined {
+    const h = this.held.get(id)
+    if (h === undefined) return undefined
+    this.held.delete(id)
+    this.heldSpans -= h.spans.length
+    return h
+  }
+
+  private remember(id: string, keep: boolean): void {
+    this.verdicts.delete(id)
+    this.verdicts.set(id, keep)
+    if (this.verdicts.size > REMEMBERED_VERDICTS) this.verdicts.delete(this.verdicts.keys().next().value!)
+  }
+
+  private lost(n: number, reason: string): void {
+    this.dropped += n
+    if (this.warned) return
+    this.warned = true
+    try {
+      this.log.warn(
+        { droppedSpans: n, reason, bufferSpans: this.opts.bufferSpans },
+        'tracing: spans held for tail sampling are being dropped unexported; serving is not affected, further drops are only counted',
+      )
+    } catch {
+      // A broken logger must not turn into a serving error.
+    }
+  }
+}
