@@ -7,11 +7,7 @@ import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
 import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { spansExported } from './slice-marks.ts'
 import type { SpanJournal } from './span-journal.ts'
-
-/** The logger shape accepted (pino's warn fits). */
-export interface WarnLogger {
-  warn(obj: object, msg: string): void
-}
+import type { WarnLogger } from './types.ts'
 
 export const consoleWarnLogger: WarnLogger = {
   warn: (obj, msg) => console.warn(msg, obj),

@@ -10,7 +10,7 @@ export {
   type TraceCarrier,
 } from './propagation.ts'
 export { droppedSpans, flushTracing, initTracing, isTracingEnabled, shutdownTracing } from './setup.ts'
-export type { WarnLogger } from './export-accounting.ts'
+export type { WarnLogger } from './types.ts'
 export { reportSliceMarks } from './slice-marks.ts'
 export { applyTraceVerdicts, isHeadSampled, setTraceVerdictSink, tailKeepOptions, tailRequestEnded, tailRequestStarted } from './tail.ts'
 export { keepReason } from './tail-decider.ts'

@@ -11,7 +11,7 @@
 import { Worker } from 'node:worker_threads'
 import type { Attributes } from '@opentelemetry/api'
 import type { ProcessIdentity, TracingOptions } from './options.ts'
-import type { WarnLogger } from './export-accounting.ts'
+import type { WarnLogger } from './types.ts'
 import { sliceLevel, sliceName } from './names.ts'
 import { deliverSliceMarks } from './slice-marks.ts'
 import { nowNs } from './time.ts'

@@ -36,7 +36,7 @@ export interface JournalLimits {
   staleExportMs: number
 }
 
-/** Where the journal's one warning goes (export-accounting.ts's WarnLogger; not imported, which would make a cycle). */
+/** Where the journal's one warning goes (types.ts's WarnLogger). */
 interface WarnLogger {
   warn(obj: object, msg: string): void
 }

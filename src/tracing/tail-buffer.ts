@@ -7,7 +7,7 @@
  */
 import type { Context } from '@opentelemetry/api'
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base'
-import type { WarnLogger } from './export-accounting.ts'
+import type { WarnLogger } from './types.ts'
 import type { TailKeepOptions } from './types.ts'
 
 /** Recent verdicts remembered, so that a span ending after its trace's verdict follows it. */

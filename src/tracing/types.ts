@@ -10,6 +10,11 @@ import type { SpanProcessor } from '@opentelemetry/sdk-trace-base'
 
 /** 1 = thread spans and the main stages, 2 (default) = + dispatch and chunking, 3 = + every decode step. */
 export type TraceLevel = 1 | 2 | 3
+
+/** The logger shape tracing warns through (pino's warn fits). */
+export interface WarnLogger {
+  warn(obj: object, msg: string): void
+}
 export const TRACE_LEVELS = [1, 2, 3] as const satisfies readonly TraceLevel[]
 
 /** A declared slice (names.ts SLICES): its name, and the level it is recorded at. */
