@@ -20,6 +20,7 @@ import { startSpanserve } from './configs/spanserve.ts'
 import type { FeaturePart } from './options.ts'
 import { makePrompts } from './prompts.ts'
 import { median, percentile } from './stats.ts'
+import { sseEvents } from './sse-events.ts'
 
 export interface FeaturesOptions {
   models: PresetName[]
@@ -61,29 +62,20 @@ async function stream(url: string, path: string, body: Record<string, unknown>):
   const seen = new Set<number>()
   let tokens = 0
   let cachedTokens = 0
-  let buf = ''
-  const decoder = new TextDecoder()
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buf += decoder.decode(chunk, { stream: true })
-    let sep: number
-    while ((sep = buf.indexOf('\n\n')) >= 0) {
-      const data = buf.slice(6, sep)
-      buf = buf.slice(sep + 2)
-      if (data === '[DONE]') continue
-      const obj = JSON.parse(data) as {
-        error?: { message: string }
-        choices?: { index: number; text?: string; delta?: { content?: string } }[]
-        usage?: { completion_tokens: number; prompt_tokens_details?: { cached_tokens?: number } }
-      }
-      if (obj.error) throw new Error(`stream error: ${obj.error.message}`)
-      for (const c of obj.choices ?? []) if (c.text || c.delta?.content) seen.add(c.index)
-      const now = performance.now() - t0
-      if (Number.isNaN(ttftMs) && seen.size > 0) ttftMs = now
-      if (Number.isNaN(allFirstMs) && seen.size === choices) allFirstMs = now
-      if (obj.usage) {
-        tokens = obj.usage.completion_tokens
-        cachedTokens = obj.usage.prompt_tokens_details?.cached_tokens ?? 0
-      }
+  type Event = {
+    error?: { message: string }
+    choices?: { index: number; text?: string; delta?: { content?: string } }[]
+    usage?: { completion_tokens: number; prompt_tokens_details?: { cached_tokens?: number } }
+  }
+  for await (const obj of sseEvents<Event>(res.body!)) {
+    if (obj.error) throw new Error(`stream error: ${obj.error.message}`)
+    for (const c of obj.choices ?? []) if (c.text || c.delta?.content) seen.add(c.index)
+    const now = performance.now() - t0
+    if (Number.isNaN(ttftMs) && seen.size > 0) ttftMs = now
+    if (Number.isNaN(allFirstMs) && seen.size === choices) allFirstMs = now
+    if (obj.usage) {
+      tokens = obj.usage.completion_tokens
+      cachedTokens = obj.usage.prompt_tokens_details?.cached_tokens ?? 0
     }
   }
   return { ttftMs, allFirstMs, e2eMs: performance.now() - t0, tokens, cachedTokens }

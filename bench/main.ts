@@ -63,6 +63,11 @@ if (opts.isolation) {
   process.exit(0)
 }
 
+if (opts.router) {
+  await (await import('./router.ts')).runRouter(opts.outDir)
+  process.exit(0)
+}
+
 if (opts.features) {
   await runFeatures({ models: opts.models, base: opts.base ? resolve(opts.base) : null, out: opts.outDir, parts: opts.featureParts })
   process.exit(0)

@@ -102,6 +102,8 @@ export interface BenchOptions {
   isolationParts: IsolationPart[]
   /** Which parts of --features run (default all): cache, api, base. */
   featureParts: FeaturePart[]
+  /** Run the router workloads (bench/router.ts): its overhead, and cache-aware routing against round robin. */
+  router: boolean
 }
 
 export const ISOLATION_PARTS = ['constraints', 'hog', 'huge', 'memory'] as const
@@ -118,6 +120,10 @@ const HELP = `usage: npm run bench -- [flags]
   --isolation            instead of the configurations: what one client or input costs the others
                          (costly constraints, an n=128 hog, 4 MB prompts, memory after a burst);
                          ratios from one run, written to bench/results/isolation-<date>.json
+  --router               instead of the configurations: spanserve router's TTFT at c1 against
+                         straight to its instance, and multi-turn chats over 3 instances with
+                         --policy cache_aware against round_robin; ratios from one run, written to
+                         <out>/router-<date>.json (about a minute on 2 cores)
   --isolation-only LIST  of constraints,hog,huge,memory: only these parts of --isolation
   --features-only LIST   of cache,api,base: only these parts of --features (default: all)
   --models LIST          model presets, comma-separated (default: default,large; on 2 cores the
@@ -208,6 +214,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       'docs-from': { type: 'string' },
       features: { type: 'boolean', default: false },
       isolation: { type: 'boolean', default: false },
+      router: { type: 'boolean', default: false },
       'isolation-only': { type: 'string', default: 'constraints,hog,huge,memory' },
       'features-only': { type: 'string', default: FEATURE_PARTS.join(',') },
       out: { type: 'string', default: 'bench/results' },
@@ -255,6 +262,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     isolation: values.isolation,
     isolationParts: isolationParts(values['isolation-only']),
     featureParts: featureParts(values['features-only']),
+    router: values.router,
   }
 }
 

@@ -9,6 +9,7 @@ import { ConfigError } from '../config/config-error.ts'
 import { OPTIONS, type Config, type OptionSpec } from '../config/schema.ts'
 import { SERVICE_NAME } from '../tracing/attributes.ts'
 import { parseDnsTarget } from './instances.ts'
+import { POLICIES, type PolicyName } from './policy.ts'
 
 interface RouterOption {
   key: keyof RouterOwnConfig
@@ -16,6 +17,8 @@ interface RouterOption {
   env: string
   type: 'int' | 'float' | 'string' | 'list'
   default: number | string | string[]
+  /** A string option's allowed values. */
+  choices?: readonly string[]
   min?: number
   max?: number
   help: string
@@ -29,6 +32,7 @@ interface RouterOwnConfig {
   dnsInterval: number
   healthCheckInterval: number
   healthCheckTimeout: number
+  policy: PolicyName
   cacheThreshold: number
   balanceAbsThreshold: number
   balanceRelThreshold: number
@@ -73,6 +77,15 @@ const ROUTER_OPTIONS: readonly RouterOption[] = [
     default: 2,
     min: 0.1,
     help: 'Seconds a health check may take before it counts as failed.',
+  },
+  {
+    key: 'policy',
+    flag: '--policy',
+    env: 'SPANSERVE_ROUTER_POLICY',
+    type: 'string',
+    default: 'cache_aware',
+    choices: POLICIES,
+    help: "cache_aware: SGLang's cache-aware routing (the thresholds below); round_robin: each request to the next healthy instance in turn, cache and load ignored (SGLang's names; round_robin is a baseline to measure against).",
   },
   {
     key: 'cacheThreshold',
@@ -124,7 +137,10 @@ const shared = new Map<string, OptionSpec>()
 for (const s of sharedSpecs) for (const f of [s.flag, ...(s.aliases ?? [])]) shared.set(f, s)
 
 function ownValue(o: RouterOption, raw: string, where: string): number | string | string[] {
-  if (o.type === 'string') return raw
+  if (o.type === 'string') {
+    if (o.choices !== undefined && !o.choices.includes(raw)) throw new ConfigError(`${where}: expected one of ${o.choices.join(', ')}, got "${raw}"`)
+    return raw
+  }
   if (o.type === 'list')
     return raw
       .split(',')
@@ -198,7 +214,7 @@ export function parseRouterConfig(argv: readonly string[], env: NodeJS.ProcessEn
 export function routerHelp(): string {
   const lines = ['Usage: spanserve router --instance URL [--instance URL …] | --instances-dns NAME:PORT [options]', '', 'Flags win over environment variables, which win over defaults.', '', 'router:']
   for (const o of ROUTER_OPTIONS) {
-    lines.push(`  ${o.flag} <${o.type === 'list' ? 'url' : o.type}>`)
+    lines.push(`  ${o.flag} <${o.choices?.join('|') ?? (o.type === 'list' ? 'url' : o.type)}>`)
     lines.push(`      ${o.help} (default: ${JSON.stringify(o.default)}; env: ${o.env})`)
   }
   lines.push('', "the server's (npm start -- --help has their full text):")

@@ -46,7 +46,7 @@ if (config !== null) {
     log,
   })
   const metrics = new RouterMetrics(() => instances.list())
-  const policy = { cacheThreshold: config.cacheThreshold, balanceAbsThreshold: config.balanceAbsThreshold, balanceRelThreshold: config.balanceRelThreshold }
+  const policy = { policy: config.policy, cacheThreshold: config.cacheThreshold, balanceAbsThreshold: config.balanceAbsThreshold, balanceRelThreshold: config.balanceRelThreshold }
   const proxy = new RouterProxy({ instances, policy, metrics, log, apiKeyConfigured: shared.apiKey !== '' })
   const drain = drainOnSignals(() => instances.list().reduce((n, i) => n + i.load, 0), shared.shutdownTimeout * 1000, log)
   const app = await buildRouterApp({

@@ -1,8 +1,9 @@
 /**
  * The router's /metrics, Prometheus text under `spanserve:router_`: requests each instance answered,
- * the policy's decisions (cache_hit / cache_miss / load_balanced; the cache-aware hit rate is
- * cache_hit over their sum), attempts that failed before a response and the retries they caused,
- * the errors the router answered itself, and each instance's health, load and tree size.
+ * the policy's decisions (cache_hit / cache_miss / load_balanced, or round_robin under --policy
+ * round_robin; the cache-aware hit rate is cache_hit over the first three), attempts that failed
+ * before a response and the retries they caused, the errors the router answered itself, and each
+ * instance's health, load and tree size.
  */
 import client from 'prom-client'
 import type { Decision } from './policy.ts'
@@ -18,7 +19,7 @@ export class RouterMetrics {
   })
   private readonly decisions = new client.Counter({
     name: 'spanserve:router_decisions_total',
-    help: 'Routing decisions: cache_hit (longest prefix match above --cache-threshold), cache_miss (least loaded), load_balanced (load out of balance past the thresholds).',
+    help: 'Routing decisions: cache_hit (longest prefix match above --cache-threshold), cache_miss (least loaded), load_balanced (load out of balance past the thresholds); round_robin under --policy round_robin.',
     labelNames: ['decision'],
     registers: [this.registry],
   })

@@ -9,11 +9,20 @@
  * 3. Otherwise (a miss) the least loaded; among equals, the smallest tree (SGLang picks the smallest
  *    tree alone: with nothing in flight the two agree), then the one picked least recently.
  * The winner's tree records the prompt in every case, as SGLang's does.
+ *
+ * `round_robin` (SGLang's name), a baseline that ignores cache and load: the healthy instance picked
+ * least recently, which is SGLang's counter modulo the healthy instances while the set is stable.
  * Pure: no I/O, no clock; the caller owns the instances and their loads.
  */
 import type { RadixTree } from './radix-tree.ts'
 
+/** The routing policies, by SGLang's names. */
+export const POLICIES = ['cache_aware', 'round_robin'] as const
+export type PolicyName = (typeof POLICIES)[number]
+
 export interface PolicyOptions {
+  /** Default cache_aware. */
+  policy?: PolicyName
   /** Match rate (matched characters / prompt characters) above which the best match wins; SGLang's default 0.3. */
   cacheThreshold: number
   /** In-flight difference over which, with the relative one, load decides; SGLang's default 64. */
@@ -31,7 +40,7 @@ export interface Candidate {
   lastPicked: number
 }
 
-export type Decision = 'cache_hit' | 'cache_miss' | 'load_balanced'
+export type Decision = 'cache_hit' | 'cache_miss' | 'load_balanced' | 'round_robin'
 
 export interface Choice<C extends Candidate> {
   instance: C
@@ -51,6 +60,11 @@ export function isImbalanced(loads: readonly number[], opts: PolicyOptions): boo
 export function choose<C extends Candidate>(candidates: readonly C[], text: string, opts: PolicyOptions): Choice<C> {
   if (candidates.length === 0) throw new Error('choose() needs at least one candidate')
   const rate = (c: C) => (text.length === 0 ? 0 : c.tree.match(text) / text.length)
+  if (opts.policy === 'round_robin') {
+    let instance = candidates[0]!
+    for (const c of candidates) if (c.lastPicked < instance.lastPicked) instance = c
+    return { instance, decision: 'round_robin', matchRate: rate(instance) }
+  }
   if (
     isImbalanced(
       candidates.map((c) => c.load),

@@ -1,5 +1,6 @@
-/** SGLang's cache_aware policy on per-instance trees: cache hits, misses, and load out of balance. */
+/** SGLang's cache_aware policy on per-instance trees (cache hits, misses, load out of balance), and round_robin. */
 import t from 'tap'
+import { parseRouterConfig } from '../../src/router/config.ts'
 import { choose, isImbalanced, type Candidate } from '../../src/router/policy.ts'
 import { RadixTree } from '../../src/router/radix-tree.ts'
 
@@ -84,4 +85,33 @@ t.test('equal matches go to the lighter instance', async (t) => {
 
 t.test('no candidate is a caller error', async (t) => {
   t.throws(() => choose([], 'x', OPTS))
+})
+
+t.test('round_robin: each healthy instance in turn, whatever the cache and the load', async (t) => {
+  const RR = { ...OPTS, policy: 'round_robin' as const }
+  const [a, b, c] = instances('a', 'b', 'c')
+  const all = [a!, b!, c!]
+  a!.tree.insert('a conversation held by a')
+  a!.load = 5
+  let picks = 10
+  const order: string[] = []
+  for (let i = 0; i < 6; i++) {
+    const choice = choose(all, 'a conversation held by a, next turn', RR)
+    t.equal(choice.decision, 'round_robin')
+    choice.instance.lastPicked = ++picks
+    order.push(choice.instance.name)
+  }
+  t.same(order, ['a', 'b', 'c', 'a', 'b', 'c'])
+  // An instance that is down is not offered: the turn passes to the others.
+  const choice = choose([b!, c!], 'x', RR)
+  t.equal(choice.instance.name, 'b')
+  t.equal(choose(all, 'a conversation held by a, next turn', OPTS).instance.name, 'a', 'without the option: cache_aware')
+})
+
+t.test('--policy takes SGLang names, cache_aware by default', async (t) => {
+  const args = ['--instance', 'http://127.0.0.1:8000']
+  t.equal(parseRouterConfig(args, {}).config.policy, 'cache_aware')
+  t.equal(parseRouterConfig([...args, '--policy', 'round_robin'], {}).config.policy, 'round_robin')
+  t.equal(parseRouterConfig(args, { SPANSERVE_ROUTER_POLICY: 'round_robin' }).config.policy, 'round_robin')
+  t.throws(() => parseRouterConfig([...args, '--policy', 'random'], {}), /--policy: expected one of cache_aware, round_robin/)
 })
