@@ -137,12 +137,14 @@ export class SpanJournal {
       this.dropped++
       return
     }
-    if (this.total + rec.length > this.limits.maxBytes) {
+    let cur = this.segments.at(-1)!
+    const opensSegment = cur.bytes + rec.length > this.limits.segmentBytes && cur.lastSeq >= 0
+    // A new segment starts with the header again: that counts against the cap too.
+    if (this.total + rec.length + (opensSegment ? this.header.length : 0) > this.limits.maxBytes) {
       this.dropped++
       return
     }
-    let cur = this.segments.at(-1)!
-    if (cur.bytes + rec.length > this.limits.segmentBytes && cur.lastSeq >= 0) {
+    if (opensSegment) {
       if (!this.nextSegment()) {
         this.dropped++
         return
