@@ -87,7 +87,7 @@ export function apiMarkdown(): string {
     '- **`null` is the same as absent** for every optional field, as the OpenAI clients send it.',
     "- **The text is the decode of the generated tokens**: a generation that ends inside a multi-byte character (max_tokens, a stop token, end of sequence) ends with what the model's decode gives for the incomplete bytes, U+FFFD, whole and streamed, so the returned logprobs' tokens end as the text does. A stop string still ends the text before it.",
     '',
-    "Other routes: `GET /v1/models` and `GET /v1/models/{model}` (the served model; another id is a 404 naming `model`), `GET /health`, `GET /metrics`, `POST /v1/trace/setting` (docs/operations.md, docs/tracing.md), and the stored responses' routes below.",
+    "Other routes: `GET /v1/models` and `GET /v1/models/{model}` (the served model; another id is a 404 naming `model`), `GET /health`, `GET /metrics`, `POST /v1/trace/setting` and `POST /v1/trace/dump` (docs/operations.md, docs/tracing.md), and the stored responses' routes below.",
     '',
     '## GET /v1/responses/{id}, GET /v1/responses/{id}/input_items, DELETE /v1/responses/{id}',
     '',

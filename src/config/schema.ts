@@ -61,7 +61,7 @@ export const OPTIONS = [
     type: 'string',
     default: '',
     group: 'server',
-    help: 'When set, routes that change the server (POST /v1/trace/setting) require this key instead of --api-key; without it they require --api-key.',
+    help: 'When set, routes that change the server (POST /v1/trace/setting, POST /v1/trace/dump) require this key instead of --api-key; without it they require --api-key.',
   },
   {
     key: 'apiKeyFile',
@@ -774,6 +774,26 @@ export const OPTIONS = [
     min: 1,
     group: 'tracing',
     help: "--trace-keep: spans each process holds awaiting verdicts; past it the oldest request's spans are dropped and counted. The default holds some 128 level-3 requests of 256 tokens in a worker, tens of MB.",
+  },
+  {
+    key: 'traceFlightRecorder',
+    flag: '--trace-flight-recorder',
+    env: ['SPANSERVE_TRACE_FLIGHT_RECORDER'],
+    type: 'int',
+    default: 0,
+    min: 0,
+    group: 'tracing',
+    help: 'Seconds of level-3 detail every process keeps in memory for each recent request, whatever --trace-level exports; a --trace-keep keep or POST /v1/trace/dump exports it (0: off).',
+  },
+  {
+    key: 'traceFlightRecorderSpans',
+    flag: '--trace-flight-recorder-spans',
+    env: ['SPANSERVE_TRACE_FLIGHT_RECORDER_SPANS'],
+    type: 'int',
+    default: 200000,
+    min: 1,
+    group: 'tracing',
+    help: "--trace-flight-recorder: spans each process holds at most; past it the oldest request's are dropped and counted. The default is some 90 MB at about 450 bytes a span.",
   },
 ] as const satisfies readonly OptionSpec[]
 

@@ -69,5 +69,6 @@ export function tracingOptions(config: Config): TracingOptions {
     maxQueueSize: config.traceQueueSize,
     exportTimeoutMs: config.traceExportTimeout,
     keep: keepOptions(config),
+    flightRecorder: config.traceFlightRecorder > 0 ? { windowSeconds: config.traceFlightRecorder, maxSpans: config.traceFlightRecorderSpans } : null,
   }
 }

@@ -374,6 +374,7 @@ export const MESSAGE_SCHEMAS = {
       liveRequests: int,
       tracedRequests: int,
       droppedSpans: int,
+      flightRecorder: opt({ type: 'object', properties: { spans: int, bytes: int, dropped: int } }),
       scheduler: orNull(schedulerStats),
       worker: orNull(workerStats),
     },
@@ -415,6 +416,14 @@ export const MESSAGE_SCHEMAS = {
   trace_verdict: {
     type: 'object',
     properties: { type: { type: 'string', const: 'trace_verdict' }, keep: strings, drop: strings },
+  },
+  trace_dump: {
+    type: 'object',
+    properties: { type: { type: 'string', const: 'trace_dump' }, id: int },
+  },
+  trace_dumped: {
+    type: 'object',
+    properties: { type: { type: 'string', const: 'trace_dumped' }, ...sender, id: int, traces: int, spans: int },
   },
   group_state: {
     type: 'object',

@@ -320,6 +320,8 @@ export interface ProcessStats {
   tracedRequests: number
   /** Spans lost to a full queue or a failed export, since the process started. */
   droppedSpans: number
+  /** The flight recorder's held spans, their approximate bytes, and the spans dropped for its cap (absent: no recorder). */
+  flightRecorder?: { spans: number; bytes: number; dropped: number }
   scheduler: {
     running: number
     waiting: number
@@ -418,6 +420,28 @@ export interface TraceVerdict {
 }
 
 /**
+ * launcher → children: the flight recorder's window to the export queue (POST /v1/trace/dump,
+ * src/tracing/flight-recorder.ts). Each child answers with trace_dumped.
+ */
+export interface TraceDump {
+  type: 'trace_dump'
+  /** Which dump the answers belong to. */
+  id: number
+}
+
+/** child → server: what a trace_dump sent to this process's export queue. */
+export interface TraceDumped {
+  type: 'trace_dumped'
+  role: Role
+  dpRank: number
+  tpRank: number
+  pid: number
+  id: number
+  traces: number
+  spans: number
+}
+
+/**
  * launcher → tokenizer: a data-parallel group went down (one of its processes died: its requests
  * fail, dispatch skips it) or came back.
  */
@@ -453,6 +477,8 @@ export type Message =
   | ResetState
   | TraceSetting
   | TraceVerdict
+  | TraceDump
+  | TraceDumped
   | GroupState
   | ProcessStats
   | SliceMarks

@@ -37,6 +37,8 @@ const TRACE_CARRIERS = {
   restart_process: null,
   trace_setting: null,
   trace_verdict: null,
+  trace_dump: null,
+  trace_dumped: null,
   group_state: null,
   reset: null,
   tokenize: null,

@@ -11,7 +11,7 @@ import type { Role } from '../ipc/messages.ts'
 import type { ModelInfo } from '../model/load.ts'
 import { createLogger, type Logger } from '../logging.ts'
 import { SpanserveError, type ErrorCode } from '../errors.ts'
-import { initTracing, isTracingEnabled, shutdownTracing } from '../tracing/setup.ts'
+import { dumpFlightRecorder, initTracing, isTracingEnabled, shutdownTracing } from '../tracing/setup.ts'
 import { setLevel, setSampleRate } from '../tracing/trace.ts'
 import { applyTraceVerdicts } from '../tracing/tail.ts'
 import { reportSliceMarks } from '../tracing/slice-marks.ts'
@@ -124,6 +124,10 @@ export async function runChild(role: LaunchSpec['role'], main: (ctx: ChildContex
       },
       // Tail sampling: the held spans of these traces are exported or let go (src/tracing/tail-buffer.ts).
       trace_verdict: (msg) => applyTraceVerdicts(msg.keep, msg.drop),
+      // The flight recorder's window goes to the export queue; the server sums the answers (src/server/trace-dump.ts).
+      trace_dump: (msg) => {
+        void dumpFlightRecorder().then((sent) => toServer.post({ type: 'trace_dumped', role, dpRank, tpRank, pid: process.pid, id: msg.id, ...sent }))
+      },
     }
     const reportStats = (collect: () => RoleStats) => {
       const stop = startStatsReporter(toServer, { role, dpRank, tpRank }, config.statsInterval * 1000, collect)

@@ -4,7 +4,7 @@
  */
 import type { Outbox } from '../ipc/channel.ts'
 import type { ProcessStats, Role } from '../ipc/messages.ts'
-import { droppedSpans, liveRequestCount } from '../tracing/index.ts'
+import { droppedSpans, flightRecorderStats, liveRequestCount } from '../tracing/index.ts'
 import { idleCollector } from './idle-collect.ts'
 
 export type RoleStats = Pick<ProcessStats, 'liveRequests' | 'scheduler' | 'worker'>
@@ -20,6 +20,7 @@ export function startStatsReporter(toServer: Outbox, who: { role: Role; dpRank: 
       ...memoryStats(),
       tracedRequests: liveRequestCount(),
       droppedSpans: droppedSpans(),
+      ...recorderStats(),
       ...own,
     })
     collectWhenIdle(own.liveRequests)
@@ -27,6 +28,12 @@ export function startStatsReporter(toServer: Outbox, who: { role: Role; dpRank: 
   const timer = setInterval(report, intervalMs)
   timer.unref()
   return () => clearInterval(timer)
+}
+
+/** The flight recorder's size, where one runs (--trace-flight-recorder). */
+export function recorderStats(): Pick<ProcessStats, 'flightRecorder'> {
+  const r = flightRecorderStats()
+  return r === null ? {} : { flightRecorder: r }
 }
 
 /** Resident memory, and how much of it the JavaScript heap and external buffers account for. */

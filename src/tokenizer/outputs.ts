@@ -42,7 +42,7 @@ export function detokenizeBatch(d: OutputDeps, batch: BatchTokenIdOutput): void 
   if (items.length > 0) d.toServer.post({ type: 'batch_str', items })
   // One detokenize slice per request per batch at level 3; the request's end closes its thread. A rid
   // repeats within a batch only after continuous decode steps, and only a recorded slice needs it once.
-  const sliced = d.repeatsRids && tracing.isTracingEnabled() && tracing.getLevel() === 3 ? [...new Set(batch.rids)] : batch.rids
+  const sliced = d.repeatsRids && tracing.isTracingEnabled() && tracing.getRecordedLevel() === 3 ? [...new Set(batch.rids)] : batch.rids
   tracing.batchSlice(sliced, tracing.SLICE.detokenize, t0, tracing.nowNs(), undefined, 3)
   for (const rid of ended) tracing.reqFinish(rid)
 }

@@ -11,6 +11,7 @@ import { hrTimeDuration, sanitizeAttributes, type InstrumentationScope } from '@
 import type { Resource } from '@opentelemetry/resources'
 import { RandomIdGenerator, type ReadableSpan, type TimedEvent } from '@opentelemetry/sdk-trace-base'
 import { cutToLimit } from './attributes.ts'
+import { markDetail } from './flight-recorder.ts'
 import type { SliceSink } from './types.ts'
 
 const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET })
@@ -60,12 +61,14 @@ export class SliceBatch {
     this.attributes = Object.freeze(limitValues(sanitizeAttributes(attributes), sink.valueLengthLimit))
   }
 
-  /** Exports the slice of the request whose thread span is `parent`, linked to `prev`; returns its context. */
-  record(parent: SpanContext, prev: SpanContext | undefined): SpanContext {
+  /** Exports the slice of the request whose thread span is `parent`, linked to `prev`; returns its context. `detail`: for the flight recorder only. */
+  record(parent: SpanContext, prev: SpanContext | undefined, detail = false): SpanContext {
     const sc: SpanContext = { traceId: parent.traceId, spanId: ids.generateSpanId(), traceFlags: parent.traceFlags, traceState: parent.traceState }
     const links = prev === undefined ? [] : [{ context: prev, attributes: {} }]
     const { sink } = this
-    sink.processor.onEnd(new FinishedSlice(this.name, sc, parent, this.startTime, this.endTime, this.duration, this.attributes, links, sink.resource, sink.scope))
+    const span = new FinishedSlice(this.name, sc, parent, this.startTime, this.endTime, this.duration, this.attributes, links, sink.resource, sink.scope)
+    if (detail) markDetail(span)
+    sink.processor.onEnd(span)
     return sc
   }
 }

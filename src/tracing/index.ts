@@ -9,7 +9,7 @@ export {
   type CarrierLink,
   type TraceCarrier,
 } from './propagation.ts'
-export { droppedSpans, flushTracing, initTracing, isTracingEnabled, shutdownTracing } from './setup.ts'
+export { droppedSpans, dumpFlightRecorder, flightRecorderStats, flushTracing, initTracing, isTracingEnabled, shutdownTracing } from './setup.ts'
 export type { WarnLogger } from './types.ts'
 export { reportSliceMarks } from './slice-marks.ts'
 export { applyTraceVerdicts, isHeadSampled, setTraceVerdictSink, tailKeepOptions, tailRequestEnded, tailRequestStarted } from './tail.ts'

@@ -4,7 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import type { FromThread, OffloadCall, OffloadStart, ToThread } from './offload.ts'
-import { droppedSpans, flushTracing, initTracing, shutdownTracing } from './setup.ts'
+import { droppedSpans, dumpFlightRecorder, flightRecorderStats, flushTracing, initTracing, shutdownTracing } from './setup.ts'
 import { reportSliceMarks } from './slice-marks.ts'
 import { applyTraceVerdicts } from './tail.ts'
 import { liveRequestCount } from './thread-tracer.ts'
@@ -34,6 +34,10 @@ port.on('message', (m: ToThread) => {
     applyTraceVerdicts(m.keep, m.drop)
     return
   }
+  if (m.type === 'dump') {
+    void dumpFlightRecorder().then((sent) => post({ type: 'done', id: m.id, sent }))
+    return
+  }
   if (m.type === 'marks') {
     reportSliceMarks(m.on ? (rids, slices) => post({ type: 'marks', rids, slices }) : undefined)
     return
@@ -47,11 +51,11 @@ port.on('message', (m: ToThread) => {
         post({ type: 'warn', obj: { err: String(err), call: c[0] }, msg: 'tracing: a call failed in the tracing thread' })
       }
     }
-    post({ type: 'report', dropped: droppedSpans(), live: liveRequestCount(), batches: 1 })
+    post({ type: 'report', dropped: droppedSpans(), live: liveRequestCount(), batches: 1, recorder: flightRecorderStats() })
     return
   }
   void (m.type === 'flush' ? flushTracing() : shutdownTracing()).then(() => {
-    post({ type: 'report', dropped: droppedSpans(), live: liveRequestCount(), batches: 0 })
+    post({ type: 'report', dropped: droppedSpans(), live: liveRequestCount(), batches: 0, recorder: flightRecorderStats() })
     post({ type: 'done', id: m.id })
   })
 })

@@ -12,6 +12,7 @@ import { Worker } from 'node:worker_threads'
 import type { Attributes } from '@opentelemetry/api'
 import type { ProcessIdentity, TracingOptions } from './options.ts'
 import type { WarnLogger } from './types.ts'
+import type { Flushed, RecorderStats } from './flight-recorder.ts'
 import { sliceLevel, sliceName } from './names.ts'
 import { deliverSliceMarks } from './slice-marks.ts'
 import { nowNs } from './time.ts'
@@ -30,13 +31,15 @@ export type ToThread =
   | { type: 'marks'; on: boolean }
   /** Tail sampling's verdicts (tail-buffer.ts), after the calls recorded before them. */
   | { type: 'verdict'; keep: readonly string[]; drop: readonly string[] }
+  /** The flight recorder's window to the export queue (flight-recorder.ts); answered by `done` with what it sent. */
+  | { type: 'dump'; id: number }
 
 /** thread → main */
 export type FromThread =
   | { type: 'ready' }
   /** `batches`: call batches this report answers (1 after calls, 0 after a flush). */
-  | { type: 'report'; dropped: number; live: number; batches: number }
-  | { type: 'done'; id: number }
+  | { type: 'report'; dropped: number; live: number; batches: number; recorder: RecorderStats | null }
+  | { type: 'done'; id: number; sent?: Flushed }
   | { type: 'warn'; obj: object; msg: string }
   /** Slice marks the thread's exports produced, for this process's sink. */
   | { type: 'marks'; rids: string[]; slices: string[] }
@@ -61,11 +64,12 @@ export class TracingOffload implements TraceOffload {
   private scheduled = false
   private urgent = false
   private nextId = 0
-  private readonly waiting = new Map<number, () => void>()
+  private readonly waiting = new Map<number, (sent?: Flushed) => void>()
   private stopping = false
   /** The thread's last figures: spans dropped there, request contexts open. */
   private threadDropped = 0
   live = 0
+  recorder: RecorderStats | null = null
   /** Slices not handed over because the thread was too far behind. */
   private shed = 0
   /** Batches posted and not yet answered by a report. */
@@ -79,9 +83,10 @@ export class TracingOffload implements TraceOffload {
       if (m.type === 'report') {
         this.threadDropped = m.dropped
         this.live = m.live
+        this.recorder = m.recorder
         this.behind -= m.batches
       } else if (m.type === 'done') {
-        this.waiting.get(m.id)?.()
+        this.waiting.get(m.id)?.(m.sent)
         this.waiting.delete(m.id)
       } else if (m.type === 'warn') {
         log.warn(m.obj, m.msg)
@@ -225,25 +230,30 @@ export class TracingOffload implements TraceOffload {
     this.worker.postMessage(m)
   }
 
-  private request(type: 'flush' | 'shutdown', waitMs: number): Promise<void> {
+  private request(type: 'flush' | 'shutdown' | 'dump', waitMs: number): Promise<Flushed | undefined> {
     this.send()
     const id = ++this.nextId
-    return new Promise<void>((resolve) => {
+    return new Promise<Flushed | undefined>((resolve) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id)
-        resolve()
+        resolve(undefined)
       }, waitMs)
-      this.waiting.set(id, () => {
+      this.waiting.set(id, (sent) => {
         clearTimeout(timer)
-        resolve()
+        resolve(sent)
       })
       this.post({ type, id })
     })
   }
 
   /** Everything recorded so far is exported (or the export timeout passed). */
-  flush(): Promise<void> {
-    return this.request('flush', SHUTDOWN_WAIT_MS)
+  async flush(): Promise<void> {
+    await this.request('flush', SHUTDOWN_WAIT_MS)
+  }
+
+  /** The thread's recorded window goes to its export queue, after the calls recorded so far. */
+  async dump(): Promise<Flushed> {
+    return (await this.request('dump', SHUTDOWN_WAIT_MS)) ?? { traces: 0, spans: 0 }
   }
 
   /** Exports what is held, stops the thread's SDK, and ends the thread. */

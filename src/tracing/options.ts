@@ -2,7 +2,7 @@
  * Tracing options, as resolved by src/config from flags, then OTEL_* variables, then
  * FastDeploy-style aliases, then defaults. Every process receives the same object.
  */
-import type { Role, TailKeepOptions, TraceLevel } from './types.ts'
+import type { FlightRecorderOptions, Role, TailKeepOptions, TraceLevel } from './types.ts'
 
 export type TraceExporterKind = 'otlp' | 'console' | 'file'
 export type OtlpProtocol = 'grpc' | 'http/protobuf'
@@ -46,6 +46,8 @@ export interface TracingOptions {
   exportTimeoutMs: number
   /** --trace-keep and its thresholds; null (the default): no tail sampling, spans export as they end. */
   keep?: TailKeepOptions | null
+  /** --trace-flight-recorder and its cap; null (the default): no recorder, levels above --trace-level are not recorded. */
+  flightRecorder?: FlightRecorderOptions | null
 }
 
 /** Who is tracing: every process calls processInit with its own identity. */

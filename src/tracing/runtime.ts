@@ -6,6 +6,7 @@ import type { Tracer } from '@opentelemetry/api'
 import type { ProcessIdentity } from './options.ts'
 import type { SpanserveSampler } from './sampler.ts'
 import type { SliceSink, TraceLevel, TraceOffload } from './types.ts'
+import type { FlightRecorder } from './flight-recorder.ts'
 import type { TailBuffer } from './tail-buffer.ts'
 import type { TailDecider } from './tail-decider.ts'
 
@@ -15,7 +16,10 @@ export interface TracingRuntime {
   sampler: SpanserveSampler | undefined
   /** Where batch slices go as finished spans (finished-slice.ts). */
   slices: SliceSink | undefined
+  /** The level recorded: --trace-level, or 3 with the flight recorder. */
   level: TraceLevel
+  /** The level exported (--trace-level); above it, spans go to the flight recorder. */
+  exportLevel: TraceLevel
   recordContent: boolean
   valueLengthLimit: number
   identity: ProcessIdentity
@@ -26,6 +30,8 @@ export interface TracingRuntime {
   tail: TailBuffer | undefined
   /** With --trace-keep, in the server: who gives the verdicts (tail-decider.ts). */
   decider: TailDecider | undefined
+  /** With --trace-flight-recorder: the held detail of recent traces (flight-recorder.ts). */
+  recorder: FlightRecorder | undefined
 }
 
 export const runtime: TracingRuntime = {
@@ -34,6 +40,7 @@ export const runtime: TracingRuntime = {
   sampler: undefined,
   slices: undefined,
   level: 2,
+  exportLevel: 2,
   recordContent: false,
   valueLengthLimit: 4096,
   identity: { role: 'server' },
@@ -41,6 +48,7 @@ export const runtime: TracingRuntime = {
   offload: undefined,
   tail: undefined,
   decider: undefined,
+  recorder: undefined,
 }
 
 /** Called by shutdown so that every live request context is released with the SDK. */

@@ -16,6 +16,7 @@ import type { ProcessIdentity, TracingOptions } from './options.ts'
 import { TracingOffload } from './offload.ts'
 import { resetHooks, runtime } from './runtime.ts'
 import { SpanserveSampler } from './sampler.ts'
+import { FlightRecorder, type Flushed, type RecorderStats } from './flight-recorder.ts'
 import { TailBuffer } from './tail-buffer.ts'
 import { TailDecider } from './tail-decider.ts'
 import { reportingSliceMarks } from './slice-marks.ts'
@@ -40,6 +41,7 @@ interface Installed {
   exporter: CountingExporter
   journal: SpanJournal | undefined
   tail: TailBuffer | undefined
+  recorder: FlightRecorder | undefined
   /** Exports of other processes' orphan spans still under way (exportOrphanSpans). */
   recovering: Set<Promise<void>>
 }
@@ -49,6 +51,7 @@ const RECOVERED_BATCH = 512
 
 let installed: Installed | undefined
 let droppedBefore = 0
+let recorderDroppedBefore = 0
 
 export async function initTracing(opts: TracingOptions, who: ProcessIdentity, hooks: TracingHooks = {}): Promise<void> {
   if (!opts.enabled) return
@@ -64,6 +67,7 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
     runtime.offload = offload
     if (reportingSliceMarks()) offload.reportMarks(true)
     runtime.level = opts.level
+    runtime.exportLevel = opts.level
     runtime.identity = { ...who }
     runtime.enabled = true
     return
@@ -90,7 +94,11 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   const keep = opts.keep && who.role !== 'router' ? opts.keep : undefined
   const decider = keep && who.role === 'server' ? new TailDecider(keep) : undefined
   const tail = keep ? new TailBuffer(processor, keep, hooks.log ?? consoleWarnLogger, decider) : undefined
-  const entry = tail ?? processor
+  // The flight recorder holds the detail above --trace-level, in front of everything; what it
+  // flushes goes straight to the queue (a dump also covers traces whose verdict was to drop).
+  const recorder = opts.flightRecorder && who.role !== 'router' ? new FlightRecorder(tail ?? processor, processor, opts.flightRecorder) : undefined
+  if (recorder && tail) tail.onKeep = (ids) => recorder.flush(ids)
+  const entry = recorder ?? tail ?? processor
   if (decider) decider.local = tail
 
   const sampler = new SpanserveSampler(opts.sampleRate, opts.parentBased, decider)
@@ -116,7 +124,7 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   const journal = journalDir && key !== undefined ? SpanJournal.open(journalDir, key, resource.attributes, hooks.log ?? consoleWarnLogger) : undefined
   processor.journal = journal
 
-  installed = { provider, contextManager, drops, exporter, journal, tail, recovering: new Set() }
+  installed = { provider, contextManager, drops, exporter, journal, tail, recorder, recovering: new Set() }
   const tracer = provider.getTracer(TRACER_NAME)
   runtime.tracer = tracer
   // The SDK's Tracer exposes its scope; finished slices share that object, so that exporters, which
@@ -126,7 +134,9 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   runtime.sampler = sampler
   runtime.tail = tail
   runtime.decider = decider
-  runtime.level = opts.level
+  runtime.recorder = recorder
+  runtime.level = recorder ? 3 : opts.level
+  runtime.exportLevel = opts.level
   runtime.recordContent = opts.recordContent
   runtime.valueLengthLimit = opts.attributeValueLengthLimit
   runtime.identity = { ...who }
@@ -181,11 +191,13 @@ export async function shutdownTracing(): Promise<void> {
   runtime.slices = undefined
   runtime.tail = undefined
   runtime.decider = undefined
+  runtime.recorder = undefined
   await Promise.all(inst.recovering)
   await inst.provider.shutdown().catch(() => undefined)
   // Exported (or given up on) by this process itself: nothing for the server to recover.
   inst.journal?.close()
   droppedBefore += inst.drops.count + (inst.tail?.dropped ?? 0)
+  recorderDroppedBefore += inst.recorder?.dropped ?? 0
   trace.disable()
   propagation.disable()
   context.disable()
@@ -195,6 +207,26 @@ export async function shutdownTracing(): Promise<void> {
 /** Spans lost so far in this process: queue overflow plus failed exports. */
 export function droppedSpans(): number {
   return droppedBefore + (installed?.drops.count ?? 0) + (installed?.tail?.dropped ?? 0) + (runtime.offload?.dropped ?? 0)
+}
+
+/** The flight recorder's size in this process (its tracing thread's, in the worker); null without one. */
+export function flightRecorderStats(): RecorderStats | null {
+  if (runtime.offload !== undefined) return runtime.offload.recorder
+  const r = installed?.recorder
+  if (r === undefined) return null
+  const s = r.stats()
+  return { ...s, dropped: s.dropped + recorderDroppedBefore }
+}
+
+/** Sends this process's recorded window to the export queue (POST /v1/trace/dump; a child on trace_dump). */
+export async function dumpFlightRecorder(): Promise<Flushed> {
+  if (runtime.offload !== undefined) return runtime.offload.dump()
+  const inst = installed
+  if (inst?.recorder === undefined) return { traces: 0, spans: 0 }
+  const sent = inst.recorder.flush()
+  // Answered once exported (or the export timeout passed): the dump is for now, not the next batch.
+  await inst.provider.forceFlush().catch(() => undefined)
+  return sent
 }
 
 export function isTracingEnabled(): boolean {

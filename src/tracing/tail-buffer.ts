@@ -34,6 +34,8 @@ export class TailBuffer implements SpanProcessor {
   /** Spans dropped unexported for want of room or of a verdict. */
   dropped = 0
   private warned = false
+  /** Kept traces' held detail follows them (the flight recorder's, flight-recorder.ts). */
+  onKeep: ((ids: readonly string[]) => void) | undefined
 
   constructor(
     private readonly inner: SpanProcessor,
@@ -80,6 +82,7 @@ export class TailBuffer implements SpanProcessor {
       const h = this.take(id)
       if (h !== undefined) for (const s of h.spans) this.inner.onEnd(s)
     }
+    if (keep.length > 0) this.onKeep?.(keep)
     for (const id of drop) {
       this.remember(id, false)
       this.take(id)

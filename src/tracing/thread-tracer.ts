@@ -21,6 +21,7 @@ import { runtime } from './runtime.ts'
 import { nsToHrTime, optionalHrTime } from './time.ts'
 import { RequestContext } from './request-context.ts'
 import { SliceBatch } from './finished-slice.ts'
+import { markDetail } from './flight-recorder.ts'
 import { threadSpanEnded, threadSpanStarted } from './slice-marks.ts'
 import { errorMessage, linkTo, recordError, remoteContext } from './span-helpers.ts'
 import type { CarrierInput, CarrierLink, ReqFinishOptions, ReqStartOptions, SliceEndOptions, SliceRef, SliceStartOptions, TraceCalls, TraceCarrier, TraceLevel } from './types.ts'
@@ -280,14 +281,23 @@ export class ThreadTracer implements TraceCalls {
     const sink = runtime.slices
     if (!runtime.enabled || tracer === undefined || sink === undefined) return
     const name = sliceName(slice)
-    const record = sliceLevel(slice, level, 3) <= runtime.level
+    const at = sliceLevel(slice, level, 3)
+    const record = at <= runtime.level
     if (!record && name !== SLICE.decodeForward) return
+    // Above the exported level (the flight recorder's detail): recorded aside, and what is exported
+    // (the folded decode_loop, the links between slices) stays as without the recorder.
+    const detail = record && at > runtime.exportLevel
+    const fold = !record || (detail && name === SLICE.decodeForward)
     let startTime: HrTime | undefined
     let batch: SliceBatch | undefined
     for (let i = 0; i < rids.length; i++) {
       const rc = this.reqs.get(rids[i]!)
       if (rc === undefined || rc.thread === undefined) continue
-      if (!record) {
+      if (detail) {
+        batch ??= new SliceBatch(sink, name, nsToHrTime(startNs), nsToHrTime(endNs), attributes ?? {})
+        batch.record(rc.thread.spanContext(), rc.prev, true)
+      }
+      if (fold) {
         if (rc.loop === undefined) {
           startTime ??= nsToHrTime(startNs)
           rc.loop = tracer.startSpan(SLICE.decodeLoop, { startTime, links: linkTo(rc.prev) }, rc.threadCtx)
@@ -298,6 +308,7 @@ export class ThreadTracer implements TraceCalls {
         rc.loopEndNs = endNs
         continue
       }
+      if (detail) continue
       batch ??= new SliceBatch(sink, name, nsToHrTime(startNs), nsToHrTime(endNs), attributes ?? {})
       if (rc.loop !== undefined) this.endLoop(rc)
       rc.prev = batch.record(rc.thread.spanContext(), rc.prev)
@@ -329,14 +340,17 @@ export class ThreadTracer implements TraceCalls {
       return
     }
     const parent = this.innermostSpan(rc)
+    const detail = level > runtime.exportLevel
     let span: Span
     if (parent === undefined) {
-      if (rc.loop !== undefined) this.endLoop(rc)
+      if (rc.loop !== undefined && !detail) this.endLoop(rc)
       span = runtime.tracer!.startSpan(name ?? ANONYMOUS_SLICE, { startTime, attributes, links: linkTo(rc.prev) }, rc.threadCtx)
     } else {
       span = runtime.tracer!.startSpan(name ?? ANONYMOUS_SLICE, { startTime, attributes }, apiTrace.setSpan(ROOT_CONTEXT, parent))
     }
-    stack.push({ name, level, topLevel: parent === undefined, span })
+    if (detail) markDetail(span)
+    // A detail slice does not become the link of the next exported one.
+    stack.push({ name, level, topLevel: parent === undefined && !detail, span })
   }
 
   private innermostSpan(rc: RequestContext): Span | undefined {

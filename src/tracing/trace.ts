@@ -113,11 +113,18 @@ export function isTraced(rid: string): boolean {
 
 export function setLevel(level: TraceLevel): void {
   if (level !== 1 && level !== 2 && level !== 3) return
-  runtime.level = level
+  runtime.exportLevel = level
+  // With the flight recorder, every level is recorded; the level only says what is exported.
+  if (runtime.recorder === undefined) runtime.level = level
   runtime.offload?.changeSetting({ level })
 }
 
 export function getLevel(): TraceLevel {
+  return runtime.exportLevel
+}
+
+/** The level recorded in this process: the exported one, or 3 with the flight recorder (flight-recorder.ts). */
+export function getRecordedLevel(): TraceLevel {
   return runtime.level
 }
 

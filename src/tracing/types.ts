@@ -153,6 +153,14 @@ export interface TailKeepOptions {
   verdictTimeoutMs: number
 }
 
+/** The flight recorder (flight-recorder.ts): absent (null) with --trace-flight-recorder 0, the default. */
+export interface FlightRecorderOptions {
+  /** --trace-flight-recorder: a trace's detail is held this many seconds after its last span. */
+  windowSeconds: number
+  /** --trace-flight-recorder-spans: spans each process holds at most; past it the oldest trace's are dropped and counted. */
+  maxSpans: number
+}
+
 /** A tracing thread that runs this process's tracing (offload.ts), as the API sees it. */
 export interface TraceOffload extends TraceCalls {
   /** Request contexts open in the thread, as it last reported. */
@@ -163,6 +171,10 @@ export interface TraceOffload extends TraceCalls {
   changeSetting(change: TraceSettingChange): void
   /** Tail sampling's verdicts for the thread's held traces, after the calls recorded so far. */
   verdicts(keep: readonly string[], drop: readonly string[]): void
+  /** The flight recorder's size in the thread, as it last reported; null without one. */
+  readonly recorder: { spans: number; bytes: number; dropped: number } | null
+  /** Sends the thread's recorded window to the export queue (flight-recorder.ts). */
+  dump(): Promise<{ traces: number; spans: number }>
   /** Whether the thread reports each request's last exported slice (slice-marks.ts). */
   reportMarks(on: boolean): void
   flush(): Promise<void>

@@ -81,6 +81,8 @@ const SAMPLES: { [T in MessageType]: MessageOf<T> } = {
   tokenize_out: { type: 'tokenize_out', rid: 't1', tokens: [1, 2], tokenStrs: ['a', 'b'], text: null },
   trace_setting: { type: 'trace_setting', level: 2, sampleRate: 0.5 },
   trace_verdict: { type: 'trace_verdict', keep: ['4bf92f3577b34da6a3ce929d0e0e4736'], drop: [] },
+  trace_dump: { type: 'trace_dump', id: 3 },
+  trace_dumped: { type: 'trace_dumped', role: 'worker', dpRank: 0, tpRank: 1, pid: 4242, id: 3, traces: 2, spans: 57 },
   group_state: { type: 'group_state', dpRank: 1, up: false, reason: 'worker died' },
   reset: { type: 'reset', reason: 'worker died' },
 }

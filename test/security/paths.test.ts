@@ -86,6 +86,7 @@ const ROUTES = [
   { method: 'POST', path: '/v1/completions', body: JSON.stringify({ model: 'default', prompt: 'Hi', max_tokens: 1 }) },
   { method: 'POST', path: '/v1/chat/completions', body: JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 }) },
   { method: 'POST', path: '/v1/trace/setting', body: JSON.stringify({ level: 3, sample_rate: 0.25 }) },
+  { method: 'POST', path: '/v1/trace/dump', body: undefined },
 ]
 
 /** The app with these flags, listening on a free port of 127.0.0.1; the trace level put back at the end. */
@@ -107,7 +108,7 @@ for (const admin of [false, true]) {
     t.equal(before.level, 2, 'the trace level starts at its default')
 
     // Reading the trace setting is data-plane; changing it is control-plane.
-    const keyFor = (method: string, path: string) => (method === 'POST' && path === '/v1/trace/setting' ? controlKey : API_KEY)
+    const keyFor = (method: string, path: string) => (method === 'POST' && path.startsWith('/v1/trace/') ? controlKey : API_KEY)
     const probes = ROUTES.flatMap((route) =>
       spellings(route.path).flatMap((path) =>
         [route.method, 'HEAD', 'OPTIONS'].map((method) => ({ method, path, body: method === route.method ? route.body : undefined, key: keyFor(method, route.path) })),

@@ -7,7 +7,7 @@
 import client from 'prom-client'
 import type { ProcessStats } from '../../ipc/messages.ts'
 import { droppedSpans, liveRequestCount } from '../../tracing/index.ts'
-import { memoryStats } from '../../process/stats.ts'
+import { memoryStats, recorderStats } from '../../process/stats.ts'
 import { CLIENT_LABELS, ClientLabels } from './client-labels.ts'
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80]
@@ -84,6 +84,7 @@ export class ServerMetrics {
       liveRequests: serverLive(),
       tracedRequests: liveRequestCount(),
       droppedSpans: droppedSpans(),
+      ...recorderStats(),
       scheduler: null,
       worker: null,
     })
@@ -175,6 +176,14 @@ export class ServerMetrics {
     perProcess('gauge', 'spanserve:process_live_requests', 'Requests each process holds state for.', (s) => s.liveRequests)
     perProcess('gauge', 'spanserve:trace_contexts_open', 'Open per-request trace contexts in each process.', (s) => s.tracedRequests)
     perProcess('counter', 'spanserve:span_export_dropped_total', 'Spans lost to a full export queue or a failed export.', (s) => s.droppedSpans)
+    perProcess('gauge', 'spanserve:flight_recorder_spans', 'Spans the flight recorder holds in each process (--trace-flight-recorder).', (s) => s.flightRecorder?.spans ?? null)
+    perProcess('gauge', 'spanserve:flight_recorder_bytes', "Approximate memory of the flight recorder's held spans in each process.", (s) => s.flightRecorder?.bytes ?? null)
+    perProcess(
+      'counter',
+      'spanserve:flight_recorder_dropped_total',
+      'Spans the flight recorder dropped for its cap (--trace-flight-recorder-spans), not those older than its window.',
+      (s) => s.flightRecorder?.dropped ?? null,
+    )
   }
 
   readonly serverStats: () => ProcessStats

@@ -21,6 +21,7 @@ export function appOptions(config: Config, model: ModelInfo, contextLength: numb
     },
     traceExcludeUrls: config.traceEnable ? config.traceExcludeUrls : null,
     broadcast: (msg) => launcher.broadcast(msg),
+    dumpTraces: () => pipeline.dumps.dump(),
     isShuttingDown,
     bodyLimit: config.bodyLimit,
     engine,

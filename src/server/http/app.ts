@@ -11,6 +11,7 @@ import { modelsRoute } from './models/route.ts'
 import { modelRetrieveRoute } from './models/retrieve.ts'
 import { tokenizeRoute } from './tokenize/route.ts'
 import { responsesRoute } from './responses/route.ts'
+import { traceDumpRoute } from './trace-dump/route.ts'
 import { traceSettingRoute } from './trace-setting/route.ts'
 import { metricsRoute } from './metrics/route.ts'
 import type { RoutesOptions } from './route-options.ts'
@@ -24,7 +25,7 @@ import { trace, type Context } from '@opentelemetry/api'
 import { formatTraceparent } from '../../tracing/index.ts'
 
 /** Every route, each a plugin taking RoutesOptions. */
-const ROUTES = [completionsRoute, chatRoute, modelsRoute, healthRoute, metricsRoute, traceSettingRoute, modelRetrieveRoute, tokenizeRoute, responsesRoute]
+const ROUTES = [completionsRoute, chatRoute, modelsRoute, healthRoute, metricsRoute, traceSettingRoute, traceDumpRoute, modelRetrieveRoute, tokenizeRoute, responsesRoute]
 
 export interface AppOptions extends RoutesOptions {
   log: Logger
@@ -155,7 +156,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       .headers(allowed.length > 0 ? { allow: allowed.join(', ') } : {})
       .send(errorBody(e))
   })
-  const routes: RoutesOptions = { engine: opts.engine, info: opts.info, contextLength: opts.contextLength, status: opts.status, broadcast: opts.broadcast }
+  const routes: RoutesOptions = { engine: opts.engine, info: opts.info, contextLength: opts.contextLength, status: opts.status, broadcast: opts.broadcast, dumpTraces: opts.dumpTraces }
   for (const route of ROUTES) await app.register(route, routes)
   return app
 }

@@ -398,8 +398,15 @@ export class Launcher {
   }
 
   /** Send a message to every running child (e.g. a new trace setting). */
-  broadcast(msg: Message): void {
-    for (const c of this.children.values()) if (c.proc || (c.node > 0 && c.ready)) this.outbox(c).post(msg)
+  /** Posts `msg` to every child; returns how many. */
+  broadcast(msg: Message): number {
+    let n = 0
+    for (const c of this.children.values()) {
+      if (!(c.proc || (c.node > 0 && c.ready))) continue
+      this.outbox(c).post(msg)
+      n++
+    }
+    return n
   }
 
   private outbox(c: Child): MessageSink {

@@ -12,6 +12,7 @@ import type { Logger } from '../../logging.ts'
 import type { ModelInfo } from '../../model/load.ts'
 import { PipelineEngineClient } from '../engine-client/engine-client.ts'
 import { Launcher } from './launcher.ts'
+import { TraceDumps } from './trace-dump.ts'
 import { ServerMetrics } from '../engine-client/metrics.ts'
 import { resumeReport } from '../engine-client/resume-report.ts'
 import { isTracingEnabled } from '../../tracing/setup.ts'
@@ -21,6 +22,8 @@ export interface Pipeline {
   engine: PipelineEngineClient
   metrics: ServerMetrics
   launcher: Launcher
+  /** POST /v1/trace/dump across the processes. */
+  dumps: TraceDumps
   /** The most characters one token stands for (the tokenizer's ready line), null before it is known or where unbounded. */
   charsPerToken: () => number | null
   /** Closes the sockets and removes the ipc directory. */
@@ -57,6 +60,8 @@ export async function startPipeline(config: Config, endpoints: Endpoints, model:
     toTokenizer,
   )
   let charsPerToken: number | null = null
+  // A child's dump waits up to its tracing thread's own limit (5 s) and then its export.
+  const dumps = new TraceDumps((msg) => launcher.broadcast(msg), 10_000)
   const inbox = new Inbox(
     endpoints.server,
     {
@@ -74,6 +79,7 @@ export async function startPipeline(config: Config, endpoints: Endpoints, model:
         metrics.onProcessStats(msg)
       },
       process_exited: (msg) => launcher.onRemoteExit(msg),
+      trace_dumped: (msg) => dumps.onReply(msg),
     },
     (err) => log.error({ err }, 'bad message'),
   )
@@ -92,5 +98,5 @@ export async function startPipeline(config: Config, endpoints: Endpoints, model:
     cleanup()
     process.exit(1)
   }
-  return { engine, metrics, launcher, charsPerToken: () => charsPerToken, cleanup }
+  return { engine, metrics, launcher, dumps, charsPerToken: () => charsPerToken, cleanup }
 }
