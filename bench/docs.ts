@@ -80,6 +80,7 @@ const CONFIG_DESCRIPTIONS: Record<ConfigName, string> = {
   baseon: "that other checkout's spanserve with tracing on at level 3, as `on` below.",
   on: 'the same with `--trace-enable --trace-level 3 --trace-sample-rate 1` (level 3: a span per request per decode step), every span exported over OTLP gRPC to a live receiver in another process (bench/otlp-sink.ts). The receiver takes each export\'s bytes and counts its spans only after the server has stopped: in a deployment the collector decodes on other cores or another host, so its decoding is not charged to the server here (see "Tracing overhead").',
   onlive: 'tracing on at level 3 as above, but the receiver decodes every export in full as it arrives, on the same two cores: how the bench measured tracing before 2026-11-22.',
+  fr: 'tracing on at `--trace-level 2` with `--trace-flight-recorder 30`: level-3 detail of the last 30 s held in memory in every process, deferred receiver.',
   on2: 'tracing on at `--trace-level 2`, the default level (decode steps folded into one `decode_loop` slice per request), deferred receiver.',
   dp2: 'spanserve, tracing off, `--dp-size 2`: two scheduler + worker pairs, requests dispatched between them.',
   tjs: '`@huggingface/transformers` loading the same directory from disk (no remote models) behind a minimal node:http SSE handler (bench/transformers-js-server.ts), one `model.generate()` per request: it has no batching across requests.',

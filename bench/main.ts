@@ -105,6 +105,7 @@ const CONFIG_FLAGS: Partial<Record<ConfigName, string[]>> = {
   steps4: ['--num-continuous-decode-steps', '4'],
   'off-int8': ['--quantization', 'int8'],
   'off-int4': ['--quantization', 'int4'],
+  fr: ['--trace-flight-recorder', '30'],
 }
 const GGUF_TYPE = { llamacpp: 'none', 'llamacpp-q8': 'q8_0', 'llamacpp-q4': 'q4_0' } as const
 /** Configurations driven in this process (LimitRunner), not over HTTP. */
@@ -211,7 +212,7 @@ for (const preset of opts.models) {
               })
             : await startSpanserve({
                 modelDir,
-                traceLevel: config === 'on' || config === 'onlive' || config === 'baseon' ? 3 : config === 'on2' ? 2 : null,
+                traceLevel: config === 'on' || config === 'onlive' || config === 'baseon' ? 3 : config === 'on2' || config === 'fr' ? 2 : null,
                 maxBatchSize,
                 extraArgs: [...extraArgs, ...(CONFIG_FLAGS[config] ?? [])],
                 root: config === 'base' || config === 'baseon' ? opts.base! : undefined,

@@ -19,6 +19,7 @@ export const CONFIG_NAMES = [
   'on',
   'onlive',
   'on2',
+  'fr',
   'dp2',
   'tjs',
   'llamacpp',
@@ -61,6 +62,7 @@ export const CONFIG_LABELS: Record<ConfigName, string> = {
   on: 'spanserve, tracing on',
   onlive: 'spanserve, tracing on, sink decoding live',
   on2: 'spanserve, tracing on, level 2',
+  fr: 'spanserve, tracing on, level 2, flight recorder 30 s',
   dp2: 'spanserve --dp-size 2, tracing off',
   tjs: 'transformers.js',
   llamacpp: 'llama.cpp (node-llama-cpp), GGUF F32',
@@ -129,7 +131,7 @@ const HELP = `usage: npm run bench -- [flags]
   --models LIST          model presets, comma-separated (default: default,large; on 2 cores the
                          default preset takes about 8 minutes and the large one 12 more)
   --configs LIST         of limit,limitspin,baselimit,limit-int8,limit-int4,off,off-int8,off-int4,
-                         lockstep,spin,steps4,base,baseon,on,onlive,on2,dp2,tjs,llamacpp,llamacpp-q8,
+                         lockstep,spin,steps4,base,baseon,on,onlive,on2,fr,dp2,tjs,llamacpp,llamacpp-q8,
                          llamacpp-q4 (default: limit,off,on,onlive,on2,dp2,tjs,llamacpp; baselimit
                          and base join with --base). llamacpp: llama.cpp (node-llama-cpp's prebuilt
                          build) on a GGUF F32 of the same weights, its greedy tokens checked against
@@ -140,7 +142,7 @@ const HELP = `usage: npm run bench -- [flags]
                          other, and each one's agreement with the limit's is reported. on: tracing
                          at level 3 (every decode step); onlive: the same with the OTLP sink
                          decoding every export as it arrives (see --sink-decode); on2: level 2
-                         (the default level); dp2: --dp-size 2; lockstep: --disable-overlap-schedule;
+                         (the default level); fr: level 2 with --trace-flight-recorder 30; dp2: --dp-size 2; lockstep: --disable-overlap-schedule;
                          spin: --intra-op-spinning; steps4: --num-continuous-decode-steps 4;
                          limitspin: the limit with ONNX Runtime's threads spinning; baseon: the
                          --base checkout at level 3
