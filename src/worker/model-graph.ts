@@ -14,7 +14,7 @@ import { buildFusedLlamaOnnx, serializeModel } from '../model/fused-graph.ts'
 import { CHECKPOINT_MODEL_TYPES, checkpointFusedInputs, fusedSpec, type FusedInputs } from '../model/hf-weights.ts'
 import { checkSignature, type ModelInfo } from '../model/load.ts'
 import { hasSafetensors } from '../model/safetensors.ts'
-import type { LayerWeights, LlamaWeights } from '../model/spec.ts'
+import { spanserveMlpWidth, spanserveOnnxWeights } from '../model/spanserve-weights.ts'
 import { FusedRunner } from './fused-runner.ts'
 import { ModelRunner } from './runner.ts'
 import { openSession, type CpuOptions, type Device } from './session.ts'
@@ -82,8 +82,14 @@ function fusedInputs(model: ModelInfo): FusedInputs & { source: 'checkpoint' | '
   if (CHECKPOINT_MODEL_TYPES.includes(model.modelType) && hasSafetensors(model.dir)) return { ...checkpointFusedInputs(model), source: 'checkpoint' }
   if (model.onnxPath === '') throw new ModelLoadError(`${model.dir}: --model-graph fused needs a ${CHECKPOINT_MODEL_TYPES.join(', ')} safetensors checkpoint or a model.onnx spanserve wrote`)
   const file = onnx.ModelProto.decode(readFileSync(model.onnxPath))
-  const weights = spanserveWeights(model, file)
-  return { spec: fusedSpec(model, weights.layers[0]!.gate.length / model.hiddenSize), weights, source: 'onnx' }
+  const spec = fusedSpec(model, spanserveMlpWidth(file))
+  const weights = spanserveOnnxWeights(
+    file,
+    model.onnxPath,
+    spec,
+    (problem) => new ModelLoadError(`${problem} (--model-graph fused reads spanserve's builder names; use --model-graph file for other models)`),
+  )
+  return { spec, weights, source: 'onnx' }
 }
 
 /** As fusedInputs, or why not (auto): a checkpoint the graph does not cover, or an ONNX file spanserve did not write. */
@@ -138,38 +144,4 @@ function producerName(path: string): string | null {
     } else return null
   }
   return null
-}
-
-/** The weights of a model spanserve's builder wrote (src/model/onnx-graph.ts names), checked against the config. */
-function spanserveWeights(model: ModelInfo, file: ModelProto): LlamaWeights {
-  const tensors = new Map(file.graph?.initializer?.map((t) => [t.name ?? '', t]) ?? [])
-  const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, vocabSize: V } = model
-  const floats = (name: string, dims: (number | null)[]): Float32Array => {
-    const t = tensors.get(name)
-    if (!t) throw new ModelLoadError(`${model.onnxPath}: --model-graph fused needs the initializer "${name}" (spanserve's builder names; use --model-graph file for other models)`)
-    const got = (t.dims ?? []).map(Number)
-    const raw = t.rawData
-    if (t.dataType !== onnx.TensorProto.DataType.FLOAT || !raw || got.length !== dims.length || dims.some((x, i) => x !== null && x !== got[i])) {
-      throw new ModelLoadError(`${model.onnxPath}: initializer "${name}" is not float32 [${dims.map((x) => x ?? '?').join(', ')}] in raw data (dims [${got.join(', ')}])`)
-    }
-    return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))
-  }
-  const gate0 = tensors.get('model.layers.0.mlp.gate_proj.weight_t')
-  const m = Number(gate0?.dims?.[1] ?? 0) || null
-  const layers: LayerWeights[] = []
-  for (let i = 0; i < model.numLayers; i++) {
-    const p = `model.layers.${i}`
-    layers.push({
-      inputNorm: floats(`${p}.input_layernorm.weight`, [d]),
-      q: floats(`${p}.self_attn.q_proj.weight_t`, [d, H * hd]),
-      k: floats(`${p}.self_attn.k_proj.weight_t`, [d, KV * hd]),
-      v: floats(`${p}.self_attn.v_proj.weight_t`, [d, KV * hd]),
-      o: floats(`${p}.self_attn.o_proj.weight_t`, [H * hd, d]),
-      postNorm: floats(`${p}.post_attention_layernorm.weight`, [d]),
-      gate: floats(`${p}.mlp.gate_proj.weight_t`, [d, m]),
-      up: floats(`${p}.mlp.up_proj.weight_t`, [d, m]),
-      down: floats(`${p}.mlp.down_proj.weight_t`, [m, d]),
-    })
-  }
-  return { embed: floats('model.embed_tokens.weight', [V, d]), layers, finalNorm: floats('model.norm.weight', [d]), lmHead: floats('lm_head.weight_t', [d, V]) }
 }
