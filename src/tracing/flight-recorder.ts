@@ -7,6 +7,7 @@
  */
 import type { Context } from '@opentelemetry/api'
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base'
+import { HeldTraces } from './held-traces.ts'
 import type { FlightRecorderOptions } from './types.ts'
 
 /** Spans that only the recorder sees (above the exported level): marked where they are made. */
@@ -23,12 +24,6 @@ export function markDetail(span: object): void {
  */
 const BYTES_PER_SPAN = 448
 
-interface Held {
-  spans: ReadableSpan[]
-  /** When the trace's last span was held (performance.now() ms). */
-  last: number
-}
-
 /** What a flush sent to the export queue. */
 export interface Flushed {
   traces: number
@@ -44,8 +39,7 @@ export interface RecorderStats {
 
 export class FlightRecorder implements SpanProcessor {
   /** By trace id, least recently touched first: a trace moves to the end with each span. */
-  private readonly held = new Map<string, Held>()
-  private heldSpans = 0
+  private readonly held = new HeldTraces(true)
   private readonly sweep: NodeJS.Timeout
   /** Spans dropped for the cap (not those let go by age: that is the window). */
   dropped = 0
@@ -64,7 +58,7 @@ export class FlightRecorder implements SpanProcessor {
   }
 
   stats(): RecorderStats {
-    return { spans: this.heldSpans, bytes: this.heldSpans * BYTES_PER_SPAN, dropped: this.dropped }
+    return { spans: this.held.count, bytes: this.held.count * BYTES_PER_SPAN, dropped: this.dropped }
   }
 
   onStart(span: Span, parentContext: Context): void {
@@ -76,44 +70,30 @@ export class FlightRecorder implements SpanProcessor {
       this.pass.onEnd(span)
       return
     }
-    const id = span.spanContext().traceId
-    let h = this.held.get(id)
-    if (h === undefined) h = { spans: [], last: 0 }
-    else this.held.delete(id)
-    h.last = performance.now()
-    h.spans.push(span)
-    this.held.set(id, h)
-    this.heldSpans++
-    while (this.heldSpans > this.opts.maxSpans) {
-      const oldest = this.held.keys().next().value
-      if (oldest === undefined) break
-      this.dropped += this.take(oldest)!.spans.length
+    this.held.add(span.spanContext().traceId, span, performance.now())
+    while (this.held.count > this.opts.maxSpans) {
+      const gone = this.held.takeOldest()
+      if (gone === undefined) break
+      this.dropped += gone.length
     }
   }
 
   /** Sends the held detail of these traces (all of the window without ids) to the export queue. */
   flush(ids?: readonly string[]): Flushed {
     const sent: Flushed = { traces: 0, spans: 0 }
-    const send = (h: Held | undefined): void => {
-      if (h === undefined) return
+    for (const id of ids ?? this.held.ids()) {
+      const spans = this.held.take(id)
+      if (spans === undefined) continue
       sent.traces++
-      sent.spans += h.spans.length
-      for (const s of h.spans) this.out.onEnd(s)
+      sent.spans += spans.length
+      for (const s of spans) this.out.onEnd(s)
     }
-    if (ids === undefined) {
-      const all = [...this.held.keys()]
-      for (const id of all) send(this.take(id))
-    } else for (const id of ids) send(this.take(id))
     return sent
   }
 
   /** Lets go of the traces whose last span is older than the window. Exposed for tests. */
   expire(now: number): void {
-    const cutoff = now - this.opts.windowSeconds * 1000
-    for (const [id, h] of this.held) {
-      if (h.last > cutoff) break
-      this.take(id)
-    }
+    this.held.takeUntil(now - this.opts.windowSeconds * 1000)
   }
 
   forceFlush(): Promise<void> {
@@ -123,15 +103,6 @@ export class FlightRecorder implements SpanProcessor {
   shutdown(): Promise<void> {
     clearInterval(this.sweep)
     this.held.clear()
-    this.heldSpans = 0
     return this.pass.shutdown()
-  }
-
-  private take(id: string): Held | undefined {
-    const h = this.held.get(id)
-    if (h === undefined) return undefined
-    this.held.delete(id)
-    this.heldSpans -= h.spans.length
-    return h
   }
 }

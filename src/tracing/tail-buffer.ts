@@ -7,17 +7,11 @@
  */
 import type { Context } from '@opentelemetry/api'
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base'
-import type { WarnLogger } from './types.ts'
-import type { TailKeepOptions } from './types.ts'
+import { HeldTraces } from './held-traces.ts'
+import type { TailKeepOptions, WarnLogger } from './types.ts'
 
 /** Recent verdicts remembered, so that a span ending after its trace's verdict follows it. */
 const REMEMBERED_VERDICTS = 16_384
-
-interface Held {
-  spans: ReadableSpan[]
-  /** When the trace's first span was held (performance.now() ms). */
-  since: number
-}
 
 /** Decides a trace when its local root span ends: the server's part (tail-decider.ts). */
 export interface RootDecider {
@@ -26,9 +20,8 @@ export interface RootDecider {
 }
 
 export class TailBuffer implements SpanProcessor {
-  /** By trace id, in the order of their first span: the first entry is the oldest. */
-  private readonly held = new Map<string, Held>()
-  private heldSpans = 0
+  /** By trace id, in the order of their first span. */
+  private readonly held = new HeldTraces(false)
   private readonly verdicts = new Map<string, boolean>()
   private readonly sweep: NodeJS.Timeout
   /** Spans dropped unexported for want of room or of a verdict. */
@@ -49,7 +42,7 @@ export class TailBuffer implements SpanProcessor {
 
   /** Spans held now, awaiting verdicts. */
   get size(): number {
-    return this.heldSpans
+    return this.held.count
   }
 
   onStart(span: Span, parentContext: Context): void {
@@ -79,25 +72,18 @@ export class TailBuffer implements SpanProcessor {
   apply(keep: readonly string[], drop: readonly string[]): void {
     for (const id of keep) {
       this.remember(id, true)
-      const h = this.take(id)
-      if (h !== undefined) for (const s of h.spans) this.inner.onEnd(s)
+      for (const s of this.held.take(id) ?? []) this.inner.onEnd(s)
     }
     if (keep.length > 0) this.onKeep?.(keep)
     for (const id of drop) {
       this.remember(id, false)
-      this.take(id)
+      this.held.take(id)
     }
   }
 
   /** Drops the traces that waited longer than the verdict timeout. Exposed for tests. */
   expire(now: number): void {
-    const cutoff = now - this.opts.verdictTimeoutMs
-    for (const [id, h] of this.held) {
-      // Insertion order is first-span order: the rest are younger.
-      if (h.since > cutoff) break
-      this.take(id)
-      this.lost(h.spans.length, 'no verdict in time')
-    }
+    this.held.takeUntil(now - this.opts.verdictTimeoutMs, (spans) => this.lost(spans.length, 'no verdict in time'))
   }
 
   forceFlush(): Promise<void> {
@@ -108,32 +94,16 @@ export class TailBuffer implements SpanProcessor {
   shutdown(): Promise<void> {
     clearInterval(this.sweep)
     this.held.clear()
-    this.heldSpans = 0
     return this.inner.shutdown()
   }
 
   private hold(id: string, span: ReadableSpan): void {
-    let h = this.held.get(id)
-    if (h === undefined) {
-      h = { spans: [], since: performance.now() }
-      this.held.set(id, h)
+    this.held.add(id, span, performance.now())
+    while (this.held.count > this.opts.bufferSpans) {
+      const gone = this.held.takeOldest()
+      if (gone === undefined) break
+      this.lost(gone.length, 'tail-sampling buffer full')
     }
-    h.spans.push(span)
-    this.heldSpans++
-    while (this.heldSpans > this.opts.bufferSpans) {
-      const oldest = this.held.keys().next().value
-      if (oldest === undefined) break
-      const gone = this.take(oldest)!
-      this.lost(gone.spans.length, 'tail-sampling buffer full')
-    }
-  }
-
-  private take(id: string): Held | undefined {
-    const h = this.held.get(id)
-    if (h === undefined) return undefined
-    this.held.delete(id)
-    this.heldSpans -= h.spans.length
-    return h
   }
 
   private remember(id: string, keep: boolean): void {
