@@ -142,6 +142,9 @@ function checkLayout(c: Config): void {
   if (c.numContinuousDecodeSteps > 1 && c.tpSize > 1)
     throw new ConfigError(`--num-continuous-decode-steps ${c.numContinuousDecodeSteps} needs --tp-size 1 (got ${c.tpSize}): only rank 0 samples, so every step's tokens must go through the scheduler`)
   checkTraceKeep(c.traceKeep)
+  // KV crosses instances whole (one rank holds every head) and arrives at the one worker that binds the bootstrap port.
+  if (c.disaggregationMode !== 'null' && c.tpSize > 1) throw new ConfigError(`--disaggregation-mode ${c.disaggregationMode} needs --tp-size 1 (got ${c.tpSize})`)
+  if (c.disaggregationMode === 'decode' && c.dpSize > 1) throw new ConfigError(`--disaggregation-mode decode needs --dp-size 1 (got ${c.dpSize}): one worker receives the KV`)
   if (c.nodeRank >= c.nnodes) throw new ConfigError(`--node-rank ${c.nodeRank} is not below --nnodes ${c.nnodes}`)
   if (c.nnodes > 1) {
     if (!c.ipc.startsWith('tcp://')) throw new ConfigError('--nnodes > 1 needs --ipc tcp://HOST:PORT (ipc sockets do not cross hosts)')
