@@ -32,6 +32,11 @@ export class Inbox {
     void this.loop()
   }
 
+  /** The address bound (a tcp port of * or 0 resolved), once bind() has resolved. */
+  get boundAddress(): string | null {
+    return this.sock.lastEndpoint
+  }
+
   private async loop(): Promise<void> {
     try {
       for await (const frames of this.sock) {
@@ -100,6 +105,11 @@ export class Outbox {
   private overflowing = false
   /** Messages refused because the queue was full, since the Outbox opened. */
   dropped = 0
+
+  /** Messages waiting for the socket (the peer slow, or not connected). */
+  get queued(): number {
+    return this.queue.length
+  }
 
   constructor(
     readonly address: string,

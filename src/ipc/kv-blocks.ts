@@ -23,3 +23,18 @@ export function blocksFor(tokens: number): number {
 export function alignDown(tokens: number): number {
   return tokens - (tokens % KV_BLOCK_TOKENS)
 }
+
+/**
+ * Prefill/decode disaggregation: the prompt positions whose KV crosses from the prefill instance to
+ * the decode instance. All but the last prompt token (the decode instance computes that one, whose
+ * logits give the first output token, as vLLM's NIXL connector does), down to a block boundary:
+ * KV crosses in whole blocks, and the decode instance prefills the rest (under one block).
+ */
+export function transferredTokens(promptTokens: number): number {
+  return alignDown(Math.max(0, promptTokens - 1))
+}
+
+/** A tcp:// address for a host name or an IPv4/IPv6 address (in brackets, as ZeroMQ wants it). */
+export function tcpAddress(host: string, port: number | string): string {
+  return `tcp://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`
+}

@@ -6,7 +6,22 @@
  * required field that may be null, which most messages have, nor a typed array.)
  */
 import { ERRORS, type ErrorCode } from '../errors.ts'
-import type { ChatMessage, ChatTool, FinishReason, MessageOf, MessageType, ProcessStats, RequestStats, Role, SamplingParams, PromptTextLogprobs, TextLogprobs, TokenLogprobs } from './messages.ts'
+import type {
+  Bootstrap,
+  KvTransferTarget,
+  ChatMessage,
+  ChatTool,
+  FinishReason,
+  MessageOf,
+  MessageType,
+  ProcessStats,
+  RequestStats,
+  Role,
+  SamplingParams,
+  PromptTextLogprobs,
+  TextLogprobs,
+  TokenLogprobs,
+} from './messages.ts'
 import type { CarrierLink, TraceCarrier } from '../tracing/propagation.ts'
 import { TRACE_LEVELS } from '../tracing/types.ts'
 import type { OutputConstraint } from '../structured-output/constraint.ts'
@@ -89,6 +104,10 @@ const strings = { type: 'array', items: str } as const
 const ints = { type: 'array', items: int } as const
 const i32 = binary('i32')
 const f32 = binary('f32')
+
+const bootstrap: Schema<Bootstrap> = { type: 'object', properties: { room: int, host: orNull(str), port: orNull(int) } }
+
+const transferTarget: Schema<KvTransferTarget> = { type: 'object', properties: { room: int, host: str, port: int, tokens: i32, cachedTokens: int } }
 
 const role: Schema<Role> = { type: 'string', enum: ['server', 'tokenizer', 'scheduler', 'worker'] }
 const errorCode: Schema<ErrorCode> = { type: 'string', enum: Object.keys(ERRORS) as ErrorCode[] }
@@ -242,6 +261,7 @@ export const MESSAGE_SCHEMAS = {
       resumeIds: opt(ints),
       client: opt(str),
       skipSpecialTokens: opt(bool),
+      bootstrap: opt(bootstrap),
     },
   },
   tokenized: {
@@ -256,6 +276,7 @@ export const MESSAGE_SCHEMAS = {
       ignoreEos: bool,
       arrivalMs: num,
       client: opt(str),
+      bootstrap: opt(bootstrap),
     },
   },
   abort: {
@@ -271,7 +292,7 @@ export const MESSAGE_SCHEMAS = {
         type: 'array',
         items: {
           type: 'object',
-          properties: { rid: str, trace: orNull(trace), tokens: i32, start: int, last: bool, sampling: orNull(sampling), blocks: opt(i32) },
+          properties: { rid: str, trace: orNull(trace), tokens: i32, start: int, last: bool, sampling: orNull(sampling), blocks: opt(i32), transfer: opt(transferTarget) },
         },
       },
       decode: strings,
@@ -432,5 +453,31 @@ export const MESSAGE_SCHEMAS = {
   reset: {
     type: 'object',
     properties: { type: { type: 'string', const: 'reset' }, reason: str },
+  },
+  kv_expect: {
+    type: 'object',
+    properties: { type: { type: 'string', const: 'kv_expect' }, rid: str, trace: orNull(trace), room: int, blocks: i32, from: int, tokens: i32 },
+  },
+  kv_cancel: {
+    type: 'object',
+    properties: { type: { type: 'string', const: 'kv_cancel' }, rid: str },
+  },
+  kv_arrived: {
+    type: 'object',
+    properties: { type: { type: 'string', const: 'kv_arrived' }, rid: str, ok: bool, reason: orNull(str), cachedTokens: int },
+  },
+  kv_transfer: {
+    type: 'object',
+    properties: {
+      type: { type: 'string', const: 'kv_transfer' },
+      room: int,
+      trace: orNull(trace),
+      tokens: i32,
+      numLayers: int,
+      numKvHeads: int,
+      headDim: int,
+      data: f32,
+      cachedTokens: int,
+    },
   },
 } satisfies { [T in MessageType]: MessageSchema<T> }

@@ -75,6 +75,17 @@ export interface ChatTool {
   function: { name: string; description?: string | null; parameters?: Record<string, unknown> | null }
 }
 
+/**
+ * Prefill/decode disaggregation (SGLang's bootstrap fields, set by the router): the request's room,
+ * which pairs its prefill instance with its decode instance, and on a prefill instance the decode
+ * instance's KV address. Decode instances get the room alone (host and port null).
+ */
+export interface Bootstrap {
+  room: number
+  host: string | null
+  port: number | null
+}
+
 /** server → tokenizer: one API request. */
 export interface GenerateReqInput {
   type: 'generate'
@@ -104,6 +115,8 @@ export interface GenerateReqInput {
    * them asks for it, as vLLM's mistral parser does for `[TOOL_CALLS]`). Absent: true.
    */
   skipSpecialTokens?: boolean
+  /** A disaggregated request's room (and on a prefill instance, where its KV goes). Absent: co-located. */
+  bootstrap?: Bootstrap
 }
 
 /** tokenizer → scheduler: a request ready to run. */
@@ -118,6 +131,8 @@ export interface TokenizedGenerateReqInput {
   arrivalMs: number
   /** GenerateReqInput.client, passed on: the scheduler shares slots between clients (src/scheduler/fairness.ts). */
   client?: string
+  /** GenerateReqInput.bootstrap, passed on (absent for a resumed request on a decode instance: it prefills itself). */
+  bootstrap?: Bootstrap
 }
 
 /** Any process → the next one down: stop this request and free what it holds. */
@@ -145,6 +160,19 @@ export interface PrefillEntry {
    * cached prefix). Absent: the worker gives the sequence blocks of its own.
    */
   blocks?: Int32Array
+  /** Last chunk on a prefill instance: send the prompt's whole KV blocks to this decode instance's room. */
+  transfer?: KvTransferTarget
+}
+
+/** Where a prefill instance's worker sends a prompt's KV, and what it sends (PrefillEntry.transfer). */
+export interface KvTransferTarget {
+  room: number
+  host: string
+  port: number
+  /** The prompt's tokens in the whole blocks to send: all but the last token, down to a block boundary. */
+  tokens: Int32Array
+  /** Prompt tokens this instance found in its prefix cache. */
+  cachedTokens: number
 }
 
 /** scheduler → worker: one step. Decode entries are rids whose last token the worker already holds. */
@@ -277,6 +305,60 @@ export interface GrammarReady {
 export interface GrammarCancel {
   type: 'grammar_cancel'
   rid: string
+}
+
+/**
+ * scheduler → worker (decode instance): a request waits for its prompt's KV from a prefill instance
+ * (src/worker/kv-receiver.ts). When the room's transfer arrives, its blocks from `from` on are written
+ * into `blocks` (the request's table from that index), and the worker answers kv_arrived.
+ */
+export interface KvExpect {
+  type: 'kv_expect'
+  rid: string
+  trace: TraceCarrier | null
+  room: number
+  /** The request's block table. */
+  blocks: Int32Array
+  /** First block to write: the ones before are the decode instance's own cached prefix. */
+  from: number
+  /** The prompt's tokens in the whole blocks expected: the transfer must carry the same ones. */
+  tokens: Int32Array
+}
+
+/** scheduler → worker: stop waiting for a request's KV (it timed out, was aborted, or was dropped). */
+export interface KvCancel {
+  type: 'kv_cancel'
+  rid: string
+}
+
+/** worker → scheduler: a request's KV arrived and is in its blocks (ok), or came unusable (ok false: it prefills here). */
+export interface KvArrived {
+  type: 'kv_arrived'
+  rid: string
+  ok: boolean
+  /** Why it was refused (ok false), else null. */
+  reason: string | null
+  /** Prompt tokens the prefill instance found in its prefix cache (usage's cached_tokens). */
+  cachedTokens: number
+}
+
+/**
+ * prefill instance's worker → decode instance's worker, over tcp (CURVE with --ipc-secret): a
+ * request's prompt KV, its whole blocks (src/ipc/kv-blocks.ts) in order, each laid out as the
+ * worker's KvBlockStore holds it, [layer*2 + (0 key | 1 value)][kv heads][KV_BLOCK_TOKENS][head dim].
+ */
+export interface KvTransfer {
+  type: 'kv_transfer'
+  room: number
+  /** The prefill worker's context, its prev the prefill_transfer_kv_cache slice (the decode side links to it). */
+  trace: TraceCarrier | null
+  /** The prompt's tokens in those blocks. */
+  tokens: Int32Array
+  numLayers: number
+  numKvHeads: number
+  headDim: number
+  data: Float32Array
+  cachedTokens: number
 }
 
 /** Child → launcher: up and serving. */
@@ -486,6 +568,10 @@ export type Message =
   | RestartProcess
   | TokenizeReq
   | TokenizeOutput
+  | KvExpect
+  | KvCancel
+  | KvArrived
+  | KvTransfer
 
 export type MessageType = Message['type']
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>

@@ -43,6 +43,12 @@ const TRACE_CARRIERS = {
   reset: null,
   tokenize: null,
   tokenize_out: null,
+  // The decode instance's worker opens its part of the trace when it starts waiting for the KV.
+  kv_expect: one,
+  kv_cancel: null,
+  kv_arrived: null,
+  // Carries the prefill worker's context as built at the send (not the channel's).
+  kv_transfer: null,
 } satisfies { [T in MessageType]: Slots<T> }
 
 /**

@@ -21,6 +21,12 @@
  * first chunk starts there), and a prompt joins the cache once prefilled, staying there after its
  * request finishes.
  *
+ * Prefill/decode disaggregation (decode instance): a request with a bootstrap room is admitted as
+ * any other (its KV blocks allocated), then waits out of the batch until the prefill instance's KV is
+ * in its blocks (the worker answers kv_arrived); its first chunk then starts past the KV transferred
+ * (under one block, the last prompt token at least). A wait past --disaggregation-transfer-timeout,
+ * or KV the worker refused, and it prefills here like any request.
+ *
  * Fairness (./fairness.ts): admission takes the waiting client with the least virtual token
  * counter, and when more sequences are admitted than the batch holds, each step's slots are split
  * fairly between clients. With one client, first come, first served.
@@ -33,6 +39,7 @@ import type {
   ForwardBatch,
   ForwardBatchOutput,
   GrammarReady,
+  KvArrived,
   PrefillEntry,
   ReqError,
   TokenizedGenerateReqInput,
@@ -41,6 +48,8 @@ import { clientOf, VirtualTokenCounter } from './fairness.ts'
 import { KvSpace } from './kv-space.ts'
 import { WaitingQueue } from './queue.ts'
 import type { SchedRequest } from './request.ts'
+import { transferredTokens } from '../ipc/kv-blocks.ts'
+import { KV_BLOCK_TOKENS } from '../ipc/kv-blocks.ts'
 import type { ErrorCode } from '../errors.ts'
 import type { OutputConstraint } from '../structured-output/constraint.ts'
 
@@ -64,6 +73,8 @@ export interface LoopLimits {
   heavyClientStepSize?: number
   /** Keep finished prompts' KV and start new requests from the longest cached prefix (default off). */
   prefixCache?: boolean
+  /** Decode instance: how long a request waits for its prompt's KV before it prefills here (absent: 30 s). */
+  kvTransferTimeoutMs?: number
 }
 
 /** What the loop tells its process about each request's life, for tracing. */
@@ -73,6 +84,10 @@ export interface LoopObserver {
   admitted(req: SchedRequest): void
   /** Finished, aborted or failed (reason: null when finished normally). */
   ended(req: SchedRequest, reason: FinishReason | null, error: string | null): void
+  /** Decode instance: admitted, and waiting for its prompt's KV from the prefill instance. */
+  kvWaiting?(req: SchedRequest): void
+  /** Its wait ended: `transferred`, `timeout` or `refused` (it prefills here). */
+  kvWaited?(req: SchedRequest, outcome: 'transferred' | 'timeout' | 'refused' | 'aborted'): void
 }
 
 export interface LoopIo {
@@ -87,6 +102,11 @@ export interface LoopIo {
    * waits out of the queue until grammarReady() (vLLM's WAITING_FOR_FSM). Absent: no wait.
    */
   grammar?: { prepare(rid: string, constraint: OutputConstraint): void; cancel(rid: string): void }
+  /**
+   * Decode instance: the worker that receives prefill instances' KV (src/worker/kv-receiver.ts). A
+   * request with a bootstrap room waits for it. Absent: such a request prefills here.
+   */
+  kv?: { expect(rid: string, trace: SchedRequest['trace'], room: number, blocks: Int32Array, from: number, tokens: Int32Array): void; cancel(rid: string): void }
   /** Observes each step as it is sent (debug logging). */
   onStep?(batch: ForwardBatch, waiting: number): void
   observer?: LoopObserver
@@ -109,6 +129,8 @@ export class SchedulerLoop {
   private prefilling: SchedRequest[] = []
   /** Requests decoding, in admission order. */
   private decoding = new Map<string, SchedRequest>()
+  /** Decode instance: admitted requests waiting for their prompt's KV, with the timer that stops the wait. */
+  private readonly transferring = new Map<string, { req: SchedRequest; timer: NodeJS.Timeout }>()
   private release: string[] = []
   /** Requests whose grammar is compiling, out of the queue until it is ready. */
   private readonly compiling = new Map<string, SchedRequest>()
@@ -131,7 +153,7 @@ export class SchedulerLoop {
   }
 
   get running(): number {
-    return this.prefilling.length + this.decoding.size
+    return this.prefilling.length + this.decoding.size + this.transferring.size
   }
 
   private batchSizes: number[] = []
@@ -168,7 +190,21 @@ export class SchedulerLoop {
       return
     }
     const now = performance.now()
-    const req: SchedRequest = { ...msg, prefilled: 0, generated: 0, scheduled: 0, lastToken: -1, reserved, kv: null, cachedTokens: 0, enqueuedAt: now, admittedAt: 0, prefillMs: 0, decodeMs: 0 }
+    const req: SchedRequest = {
+      ...msg,
+      prefilled: 0,
+      generated: 0,
+      scheduled: 0,
+      lastToken: -1,
+      reserved,
+      kv: null,
+      cachedTokens: 0,
+      firstChunk: 0,
+      enqueuedAt: now,
+      admittedAt: 0,
+      prefillMs: 0,
+      decodeMs: 0,
+    }
     const constraint = msg.sampling.constraint
     if (constraint && this.io.grammar) {
       if (this.waiting.length + this.compiling.size >= this.waiting.capacity) {
@@ -229,10 +265,52 @@ export class SchedulerLoop {
     if (this.take(rid, 'abort', null)) this.kick()
   }
 
+  /** Decode instance: a waiting request's KV is in its blocks (ok), or came unusable: it prefills, from past the KV or from the start. */
+  kvArrived(msg: KvArrived): void {
+    const waiting = this.transferring.get(msg.rid)
+    if (!waiting) return
+    const { req } = waiting
+    this.endWait(req, msg.ok ? 'transferred' : 'refused')
+    if (msg.ok) {
+      req.firstChunk = req.prefilled = transferredTokens(req.inputIds.length)
+      req.cachedTokens = msg.cachedTokens
+    }
+    this.prefilling.push(req)
+    this.kick()
+  }
+
+  private endWait(req: SchedRequest, outcome: 'transferred' | 'timeout' | 'refused' | 'aborted'): void {
+    clearTimeout(this.transferring.get(req.rid)!.timer)
+    this.transferring.delete(req.rid)
+    this.io.observer?.kvWaited?.(req, outcome)
+  }
+
+  /** Decode instance: the request waits for its KV, or null when none would come (nothing to transfer past its own cached prefix). */
+  private waitForKv(req: SchedRequest): boolean {
+    const kv = this.io.kv
+    const bootstrap = req.bootstrap
+    if (kv === undefined || bootstrap === undefined || bootstrap.host !== null || req.kv === null) return false
+    const whole = transferredTokens(req.inputIds.length)
+    if (whole <= req.kv.cached) return false
+    const timer = setTimeout(() => {
+      if (!this.transferring.has(req.rid)) return
+      this.endWait(req, 'timeout')
+      this.io.kv?.cancel(req.rid)
+      this.prefilling.push(req)
+      this.kick()
+    }, this.limits.kvTransferTimeoutMs ?? 30_000)
+    this.transferring.set(req.rid, { req, timer })
+    this.io.observer?.kvWaiting?.(req)
+    kv.expect(req.rid, req.trace, bootstrap.room, req.kv.blocks, req.kv.cached / KV_BLOCK_TOKENS, req.inputIds.subarray(0, whole))
+    return true
+  }
+
   /** A peer process died: everything in flight was failed by the launcher. */
   reset(): void {
-    const all = [...this.compiling.values(), ...this.waiting.clear(), ...this.prefilling, ...this.decoding.values()]
+    const all = [...this.compiling.values(), ...this.waiting.clear(), ...this.prefilling, ...this.decoding.values(), ...[...this.transferring.values()].map((w) => w.req)]
     this.compiling.clear()
+    for (const w of this.transferring.values()) clearTimeout(w.timer)
+    this.transferring.clear()
     for (const req of all) this.io.observer?.ended(req, 'error', 'a server process failed')
     this.prefilling = []
     this.decoding.clear()
@@ -334,12 +412,12 @@ export class SchedulerLoop {
       if (kv === null) break
       this.waiting.take(next)
       next.kv = kv
-      next.prefilled = kv.cached
+      next.prefilled = next.firstChunk = kv.cached
       next.cachedTokens = kv.cached
       next.admittedAt = performance.now()
       this.fairness.admitted(clientOf(next), next.inputIds.length)
       this.io.observer?.admitted(next)
-      this.prefilling.push(next)
+      if (!this.waitForKv(next)) this.prefilling.push(next)
     }
     // More admitted than the step holds (several clients): this step's slots, split fairly.
     const stepSlots = this.stepSlots()
@@ -355,7 +433,7 @@ export class SchedulerLoop {
       const take = Math.min(tokenBudget, req.inputIds.length - req.prefilled)
       const start = req.prefilled
       const last = start + take === req.inputIds.length
-      const first = start === req.kv!.cached
+      const first = start === req.firstChunk
       const entry: PrefillEntry = {
         rid: req.rid,
         trace: first ? req.trace : null,
@@ -365,6 +443,11 @@ export class SchedulerLoop {
         sampling: first ? req.sampling : null,
       }
       if (first) entry.blocks = req.kv!.blocks
+      // Prefill instance: the prompt's KV goes to the decode instance once this chunk, its last, has run.
+      const target = req.bootstrap
+      if (last && target !== undefined && target.host !== null && target.port !== null) {
+        entry.transfer = { room: target.room, host: target.host, port: target.port, tokens: req.inputIds.subarray(0, transferredTokens(req.inputIds.length)), cachedTokens: req.cachedTokens }
+      }
       prefill.push(entry)
       req.prefilled += take
       tokenBudget -= take
@@ -374,9 +457,8 @@ export class SchedulerLoop {
         done++
       }
     }
-    // Prompts complete in admission order, so the ones done are at the front (unless some sat out).
-    if (done > 0 && runs === null) this.prefilling.splice(0, done)
-    else if (done > 0) this.prefilling = this.prefilling.filter((r) => !this.decoding.has(r.rid))
+    // Not always the first ones: some sat out (fairness), or a request whose KV was transferred joined behind longer prompts.
+    if (done > 0) this.prefilling = this.prefilling.filter((r) => !this.decoding.has(r.rid))
     const freeBlocks = this.budget.takeFreed()
     if (prefill.length === 0 && decoders.length === 0 && this.release.length === 0 && freeBlocks.length === 0) return null
     const decodeSteps = prefill.length > 0 ? 1 : steps
@@ -411,7 +493,7 @@ export class SchedulerLoop {
       // A first chunk on no cached prefix loses no KV (the worker could not prepare the request);
       // any other failure means the worker lost KV, perhaps the cache's too.
       const req = this.decoding.get(rid) ?? this.prefilling.find((r) => r.rid === rid)
-      const fresh = req !== undefined && req.cachedTokens === 0 && batch.prefill.some((e) => e.rid === rid && e.sampling !== null)
+      const fresh = req !== undefined && req.kv !== null && req.kv.cached === 0 && batch.prefill.some((e) => e.rid === rid && e.sampling !== null)
       if (!fresh) kvLost = true
       const lost = "the worker lost this request's KV cache"
       if (this.take(rid, 'error', lost)) this.fail(rid, 'SPANSERVE_ERR_UNAVAILABLE', lost)
@@ -453,6 +535,13 @@ export class SchedulerLoop {
 
   /** Remove an admitted request and return its budget; undefined when it is not running. */
   private take(rid: string, reason: FinishReason, error: string | null): SchedRequest | undefined {
+    const waiting = this.transferring.get(rid)?.req
+    if (waiting) {
+      this.endWait(waiting, 'aborted')
+      this.io.kv?.cancel(rid)
+      this.finish(waiting, reason, error)
+      return waiting
+    }
     const i = this.prefilling.findIndex((r) => r.rid === rid)
     const req = i >= 0 ? this.prefilling.splice(i, 1)[0] : this.decoding.get(rid)
     if (req) {

@@ -25,6 +25,7 @@ await runChild('scheduler', async (ctx) => {
       depth: config.tpSize > 1 || config.disableOverlapSchedule ? 1 : 2,
       decodeSteps: config.numContinuousDecodeSteps,
       prefixCache: config.enablePrefixCaching && !config.disableRadixCache,
+      kvTransferTimeoutMs: config.disaggregationTransferTimeout * 1000,
     },
     {
       forward: (batch) => {
@@ -37,6 +38,14 @@ await runChild('scheduler', async (ctx) => {
         cancel: (rid) => workers[0]!.post({ type: 'grammar_cancel', rid }),
       },
       error: (err) => toTokenizer.post(err),
+      // Decode instance: the worker (tp 1) receives prefill instances' KV.
+      kv:
+        config.disaggregationMode === 'decode'
+          ? {
+              expect: (rid, trace, room, blocks, from, tokens) => workers[0]!.post({ type: 'kv_expect', rid, trace, room, blocks, from, tokens }),
+              cancel: (rid) => workers[0]!.post({ type: 'kv_cancel', rid }),
+            }
+          : undefined,
       observer: requestObserver(log),
       onStep: log.isLevelEnabled('debug')
         ? (batch, waiting) =>
@@ -56,6 +65,7 @@ await runChild('scheduler', async (ctx) => {
       // With several TP ranks every rank answers; rank 0's answer carries the sampled tokens.
       forward_out: (msg) => loop.onForwardOutput(msg),
       grammar_ready: (msg) => loop.grammarReady(msg),
+      kv_arrived: (msg) => loop.kvArrived(msg),
       reset: (msg) => {
         log.warn({ reason: msg.reason }, 'dropping all request state')
         for (const w of workers) w.discard()

@@ -15,8 +15,10 @@ export interface SchedRequest extends Omit<TokenizedGenerateReqInput, 'type'> {
   reserved: number
   /** Its KV while admitted: block table, cached prefix, budget charge. */
   kv: KvHold | null
-  /** Prompt tokens found in the prefix cache at admission. */
+  /** Prompt tokens found in the prefix cache at admission (on a decode instance: the prefill instance's). */
   cachedTokens: number
+  /** Where its first prefill chunk starts: its cached prefix, or (decode instance) past the KV transferred. */
+  firstChunk: number
   enqueuedAt: number
   admittedAt: number
   /** Time in the model, summed over the steps this request took part in. */

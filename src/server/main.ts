@@ -12,7 +12,7 @@ import { appOptions } from './http/app-options.ts'
 import { runNodeAgent } from './supervisor/node-agent.ts'
 import { startPipeline } from './supervisor/pipeline.ts'
 import { drainOnSignals, stopOnSignals } from './supervisor/shutdown.ts'
-import { configOrExit, listenOrExit, modelOrExit } from './supervisor/startup.ts'
+import { configOrExit, listenOrExit, modelOrExit, resolveBootstrapPort } from './supervisor/startup.ts'
 
 const config = configOrExit(process.argv.slice(2))
 if (config !== null) {
@@ -27,6 +27,7 @@ if (config !== null) {
     // Not node 0: no HTTP, no tokenizer or scheduler; only this node's workers.
     stopOnSignals(await runNodeAgent(config, endpoints, model, contextLength, log))
   } else {
+    await resolveBootstrapPort(config)
     const pipeline = await startPipeline(config, endpoints, model, contextLength, log)
     // Tail sampling (--trace-keep): the server's verdicts reach every child, batched.
     setTraceVerdictSink((keep, drop) => pipeline.launcher.broadcast({ type: 'trace_verdict', keep, drop }))

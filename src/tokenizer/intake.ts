@@ -102,6 +102,7 @@ export class Intake {
         ignoreEos: req.ignoreEos,
         arrivalMs: req.arrivalMs,
         ...(req.client !== undefined ? { client: req.client } : {}),
+        ...(req.bootstrap !== undefined ? { bootstrap: req.bootstrap } : {}),
       })
       tracing.sliceEnd(req.rid, tracing.SLICE.dpcDispatch)
     } catch (err) {

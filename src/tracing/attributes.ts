@@ -99,6 +99,16 @@ export const SPANSERVE_ROUTER_DECISION = attribute(
 )
 export const SPANSERVE_ROUTER_MATCH_RATE = attribute('spanserve.router.match_rate', '`router_request`', "the share of the prompt's text the chosen instance was sent before (0 to 1)")
 export const SPANSERVE_ROUTER_ATTEMPTS = attribute('spanserve.router.attempts', '`router_request`', 'attempts made, when more than one (a retry on another instance)')
+export const SPANSERVE_ROUTER_PREFILL_INSTANCE = attribute(
+  'spanserve.router.prefill_instance',
+  '`Bootstrap Room 0x…` (router)',
+  "prefill/decode disaggregation: the URL of the prefill instance the pair's prefill request was sent to (the last, after a retry); `spanserve.router.instance` names the decode instance",
+)
+export const SPANSERVE_BOOTSTRAP_ROOM = attribute(
+  'spanserve.bootstrap_room',
+  '`Bootstrap Room 0x…` (router)',
+  "prefill/decode disaggregation: the bootstrap room, the integer under which the prefill instance sends a prompt's KV to the decode instance (the span name has it in hex, as SGLang's)",
+)
 export const SPANSERVE_TP_RANK = attribute('spanserve.tp_rank', 'thread spans, resource', 'tensor-parallel rank, where there is one')
 export const SPANSERVE_DP_PREFIX_MATCH_TOKENS = attribute(
   'spanserve.dp.prefix_match_tokens',
@@ -122,6 +132,18 @@ export const SPANSERVE_PREFILL_CACHED_TOKENS = attribute(
   'spanserve.prefill.cached_tokens',
   '`prefill_forward`, `chunked_prefill`',
   'prompt tokens the sequence started from in the prefix cache (not prefilled)',
+)
+/** Prefill/decode disaggregation: what crossed between instances, and how the decode side's wait ended. */
+export const SPANSERVE_KV_TRANSFER_BLOCKS = attribute(
+  'spanserve.kv_transfer.blocks',
+  '`prefill_transfer_kv_cache`, `decode_transferred`',
+  'whole KV blocks of the prompt sent (prefill side) or written (decode side: those past its own cached prefix)',
+)
+export const SPANSERVE_KV_TRANSFER_BYTES = attribute('spanserve.kv_transfer.bytes', '`prefill_transfer_kv_cache`', 'bytes of KV data sent')
+export const SPANSERVE_KV_TRANSFER_OUTCOME = attribute(
+  'spanserve.kv_transfer.outcome',
+  '`decode_waiting`, `prefill_transfer_kv_cache`',
+  '`transferred`; or why the decode instance prefills the prompt itself: `timeout`, `refused` (the KV did not match its prompt or model); on the prefill side `sent`, or `dropped` (the decode instance is not taking transfers)',
 )
 export const SPANSERVE_PREFILL_PREFILL_TOKENS = attribute(
   'spanserve.prefill.prefill_tokens',

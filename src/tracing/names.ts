@@ -28,6 +28,28 @@ export const SLICES = {
     process: 'worker',
     what: "a constrained request's grammar (JSON schema, regex, choice, EBNF or tool calls) compiled against the vocabulary, or found in the cache, before its prefill",
   },
+  // Prefill/decode disaggregation: SGLang's slice names, on each side of a bootstrap room.
+  prefillBootstrap: { name: 'prefill_bootstrap', level: 1, process: 'worker', what: "prefill instance: finding (or connecting) the decode instance's KV socket for the request's bootstrap room" },
+  prefillTransferKvCache: {
+    name: 'prefill_transfer_kv_cache',
+    level: 1,
+    process: 'worker',
+    what: "prefill instance: the prompt's whole KV blocks copied out and queued to the decode instance; the decode side's decode_transferred links to it",
+  },
+  decodePrepare: { name: 'decode_prepare', level: 1, process: 'scheduler', what: "decode instance: queue time until the request's KV blocks are allocated (prefill_waiting's place)" },
+  decodeBootstrap: { name: 'decode_bootstrap', level: 1, process: 'worker', what: "decode instance: the worker registers the request's bootstrap room (taking its KV if it came first)" },
+  decodeWaiting: {
+    name: 'decode_waiting',
+    level: 1,
+    process: 'scheduler',
+    what: "decode instance: from the KV blocks' allocation until the prefill instance's KV is in them, or --disaggregation-transfer-timeout passed and the request prefills here",
+  },
+  decodeTransferred: {
+    name: 'decode_transferred',
+    level: 1,
+    process: 'worker',
+    what: "decode instance: the prefill instance's KV blocks written into the request's own, linked to the prefill side's prefill_transfer_kv_cache",
+  },
   detokenize: { name: 'detokenize', level: 3, process: 'tokenizer', what: 'one batch of new token ids to text, one slice per request in it' },
 } as const satisfies Record<string, SliceDoc>
 

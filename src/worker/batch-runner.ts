@@ -148,7 +148,7 @@ export abstract class HeldSequences<S extends HeldSequence> {
   protected readonly seqs = new Map<string, S>()
   protected readonly blocks: SequenceBlocks
 
-  constructor(protected readonly shape: KvShape) {
+  constructor(readonly shape: KvShape) {
     this.blocks = new SequenceBlocks(new KvBlockStore(shape))
   }
 
@@ -182,6 +182,23 @@ export abstract class HeldSequences<S extends HeldSequence> {
   /** KV blocks held: the live sequences' and the prefix cache's. */
   heldBlocks(): number {
     return this.blocks.store.size
+  }
+
+  /** The data of the first `count` blocks of a sequence held here (null: not held, or fewer blocks). */
+  exportBlocks(rid: string, count: number): Float32Array | null {
+    const seq = this.seqs.get(rid)
+    if (seq === undefined || seq.kv.length < count * KV_BLOCK_TOKENS) return null
+    return this.blocks.store.copyOut(seq.kv.table.slice(0, count))
+  }
+
+  /** Writes blocks another instance sent (exportBlocks' layout) into the scheduler's `ids`, from index `from` on. */
+  importBlocks(ids: Int32Array, data: Float32Array, from: number): void {
+    this.blocks.store.copyIn(ids, data, from)
+  }
+
+  /** Floats of one KV block here: what a transfer's data must be a multiple of. */
+  get blockFloats(): number {
+    return this.blocks.store.blockFloats
   }
 }
 

@@ -27,7 +27,8 @@ export class KvBlockStore {
   private present = new Uint8Array(0)
   private held = 0
   private readonly own = new Map<number, Float32Array>()
-  private readonly blockFloats: number
+  /** Floats of one block's data. */
+  readonly blockFloats: number
 
   constructor(readonly shape: KvShape) {
     this.blockFloats = shape.numLayers * 2 * shape.numKvHeads * BT * shape.headDim
@@ -69,6 +70,27 @@ export class KvBlockStore {
   /** Where the block's data starts in `data(id)`. */
   offset(id: number): number {
     return id < 0 ? 0 : (id % SLAB_BLOCKS) * this.blockFloats
+  }
+
+  /** Copies of these blocks' data, one after the other (a prompt's KV leaving for a decode instance). */
+  copyOut(ids: ArrayLike<number>): Float32Array {
+    const n = this.blockFloats
+    const out = new Float32Array(ids.length * n)
+    for (let j = 0; j < ids.length; j++) {
+      const id = ids[j]!
+      const at = this.offset(id)
+      out.set(this.data(id).subarray(at, at + n), j * n)
+    }
+    return out
+  }
+
+  /** Writes blocks' data as copyOut() gave it: block j of `data` into `ids[j]`, for j from `from` on. */
+  copyIn(ids: ArrayLike<number>, data: Float32Array, from: number): void {
+    const n = this.blockFloats
+    for (let j = from; j < ids.length; j++) {
+      const id = ids[j]!
+      this.data(id).set(data.subarray(j * n, (j + 1) * n), this.offset(id))
+    }
   }
 
   /** The scheduler freed these blocks: they hold nothing now (an id given out again is written before it is read). */

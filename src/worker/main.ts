@@ -10,6 +10,9 @@ import { StepLoop } from './step.ts'
 import { closeGrammars, compileFor, configureGrammar, grammarPrepare, grammarStats, releaseAllGrammars, releaseGrammar } from './grammar.ts'
 import { initialOldSpaceMb } from './heap-limit.ts'
 import { faultFor } from './fault-injection.ts'
+import { tcpAddress } from '../ipc/kv-blocks.ts'
+import { KvReceiver } from './kv-receiver.ts'
+import { KvSender } from './kv-sender.ts'
 
 await runChild('worker', async (ctx) => {
   const { dpRank, tpRank, log, config } = ctx
@@ -17,7 +20,20 @@ await runChild('worker', async (ctx) => {
   ctx.onShutdown(close)
   configureGrammar({ threads: config.grammarThreads, compileTimeoutMs: config.grammarCompileTimeout * 1000, threadMemoryBytes: config.grammarThreadMemory * 2 ** 20 })
   const toScheduler = new Outbox(ctx.endpoints.schedulers[dpRank]!)
-  const steps = new StepLoop(runner, toScheduler, tpRank, { prepare: grammarPrepare(tpRank), released: releaseGrammar })
+  // Prefill/decode disaggregation: a prefill instance's worker sends prompts' KV, a decode instance's receives it.
+  const sender = config.disaggregationMode === 'prefill' ? new KvSender(runner, log) : null
+  const steps = new StepLoop(runner, toScheduler, tpRank, { prepare: grammarPrepare(tpRank), released: releaseGrammar, transfer: sender ? (entry) => sender.send(entry) : undefined })
+  const receiver =
+    config.disaggregationMode === 'decode'
+      ? new KvReceiver(tcpAddress(config.host, config.disaggregationBootstrapPort), {
+          runner,
+          toScheduler,
+          log,
+          serialize: (task) => steps.after(task),
+          holdMs: config.disaggregationTransferTimeout * 1000,
+          maxHeld: 64,
+        })
+      : null
   const inbox = new Inbox(
     ctx.endpoints.workers[dpRank]![tpRank]!,
     {
@@ -27,8 +43,11 @@ await runChild('worker', async (ctx) => {
       },
       reset: () => {
         steps.reset()
+        receiver?.reset()
         releaseAllGrammars()
       },
+      kv_expect: (msg) => receiver?.expect(msg),
+      kv_cancel: (msg) => receiver?.cancel(msg.rid),
       grammar_prepare: (msg) => {
         void compileFor(ctx.model, msg.rid, msg.constraint).then((v) => {
           if (!v.ok) log.info({ rid: msg.rid, code: v.code, reason: v.message }, 'grammar refused')
@@ -40,6 +59,7 @@ await runChild('worker', async (ctx) => {
     (err) => log.error({ err }, 'bad message'),
   )
   await inbox.bind()
+  const bootstrap = receiver ? await receiver.bind() : null
   ctx.reportStats(() => {
     const grammar = grammarStats()
     return {
@@ -50,8 +70,17 @@ await runChild('worker', async (ctx) => {
   })
   ctx.onShutdown(() => {
     inbox.close()
+    receiver?.close()
+    sender?.close()
     toScheduler.close()
     void closeGrammars()
   })
-  ctx.toServer.post({ type: 'ready', role: 'worker', dpRank, tpRank, pid: process.pid, detail: { provider, cpu_mem_arena: ctx.config.cpuMemArena, initial_old_space_mb: initialOldSpaceMb() } })
+  ctx.toServer.post({
+    type: 'ready',
+    role: 'worker',
+    dpRank,
+    tpRank,
+    pid: process.pid,
+    detail: { provider, cpu_mem_arena: ctx.config.cpuMemArena, initial_old_space_mb: initialOldSpaceMb(), ...(bootstrap ? { kv_bootstrap: bootstrap } : {}) },
+  })
 })

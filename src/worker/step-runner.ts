@@ -3,6 +3,7 @@
  * (runner.ts) or one tensor-parallel rank's shard (tp/runner.ts). Both declare `implements StepRunner`.
  */
 import type { PrefillEntry, TokenLogprobs } from '../ipc/messages.ts'
+import type { KvShape } from './kv-cache.ts'
 
 /** What a step returns that the loop reads. */
 export interface StepTokens {
@@ -31,4 +32,10 @@ export interface StepRunner {
   cachedTokens(): number
   /** The logprobs of the oldest token sampled for `rid` and not yet taken (null: it asked for none). */
   takeLogprobs(rid: string): TokenLogprobs | null
+  /** Prefill/decode disaggregation: a sequence's first blocks copied out, and blocks written from another instance. */
+  exportBlocks(rid: string, count: number): Float32Array | null
+  importBlocks(ids: Int32Array, data: Float32Array, from: number): void
+  readonly blockFloats: number
+  /** The KV layout a transfer must match. */
+  readonly shape: KvShape
 }

@@ -18,6 +18,8 @@ export interface StepLoopOptions {
   prepare?: (entry: PrefillEntry) => Promise<boolean> | true
   /** A sequence left (finished, aborted, or dropped by a reset): what prepare readied for it can go. */
   released?: (rid: string) => void
+  /** A prefill instance's last chunk that carries a transfer has run: its prompt's KV goes to the decode instance (kv-sender.ts). */
+  transfer?: (entry: PrefillEntry) => void
 }
 
 interface PrefillSlice {
@@ -59,6 +61,11 @@ export class StepLoop {
     this.chain = this.chain.then(() => this.run(batch)).then(() => this.armTrim())
   }
 
+  /** Runs `task` once every step received before it has run (KV written into blocks those steps may free). */
+  after(task: () => void): void {
+    this.chain = this.chain.then(task)
+  }
+
   private armTrim(): void {
     if (this.runner.size > 0 || this.idleTrim) return
     this.idleTrim = setTimeout(() => {
@@ -98,6 +105,7 @@ export class StepLoop {
     let allReduceMs = 0
     const traced = tracing.isTracingEnabled()
     const prefillSlices: PrefillSlice[] = []
+    const transfers: PrefillEntry[] = []
     const t0 = performance.now()
     for (const entry of batch.prefill) {
       // A chunk of a sequence this worker lost (it restarted), or a cached prefix it no longer holds.
@@ -123,6 +131,7 @@ export class StepLoop {
         prefillSlices.push({ entry, cached, startNs: s0, endNs: tracing.nowNs(), reduced })
       }
       if (entry.last) {
+        if (entry.transfer) transfers.push(entry)
         rids.push(entry.rid)
         tokens.push(first[0]!)
         const lp = runner.takeLogprobs(entry.rid)
@@ -160,6 +169,8 @@ export class StepLoop {
     // The slices go to the tracing thread (and its span journal) before the tokens leave: a kill
     // right after a token was delivered then rarely loses the slice that made it.
     recordSlices(batch.step, prefillSlices, decodable, decodeSlices)
+    // Before the tokens: the decode instance waits on the KV; the client here only on one token.
+    for (const entry of transfers) this.options.transfer?.(entry)
     this.toScheduler.post(out)
   }
 }

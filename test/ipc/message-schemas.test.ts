@@ -85,6 +85,10 @@ const SAMPLES: { [T in MessageType]: MessageOf<T> } = {
   trace_dumped: { type: 'trace_dumped', role: 'worker', dpRank: 0, tpRank: 1, pid: 4242, id: 3, traces: 2, spans: 57 },
   group_state: { type: 'group_state', dpRank: 1, up: false, reason: 'worker died' },
   reset: { type: 'reset', reason: 'worker died' },
+  kv_expect: { type: 'kv_expect', rid: 'r1', trace, room: 2 ** 52 + 7, blocks: Int32Array.of(4, 5, 6), from: 1, tokens: Int32Array.from({ length: 32 }, (_, i) => i) },
+  kv_cancel: { type: 'kv_cancel', rid: 'r1' },
+  kv_arrived: { type: 'kv_arrived', rid: 'r1', ok: false, reason: 'the prompt differs', cachedTokens: 16 },
+  kv_transfer: { type: 'kv_transfer', room: 9, trace: null, tokens: Int32Array.of(1, 2), numLayers: 1, numKvHeads: 1, headDim: 2, data: Float32Array.of(0.5, -1, 2, 3), cachedTokens: 0 },
 }
 
 const kinds = Object.keys(SAMPLES) as MessageType[]

@@ -70,7 +70,11 @@ export class ResumableRequest {
     if (this.attempt === 0) return this.req
     const link = this.resumedFrom
     const trace = link !== null && this.req.trace !== null ? { ...this.req.trace, links: [link] } : this.req.trace
-    return { ...this.req, rid: this.pipelineRid, trace, resumeIds: this.outputIds.length > 0 ? this.outputIds : undefined }
+    const next: GenerateReqInput = { ...this.req, rid: this.pipelineRid, trace, resumeIds: this.outputIds.length > 0 ? this.outputIds : undefined }
+    // On a decode instance the room's KV went with the dead process: the resumed attempt prefills here.
+    // A prefill instance's attempt sends its KV again (the decode instance takes the first that comes).
+    if (next.bootstrap?.host === null) delete next.bootstrap
+    return next
   }
 
   /** A process of the running attempt (its key) exported this slice of it: the latest wins. */

@@ -7,6 +7,7 @@ import type { AppOptions } from './app.ts'
 import type { Pipeline } from '../supervisor/pipeline.ts'
 import type { ToolCallParserName } from './tool-calls/parsers.ts'
 import type { ReasoningParserName } from './reasoning/parsers.ts'
+import type { DisaggregationMode } from './generation/disaggregation.ts'
 
 export function appOptions(config: Config, model: ModelInfo, contextLength: number, pipeline: Pipeline, isShuttingDown: () => boolean, log: Logger): AppOptions {
   const { engine, metrics, launcher } = pipeline
@@ -38,6 +39,8 @@ export function appOptions(config: Config, model: ModelInfo, contextLength: numb
       prefixCache: !config.disableRadixCache && config.enablePrefixCaching,
       toolCallParser: config.toolCallParser as ToolCallParserName,
       reasoningParser: config.reasoningParser as ReasoningParserName,
+      disaggregationMode: config.disaggregationMode as DisaggregationMode,
+      bootstrapPort: config.disaggregationBootstrapPort,
       metrics,
     },
     contextLength,

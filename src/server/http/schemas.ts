@@ -9,6 +9,22 @@
 import { samplingFieldSchemas, type SamplingFields } from '../../sampling/body.ts'
 import { constraintFieldSchemas } from './structured-output/request.ts'
 
+/**
+ * SGLang's prefill/decode fields, which the router sets (generation/disaggregation.ts): the room that
+ * pairs a request's prefill and decode instances, and the decode instance's KV address.
+ */
+export const bootstrapFieldSchemas = {
+  bootstrap_host: { type: ['string', 'null'], minLength: 1, maxLength: 253 },
+  bootstrap_port: { type: ['integer', 'null'], minimum: 1, maximum: 65535 },
+  bootstrap_room: { type: ['integer', 'null'], minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+} as const
+
+export interface BootstrapFields {
+  bootstrap_host?: string | null
+  bootstrap_port?: number | null
+  bootstrap_room?: number | null
+}
+
 const samplingProperties = {
   model: { type: 'string', maxLength: 256 },
   max_tokens: { type: ['integer', 'null'], minimum: 1, maximum: 1_000_000 },
@@ -32,6 +48,7 @@ const samplingProperties = {
   ...samplingFieldSchemas,
   // Structured output: response_format, guided_json/_regex/_choice/_grammar, structured_outputs (src/structured-output/ and src/server/http/structured-output/).
   ...constraintFieldSchemas,
+  ...bootstrapFieldSchemas,
 } as const
 
 export const completionBody = {
@@ -150,7 +167,7 @@ export const chatBody = {
   },
 } as const
 
-export interface SamplingBody extends SamplingFields {
+export interface SamplingBody extends SamplingFields, BootstrapFields {
   model: string
   max_tokens?: number | null
   stop?: string | string[] | null

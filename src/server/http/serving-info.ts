@@ -3,6 +3,7 @@ import type { SamplingDefaults } from '../../sampling/defaults.ts'
 import type { ServerMetrics } from '../engine-client/metrics.ts'
 import type { ToolCallParserName } from './tool-calls/parsers.ts'
 import type { ReasoningParserName } from './reasoning/parsers.ts'
+import type { DisaggregationMode } from './generation/disaggregation.ts'
 
 export interface ServingInfo {
   modelName: string
@@ -27,6 +28,10 @@ export interface ServingInfo {
   prefixCache: boolean
   /** --tool-call-parser (absent: hermes). */
   toolCallParser?: ToolCallParserName
+  /** --disaggregation-mode (absent: null, co-located). */
+  disaggregationMode?: DisaggregationMode
+  /** Decode instance: the port where prefill instances send KV (--disaggregation-bootstrap-port, resolved). */
+  bootstrapPort?: number
   /** --reasoning-parser (absent: none). */
   reasoningParser?: ReasoningParserName
 }

@@ -11,6 +11,7 @@ import { ensureModel } from '../../model/build.ts'
 import { ensureShards } from '../../model/tp/shard-cache.ts'
 import { readModelInfo, type ModelInfo } from '../../model/load.ts'
 import type { FastifyInstance } from 'fastify'
+import { createServer, type AddressInfo } from 'node:net'
 import type { Pipeline } from './pipeline.ts'
 
 /** The configuration, or null after printing --help. A bad flag exits 2 with its message. */
@@ -58,4 +59,20 @@ export async function listenOrExit(app: FastifyInstance, config: Config, pipelin
   }
   const address = app.server.address()
   return typeof address === 'object' && address ? address.port : config.port
+}
+
+/**
+ * A decode instance's bootstrap port of 0 becomes a free port now, before any child starts: its
+ * worker binds it, and keeps it across restarts, and GET /health reports it to the router.
+ */
+export async function resolveBootstrapPort(config: Config): Promise<void> {
+  if (config.disaggregationMode !== 'decode' || config.disaggregationBootstrapPort !== 0) return
+  config.disaggregationBootstrapPort = await new Promise<number>((resolve, reject) => {
+    const probe = createServer()
+    probe.once('error', reject)
+    probe.listen(0, config.host, () => {
+      const port = (probe.address() as AddressInfo).port
+      probe.close(() => resolve(port))
+    })
+  })
 }

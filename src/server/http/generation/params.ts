@@ -15,6 +15,8 @@ import type { ServingInfo } from '../serving-info.ts'
 import type { GenerationAsk } from './ask.ts'
 import { checkAsk, checkModel } from './checks.ts'
 import type { LogprobsKind } from './logprobs.ts'
+import type { Bootstrap } from '../../../ipc/messages.ts'
+import { bootstrapOf } from './disaggregation.ts'
 
 export interface GenerationParams {
   /** Per sequence of a prompt: sequence j of a seeded request draws from seed + j (vLLM's); all else is alike. */
@@ -41,18 +43,22 @@ export interface GenerationParams {
   readonly skipSpecialTokens: boolean
   /** Streamed, and where the stream carries usage; null: answered whole. */
   readonly stream: { readonly includeUsage: boolean; readonly continuousUsage: boolean } | null
+  /** Prefill/decode disaggregation: the request's room (disaggregation.ts); null: co-located. */
+  readonly bootstrap: Bootstrap | null
 }
 
 /** Throws (a 4xx for the error handler) on what the request may not ask. */
 export async function generationParams(ask: GenerationAsk, info: ServingInfo): Promise<GenerationParams> {
   const echoOnly = ask.maxTokens === 0
-  const maxTokens = echoOnly ? 1 : (ask.maxTokens ?? ask.defaultMaxTokens)
+  const perPrompt = Math.max(ask.n, ask.bestOf ?? 1)
+  const bootstrap = bootstrapOf(ask.body, info.disaggregationMode ?? 'null', perPrompt)
+  // A prefill instance computes the prompt's KV and samples the first token; decode does the rest.
+  const maxTokens = echoOnly || bootstrap?.host != null ? 1 : (ask.maxTokens ?? ask.defaultMaxTokens)
   checkAsk(ask, maxTokens, info)
   // Structured output: a malformed constraint is a 400 before anything is queued.
   const constraint = await outputConstraint(ask.body as ConstraintRequest)
   checkModel(ask.body, info)
   const logprobs = ask.logprobs ? Object.freeze({ kind: ask.logprobsKind, top: ask.topLogprobs ?? 0 }) : null
-  const perPrompt = Math.max(ask.n, ask.bestOf ?? 1)
   const first = samplingOf(ask.body, info.defaults, constraint)
   // The worker computes logprobs only when needed: asked, best_of's ranking, or echo (the prompt's
   // tokens back, for a token-id prompt its text; with logprobs, their scores too).
@@ -74,6 +80,7 @@ export async function generationParams(ask: GenerationAsk, info: ServingInfo): P
     echoOnly,
     skipSpecialTokens: ask.keepSpecialTokens !== true,
     stream: ask.body.stream ? Object.freeze({ includeUsage, continuousUsage: includeUsage && so?.continuous_usage_stats === true }) : null,
+    bootstrap: bootstrap && Object.freeze(bootstrap),
   })
 }
 

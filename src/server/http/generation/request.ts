@@ -62,6 +62,7 @@ export function buildRequest(
     stop: [...params.stop],
     ignoreEos: params.ignoreEos,
     ...(params.skipSpecialTokens ? {} : { skipSpecialTokens: false }),
+    ...(params.bootstrap ? { bootstrap: { ...params.bootstrap } } : {}),
     arrivalMs: Date.now(),
     client,
   }

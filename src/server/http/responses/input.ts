@@ -69,5 +69,8 @@ export function chatEquivalent(body: ResponsesBody, messages: ChatMessage[]): Ch
     // Read by the output constraint (src/server/http/structured-output/request.ts).
     ...(responseFormat ? { response_format: responseFormat } : {}),
     ...(structured !== null ? { structured_outputs: structured } : {}),
+    bootstrap_host: body.bootstrap_host ?? null,
+    bootstrap_port: body.bootstrap_port ?? null,
+    bootstrap_room: body.bootstrap_room ?? null,
   } as ChatBody
 }

@@ -5,6 +5,7 @@
  */
 import { samplingFieldSchemas } from '../../../sampling/body.ts'
 import { constraintFieldSchemas } from '../structured-output/request.ts'
+import { bootstrapFieldSchemas, type BootstrapFields } from '../schemas.ts'
 
 const functionName = { type: 'string', pattern: '^[a-zA-Z0-9_.:-]{1,64}$' } as const
 
@@ -95,6 +96,7 @@ export const responsesBody = {
     safety_identifier: { type: ['string', 'null'], maxLength: 256 },
     // Background runs need a job store: only the default.
     background: { enum: [false, null] },
+    ...bootstrapFieldSchemas,
   },
 } as const
 
@@ -130,7 +132,7 @@ export interface ResponsesFormat {
   strict?: boolean | null
 }
 
-export interface ResponsesBody {
+export interface ResponsesBody extends BootstrapFields {
   model: string
   input: string | ResponsesItem[]
   instructions?: string | null
