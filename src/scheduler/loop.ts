@@ -446,6 +446,8 @@ export class SchedulerLoop {
       // Prefill instance: the prompt's KV goes to the decode instance once this chunk, its last, has run.
       const target = req.bootstrap
       if (last && target !== undefined && target.host !== null && target.port !== null) {
+        // Its trace context too (a last chunk has none otherwise): the KV carries it to the decode side.
+        entry.trace = req.trace
         entry.transfer = { room: target.room, host: target.host, port: target.port, tokens: req.inputIds.subarray(0, transferredTokens(req.inputIds.length)), cachedTokens: req.cachedTokens }
       }
       prefill.push(entry)

@@ -2,6 +2,7 @@
  * Starts and stops the OpenTelemetry SDK of one spanserve process: resource, sampler, bounded
  * batch export, exporter, and the global registrations @fastify/otel relies on.
  */
+import { PresetIdGenerator } from './preset-ids.ts'
 import { hostname } from 'node:os'
 import { context, propagation, trace } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
@@ -107,6 +108,7 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
     resource,
     sampler,
     spanLimits: { attributeValueLengthLimit: opts.attributeValueLengthLimit },
+    idGenerator: new PresetIdGenerator(),
     spanProcessors: [entry],
   })
 

@@ -3,6 +3,7 @@
  * contexts of the requests it is working on: request → thread span → slices.
  * Every method is a no-op for a rid it does not trace (unsampled, never started, finished).
  */
+import { presetSpanId } from './preset-ids.ts'
 import { ROOT_CONTEXT, SpanStatusCode, context as apiContext, trace as apiTrace, type Attributes, type Context, type HrTime, type Link, type Span, type SpanContext } from '@opentelemetry/api'
 import {
   SPANSERVE_ABORT_REASON,
@@ -196,7 +197,9 @@ export class ThreadTracer implements TraceCalls {
     if (!runtime.enabled) return
     const rc = this.reqs.get(rid)
     if (rc === undefined || rc.thread === undefined) return
+    presetSpanId(opts?.spanId)
     this.openSlice(rc, sliceName(slice), sliceLevel(slice, opts?.level, 1), optionalHrTime(opts?.ts), opts?.attributes)
+    presetSpanId(undefined)
   }
 
   /**

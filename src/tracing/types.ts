@@ -84,6 +84,8 @@ export interface ReqFinishOptions {
 export interface SliceStartOptions {
   /** Recorded only when level <= the current trace level; default: the declared slice's own, else 1. */
   level?: TraceLevel
+  /** The slice's span id, chosen by the caller to name it to another process (preset-ids.ts); default: random. */
+  spanId?: string
   attributes?: Attributes
   ts?: number
 }

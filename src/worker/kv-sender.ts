@@ -36,30 +36,23 @@ export class KvSender {
       this.outboxes.set(address, outbox)
     }
     tracing.sliceEnd(rid, tracing.SLICE.prefillBootstrap)
-    tracing.sliceStart(rid, tracing.SLICES.prefillTransferKvCache)
+    // Named before it starts: the tracing runs in another thread, and the decode side links to this slice.
+    const parent = entry.trace === null ? null : tracing.parseTraceparent(entry.trace.traceparent)
+    const spanId = parent === null ? undefined : tracing.newSpanId()
+    tracing.sliceStart(rid, tracing.SLICES.prefillTransferKvCache, { spanId })
     const blocks = target.tokens.length / KV_BLOCK_TOKENS
     const data = this.runner.exportBlocks(rid, blocks)
-    let outcome = 'sent'
-    if (data === null) outcome = 'missing'
-    else if (outbox.queued >= MAX_QUEUED) outcome = 'dropped'
-    else {
-      // Its trace context names this slice: the decode side's decode_transferred links to it.
-      outbox.post({
-        type: 'kv_transfer',
-        room: target.room,
-        trace: tracing.getPropagateContext(rid),
-        tokens: target.tokens,
-        numLayers: this.runner.shape.numLayers,
-        numKvHeads: this.runner.shape.numKvHeads,
-        headDim: this.runner.shape.headDim,
-        data,
-        cachedTokens: target.cachedTokens,
-      })
-    }
-    if (outcome !== 'sent') this.log.warn({ rid, room: target.room, decode: address, outcome, queued: outbox.queued }, 'KV transfer not sent: the decode instance will prefill the prompt itself')
+    const outcome = data === null ? 'missing' : outbox.queued >= MAX_QUEUED ? 'dropped' : 'sent'
     tracing.sliceEnd(rid, tracing.SLICE.prefillTransferKvCache, {
       attributes: { [tracing.SPANSERVE_KV_TRANSFER_BLOCKS]: blocks, [tracing.SPANSERVE_KV_TRANSFER_BYTES]: data?.byteLength ?? 0, [tracing.SPANSERVE_KV_TRANSFER_OUTCOME]: outcome },
     })
+    if (data === null || outcome !== 'sent') {
+      this.log.warn({ rid, room: target.room, decode: address, outcome, queued: outbox.queued }, 'KV transfer not sent: the decode instance will prefill the prompt itself')
+      return
+    }
+    const { numLayers, numKvHeads, headDim } = this.runner.shape
+    const trace = parent === null ? null : { traceparent: entry.trace!.traceparent, prev: `00-${parent.traceId}-${spanId}-01` }
+    outbox.post({ type: 'kv_transfer', room: target.room, trace, tokens: target.tokens, numLayers, numKvHeads, headDim, data, cachedTokens: target.cachedTokens })
   }
 
   close(): void {
