@@ -36,6 +36,11 @@ const COMMON: Record<string, string> = {
   guided_choice: "vLLM's older structured-output field: the output is exactly one of these strings.",
   guided_grammar: "vLLM's older structured-output field: an EBNF grammar (xgrammar's dialect), root rule `root`.",
   structured_outputs: "vLLM's current structured-output field: one of `json`, `regex`, `choice`, `grammar`, `json_object`, `structural_tag`. One constraint per request.",
+  bootstrap_host:
+    "SGLang's prefill/decode field, set by `spanserve router` (docs/deployment.md): on a `--disaggregation-mode prefill` instance, the decode instance's address, where the prompt's KV goes. Required there (400 naming it); ignored on other instances.",
+  bootstrap_port: "SGLang's prefill/decode field: the decode instance's `--disaggregation-bootstrap-port`. Required on a prefill instance; ignored elsewhere.",
+  bootstrap_room:
+    "SGLang's prefill/decode field: the integer pairing a request's prefill and decode instances. On a prefill instance (with the two above): the prompt is prefilled, its KV sent to that room and one token answered. On a decode instance: the request waits for that room's KV (`--disaggregation-transfer-timeout`, then prefills itself). With n or best_of above 1, a 400 on n. Ignored by a co-located instance.",
 }
 
 /** POST /v1/completions */

@@ -3,6 +3,7 @@ import type { Config } from './schema.ts'
 import type { TracingOptions } from '../tracing/options.ts'
 import { KEEP_POLICIES, type KeepPolicy, type TailKeepOptions, type TraceLevel } from '../tracing/types.ts'
 import { ConfigError } from './config-error.ts'
+import { SPANSERVE_DISAGGREGATION_MODE } from '../tracing/attributes.ts'
 
 /** How long a process holds a trace's spans for a verdict that does not come (a server that died, a lost message). */
 const VERDICT_TIMEOUT_MS = 60_000
@@ -59,7 +60,8 @@ export function tracingOptions(config: Config): TracingOptions {
     otlpHeaders: config.otlpTracesHeaders,
     otlpInsecure: config.otlpTracesInsecure && !otlpEndpoint.startsWith('https://'),
     filePath: config.traceFile,
-    resourceAttributes: config.resourceAttributes,
+    // Which side of a prefill/decode pair the processes are on (absent for the router, whose config has no mode).
+    resourceAttributes: { ...config.resourceAttributes, ...(modeOf(config) ? { [SPANSERVE_DISAGGREGATION_MODE]: modeOf(config)! } : {}) },
     level: config.traceLevel as TraceLevel,
     sampleRate: config.traceSampleRate,
     parentBased: !config.traceIgnoreParentSampling,
@@ -71,4 +73,9 @@ export function tracingOptions(config: Config): TracingOptions {
     keep: keepOptions(config),
     flightRecorder: config.traceFlightRecorder > 0 ? { windowSeconds: config.traceFlightRecorder, maxSpans: config.traceFlightRecorderSpans } : null,
   }
+}
+
+function modeOf(config: Config): string | undefined {
+  const mode = (config as Partial<Config>).disaggregationMode
+  return mode === undefined || mode === 'null' ? undefined : mode
 }

@@ -1,5 +1,5 @@
 /**
- * `spanserve trace show|perfetto|explain FILE …`: reads a trace file written by `--trace-exporter file`
+ * `spanserve trace show|perfetto|explain FILE… …`: reads trace files written by `--trace-exporter file`
  * (or the Collector's file exporter) and shows it in a terminal, converts it for Perfetto, or
  * explains where one request's time went.
  * Exit status: 0 ok, 1 unreadable file or no such trace, 2 bad arguments.
@@ -19,12 +19,13 @@ export interface CliIo {
 }
 
 export const USAGE = `Usage:
-  spanserve trace show FILE [--rid ID | --trace ID] [--width N]
-  spanserve trace perfetto FILE [-o OUT] [--rid ID | --trace ID]
-  spanserve trace explain FILE [--rid ID | --trace ID] [--json]
+  spanserve trace show FILE... [--rid ID | --trace ID] [--width N]
+  spanserve trace perfetto FILE... [-o OUT] [--rid ID | --trace ID]
+  spanserve trace explain FILE... [--rid ID | --trace ID] [--json]
 
-Reads an OTLP JSON-lines trace file (spanserve --trace-exporter file --trace-file FILE,
-or the OpenTelemetry Collector's file exporter).
+Reads OTLP JSON-lines trace files (spanserve --trace-exporter file --trace-file FILE,
+or the OpenTelemetry Collector's file exporter); several files are read as one (a
+trace across a router and its instances, each with its own file).
 
   show      without --rid or --trace: list the traces in FILE, one per line;
             with one of them: that request's spans as a waterfall
@@ -115,14 +116,15 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
     io.stdout(USAGE)
     return 0
   }
-  if (parsed.positionals.length !== 1) {
-    throw new UsageError(parsed.positionals.length === 0 ? 'missing FILE' : `expected one FILE, got ${parsed.positionals.length}`)
-  }
+  if (parsed.positionals.length === 0) throw new UsageError('missing FILE')
   if (values.rid !== undefined && values.trace !== undefined) throw new UsageError('give --rid or --trace, not both')
   const width = values.width === undefined ? DEFAULT_BAR_WIDTH : parseWidth(values.width)
 
-  const file = parsed.positionals[0]!
-  const spans = await readSpans(file, io)
+  // Several files make one set of spans: a trace across instances (a router and its prefill and
+  // decode instances, each with its own --trace-file) is whole only in all of them.
+  const files = parsed.positionals
+  const file = files.join(', ')
+  const spans = (await Promise.all(files.map((f) => readSpans(f, io)))).flat()
   const index = new SpanIndex(spans)
   const selected = values.rid !== undefined || values.trace !== undefined ? selectTraces(index, values, file) : undefined
 

@@ -2,7 +2,7 @@
  * Which OS process a span came from, read off its resource (every spanserve process sets
  * host.name, process.pid, spanserve.process.role and its ranks), and how to name it.
  */
-import { HOST_NAME, PROCESS_PID, SERVICE_NAME, SPANSERVE_DP_RANK, SPANSERVE_PROCESS_ROLE, SPANSERVE_TP_RANK } from '../tracing/attributes.ts'
+import { HOST_NAME, PROCESS_PID, SERVICE_NAME, SPANSERVE_DISAGGREGATION_MODE, SPANSERVE_DP_RANK, SPANSERVE_PROCESS_ROLE, SPANSERVE_TP_RANK } from '../tracing/attributes.ts'
 import type { AttributeMap } from './span-record.ts'
 
 export interface ProcessIdentity {
@@ -25,7 +25,10 @@ export function processIdentityOf(resource: AttributeMap): ProcessIdentity {
   const role = stringOf(resource[SPANSERVE_PROCESS_ROLE])
   const tp = numberOf(resource[SPANSERVE_TP_RANK])
   const dp = numberOf(resource[SPANSERVE_DP_RANK])
+  const side = stringOf(resource[SPANSERVE_DISAGGREGATION_MODE])
   let label = role === undefined ? (service ?? 'unknown service') : capitalize(role)
+  // A prefill/decode pair's two servers, tokenizers, … told apart.
+  if (side !== undefined) label += ` (${side})`
   if (tp !== undefined) label += ` [TP ${tp}]`
   if (dp !== undefined) label += ` [DP ${dp}]`
   return {

@@ -91,6 +91,11 @@ export const USER_ID = attribute(
 export const SPANSERVE_REQUEST_ID = attribute('spanserve.request.id', '`llm_request`, thread spans', 'the request id (`x-request-id`)')
 export const SPANSERVE_THREAD_LABEL = attribute('spanserve.thread.label', 'thread spans', '`Server`, `Tokenizer`, `Scheduler`, `Worker`, or a label set with `setThreadInfo`')
 export const SPANSERVE_PROCESS_ROLE = attribute('spanserve.process.role', 'resource', 'server, tokenizer, scheduler, worker or router')
+export const SPANSERVE_DISAGGREGATION_MODE = attribute(
+  'spanserve.disaggregation.mode',
+  'resource',
+  "`prefill` or `decode` on an instance's processes under `--disaggregation-mode` (absent when co-located): which side of a bootstrap room a process is on",
+)
 export const SPANSERVE_ROUTER_INSTANCE = attribute('spanserve.router.instance', '`router_request`, its `attempt_failed` events', 'the URL of the instance the request was sent to')
 export const SPANSERVE_ROUTER_DECISION = attribute(
   'spanserve.router.decision',

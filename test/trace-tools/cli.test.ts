@@ -82,7 +82,6 @@ t.test('bad arguments: usage on stderr, exit status 2', async (t) => {
     [['trace'], /missing subcommand/],
     [['trace', 'convert', FIXTURE_PATH], /unknown subcommand 'trace convert'/],
     [['trace', 'show'], /missing FILE/],
-    [['trace', 'show', FIXTURE_PATH, FIXTURE_PATH], /expected one FILE, got 2/],
     [['trace', 'show', FIXTURE_PATH, '--rid', 'a', '--trace', 'b'], /--rid or --trace, not both/],
     [['trace', 'show', FIXTURE_PATH, '--width', 'wide'], /--width must be a whole number from 10 to 400/],
     [['trace', 'show', FIXTURE_PATH, '--width', '3'], /--width must be/],
@@ -135,4 +134,36 @@ t.test('output piped into a closed reader ends quietly', async (t) => {
   })
   t.equal(r.stdout, '{"traceEve')
   t.equal(r.stderr, '')
+})
+
+/** A real prefill/decode run (scripts/record-pd-trace.ts): the router's, the prefill instance's and the decode instance's files. */
+const PD_FILES = ['router', 'prefill', 'decode'].map((n) => fileURLToPath(new URL(`./fixtures/pd/${n}.jsonl`, import.meta.url)))
+
+t.test('several files read as one: a trace across a router and its prefill and decode instances', async (t) => {
+  const list = await spanserve('trace', 'show', ...PD_FILES)
+  t.equal(list.status, 0, list.stderr)
+  const rows = list.stdout.trimEnd().split('\n').slice(1)
+  t.equal(rows.length, 2, 'two requests, one trace each (not one per file)')
+  const traceId = rows[0]!.slice(0, 32)
+  const one = await spanserve('trace', 'show', PD_FILES[2]!, '--trace', traceId)
+  const all = await spanserve('trace', 'show', ...PD_FILES, '--trace', traceId, '--width', '20')
+  t.equal(all.status, 0, all.stderr)
+  t.match(all.stdout, /\n {4}router_request /, "the router's span")
+  t.match(all.stdout, /\n {6}Bootstrap Room 0x[0-9a-f]+ /, 'the bootstrap room under it')
+  t.equal(all.stdout.match(/\n {10}llm_request /g)?.length, 2, "both instances' request trees under the room")
+  for (const slice of ['prefill_bootstrap', 'prefill_transfer_kv_cache', 'decode_prepare', 'decode_waiting', 'decode_bootstrap', 'decode_transferred']) {
+    t.match(all.stdout, new RegExp(`\\n {14}${slice} `), slice)
+  }
+  t.notMatch(one.stdout, /prefill_transfer_kv_cache/, 'the decode file alone lacks the prefill side')
+
+  const perfetto = JSON.parse((await spanserve('trace', 'perfetto', ...PD_FILES, '--trace', traceId)).stdout) as { traceEvents: { ph: string; name: string; args: { name?: string } }[] }
+  const processes = perfetto.traceEvents.filter((e) => e.ph === 'M' && e.name === 'process_name').map((e) => e.args.name)
+  for (const side of ['prefill', 'decode']) {
+    for (const role of ['Server', 'Tokenizer', 'Scheduler', 'Worker'])
+      t.ok(
+        processes.some((p) => p?.startsWith(`${role} (${side})`)),
+        `Perfetto: ${role} (${side})`,
+      )
+  }
+  t.ok(processes.includes('Router'), 'Perfetto: the router')
 })
