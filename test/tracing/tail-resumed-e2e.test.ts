@@ -1,0 +1,80 @@
+/**
+ * Tail sampling keeps a resumed request (`--trace-sample-rate 0.01 --trace-keep resumed`), end to end
+ * over the real OTLP wire: a stream whose worker is SIGKILLed mid-decode is resumed on the restarted
+ * worker and its trace exported whole, kept by `resumed`: the request root, the server's, tokenizer's
+ * and scheduler's thread spans of both attempts, and the new worker's; a plain request beside it is
+ * not exported.
+ */
+import t from 'tap'
+import { exportsFlushed, startOtlpReceiver } from '../../harness/otlp-receiver.ts'
+import { startServer } from '../../harness/server.ts'
+
+const receiver = await startOtlpReceiver({ protocol: 'grpc' })
+t.teardown(() => receiver.close())
+const server = await startServer({
+  env: { OTEL_BSP_SCHEDULE_DELAY: '100' },
+  args: ['--trace-enable', '--otlp-traces-endpoint', receiver.endpoint, '--trace-sample-rate', '0.01', '--trace-keep', 'resumed'],
+})
+t.teardown(() => server.stop())
+
+t.test('a request resumed after its worker died is kept whole', async (t) => {
+  const res = await fetch(server.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt: 'The little girl', max_tokens: 300, temperature: 0, ignore_eos: true, stream: true }),
+  })
+  t.equal(res.status, 200)
+  const traceId = res.headers.get('traceparent')!.split('-')[1]!
+  const reader = res.body!.getReader()
+  await reader.read()
+  const dead = server.childPids()['worker-0-0']!
+  process.kill(dead, 'SIGKILL')
+  let sse = ''
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    sse += Buffer.from(value).toString('utf8')
+  }
+  t.match(sse, /"finish_reason":"length"/, 'the stream finished')
+  t.notMatch(sse, /"error"/, 'with no error')
+
+  const plain = await fetch(server.url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt: 'Hello', max_tokens: 2 }),
+  })
+  const plainTrace = plain.headers.get('traceparent')!.split('-')[1]!
+  await plain.text()
+  await exportsFlushed(receiver, async (traceparent) => {
+    const r = await fetch(server.url + '/v1/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent },
+      body: JSON.stringify({ model: 'default', prompt: 'x', max_tokens: 1 }),
+    })
+    await r.text()
+  })
+  const spans = receiver.spans.filter((s) => s.traceId === traceId)
+  const root = spans.find((s) => s.name === 'llm_request')
+  t.ok(root, 'the resumed request was exported')
+  t.equal(root?.attributes['spanserve.trace.kept_by'], 'resumed', 'kept by the resumed policy')
+  t.ok(
+    root?.events.some((e) => e.name === 'request_resumed'),
+    'with its request_resumed event',
+  )
+  const ids = new Set(spans.map((s) => s.spanId))
+  t.same(
+    spans.filter((s) => s.parentSpanId !== '' && !ids.has(s.parentSpanId)).map((s) => s.name),
+    [],
+    "every span's parent is present",
+  )
+  const threads = (role: string) => spans.filter((s) => s.parentSpanId === root?.spanId && s.resource['spanserve.process.role'] === role)
+  t.equal(threads('tokenizer').length, 2, "the tokenizer's thread spans of both attempts")
+  t.equal(threads('scheduler').length, 2, "the scheduler's thread spans of both attempts")
+  const workers = threads('worker')
+  t.ok(workers.length >= 1, "the new worker's thread span")
+  t.ok(
+    workers.every((s) => Number(s.resource['process.pid']) !== dead),
+    'from the restarted worker (the dead one held its spans for the verdict)',
+  )
+  t.equal(receiver.spans.filter((s) => s.traceId === plainTrace).length, 0, 'a plain request beside it is not exported')
+})
