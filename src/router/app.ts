@@ -27,7 +27,10 @@ export interface RouterAppOptions {
   traceExcludeUrls: string[] | null
   /** True once SIGTERM arrived: new requests get 503 while those in flight finish. */
   isShuttingDown: () => boolean
+  /** The instances; under prefill/decode disaggregation, the decode instances. */
   instances: InstanceSet
+  /** The prefill instances under prefill/decode disaggregation, else absent. */
+  prefill?: InstanceSet | null
   metrics: RouterMetrics
   proxy: RouterProxy
 }
@@ -44,14 +47,17 @@ export async function buildRouterApp(opts: RouterAppOptions): Promise<FastifyIns
   const answerError = (err: unknown, request: FastifyRequest, reply: FastifyReply): void => {
     const e = toSpanserveError(err)
     failed(e.code)
-    if (e.status >= 500 && e.code !== 'SPANSERVE_ERR_UNAVAILABLE' && e.code !== 'SPANSERVE_ERR_SHUTTING_DOWN') request.log.error({ err, code: e.code }, 'request failed')
-    else request.log.info({ code: e.code, status: e.status, reason: e.message, url: request.url.split('?')[0] }, 'request refused')
+    if (e.status >= 500 && e.code !== 'SPANSERVE_ERR_UNAVAILABLE' && e.code !== 'SPANSERVE_ERR_SHUTTING_DOWN') request.log.error({ reqId: request.id, err, code: e.code }, 'request failed')
+    else request.log.info({ reqId: request.id, code: e.code, status: e.status, reason: e.message, url: request.url.split('?')[0] }, 'request refused')
     if (!reply.raw.headersSent) void reply.code(e.status).headers(errorHeaders(e)).send(errorBody(e))
   }
   const log = opts.log as FastifyBaseLogger
   const app = Fastify({
     loggerInstance: log,
     logController: new LogController({ disableRequestLogging: true }),
+    // No child logger per request (a pino child is about 60 µs of the router's CPU a request): the
+    // router logs a request only when it refuses or fails it, and then names its reqId itself.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: opts.bodyLimit,
     return503OnClosing: false,
     http: httpServerOptions(opts.perimeter),
@@ -109,16 +115,23 @@ export async function buildRouterApp(opts: RouterAppOptions): Promise<FastifyIns
   for (const [url, api] of GENERATION) {
     app.post(url, { config: { auth: 'api' } }, async (request, reply) => {
       if (request.body === undefined) throw new SpanserveError('SPANSERVE_ERR_INVALID_REQUEST', 'request body is empty; send JSON')
-      return opts.proxy.handle(request, reply, { body: rawBodies.get(request), text: promptText(api, request.body) })
+      return opts.proxy.handle(request, reply, { body: rawBodies.get(request), text: promptText(api, request.body), json: request.body })
     })
   }
   for (const url of ['/v1/models', '/v1/models/:model']) {
     app.get(url, { config: { auth: 'api' } }, async (request, reply) => opts.proxy.handle(request, reply, { body: undefined, text: null }))
   }
   app.get('/health', { config: { auth: 'open' } }, async (_request, reply) => {
-    const healthy = opts.instances.healthy().length
-    const instances = opts.instances.list().map((i) => ({ url: i.url, healthy: i.healthy, in_flight: i.load }))
-    return reply.code(healthy > 0 && !opts.isShuttingDown() ? 200 : 503).send({ healthy, instances })
+    const sets = opts.prefill ? [opts.prefill, opts.instances] : [opts.instances]
+    const healthy = sets.reduce((n, set) => n + set.healthy().length, 0)
+    // Under disaggregation, both roles must have a healthy instance.
+    const serving = sets.every((set) => set.healthy().length > 0)
+    const instances = sets.flatMap((set) =>
+      set
+        .list()
+        .map((i) => ({ url: i.url, ...(i.role !== null ? { role: i.role } : {}), healthy: i.healthy, in_flight: i.load, ...(i.unhealthyReason !== null ? { reason: i.unhealthyReason } : {}) })),
+    )
+    return reply.code(serving && !opts.isShuttingDown() ? 200 : 503).send({ healthy, instances })
   })
   app.get('/metrics', { config: { auth: 'metrics' } }, async (_request, reply) => {
     const { contentType, body } = await opts.metrics.render()

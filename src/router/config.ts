@@ -29,6 +29,10 @@ interface RouterOwnConfig {
   port: number
   instances: string[]
   instancesDns: string
+  prefill: string[]
+  decode: string[]
+  prefillDns: string
+  decodeDns: string
   dnsInterval: number
   healthCheckInterval: number
   healthCheckTimeout: number
@@ -59,7 +63,47 @@ const ROUTER_OPTIONS: readonly RouterOption[] = [
     default: '',
     help: 'NAME:PORT of a Kubernetes headless Service: every A and AAAA record of NAME is an instance on PORT, read again every --dns-interval.',
   },
-  { key: 'dnsInterval', flag: '--dns-interval', env: 'SPANSERVE_ROUTER_DNS_INTERVAL', type: 'float', default: 5, min: 0.1, help: 'Seconds between DNS lookups of --instances-dns.' },
+  {
+    key: 'prefill',
+    flag: '--prefill',
+    env: 'SPANSERVE_ROUTER_PREFILL',
+    type: 'list',
+    default: [],
+    help: 'Prefill/decode disaggregation: base URL of an instance started with --disaggregation-mode prefill; repeat the flag for each (the variable takes a comma-separated list). Needs --decode or --decode-dns; not with --instance or --instances-dns.',
+  },
+  {
+    key: 'decode',
+    flag: '--decode',
+    env: 'SPANSERVE_ROUTER_DECODE',
+    type: 'list',
+    default: [],
+    help: 'Prefill/decode disaggregation: base URL of an instance started with --disaggregation-mode decode; repeat the flag for each (the variable takes a comma-separated list). Needs --prefill or --prefill-dns.',
+  },
+  {
+    key: 'prefillDns',
+    flag: '--prefill-dns',
+    env: 'SPANSERVE_ROUTER_PREFILL_DNS',
+    type: 'string',
+    default: '',
+    help: 'NAME:PORT of a headless Service of prefill instances (as --instances-dns).',
+  },
+  {
+    key: 'decodeDns',
+    flag: '--decode-dns',
+    env: 'SPANSERVE_ROUTER_DECODE_DNS',
+    type: 'string',
+    default: '',
+    help: 'NAME:PORT of a headless Service of decode instances (as --instances-dns).',
+  },
+  {
+    key: 'dnsInterval',
+    flag: '--dns-interval',
+    env: 'SPANSERVE_ROUTER_DNS_INTERVAL',
+    type: 'float',
+    default: 5,
+    min: 0.1,
+    help: 'Seconds between DNS lookups of --instances-dns, --prefill-dns and --decode-dns.',
+  },
   {
     key: 'healthCheckInterval',
     flag: '--health-check-interval',
@@ -130,7 +174,21 @@ const ROUTER_OPTIONS: readonly RouterOption[] = [
 const SHARED = new Set(['bodyLimit', 'apiKey', 'apiKeyFile', 'headersTimeout', 'bodyTimeout', 'maxHeaders', 'maxConnectionsPerClient', 'shutdownTimeout', 'logLevel'])
 const sharedSpecs: readonly OptionSpec[] = (OPTIONS as readonly OptionSpec[]).filter((s) => SHARED.has(s.key) || s.group === 'tracing')
 
-export type RouterConfig = RouterOwnConfig & { shared: Config; dns: { name: string; port: number } | null }
+type DnsTarget = { name: string; port: number }
+
+/** Where one role's instances come from: fixed URLs, DNS, or both. */
+export interface InstanceSource {
+  urls: string[]
+  dns: DnsTarget | null
+}
+
+export type RouterConfig = RouterOwnConfig & {
+  shared: Config
+  /** --instances-dns, parsed. */
+  dns: DnsTarget | null
+  /** Prefill/decode disaggregation (--prefill, --decode, …), or null: whole instances (--instance, --instances-dns). */
+  pd: { prefill: InstanceSource; decode: InstanceSource } | null
+}
 
 const own = new Map(ROUTER_OPTIONS.map((o) => [o.flag, o]))
 const shared = new Map<string, OptionSpec>()
@@ -199,20 +257,51 @@ export function parseRouterConfig(argv: readonly string[], env: NodeJS.ProcessEn
     sharedConfig.resourceAttributes[SERVICE_NAME]
   if (!named) sharedConfig.serviceName = 'spanserve-router'
   const ownConfig = values as unknown as RouterOwnConfig
-  let dns: RouterConfig['dns'] = null
-  if (ownConfig.instancesDns !== '') {
-    dns = parseDnsTarget(ownConfig.instancesDns)
-    if (dns === null) throw new ConfigError(`--instances-dns: expected NAME:PORT, got "${ownConfig.instancesDns}"`)
+  const dnsFlag = (flag: string, value: string): DnsTarget | null => {
+    if (value === '') return null
+    const target = parseDnsTarget(value)
+    if (target === null) throw new ConfigError(`${flag}: expected NAME:PORT, got "${value}"`)
+    return target
   }
-  for (const url of ownConfig.instances) {
-    if (!/^https?:\/\/[^/]+\/?$/.test(url)) throw new ConfigError(`--instance: expected a base URL such as http://10.0.0.7:8000, got "${url}"`)
+  const urlsFlag = (flag: string, urls: readonly string[]) => {
+    for (const url of urls) if (!/^https?:\/\/[^/]+\/?$/.test(url)) throw new ConfigError(`${flag}: expected a base URL such as http://10.0.0.7:8000, got "${url}"`)
   }
-  if (!help && ownConfig.instances.length === 0 && dns === null) throw new ConfigError('no instances: give --instance URL (repeatable) or --instances-dns NAME:PORT')
-  return { config: { ...ownConfig, shared: sharedConfig, dns }, help }
+  const dns = dnsFlag('--instances-dns', ownConfig.instancesDns)
+  urlsFlag('--instance', ownConfig.instances)
+  const prefill: InstanceSource = { urls: ownConfig.prefill, dns: dnsFlag('--prefill-dns', ownConfig.prefillDns) }
+  const decode: InstanceSource = { urls: ownConfig.decode, dns: dnsFlag('--decode-dns', ownConfig.decodeDns) }
+  urlsFlag('--prefill', prefill.urls)
+  urlsFlag('--decode', decode.urls)
+  const given = (s: InstanceSource) => s.urls.length > 0 || s.dns !== null
+  const whole = ownConfig.instances.length > 0 || dns !== null
+  let pd: RouterConfig['pd'] = null
+  if (given(prefill) || given(decode)) {
+    if (whole)
+      throw new ConfigError(
+        '--instance/--instances-dns cannot be mixed with --prefill/--decode (prefill/decode disaggregation): a router sends its requests either to whole instances or to prefill and decode pairs',
+      )
+    if (!given(prefill) || !given(decode))
+      throw new ConfigError(
+        `prefill/decode disaggregation needs both a prefill source (--prefill URL or --prefill-dns NAME:PORT) and a decode source (--decode URL or --decode-dns NAME:PORT); only ${given(prefill) ? 'prefill' : 'decode'} was given`,
+      )
+    pd = { prefill, decode }
+  }
+  if (!help && !whole && pd === null)
+    throw new ConfigError(
+      'no instances: give --instance URL (repeatable) or --instances-dns NAME:PORT, or, for prefill/decode disaggregation, --prefill and --decode (or --prefill-dns and --decode-dns)',
+    )
+  return { config: { ...ownConfig, shared: sharedConfig, dns, pd }, help }
 }
 
 export function routerHelp(): string {
-  const lines = ['Usage: spanserve router --instance URL [--instance URL …] | --instances-dns NAME:PORT [options]', '', 'Flags win over environment variables, which win over defaults.', '', 'router:']
+  const lines = [
+    'Usage: spanserve router --instance URL [--instance URL …] | --instances-dns NAME:PORT [options]',
+    '       spanserve router --prefill URL [--prefill URL …] --decode URL [--decode URL …] [options]   (prefill/decode disaggregation; or --prefill-dns, --decode-dns)',
+    '',
+    'Flags win over environment variables, which win over defaults.',
+    '',
+    'router:',
+  ]
   for (const o of ROUTER_OPTIONS) {
     lines.push(`  ${o.flag} <${o.choices?.join('|') ?? (o.type === 'list' ? 'url' : o.type)}>`)
     lines.push(`      ${o.help} (default: ${JSON.stringify(o.default)}; env: ${o.env})`)

@@ -5,16 +5,31 @@
  * a request that cannot reach an instance marks it down at once, and the next check that succeeds
  * brings it back. DNS is read again every interval: a new address is a new instance, a gone one is
  * dropped (its requests in flight finish); a lookup that fails keeps the instances it had.
+ *
+ * Each set has a role: `null` (whole instances, --instance), or `prefill` / `decode` (prefill/decode
+ * disaggregation, --prefill / --decode). An instance is up only when its /health also reports the
+ * disaggregation mode of its role (`"disaggregation": {"mode": …}`; none reported reads as "null"),
+ * so that a prefill instance given as --decode, or as a whole instance, gets no requests (logged
+ * once). A decode instance's reported `bootstrap_port` is recorded: prefill instances push the KV
+ * there.
  */
 import { promises as dns } from 'node:dns'
 import type { Logger } from '../logging.ts'
 import type { Candidate } from './policy.ts'
 import { RadixTree } from './radix-tree.ts'
 
+/** What an instance does under prefill/decode disaggregation; null: it prefills and decodes (no disaggregation). */
+export type InstanceRole = 'prefill' | 'decode' | null
+
 export interface Instance extends Candidate {
   /** Base URL, without a trailing slash: http://10.0.0.7:8000 */
   readonly url: string
+  readonly role: InstanceRole
   healthy: boolean
+  /** A decode instance's bootstrap port, as its last /health reported it. */
+  bootstrapPort: number | null
+  /** Why its last health check failed (logged when it changes), or null. */
+  unhealthyReason: string | null
 }
 
 export interface InstanceSetOptions {
@@ -30,6 +45,8 @@ export interface InstanceSetOptions {
   /** --max-tree-size, characters per instance. */
   maxTreeChars: number
   log: Logger
+  /** Default null: whole instances. */
+  role?: InstanceRole
 }
 
 /** A and AAAA records of `name`; a name with neither is no addresses, other failures throw. */
@@ -59,7 +76,10 @@ export class InstanceSet {
   private readonly timers: NodeJS.Timeout[] = []
   private picks = 0
 
+  readonly role: InstanceRole
+
   constructor(private readonly opts: InstanceSetOptions) {
+    this.role = opts.role ?? null
     for (const url of opts.urls) this.add(url)
   }
 
@@ -92,14 +112,15 @@ export class InstanceSet {
   markDown(instance: Instance, reason: string): void {
     if (!instance.healthy) return
     instance.healthy = false
-    this.opts.log.warn({ instance: instance.url, reason }, 'instance down')
+    instance.unhealthyReason = reason
+    this.opts.log.warn({ instance: instance.url, instance_role: instance.role ?? undefined, reason }, 'instance down')
   }
 
   private add(url: string): void {
     const base = url.replace(/\/+$/, '')
     if (this.byUrl.has(base)) return
     // Unhealthy until its first check passes.
-    this.byUrl.set(base, { url: base, healthy: false, load: 0, tree: new RadixTree(this.opts.maxTreeChars), lastPicked: 0 })
+    this.byUrl.set(base, { url: base, role: this.role, healthy: false, bootstrapPort: null, unhealthyReason: null, load: 0, tree: new RadixTree(this.opts.maxTreeChars), lastPicked: 0 })
   }
 
   private async refreshDns(): Promise<void> {
@@ -132,17 +153,45 @@ export class InstanceSet {
   }
 
   private async check(instance: Instance): Promise<void> {
-    let up = false
+    let reason: string | null
     try {
       const res = await fetch(instance.url + '/health', { signal: AbortSignal.timeout(this.opts.healthTimeoutMs) })
-      await res.arrayBuffer()
-      up = res.status === 200
-    } catch {
-      up = false
+      const text = await res.text()
+      reason = res.status === 200 ? this.roleMismatch(instance, text) : `GET /health answered ${res.status}`
+    } catch (err) {
+      reason = `GET /health failed: ${(err as Error & { cause?: { code?: string } }).cause?.code ?? (err as Error).message}`
     }
-    if (up === instance.healthy) return
+    const up = reason === null
+    const changed = up !== instance.healthy || reason !== instance.unhealthyReason
     instance.healthy = up
-    if (up) this.opts.log.info({ instance: instance.url }, 'instance healthy')
-    else this.opts.log.warn({ instance: instance.url }, 'instance unhealthy: GET /health failed')
+    instance.unhealthyReason = reason
+    if (!changed) return
+    const role = instance.role ?? undefined
+    if (up) this.opts.log.info({ instance: instance.url, instance_role: role, bootstrap_port: instance.bootstrapPort ?? undefined }, 'instance healthy')
+    else this.opts.log.warn({ instance: instance.url, instance_role: role, reason }, 'instance unhealthy')
+  }
+
+  /** Null when the instance's /health body reports the disaggregation mode of its role (and, on decode, a bootstrap port); else why not. */
+  private roleMismatch(instance: Instance, body: string): string | null {
+    let mode = 'null'
+    let port: unknown = null
+    try {
+      const d = (JSON.parse(body) as { disaggregation?: { mode?: unknown; bootstrap_port?: unknown } } | null)?.disaggregation
+      if (d !== undefined && d !== null && typeof d === 'object') {
+        mode = String(d.mode)
+        port = d.bootstrap_port
+      }
+    } catch {
+      /* a body that is not JSON reports no disaggregation */
+    }
+    const wanted = instance.role ?? 'null'
+    if (mode !== wanted) {
+      const given = instance.role === null ? '--instance' : `--${instance.role}`
+      return `its /health reports disaggregation mode "${mode}", but it was given as ${given} (mode "${wanted}")`
+    }
+    if (instance.role !== 'decode') return null
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return `its /health reports no disaggregation.bootstrap_port (got ${JSON.stringify(port)})`
+    instance.bootstrapPort = port
+    return null
   }
 }

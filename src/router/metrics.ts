@@ -3,11 +3,14 @@
  * the policy's decisions (cache_hit / cache_miss / load_balanced, or round_robin under --policy
  * round_robin; the cache-aware hit rate is cache_hit over the first three), attempts that failed
  * before a response and the retries they caused, the errors the router answered itself, and each
- * instance's health, load and tree size.
+ * instance's health, load and tree size. Under prefill/decode disaggregation also the bootstrap
+ * rooms (prefill/decode pairs) sent, and how each room's prefill request ended.
  */
 import client from 'prom-client'
 import type { Decision } from './policy.ts'
 import type { Instance } from './instances.ts'
+
+export type PrefillOutcome = 'ok' | 'http_error' | 'failed' | 'cancelled'
 
 export class RouterMetrics {
   readonly registry = new client.Registry()
@@ -32,6 +35,17 @@ export class RouterMetrics {
   private readonly retries = new client.Counter({
     name: 'spanserve:router_retries_total',
     help: 'Requests sent to a second instance after the first failed before any response byte.',
+    registers: [this.registry],
+  })
+  private readonly rooms = new client.Counter({
+    name: 'spanserve:router_bootstrap_rooms_total',
+    help: 'Prefill/decode disaggregation: pairs sent, each a prefill request and a decode request under one bootstrap room (a decode retry is a new pair).',
+    registers: [this.registry],
+  })
+  private readonly prefills = new client.Counter({
+    name: 'spanserve:router_prefill_outcomes_total',
+    help: "Prefill/decode disaggregation: how each room's prefill request ended: ok (2xx), http_error (another status; the decode instance prefills itself after its transfer timeout), failed (no answer even after the retry on another prefill instance), cancelled (the client left or the decode attempt failed).",
+    labelNames: ['outcome'],
     registers: [this.registry],
   })
   private readonly errors = new client.Counter({ name: 'spanserve:router_errors_total', help: 'Errors the router answered itself, by code.', labelNames: ['code'], registers: [this.registry] })
@@ -68,6 +82,14 @@ export class RouterMetrics {
 
   retried(): void {
     this.retries.inc()
+  }
+
+  roomSent(): void {
+    this.rooms.inc()
+  }
+
+  prefillEnded(outcome: PrefillOutcome): void {
+    this.prefills.inc({ outcome })
   }
 
   error(code: string): void {

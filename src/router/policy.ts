@@ -92,7 +92,8 @@ export function choose<C extends Candidate>(candidates: readonly C[], text: stri
   return { instance, decision: 'cache_miss', matchRate: rate(instance) }
 }
 
-function leastLoaded<C extends Candidate>(candidates: readonly C[]): C {
+/** The fewest requests in flight; among equals, the smallest tree, then the one picked least recently. */
+export function leastLoaded<C extends Candidate>(candidates: readonly C[]): C {
   let best = candidates[0]!
   for (const c of candidates) {
     if (c.load < best.load) best = c
