@@ -10,8 +10,15 @@
  *   turn resends the conversation so far, in rounds of balanced order; TTFT p50 of turns 2..N,
  *   cache-aware over round robin (target <= 0.5), and the share of their prompt tokens that the
  *   instances' prefix caches served.
+ * - disaggregation: the same 2 cores as (a) a router in front of a prefill instance and a decode
+ *   instance (`--disaggregation-mode`, `--intra-op-threads 1` each) and (b) a router in front of one
+ *   co-located instance with `--dp-size 2 --intra-op-threads 1`: the same processes' worth of workers
+ *   (two, one ONNX Runtime thread each) split by phase in (a) and by request in (b). Steady streamed
+ *   requests (short prompts, 128 tokens each, a fixed number in flight) with long-prompt requests
+ *   arriving among them at a fixed interval; the steady requests' TTFT p50 and inter-token latency
+ *   p99 in both shapes, phases in the order A B B A.
  *
- * Prefill/decode disaggregation is not built (no --disaggregation-mode), so nothing here measures it.
+ * SPANSERVE_BENCH_ROUTER_PARTS=overhead,routing,pd (the default: all) runs the parts it names.
  * Writes <out>/router-<date>.json and prints it.
  */
 import { execFileSync } from 'node:child_process'
@@ -88,10 +95,10 @@ interface Router {
   child: JsonLineChild
 }
 
-/** `spanserve router` as users start it, in front of `instances`. */
-async function startRouter(instances: readonly string[], policy: Policy): Promise<Router> {
-  const args = [join(ROOT, 'bin/spanserve.js'), 'router', '--port', '0', '--policy', policy, ...instances.flatMap((u) => ['--instance', u])]
-  const child = JsonLineChild.start(`router (${policy})`, args, { SPANSERVE_LOG_FORMAT: 'json' })
+/** `spanserve router` as users start it, in front of `instances` (or with `flags` naming them). */
+async function startRouter(instances: readonly string[], policy: Policy, flags: readonly string[] = []): Promise<Router> {
+  const args = [join(ROOT, 'bin/spanserve.js'), 'router', '--port', '0', '--policy', policy, ...instances.flatMap((u) => ['--instance', u]), ...flags]
+  const child = JsonLineChild.start(`router (${flags.length > 0 ? 'prefill/decode' : policy})`, args, { SPANSERVE_LOG_FORMAT: 'json' })
   const ready = await child.waitFor((l) => l.msg === 'spanserve router listening', 60_000)
   return { url: `http://127.0.0.1:${ready.port as number}`, child }
 }
@@ -303,6 +310,174 @@ async function routing(modelDir: string) {
   }
 }
 
+/** Steady requests in flight at once, each a short prompt streaming PD_STEADY_TOKENS tokens. */
+const PD_STEADY = 8
+const PD_STEADY_PROMPT = 32
+const PD_STEADY_TOKENS = 128
+/** A long-prompt request every PD_LONG_EVERY_MS, PD_LONG_TOKENS tokens answered. */
+const PD_LONG_PROMPT = 1536
+const PD_LONG_TOKENS = 16
+const PD_LONG_EVERY_MS = 2000
+const PD_PHASE_MS = 20_000
+type Shape = 'disaggregated' | 'colocated'
+const PD_PHASES: readonly Shape[] = ['disaggregated', 'colocated', 'colocated', 'disaggregated']
+
+interface Timed {
+  ttftMs: number
+  /** Milliseconds between consecutive streamed chunks with text, after the first. */
+  gapsMs: number[]
+  tokens: number
+}
+
+/** One streamed completion, every text chunk's arrival timed. */
+async function streamTimed(url: string, prompt: number[], maxTokens: number): Promise<Timed> {
+  const t0 = performance.now()
+  const res = await fetch(url + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream: true }),
+  })
+  if (res.status !== 200 || !res.body) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 300)}`)
+  const out: Timed = { ttftMs: Number.NaN, gapsMs: [], tokens: 0 }
+  let last = 0
+  for await (const obj of sseEvents<{ error?: { message: string }; choices?: { text?: string }[] }>(res.body)) {
+    if (obj.error) throw new Error(`stream error: ${obj.error.message}`)
+    if (!obj.choices?.some((c) => (c.text ?? '') !== '')) continue
+    const now = performance.now()
+    if (Number.isNaN(out.ttftMs)) out.ttftMs = now - t0
+    else out.gapsMs.push(now - last)
+    last = now
+    out.tokens++
+  }
+  return out
+}
+
+/** One phase on `url`: PD_STEADY closed loops of steady requests, and a long prompt every PD_LONG_EVERY_MS. */
+async function pdPhase(url: string, steadyPrompts: number[][], longPrompts: number[][], next: { steady: number; long: number }) {
+  const until = performance.now() + PD_PHASE_MS
+  const steady: Timed[] = []
+  const long: Timed[] = []
+  const longs: Promise<void>[] = []
+  const arrivals = (async () => {
+    while (performance.now() < until) {
+      const prompt = longPrompts[next.long++ % longPrompts.length]!
+      longs.push(streamTimed(url, prompt, PD_LONG_TOKENS).then((r) => void long.push(r)))
+      await sleep(PD_LONG_EVERY_MS)
+    }
+  })()
+  await Promise.all(
+    Array.from({ length: PD_STEADY }, async (_, k) => {
+      // Staggered starts, so that the steady requests do not finish in lockstep.
+      await sleep((k * 150) % 1000)
+      while (performance.now() < until) steady.push(await streamTimed(url, steadyPrompts[next.steady++ % steadyPrompts.length]!, PD_STEADY_TOKENS))
+    }),
+  )
+  await arrivals
+  await Promise.all(longs)
+  return { steady, long }
+}
+
+function pdSummary(runs: readonly { steady: Timed[]; long: Timed[]; wallMs: number }[]) {
+  const steady = runs.flatMap((r) => r.steady)
+  const long = runs.flatMap((r) => r.long)
+  const gaps = steady.flatMap((r) => r.gapsMs)
+  const wallMs = runs.reduce((a, r) => a + r.wallMs, 0)
+  return {
+    steadyRequests: steady.length,
+    steadyTtftP50: percentile(
+      steady.map((r) => r.ttftMs),
+      50,
+    ),
+    steadyTtftP90: percentile(
+      steady.map((r) => r.ttftMs),
+      90,
+    ),
+    steadyItlP50: percentile(gaps, 50),
+    steadyItlP99: percentile(gaps, 99),
+    steadyTokensPerSec: (steady.reduce((a, r) => a + r.tokens, 0) / wallMs) * 1000,
+    longRequests: long.length,
+    longTtftP50: percentile(
+      long.map((r) => r.ttftMs),
+      50,
+    ),
+    phases: runs.map((r) => ({
+      steadyTtftP50: percentile(
+        r.steady.map((x) => x.ttftMs),
+        50,
+      ),
+      steadyItlP99: percentile(
+        r.steady.flatMap((x) => x.gapsMs),
+        99,
+      ),
+      longTtftP50: percentile(
+        r.long.map((x) => x.ttftMs),
+        50,
+      ),
+    })),
+  }
+}
+
+/** 3. Prefill/decode disaggregation against a co-located instance with as many workers, on the same cores. */
+async function disaggregation(modelDir: string) {
+  const { prompts: steadyPrompts } = makePrompts(modelDir, PD_STEADY_PROMPT, 1200)
+  const { prompts: longPrompts } = makePrompts(modelDir, PD_LONG_PROMPT, 64)
+  const one = ['--intra-op-threads', '1']
+  const colocatedArgs = ['--dp-size', '2', ...one]
+  const started: RunningSpanserve[] = []
+  const routers: Router[] = []
+  try {
+    const [prefill, decode, colocated] = await Promise.all([
+      startSpanserve({ modelDir, traceLevel: null, maxBatchSize: 64, extraArgs: [...one, '--disaggregation-mode', 'prefill'] }),
+      startSpanserve({ modelDir, traceLevel: null, maxBatchSize: 64, extraArgs: [...one, '--disaggregation-mode', 'decode', '--disaggregation-bootstrap-port', '0'] }),
+      startSpanserve({ modelDir, traceLevel: null, maxBatchSize: 64, extraArgs: colocatedArgs }),
+    ])
+    started.push(prefill, decode, colocated)
+    const pd = await startRouter([], 'cache_aware', ['--prefill', prefill.url, '--decode', decode.url])
+    routers.push(pd)
+    const co = await startRouter([colocated.url], 'cache_aware')
+    routers.push(co)
+    const urls: Record<Shape, string> = { disaggregated: pd.url, colocated: co.url }
+    const next = { steady: 0, long: 0 }
+    // Warm-up: each shape, steady and long, unmeasured.
+    for (const shape of ['disaggregated', 'colocated'] as const)
+      await Promise.all([...Array.from({ length: 4 }, () => streamTimed(urls[shape], steadyPrompts[next.steady++]!, 16)), streamTimed(urls[shape], longPrompts[next.long++]!, 4)])
+    const runs: Record<Shape, { steady: Timed[]; long: Timed[]; wallMs: number }[]> = { disaggregated: [], colocated: [] }
+    for (const shape of PD_PHASES) {
+      const t0 = performance.now()
+      const r = await pdPhase(urls[shape], steadyPrompts, longPrompts, next)
+      runs[shape].push({ ...r, wallMs: performance.now() - t0 })
+      const s = pdSummary([runs[shape].at(-1)!])
+      say(
+        `  ${shape}: steady TTFT p50 ${s.steadyTtftP50.toFixed(1)} ms, ITL p50 ${s.steadyItlP50.toFixed(1)} ms, p99 ${s.steadyItlP99.toFixed(1)} ms (${s.steadyRequests} requests); long-prompt TTFT p50 ${s.longTtftP50.toFixed(0)} ms (${s.longRequests})`,
+      )
+    }
+    const disaggregated = pdSummary(runs.disaggregated)
+    const colocatedSummary = pdSummary(runs.colocated)
+    return {
+      shapes: {
+        disaggregated: `router --prefill --decode; a prefill and a decode instance, ${one.join(' ')} each`,
+        colocated: `router --instance; one instance, ${colocatedArgs.join(' ')}`,
+      },
+      steadyConcurrency: PD_STEADY,
+      steadyPromptTokens: PD_STEADY_PROMPT,
+      steadyMaxTokens: PD_STEADY_TOKENS,
+      longPromptTokens: PD_LONG_PROMPT,
+      longMaxTokens: PD_LONG_TOKENS,
+      longEveryMs: PD_LONG_EVERY_MS,
+      phaseMs: PD_PHASE_MS,
+      order: PD_PHASES.join(', '),
+      disaggregated,
+      colocated: colocatedSummary,
+      steadyItlP99Ratio: disaggregated.steadyItlP99 / colocatedSummary.steadyItlP99,
+      steadyTtftP50Ratio: disaggregated.steadyTtftP50 / colocatedSummary.steadyTtftP50,
+      longTtftP50Ratio: disaggregated.longTtftP50 / colocatedSummary.longTtftP50,
+    }
+  } finally {
+    for (const r of routers) await r.child.stop()
+    for (const s of started) await s.stop()
+  }
+}
+
 export async function runRouter(outDir: string): Promise<void> {
   const modelDir = await ensureModel({ preset: 'default', log: say })
   let commit: string | null = null
@@ -313,26 +488,43 @@ export async function runRouter(outDir: string): Promise<void> {
   }
   const date = new Date().toISOString()
   const result: Record<string, unknown> = { date, commit, model: 'default', cpus: cpus().length, loadAverageAtStart: loadavg() }
-  say('router overhead: one instance, TTFT at concurrency 1, through the router, straight to it, and through a bare proxy')
-  const o = await overhead(modelDir)
-  result.overhead = o
-  say(
-    `  TTFT p50 ${o.routerTtftP50.toFixed(2)} ms through the router, ${o.directTtftP50.toFixed(2)} ms direct: ${o.ratio.toFixed(3)}x (target <= 1.05); a bare pass-through proxy: ${o.bareProxyTtftP50.toFixed(2)} ms, ${o.bareProxyRatio.toFixed(3)}x`,
-  )
-  say(`routing: ${(CONVERSATIONS * ROUNDS.length) / 2} conversations x ${TURNS} turns a policy over 3 instances, concurrency ${CONCURRENCY}`)
-  const g = await routing(modelDir)
-  result.routing = g
-  say(
-    `  turns 2-${TURNS} TTFT p50 ${g.cacheAware.laterTurnsTtftP50.toFixed(1)} ms cache_aware, ${g.roundRobin.laterTurnsTtftP50.toFixed(1)} ms round_robin: ${g.ratio.toFixed(3)}x (target <= 0.5; means ${g.meanRatio.toFixed(3)}x); cached ${(100 * g.cacheAware.laterTurnsCachedShare).toFixed(0)}% vs ${(100 * g.roundRobin.laterTurnsCachedShare).toFixed(0)}%`,
-  )
-  result.disaggregation = 'not built: spanserve has no --disaggregation-mode; not measured'
+  // SPANSERVE_BENCH_ROUTER_PARTS=overhead,routing,pd (default all): a part alone, when working on it.
+  const parts = new Set((process.env.SPANSERVE_BENCH_ROUTER_PARTS ?? 'overhead,routing,pd').split(','))
+  const verdicts: string[] = []
+  if (parts.has('overhead')) {
+    say('router overhead: one instance, TTFT at concurrency 1, through the router, straight to it, and through a bare proxy')
+    const o = await overhead(modelDir)
+    result.overhead = o
+    say(
+      `  TTFT p50 ${o.routerTtftP50.toFixed(2)} ms through the router, ${o.directTtftP50.toFixed(2)} ms direct: ${o.ratio.toFixed(3)}x (target <= 1.05); a bare pass-through proxy: ${o.bareProxyTtftP50.toFixed(2)} ms, ${o.bareProxyRatio.toFixed(3)}x`,
+    )
+    verdicts.push(`${o.met ? 'met' : 'NOT met'}: router / direct TTFT p50 at c1 ${o.ratio.toFixed(3)} (<= 1.05)`)
+  }
+  if (parts.has('routing')) {
+    say(`routing: ${(CONVERSATIONS * ROUNDS.length) / 2} conversations x ${TURNS} turns a policy over 3 instances, concurrency ${CONCURRENCY}`)
+    const g = await routing(modelDir)
+    result.routing = g
+    say(
+      `  turns 2-${TURNS} TTFT p50 ${g.cacheAware.laterTurnsTtftP50.toFixed(1)} ms cache_aware, ${g.roundRobin.laterTurnsTtftP50.toFixed(1)} ms round_robin: ${g.ratio.toFixed(3)}x (target <= 0.5; means ${g.meanRatio.toFixed(3)}x); cached ${(100 * g.cacheAware.laterTurnsCachedShare).toFixed(0)}% vs ${(100 * g.roundRobin.laterTurnsCachedShare).toFixed(0)}%`,
+    )
+    verdicts.push(`${g.met ? 'met' : 'NOT met'}: cache_aware / round_robin TTFT p50, turns 2-${TURNS}, ${g.ratio.toFixed(3)} (<= 0.5)`)
+  }
+  if (parts.has('pd')) {
+    say(
+      `disaggregation: ${PD_STEADY} steady streams (${PD_STEADY_PROMPT}-token prompts, ${PD_STEADY_TOKENS} tokens) and a ${PD_LONG_PROMPT}-token prompt every ${PD_LONG_EVERY_MS} ms; a prefill + a decode instance against one --dp-size 2 instance`,
+    )
+    const d = await disaggregation(modelDir)
+    result.disaggregation = d
+    say(
+      `  steady ITL p99 ${d.disaggregated.steadyItlP99.toFixed(1)} ms disaggregated, ${d.colocated.steadyItlP99.toFixed(1)} ms co-located: ${d.steadyItlP99Ratio.toFixed(3)}x; steady TTFT p50 ${d.disaggregated.steadyTtftP50.toFixed(1)} vs ${d.colocated.steadyTtftP50.toFixed(1)} ms: ${d.steadyTtftP50Ratio.toFixed(3)}x`,
+    )
+  }
   result.loadAverageAtEnd = loadavg()
   const dir = resolve(outDir)
   mkdirSync(dir, { recursive: true })
   const file = join(dir, `router-${date.replace(/[:.]/g, '-')}.json`)
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n')
   process.stdout.write(JSON.stringify(result, null, 2) + '\n')
-  say(`${o.met ? 'met' : 'NOT met'}: router / direct TTFT p50 at c1 ${o.ratio.toFixed(3)} (<= 1.05)`)
-  say(`${g.met ? 'met' : 'NOT met'}: cache_aware / round_robin TTFT p50, turns 2-${TURNS}, ${g.ratio.toFixed(3)} (<= 0.5)`)
+  for (const v of verdicts) say(v)
   say(`written: ${file}`)
 }
