@@ -11,11 +11,13 @@ import { hrTimeDuration, sanitizeAttributes, type InstrumentationScope } from '@
 import type { Resource } from '@opentelemetry/resources'
 import { RandomIdGenerator, type ReadableSpan, type TimedEvent } from '@opentelemetry/sdk-trace-base'
 import { cutToLimit } from './attributes.ts'
-import { markDetail } from './flight-recorder.ts'
+import { FlightRecorder, markDetail } from './flight-recorder.ts'
+import { LateSlices } from './held-traces.ts'
 import type { SliceSink } from './types.ts'
 
 const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET })
 const NO_EVENTS: TimedEvent[] = Object.freeze([]) as unknown as TimedEvent[]
+const NO_ATTRIBUTES: Attributes = Object.freeze({})
 const ids = new RandomIdGenerator()
 
 class FinishedSlice implements ReadableSpan {
@@ -45,10 +47,16 @@ class FinishedSlice implements ReadableSpan {
   }
 }
 
-/** One batch's slices: the attributes and times they share are prepared once, for every request of the batch. */
-export class SliceBatch {
+/**
+ * One batch's slices: the attributes and times they share are prepared once, for every request of the
+ * batch. A slice for the flight recorder only (detail) is not made here: the recorder holds the batch,
+ * the parent and the link, and makes the slice (LateSlices.slice) only if it leaves.
+ */
+export class SliceBatch extends LateSlices {
   private readonly duration: HrTime
   private readonly attributes: Attributes
+  /** performance.now() of the batch, for the recorder's window: one clock read for all its slices. */
+  private readonly at: number
 
   constructor(
     private readonly sink: SliceSink,
@@ -57,20 +65,46 @@ export class SliceBatch {
     private readonly endTime: HrTime,
     attributes: Attributes,
   ) {
+    super()
     this.duration = hrTimeDuration(startTime, endTime)
-    this.attributes = Object.freeze(limitValues(sanitizeAttributes(attributes), sink.valueLengthLimit))
+    this.attributes = isEmpty(attributes) ? NO_ATTRIBUTES : Object.freeze(limitValues(sanitizeAttributes(attributes), sink.valueLengthLimit))
+    this.at = performance.now()
   }
 
-  /** Exports the slice of the request whose thread span is `parent`, linked to `prev`; returns its context. `detail`: for the flight recorder only. */
-  record(parent: SpanContext, prev: SpanContext | undefined, detail = false): SpanContext {
+  /** Exports the slice of the request whose thread span is `parent`, linked to `prev`; returns its context. */
+  record(parent: SpanContext, prev: SpanContext | undefined): SpanContext {
+    const span = this.slice(parent, prev)
+    this.sink.processor.onEnd(span)
+    return span.spanContext()
+  }
+
+  /**
+   * The slice of the request whose thread span is `parent`, linked to `prev`, for the flight recorder
+   * only: held there as a compact record and made if it leaves (no other slice links to it, so its
+   * span id can wait too). Without a recorder it is marked and handed to the processor as it is.
+   */
+  recordDetail(parent: SpanContext, prev: SpanContext | undefined): void {
+    const { processor } = this.sink
+    if (processor instanceof FlightRecorder) {
+      processor.holdLate(this, parent, prev, this.at)
+      return
+    }
+    const span = this.slice(parent, prev)
+    markDetail(span)
+    processor.onEnd(span)
+  }
+
+  slice(parent: SpanContext, prev: SpanContext | undefined): FinishedSlice {
     const sc: SpanContext = { traceId: parent.traceId, spanId: ids.generateSpanId(), traceFlags: parent.traceFlags, traceState: parent.traceState }
     const links = prev === undefined ? [] : [{ context: prev, attributes: {} }]
     const { sink } = this
-    const span = new FinishedSlice(this.name, sc, parent, this.startTime, this.endTime, this.duration, this.attributes, links, sink.resource, sink.scope)
-    if (detail) markDetail(span)
-    sink.processor.onEnd(span)
-    return sc
+    return new FinishedSlice(this.name, sc, parent, this.startTime, this.endTime, this.duration, this.attributes, links, sink.resource, sink.scope)
   }
+}
+
+function isEmpty(attrs: Attributes): boolean {
+  for (const _ in attrs) return false
+  return true
 }
 
 /** String values, and strings in arrays, cut to the attribute length limit. */

@@ -5,9 +5,9 @@
  * (dropped and counted). A tail-sampling keep or a dump (POST /v1/trace/dump) sends a trace's held
  * detail, or the whole window's, to the export queue.
  */
-import type { Context } from '@opentelemetry/api'
+import type { Context, SpanContext } from '@opentelemetry/api'
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base'
-import { HeldTraces } from './held-traces.ts'
+import { HeldTraces, type LateSlices } from './held-traces.ts'
 import type { FlightRecorderOptions } from './types.ts'
 
 /** Spans that only the recorder sees (above the exported level): marked where they are made. */
@@ -19,10 +19,12 @@ export function markDetail(span: object): void {
 }
 
 /**
- * Approximate heap per held span, measured on Node 20 (docs/tracing.md, "Flight recorder"): a level-3
- * decode_forward slice with the batch's attributes shared, plus its place in the trace's list.
+ * Approximate heap per held span, measured on Node 20 (docs/tracing.md, "Flight recorder"): a span
+ * held whole (a level-2 slice at --trace-level 1), and a batch slice held as a compact record (each
+ * decode_forward and detokenize step: three slots of its trace's list and its share of the batch).
  */
-const BYTES_PER_SPAN = 448
+export const BYTES_PER_SPAN = 448
+export const BYTES_PER_LATE_SLICE = 40
 
 /** What a flush sent to the export queue. */
 export interface Flushed {
@@ -38,8 +40,8 @@ export interface RecorderStats {
 }
 
 export class FlightRecorder implements SpanProcessor {
-  /** By trace id, least recently touched first: a trace moves to the end with each span. */
-  private readonly held = new HeldTraces(true)
+  /** By trace id, least recently touched first (to within a hundredth of the window, at most 100 ms). */
+  private readonly held: HeldTraces
   private readonly sweep: NodeJS.Timeout
   /** Spans dropped for the cap (not those let go by age: that is the window). */
   dropped = 0
@@ -53,12 +55,14 @@ export class FlightRecorder implements SpanProcessor {
     private readonly out: SpanProcessor,
     private readonly opts: FlightRecorderOptions,
   ) {
+    this.held = new HeldTraces(true, Math.min(100, opts.windowSeconds * 10))
     this.sweep = setInterval(() => this.expire(performance.now()), Math.max(10, Math.min(1000, (opts.windowSeconds * 1000) / 4)))
     this.sweep.unref()
   }
 
   stats(): RecorderStats {
-    return { spans: this.held.count, bytes: this.held.count * BYTES_PER_SPAN, dropped: this.dropped }
+    const { count, late } = this.held
+    return { spans: count, bytes: (count - late) * BYTES_PER_SPAN + late * BYTES_PER_LATE_SLICE, dropped: this.dropped }
   }
 
   onStart(span: Span, parentContext: Context): void {
@@ -71,10 +75,24 @@ export class FlightRecorder implements SpanProcessor {
       return
     }
     this.held.add(span.spanContext().traceId, span, performance.now())
+    this.cap()
+  }
+
+  /**
+   * Holds a batch slice above the exported level without making it: the slice of `batch` under
+   * `parent` (a thread span), linked to `prev`, made only if it leaves (finished-slice.ts). `now`:
+   * performance.now() of the batch.
+   */
+  holdLate(batch: LateSlices, parent: SpanContext, prev: SpanContext | undefined, now: number): void {
+    this.held.addLate(parent.traceId, batch, parent, prev, now)
+    if (this.held.count > this.opts.maxSpans) this.cap()
+  }
+
+  private cap(): void {
     while (this.held.count > this.opts.maxSpans) {
-      const gone = this.held.takeOldest()
+      const gone = this.held.dropOldest()
       if (gone === undefined) break
-      this.dropped += gone.length
+      this.dropped += gone
     }
   }
 
@@ -93,7 +111,7 @@ export class FlightRecorder implements SpanProcessor {
 
   /** Lets go of the traces whose last span is older than the window. Exposed for tests. */
   expire(now: number): void {
-    this.held.takeUntil(now - this.opts.windowSeconds * 1000)
+    this.held.dropUntil(now - this.opts.windowSeconds * 1000)
   }
 
   forceFlush(): Promise<void> {

@@ -37,7 +37,7 @@ export interface TracingHooks {
 
 interface Installed {
   provider: BasicTracerProvider
-  contextManager: AsyncLocalStorageContextManager
+  contextManager: AsyncLocalStorageContextManager | undefined
   drops: DropCounter
   exporter: CountingExporter
   journal: SpanJournal | undefined
@@ -114,8 +114,11 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
 
   // Global registration: @fastify/otel (and any other instrumentation) finds our provider,
   // active-context propagation through async/await, and W3C headers on the HTTP edge.
-  const contextManager = new AsyncLocalStorageContextManager().enable()
-  context.setGlobalContextManager(contextManager)
+  // Only where instrumentation needs the active context (the server's @fastify/otel, the router's
+  // proxy): the children pass every context explicitly, and an AsyncLocalStorage, once the batch
+  // processor's first export enters it, turns on async hooks for every promise of the process.
+  const contextManager = who.role === 'server' || who.role === 'router' ? new AsyncLocalStorageContextManager().enable() : undefined
+  if (contextManager !== undefined) context.setGlobalContextManager(contextManager)
   propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }))
   trace.setGlobalTracerProvider(provider)
 
@@ -203,7 +206,7 @@ export async function shutdownTracing(): Promise<void> {
   trace.disable()
   propagation.disable()
   context.disable()
-  inst.contextManager.disable()
+  inst.contextManager?.disable()
 }
 
 /** Spans lost so far in this process: queue overflow plus failed exports. */

@@ -77,13 +77,13 @@ export class TailBuffer implements SpanProcessor {
     if (keep.length > 0) this.onKeep?.(keep)
     for (const id of drop) {
       this.remember(id, false)
-      this.held.take(id)
+      this.held.drop(id)
     }
   }
 
   /** Drops the traces that waited longer than the verdict timeout. Exposed for tests. */
   expire(now: number): void {
-    this.held.takeUntil(now - this.opts.verdictTimeoutMs, (spans) => this.lost(spans.length, 'no verdict in time'))
+    this.held.dropUntil(now - this.opts.verdictTimeoutMs, (spans) => this.lost(spans, 'no verdict in time'))
   }
 
   forceFlush(): Promise<void> {
@@ -100,9 +100,9 @@ export class TailBuffer implements SpanProcessor {
   private hold(id: string, span: ReadableSpan): void {
     this.held.add(id, span, performance.now())
     while (this.held.count > this.opts.bufferSpans) {
-      const gone = this.held.takeOldest()
+      const gone = this.held.dropOldest()
       if (gone === undefined) break
-      this.lost(gone.length, 'tail-sampling buffer full')
+      this.lost(gone, 'tail-sampling buffer full')
     }
   }
 

@@ -298,7 +298,7 @@ export class ThreadTracer implements TraceCalls {
       if (rc === undefined || rc.thread === undefined) continue
       if (detail) {
         batch ??= new SliceBatch(sink, name, nsToHrTime(startNs), nsToHrTime(endNs), attributes ?? {})
-        batch.record(rc.thread.spanContext(), rc.prev, true)
+        batch.recordDetail(rc.thread.spanContext(), rc.prev)
       }
       if (fold) {
         if (rc.loop === undefined) {

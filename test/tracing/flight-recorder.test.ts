@@ -8,9 +8,11 @@ import { randomBytes } from 'node:crypto'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import * as tracing from '../../src/tracing/index.ts'
-import { FlightRecorder } from '../../src/tracing/flight-recorder.ts'
+import type { SpanContext } from '@opentelemetry/api'
+import { BYTES_PER_LATE_SLICE, BYTES_PER_SPAN, FlightRecorder, markDetail } from '../../src/tracing/flight-recorder.ts'
 import { SliceBatch } from '../../src/tracing/finished-slice.ts'
-import type { TailKeepOptions } from '../../src/tracing/types.ts'
+import { HeldTraces } from '../../src/tracing/held-traces.ts'
+import type { SliceSink, TailKeepOptions } from '../../src/tracing/types.ts'
 import { parseConfig } from '../../src/config/parse.ts'
 import { tracingOptions as fromConfig } from '../../src/config/tracing.ts'
 import { tracedSession } from './fixtures/harness.ts'
@@ -29,7 +31,9 @@ function ring(t: Test, opts: { windowSeconds: number; maxSpans: number }) {
   /** One decode step's slice of trace `traceId`: detail (held) or not (passed on). */
   const step = (traceId: string, detail = true) => {
     const parent = { traceId, spanId: hex(8), traceFlags: 1 }
-    new SliceBatch(sink, 'decode_forward', [1, 0], [1, 1000], { 'spanserve.batch.size': 1 }).record(parent, undefined, detail)
+    const batch = new SliceBatch(sink, 'decode_forward', [1, 0], [1, 1000], { 'spanserve.batch.size': 1 })
+    if (detail) batch.recordDetail(parent, undefined)
+    else batch.record(parent, undefined)
   }
   const traces = (spans: ReadableSpan[]) => spans.map((s) => s.spanContext().traceId)
   return { recorder, step, passed: () => traces(passed.getFinishedSpans()), sent: () => traces(sent.getFinishedSpans()) }
@@ -44,7 +48,7 @@ t.test('ring: detail is held by trace, the rest passes; a flush by trace id send
   r.step(c)
   r.step(c, false)
   t.same(r.passed(), [c], 'not detail: passed on at once')
-  t.same(r.recorder.stats(), { spans: 4, bytes: 4 * 448, dropped: 0 })
+  t.same(r.recorder.stats(), { spans: 4, bytes: 4 * BYTES_PER_LATE_SLICE, dropped: 0 })
   t.same(r.recorder.flush([a, hex(16)]), { traces: 1, spans: 2 }, 'an unknown id sends nothing')
   t.same(r.sent(), [a, a])
   t.same(r.recorder.flush(), { traces: 2, spans: 2 })
@@ -62,7 +66,7 @@ t.test('ring: a trace is let go a window after its last span, uncounted; a span 
   await new Promise((res) => setTimeout(res, 20))
   r.step(busy)
   r.recorder.expire(t0 + 1005)
-  t.same(r.recorder.stats(), { spans: 2, bytes: 896, dropped: 0 }, 'the old trace went; the busy one stayed whole')
+  t.same(r.recorder.stats(), { spans: 2, bytes: 2 * BYTES_PER_LATE_SLICE, dropped: 0 }, 'the old trace went; the busy one stayed whole')
   r.recorder.expire(performance.now() + 1001)
   t.equal(r.recorder.stats().spans, 0)
   t.same(r.recorder.flush(), { traces: 0, spans: 0 })
@@ -75,9 +79,96 @@ t.test('ring: past the span cap the least recently touched trace is dropped whol
   r.step(a)
   r.step(b)
   r.step(c)
-  t.same(r.recorder.stats(), { spans: 2, bytes: 896, dropped: 2 })
+  t.same(r.recorder.stats(), { spans: 2, bytes: 2 * BYTES_PER_LATE_SLICE, dropped: 2 })
   r.recorder.flush()
   t.same(r.sent().sort(), [b, c].sort())
+})
+
+t.test('compact records: a held batch slice leaves as the slice made at once would, in the order held, and is made only if it leaves', async (t) => {
+  const direct = new InMemorySpanExporter()
+  const sent = new InMemorySpanExporter()
+  const recorder = new FlightRecorder(new SimpleSpanProcessor(new InMemorySpanExporter()), new SimpleSpanProcessor(sent), { windowSeconds: 30, maxSpans: 100 })
+  t.teardown(() => recorder.shutdown())
+  const resource = resourceFromAttributes({ 'service.name': 'x' })
+  const scope = { name: 'test' }
+  const held = { processor: recorder, resource, scope, valueLengthLimit: 8 }
+  const now = { processor: new SimpleSpanProcessor(direct), resource, scope, valueLengthLimit: 8 }
+  const id = hex(16)
+  const parent = { traceId: id, spanId: hex(8), traceFlags: 1 }
+  const prev = { traceId: id, spanId: hex(8), traceFlags: 1 }
+  const attrs = { 'spanserve.batch.size': 2, 'spanserve.x': 'a long value' }
+  const made = (sink: SliceSink) => new SliceBatch(sink, 'decode_forward', [5, 10], [5, 2000], attrs)
+  made(held).recordDetail(parent, prev)
+  // A span held whole between two compact ones keeps its place.
+  const whole = new SliceBatch(now, 'whole', [6, 0], [6, 1], {})
+  const wholeSpan = whole.slice(parent, undefined)
+  markDetail(wholeSpan)
+  recorder.onEnd(wholeSpan)
+  made(held).recordDetail(parent, undefined)
+  made(now).record(parent, prev)
+  t.same(recorder.stats(), { spans: 3, bytes: 2 * BYTES_PER_LATE_SLICE + BYTES_PER_SPAN, dropped: 0 })
+  t.same(recorder.flush(), { traces: 1, spans: 3 })
+  const out = sent.getFinishedSpans()
+  t.same(
+    out.map((s) => s.name),
+    ['decode_forward', 'whole', 'decode_forward'],
+  )
+  const [a, , c] = out as [ReadableSpan, ReadableSpan, ReadableSpan]
+  const b = direct.getFinishedSpans()[0]!
+  const shape = (s: ReadableSpan) => ({
+    name: s.name,
+    kind: s.kind,
+    traceId: s.spanContext().traceId,
+    traceFlags: s.spanContext().traceFlags,
+    parent: s.parentSpanContext,
+    start: s.startTime,
+    end: s.endTime,
+    duration: s.duration,
+    attributes: s.attributes,
+    links: s.links,
+    status: s.status,
+    events: s.events,
+    resource: s.resource,
+    scope: s.instrumentationScope,
+  })
+  t.same(shape(a), shape(b), 'the same span as one made at once')
+  t.same(a.attributes, { 'spanserve.batch.size': 2, 'spanserve.x': 'a long v' }, 'values cut to the limit')
+  t.same(c.links, [], 'no link without a previous slice')
+  t.not(a.spanContext().spanId, c.spanContext().spanId, 'each its own span id')
+  t.match(a.spanContext().spanId, /^[0-9a-f]{16}$/)
+
+  // Let go by the window or the cap: never made.
+  let madeCount = 0
+  class Counting extends SliceBatch {
+    override slice(p: SpanContext, l: SpanContext | undefined) {
+      madeCount++
+      return super.slice(p, l)
+    }
+  }
+  const small = new FlightRecorder(new SimpleSpanProcessor(new InMemorySpanExporter()), new SimpleSpanProcessor(sent), { windowSeconds: 1, maxSpans: 2 })
+  t.teardown(() => small.shutdown())
+  const sink = { ...held, processor: small }
+  for (const traceId of [hex(16), hex(16), hex(16)]) new Counting(sink, 'decode_forward', [1, 0], [1, 1], {}).recordDetail({ traceId, spanId: hex(8), traceFlags: 1 }, undefined)
+  t.same(small.stats().dropped, 1, 'past the cap')
+  small.expire(performance.now() + 1001)
+  t.same(small.stats().spans, 0, 'past the window')
+  t.equal(madeCount, 0, 'no span was made for a slice let go')
+})
+
+t.test('held traces with slack: a touch renews the time at once and the place only past the slack; the window stays exact', async (t) => {
+  const held = new HeldTraces(true, 100)
+  const span = { spanContext: () => ({}) } as unknown as ReadableSpan
+  held.add('a', span, 0)
+  held.add('b', span, 10)
+  held.add('a', span, 50) // renewed, not moved: a is still first in order
+  t.same(held.ids(), ['a', 'b'])
+  held.dropUntil(20)
+  t.same(held.ids(), ['a'], 'b went; a, touched since, stayed though placed before b')
+  held.add('a', span, 200) // past the slack: moved
+  held.add('c', span, 210)
+  held.dropUntil(205)
+  t.same(held.ids(), ['c'])
+  t.equal(held.count, 1)
 })
 
 t.test('the flags: off by default, the cap defaults to 200000 spans', async (t) => {
@@ -143,7 +234,7 @@ t.test('worker (tracing thread): the thread holds the detail and reports its siz
   tracing.batchSlice(['w'], tracing.SLICES.decodeForward, t0 + 1000, t0 + 2000, tracing.batchAttributes(1, 1))
   tracing.reqFinish('w')
   await tracing.flushTracing()
-  t.same(tracing.flightRecorderStats(), { spans: 2, bytes: 896, dropped: 0 }, 'as the thread last reported')
+  t.same(tracing.flightRecorderStats(), { spans: 2, bytes: 2 * BYTES_PER_LATE_SLICE, dropped: 0 }, 'as the thread last reported')
   t.same(await tracing.dumpFlightRecorder(), { traces: 1, spans: 2 })
   const spans = await s.finish()
   t.same(names(spans), ['Worker', 'decode_forward', 'decode_forward', 'decode_loop'])
