@@ -824,7 +824,7 @@ export const OPTIONS = [
     default: 200000,
     min: 1,
     group: 'tracing',
-    help: "--trace-flight-recorder: spans each process holds at most; past it the oldest request's are dropped and counted. The default is some 90 MB at about 450 bytes a span.",
+    help: "--trace-flight-recorder: spans each process holds at most; past it the oldest request's are dropped and counted. A decode or detokenize step is held as a record of some 30 to 50 bytes, a whole span some 450: the default is some 6 to 10 MB of steps.",
   },
 ] as const satisfies readonly OptionSpec[]
 

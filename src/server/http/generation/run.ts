@@ -39,6 +39,8 @@ export class GenerationRun {
   readonly rid: string
   private readonly timing: Timing
   private lastOutputMs = 0
+  /** The longest gap between two outputs so far: only a new longest carries the trace as an exemplar. */
+  private longestGapMs = -1
   /** Times the request was lost with a dead process and resumed (engine-client/engine-client.ts). */
   private resumes = 0
   private timer: NodeJS.Timeout | undefined
@@ -126,7 +128,11 @@ export class GenerationRun {
       firstToken(this.rid)
     } else {
       const gapMs = now - this.lastOutputMs
-      this.info.metrics.tokenGap(gapMs / 1000, this.built.traceIds)
+      // The request's trace goes with its longest gaps only (each bucket keeps one exemplar anyway):
+      // an exemplar per token cost every traced token, and a slow gap is the one worth a trace.
+      const longest = gapMs > this.longestGapMs
+      if (longest) this.longestGapMs = gapMs
+      this.info.metrics.tokenGap(gapMs / 1000, longest ? this.built.traceIds : null)
       this.gapsMs?.push(gapMs)
     }
     this.lastOutputMs = now
