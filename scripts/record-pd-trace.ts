@@ -6,11 +6,11 @@
  *
  *   node --import tsx scripts/record-pd-trace.ts
  */
-import { spawn } from 'node:child_process'
 import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ROOT, startServer, TEST_CACHE_DIR } from '../harness/server.ts'
+import { startRouter } from '../harness/router.ts'
+import { ROOT, startServer } from '../harness/server.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'spanserve-pd-trace-'))
 const file = (name: string) => join(dir, `${name}.jsonl`)
@@ -19,24 +19,8 @@ const [prefill, decode] = await Promise.all([
   startServer({ args: [...traced('prefill'), '--disaggregation-mode', 'prefill'] }),
   startServer({ args: [...traced('decode'), '--disaggregation-mode', 'decode', '--disaggregation-bootstrap-port', '0'] }),
 ])
-const router = spawn(
-  process.execPath,
-  [join(ROOT, 'bin/spanserve.js'), 'router', '--port', '0', '--prefill', prefill!.url, '--decode', decode!.url, '--health-check-interval', '0.2', ...traced('router')],
-  {
-    cwd: ROOT,
-    env: { ...process.env, SPANSERVE_CACHE_DIR: TEST_CACHE_DIR, SPANSERVE_LOG_FORMAT: 'json' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  },
-)
-const port = await new Promise<number>((resolve) => {
-  let buf = ''
-  router.stdout!.on('data', (c: Buffer) => {
-    buf += c.toString('utf8')
-    const m = /"port":(\d+)[^\n]*"msg":"spanserve router listening"|"msg":"spanserve router listening"[^\n]*"port":(\d+)/.exec(buf)
-    if (m) resolve(Number(m[1] ?? m[2]))
-  })
-})
-const url = `http://127.0.0.1:${port}`
+const router = await startRouter(['--prefill', prefill!.url, '--decode', decode!.url, '--health-check-interval', '0.2', ...traced('router')])
+const url = router.url
 for (;;) {
   if ((await fetch(url + '/health')).status === 200) break
   await new Promise((r) => setTimeout(r, 100))
@@ -45,8 +29,8 @@ const post = (path: string, body: object) => fetch(url + path, { method: 'POST',
 const story = 'The history of the city goes back to the days when the river was the only road, and the people who lived along it built their houses out of the stones they found on its banks.'
 await post('/v1/completions', { model: 'default', prompt: `${story} Over the years`, max_tokens: 8, temperature: 0 })
 await post('/v1/chat/completions', { model: 'default', messages: [{ role: 'user', content: `${story} Tell me about the bridges.` }], max_tokens: 8, temperature: 0, stream: true })
-router.kill('SIGTERM')
-await new Promise((r) => router.on('exit', r))
+router.proc.kill('SIGTERM')
+await router.exited
 await Promise.all([prefill!.stop(), decode!.stop()])
 const out = join(ROOT, 'test/trace-tools/fixtures/pd')
 mkdirSync(out, { recursive: true })

@@ -17,11 +17,8 @@ import { parse } from 'yaml'
 import { parseConfig } from '../../src/config/parse.ts'
 import type { Config } from '../../src/config/schema.ts'
 import { createLogger } from '../../src/logging.ts'
-import { buildRouterApp } from '../../src/router/app.ts'
+import { assembleRouter } from '../../src/router/assemble.ts'
 import { parseRouterConfig, type RouterConfig } from '../../src/router/config.ts'
-import { InstanceSet } from '../../src/router/instances.ts'
-import { RouterMetrics } from '../../src/router/metrics.ts'
-import { RouterProxy } from '../../src/router/proxy.ts'
 import { kustomizeBuild, loadAllYaml, loadYaml, validateK8s } from './manifests.ts'
 
 type DnsTarget = { name: string; port: number }
@@ -360,34 +357,14 @@ t.test("the router's probes under disaggregation, asked of the router's own app"
   const decodeUrl = await scripted({ mode: 'decode', bootstrap_port: decodePod.config.disaggregationBootstrapPort })
   // The router's app as main.ts builds it under disaggregation: the decode set answers, the prefill set prefills.
   const appFor = async (prefillUrls: string[], decodeUrls: string[]) => {
-    const set = (urls: string[], role: 'prefill' | 'decode') =>
-      new InstanceSet({ urls, dns: null, resolve: async () => [], healthIntervalMs: 60_000, healthTimeoutMs: 1000, dnsIntervalMs: 60_000, maxTreeChars: 1 << 20, log, role })
-    const instances = set(decodeUrls, 'decode')
-    const prefill = set(prefillUrls, 'prefill')
-    const metrics = new RouterMetrics(() => [...prefill.list(), ...instances.list()])
-    const policy = { policy: config.policy, cacheThreshold: config.cacheThreshold, balanceAbsThreshold: config.balanceAbsThreshold, balanceRelThreshold: config.balanceRelThreshold }
-    const proxy = new RouterProxy({ instances, prefill, policy, metrics, log, apiKeyConfigured: false })
-    const s = config.shared
-    const app = await buildRouterApp({
-      log,
-      apiKey: s.apiKey,
-      perimeter: { headersTimeoutMs: s.headersTimeout * 1000, bodyTimeoutMs: s.bodyTimeout * 1000, maxHeaders: s.maxHeaders, maxConnectionsPerClient: s.maxConnectionsPerClient },
-      bodyLimit: s.bodyLimit,
-      traceExcludeUrls: null,
-      isShuttingDown: () => false,
-      instances,
-      prefill,
-      metrics,
-      proxy,
-    })
-    await Promise.all([instances.start(), prefill.start()])
+    const pd = { prefill: { urls: prefillUrls, dns: null }, decode: { urls: decodeUrls, dns: null } }
+    const r = await assembleRouter({ ...config, pd, healthCheckInterval: 60, healthCheckTimeout: 1 }, log, { resolve: async () => [] })
+    await r.start()
     t.teardown(async () => {
-      instances.stop()
-      prefill.stop()
-      proxy.close()
-      await app.close()
+      r.stop()
+      await r.app.close()
     })
-    return { app, instances }
+    return r
   }
   const up = await appFor([prefillUrl], [decodeUrl])
   const noDecode = await appFor([prefillUrl], ['http://127.0.0.1:1'])

@@ -10,11 +10,8 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { parseConfig } from '../../src/config/parse.ts'
 import { createLogger } from '../../src/logging.ts'
-import { buildRouterApp } from '../../src/router/app.ts'
+import { assembleRouter } from '../../src/router/assemble.ts'
 import { parseRouterConfig, type RouterConfig } from '../../src/router/config.ts'
-import { InstanceSet } from '../../src/router/instances.ts'
-import { RouterMetrics } from '../../src/router/metrics.ts'
-import { RouterProxy } from '../../src/router/proxy.ts'
 import { kustomizeBuild, loadAllYaml, loadYaml, validateK8s } from './manifests.ts'
 
 const repoPath = (f: string): string => new URL(`../../${f}`, import.meta.url).pathname
@@ -190,33 +187,13 @@ t.test("the router's probes and Service point at what the router serves", async 
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
   t.teardown(() => new Promise<void>((r) => upstream.close(() => r())))
   const appFor = async (urls: string[]) => {
-    const instances = new InstanceSet({ urls, dns: null, resolve: async () => [], healthIntervalMs: 60_000, healthTimeoutMs: 1000, dnsIntervalMs: 60_000, maxTreeChars: 1 << 20, log })
-    const metrics = new RouterMetrics(() => instances.list())
-    const proxy = new RouterProxy({
-      instances,
-      policy: { cacheThreshold: config.cacheThreshold, balanceAbsThreshold: config.balanceAbsThreshold, balanceRelThreshold: config.balanceRelThreshold },
-      metrics,
-      log,
-      apiKeyConfigured: false,
-    })
-    const s = config.shared
-    const app = await buildRouterApp({
-      log,
-      apiKey: s.apiKey,
-      perimeter: { headersTimeoutMs: s.headersTimeout * 1000, bodyTimeoutMs: s.bodyTimeout * 1000, maxHeaders: s.maxHeaders, maxConnectionsPerClient: s.maxConnectionsPerClient },
-      bodyLimit: s.bodyLimit,
-      traceExcludeUrls: null,
-      isShuttingDown: () => false,
-      instances,
-      metrics,
-      proxy,
-    })
-    await instances.start()
+    const r = await assembleRouter({ ...config, instances: urls, dns: null, healthCheckInterval: 60, healthCheckTimeout: 1 }, log, { resolve: async () => [] })
+    await r.start()
     t.teardown(async () => {
-      instances.stop()
-      await app.close()
+      r.stop()
+      await r.app.close()
     })
-    return app
+    return r.app
   }
   const up = await appFor([`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`])
   const down = await appFor(['http://127.0.0.1:1'])

@@ -3,13 +3,15 @@
  * the loop sends, in order, and which requests finished. Orders of events only: no timing.
  */
 import { SchedulerLoop, type LoopIo } from '../../src/scheduler/loop.ts'
-import type { ForwardBatch, TokenizedGenerateReqInput } from '../../src/ipc/messages.ts'
+import type { BatchTokenIdOutput, ForwardBatch, TokenizedGenerateReqInput } from '../../src/ipc/messages.ts'
 import { conditionWaiters } from './until.ts'
 
 type Limits = ConstructorParameters<typeof SchedulerLoop>[0]
 
-export function harness(limits: Partial<Limits>) {
+/** `extra`: more of the loop's io (its kv, its observer); `check()` re-tests the until() conditions from there. */
+export function harness(limits: Partial<Limits>, extra: (check: () => void) => Partial<LoopIo> = () => ({})) {
   const steps: ForwardBatch[] = []
+  const outputs: BatchTokenIdOutput[] = []
   /** rids in the order they finished. */
   const finished: string[] = []
   /** until(pred) resolves once pred holds, checked after each step sent and each output. */
@@ -26,14 +28,16 @@ export function harness(limits: Partial<Limits>) {
       check()
     },
     output: (o) => {
+      outputs.push(o)
       o.rids.forEach((rid, i) => o.finished[i] !== null && finished.push(rid))
       check()
     },
     error: () => {},
+    ...extra(check),
   }
   loop = new SchedulerLoop({ maxBatchSize: 4, maxQueue: 32, maxPrefillTokens: 64, maxTotalTokens: 1000, contextLength: 100, eosTokenIds: [0], tpSize: 1, depth: 1, decodeSteps: 1, ...limits }, io)
   void loop.run()
-  return { loop, steps, finished, until }
+  return { loop, steps, outputs, finished, until }
 }
 
 export const req = (rid: string, client: string, promptLen: number, maxTokens: number): TokenizedGenerateReqInput => ({

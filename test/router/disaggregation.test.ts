@@ -13,12 +13,11 @@
  *   --disaggregation-transfer-timeout, then prefilled on the decode instance; a decode worker
  *   SIGKILLed mid-stream is replaced and the stream resumed, with the same text.
  */
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import OpenAI from 'openai'
 import t from 'tap'
 import { startOtlpReceiver, type ReceivedSpan } from '../../harness/otlp-receiver.ts'
-import { ROOT, startServer, TEST_CACHE_DIR } from '../../harness/server.ts'
+import { startRouter } from '../../harness/router.ts'
+import { startServer } from '../../harness/server.ts'
 import { alive } from '../helpers/processes.ts'
 
 const receiver = await startOtlpReceiver({ protocol: 'grpc' })
@@ -40,33 +39,11 @@ t.teardown(async () => {
   for (const pid of [...started, ...pids()]) if (alive(pid)) process.kill(pid, 'SIGKILL')
 })
 
-const routerProc = spawn(process.execPath, [join(ROOT, 'bin/spanserve.js'), 'router', '--port', '0', '--prefill', prefill!.url, '--decode', decode!.url, '--health-check-interval', '1', ...traced], {
-  cwd: ROOT,
-  env: { ...process.env, ...env, SPANSERVE_CACHE_DIR: TEST_CACHE_DIR, SPANSERVE_LOG_FORMAT: 'json' },
-  stdio: ['ignore', 'pipe', 'pipe'],
-})
+const router = await startRouter(['--prefill', prefill!.url, '--decode', decode!.url, '--health-check-interval', '1', ...traced], env)
 t.teardown(() => {
-  if (routerProc.exitCode === null) routerProc.kill('SIGKILL')
+  if (router.proc.exitCode === null) router.proc.kill('SIGKILL')
 })
-let routerErr = ''
-routerProc.stderr!.on('data', (c: Buffer) => (routerErr += c.toString('utf8')))
-const port = await new Promise<number>((resolve, reject) => {
-  let buf = ''
-  const timer = setTimeout(() => reject(new Error(`router did not start: ${routerErr}`)), 30_000)
-  routerProc.stdout!.on('data', (chunk: Buffer) => {
-    buf += chunk.toString('utf8')
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>
-      buf = buf.slice(nl + 1)
-      if (line.msg === 'spanserve router listening') {
-        clearTimeout(timer)
-        resolve(line.port as number)
-      }
-    }
-  })
-  routerProc.on('exit', (code) => reject(new Error(`router exited (${code}): ${routerErr}`)))
-})
-const ROUTER = `http://127.0.0.1:${port}`
+const ROUTER = router.url
 // The router checks health every second: wait until it has seen both instances up.
 for (let i = 0; i < 100; i++) {
   const h = (await (await fetch(ROUTER + '/health')).json()) as { status?: string }

@@ -5,11 +5,10 @@
  * openai client; GET /v1/models; an instance killed with SIGKILL: the next turn, which the policy
  * sends there, is served by another; SIGTERM drains the router and it exits 0.
  */
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import OpenAI from 'openai'
 import t from 'tap'
-import { ROOT, startServer, TEST_CACHE_DIR, type RunningServer } from '../../harness/server.ts'
+import { startRouter } from '../../harness/router.ts'
+import { startServer, type RunningServer } from '../../harness/server.ts'
 import { alive } from '../helpers/processes.ts'
 import { parseExposition } from '../helpers/prometheus.ts'
 
@@ -22,36 +21,12 @@ t.teardown(async () => {
 })
 
 /** The router as users start it (`npx spanserve router`), logging JSON lines. */
-const routerProc = spawn(process.execPath, [join(ROOT, 'bin/spanserve.js'), 'router', '--port', '0', ...servers.flatMap((s) => ['--instance', s.url]), '--health-check-interval', '30'], {
-  cwd: ROOT,
-  env: { ...process.env, SPANSERVE_CACHE_DIR: TEST_CACHE_DIR, SPANSERVE_LOG_FORMAT: 'json' },
-  stdio: ['ignore', 'pipe', 'pipe'],
-})
-const routerExit = new Promise<number | null>((resolve) => routerProc.on('exit', (code) => resolve(code)))
+const router = await startRouter([...servers.flatMap((s) => ['--instance', s.url]), '--health-check-interval', '30'])
 t.teardown(() => {
-  if (routerProc.exitCode === null) routerProc.kill('SIGKILL')
+  if (router.proc.exitCode === null) router.proc.kill('SIGKILL')
 })
-let routerErr = ''
-routerProc.stderr!.on('data', (c: Buffer) => (routerErr += c.toString('utf8')))
-const routerLogs: Record<string, unknown>[] = []
-const port = await new Promise<number>((resolve, reject) => {
-  let buf = ''
-  const timer = setTimeout(() => reject(new Error(`router did not start: ${routerErr}`)), 30_000)
-  routerProc.stdout!.on('data', (chunk: Buffer) => {
-    buf += chunk.toString('utf8')
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>
-      buf = buf.slice(nl + 1)
-      routerLogs.push(line)
-      if (line.msg === 'spanserve router listening') {
-        clearTimeout(timer)
-        resolve(line.port as number)
-      }
-    }
-  })
-  void routerExit.then((code) => reject(new Error(`router exited (${code}): ${routerErr}`)))
-})
-const ROUTER = `http://127.0.0.1:${port}`
+const routerLogs = router.logs
+const ROUTER = router.url
 const client = new OpenAI({ baseURL: ROUTER + '/v1', apiKey: 'unused', maxRetries: 0 })
 
 async function metrics() {
@@ -157,7 +132,7 @@ t.test('an instance killed with SIGKILL: the next turn, routed there, is served 
 })
 
 t.test('SIGTERM drains the router: it exits 0', async (t) => {
-  routerProc.kill('SIGTERM')
-  t.equal(await routerExit, 0)
+  router.proc.kill('SIGTERM')
+  t.equal(await router.exited, 0)
   t.ok(routerLogs.some((l) => l.msg === 'router shutting down'))
 })

@@ -7,12 +7,11 @@
  * blocks. Prefill side: the prompt's last chunk carries the transfer of its whole blocks but the last token's.
  */
 import t from 'tap'
-import { SchedulerLoop, type LoopIo } from '../../src/scheduler/loop.ts'
 import { KV_BLOCK_TOKENS as BT } from '../../src/ipc/kv-blocks.ts'
 import type { BatchTokenIdOutput, Bootstrap, ForwardBatch, TokenizedGenerateReqInput } from '../../src/ipc/messages.ts'
-import { conditionWaiters } from '../helpers/until.ts'
+import { harness as scriptedLoop } from '../helpers/scripted-loop.ts'
 
-type Limits = ConstructorParameters<typeof SchedulerLoop>[0]
+type Limits = Parameters<typeof scriptedLoop>[0]
 
 interface Expected {
   rid: string
@@ -22,28 +21,11 @@ interface Expected {
   tokens: Int32Array
 }
 
-function harness(limits: Partial<Limits> = {}) {
-  const steps: ForwardBatch[] = []
-  const outputs: BatchTokenIdOutput[] = []
+/** The scripted loop (token 5 for every sequence due one), its worker's KV side recorded. */
+function harness(limits: Limits = {}) {
   const expected: Expected[] = []
   const cancelled: string[] = []
-  const { until, check } = conditionWaiters()
-  let loop: SchedulerLoop
-  const io: LoopIo = {
-    forward: (batch) => {
-      steps.push(batch)
-      const rids = batch.prefill.filter((p) => p.last).map((p) => p.rid)
-      for (let n = 0; batch.decode.length > 0 && n < batch.decodeSteps; n++) rids.push(...batch.decode)
-      setTimeout(() =>
-        loop.onForwardOutput({ type: 'forward_out', step: batch.step, tpRank: 0, allReduceMs: 0, rids, tokens: new Int32Array(rids.length).fill(5), failed: [], prefillMs: 0, decodeMs: 0 }),
-      )
-      check()
-    },
-    output: (o) => {
-      outputs.push(o)
-      check()
-    },
-    error: () => {},
+  const h = scriptedLoop({ maxQueue: 8, contextLength: 400, depth: 2, prefixCache: true, ...limits }, (check) => ({
     kv: {
       expect: (rid, _trace, room, blocks, from, tokens) => {
         expected.push({ rid, room, blocks, from, tokens })
@@ -54,13 +36,8 @@ function harness(limits: Partial<Limits> = {}) {
         check()
       },
     },
-  }
-  loop = new SchedulerLoop(
-    { maxBatchSize: 4, maxQueue: 8, maxPrefillTokens: 64, maxTotalTokens: 1000, contextLength: 400, eosTokenIds: [0], tpSize: 1, depth: 2, decodeSteps: 1, prefixCache: true, ...limits },
-    io,
-  )
-  void loop.run()
-  return { loop, steps, outputs, expected, cancelled, until }
+  }))
+  return { ...h, expected, cancelled }
 }
 
 const ids = (n: number, from = 100) => Array.from({ length: n }, (_, i) => from + i)
