@@ -123,9 +123,11 @@ const HELP = `usage: npm run bench -- [flags]
                          (costly constraints, an n=128 hog, 4 MB prompts, memory after a burst);
                          ratios from one run, written to bench/results/isolation-<date>.json
   --router               instead of the configurations: spanserve router's TTFT at c1 against
-                         straight to its instance, and multi-turn chats over 3 instances with
-                         --policy cache_aware against round_robin; ratios from one run, written to
-                         <out>/router-<date>.json (about a minute on 2 cores)
+                         straight to its instance, multi-turn chats over 3 instances with
+                         --policy cache_aware against round_robin, and a prefill/decode pair
+                         against a co-located instance on the same cores; ratios from one run,
+                         written to <out>/router-<date>.json (about 4 minutes on 2 cores;
+                         SPANSERVE_BENCH_ROUTER_PARTS=overhead,routing,pd picks parts)
   --isolation-only LIST  of constraints,hog,huge,memory: only these parts of --isolation
   --features-only LIST   of cache,api,base: only these parts of --features (default: all)
   --models LIST          model presets, comma-separated (default: default,large; on 2 cores the
