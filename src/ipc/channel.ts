@@ -17,14 +17,19 @@ export class Inbox {
   private readonly sock: zmq.Pull
   private closed = false
 
-  /** `keys`: CURVE keys, by default the process's (--ipc-secret). */
+  /**
+   * `keys`: CURVE keys, by default the process's (--ipc-secret). `maxMessageBytes`: a larger message
+   * drops its sender's connection (ZeroMQ's maxMessageSize), for a socket peers outside the process
+   * tree reach (default: no limit).
+   */
   constructor(
     readonly address: string,
     private readonly handlers: Handlers,
     private readonly onBadMessage: (err: unknown) => void,
     keys?: CurveKeys | null,
+    maxMessageBytes?: number,
   ) {
-    this.sock = new zmq.Pull({ linger: 0, ...bindOptions(keys) })
+    this.sock = new zmq.Pull({ linger: 0, ...(maxMessageBytes === undefined ? {} : { maxMessageSize: maxMessageBytes }), ...bindOptions(keys) })
   }
 
   async bind(): Promise<void> {

@@ -24,8 +24,11 @@ export interface KvReceiverOptions {
   serialize: (task: () => void) => void
   /** How long a transfer that came before its request is held (the decode side's wait). */
   holdMs: number
-  /** Most transfers held for requests not yet seen; the oldest goes first. */
+  /** Most transfers held for requests not yet seen, and their bytes; the oldest goes first. */
   maxHeld: number
+  maxHeldBytes: number
+  /** The largest transfer taken: a whole context of KV, its tokens and a header (a larger one drops its sender). */
+  maxTransferBytes: number
 }
 
 interface Held {
@@ -43,7 +46,7 @@ export class KvReceiver {
     address: string,
     private readonly opts: KvReceiverOptions,
   ) {
-    this.inbox = new Inbox(address, { kv_transfer: (msg) => opts.serialize(() => this.arrived(msg)) }, (err) => opts.log.warn({ err }, 'bad KV transfer'))
+    this.inbox = new Inbox(address, { kv_transfer: (msg) => opts.serialize(() => this.arrived(msg)) }, (err) => opts.log.warn({ err }, 'bad KV transfer'), undefined, opts.maxTransferBytes)
   }
 
   /** Binds the bootstrap port; returns the address bound. */
@@ -98,7 +101,14 @@ export class KvReceiver {
     }
     // Its request has not reached this worker yet: hold it, within the bounds.
     const now = performance.now()
-    for (const [room, h] of this.held) if (now - h.at > this.opts.holdMs || this.held.size >= this.opts.maxHeld) this.held.delete(room)
+    let bytes = msg.data.byteLength
+    for (const h of this.held.values()) bytes += h.msg.data.byteLength
+    // Oldest first (a Map keeps insertion order): out of time, or making room by count and bytes.
+    for (const [room, h] of this.held) {
+      if (now - h.at <= this.opts.holdMs && this.held.size < this.opts.maxHeld && bytes <= this.opts.maxHeldBytes) break
+      this.held.delete(room)
+      bytes -= h.msg.data.byteLength
+    }
     this.held.set(msg.room, { msg, at: now })
   }
 
