@@ -48,8 +48,7 @@ import { clientOf, VirtualTokenCounter } from './fairness.ts'
 import { KvSpace } from './kv-space.ts'
 import { WaitingQueue } from './queue.ts'
 import type { SchedRequest } from './request.ts'
-import { transferredTokens } from '../ipc/kv-blocks.ts'
-import { KV_BLOCK_TOKENS } from '../ipc/kv-blocks.ts'
+import { KV_BLOCK_TOKENS, transferredTokens } from '../ipc/kv-blocks.ts'
 import type { ErrorCode } from '../errors.ts'
 import type { OutputConstraint } from '../structured-output/constraint.ts'
 
@@ -270,11 +269,16 @@ export class SchedulerLoop {
     const waiting = this.transferring.get(msg.rid)
     if (!waiting) return
     const { req } = waiting
-    this.endWait(req, msg.ok ? 'transferred' : 'refused')
     if (msg.ok) {
       req.firstChunk = req.prefilled = transferredTokens(req.inputIds.length)
       req.cachedTokens = msg.cachedTokens
     }
+    this.prefillAfterWait(req, msg.ok ? 'transferred' : 'refused')
+  }
+
+  /** The wait is over: the request prefills, past the KV transferred or (timeout, refused) from its own cached prefix. */
+  private prefillAfterWait(req: SchedRequest, outcome: 'transferred' | 'timeout' | 'refused'): void {
+    this.endWait(req, outcome)
     this.prefilling.push(req)
     this.kick()
   }
@@ -294,10 +298,8 @@ export class SchedulerLoop {
     if (whole <= req.kv.cached) return false
     const timer = setTimeout(() => {
       if (!this.transferring.has(req.rid)) return
-      this.endWait(req, 'timeout')
       this.io.kv?.cancel(req.rid)
-      this.prefilling.push(req)
-      this.kick()
+      this.prefillAfterWait(req, 'timeout')
     }, this.limits.kvTransferTimeoutMs ?? 30_000)
     this.transferring.set(req.rid, { req, timer })
     this.io.observer?.kvWaiting?.(req)

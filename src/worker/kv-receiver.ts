@@ -10,7 +10,7 @@
  * may have been freed by a step the worker has received but not run yet, which must run first.
  */
 import { Inbox, type Outbox } from '../ipc/channel.ts'
-import { KV_BLOCK_TOKENS } from '../ipc/kv-blocks.ts'
+import { blocksFor, KV_BLOCK_TOKENS } from '../ipc/kv-blocks.ts'
 import type { KvExpect, KvTransfer } from '../ipc/messages.ts'
 import type { Logger } from '../logging.ts'
 import * as tracing from '../tracing/index.ts'
@@ -24,12 +24,15 @@ export interface KvReceiverOptions {
   serialize: (task: () => void) => void
   /** How long a transfer that came before its request is held (the decode side's wait). */
   holdMs: number
-  /** Most transfers held for requests not yet seen, and their bytes; the oldest goes first. */
-  maxHeld: number
-  maxHeldBytes: number
-  /** The largest transfer taken: a whole context of KV, its tokens and a header (a larger one drops its sender). */
-  maxTransferBytes: number
+  /** The model's context: no transfer is larger than its whole KV (a larger one drops its sender). */
+  contextLength: number
 }
+
+/** Most transfers held for requests not yet seen, and their bytes; past either the oldest goes first. */
+const MAX_HELD = 64
+const MAX_HELD_BYTES = 256 * 2 ** 20
+/** Room for a transfer's header beside its KV data and token ids. */
+const HEADER_BYTES = 2 ** 16
 
 interface Held {
   msg: KvTransfer
@@ -46,7 +49,9 @@ export class KvReceiver {
     address: string,
     private readonly opts: KvReceiverOptions,
   ) {
-    this.inbox = new Inbox(address, { kv_transfer: (msg) => opts.serialize(() => this.arrived(msg)) }, (err) => opts.log.warn({ err }, 'bad KV transfer'), undefined, opts.maxTransferBytes)
+    // The largest transfer taken: a whole context's blocks of KV (4-byte floats), its token ids, a header.
+    const maxTransferBytes = blocksFor(opts.contextLength) * opts.runner.blockFloats * 4 + opts.contextLength * 4 + HEADER_BYTES
+    this.inbox = new Inbox(address, { kv_transfer: (msg) => opts.serialize(() => this.arrived(msg)) }, (err) => opts.log.warn({ err }, 'bad KV transfer'), undefined, maxTransferBytes)
   }
 
   /** Binds the bootstrap port; returns the address bound. */
@@ -105,7 +110,7 @@ export class KvReceiver {
     for (const h of this.held.values()) bytes += h.msg.data.byteLength
     // Oldest first (a Map keeps insertion order): out of time, or making room by count and bytes.
     for (const [room, h] of this.held) {
-      if (now - h.at <= this.opts.holdMs && this.held.size < this.opts.maxHeld && bytes <= this.opts.maxHeldBytes) break
+      if (now - h.at <= this.opts.holdMs && this.held.size < MAX_HELD && bytes <= MAX_HELD_BYTES) break
       this.held.delete(room)
       bytes -= h.msg.data.byteLength
     }

@@ -10,7 +10,7 @@ import { StepLoop } from './step.ts'
 import { closeGrammars, compileFor, configureGrammar, grammarPrepare, grammarStats, releaseAllGrammars, releaseGrammar } from './grammar.ts'
 import { initialOldSpaceMb } from './heap-limit.ts'
 import { faultFor } from './fault-injection.ts'
-import { blocksFor, tcpAddress } from '../ipc/kv-blocks.ts'
+import { tcpAddress } from '../ipc/kv-blocks.ts'
 import { KvReceiver } from './kv-receiver.ts'
 import { KvSender } from './kv-sender.ts'
 
@@ -31,10 +31,7 @@ await runChild('worker', async (ctx) => {
           log,
           serialize: (task) => steps.after(task),
           holdMs: config.disaggregationTransferTimeout * 1000,
-          maxHeld: 64,
-          maxHeldBytes: 256 * 2 ** 20,
-          // A whole context's blocks of KV (4-byte floats), its token ids, and room for the header.
-          maxTransferBytes: blocksFor(ctx.contextLength) * runner.blockFloats * 4 + ctx.contextLength * 4 + 2 ** 16,
+          contextLength: ctx.contextLength,
         })
       : null
   const inbox = new Inbox(
