@@ -7,6 +7,10 @@
  * A child that shut down cleanly deleted its journal itself: there is nothing to read. A child killed
  * while an export was on the wire leaves that export's spans above the watermark: they are sent
  * again (a duplicate span id, which backends merge), never lost.
+ *
+ * With tail sampling, what the child held for its traces' verdicts is in its held journal: those
+ * spans join the server's own hold (setup.ts adoptHeldSpans), so a kept trace gets them and a dropped
+ * one does not.
  */
 import { mkdtempSync, rmSync, unlinkSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
@@ -14,8 +18,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
-import { exportOrphanSpans } from './setup.ts'
-import { journalSegments, SPAN_JOURNAL_ENV } from './span-journal.ts'
+import { adoptHeldSpans, exportOrphanSpans } from './setup.ts'
+import { heldJournalKey, journalSegments, SPAN_JOURNAL_ENV } from './span-journal.ts'
 import { readSegment, rebuildSpans, type JournalHeader, type SegmentContents } from './span-record.ts'
 
 /** Where the children journal: they inherit the variable from the server. */
@@ -58,21 +62,24 @@ export async function readJournal(dir: string, key: string, pid: number): Promis
 }
 
 /**
- * Exports what the exited process `key` (`pid`) had not, and deletes its journal; resolves to the
- * number of spans sent. Never rejects: a journal that cannot be read costs its spans only.
+ * Exports what the exited process `key` (`pid`) had not, hands what it held for verdicts to this
+ * process's hold, and deletes its journals; resolves to the number of spans recovered. Never rejects:
+ * a journal that cannot be read costs its spans only.
  */
 export function recoverOrphanSpans(dir: string, key: string, pid: number): Promise<number> {
   const read = readJournal(dir, key, pid).catch(() => undefined)
   // Handed over before the files are read, so that a shutdown right after a death waits for them.
   const sent = exportOrphanSpans(read.then((r) => r?.spans ?? []))
-  return Promise.all([read, sent]).then(([r]) => {
-    for (const f of r?.files ?? []) {
+  const held = readJournal(dir, heldJournalKey(key), pid).catch(() => undefined)
+  return Promise.all([read, held, sent]).then(([r, h]) => {
+    const adopted = adoptHeldSpans(h?.spans ?? [])
+    for (const f of [...(r?.files ?? []), ...(h?.files ?? [])]) {
       try {
         unlinkSync(f)
       } catch {
         // Gone with the run directory.
       }
     }
-    return r?.spans.length ?? 0
+    return (r?.spans.length ?? 0) + adopted
   })
 }

@@ -20,8 +20,8 @@ import { SpanserveSampler } from './sampler.ts'
 import { FlightRecorder, type Flushed, type RecorderStats } from './flight-recorder.ts'
 import { TailBuffer } from './tail-buffer.ts'
 import { TailDecider } from './tail-decider.ts'
-import { reportingSliceMarks } from './slice-marks.ts'
-import { journalKey, SPAN_JOURNAL_ENV, SpanJournal } from './span-journal.ts'
+import { reportingSliceMarks, spanSecured } from './slice-marks.ts'
+import { heldJournalKey, journalKey, SPAN_JOURNAL_ENV, SpanJournal } from './span-journal.ts'
 import { defaultThreadLabel, setThreadInfo } from './trace.ts'
 
 const TRACER_NAME = 'spanserve'
@@ -128,6 +128,11 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
   const key = journalKey(who)
   const journal = journalDir && key !== undefined ? SpanJournal.open(journalDir, key, resource.attributes, hooks.log ?? consoleWarnLogger) : undefined
   processor.journal = journal
+  // What tail sampling holds is journaled apart: it has not entered the queue (span-journal.ts).
+  if (tail && journal && keep) {
+    tail.journal = SpanJournal.open(journalDir!, heldJournalKey(key!), resource.attributes, hooks.log ?? consoleWarnLogger, { expireMs: keep.verdictTimeoutMs })
+    tail.onSecured = spanSecured
+  }
 
   installed = { provider, contextManager, drops, exporter, journal, tail, recorder, recovering: new Set() }
   const tracer = provider.getTracer(TRACER_NAME)
@@ -173,6 +178,18 @@ export function exportOrphanSpans(spans: ReadableSpan[] | Promise<ReadableSpan[]
   const tracked = sent.catch(() => undefined).finally(() => inst.recovering.delete(tracked))
   inst.recovering.add(tracked)
   return tracked
+}
+
+/**
+ * Spans that another process held for tail sampling's verdicts and never exported (orphan-spans.ts):
+ * they join this process's hold, where the server's verdicts decide them; returns how many were
+ * taken (none without a hold).
+ */
+export function adoptHeldSpans(spans: readonly ReadableSpan[]): number {
+  const tail = installed?.tail
+  if (tail === undefined) return 0
+  for (const s of spans) tail.adopt(s)
+  return spans.length
 }
 
 /** Flushes, stops the SDK and unregisters the globals; the API becomes a no-op again. */

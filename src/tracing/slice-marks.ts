@@ -56,6 +56,33 @@ export function threadSpanEnded(spanId: string): void {
   if (threads.size > 0) threads.delete(spanId)
 }
 
+/** Held slices that are safe, reported together: one report per interval, not one per slice. */
+let secured: ReadableSpan[] = []
+let securedTimer: NodeJS.Timeout | undefined
+const SECURED_REPORT_MS = 100
+
+/**
+ * A span held for its trace's verdict was journaled (tail-buffer.ts): it outlives this process as an
+ * exported one does, so it may be marked. Reported within SECURED_REPORT_MS, after the journal's write.
+ */
+export function spanSecured(span: ReadableSpan): void {
+  if (sink === undefined || threads.size === 0) return
+  const parent = span.parentSpanContext?.spanId
+  if (parent === undefined || !threads.has(parent)) return
+  secured.push(span)
+  if (securedTimer === undefined) {
+    securedTimer = setTimeout(reportSecured, SECURED_REPORT_MS)
+    securedTimer.unref()
+  }
+}
+
+function reportSecured(): void {
+  securedTimer = undefined
+  const spans = secured
+  secured = []
+  spansExported(spans)
+}
+
 /** A batch of spans was exported successfully (export-accounting.ts): report each request's latest. */
 export function spansExported(spans: readonly ReadableSpan[]): void {
   if (sink === undefined || threads.size === 0) return

@@ -16,6 +16,12 @@
  * all below the watermark is deleted (or, the current one, emptied). Past `maxBytes` in all, spans
  * are not journaled, and counted. The journal never throws into the span's path: a failed write
  * turns it off, with one warning.
+ *
+ * A second journal per process holds the spans that tail sampling holds for their trace's verdict
+ * (tail-buffer.ts; `heldJournalKey`): those never enter the queue until kept, so no watermark moves
+ * past them. It has no watermark: its segments go once they have been quiet for `expireMs` (the
+ * verdict timeout, after which the hold has let them go too), or, past `maxBytes`, oldest first, and
+ * the reader hands every span in it to the server's own hold, where the trace's verdict decides.
  */
 import { closeSync, ftruncateSync, openSync, readdirSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
@@ -34,6 +40,8 @@ export interface JournalLimits {
   maxBytes: number
   /** An export unanswered for this long stops holding the watermark back (the batch processor gave up on it). */
   staleExportMs: number
+  /** A held journal: segments quiet this long are deleted, and past maxBytes the oldest go first (no watermark). */
+  expireMs?: number
 }
 
 /** Where the journal's one warning goes (types.ts's WarnLogger). */
@@ -55,6 +63,11 @@ export function journalKey(who: ProcessIdentity): string | undefined {
 }
 
 const SUFFIX = '.spans'
+
+/** The key of a process's held journal (tail sampling's hold), beside its queue's journal. */
+export function heldJournalKey(key: string): string {
+  return `${key}-held`
+}
 
 function segmentPath(dir: string, key: string, pid: number, index: number): string {
   return join(dir, `${key}.${pid}.${index}${SUFFIX}`)
@@ -82,6 +95,9 @@ interface Segment {
   bytes: number
   /** Sequence number of its last span, -1 while it has none. */
   lastSeq: number
+  /** Spans in it, and Date.now() of its last (a held journal's expiry). */
+  spans: number
+  lastAt: number
 }
 
 export class SpanJournal {
@@ -139,6 +155,7 @@ export class SpanJournal {
     }
     let cur = this.segments.at(-1)!
     const opensSegment = cur.bytes + rec.length > this.limits.segmentBytes && cur.lastSeq >= 0
+    if (this.limits.expireMs !== undefined && (opensSegment || this.total + rec.length > this.limits.maxBytes)) this.makeRoom(rec.length + this.header.length)
     // A new segment starts with the header again: that counts against the cap too.
     if (this.total + rec.length + (opensSegment ? this.header.length : 0) > this.limits.maxBytes) {
       this.dropped++
@@ -154,7 +171,21 @@ export class SpanJournal {
     if (!this.stage(rec)) return
     cur.bytes += rec.length
     cur.lastSeq = seq
+    cur.spans++
+    if (this.limits.expireMs !== undefined) cur.lastAt = Date.now()
     this.total += rec.length
+  }
+
+  /** A held journal's room: the segments quiet for expireMs go, then the oldest while `bytes` more would pass maxBytes (their spans counted). */
+  private makeRoom(bytes: number): void {
+    const cutoff = Date.now() - this.limits.expireMs!
+    while (this.segments.length > 1) {
+      const oldest = this.segments[0]!
+      const quiet = oldest.lastAt < cutoff
+      if (!quiet && this.total + bytes <= this.limits.maxBytes) break
+      if (!quiet) this.dropped += oldest.spans
+      this.removeSegment(this.segments.shift()!)
+    }
   }
 
   /** The batch processor handed its oldest `n` spans to the exporter; returns the export's first sequence number. */
@@ -209,6 +240,7 @@ export class SpanJournal {
       this.total -= cur.bytes - this.header.length
       cur.bytes = this.header.length
       cur.lastSeq = -1
+      cur.spans = 0
       return true
     }
     closeSync(this.fd)
@@ -225,7 +257,7 @@ export class SpanJournal {
     } catch (err) {
       return this.fail(err)
     }
-    this.segments.push({ path, bytes: 0, lastSeq: -1 })
+    this.segments.push({ path, bytes: 0, lastSeq: -1, spans: 0, lastAt: 0 })
     if (!this.write(this.header)) return false
     this.segments.at(-1)!.bytes = this.header.length
     this.total += this.header.length

@@ -4,10 +4,16 @@
  * queue (kept) or are let go (dropped). Bounded: past --trace-keep-buffer-spans the oldest trace's
  * spans are dropped and counted, and a trace whose verdict never comes is dropped after
  * verdictTimeoutMs, so neither a burst nor a lost verdict can grow memory without bound.
+ *
+ * A child's held spans are journaled as they are held (span-journal.ts, its held journal): a process
+ * killed before the verdict leaves them to the server, whose own hold takes them (adopt) and lets
+ * the verdict decide. Once journaled, a held slice counts as a slice mark (slice-marks.ts), so that a
+ * resumed attempt links to it as it would to an exported one.
  */
 import type { Context } from '@opentelemetry/api'
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { HeldTraces } from './held-traces.ts'
+import type { SpanJournal } from './span-journal.ts'
 import type { TailKeepOptions, WarnLogger } from './types.ts'
 
 /** Recent verdicts remembered, so that a span ending after its trace's verdict follows it. */
@@ -29,6 +35,10 @@ export class TailBuffer implements SpanProcessor {
   private warned = false
   /** Kept traces' held detail follows them (the flight recorder's, flight-recorder.ts). */
   onKeep: ((ids: readonly string[]) => void) | undefined
+  /** Where held spans outlive this process (a child's held journal). */
+  journal: SpanJournal | undefined
+  /** A held span is journaled: it may be marked (slice-marks.ts spanSecured). */
+  onSecured: ((span: ReadableSpan) => void) | undefined
 
   constructor(
     private readonly inner: SpanProcessor,
@@ -81,6 +91,14 @@ export class TailBuffer implements SpanProcessor {
     }
   }
 
+  /** Another process's held span, recovered after its death (orphan-spans.ts): it follows its trace's verdict here. */
+  adopt(span: ReadableSpan): void {
+    const id = span.spanContext().traceId
+    const verdict = this.verdicts.get(id)
+    if (verdict === true) this.inner.onEnd(span)
+    else if (verdict === undefined) this.hold(id, span)
+  }
+
   /** Drops the traces that waited longer than the verdict timeout. Exposed for tests. */
   expire(now: number): void {
     this.held.dropUntil(now - this.opts.verdictTimeoutMs, (spans) => this.lost(spans, 'no verdict in time'))
@@ -94,11 +112,16 @@ export class TailBuffer implements SpanProcessor {
   shutdown(): Promise<void> {
     clearInterval(this.sweep)
     this.held.clear()
+    this.journal?.close()
     return this.inner.shutdown()
   }
 
   private hold(id: string, span: ReadableSpan): void {
     this.held.add(id, span, performance.now())
+    if (this.journal !== undefined) {
+      this.journal.append(span)
+      this.onSecured?.(span)
+    }
     while (this.held.count > this.opts.bufferSpans) {
       const gone = this.held.dropOldest()
       if (gone === undefined) break

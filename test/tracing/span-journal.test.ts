@@ -12,7 +12,7 @@ import { BasicTracerProvider, type ReadableSpan, type SpanProcessor } from '@ope
 import * as tracing from '../../src/tracing/index.ts'
 import { readJournal } from '../../src/tracing/orphan-spans.ts'
 import { exportOrphanSpans } from '../../src/tracing/setup.ts'
-import { journalKey, SPAN_JOURNAL_ENV, SpanJournal } from '../../src/tracing/span-journal.ts'
+import { heldJournalKey, journalKey, SPAN_JOURNAL_ENV, SpanJournal } from '../../src/tracing/span-journal.ts'
 import { childKey } from '../../src/server/supervisor/children.ts'
 import type { ReceivedSpan } from '../../harness/otlp-receiver.ts'
 import { tracedSession, tracingOptions } from './fixtures/harness.ts'
@@ -131,6 +131,34 @@ t.test('the journal stays bounded: segments go once exported, and past the cap s
   emit(3)
   await runEnded()
   t.equal((await readJournal(dir, 'worker-0-0', process.pid)).spans.length, 3, 'and holds what is queued now')
+})
+
+t.test("a held journal (tail sampling's hold) keeps the newest spans in its bound, and lets quiet segments go", async (t) => {
+  const dir = t.testdir()
+  const key = heldJournalKey('worker-0-0')
+  const journal = SpanJournal.open(dir, key, {}, { warn: () => undefined }, { segmentBytes: 4096, maxBytes: 16384, expireMs: 60_000 })!
+  t.teardown(() => journal.close())
+  const emit = spanSource((s) => journal.append(s))
+  emit(500)
+  await runEnded()
+  t.ok(sizeOf(dir) <= 16384, `never past the cap: ${sizeOf(dir)} bytes`)
+  const read = await readJournal(dir, key, process.pid)
+  t.ok(read.spans.length > 0 && journal.dropped > 0, `${read.spans.length} held, ${journal.dropped} let go`)
+  t.equal(read.spans.length + journal.dropped, 500, 'every span is either in the journal or counted')
+  t.equal(read.spans.at(-1)?.attributes.i, 499, 'the oldest went, not the newest')
+  t.equal((await readJournal(dir, 'worker-0-0', process.pid)).spans.length, 0, "apart from the queue's journal")
+
+  // Segments quiet past expireMs go when the next one opens, without counting: their verdicts are long past.
+  const quick = SpanJournal.open(dir, heldJournalKey('tokenizer'), {}, { warn: () => undefined }, { segmentBytes: 4096, maxBytes: 1 << 20, expireMs: 50 })!
+  t.teardown(() => quick.close())
+  const emitQuick = spanSource((s) => quick.append(s))
+  emitQuick(60)
+  await new Promise((r) => setTimeout(r, 80))
+  emitQuick(30)
+  await runEnded()
+  const left = (await readJournal(dir, heldJournalKey('tokenizer'), process.pid)).spans
+  t.ok(left.length < 90 && left.length >= 30, `the quiet segments went: ${left.length} of 90 left`)
+  t.equal(quick.dropped, 0, 'and none counted as lost')
 })
 
 t.test('a torn last record costs that record only', async (t) => {

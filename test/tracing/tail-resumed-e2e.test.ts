@@ -2,8 +2,10 @@
  * Tail sampling keeps a resumed request (`--trace-sample-rate 0.01 --trace-keep resumed`), end to end
  * over the real OTLP wire: a stream whose worker is SIGKILLed mid-decode is resumed on the restarted
  * worker and its trace exported whole, kept by `resumed`: the request root, the server's, tokenizer's
- * and scheduler's thread spans of both attempts, and the new worker's; of the plain requests beside
- * it, at most the head rate's few are exported, kept as `sampled`.
+ * and scheduler's thread spans of both attempts, the new worker's, and the slices the dead worker had
+ * finished and held for the verdict (its held journal, read by the server); the new attempt links to
+ * the last of them (resumed_from). Of the plain requests beside it, at most the head rate's few are
+ * exported, kept as `sampled`.
  */
 import t from 'tap'
 import { exportsFlushed, startOtlpReceiver } from '../../harness/otlp-receiver.ts'
@@ -24,12 +26,16 @@ t.test('a request resumed after its worker died is kept whole', async (t) => {
   const res = await fetch(server.url + '/v1/completions', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'default', prompt: 'The little girl', max_tokens: 300, temperature: 0, ignore_eos: true, stream: true }),
+    body: JSON.stringify({ model: 'default', prompt: 'The little girl', max_tokens: 1000, temperature: 0, ignore_eos: true, stream: true }),
   })
   t.equal(res.status, 200)
   const traceId = res.headers.get('traceparent')!.split('-')[1]!
   const reader = res.body!.getReader()
-  await reader.read()
+  let before = ''
+  // Past the first token, and long enough for the held prefill slice's mark (reported every 100 ms) to reach the server.
+  const since = Date.now()
+  while (!/"text"/.test(before) || Date.now() - since < 400) before += Buffer.from((await reader.read()).value ?? []).toString('utf8')
+  t.notMatch(before, /finish_reason":"length"/, 'still streaming when the worker dies')
   const dead = server.childPids()['worker-0-0']!
   process.kill(dead, 'SIGKILL')
   let sse = ''
@@ -69,10 +75,15 @@ t.test('a request resumed after its worker died is kept whole', async (t) => {
     'with its request_resumed event',
   )
   const ids = new Set(spans.map((s) => s.spanId))
+  const fromDead = spans.filter((s) => Number(s.resource['process.pid']) === dead)
+  t.ok(
+    fromDead.some((s) => s.name === 'prefill_forward'),
+    `the dead worker's held slices arrived: ${fromDead.map((s) => s.name).join(', ')}`,
+  )
   t.same(
-    spans.filter((s) => s.parentSpanId !== '' && !ids.has(s.parentSpanId)).map((s) => s.name),
+    spans.filter((s) => s.parentSpanId !== '' && !ids.has(s.parentSpanId) && Number(s.resource['process.pid']) !== dead).map((s) => s.name),
     [],
-    "every span's parent is present",
+    "every span's parent is present (but the dead worker's thread span, which never ended)",
   )
   const threads = (role: string) => spans.filter((s) => s.parentSpanId === root?.spanId && s.resource['spanserve.process.role'] === role)
   t.equal(threads('tokenizer').length, 2, "the tokenizer's thread spans of both attempts")
@@ -81,8 +92,15 @@ t.test('a request resumed after its worker died is kept whole', async (t) => {
   t.ok(workers.length >= 1, "the new worker's thread span")
   t.ok(
     workers.every((s) => Number(s.resource['process.pid']) !== dead),
-    'from the restarted worker (the dead one held its spans for the verdict)',
+    "from the restarted worker (the dead one's never ended)",
   )
+  const deadIds = new Set(fromDead.map((s) => s.spanId))
+  const resumedThreads = spans.filter((s) => s.parentSpanId === root?.spanId && s.links.some((l) => l.attributes['spanserve.link.reason'] === 'resumed_from'))
+  t.ok(resumedThreads.length >= 1, `the new attempt's thread spans link back: ${resumedThreads.map((s) => s.resource['spanserve.process.role']).join(', ')}`)
+  for (const s of resumedThreads) {
+    const link = s.links.find((l) => l.attributes['spanserve.link.reason'] === 'resumed_from')!
+    t.ok(deadIds.has(link.spanId), `the ${s.resource['spanserve.process.role']} thread span's resumed_from link points at a span that arrived from the dead worker`)
+  }
   const exported = plainTraces.filter((id) => receiver.spans.some((s) => s.traceId === id))
   t.ok(exported.length <= PLAIN / 4, `plain requests beside it exported: ${exported.length} of ${PLAIN} (1% expected)`)
   for (const id of exported) {

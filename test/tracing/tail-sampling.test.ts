@@ -12,6 +12,11 @@ import { keptRequestTrace } from '../../src/server/engine-client/request-trace.t
 import { parseConfig } from '../../src/config/parse.ts'
 import { tracingOptions as fromConfig } from '../../src/config/tracing.ts'
 import { tracedSession } from './fixtures/harness.ts'
+import { readdirSync } from 'node:fs'
+import { ROOT_CONTEXT, trace } from '@opentelemetry/api'
+import { BasicTracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
+import { heldJournalKey, SpanJournal } from '../../src/tracing/span-journal.ts'
+import { recoverOrphanSpans } from '../../src/tracing/orphan-spans.ts'
 
 const KEEP: TailKeepOptions = { policies: ['failed', 'resumed', 'slow'], ttftMs: 2000, itlP99Ms: 200, e2eMs: 10_000, bufferSpans: 1000, verdictTimeoutMs: 60_000 }
 const hex = (n: number) => randomBytes(n).toString('hex')
@@ -150,6 +155,35 @@ t.test('child: past --trace-keep-buffer-spans the oldest trace is dropped and co
   tracing.applyTraceVerdicts(ids, [])
   const spans = await s.finish()
   t.same([...new Set(spans.map((x) => x.traceId))], [ids[2]], 'the newest survived')
+})
+
+t.test("server: a dead child's held spans join the server's hold and follow their traces' verdicts", async (t) => {
+  const dir = t.testdir()
+  const [kept, dropped, later] = [hex(16), hex(16), hex(16)]
+  // The child's held journal as its death left it (never closed): one span of each trace.
+  const journal = SpanJournal.open(dir, heldJournalKey('tokenizer'), { 'service.name': 'spanserve', 'spanserve.process.role': 'tokenizer' }, { warn: () => undefined }, { expireMs: 60_000 })!
+  t.teardown(() => journal.close())
+  const tracer = new BasicTracerProvider().getTracer('held')
+  for (const id of [kept, dropped, later]) {
+    const span = tracer.startSpan('tokenize', {}, trace.setSpanContext(ROOT_CONTEXT, { traceId: id, spanId: hex(8), traceFlags: 1 })) as unknown as ReadableSpan & { end(): void }
+    span.end()
+    journal.append(span)
+  }
+  await new Promise((r) => setImmediate(r))
+  const s = await tracedSession(t, { keep: KEEP }, { role: 'server' })
+  tracing.applyTraceVerdicts([kept], [dropped])
+  t.equal(await recoverOrphanSpans(dir, 'tokenizer', process.pid), 3, 'all three taken into the hold')
+  t.equal(readdirSync(dir).length, 0, 'and the journal deleted')
+  await tracing.flushTracing()
+  await s.receiver.waitForSpans((all) => all.some((x) => x.traceId === kept), 5000)
+  t.notOk(
+    s.receiver.spans.some((x) => x.traceId === later),
+    'a trace not yet decided waits for its verdict',
+  )
+  tracing.applyTraceVerdicts([later], [])
+  const spans = await s.finish()
+  t.same(new Set(spans.map((x) => x.traceId)), new Set([kept, later]), 'kept traces get them; the dropped one does not')
+  t.equal(spans[0]?.resource['spanserve.process.role'], 'tokenizer', "with the dead child's resource")
 })
 
 t.test('worker (tracing thread): the verdict reaches the thread after the calls recorded before it', async (t) => {
