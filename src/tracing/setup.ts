@@ -4,7 +4,7 @@
  */
 import { PresetIdGenerator } from './preset-ids.ts'
 import { hostname } from 'node:os'
-import { context, propagation, trace } from '@opentelemetry/api'
+import { context, propagation, trace, type ContextManager } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator, type InstrumentationScope } from '@opentelemetry/core'
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources'
@@ -21,6 +21,7 @@ import { FlightRecorder, type Flushed, type RecorderStats } from './flight-recor
 import { TailBuffer } from './tail-buffer.ts'
 import { TailDecider } from './tail-decider.ts'
 import { reportingSliceMarks, spanSecured } from './slice-marks.ts'
+import { SyncContextManager } from './sync-context.ts'
 import { heldJournalKey, journalKey, SPAN_JOURNAL_ENV, SpanJournal } from './span-journal.ts'
 import { defaultThreadLabel, setThreadInfo } from './trace.ts'
 
@@ -37,7 +38,7 @@ export interface TracingHooks {
 
 interface Installed {
   provider: BasicTracerProvider
-  contextManager: AsyncLocalStorageContextManager | undefined
+  contextManager: ContextManager | undefined
   drops: DropCounter
   exporter: CountingExporter
   journal: SpanJournal | undefined
@@ -114,10 +115,10 @@ export async function initTracing(opts: TracingOptions, who: ProcessIdentity, ho
 
   // Global registration: @fastify/otel (and any other instrumentation) finds our provider,
   // active-context propagation through async/await, and W3C headers on the HTTP edge.
-  // Only where instrumentation needs the active context (the server's @fastify/otel, the router's
-  // proxy): the children pass every context explicitly, and an AsyncLocalStorage, once the batch
-  // processor's first export enters it, turns on async hooks for every promise of the process.
-  const contextManager = who.role === 'server' || who.role === 'router' ? new AsyncLocalStorageContextManager().enable() : undefined
+  // An AsyncLocalStorage only where the active context is read after an await (the router's proxy):
+  // on Node 20 it turns on async hooks for every promise of the process. The server's instrumentation
+  // reads it only synchronously (sync-context.ts); the children pass every context explicitly.
+  const contextManager = who.role === 'router' ? new AsyncLocalStorageContextManager().enable() : who.role === 'server' ? new SyncContextManager() : undefined
   if (contextManager !== undefined) context.setGlobalContextManager(contextManager)
   propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }))
   trace.setGlobalTracerProvider(provider)

@@ -21,6 +21,8 @@ export function appOptions(config: Config, model: ModelInfo, contextLength: numb
       maxConnectionsPerClient: config.maxConnectionsPerClient,
     },
     traceExcludeUrls: config.traceEnable ? config.traceExcludeUrls : null,
+    // Three spans a request of little to say below full detail (the request and handler spans stay).
+    traceHookSpans: config.traceLevel >= 3,
     broadcast: (msg) => launcher.broadcast(msg),
     dumpTraces: () => pipeline.dumps.dump(),
     isShuttingDown,

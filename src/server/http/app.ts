@@ -33,6 +33,8 @@ export interface AppOptions extends RoutesOptions {
   perimeter: PerimeterOptions
   /** When tracing is on: @fastify/otel's HTTP spans, except for these paths. */
   traceExcludeUrls: string[] | null
+  /** @fastify/otel's lifecycle hook spans (onRequest, preHandler, …): level 3 only, as the server starts. */
+  traceHookSpans: boolean
   /** True once SIGTERM arrived: new requests get 503 while those in flight finish. */
   isShuttingDown: () => boolean
   bodyLimit: number
@@ -74,7 +76,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   if (opts.traceExcludeUrls !== null) {
     const excluded = new Set(opts.traceExcludeUrls)
     // Registered explicitly: registerOnInitialization produces no spans under ESM.
-    const otel = new FastifyOtelInstrumentation({ ignorePaths: (route: { url: string }) => excluded.has(route.url) })
+    const otel = new FastifyOtelInstrumentation({ ignorePaths: (route: { url: string }) => excluded.has(route.url), instrumentHooks: opts.traceHookSpans })
     await app.register(otel.plugin())
     app.addHook('onSend', async (request, reply) => {
       // Responses that never reached a route (validation errors, 404) still name their trace.
