@@ -58,6 +58,10 @@ function checkTree(t: Test, spans: ReceivedSpan[], caller: { traceId: string; sp
   t.equal(tops.length, 1, "one span under the caller's")
   const http = tops[0]!
   t.equal(http.attributes['http.route'], '/v1/completions', 'the @fastify/otel HTTP span is at the top')
+  t.ok(
+    spans.some((s) => s.parentSpanId === http.spanId && s.name.startsWith('onRequest - ')),
+    "@fastify/otel's lifecycle hook spans at level 3",
+  )
   const root = spans.find((s) => s.name === 'llm_request')!
   t.ok(root, 'the request root span')
   let up: ReceivedSpan | undefined = root

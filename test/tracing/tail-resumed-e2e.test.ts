@@ -74,6 +74,14 @@ t.test('a request resumed after its worker died is kept whole', async (t) => {
     root?.events.some((e) => e.name === 'request_resumed'),
     'with its request_resumed event',
   )
+  t.notOk(
+    spans.some((s) => /^(onRequest|preHandler) - /.test(s.name)),
+    'no @fastify/otel lifecycle hook spans at the default level (the request and handler spans only)',
+  )
+  t.ok(
+    spans.some((s) => s.name.startsWith('handler - ')),
+    'the handler span stays',
+  )
   const ids = new Set(spans.map((s) => s.spanId))
   const fromDead = spans.filter((s) => Number(s.resource['process.pid']) === dead)
   t.ok(
