@@ -251,10 +251,14 @@ for (const preset of opts.models) {
       const total = requests(n)
       const runs = new Map<ConfigName, LevelResult[]>(targets.map((t) => [t.config, []]))
       // Each repeat runs every configuration once, in an order rotated from repeat to repeat and level
-      // to level, so that no configuration always runs first; repeats use the same prompts.
+      // to level, so that no configuration always runs first; repeats use the same prompts. Every
+      // other repeat runs the rotation backwards, so that no configuration always follows the same
+      // one: what a server does once its level is over (its last export, its idle collection 5 s
+      // later, src/process/idle-collect.ts) lands in another configuration's level, and a rotation
+      // alone always put the same neighbour's into the same configuration's.
       for (let rep = 0; rep < opts.repeats; rep++) {
         for (let k = 0; k < targets.length; k++) {
-          const t = targets[(li + rep + k) % targets.length]!
+          const t = targets[(li + rep + (rep % 2 === 0 ? k : targets.length - 1 - k)) % targets.length]!
           if (failures.has(t.config)) continue
           const pids = t.pids()
           const before = snapshot(pids)
