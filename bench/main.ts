@@ -251,14 +251,17 @@ for (const preset of opts.models) {
       const total = requests(n)
       const runs = new Map<ConfigName, LevelResult[]>(targets.map((t) => [t.config, []]))
       // Each repeat runs every configuration once, in an order rotated from repeat to repeat and level
-      // to level, so that no configuration always runs first; repeats use the same prompts. Every
-      // other repeat runs the rotation backwards, so that no configuration always follows the same
+      // to level, so that no configuration always runs first; repeats use the same prompts. Each
+      // rotation runs forwards, then backwards, so that no configuration always follows the same
       // one: what a server does once its level is over (its last export, its idle collection 5 s
       // later, src/process/idle-collect.ts) lands in another configuration's level, and a rotation
-      // alone always put the same neighbour's into the same configuration's.
+      // alone always put the same neighbour's into the same configuration's. (Three configurations
+      // go through all six orders in six repeats; two alternate.)
       for (let rep = 0; rep < opts.repeats; rep++) {
-        for (let k = 0; k < targets.length; k++) {
-          const t = targets[(li + rep + (rep % 2 === 0 ? k : targets.length - 1 - k)) % targets.length]!
+        const configs = targets.length
+        const offset = li + Math.floor(rep / 2)
+        for (let k = 0; k < configs; k++) {
+          const t = targets[(offset + (rep % 2 === 0 ? k : configs - 1 - k)) % configs]!
           if (failures.has(t.config)) continue
           const pids = t.pids()
           const before = snapshot(pids)
