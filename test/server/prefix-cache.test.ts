@@ -117,9 +117,11 @@ t.test('an abort during prefill leaves the tree consistent', async (t) => {
 t.test('after the worker is killed the cache is empty and outputs are right', async (t) => {
   const pid = server.childPids()['worker-0-0']!
   process.kill(pid, 'SIGKILL')
-  await new Promise((r) => setTimeout(r, 500))
-  t.ok(await healthy(server, 30_000), 'health is green again')
+  // Until the server has noticed the death, /health still answers for the old worker: wait for its replacement first.
+  const until = Date.now() + 30_000
+  while (server.childPids()['worker-0-0'] === pid && Date.now() < until) await new Promise((r) => setTimeout(r, 50))
   t.not(server.childPids()['worker-0-0'], pid, 'a new worker')
+  t.ok(await healthy(server, 30_000), 'health is green again')
   const health = (await (await fetch(server.url + '/health')).json()) as { reports: { role: string; prefix_cache_tokens?: number; kv_blocks?: number }[] }
   await new Promise((r) => setTimeout(r, 300))
   const reports = ((await (await fetch(server.url + '/health')).json()) as typeof health).reports
