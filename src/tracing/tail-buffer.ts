@@ -66,9 +66,7 @@ export class TailBuffer implements SpanProcessor {
       this.inner.onEnd(span)
       return
     }
-    const verdict = this.verdicts.get(sc.traceId)
-    if (verdict === true) this.inner.onEnd(span)
-    else if (verdict === undefined) this.hold(sc.traceId, span)
+    const verdict = this.follow(sc.traceId, span)
     if (this.decider !== undefined && verdict === undefined) {
       const parent = span.parentSpanContext
       if (parent === undefined || parent.isRemote === true) {
@@ -93,10 +91,15 @@ export class TailBuffer implements SpanProcessor {
 
   /** Another process's held span, recovered after its death (orphan-spans.ts): it follows its trace's verdict here. */
   adopt(span: ReadableSpan): void {
-    const id = span.spanContext().traceId
+    this.follow(span.spanContext().traceId, span)
+  }
+
+  /** The span follows its trace's verdict: on to the queue, let go, or held until it comes; returns the verdict. */
+  private follow(id: string, span: ReadableSpan): boolean | undefined {
     const verdict = this.verdicts.get(id)
     if (verdict === true) this.inner.onEnd(span)
     else if (verdict === undefined) this.hold(id, span)
+    return verdict
   }
 
   /** Drops the traces that waited longer than the verdict timeout. Exposed for tests. */

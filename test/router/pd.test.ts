@@ -128,30 +128,12 @@ t.test('health by role: a mode other than the role keeps an instance out (logged
   const old = await instance('old', 'none')
   const lines: Record<string, unknown>[] = []
   const logged = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) })
+  const set = (urls: string[], role?: 'prefill' | 'decode') =>
+    new InstanceSet({ urls, dns: null, resolve: async () => [], healthIntervalMs: 60_000, healthTimeoutMs: 1000, dnsIntervalMs: 60_000, maxTreeChars: 1024, log: logged, ...(role ? { role } : {}) })
   const sets = {
-    prefill: new InstanceSet({
-      urls: [p.url, d.url, old.url],
-      dns: null,
-      resolve: async () => [],
-      healthIntervalMs: 60_000,
-      healthTimeoutMs: 1000,
-      dnsIntervalMs: 60_000,
-      maxTreeChars: 1024,
-      log: logged,
-      role: 'prefill',
-    }),
-    decode: new InstanceSet({
-      urls: [d.url, p.url, noPort.url],
-      dns: null,
-      resolve: async () => [],
-      healthIntervalMs: 60_000,
-      healthTimeoutMs: 1000,
-      dnsIntervalMs: 60_000,
-      maxTreeChars: 1024,
-      log: logged,
-      role: 'decode',
-    }),
-    whole: new InstanceSet({ urls: [old.url, p.url], dns: null, resolve: async () => [], healthIntervalMs: 60_000, healthTimeoutMs: 1000, dnsIntervalMs: 60_000, maxTreeChars: 1024, log: logged }),
+    prefill: set([p.url, d.url, old.url], 'prefill'),
+    decode: set([d.url, p.url, noPort.url], 'decode'),
+    whole: set([old.url, p.url]),
   }
   for (const s of Object.values(sets)) await s.start()
   t.teardown(() => {

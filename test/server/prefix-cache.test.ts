@@ -118,8 +118,7 @@ t.test('after the worker is killed the cache is empty and outputs are right', as
   const pid = server.childPids()['worker-0-0']!
   process.kill(pid, 'SIGKILL')
   // Until the server has noticed the death, /health still answers for the old worker: wait for its replacement first.
-  const until = Date.now() + 30_000
-  while (server.childPids()['worker-0-0'] === pid && Date.now() < until) await new Promise((r) => setTimeout(r, 50))
+  await server.waitForLog((l) => l.msg === 'process ready' && l.child === 'worker-0-0' && l.child_pid !== pid, 30_000)
   t.not(server.childPids()['worker-0-0'], pid, 'a new worker')
   t.ok(await healthy(server, 30_000), 'health is green again')
   const health = (await (await fetch(server.url + '/health')).json()) as { reports: { role: string; prefix_cache_tokens?: number; kv_blocks?: number }[] }
